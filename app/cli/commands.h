@@ -1,0 +1,15 @@
+// The CLI's commands. Each takes its arguments (after the command name) and
+// returns the process exit code: 0 ok, 1 a check or run failed, 2 bad usage.
+// Output goes to `out`, diagnostics to `err`.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace deformscope::cli {
+
+int runSelfTest(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int runBench(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
+} // namespace deformscope::cli

@@ -1,0 +1,51 @@
+// deformscope-cli: headless entry point.
+#include "app/cli/commands.h"
+
+#include "core/ops/registration.h"
+
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: deformscope-cli COMMAND [options]
+
+commands:
+  selftest [--device cpu|cuda|all]
+        numeric checks of the deformable convolution on every available device
+        (CPU, and each CUDA GPU); prints a pass/fail table; exit 0 only if all pass
+  bench [--device cpu|cuda] [--shapes small,large,tiny] [--repeat N] [--fast-backward] [--json FILE]
+        forward and forward+backward times of deform_conv2d and of conv2d of the same shape
+  help  this text
+
+exit codes: 0 ok, 1 a check failed, 2 bad usage or input
+)";
+
+} // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        std::cerr << kUsage;
+        return 2;
+    }
+    const std::string command = argv[1];
+    const std::vector<std::string> args(argv + 2, argv + argc);
+    if (command == "help" || command == "--help" || command == "-h") {
+        std::cout << kUsage;
+        return 0;
+    }
+    try {
+        deformscope::ops::registerOperators();
+        if (command == "selftest")
+            return deformscope::cli::runSelfTest(args, std::cout, std::cerr);
+        if (command == "bench")
+            return deformscope::cli::runBench(args, std::cout, std::cerr);
+    } catch (const std::exception& e) {
+        std::cerr << "deformscope-cli " << command << ": " << e.what() << "\n";
+        return 1;
+    }
+    std::cerr << "deformscope-cli: unknown command '" << command << "'\n\n" << kUsage;
+    return 2;
+}

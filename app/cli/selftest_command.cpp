@@ -1,0 +1,64 @@
+#include "app/cli/commands.h"
+
+#include "core/ops/checks/selftest.h"
+
+#include <c10/util/Exception.h>
+
+#include <cstdio>
+#include <ostream>
+
+namespace deformscope::cli {
+
+int runSelfTest(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+    std::string which = "all";
+    for (size_t i = 0; i < args.size(); ++i) {
+        if (args[i] == "--device" && i + 1 < args.size()) {
+            which = args[++i];
+        } else {
+            err << "deformscope-cli selftest: unexpected argument '" << args[i]
+                << "' (usage: selftest [--device cpu|cuda|all])\n";
+            return 2;
+        }
+    }
+    if (which != "all" && which != "cpu" && which != "cuda") {
+        err << "deformscope-cli selftest: --device must be cpu, cuda or all, got '" << which << "'\n";
+        return 2;
+    }
+    std::vector<at::Device> devices;
+    for (const at::Device& d : ops::checks::availableDevices())
+        if (which == "all" || (which == "cpu" && d.is_cpu()) || (which == "cuda" && d.is_cuda()))
+            devices.push_back(d);
+    if (devices.empty()) {
+        err << "deformscope-cli selftest: no CUDA device available"
+#ifndef DEFORMSCOPE_WITH_CUDA
+            << " (this build has no CUDA kernels)"
+#endif
+            << "\n";
+        return 2;
+    }
+
+    out << "deform_conv2d self-test on";
+    for (const at::Device& d : devices)
+        out << ' ' << d.str();
+#ifndef DEFORMSCOPE_WITH_CUDA
+    out << " (built without CUDA)";
+#endif
+    out << "\n\n";
+    char line[512];
+    std::snprintf(line, sizeof line, "%-6s %-8s %-10s %-9s %s\n", "result", "device", "error", "bound", "check");
+    out << line << std::flush;
+    int failed = 0;
+    const auto results = ops::checks::runSelfTest(devices, [&](const ops::checks::CheckResult& r) {
+        std::snprintf(line, sizeof line, "%-6s %-8s %-10.2e %-9.0e %s\n", r.passed ? "PASS" : "FAIL", r.device.c_str(),
+                      r.error, r.tolerance, r.name.c_str());
+        out << line;
+        if (!r.detail.empty())
+            out << "                                    " << r.detail << "\n";
+        out << std::flush;
+        failed += r.passed ? 0 : 1;
+    });
+    out << "\n" << (results.size() - failed) << " passed, " << failed << " failed\n";
+    return failed == 0 ? 0 : 1;
+}
+
+} // namespace deformscope::cli

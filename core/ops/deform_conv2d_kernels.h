@@ -1,0 +1,83 @@
+// Internal interface between the device-agnostic deform_conv2d driver
+// (deform_conv2d.cpp) and the per-device sampling kernels (cpu/, cuda/).
+//
+// The driver owns argument checks, batching, and the GEMMs; a device supplies
+// only the two operations that touch the deformed sampling grid. Callers
+// guarantee that every tensor is contiguous, on the device the kernel is for,
+// of one floating dtype, and shaped as documented below. Kernels never throw for
+// shapes (the driver checked them) but do check CUDA launch errors.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace deformscope::ops::detail {
+
+// Geometry of one chunk of images processed together.
+//   input   [batch, channels, height, width]
+//   offset  [batch, 2 * offset_groups * K, out_h, out_w]  (K = kernel_h * kernel_w)
+//           channel g*2K + 2k is dy (rows), g*2K + 2k + 1 is dx (cols), tap k = i*kernel_w + j
+//   mask    [batch, offset_groups * K, out_h, out_w]       (only read when use_mask)
+//   columns [channels * K, batch * out_h * out_w]           row c*K + k, column b*out_h*out_w + oy*out_w + ox
+// Offset group g covers channels [g*C/G, (g+1)*C/G).
+// Sampling position of tap k=(i,j) at (oy, ox):
+//   y = oy*stride_h - pad_h + i*dilation_h + dy,  x = ox*stride_w - pad_w + j*dilation_w + dx
+// Boundary rule (torchvision's; forward and backward must agree exactly):
+//   the sample is 0 if y <= -1 || y >= height || x <= -1 || x >= width;
+//   otherwise bilinear over the 4 corners, a corner outside [0,H-1]x[0,W-1] counting as 0.
+//   In backward, a sample that is 0 by the first rule has zero gradient w.r.t. its position.
+struct DeformGeometry {
+    int64_t batch = 0;
+    int64_t channels = 0;
+    int64_t height = 0;
+    int64_t width = 0;
+    int64_t out_h = 0;
+    int64_t out_w = 0;
+    int64_t kernel_h = 0;
+    int64_t kernel_w = 0;
+    int64_t stride_h = 1;
+    int64_t stride_w = 1;
+    int64_t pad_h = 0;
+    int64_t pad_w = 0;
+    int64_t dilation_h = 1;
+    int64_t dilation_w = 1;
+    int64_t offset_groups = 1;
+    bool use_mask = false;
+
+    int64_t taps() const { return kernel_h * kernel_w; }
+    int64_t outPlane() const { return out_h * out_w; }
+};
+
+// columns[c*K + k, b*P + p] = mask(b, g(c), k, p) * bilinear(input[b, c], y, x)
+// (mask factor only when use_mask). `columns` is preallocated [C*K, B*P]; every
+// element is written.
+using Im2ColFn = void (*)(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
+                          const DeformGeometry& geom, at::Tensor& columns);
+
+// Given grad_columns = dLoss/dcolumns ([C*K, B*P]), writes
+//   grad_input  [B, C, H, W]      = sum over taps/positions of mask * bilinear weight * grad_columns
+//   grad_offset [B, 2GK, P]        = sum_c grad_columns * mask * d bilinear(input[c]) / d(y or x)
+//   grad_mask   [B, GK, P]         = sum_c grad_columns * bilinear(input[c])   (only when use_mask)
+// All three outputs are preallocated and zero-filled by the caller. When
+// `deterministic` is true the result must be bit-identical across runs (no
+// floating-point atomics); otherwise the kernel may use atomics for speed.
+using ColumnsBackwardFn = void (*)(const at::Tensor& grad_columns, const at::Tensor& input,
+                                   const at::Tensor& offset, const at::Tensor& mask,
+                                   const DeformGeometry& geom, bool deterministic, at::Tensor& grad_input,
+                                   at::Tensor& grad_offset, at::Tensor& grad_mask);
+
+struct DeviceKernels {
+    Im2ColFn im2col = nullptr;
+    ColumnsBackwardFn columnsBackward = nullptr;
+};
+
+// Defined in cpu/deform_conv2d_kernel.cpp.
+DeviceKernels cpuKernels();
+
+#ifdef DEFORMSCOPE_WITH_CUDA
+// Defined in cuda/deform_conv2d_kernel.cu.
+DeviceKernels cudaKernels();
+#endif
+
+} // namespace deformscope::ops::detail
