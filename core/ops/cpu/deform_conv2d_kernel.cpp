@@ -32,11 +32,12 @@ struct Corners {
 
 // torchvision's boundary rule, shared by forward and backward so they cannot
 // disagree: a sample at y <= -1, y >= H, x <= -1 or x >= W is 0 and has zero
-// gradient; otherwise corners outside [0,H-1]x[0,W-1] count as 0.
+// gradient; otherwise corners outside [0,H-1]x[0,W-1] count as 0. Written as
+// "not inside" so that a NaN position is a zero sample too, never an index.
 template <typename acc_t>
 inline Corners<acc_t> cornersAt(acc_t y, acc_t x, int64_t height, int64_t width) {
     Corners<acc_t> c;
-    if (y <= acc_t(-1) || y >= acc_t(height) || x <= acc_t(-1) || x >= acc_t(width))
+    if (!(y > acc_t(-1) && y < acc_t(height) && x > acc_t(-1) && x < acc_t(width)))
         return c;
     const acc_t yf = std::floor(y);
     const acc_t xf = std::floor(x);
