@@ -10,6 +10,11 @@
 namespace deformscope::cli {
 
 int runSelfTest(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int runInfo(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int runCapture(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int runBench(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+#ifdef DEFORMSCOPE_WITH_SAMPLE_RECIPE
+int runTrainSamples(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+#endif
 
 } // namespace deformscope::cli

@@ -16,6 +16,12 @@ commands:
   selftest [--device cpu|cuda|all]
         numeric checks of the deformable convolution on every available device
         (CPU, and each CUDA GPU); prints a pass/fail table; exit 0 only if all pass
+  info MODEL [--input-size H W] [--json] [--device cpu|cuda]
+        the model's conv-like layers for one input size: kind (conv, dcn_v1, dcn_v2, pool,
+        upsample), geometry, feature size, jump/start/receptive field, which layers feed each
+  capture --model M --image I --layer NAME --out DIR [--device cpu|cuda]
+        run the model on the image and write that layer's input.npy, output.npy, offset.npy
+        and mask.npy (deformable layers) plus capture.json
   bench [--device cpu|cuda] [--shapes small,large,tiny] [--repeat N] [--fast-backward] [--json FILE]
         forward and forward+backward times of deform_conv2d and of conv2d of the same shape
   help  this text
@@ -40,8 +46,16 @@ int main(int argc, char** argv) {
         deformscope::ops::registerOperators();
         if (command == "selftest")
             return deformscope::cli::runSelfTest(args, std::cout, std::cerr);
+        if (command == "info")
+            return deformscope::cli::runInfo(args, std::cout, std::cerr);
+        if (command == "capture")
+            return deformscope::cli::runCapture(args, std::cout, std::cerr);
         if (command == "bench")
             return deformscope::cli::runBench(args, std::cout, std::cerr);
+#ifdef DEFORMSCOPE_WITH_SAMPLE_RECIPE
+        if (command == "train-samples")
+            return deformscope::cli::runTrainSamples(args, std::cout, std::cerr);
+#endif
     } catch (const std::exception& e) {
         std::cerr << "deformscope-cli " << command << ": " << e.what() << "\n";
         return 1;

@@ -1,0 +1,382 @@
+#include "core/common/npy.h"
+
+#include <ATen/ops/empty.h>
+#include <c10/util/Exception.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
+namespace deformscope::common {
+
+namespace {
+
+// .npy stores little-endian data here, and we copy tensor bytes verbatim.
+static_assert(std::endian::native == std::endian::little, "writeNpy/readNpy assume a little-endian host");
+
+constexpr char kMagic[] = "\x93NUMPY";
+constexpr std::size_t kMagicSize = 6;
+constexpr std::size_t kAlign = 64;
+
+[[noreturn]] void fail(const std::string& path, const std::string& problem) {
+    throw std::runtime_error(path + ": " + problem);
+}
+
+// Thread-safe, unlike strerror().
+std::string errnoMessage(int err) {
+    return std::generic_category().message(err);
+}
+
+struct DtypeInfo {
+    at::ScalarType type;
+    char kind;  // NumPy's type character: f, i, u, b
+    int size;   // bytes
+};
+
+constexpr DtypeInfo kDtypes[] = {
+    {at::kFloat, 'f', 4}, {at::kDouble, 'f', 8}, {at::kHalf, 'f', 2},  {at::kLong, 'i', 8}, {at::kInt, 'i', 4},
+    {at::kShort, 'i', 2}, {at::kChar, 'i', 1},   {at::kByte, 'u', 1},  {at::kBool, 'b', 1},
+};
+
+const DtypeInfo* dtypeFor(at::ScalarType type) {
+    for (const DtypeInfo& d : kDtypes)
+        if (d.type == type)
+            return &d;
+    return nullptr;
+}
+
+// "<f4"; single bytes have no byte order, which NumPy writes as '|'.
+std::string descrFor(const DtypeInfo& d) {
+    return (d.size == 1 ? "|" : "<") + std::string(1, d.kind) + std::to_string(d.size);
+}
+
+struct FileCloser {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+};
+using File = std::unique_ptr<std::FILE, FileCloser>;
+
+// ---- header -------------------------------------------------------------------
+
+struct Header {
+    std::string descr;
+    bool fortranOrder = false;
+    std::vector<int64_t> shape;
+};
+
+// Parses the Python dict literal NumPy writes, e.g.
+// {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
+// Keys may come in any order; all three are required and no others allowed
+// (as in np.load). Throws std::invalid_argument with the problem.
+class HeaderParser {
+public:
+    explicit HeaderParser(std::string_view text) : text_(text) {}
+
+    Header parse() {
+        Header h;
+        bool haveDescr = false, haveOrder = false, haveShape = false;
+        expect('{');
+        for (;;) {
+            skipSpace();
+            if (consume('}'))
+                break;
+            const std::string key = parseQuoted();
+            expect(':');
+            if (key == "descr") {
+                h.descr = parseQuoted();
+                haveDescr = true;
+            } else if (key == "fortran_order") {
+                h.fortranOrder = parseBool();
+                haveOrder = true;
+            } else if (key == "shape") {
+                h.shape = parseShape();
+                haveShape = true;
+            } else {
+                throw std::invalid_argument("unexpected key '" + key + "'");
+            }
+            skipSpace();
+            if (consume('}'))
+                break;
+            expect(',');
+        }
+        skipSpace();
+        if (pos_ != text_.size())
+            throw std::invalid_argument("unexpected text after '}'");
+        if (!haveDescr || !haveOrder || !haveShape)
+            throw std::invalid_argument(std::string("missing key '") +
+                                        (!haveDescr ? "descr" : !haveOrder ? "fortran_order" : "shape") + "'");
+        return h;
+    }
+
+private:
+    void skipSpace() {
+        while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n'))
+            ++pos_;
+    }
+    bool consume(char c) {
+        if (pos_ < text_.size() && text_[pos_] == c) {
+            ++pos_;
+            return true;
+        }
+        return false;
+    }
+    void expect(char c) {
+        skipSpace();
+        if (!consume(c))
+            throw std::invalid_argument(std::string("expected '") + c + "' at offset " + std::to_string(pos_));
+    }
+    std::string parseQuoted() {
+        skipSpace();
+        const char quote = pos_ < text_.size() ? text_[pos_] : '\0';
+        if (quote != '\'' && quote != '"')
+            throw std::invalid_argument("expected a quoted string at offset " + std::to_string(pos_));
+        const std::size_t end = text_.find(quote, pos_ + 1);
+        if (end == std::string_view::npos)
+            throw std::invalid_argument("unterminated string at offset " + std::to_string(pos_));
+        std::string s(text_.substr(pos_ + 1, end - pos_ - 1));
+        pos_ = end + 1;
+        return s;
+    }
+    bool parseBool() {
+        skipSpace();
+        if (text_.substr(pos_, 4) == "True") {
+            pos_ += 4;
+            return true;
+        }
+        if (text_.substr(pos_, 5) == "False") {
+            pos_ += 5;
+            return false;
+        }
+        throw std::invalid_argument("expected True or False for 'fortran_order'");
+    }
+    // "()", "(5,)", "(2, 3)"; Python 2's "3L" too.
+    std::vector<int64_t> parseShape() {
+        expect('(');
+        std::vector<int64_t> shape;
+        for (;;) {
+            skipSpace();
+            if (consume(')'))
+                return shape;
+            const std::size_t start = pos_;
+            int64_t value = 0;
+            while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') {
+                const int digit = text_[pos_++] - '0';
+                if (value > (std::numeric_limits<int64_t>::max() - digit) / 10)
+                    throw std::invalid_argument("dimension too large in 'shape'");
+                value = value * 10 + digit;
+            }
+            if (pos_ == start)
+                throw std::invalid_argument("expected a non-negative integer in 'shape' at offset " +
+                                            std::to_string(pos_));
+            consume('L');
+            shape.push_back(value);
+            skipSpace();
+            if (consume(')'))
+                return shape;
+            expect(',');
+        }
+    }
+
+    std::string_view text_;
+    std::size_t pos_ = 0;
+};
+
+// The dtype a descr names, or a thrown message for one we cannot read.
+at::ScalarType dtypeForDescr(const std::string& path, const std::string& descr) {
+    if (descr.size() >= 3) {
+        const char order = descr[0];
+        const char kind = descr[1];
+        const std::string sizeText = descr.substr(2);
+        for (const DtypeInfo& d : kDtypes) {
+            if (d.kind != kind || std::to_string(d.size) != sizeText)
+                continue;
+            // One byte has no order; '=' is native, which is little-endian here.
+            if (d.size == 1 && (order == '|' || order == '<' || order == '>' || order == '='))
+                return d.type;
+            if (order == '<' || order == '=')
+                return d.type;
+            if (order == '>')
+                fail(path, "big-endian data ('" + descr + "') is not supported; convert with arr.astype('<" +
+                               descr.substr(1) + "')");
+        }
+    }
+    fail(path, "unsupported dtype '" + descr + "' (supported: <f4 <f8 <f2 <i8 <i4 <i2 |i1 |u1 |b1)");
+}
+
+} // namespace
+
+void writeNpy(const std::string& path, const at::Tensor& t) {
+    if (!t.defined())
+        fail(path, "cannot write an undefined tensor");
+    if (t.layout() != at::kStrided)
+        fail(path, "cannot write a non-strided (e.g. sparse) tensor; call to_dense() first");
+    if (t.is_meta())
+        fail(path, "cannot write a meta tensor: it has no data");
+
+    const at::ScalarType type = t.scalar_type() == at::kBFloat16 ? at::kFloat : t.scalar_type();
+    const DtypeInfo* dtype = dtypeFor(type);
+    if (!dtype)
+        fail(path, std::string("cannot write dtype ") + c10::toString(t.scalar_type()) +
+                       " (supported: float32, float64, float16, bfloat16, int64, int32, int16, int8, uint8, bool)");
+    at::Tensor data;
+    try {
+        // NumPy has no bfloat16; bfloat16 -> float32 is exact (to() is a no-op
+        // for the rest). resolve_neg(): a negated view shares unnegated memory.
+        data = t.detach().to(type).cpu().resolve_neg().contiguous();
+    } catch (const c10::Error& e) {
+        fail(path, std::string("cannot copy the tensor to the CPU: ") + e.what_without_backtrace());
+    }
+
+    std::string shape;
+    for (int64_t i = 0; i < data.dim(); ++i)
+        shape += (i > 0 ? ", " : "") + std::to_string(data.size(i));
+    if (data.dim() == 1)
+        shape += ',';  // a 1-tuple in Python
+    std::string header =
+        "{'descr': '" + descrFor(*dtype) + "', 'fortran_order': False, 'shape': (" + shape + "), }";
+    // magic (6) + version (2) + header length (2) + header + '\n', padded to kAlign.
+    const std::size_t unpadded = kMagicSize + 2 + 2 + header.size() + 1;
+    header.append((kAlign - unpadded % kAlign) % kAlign, ' ');
+    header += '\n';
+    if (header.size() > std::numeric_limits<uint16_t>::max())
+        fail(path, "too many dimensions for a version 1.0 header");
+
+    std::string preamble(kMagic, kMagicSize);
+    preamble += '\x01';  // version 1.0
+    preamble += '\x00';
+    preamble += static_cast<char>(header.size() & 0xFF);  // header length, little-endian
+    preamble += static_cast<char>(header.size() >> 8);
+    preamble += header;
+
+    const std::string tmp = path + ".tmp";
+    File f(std::fopen(tmp.c_str(), "wb"));
+    if (!f)
+        fail(path, "cannot open for writing: " + errnoMessage(errno));
+    const auto abandon = [&](const std::string& problem) {
+        f.reset();
+        std::remove(tmp.c_str());
+        fail(path, problem);
+    };
+    const std::size_t nbytes = data.nbytes();
+    if (std::fwrite(preamble.data(), 1, preamble.size(), f.get()) != preamble.size() ||
+        (nbytes > 0 && std::fwrite(data.const_data_ptr(), 1, nbytes, f.get()) != nbytes) ||
+        std::fflush(f.get()) != 0)
+        abandon("write failed: " + errnoMessage(errno));
+#if defined(__unix__) || defined(__APPLE__)
+    // On disk before the rename, so that a power cut cannot leave the new name on empty data.
+    if (::fsync(::fileno(f.get())) != 0)
+        abandon("write failed: " + errnoMessage(errno));
+#endif
+    if (std::fclose(f.release()) != 0) {
+        const int err = errno;
+        std::remove(tmp.c_str());
+        fail(path, "write failed: " + errnoMessage(err));
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+        const int err = errno;
+        std::remove(tmp.c_str());
+        fail(path, "cannot replace the file: " + errnoMessage(err));
+    }
+}
+
+at::Tensor readNpy(const std::string& path) {
+    File f(std::fopen(path.c_str(), "rb"));
+    if (!f)
+        fail(path, "cannot open for reading: " + errnoMessage(errno));
+
+    unsigned char preamble[8];
+    const std::size_t got = std::fread(preamble, 1, sizeof preamble, f.get());
+    if (got < kMagicSize || std::memcmp(preamble, kMagic, kMagicSize) != 0)
+        fail(path, "not a .npy file (it does not start with \\x93NUMPY)");
+    if (got < sizeof preamble)
+        fail(path, "truncated header");
+    const int major = preamble[6], minor = preamble[7];
+    std::size_t headerLength = 0;
+    if (major == 1) {
+        unsigned char len[2];
+        if (std::fread(len, 1, 2, f.get()) != 2)
+            fail(path, "truncated header");
+        headerLength = len[0] | (std::size_t{len[1]} << 8);
+    } else if (major == 2 || major == 3) {
+        unsigned char len[4];
+        if (std::fread(len, 1, 4, f.get()) != 4)
+            fail(path, "truncated header");
+        headerLength = len[0] | (std::size_t{len[1]} << 8) | (std::size_t{len[2]} << 16) | (std::size_t{len[3]} << 24);
+    } else {
+        fail(path, "unsupported .npy format version " + std::to_string(major) + "." + std::to_string(minor));
+    }
+    if (headerLength > (std::size_t{1} << 24))
+        fail(path, "implausible header length " + std::to_string(headerLength));
+    std::string headerText(headerLength, '\0');
+    const std::size_t headerGot = std::fread(headerText.data(), 1, headerLength, f.get());
+    if (headerGot != headerLength)
+        fail(path, "truncated header: expected " + std::to_string(headerLength) + " bytes, found " +
+                       std::to_string(headerGot));
+
+    Header header;
+    try {
+        header = HeaderParser(headerText).parse();
+    } catch (const std::invalid_argument& e) {
+        std::string shown = headerText.substr(0, 200);
+        while (!shown.empty() && (shown.back() == ' ' || shown.back() == '\n'))
+            shown.pop_back();
+        fail(path, std::string("malformed header (") + e.what() + "): " + shown);
+    }
+    const at::ScalarType type = dtypeForDescr(path, header.descr);
+    if (header.fortranOrder)
+        fail(path, "fortran_order True is not supported; save a C-order array (np.ascontiguousarray)");
+
+    // The byte count, checked for overflow before anything is allocated.
+    const std::size_t itemSize = dtypeFor(type)->size;
+    std::size_t nbytes = itemSize;
+    for (const int64_t d : header.shape) {
+        if (d != 0 && nbytes > std::numeric_limits<std::size_t>::max() / static_cast<std::size_t>(d))
+            fail(path, "shape too large");
+        nbytes *= static_cast<std::size_t>(d);
+    }
+
+    // A truncated file, or a header claiming terabytes, is reported before any
+    // allocation is attempted (where the file can seek; fread checks again).
+    const long dataStart = std::ftell(f.get());
+    if (dataStart >= 0 && std::fseek(f.get(), 0, SEEK_END) == 0) {
+        const long end = std::ftell(f.get());
+        if (end >= dataStart && static_cast<std::size_t>(end - dataStart) < nbytes)
+            fail(path, "truncated data: expected " + std::to_string(nbytes) + " bytes, found " +
+                           std::to_string(end - dataStart));
+        if (std::fseek(f.get(), dataStart, SEEK_SET) != 0)
+            fail(path, "cannot seek: " + errnoMessage(errno));
+    }
+
+    // Bool is read as bytes and normalised, since a byte other than 0 or 1 is
+    // not a valid bool in a tensor.
+    const at::ScalarType storageType = type == at::kBool ? at::kByte : type;
+    at::Tensor result;
+    try {
+        result = at::empty(header.shape, at::TensorOptions().dtype(storageType));
+    } catch (const c10::Error& e) {
+        fail(path, std::string("cannot allocate the tensor: ") + e.what_without_backtrace());
+    }
+    if (nbytes > 0) {
+        const std::size_t dataGot = std::fread(result.mutable_data_ptr(), 1, nbytes, f.get());
+        if (dataGot != nbytes)
+            fail(path, "truncated data: expected " + std::to_string(nbytes) + " bytes, found " +
+                           std::to_string(dataGot));
+    }
+    if (type == at::kBool)
+        result = result.ne(0);
+    return result;
+}
+
+} // namespace deformscope::common

@@ -1,0 +1,446 @@
+#include "core/model/capture.h"
+
+#include <ATen/ATen.h>
+#include <ATen/record_function.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/csrc/jit/runtime/interpreter.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+namespace deformscope::model {
+namespace {
+
+// One top-level operator call seen during the forward.
+struct OpEvent {
+    std::string op;          // "aten::conv2d"
+    std::string overload;    // "" or "vec", ...
+    std::string modulePath;  // "layer2.conv2" ("" at the top level)
+    std::string function;    // innermost CALL_FUNCTION name, e.g. "interpolate"
+    std::vector<c10::IValue> inputs;
+    std::vector<c10::IValue> outputs;
+};
+
+struct Recorder {
+    std::vector<OpEvent> events;
+    int depth = 0; // > 0 while inside a recorded operator (its internals are not recorded)
+};
+
+thread_local Recorder* t_recorder = nullptr;
+
+// "TOP(Net)::forward", "layer2(Block)::forward", "SELF(Conv2d)::_conv_forward",
+// "CALL_FUNCTION::interpolate()::interpolate" -> module path "layer2", function "interpolate".
+void splitHierarchy(const std::vector<std::string>& entries, std::string& path, std::string& function) {
+    for (const std::string& e : entries) {
+        if (e.rfind("CALL_FUNCTION::", 0) == 0) {
+            const auto name = e.substr(15);
+            function = name.substr(0, name.find("()"));
+            continue;
+        }
+        if (e.rfind("TOP(", 0) == 0 || e.rfind("SELF(", 0) == 0)
+            continue;
+        const auto paren = e.find('(');
+        path += (path.empty() ? "" : ".") + e.substr(0, paren);
+    }
+}
+
+std::unique_ptr<at::ObserverContext> onEnter(const at::RecordFunction& fn) {
+    Recorder* r = t_recorder;
+    if (!r || fn.scope() != at::RecordScope::FUNCTION)
+        return nullptr;
+    if (r->depth++ > 0)
+        return nullptr;
+    OpEvent e;
+    e.op = fn.name();
+    e.overload = fn.overload_name();
+    // For boxed calls the recorded inputs are the whole interpreter stack: the
+    // operator's own arguments are its last schema().arguments().size() entries.
+    const auto inputs = fn.inputs();
+    size_t count = inputs.size();
+    if (const auto schema = fn.operator_schema())
+        count = std::min(count, schema->arguments().size());
+    e.inputs.assign(inputs.end() - static_cast<std::ptrdiff_t>(count), inputs.end());
+    splitHierarchy(torch::jit::currentModuleHierarchy(), e.modulePath, e.function);
+    r->events.push_back(std::move(e));
+    return nullptr;
+}
+
+void onExit(const at::RecordFunction& fn, at::ObserverContext*) {
+    Recorder* r = t_recorder;
+    if (!r || fn.scope() != at::RecordScope::FUNCTION)
+        return;
+    if (--r->depth > 0)
+        return;
+    // As for inputs, boxed calls report the whole stack: the results are its tail.
+    const auto outputs = fn.outputs();
+    size_t count = outputs.size();
+    if (const auto schema = fn.operator_schema())
+        count = std::min(count, schema->returns().size());
+    if (!r->events.empty())
+        r->events.back().outputs.assign(outputs.end() - static_cast<std::ptrdiff_t>(count), outputs.end());
+}
+
+// Installs the observer on this thread for its lifetime.
+class ObserverScope {
+public:
+    explicit ObserverScope(Recorder& r) : m_previous(t_recorder) {
+        t_recorder = &r;
+        m_handle = at::addThreadLocalCallback(
+            at::RecordFunctionCallback(&onEnter, &onExit).needsInputs(true).needsOutputs(true).scopes(
+                {at::RecordScope::FUNCTION}));
+    }
+    ~ObserverScope() {
+        at::removeCallback(m_handle);
+        t_recorder = m_previous;
+    }
+    ObserverScope(const ObserverScope&) = delete;
+    ObserverScope& operator=(const ObserverScope&) = delete;
+
+private:
+    Recorder* m_previous;
+    at::CallbackHandle m_handle;
+};
+
+// ---- reading operator arguments ------------------------------------------
+
+std::array<int64_t, 2> pairOf(const c10::IValue& v, int64_t fallback) {
+    if (v.isInt())
+        return {v.toInt(), v.toInt()};
+    if (v.isList()) {
+        std::vector<int64_t> l;
+        for (const c10::IValue& x : v.toListRef())
+            l.push_back(x.isInt() ? x.toInt() : x.toSymInt().guard_int(__FILE__, __LINE__));
+        if (l.size() == 1)
+            return {l[0], l[0]};
+        if (l.size() >= 2)
+            return {l[l.size() - 2], l[l.size() - 1]};
+    }
+    return {fallback, fallback};
+}
+
+int64_t intOf(const c10::IValue& v) {
+    return v.isInt() ? v.toInt() : v.toSymInt().guard_int(__FILE__, __LINE__);
+}
+
+bool isConvLike(const std::string& op) {
+    static const std::set<std::string> ops = {
+        "aten::conv2d", "aten::convolution", "aten::_convolution", "aten::conv_transpose2d",
+        "torchvision::deform_conv2d", "deformscope::deform_conv2d", "aten::max_pool2d",
+        "aten::max_pool2d_with_indices", "aten::avg_pool2d", "aten::adaptive_avg_pool2d",
+        "aten::adaptive_max_pool2d", "aten::upsample_nearest2d", "aten::upsample_bilinear2d",
+        "aten::upsample_bicubic2d", "aten::_upsample_nearest_exact2d", "aten::_upsample_bilinear2d_aa"};
+    return ops.count(op) > 0;
+}
+
+const at::Tensor* tensorArg(const OpEvent& e, size_t i) {
+    return i < e.inputs.size() && e.inputs[i].isTensor() ? &e.inputs[i].toTensor() : nullptr;
+}
+
+const at::Tensor* firstOutput(const OpEvent& e) {
+    for (const c10::IValue& v : e.outputs) {
+        if (v.isTensor())
+            return &v.toTensor();
+        if (v.isTuple())
+            for (const c10::IValue& x : v.toTupleRef().elements())
+                if (x.isTensor())
+                    return &x.toTensor();
+    }
+    return nullptr;
+}
+
+// Fills the geometry of a conv-like event; false if the event is not 2-D.
+bool describeLayer(const OpEvent& e, Layer& l) {
+    const at::Tensor* in = tensorArg(e, 0);
+    const at::Tensor* out = firstOutput(e);
+    if (!in || !out || in->dim() != 4 || out->dim() != 4)
+        return false;
+    l.op = e.op;
+    l.in_channels = in->size(1);
+    l.out_channels = out->size(1);
+    l.input_size = {in->size(2), in->size(3)};
+    l.feature_size = {out->size(2), out->size(3)};
+    const auto& a = e.inputs;
+    if (e.op == "torchvision::deform_conv2d" || e.op == "deformscope::deform_conv2d") {
+        const at::Tensor* w = tensorArg(e, 1);
+        l.use_mask = a.size() > 13 && a[13].toBool();
+        l.kind = l.use_mask ? LayerKind::DcnV2 : LayerKind::DcnV1;
+        l.kernel = {w->size(2), w->size(3)};
+        l.stride = {intOf(a[5]), intOf(a[6])};
+        l.padding = {intOf(a[7]), intOf(a[8])};
+        l.dilation = {intOf(a[9]), intOf(a[10])};
+        l.groups = intOf(a[11]);
+        l.offset_groups = intOf(a[12]);
+    } else if (e.op == "aten::conv2d" || e.op == "aten::convolution" || e.op == "aten::_convolution" ||
+               e.op == "aten::conv_transpose2d") {
+        const at::Tensor* w = tensorArg(e, 1);
+        l.kernel = {w->size(2), w->size(3)};
+        l.stride = pairOf(a[3], 1);
+        const bool transposed =
+            e.op == "aten::conv_transpose2d" || (e.op != "aten::conv2d" && a.size() > 6 && a[6].isBool() && a[6].toBool());
+        const size_t dilationArg = e.op == "aten::conv_transpose2d" ? 7 : 5;
+        l.dilation = pairOf(a[dilationArg], 1);
+        if (a[4].isString()) { // conv2d(padding="same"|"valid")
+            const bool same = a[4].toStringRef() == "same";
+            l.padding = {same ? l.dilation[0] * (l.kernel[0] - 1) / 2 : 0, same ? l.dilation[1] * (l.kernel[1] - 1) / 2 : 0};
+        } else {
+            l.padding = pairOf(a[4], 0);
+        }
+        const size_t groupsArg = e.op == "aten::conv2d" ? 6 : (e.op == "aten::conv_transpose2d" ? 6 : 8);
+        l.groups = groupsArg < a.size() ? intOf(a[groupsArg]) : 1;
+        l.kind = transposed ? LayerKind::ConvTranspose : LayerKind::Conv;
+    } else if (e.op == "aten::max_pool2d" || e.op == "aten::max_pool2d_with_indices" || e.op == "aten::avg_pool2d") {
+        l.kind = LayerKind::Pool;
+        l.mode = e.op == "aten::avg_pool2d" ? "avg" : "max";
+        l.kernel = pairOf(a[1], 1);
+        l.stride = pairOf(a[2], 0);
+        if (l.stride[0] == 0) // an empty stride means stride = kernel
+            l.stride = l.kernel;
+        l.padding = pairOf(a[3], 0);
+        if (l.mode == "max")
+            l.dilation = pairOf(a[4], 1);
+        l.groups = l.in_channels;
+    } else if (e.op == "aten::adaptive_avg_pool2d" || e.op == "aten::adaptive_max_pool2d") {
+        l.kind = LayerKind::Pool;
+        l.mode = e.op == "aten::adaptive_avg_pool2d" ? "adaptive_avg" : "adaptive_max";
+        for (int i = 0; i < 2; ++i) {
+            const int64_t inSize = l.input_size[i], outSize = std::max<int64_t>(1, l.feature_size[i]);
+            l.stride[i] = inSize / outSize;
+            l.kernel[i] = inSize - (outSize - 1) * l.stride[i];
+        }
+        l.groups = l.in_channels;
+    } else { // upsampling
+        l.kind = LayerKind::Upsample;
+        std::string mode = e.op.substr(e.op.find("upsample_") + 9); // "bilinear2d", "nearest2d", ...
+        mode = mode.substr(0, mode.find("2d"));
+        if (a.size() > 2 && a[2].isBool() && a[2].toBool())
+            mode += " align_corners";
+        l.mode = mode;
+        for (int i = 0; i < 2; ++i)
+            l.stride[i] = 1;
+        l.groups = l.in_channels;
+    }
+    return true;
+}
+
+// ---- dataflow ---------------------------------------------------------------
+
+constexpr int kNoProducer = -1;
+
+// For every event, the producers (event indices) of each tensor in each input.
+std::vector<std::vector<std::vector<int>>> resolveProducers(const std::vector<OpEvent>& events) {
+    std::unordered_map<const c10::TensorImpl*, int> producer;
+    std::vector<std::vector<std::vector<int>>> result(events.size());
+    auto lookup = [&](const at::Tensor& t) {
+        auto it = producer.find(t.unsafeGetTensorImpl());
+        return it == producer.end() ? kNoProducer : it->second;
+    };
+    for (size_t i = 0; i < events.size(); ++i) {
+        // Inputs are resolved before this event's outputs are registered, so an
+        // in-place op (output is its input) still points at the earlier producer.
+        for (const c10::IValue& v : events[i].inputs) {
+            std::vector<int> ps;
+            if (v.isTensor() && v.toTensor().defined()) {
+                ps.push_back(lookup(v.toTensor()));
+            } else if (v.isTensorList()) {
+                for (const at::Tensor& t : v.toTensorVector())
+                    if (t.defined())
+                        ps.push_back(lookup(t));
+            } else if (v.isList()) {
+                for (const c10::IValue& x : v.toListRef())
+                    if (x.isTensor() && x.toTensor().defined())
+                        ps.push_back(lookup(x.toTensor()));
+            }
+            result[i].push_back(std::move(ps));
+        }
+        std::function<void(const c10::IValue&)> registerOutput = [&](const c10::IValue& v) {
+            if (v.isTensor() && v.toTensor().defined())
+                producer[v.toTensor().unsafeGetTensorImpl()] = static_cast<int>(i);
+            else if (v.isTuple())
+                for (const c10::IValue& x : v.toTupleRef().elements())
+                    registerOutput(x);
+            else if (v.isList())
+                for (const c10::IValue& x : v.toListRef())
+                    registerOutput(x);
+        };
+        for (const c10::IValue& v : events[i].outputs)
+            registerOutput(v);
+    }
+    return result;
+}
+
+// Module paths are unique per layer: a module whose forward ran several
+// conv-like ops (or ran twice) gets ":op" and "#n" suffixes.
+std::string uniqueName(const OpEvent& e, std::map<std::string, int>& used) {
+    std::string base = e.modulePath;
+    if (base.empty())
+        base = e.function.empty() ? e.op.substr(e.op.find("::") + 2) : e.function;
+    std::string name = base;
+    if (used.count(name)) {
+        name = base + ":" + e.op.substr(e.op.find("::") + 2);
+        for (int n = 2; used.count(name); ++n)
+            name = base + ":" + e.op.substr(e.op.find("::") + 2) + "#" + std::to_string(n);
+    }
+    used[name] = 1;
+    return name;
+}
+
+bool looksLikeSizeError(const std::string& m) {
+    return m.find("too small") != std::string::npos || m.find("non-positive") != std::string::npos ||
+           m.find("output would be empty") != std::string::npos || m.find("Output size is too small") != std::string::npos ||
+           m.find("input image") != std::string::npos || m.find("Kernel size can't be greater") != std::string::npos ||
+           m.find("must be greater than") != std::string::npos;
+}
+
+Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const CaptureOptions& options) {
+    Recorder recorder;
+    Capture capture;
+    {
+        // Unoptimised execution keeps the module call structure that names layers.
+        torch::jit::GraphOptimizerEnabledGuard unoptimized(false);
+        ObserverScope observe(recorder);
+        std::string note;
+        capture.output = model.forward(input, &note);
+        if (!note.empty())
+            capture.notes.push_back(note);
+    }
+    const auto& events = recorder.events;
+    const auto producers = resolveProducers(events);
+
+    // Map conv-like events to layer indices.
+    std::vector<int> layerOf(events.size(), -1);
+    std::vector<Layer> layers;
+    std::vector<size_t> eventOfLayer;
+    std::map<std::string, int> used;
+    for (size_t i = 0; i < events.size(); ++i) {
+        if (!isConvLike(events[i].op))
+            continue;
+        Layer l;
+        if (!describeLayer(events[i], l))
+            continue;
+        l.index = static_cast<int>(layers.size());
+        l.name = uniqueName(events[i], used);
+        layerOf[i] = l.index;
+        layers.push_back(std::move(l));
+        eventOfLayer.push_back(i);
+    }
+
+    // Conv-like ancestors of event `e` through non-conv ops (memoised).
+    std::vector<std::optional<std::vector<int>>> memo(events.size());
+    std::function<const std::vector<int>&(int)> ancestorsOf = [&](int e) -> const std::vector<int>& {
+        if (!memo[e]) {
+            memo[e].emplace(); // guards against revisiting
+            std::set<int> found;
+            for (const auto& arg : producers[e])
+                for (int p : arg) {
+                    if (p == kNoProducer)
+                        continue;
+                    if (layerOf[p] >= 0) {
+                        found.insert(layerOf[p]);
+                    } else {
+                        const auto& up = ancestorsOf(p);
+                        found.insert(up.begin(), up.end());
+                    }
+                }
+            memo[e] = std::vector<int>(found.begin(), found.end());
+        }
+        return *memo[e];
+    };
+    // Layers feeding argument `arg` of event `e`.
+    auto sourcesOf = [&](size_t e, size_t arg) {
+        std::set<int> found;
+        if (arg < producers[e].size())
+            for (int p : producers[e][arg]) {
+                if (p == kNoProducer)
+                    continue;
+                if (layerOf[p] >= 0) {
+                    found.insert(layerOf[p]);
+                } else {
+                    const auto& up = ancestorsOf(p);
+                    found.insert(up.begin(), up.end());
+                }
+            }
+        return std::vector<int>(found.begin(), found.end());
+    };
+
+    capture.tensors.resize(layers.size());
+    for (Layer& l : layers) {
+        const size_t e = eventOfLayer[static_cast<size_t>(l.index)];
+        l.inputs = sourcesOf(e, 0);
+        if (l.deformable()) {
+            const auto off = sourcesOf(e, 2);
+            if (!off.empty())
+                l.offset_source = off.back();
+            if (l.use_mask) {
+                const auto msk = sourcesOf(e, 3);
+                if (!msk.empty())
+                    l.mask_source = msk.back();
+            }
+        }
+        computeReceptiveField(l, layers);
+        if (options.keepTensors) {
+            LayerTensors& t = capture.tensors[static_cast<size_t>(l.index)];
+            t.input = *tensorArg(events[e], 0);
+            t.output = *firstOutput(events[e]);
+            if (l.deformable()) {
+                t.offset = *tensorArg(events[e], 2);
+                if (l.use_mask)
+                    t.mask = *tensorArg(events[e], 3);
+            }
+        }
+    }
+    capture.graph = LayerGraph(std::move(layers), {input.size(2), input.size(3)});
+
+    // Padded layers still run on inputs smaller than the network's total stride,
+    // but every deep feature map then sees padding only: refuse, and say why.
+    double stride = 1;
+    for (const Layer& l : capture.graph.layers())
+        stride = std::max({stride, l.jump[0], l.jump[1]});
+    if (double(std::min(input.size(2), input.size(3))) < stride)
+        throw ModelError(model.path() + ": the input (" + std::to_string(input.size(2)) + " x " +
+                         std::to_string(input.size(3)) + ") is smaller than the network's total stride (" +
+                         std::to_string(int64_t(stride)) + "): use an input of at least " +
+                         std::to_string(int64_t(stride)) + " x " + std::to_string(int64_t(stride)) + " pixels");
+    return capture;
+}
+
+} // namespace
+
+Capture captureForward(const LoadedModel& model, const at::Tensor& input, const CaptureOptions& options) {
+    if (input.dim() != 4 || input.size(1) != 3)
+        throw ModelError(model.path() + ": the input must be [N, 3, H, W], got " + c10::str(input.sizes()));
+    c10::InferenceMode noAutograd(false);
+    try {
+        return buildCapture(model, input, options);
+    } catch (const ModelError& e) {
+        if (!looksLikeSizeError(e.what()) || std::string(e.what()).find("total stride") != std::string::npos)
+            throw;
+        // Find the network's total stride from a forward at a comfortable size.
+        std::string hint;
+        try {
+            const int64_t big = 512;
+            const LayerGraph g = layerGraph(model, {big, big});
+            double jump = 1;
+            for (const Layer& l : g.layers())
+                jump = std::max({jump, l.jump[0], l.jump[1]});
+            hint = " The network's total stride is " + std::to_string(int64_t(jump)) + ": use an input of at least " +
+                   std::to_string(int64_t(jump)) + " x " + std::to_string(int64_t(jump)) + " pixels.";
+        } catch (const std::exception&) {
+        }
+        throw ModelError(model.path() + ": the input (" + std::to_string(input.size(2)) + " x " +
+                         std::to_string(input.size(3)) + ") is smaller than the network's total stride allows." +
+                         hint + " (" + e.what() + ")");
+    }
+}
+
+LayerGraph layerGraph(const LoadedModel& model, std::array<int64_t, 2> size) {
+    CaptureOptions options;
+    options.keepTensors = false;
+    const at::Tensor zeros = at::zeros({1, 3, size[0], size[1]});
+    return captureForward(model, zeros, options).graph;
+}
+
+} // namespace deformscope::model

@@ -1,0 +1,45 @@
+// Run-time capture: one forward pass with an operator observer records every
+// conv-like operator that ran (convolutions, deformable convolutions — ours or
+// torchvision's kernel alike —, pooling, upsampling) with its arguments, module
+// path and tensors, and how data flowed between them. From that it builds the
+// LayerGraph for that input size. Call from one thread at a time per model.
+#pragma once
+
+#include "core/model/layer_graph.h"
+#include "core/model/model.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <array>
+#include <string>
+#include <vector>
+
+namespace deformscope::model {
+
+// What one layer saw in the captured forward (CPU or model device tensors).
+struct LayerTensors {
+    at::Tensor input;  // data input [N, Cin, H, W]
+    at::Tensor output; // [N, Cout, Ho, Wo]
+    at::Tensor offset; // deformable layers: [N, 2*G*kh*kw, Ho, Wo], torchvision layout
+    at::Tensor mask;   // DCNv2: [N, G*kh*kw, Ho, Wo]
+};
+
+struct Capture {
+    LayerGraph graph;
+    at::Tensor output;                 // the model's (first tensor) output
+    std::vector<LayerTensors> tensors; // per layer index; empty tensors unless keepTensors
+    std::vector<std::string> notes;    // e.g. which element of a tuple output was used
+};
+
+struct CaptureOptions {
+    bool keepTensors = true; // keep every layer's input/output/offset/mask
+};
+
+// One forward of `input` ([N, 3, H, W]) with capture. Throws ModelError; an
+// input smaller than the network's total stride gets a message saying so.
+Capture captureForward(const LoadedModel& model, const at::Tensor& input, const CaptureOptions& options = {});
+
+// The layer graph for an input of `size` (H, W): a forward of zeros, no tensors kept.
+LayerGraph layerGraph(const LoadedModel& model, std::array<int64_t, 2> size);
+
+} // namespace deformscope::model

@@ -1,0 +1,174 @@
+#include "core/model/layer_graph.h"
+
+#include "core/common/json.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+namespace deformscope::model {
+
+const char* kindName(LayerKind kind) {
+    switch (kind) {
+    case LayerKind::Conv: return "conv";
+    case LayerKind::ConvTranspose: return "conv_transpose";
+    case LayerKind::DcnV1: return "dcn_v1";
+    case LayerKind::DcnV2: return "dcn_v2";
+    case LayerKind::Pool: return "pool";
+    case LayerKind::Upsample: return "upsample";
+    }
+    return "?";
+}
+
+LayerGraph::LayerGraph(std::vector<Layer> layers, std::array<int64_t, 2> inputSize)
+    : m_layers(std::move(layers)), m_inputSize(inputSize) {}
+
+const Layer* LayerGraph::find(const std::string& name) const {
+    for (const Layer& l : m_layers)
+        if (l.name == name)
+            return &l;
+    return nullptr;
+}
+
+std::string LayerGraph::names() const {
+    std::string s;
+    for (const Layer& l : m_layers)
+        s += (s.empty() ? "" : ", ") + l.name;
+    return s;
+}
+
+void computeReceptiveField(Layer& layer, const std::vector<Layer>& earlier) {
+    // The predecessor: the image, or the input layer with the largest receptive field.
+    std::array<double, 2> jump{1, 1}, start{0, 0}, rf{1, 1};
+    for (int i : layer.inputs) {
+        const Layer& in = earlier.at(static_cast<size_t>(i));
+        if (in.rf[0] * in.rf[1] > rf[0] * rf[1]) {
+            jump = in.jump;
+            start = in.start;
+            rf = in.rf;
+        }
+    }
+    for (int a = 0; a < 2; ++a) {
+        const double k = double(layer.kernel[a]), s = double(layer.stride[a]), p = double(layer.padding[a]),
+                     d = double(layer.dilation[a]);
+        switch (layer.kind) {
+        case LayerKind::Conv:
+        case LayerKind::DcnV1:
+        case LayerKind::DcnV2:
+        case LayerKind::Pool:
+            // Output i reads inputs i*s - p + t*d, t < k: centre at i*s - p + (k-1)*d/2.
+            layer.jump[a] = jump[a] * s;
+            layer.start[a] = start[a] + ((k - 1) * d / 2 - p) * jump[a];
+            layer.rf[a] = rf[a] + (k - 1) * d * jump[a];
+            break;
+        case LayerKind::ConvTranspose:
+            // Output o receives input i where o = i*s - p + t*d: input i ~ (o + p - (k-1)*d/2) / s.
+            layer.jump[a] = jump[a] / s;
+            layer.start[a] = start[a] + ((k - 1) * d / 2 - p) / s * jump[a];
+            layer.rf[a] = rf[a] + (k - 1) * d / s * jump[a];
+            break;
+        case LayerKind::Upsample: {
+            const double in = double(layer.input_size[a]), out = double(layer.feature_size[a]);
+            const bool alignCorners = layer.mode.find("align_corners") != std::string::npos;
+            if (alignCorners && out > 1) {
+                layer.jump[a] = jump[a] * (in - 1) / (out - 1);
+                layer.start[a] = start[a];
+            } else {
+                // Output o's centre maps to input (o + 0.5) * in/out - 0.5.
+                layer.jump[a] = jump[a] * in / out;
+                layer.start[a] = start[a] + (0.5 * in / out - 0.5) * jump[a];
+            }
+            // Interpolation mixes neighbouring inputs (nearest reads one).
+            layer.rf[a] = rf[a] + (layer.mode.rfind("nearest", 0) == 0 ? 0.0 : jump[a]);
+            break;
+        }
+        }
+    }
+}
+
+common::Json LayerGraph::toJson() const {
+    using common::Json;
+    auto pair = [](auto a) {
+        Json j = Json::array();
+        j.push_back(Json(a[0]));
+        j.push_back(Json(a[1]));
+        return j;
+    };
+    Json root = Json::object();
+    root["input_size"] = pair(m_inputSize);
+    Json layers = Json::array();
+    for (const Layer& l : m_layers) {
+        Json j = Json::object();
+        j["index"] = Json(int64_t(l.index));
+        j["name"] = Json(l.name);
+        j["kind"] = Json(kindName(l.kind));
+        j["op"] = Json(l.op);
+        j["kernel"] = pair(l.kernel);
+        j["stride"] = pair(l.stride);
+        j["padding"] = pair(l.padding);
+        j["dilation"] = pair(l.dilation);
+        j["groups"] = Json(l.groups);
+        j["offset_groups"] = Json(l.offset_groups);
+        j["use_mask"] = Json(l.use_mask);
+        if (!l.mode.empty())
+            j["mode"] = Json(l.mode);
+        j["in_channels"] = Json(l.in_channels);
+        j["out_channels"] = Json(l.out_channels);
+        j["input_size"] = pair(l.input_size);
+        j["feature_size"] = pair(l.feature_size);
+        j["jump"] = pair(l.jump);
+        j["start"] = pair(l.start);
+        j["rf"] = pair(l.rf);
+        Json inputs = Json::array();
+        for (int i : l.inputs)
+            inputs.push_back(Json(m_layers[static_cast<size_t>(i)].name));
+        j["inputs"] = inputs;
+        j["offset_source"] = l.offset_source >= 0 ? Json(m_layers[static_cast<size_t>(l.offset_source)].name) : Json();
+        j["mask_source"] = l.mask_source >= 0 ? Json(m_layers[static_cast<size_t>(l.mask_source)].name) : Json();
+        layers.push_back(j);
+    }
+    root["layers"] = layers;
+    return root;
+}
+
+std::string LayerGraph::toTable() const {
+    auto num = [](double v) {
+        char b[32];
+        std::snprintf(b, sizeof b, "%g", v);
+        return std::string(b);
+    };
+    auto yx = [&](auto a) { return a[0] == a[1] ? num(double(a[0])) : num(double(a[0])) + "," + num(double(a[1])); };
+    std::ostringstream s;
+    char line[512];
+    std::snprintf(line, sizeof line, "%-3s %-24s %-14s %-6s %-6s %-5s %-5s %-6s %-9s %-10s %-6s %-7s %-6s %s\n", "#",
+                  "layer", "kind", "kernel", "stride", "pad", "dil", "groups", "channels", "feature", "jump", "start",
+                  "rf", "inputs");
+    s << line;
+    for (const Layer& l : m_layers) {
+        std::string inputs;
+        for (int i : l.inputs)
+            inputs += (inputs.empty() ? "" : ",") + m_layers[static_cast<size_t>(i)].name;
+        if (inputs.empty())
+            inputs = "image";
+        if (l.offset_source >= 0)
+            inputs += "  offsets<-" + m_layers[static_cast<size_t>(l.offset_source)].name;
+        if (l.mask_source >= 0)
+            inputs += "  mask<-" + m_layers[static_cast<size_t>(l.mask_source)].name;
+        std::string kind = kindName(l.kind);
+        if (l.deformable() && l.offset_groups > 1)
+            kind += " og" + std::to_string(l.offset_groups);
+        if (!l.mode.empty() && !l.deformable())
+            kind += " " + l.mode.substr(0, l.mode.find(' '));
+        const std::string channels = std::to_string(l.in_channels) + ">" + std::to_string(l.out_channels);
+        const std::string feature = std::to_string(l.feature_size[0]) + "x" + std::to_string(l.feature_size[1]);
+        std::snprintf(line, sizeof line, "%-3d %-24s %-14s %-6s %-6s %-5s %-5s %-6lld %-9s %-10s %-6s %-7s %-6s %s\n",
+                      l.index, l.name.c_str(), kind.c_str(), yx(l.kernel).c_str(), yx(l.stride).c_str(),
+                      yx(l.padding).c_str(), yx(l.dilation).c_str(), static_cast<long long>(l.groups),
+                      channels.c_str(), feature.c_str(), yx(l.jump).c_str(), yx(l.start).c_str(), yx(l.rf).c_str(),
+                      inputs.c_str());
+        s << line;
+    }
+    return s.str();
+}
+
+} // namespace deformscope::model

@@ -1,0 +1,87 @@
+// The conv-like layers of a model for one input size, in execution order, with
+// their geometry and receptive-field arithmetic. Built from a run-time capture
+// (capture.h): only the operators that actually ran are listed, with the
+// arguments they ran with. Plain data; safe to copy and to read from any thread.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace deformscope::common {
+class Json;
+}
+
+namespace deformscope::model {
+
+enum class LayerKind { Conv, ConvTranspose, DcnV1, DcnV2, Pool, Upsample };
+
+// "conv", "conv_transpose", "dcn_v1", "dcn_v2", "pool", "upsample"
+const char* kindName(LayerKind kind);
+
+// Coordinates: image pixel centres are at integer positions 0..W-1. Position i
+// on a layer's feature map has its centre at image coordinate start + i * jump
+// (per axis, (y, x) order everywhere below).
+struct Layer {
+    int index = 0;
+    std::string name; // module path, e.g. "layer2.conv2"; unique within the graph
+    std::string op;   // operator that ran, e.g. "aten::conv2d", "torchvision::deform_conv2d"
+    LayerKind kind = LayerKind::Conv;
+
+    std::array<int64_t, 2> kernel{1, 1};
+    std::array<int64_t, 2> stride{1, 1};
+    std::array<int64_t, 2> padding{0, 0};
+    std::array<int64_t, 2> dilation{1, 1};
+    int64_t groups = 1;
+    int64_t offset_groups = 0; // deformable layers only
+    bool use_mask = false;     // DCNv2
+    std::string mode;          // pooling ("max", "avg", "adaptive_avg", ...) or upsampling mode
+
+    int64_t in_channels = 0;
+    int64_t out_channels = 0;
+    std::array<int64_t, 2> input_size{0, 0};   // H, W of the data input
+    std::array<int64_t, 2> feature_size{0, 0}; // H, W of the output
+
+    std::array<double, 2> jump{1, 1};
+    std::array<double, 2> start{0, 0};
+    std::array<double, 2> rf{1, 1}; // theoretical receptive field in image pixels (regular grid for DCN)
+
+    std::vector<int> inputs;   // earlier layers feeding the data input (through pointwise ops, adds, concats); empty: the image
+    int offset_source = -1;    // layer producing the offsets (deformable layers), -1 if none
+    int mask_source = -1;      // layer producing the mask (DCNv2), -1 if none
+
+    bool deformable() const { return kind == LayerKind::DcnV1 || kind == LayerKind::DcnV2; }
+};
+
+class LayerGraph {
+public:
+    LayerGraph() = default;
+    explicit LayerGraph(std::vector<Layer> layers, std::array<int64_t, 2> inputSize);
+
+    const std::vector<Layer>& layers() const { return m_layers; }
+    std::array<int64_t, 2> inputSize() const { return m_inputSize; }
+    // nullptr when no layer has that name.
+    const Layer* find(const std::string& name) const;
+    // Names of all layers, comma separated (for error messages).
+    std::string names() const;
+
+    // {"input_size": [H, W], "layers": [{name, kind, op, kernel, stride, padding, dilation, groups,
+    //   offset_groups, use_mask, in_channels, out_channels, feature_size, jump, start, rf,
+    //   inputs: [names], offset_source, mask_source}, ...]}
+    common::Json toJson() const;
+    // A fixed-width table for terminals.
+    std::string toTable() const;
+
+private:
+    std::vector<Layer> m_layers;
+    std::array<int64_t, 2> m_inputSize{0, 0};
+};
+
+// Receptive-field arithmetic: fills jump/start/rf of `layer` from its geometry
+// and its inputs' (already computed) values. With several inputs (residual adds,
+// concats) the input with the largest receptive field is propagated.
+void computeReceptiveField(Layer& layer, const std::vector<Layer>& earlier);
+
+} // namespace deformscope::model

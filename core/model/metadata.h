@@ -1,0 +1,38 @@
+// What a model file says about its input: the optional TorchScript extra file
+// `deformscope.json`. Without it, documented defaults apply (native image size,
+// RGB in [0,1] normalised with ImageNet mean/std) and `fromFile` is false.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace deformscope::common {
+class Json;
+}
+
+namespace deformscope::model {
+
+struct ModelMetadata {
+    std::optional<std::array<int64_t, 2>> inputSize; // H, W; none: the image's own size
+    std::array<double, 3> mean{0.485, 0.456, 0.406};  // per RGB channel, applied to [0,1] values
+    std::array<double, 3> std{0.229, 0.224, 0.225};
+    std::string colorOrder = "RGB"; // or "BGR"
+    std::vector<std::string> classNames;
+    std::string suggestedLayer;
+    std::string task;
+    std::string description;
+    bool fromFile = false;
+
+    // Parses deformscope.json. Unknown keys are ignored; a present key with a
+    // wrong type or value throws std::runtime_error naming the key.
+    static ModelMetadata parse(const std::string& jsonText);
+    common::Json toJson() const;
+};
+
+// The name of the extra file inside the TorchScript archive.
+inline constexpr const char* kMetadataFile = "deformscope.json";
+
+} // namespace deformscope::model

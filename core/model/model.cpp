@@ -1,0 +1,181 @@
+#include "core/model/model.h"
+
+#include "core/ops/registration.h"
+
+#include <torch/script.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+namespace deformscope::model {
+
+struct LoadedModel::Impl {
+    std::string path;
+    c10::Device device{c10::kCPU};
+    ModelMetadata metadata;
+    std::vector<std::string> notes;
+    mutable torch::jit::Module module;
+};
+
+namespace {
+
+// First line of a c10::Error, without the C++ backtrace.
+std::string firstLine(const std::string& message) {
+    return message.substr(0, message.find('\n'));
+}
+
+bool startsWithZipMagic(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    char magic[4] = {};
+    f.read(magic, 4);
+    return f.gcount() == 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
+}
+
+// Turns a torch::jit::load failure into a message a user can act on.
+std::string explainLoadError(const std::string& path, const std::string& raw) {
+    static const std::regex unknownOp(R"(Unknown (?:builtin )?op(?:erator)?:? ['"]?([A-Za-z_][\w]*::[\w.]+))");
+    std::smatch m;
+    if (std::regex_search(raw, m, unknownOp)) {
+        std::string op = m[1].str();
+        while (!op.empty() && op.back() == '.')
+            op.pop_back();
+        return path + ": the model uses the operator " + op +
+               ", which no loaded library provides. DeformScope provides torchvision::deform_conv2d and "
+               "deformscope::deform_conv2d: export the model with torchvision.ops.DeformConv2d, or load the "
+               "library that defines " + op + ".";
+    }
+    if (!startsWithZipMagic(path))
+        return path + ": not a TorchScript model (TorchScript files are zip archives written by torch.jit.save; "
+                      "this file is not one)";
+    // A complete archive without TorchScript's parts: a checkpoint from torch.save.
+    if (raw.find("constants.pkl") != std::string::npos || raw.find("code/") != std::string::npos)
+        return path + ": a PyTorch archive but not a TorchScript model (a state_dict or checkpoint saved with "
+                      "torch.save?); export it with torch.jit.script(model).save(path)";
+    if (raw.find("central directory") != std::string::npos || raw.find("failed reading") != std::string::npos)
+        return path + ": the model archive is truncated or corrupt (" + firstLine(raw).substr(0, firstLine(raw).find(". ")) +
+               ")";
+    return path + ": cannot load the model: " + firstLine(raw);
+}
+
+std::string describe(const c10::IValue& v) {
+    if (v.isTensor())
+        return "a tensor " + c10::str(v.toTensor().sizes());
+    return v.tagKind();
+}
+
+// The first tensor inside a (possibly nested) forward output, and how it was found.
+std::optional<at::Tensor> firstTensor(const c10::IValue& v, std::string& where) {
+    if (v.isTensor())
+        return v.toTensor();
+    if (v.isTuple() || v.isList()) {
+        const auto elements = v.isTuple() ? v.toTupleRef().elements().vec() : v.toListRef().vec();
+        for (size_t i = 0; i < elements.size(); ++i) {
+            std::string inner;
+            if (auto t = firstTensor(elements[i], inner)) {
+                where = "[" + std::to_string(i) + "]" + inner;
+                return t;
+            }
+        }
+    }
+    if (v.isGenericDict()) {
+        for (const auto& item : v.toGenericDict()) {
+            std::string inner;
+            if (auto t = firstTensor(item.value(), inner)) {
+                where = "[" + (item.key().isString() ? "\"" + item.key().toStringRef() + "\"" : item.key().tagKind()) +
+                        "]" + inner;
+                return t;
+            }
+        }
+    }
+    return std::nullopt;
+}
+
+} // namespace
+
+LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device) {
+    ops::registerOperators();
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec))
+        throw ModelError(path + ": no such file");
+    if (std::filesystem::is_directory(path, ec))
+        throw ModelError(path + ": is a directory, not a model file");
+    if (std::filesystem::file_size(path, ec) == 0)
+        throw ModelError(path + ": the file is empty (0 bytes)");
+
+    auto impl = std::make_shared<Impl>();
+    impl->path = path;
+    impl->device = device;
+    torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
+    try {
+        impl->module = torch::jit::load(path, device, extra);
+    } catch (const c10::Error& e) {
+        throw ModelError(explainLoadError(path, e.what_without_backtrace()));
+    } catch (const std::exception& e) {
+        throw ModelError(explainLoadError(path, e.what()));
+    }
+    impl->module.eval();
+
+    if (!impl->module.find_method("forward"))
+        throw ModelError(path + ": the model has no forward method");
+    const auto& schema = impl->module.get_method("forward").function().getSchema();
+    std::vector<std::string> required;
+    for (size_t i = 1; i < schema.arguments().size(); ++i) // 0 is self
+        if (!schema.arguments()[i].default_value())
+            required.push_back(schema.arguments()[i].name());
+    if (required.size() != 1) {
+        std::string list;
+        for (const auto& n : required)
+            list += (list.empty() ? "" : ", ") + n;
+        throw ModelError(path + ": forward takes " + std::to_string(required.size()) + " inputs (" + list +
+                         "); DeformScope feeds one image tensor [N, 3, H, W]. Wrap the model in a module whose "
+                         "forward takes one tensor.");
+    }
+
+    const std::string& json = extra[kMetadataFile];
+    if (json.empty()) {
+        impl->notes.push_back(std::string("no ") + kMetadataFile +
+                              " in the model: using defaults (the image's own size, RGB in [0,1], ImageNet "
+                              "mean/std)");
+    } else {
+        try {
+            impl->metadata = ModelMetadata::parse(json);
+        } catch (const std::exception& e) {
+            throw ModelError(path + ": " + kMetadataFile + ": " + e.what());
+        }
+    }
+
+    LoadedModel model;
+    model.d = std::move(impl);
+    return model;
+}
+
+const std::string& LoadedModel::path() const { return d->path; }
+c10::Device LoadedModel::device() const { return d->device; }
+const ModelMetadata& LoadedModel::metadata() const { return d->metadata; }
+const std::vector<std::string>& LoadedModel::notes() const { return d->notes; }
+torch::jit::Module& LoadedModel::module() const { return d->module; }
+
+at::Tensor LoadedModel::forward(const at::Tensor& input, std::string* note) const {
+    c10::IValue out;
+    try {
+        out = d->module.forward({input.to(d->device)});
+    } catch (const c10::Error& e) {
+        throw ModelError(d->path + ": forward failed on an input of shape " + c10::str(input.sizes()) + ": " +
+                         firstLine(e.what_without_backtrace()));
+    } catch (const std::exception& e) {
+        throw ModelError(d->path + ": forward failed on an input of shape " + c10::str(input.sizes()) + ": " + e.what());
+    }
+    std::string where;
+    auto t = firstTensor(out, where);
+    if (!t)
+        throw ModelError(d->path + ": forward returned " + describe(out) + ", which holds no tensor");
+    if (!out.isTensor() && note) {
+        const std::string kind = out.isTuple() ? "tuple" : out.isList() ? "list" : out.isGenericDict() ? "dict" : out.tagKind();
+        *note = std::string("forward returned a ") + kind + "; using its first tensor, output" + where + " " +
+                c10::str(t->sizes());
+    }
+    return *t;
+}
+
+} // namespace deformscope::model
