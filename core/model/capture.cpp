@@ -328,41 +328,37 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
         eventOfLayer.push_back(i);
     }
 
-    // Conv-like ancestors of event `e` through non-conv ops (memoised).
+    // The layers that produced a set of producer events: a conv-like producer is
+    // itself the answer; any other op is looked through to its own inputs (memoised).
     std::vector<std::optional<std::vector<int>>> memo(events.size());
-    std::function<const std::vector<int>&(int)> ancestorsOf = [&](int e) -> const std::vector<int>& {
+    std::function<void(const std::vector<int>&, std::set<int>&)> collect;
+    auto ancestorsOf = [&](int e) -> const std::vector<int>& {
         if (!memo[e]) {
             memo[e].emplace(); // guards against revisiting
             std::set<int> found;
             for (const auto& arg : producers[e])
-                for (int p : arg) {
-                    if (p == kNoProducer)
-                        continue;
-                    if (layerOf[p] >= 0) {
-                        found.insert(layerOf[p]);
-                    } else {
-                        const auto& up = ancestorsOf(p);
-                        found.insert(up.begin(), up.end());
-                    }
-                }
+                collect(arg, found);
             memo[e] = std::vector<int>(found.begin(), found.end());
         }
         return *memo[e];
+    };
+    collect = [&](const std::vector<int>& eventsIn, std::set<int>& found) {
+        for (int p : eventsIn) {
+            if (p == kNoProducer)
+                continue;
+            if (layerOf[p] >= 0) {
+                found.insert(layerOf[p]);
+            } else {
+                const auto& up = ancestorsOf(p);
+                found.insert(up.begin(), up.end());
+            }
+        }
     };
     // Layers feeding argument `arg` of event `e`.
     auto sourcesOf = [&](size_t e, size_t arg) {
         std::set<int> found;
         if (arg < producers[e].size())
-            for (int p : producers[e][arg]) {
-                if (p == kNoProducer)
-                    continue;
-                if (layerOf[p] >= 0) {
-                    found.insert(layerOf[p]);
-                } else {
-                    const auto& up = ancestorsOf(p);
-                    found.insert(up.begin(), up.end());
-                }
-            }
+            collect(producers[e][arg], found);
         return std::vector<int>(found.begin(), found.end());
     };
 
