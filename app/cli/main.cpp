@@ -22,6 +22,9 @@ commands:
   capture --model M --image I --layer NAME --out DIR [--device cpu|cuda]
         run the model on the image and write that layer's input.npy, output.npy, offset.npy
         and mask.npy (deformable layers) plus capture.json
+  train-samples --out DIR [--variants regular,dcn_v1,dcn_v2] [--steps N] [--batch B] [--size S] [--seed S]
+        the sample models' recipe: generate the synthetic data, train each variant on the CPU,
+        write DIR/<variant>.pt, DIR/training.json and sample images (sample_models/MODELS.md)
   bench [--device cpu|cuda] [--shapes small,large,tiny] [--repeat N] [--fast-backward] [--json FILE]
         forward and forward+backward times of deform_conv2d and of conv2d of the same shape
   help  this text

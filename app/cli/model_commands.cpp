@@ -155,6 +155,7 @@ int runCapture(const std::vector<std::string>& args, std::ostream& out, std::ost
             return 2;
         }
 #ifndef DEFORMSCOPE_WITH_IMAGING
+    (void)out;
     err << "deformscope-cli capture: this build has no image support (built with DEFORMSCOPE_CORE_ONLY)\n";
     return 2;
 #else

@@ -247,6 +247,62 @@ private Q_SLOTS:
         QVERIFY2(message.find(expected.toStdString()) != std::string::npos, message.c_str());
     }
 
+    // The shipped sample models (sample_models/MODELS.md): three variants that differ only
+    // in block1..3. Expected geometry worked out by hand for a 128 x 128 input.
+    void sampleModelLayerTables_data() {
+        QTest::addColumn<QString>("variant");
+        QTest::addColumn<QString>("blockKind");
+        QTest::newRow("regular") << "regular" << "conv";
+        QTest::newRow("dcn_v1") << "dcn_v1" << "dcn_v1";
+        QTest::newRow("dcn_v2") << "dcn_v2" << "dcn_v2";
+    }
+    void sampleModelLayerTables() {
+        QFETCH(QString, variant);
+        QFETCH(QString, blockKind);
+        const std::string file = std::string(DEFORMSCOPE_SOURCE_DIR) + "/sample_models/" + variant.toStdString() + ".pt";
+        const LoadedModel m = LoadedModel::load(file);
+        QVERIFY(m.metadata().fromFile);
+        QCOMPARE(*m.metadata().inputSize, (std::array<int64_t, 2>{128, 128}));
+        QCOMPARE(m.metadata().suggestedLayer, std::string("block3"));
+        const LayerGraph g = layerGraph(m, {128, 128});
+        const bool deformable = blockKind != "conv";
+        // name, kind, stride, feature size, jump, rf (kernel 3, padding 1 except head)
+        struct Row { std::string name, kind; int64_t stride, feature; double jump, rf; };
+        std::vector<Row> rows = {{"stem", "conv", 1, 128, 1, 3},   {"down1", "conv", 2, 64, 2, 5},
+                                 {"conv2", "conv", 1, 64, 2, 9},   {"down2", "conv", 2, 32, 4, 13},
+                                 {"conv3", "conv", 1, 32, 4, 21},  {"down3", "conv", 2, 16, 8, 29}};
+        for (int b = 1; b <= 3; ++b) {
+            const std::string block = "block" + std::to_string(b);
+            if (deformable) // the offset conv runs first, on the same input, and sees as far
+                rows.push_back({block + ".offset", "conv", 1, 16, 8, 29 + 16.0 * b});
+            rows.push_back({block, blockKind.toStdString(), 1, 16, 8, 29 + 16.0 * b});
+        }
+        rows.push_back({"head", "conv", 1, 16, 8, 77});
+        QCOMPARE(g.layers().size(), rows.size() + 1); // + the final upsample
+        for (size_t i = 0; i < rows.size(); ++i) {
+            const Layer& l = g.layers()[i];
+            QCOMPARE(l.name, rows[i].name);
+            QCOMPARE(std::string(kindName(l.kind)), rows[i].kind);
+            QCOMPARE(l.stride[0], rows[i].stride);
+            QCOMPARE(l.feature_size[0], rows[i].feature);
+            QCOMPARE(l.jump[0], rows[i].jump);
+            QCOMPARE(l.rf[0], rows[i].rf);
+            QCOMPARE(l.start[0], 0.0);
+            if (l.deformable()) {
+                QCOMPARE(g.layers()[l.offset_source].name, l.name + ".offset");
+                QCOMPARE(l.use_mask, blockKind == "dcn_v2");
+                if (l.use_mask)
+                    QCOMPARE(g.layers()[l.mask_source].name, l.name + ".offset");
+            }
+        }
+        const Layer& up = g.layers().back();
+        QCOMPARE(std::string(kindName(up.kind)), std::string("upsample"));
+        QCOMPARE(up.feature_size, (std::array<int64_t, 2>{128, 128}));
+        QCOMPARE(up.jump[0], 1.0);
+        QCOMPARE(up.start[0], -3.5); // x8 bilinear: output 0 sits at input -0.4375 = image -3.5
+        QCOMPARE(up.rf[0], 85.0);
+    }
+
     void metadataParsesEveryField() {
         const ModelMetadata m = ModelMetadata::parse(
             R"({"input_size": [128, 96], "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3], "color_order": "BGR",

@@ -1,0 +1,335 @@
+// deformscope-cli train-samples: the sample models' training recipe, end to end.
+#include "app/cli/commands.h"
+
+#include "sample_models/recipe/analysis.h"
+#include "sample_models/recipe/export.h"
+#include "sample_models/recipe/network.h"
+#include "sample_models/recipe/synthetic.h"
+#include "sample_models/recipe/train.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/jit/api/module.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <ostream>
+#include <sstream>
+#include <thread>
+
+namespace deformscope::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using samples::Variant;
+
+constexpr const char* kUsage =
+    "usage: deformscope-cli train-samples --out DIR [--variants regular,dcn_v1,dcn_v2] [--steps N] [--batch B]\n"
+    "                                     [--size S] [--seed S] [--images N] [--eval-images N] [--lr LR]\n"
+    "                                     [--offset-lr-scale X]\n";
+
+bool parseInt(const std::string& text, int64_t lo, int64_t& value) {
+    try {
+        size_t used = 0;
+        const long long v = std::stoll(text, &used);
+        if (used != text.size() || v < lo)
+            return false;
+        value = v;
+        return true;
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
+bool parseDouble(const std::string& text, double& value) {
+    try {
+        size_t used = 0;
+        value = std::stod(text, &used);
+        return used == text.size();
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
+std::string fixed(double v, int digits) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+    return buf;
+}
+
+void writeText(const fs::path& path, const std::string& text) {
+    const fs::path tmp = path.string() + ".tmp";
+    {
+        std::ofstream f(tmp, std::ios::binary);
+        f << text;
+        if (!f)
+            throw std::runtime_error("cannot write " + tmp.string());
+    }
+    fs::rename(tmp, path);
+}
+
+std::string doubles(const std::vector<double>& v, int digits) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i)
+        s += (i ? ", " : "") + fixed(v[i], digits);
+    return s + "]";
+}
+
+// The loss curve as [step, mean loss of the window ending at step] every `every` steps.
+std::string lossCurve(const std::vector<double>& losses, int64_t every) {
+    std::string s = "[";
+    double sum = 0;
+    int64_t n = 0;
+    bool first = true;
+    for (size_t i = 0; i < losses.size(); ++i) {
+        sum += losses[i];
+        ++n;
+        if ((static_cast<int64_t>(i) + 1) % every == 0 || i + 1 == losses.size()) {
+            s += (first ? "" : ", ") + std::string("[") + std::to_string(i + 1) + ", " + fixed(sum / n, 4) + "]";
+            first = false;
+            sum = 0;
+            n = 0;
+        }
+    }
+    return s + "]";
+}
+
+std::string objectsJson(const samples::SyntheticSample& s) {
+    const auto names = samples::classNames();
+    std::string j = "[";
+    for (size_t i = 0; i < s.objects.size(); ++i) {
+        const auto& o = s.objects[i];
+        j += (i ? ", " : "") + std::string("{\"class\": ") + samples::jsonString(names[o.cls]) +
+             ", \"size_px\": " + fixed(o.size, 1) + ", \"center\": [" + fixed(o.cx, 1) + ", " + fixed(o.cy, 1) +
+             "], \"angle_deg\": " + fixed(o.angle * 180.0 / 3.14159265358979, 1) + "}";
+    }
+    return j + "]";
+}
+
+struct VariantResult {
+    Variant variant;
+    samples::TrainReport report;
+    std::vector<samples::SamplingSpread> spread;
+    std::string file;
+};
+
+constexpr int64_t kSpreadImages = 64; // held-out images for the sampling-spread numbers
+
+std::string spreadJson(const std::vector<samples::SamplingSpread>& spread) {
+    std::string j = "[";
+    for (size_t i = 0; i < spread.size(); ++i) {
+        const auto& s = spread[i];
+        j += (i ? ", " : "") + std::string("{\"block\": \"") + s.block + "\", \"background_px\": " +
+             fixed(s.background, 2) + ", \"small_px\": " + fixed(s.small, 2) + ", \"medium_px\": " +
+             fixed(s.medium, 2) + ", \"large_px\": " + fixed(s.large, 2) + ", \"mean_mask\": " +
+             fixed(s.meanMask, 3) + ", \"mean_abs_offset_px\": " + fixed(s.meanAbsOffset, 2) + "}";
+    }
+    return j + "]";
+}
+
+} // namespace
+
+int runTrainSamples(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+    samples::TrainConfig config; // defaults: the shipped models' settings
+    std::string outDir;
+    std::vector<Variant> variants = {Variant::Regular, Variant::DCNv1, Variant::DCNv2};
+    int64_t images = 12;
+    auto bad = [&](const std::string& message) {
+        err << "deformscope-cli train-samples: " << message << "\n" << kUsage;
+        return 2;
+    };
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        const bool hasValue = i + 1 < args.size();
+        static const std::vector<std::string> valued = {"--out",  "--variants", "--steps", "--batch",      "--size",
+                                                        "--seed", "--images",   "--lr",    "--eval-images", "--offset-lr-scale"};
+        if (!hasValue && std::find(valued.begin(), valued.end(), a) != valued.end())
+            return bad("option " + a + " needs a value");
+        int64_t v = 0;
+        if (a == "--help") {
+            out << kUsage;
+            return 0;
+        } else if (a == "--out") {
+            outDir = args[++i];
+        } else if (a == "--variants") {
+            variants.clear();
+            std::stringstream list(args[++i]);
+            for (std::string name; std::getline(list, name, ',');) {
+                try {
+                    const Variant var = samples::variantFromName(name);
+                    if (std::find(variants.begin(), variants.end(), var) == variants.end())
+                        variants.push_back(var);
+                } catch (const std::invalid_argument& e) {
+                    return bad(e.what());
+                }
+            }
+            if (variants.empty())
+                return bad("--variants names no variant");
+        } else if (a == "--steps") {
+            if (!parseInt(args[++i], 1, v))
+                return bad("--steps must be a positive integer");
+            config.steps = v;
+        } else if (a == "--batch") {
+            if (!parseInt(args[++i], 1, v))
+                return bad("--batch must be a positive integer");
+            config.batch = v;
+        } else if (a == "--size") {
+            if (!parseInt(args[++i], 16, v) || v % 8 != 0)
+                return bad("--size must be a multiple of 8, at least 16");
+            config.size = v;
+        } else if (a == "--seed") {
+            if (!parseInt(args[++i], 0, v))
+                return bad("--seed must be a non-negative integer");
+            config.seed = static_cast<uint64_t>(v);
+        } else if (a == "--images") {
+            if (!parseInt(args[++i], 0, v) || v > 99)
+                return bad("--images must be an integer from 0 to 99");
+            images = v;
+        } else if (a == "--eval-images") {
+            if (!parseInt(args[++i], 0, v))
+                return bad("--eval-images must be a non-negative integer");
+            config.evalImages = v;
+        } else if (a == "--lr") {
+            if (!parseDouble(args[++i], config.lr) || !(config.lr > 0))
+                return bad("--lr must be a positive number");
+        } else if (a == "--offset-lr-scale") {
+            if (!parseDouble(args[++i], config.offsetLrScale) || !(config.offsetLrScale >= 0))
+                return bad("--offset-lr-scale must be a non-negative number");
+        } else {
+            return bad("unexpected argument '" + a + "'");
+        }
+    }
+    if (outDir.empty())
+        return bad("--out DIR is required");
+
+    std::error_code ec;
+    fs::create_directories(outDir, ec);
+    if (ec || !fs::is_directory(outDir)) {
+        err << "deformscope-cli train-samples: cannot create " << outDir << "\n";
+        return 2;
+    }
+    std::string command = "deformscope-cli train-samples";
+    for (const std::string& a : args)
+        command += " " + a;
+
+    out << "train-samples: " << config.steps << " steps x " << config.batch << " images of " << config.size << "x"
+        << config.size << ", lr " << config.lr << " (offset convs x" << config.offsetLrScale << "), seed " << config.seed
+        << ", CPU, " << at::get_num_threads() << " threads\n"
+        << std::flush;
+
+    std::vector<VariantResult> results;
+    for (Variant variant : variants) {
+        const std::string name = samples::variantName(variant);
+        out << "\n[" << name << "]\n" << std::flush;
+        torch::jit::Module model = samples::buildModel(variant, config.seed);
+        const auto t0 = std::chrono::steady_clock::now();
+        double windowSum = 0;
+        int64_t windowCount = 0;
+        const int64_t every = std::max<int64_t>(1, std::min<int64_t>(50, config.steps / 10));
+        samples::TrainReport report = samples::train(model, config, [&](int64_t step, double loss) {
+            windowSum += loss;
+            ++windowCount;
+            if (step % every == 0 || step == config.steps) {
+                const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                out << "  " << name << " step " << step << "/" << config.steps << "  loss "
+                    << fixed(windowSum / windowCount, 4) << "  (" << fixed(s, 1) << " s)\n"
+                    << std::flush;
+                windowSum = 0;
+                windowCount = 0;
+            }
+        });
+        const std::string file = name + ".pt";
+        std::string extra = "\"training\": {\"steps\": " + std::to_string(config.steps) +
+                            ", \"batch\": " + std::to_string(config.batch) + ", \"seed\": " +
+                            std::to_string(config.seed) + ", \"held_out_images\": " +
+                            std::to_string(config.evalImages) + ", \"held_out_pixel_accuracy\": " +
+                            fixed(report.heldOutPixelAccuracy, 4) + ", \"held_out_mean_iou\": " +
+                            fixed(report.heldOutMeanIoU, 4) + "}";
+        samples::saveModel(model, (fs::path(outDir) / file).string(),
+                           samples::modelMetadataJson(variant, config.size, extra));
+        out << "  " << name << ": trained in " << fixed(report.seconds, 1) << " s; held-out (" << config.evalImages
+            << " images) pixel accuracy " << fixed(report.heldOutPixelAccuracy, 4) << ", mean IoU "
+            << fixed(report.heldOutMeanIoU, 4) << "; wrote " << (fs::path(outDir) / file).string() << "\n"
+            << std::flush;
+        std::vector<samples::SamplingSpread> spread = samples::samplingSpread(model, kSpreadImages, config.size);
+        out << "  " << name << " sampling spread (mean distance of the 9 sampling points, image px; "
+            << "background / small / medium / large objects):\n";
+        for (const auto& s : spread)
+            out << "    " << s.block << ": " << fixed(s.background, 2) << " / " << fixed(s.small, 2) << " / "
+                << fixed(s.medium, 2) << " / " << fixed(s.large, 2) << "   mean |offset| " << fixed(s.meanAbsOffset, 2)
+                << " px, mean mask " << fixed(s.meanMask, 3) << "\n";
+        out << std::flush;
+        results.push_back({variant, std::move(report), std::move(spread), file});
+    }
+
+    // Sample images from held-out seeds.
+    std::string imagesJson = "[]";
+    if (images > 0) {
+        if (!samples::canWriteImages()) {
+            out << "\nno sample images written: this build has no image writer (core/imaging)\n";
+        } else {
+            const fs::path dir = fs::path(outDir) / "images";
+            fs::create_directories(dir);
+            imagesJson = "[";
+            for (int64_t i = 0; i < images; ++i) {
+                const uint64_t seed = samples::kHeldOutSeedBase + static_cast<uint64_t>(i);
+                const samples::SyntheticSample s = samples::generateSample(seed, config.size);
+                char stem[32];
+                std::snprintf(stem, sizeof stem, "sample_%02d", static_cast<int>(i + 1));
+                samples::writeSampleImages(s, (dir / (std::string(stem) + ".png")).string(),
+                                           (dir / (std::string(stem) + "_mask.png")).string());
+                imagesJson += (i ? ",\n    " : "\n    ") + std::string("{\"image\": \"images/") + stem +
+                              ".png\", \"mask\": \"images/" + stem + "_mask.png\", \"seed\": " +
+                              std::to_string(seed) + ", \"objects\": " + objectsJson(s) + "}";
+            }
+            imagesJson += "]";
+            out << "\nwrote " << images << " sample images and masks to " << dir.string() << "\n";
+        }
+    }
+
+    // Summary table and training.json.
+    out << "\n| variant | train s | held-out pixel acc | mean IoU | IoU bg / disc / square / triangle |\n"
+        << "|---|---:|---:|---:|---|\n";
+    std::ostringstream json;
+    json << "{\n  \"command\": " << samples::jsonString(command) << ",\n  \"settings\": {\"steps\": " << config.steps
+         << ", \"batch\": " << config.batch << ", \"size\": " << config.size << ", \"lr\": " << config.lr
+         << ", \"seed\": " << config.seed << ", \"optimizer\": \"AdamW\", \"weight_decay\": " << config.weightDecay
+         << ", \"offset_lr_scale\": " << config.offsetLrScale << ", \"warmup_steps\": " << config.warmupSteps
+         << ", \"schedule\": \"linear warm-up, cosine to " << config.minLrScale << " x lr\""
+         << ", \"held_out_images\": " << config.evalImages << ", \"held_out_first_seed\": "
+         << samples::kHeldOutSeedBase << ", \"sampling_spread_images\": " << kSpreadImages << "},\n  \"machine\": {\"device\": \"cpu\", \"torch_threads\": "
+         << at::get_num_threads() << ", \"hardware_concurrency\": " << std::thread::hardware_concurrency()
+         << "},\n  \"variants\": [";
+    for (size_t i = 0; i < results.size(); ++i) {
+        const auto& r = results[i];
+        const auto& rep = r.report;
+        const std::string name = samples::variantName(r.variant);
+        std::string ious;
+        for (size_t k = 0; k < rep.heldOutClassIoU.size(); ++k)
+            ious += (k ? " / " : "") + fixed(rep.heldOutClassIoU[k], 3);
+        out << "| " << name << " | " << fixed(rep.seconds, 1) << " | " << fixed(rep.heldOutPixelAccuracy, 4) << " | "
+            << fixed(rep.heldOutMeanIoU, 4) << " | " << ious << " |\n";
+        const size_t tail = std::min<size_t>(50, rep.losses.size());
+        double last = 0;
+        for (size_t k = rep.losses.size() - tail; k < rep.losses.size(); ++k)
+            last += rep.losses[k] / static_cast<double>(tail);
+        json << (i ? ",\n    " : "\n    ") << "{\"variant\": " << samples::jsonString(name)
+             << ", \"file\": " << samples::jsonString(r.file) << ", \"train_seconds\": " << fixed(rep.seconds, 1)
+             << ", \"eval_seconds\": " << fixed(rep.evalSeconds, 1)
+             << ", \"held_out_pixel_accuracy\": " << fixed(rep.heldOutPixelAccuracy, 4)
+             << ", \"held_out_mean_iou\": " << fixed(rep.heldOutMeanIoU, 4)
+             << ", \"held_out_class_iou\": " << doubles(rep.heldOutClassIoU, 4)
+             << ", \"final_loss\": " << fixed(last, 4)
+             << ",\n     \"sampling_spread\": " << spreadJson(r.spread)
+             << ",\n     \"loss_curve\": " << lossCurve(rep.losses, std::max<int64_t>(1, config.steps / 40)) << "}";
+    }
+    json << "\n  ],\n  \"images\": " << imagesJson << "\n}\n";
+    writeText(fs::path(outDir) / "training.json", json.str());
+    out << "\nwrote " << (fs::path(outDir) / "training.json").string() << "\n";
+    return 0;
+}
+
+} // namespace deformscope::cli
