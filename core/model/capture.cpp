@@ -389,18 +389,15 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
         }
     }
     capture.graph = LayerGraph(std::move(layers), {input.size(2), input.size(3)});
-
-    // Padded layers still run on inputs smaller than the network's total stride,
-    // but every deep feature map then sees padding only: refuse, and say why.
-    double stride = 1;
-    for (const Layer& l : capture.graph.layers())
-        stride = std::max({stride, l.jump[0], l.jump[1]});
-    if (double(std::min(input.size(2), input.size(3))) < stride)
-        throw ModelError(model.path() + ": the input (" + std::to_string(input.size(2)) + " x " +
-                         std::to_string(input.size(3)) + ") is smaller than the network's total stride (" +
-                         std::to_string(int64_t(stride)) + "): use an input of at least " +
-                         std::to_string(int64_t(stride)) + " x " + std::to_string(int64_t(stride)) + " pixels");
     return capture;
+}
+
+// The network's total stride: the largest step between feature positions, in image pixels.
+int64_t totalStride(const LayerGraph& g) {
+    double jump = 1;
+    for (const Layer& l : g.layers())
+        jump = std::max({jump, l.jump[0], l.jump[1]});
+    return int64_t(jump);
 }
 
 } // namespace
@@ -408,28 +405,36 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
 Capture captureForward(const LoadedModel& model, const at::Tensor& input, const CaptureOptions& options) {
     if (input.dim() != 4 || input.size(1) != 3)
         throw ModelError(model.path() + ": the input must be [N, 3, H, W], got " + c10::str(input.sizes()));
-    c10::InferenceMode noAutograd(false);
+    // Captured tensors stay ordinary (autograd-capable) even if the caller runs in inference mode.
+    c10::InferenceMode ordinaryTensors(false);
+    const auto atLeast = [](int64_t stride) {
+        return "use an input of at least " + std::to_string(stride) + " x " + std::to_string(stride) + " pixels";
+    };
+    Capture capture;
     try {
-        return buildCapture(model, input, options);
+        capture = buildCapture(model, input, options);
     } catch (const ModelError& e) {
-        if (!looksLikeSizeError(e.what()) || std::string(e.what()).find("total stride") != std::string::npos)
+        if (!looksLikeSizeError(e.what()))
             throw;
-        // Find the network's total stride from a forward at a comfortable size.
+        // Unpadded layers fail outright on small inputs: find the total stride at a comfortable size.
         std::string hint;
         try {
-            const int64_t big = 512;
-            const LayerGraph g = layerGraph(model, {big, big});
-            double jump = 1;
-            for (const Layer& l : g.layers())
-                jump = std::max({jump, l.jump[0], l.jump[1]});
-            hint = " The network's total stride is " + std::to_string(int64_t(jump)) + ": use an input of at least " +
-                   std::to_string(int64_t(jump)) + " x " + std::to_string(int64_t(jump)) + " pixels.";
+            const int64_t stride = totalStride(layerGraph(model, {512, 512}));
+            hint = " The network's total stride is " + std::to_string(stride) + ": " + atLeast(stride) + ".";
         } catch (const std::exception&) {
         }
         throw ModelError(model.path() + ": the input (" + std::to_string(input.size(2)) + " x " +
                          std::to_string(input.size(3)) + ") is smaller than the network's total stride allows." +
                          hint + " (" + e.what() + ")");
     }
+    // Padded layers still run on inputs smaller than the total stride, but every
+    // deep feature map then sees padding only: refuse, and say why.
+    const int64_t stride = totalStride(capture.graph);
+    if (std::min(input.size(2), input.size(3)) < stride)
+        throw ModelError(model.path() + ": the input (" + std::to_string(input.size(2)) + " x " +
+                         std::to_string(input.size(3)) + ") is smaller than the network's total stride (" +
+                         std::to_string(stride) + "): " + atLeast(stride));
+    return capture;
 }
 
 LayerGraph layerGraph(const LoadedModel& model, std::array<int64_t, 2> size) {
