@@ -111,21 +111,10 @@ int runBench(const std::vector<std::string>& args, std::ostream& out, std::ostre
         }
         shapes.push_back(*it);
     }
-    at::Device dev(at::kCPU);
-    bool found = false;
-    for (const at::Device& d : ops::checks::availableDevices())
-        if ((device == "cpu" && d.is_cpu()) || (device == "cuda" && d.is_cuda()) || d.str() == device) {
-            dev = d;
-            found = true;
-            break;
-        }
-    if (!found) {
-        err << "deformscope-cli bench: device '" << device << "' is not available (have:";
-        for (const at::Device& d : ops::checks::availableDevices())
-            err << ' ' << d.str();
-        err << ")\n";
+    const std::optional<at::Device> resolved = resolveDevice(device, err, "bench");
+    if (!resolved)
         return 2;
-    }
+    const at::Device dev = *resolved;
     ops::setBackwardMode(fastBackward ? ops::BackwardMode::Atomic : ops::BackwardMode::Deterministic);
 
     out << "deform_conv2d benchmark on " << dev.str() << ", " << at::get_num_threads() << " threads, float32, "

@@ -3,11 +3,18 @@
 // Output goes to `out`, diagnostics to `err`.
 #pragma once
 
+#include <c10/core/Device.h>
+
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace deformscope::cli {
+
+// The device named on the command line, if this build and machine have it;
+// otherwise says which devices there are (on `err`, as `command`) and returns none.
+std::optional<c10::Device> resolveDevice(const std::string& name, std::ostream& err, const char* command);
 
 int runSelfTest(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int runInfo(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);

@@ -50,20 +50,6 @@ std::string parse(const std::vector<std::string>& args, const std::map<std::stri
     return {};
 }
 
-std::optional<c10::Device> parseDevice(const std::string& name, std::ostream& err, const char* command) {
-    try {
-        c10::Device d(name);
-        if (d.is_cuda() && !at::hasCUDA()) {
-            err << "deformscope-cli " << command << ": device '" << name << "' is not available on this machine\n";
-            return std::nullopt;
-        }
-        return d;
-    } catch (const std::exception&) {
-        err << "deformscope-cli " << command << ": unknown device '" << name << "' (use cpu or cuda[:N])\n";
-        return std::nullopt;
-    }
-}
-
 bool positiveInt(const std::string& s, int64_t& v) {
     try {
         size_t used = 0;
@@ -87,7 +73,7 @@ int runInfo(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         err << "deformscope-cli info: give exactly one MODEL file\n" << usage;
         return 2;
     }
-    auto device = parseDevice(o.values.count("--device") ? o.values["--device"][0] : "cpu", err, "info");
+    auto device = resolveDevice(o.values.count("--device") ? o.values["--device"][0] : "cpu", err, "info");
     if (!device)
         return 2;
     try {
@@ -159,7 +145,7 @@ int runCapture(const std::vector<std::string>& args, std::ostream& out, std::ost
     err << "deformscope-cli capture: this build has no image support (built with DEFORMSCOPE_CORE_ONLY)\n";
     return 2;
 #else
-    auto device = parseDevice(o.values.count("--device") ? o.values["--device"][0] : "cpu", err, "capture");
+    auto device = resolveDevice(o.values.count("--device") ? o.values["--device"][0] : "cpu", err, "capture");
     if (!device)
         return 2;
     const std::string outDir = o.values["--out"][0];

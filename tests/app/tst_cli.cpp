@@ -132,6 +132,8 @@ private Q_SLOTS:
                                        << "--input-size needs two positive integers";
         QTest::newRow("info too small") << QStringList{"info", fixture("fixture_model.pt"), "--input-size", "4", "4"}
                                         << "smaller than the network's total stride (8)";
+        QTest::newRow("info unknown device") << QStringList{"info", fixture("fixture_model.pt"), "--device", "tpu"}
+                                             << "info: device 'tpu' is not available (have: cpu";
         QTest::newRow("info not a model") << QStringList{"info", fixture("not_a_model.pt")} << "not a TorchScript model";
         QTest::newRow("capture missing option") << QStringList{"capture", "--model", fixture("fixture_model.pt")}
                                                 << "--image is required";
