@@ -34,12 +34,10 @@ bool startsWithZipMagic(const std::string& path) {
 
 // Turns a torch::jit::load failure into a message a user can act on.
 std::string explainLoadError(const std::string& path, const std::string& raw) {
-    static const std::regex unknownOp(R"(Unknown (?:builtin )?op(?:erator)?:? ['"]?([A-Za-z_][\w]*::[\w.]+))");
+    static const std::regex unknownOp(R"(Unknown (?:builtin )?op(?:erator)?:? ['"]?([A-Za-z_]\w*::\w+))");
     std::smatch m;
     if (std::regex_search(raw, m, unknownOp)) {
-        std::string op = m[1].str();
-        while (!op.empty() && op.back() == '.')
-            op.pop_back();
+        const std::string op = m[1].str();
         return path + ": the model uses the operator " + op +
                ", which no loaded library provides. DeformScope provides torchvision::deform_conv2d and "
                "deformscope::deform_conv2d: export the model with torchvision.ops.DeformConv2d, or load the "
@@ -52,9 +50,10 @@ std::string explainLoadError(const std::string& path, const std::string& raw) {
     if (raw.find("constants.pkl") != std::string::npos || raw.find("code/") != std::string::npos)
         return path + ": a PyTorch archive but not a TorchScript model (a state_dict or checkpoint saved with "
                       "torch.save?); export it with torch.jit.script(model).save(path)";
-    if (raw.find("central directory") != std::string::npos || raw.find("failed reading") != std::string::npos)
-        return path + ": the model archive is truncated or corrupt (" + firstLine(raw).substr(0, firstLine(raw).find(". ")) +
-               ")";
+    if (raw.find("central directory") != std::string::npos || raw.find("failed reading") != std::string::npos) {
+        const std::string first = firstLine(raw);
+        return path + ": the model archive is truncated or corrupt (" + first.substr(0, first.find(". ")) + ")";
+    }
     return path + ": cannot load the model: " + firstLine(raw);
 }
 
