@@ -3,6 +3,7 @@
 #include "core/common/json.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 
@@ -64,8 +65,9 @@ void computeReceptiveField(Layer& layer, const std::vector<Layer>& earlier) {
         case LayerKind::ConvTranspose:
             // Output o receives input i where o = i*s - p + t*d: input i ~ (o + p - (k-1)*d/2) / s.
             layer.jump[a] = jump[a] / s;
-            layer.start[a] = start[a] + ((k - 1) * d / 2 - p) / s * jump[a];
-            layer.rf[a] = rf[a] + (k - 1) * d / s * jump[a];
+            layer.start[a] = start[a] + (p - (k - 1) * d / 2) / s * jump[a];
+            // The inputs feeding one output lie at most floor((k-1)*d/s) steps apart.
+            layer.rf[a] = rf[a] + std::floor((k - 1) * d / s) * jump[a];
             break;
         case LayerKind::Upsample: {
             const double in = double(layer.input_size[a]), out = double(layer.feature_size[a]);

@@ -303,6 +303,50 @@ private Q_SLOTS:
         QCOMPARE(up.rf[0], 85.0);
     }
 
+    // Receptive-field arithmetic on single layers fed by the image, worked out by hand.
+    void receptiveFieldArithmetic_data() {
+        QTest::addColumn<int>("kind");
+        QTest::addColumn<int>("kernel");
+        QTest::addColumn<int>("stride");
+        QTest::addColumn<int>("padding");
+        QTest::addColumn<int>("dilation");
+        QTest::addColumn<double>("jump");
+        QTest::addColumn<double>("start");
+        QTest::addColumn<double>("rf");
+        const int conv = int(LayerKind::Conv), transposed = int(LayerKind::ConvTranspose);
+        // output i reads 2i - 1 .. 2i + 1: centre 2i
+        QTest::newRow("conv k3 s2 p1") << conv << 3 << 2 << 1 << 1 << 2.0 << 0.0 << 3.0;
+        // output i reads i .. i + 2: centre i + 1
+        QTest::newRow("conv k3 s1 p0") << conv << 3 << 1 << 0 << 1 << 1.0 << 1.0 << 3.0;
+        // output i reads i - 2, i, i + 2 (dilation 2, padding 2): centre i, extent 5
+        QTest::newRow("conv k3 d2 p2") << conv << 3 << 1 << 2 << 2 << 1.0 << 0.0 << 5.0;
+        // outputs 0..5 are fed by inputs centred at -0.5, 0.5, 0.5, 1.5, 1.5, 2.5: best line -0.25 + 0.5 o;
+        // each output is fed by at most two neighbouring inputs: rf 2
+        QTest::newRow("conv_transpose k4 s2 p1") << transposed << 4 << 2 << 1 << 1 << 0.5 << -0.25 << 2.0;
+        // k3 s2 p1: odd outputs are fed by two neighbouring inputs, even ones by one; centres 0, 0.5, 1, ...
+        QTest::newRow("conv_transpose k3 s2 p1") << transposed << 3 << 2 << 1 << 1 << 0.5 << 0.0 << 2.0;
+    }
+    void receptiveFieldArithmetic() {
+        QFETCH(int, kind);
+        QFETCH(int, kernel);
+        QFETCH(int, stride);
+        QFETCH(int, padding);
+        QFETCH(int, dilation);
+        QFETCH(double, jump);
+        QFETCH(double, start);
+        QFETCH(double, rf);
+        Layer l;
+        l.kind = LayerKind(kind);
+        l.kernel = {kernel, kernel};
+        l.stride = {stride, stride};
+        l.padding = {padding, padding};
+        l.dilation = {dilation, dilation};
+        computeReceptiveField(l, {});
+        QCOMPARE(l.jump[0], jump);
+        QCOMPARE(l.start[0], start);
+        QCOMPARE(l.rf[1], rf);
+    }
+
     void metadataParsesEveryField() {
         const ModelMetadata m = ModelMetadata::parse(
             R"({"input_size": [128, 96], "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3], "color_order": "BGR",
