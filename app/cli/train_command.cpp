@@ -1,6 +1,8 @@
 // deformscope-cli train-samples: the sample models' training recipe, end to end.
 #include "app/cli/commands.h"
 
+#include "core/common/json.h"
+
 #include "sample_models/recipe/analysis.h"
 #include "sample_models/recipe/export.h"
 #include "sample_models/recipe/network.h"
@@ -13,6 +15,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -71,42 +74,47 @@ void writeText(const fs::path& path, const std::string& text) {
     fs::rename(tmp, path);
 }
 
-std::string doubles(const std::vector<double>& v, int digits) {
-    std::string s = "[";
-    for (size_t i = 0; i < v.size(); ++i)
-        s += (i ? ", " : "") + fixed(v[i], digits);
-    return s + "]";
+using common::Json;
+
+// Numbers are stored rounded to the digits a reader needs (and MODELS.md quotes).
+Json rounded(double v, int digits) {
+    const double scale = std::pow(10.0, digits);
+    return Json(std::round(v * scale) / scale);
+}
+
+Json roundedArray(const std::vector<double>& v, int digits) {
+    Json a = Json::array();
+    for (double x : v)
+        a.push_back(rounded(x, digits));
+    return a;
 }
 
 // The loss curve as [step, mean loss of the window ending at step] every `every` steps.
-std::string lossCurve(const std::vector<double>& losses, int64_t every) {
-    std::string s = "[";
+Json lossCurve(const std::vector<double>& losses, int64_t every) {
+    Json curve = Json::array();
     double sum = 0;
     int64_t n = 0;
-    bool first = true;
     for (size_t i = 0; i < losses.size(); ++i) {
         sum += losses[i];
         ++n;
         if ((static_cast<int64_t>(i) + 1) % every == 0 || i + 1 == losses.size()) {
-            s += (first ? "" : ", ") + std::string("[") + std::to_string(i + 1) + ", " + fixed(sum / n, 4) + "]";
-            first = false;
+            curve.push_back(Json::array({Json(i + 1), rounded(sum / n, 4)}));
             sum = 0;
             n = 0;
         }
     }
-    return s + "]";
+    return curve;
 }
 
-std::string objectsJson(const samples::SyntheticSample& s) {
+Json objectsJson(const samples::SyntheticSample& s) {
     const auto names = samples::classNames();
-    std::string j = "[";
-    for (size_t i = 0; i < s.objects.size(); ++i) {
-        const auto& o = s.objects[i];
-        j += (i ? ", " : "") + std::string("{\"class\": ") + samples::jsonString(names[o.cls]) +
-             ", \"size_px\": " + fixed(o.size, 1) + ", \"center\": [" + fixed(o.cx, 1) + ", " + fixed(o.cy, 1) +
-             "], \"angle_deg\": " + fixed(o.angle * 180.0 / 3.14159265358979, 1) + "}";
-    }
-    return j + "]";
+    Json objects = Json::array();
+    for (const auto& o : s.objects)
+        objects.push_back(Json::object({{"class", Json(names[o.cls])},
+                                        {"size_px", rounded(o.size, 1)},
+                                        {"center", Json::array({rounded(o.cx, 1), rounded(o.cy, 1)})},
+                                        {"angle_deg", rounded(o.angle * 180.0 / 3.14159265358979, 1)}}));
+    return objects;
 }
 
 struct VariantResult {
@@ -118,16 +126,17 @@ struct VariantResult {
 
 constexpr int64_t kSpreadImages = 64; // held-out images for the sampling-spread numbers
 
-std::string spreadJson(const std::vector<samples::SamplingSpread>& spread) {
-    std::string j = "[";
-    for (size_t i = 0; i < spread.size(); ++i) {
-        const auto& s = spread[i];
-        j += (i ? ", " : "") + std::string("{\"block\": \"") + s.block + "\", \"background_px\": " +
-             fixed(s.background, 2) + ", \"small_px\": " + fixed(s.small, 2) + ", \"medium_px\": " +
-             fixed(s.medium, 2) + ", \"large_px\": " + fixed(s.large, 2) + ", \"mean_mask\": " +
-             fixed(s.meanMask, 3) + ", \"mean_abs_offset_px\": " + fixed(s.meanAbsOffset, 2) + "}";
-    }
-    return j + "]";
+Json spreadJson(const std::vector<samples::SamplingSpread>& spread) {
+    Json blocks = Json::array();
+    for (const auto& s : spread)
+        blocks.push_back(Json::object({{"block", Json(s.block)},
+                                       {"background_px", rounded(s.background, 2)},
+                                       {"small_px", rounded(s.small, 2)},
+                                       {"medium_px", rounded(s.medium, 2)},
+                                       {"large_px", rounded(s.large, 2)},
+                                       {"mean_mask", rounded(s.meanMask, 3)},
+                                       {"mean_abs_offset_px", rounded(s.meanAbsOffset, 2)}}));
+    return blocks;
 }
 
 } // namespace
@@ -242,14 +251,14 @@ int runTrainSamples(const std::vector<std::string>& args, std::ostream& out, std
             }
         });
         const std::string file = name + ".pt";
-        std::string extra = "\"training\": {\"steps\": " + std::to_string(config.steps) +
-                            ", \"batch\": " + std::to_string(config.batch) + ", \"seed\": " +
-                            std::to_string(config.seed) + ", \"held_out_images\": " +
-                            std::to_string(config.evalImages) + ", \"held_out_pixel_accuracy\": " +
-                            fixed(report.heldOutPixelAccuracy, 4) + ", \"held_out_mean_iou\": " +
-                            fixed(report.heldOutMeanIoU, 4) + "}";
+        const Json training = Json::object({{"steps", Json(config.steps)},
+                                            {"batch", Json(config.batch)},
+                                            {"seed", Json(config.seed)},
+                                            {"held_out_images", Json(config.evalImages)},
+                                            {"held_out_pixel_accuracy", rounded(report.heldOutPixelAccuracy, 4)},
+                                            {"held_out_mean_iou", rounded(report.heldOutMeanIoU, 4)}});
         samples::saveModel(model, (fs::path(outDir) / file).string(),
-                           samples::modelMetadataJson(variant, config.size, extra));
+                           samples::modelMetadataJson(variant, config.size, Json::object({{"training", training}})));
         out << "  " << name << ": trained in " << fixed(report.seconds, 1) << " s; held-out (" << config.evalImages
             << " images) pixel accuracy " << fixed(report.heldOutPixelAccuracy, 4) << ", mean IoU "
             << fixed(report.heldOutMeanIoU, 4) << "; wrote " << (fs::path(outDir) / file).string() << "\n"
@@ -266,14 +275,13 @@ int runTrainSamples(const std::vector<std::string>& args, std::ostream& out, std
     }
 
     // Sample images from held-out seeds.
-    std::string imagesJson = "[]";
+    Json imagesJson = Json::array();
     if (images > 0) {
         if (!samples::canWriteImages()) {
             out << "\nno sample images written: this build has no image writer (core/imaging)\n";
         } else {
             const fs::path dir = fs::path(outDir) / "images";
             fs::create_directories(dir);
-            imagesJson = "[";
             for (int64_t i = 0; i < images; ++i) {
                 const uint64_t seed = samples::kHeldOutSeedBase + static_cast<uint64_t>(i);
                 const samples::SyntheticSample s = samples::generateSample(seed, config.size);
@@ -281,11 +289,11 @@ int runTrainSamples(const std::vector<std::string>& args, std::ostream& out, std
                 std::snprintf(stem, sizeof stem, "sample_%02d", static_cast<int>(i + 1));
                 samples::writeSampleImages(s, (dir / (std::string(stem) + ".png")).string(),
                                            (dir / (std::string(stem) + "_mask.png")).string());
-                imagesJson += (i ? ",\n    " : "\n    ") + std::string("{\"image\": \"images/") + stem +
-                              ".png\", \"mask\": \"images/" + stem + "_mask.png\", \"seed\": " +
-                              std::to_string(seed) + ", \"objects\": " + objectsJson(s) + "}";
+                imagesJson.push_back(Json::object({{"image", Json("images/" + std::string(stem) + ".png")},
+                                                   {"mask", Json("images/" + std::string(stem) + "_mask.png")},
+                                                   {"seed", Json(seed)},
+                                                   {"objects", objectsJson(s)}}));
             }
-            imagesJson += "]";
             out << "\nwrote " << images << " sample images and masks to " << dir.string() << "\n";
         }
     }
@@ -293,16 +301,27 @@ int runTrainSamples(const std::vector<std::string>& args, std::ostream& out, std
     // Summary table and training.json.
     out << "\n| variant | train s | held-out pixel acc | mean IoU | IoU bg / disc / square / triangle |\n"
         << "|---|---:|---:|---:|---|\n";
-    std::ostringstream json;
-    json << "{\n  \"command\": " << samples::jsonString(command) << ",\n  \"settings\": {\"steps\": " << config.steps
-         << ", \"batch\": " << config.batch << ", \"size\": " << config.size << ", \"lr\": " << config.lr
-         << ", \"seed\": " << config.seed << ", \"optimizer\": \"AdamW\", \"weight_decay\": " << config.weightDecay
-         << ", \"offset_lr_scale\": " << config.offsetLrScale << ", \"warmup_steps\": " << config.warmupSteps
-         << ", \"schedule\": \"linear warm-up, cosine to " << config.minLrScale << " x lr\""
-         << ", \"held_out_images\": " << config.evalImages << ", \"held_out_first_seed\": "
-         << samples::kHeldOutSeedBase << ", \"sampling_spread_images\": " << kSpreadImages << "},\n  \"machine\": {\"device\": \"cpu\", \"torch_threads\": "
-         << at::get_num_threads() << ", \"hardware_concurrency\": " << std::thread::hardware_concurrency()
-         << "},\n  \"variants\": [";
+    std::ostringstream schedule;
+    schedule << "linear warm-up, cosine to " << config.minLrScale << " x lr";
+    Json json = Json::object(
+        {{"command", Json(command)},
+         {"settings", Json::object({{"steps", Json(config.steps)},
+                                    {"batch", Json(config.batch)},
+                                    {"size", Json(config.size)},
+                                    {"lr", Json(config.lr)},
+                                    {"seed", Json(config.seed)},
+                                    {"optimizer", Json("AdamW")},
+                                    {"weight_decay", Json(config.weightDecay)},
+                                    {"offset_lr_scale", Json(config.offsetLrScale)},
+                                    {"warmup_steps", Json(config.warmupSteps)},
+                                    {"schedule", Json(schedule.str())},
+                                    {"held_out_images", Json(config.evalImages)},
+                                    {"held_out_first_seed", Json(samples::kHeldOutSeedBase)},
+                                    {"sampling_spread_images", Json(kSpreadImages)}})},
+         {"machine", Json::object({{"device", Json("cpu")},
+                                   {"torch_threads", Json(at::get_num_threads())},
+                                   {"hardware_concurrency", Json(std::thread::hardware_concurrency())}})}});
+    Json variantReports = Json::array();
     for (size_t i = 0; i < results.size(); ++i) {
         const auto& r = results[i];
         const auto& rep = r.report;
@@ -316,18 +335,20 @@ int runTrainSamples(const std::vector<std::string>& args, std::ostream& out, std
         double last = 0;
         for (size_t k = rep.losses.size() - tail; k < rep.losses.size(); ++k)
             last += rep.losses[k] / static_cast<double>(tail);
-        json << (i ? ",\n    " : "\n    ") << "{\"variant\": " << samples::jsonString(name)
-             << ", \"file\": " << samples::jsonString(r.file) << ", \"train_seconds\": " << fixed(rep.seconds, 1)
-             << ", \"eval_seconds\": " << fixed(rep.evalSeconds, 1)
-             << ", \"held_out_pixel_accuracy\": " << fixed(rep.heldOutPixelAccuracy, 4)
-             << ", \"held_out_mean_iou\": " << fixed(rep.heldOutMeanIoU, 4)
-             << ", \"held_out_class_iou\": " << doubles(rep.heldOutClassIoU, 4)
-             << ", \"final_loss\": " << fixed(last, 4)
-             << ",\n     \"sampling_spread\": " << spreadJson(r.spread)
-             << ",\n     \"loss_curve\": " << lossCurve(rep.losses, std::max<int64_t>(1, config.steps / 40)) << "}";
+        variantReports.push_back(Json::object({{"variant", Json(name)},
+                                         {"file", Json(r.file)},
+                                         {"train_seconds", rounded(rep.seconds, 1)},
+                                         {"eval_seconds", rounded(rep.evalSeconds, 1)},
+                                         {"held_out_pixel_accuracy", rounded(rep.heldOutPixelAccuracy, 4)},
+                                         {"held_out_mean_iou", rounded(rep.heldOutMeanIoU, 4)},
+                                         {"held_out_class_iou", roundedArray(rep.heldOutClassIoU, 4)},
+                                         {"final_loss", rounded(last, 4)},
+                                         {"sampling_spread", spreadJson(r.spread)},
+                                         {"loss_curve", lossCurve(rep.losses, std::max<int64_t>(1, config.steps / 40))}}));
     }
-    json << "\n  ],\n  \"images\": " << imagesJson << "\n}\n";
-    writeText(fs::path(outDir) / "training.json", json.str());
+    json["variants"] = variantReports;
+    json["images"] = imagesJson;
+    writeText(fs::path(outDir) / "training.json", json.dump(2) + "\n");
     out << "\nwrote " << (fs::path(outDir) / "training.json").string() << "\n";
     return 0;
 }

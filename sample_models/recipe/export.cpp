@@ -7,9 +7,7 @@
 #include "core/imaging/image.h"
 #endif
 
-#include <cstdio>
 #include <filesystem>
-#include <sstream>
 #include <stdexcept>
 
 namespace deformscope::samples {
@@ -32,50 +30,26 @@ std::string description(Variant v) {
     return {};
 }
 
-std::string number(double v) {
-    std::ostringstream s;
-    s << v;
-    return s.str();
-}
-
 } // namespace
 
-std::string jsonString(const std::string& s) {
-    std::string out = "\"";
-    for (char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += ch;
-        } else if (c == '\n') {
-            out += "\\n";
-        } else if (c < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            out += buf;
-        } else {
-            out += ch;
-        }
-    }
-    return out + "\"";
-}
-
-std::string modelMetadataJson(Variant variant, int64_t inputSize, const std::string& extraFields) {
-    std::ostringstream j;
-    j << "{\"format\": \"deformscope-model/1\", \"task\": \"segmentation\", \"input_size\": [" << inputSize << ", "
-      << inputSize << "],\n"
-      << " \"mean\": [" << number(kMean[0]) << ", " << number(kMean[1]) << ", " << number(kMean[2]) << "], \"std\": ["
-      << number(kStd[0]) << ", " << number(kStd[1]) << ", " << number(kStd[2]) << "], \"color_order\": \"RGB\",\n"
-      << " \"class_names\": [";
-    const auto names = classNames();
-    for (size_t i = 0; i < names.size(); ++i)
-        j << (i ? ", " : "") << jsonString(names[i]);
-    j << "],\n \"suggested_layer\": \"block3\", \"variant\": " << jsonString(variantName(variant))
-      << ",\n \"description\": " << jsonString(description(variant));
-    if (!extraFields.empty())
-        j << ",\n " << extraFields;
-    j << "}\n";
-    return j.str();
+std::string modelMetadataJson(Variant variant, int64_t inputSize, const common::Json& extra) {
+    using common::Json;
+    Json names = Json::array();
+    for (const std::string& n : classNames())
+        names.push_back(Json(n));
+    Json j = Json::object({{"format", Json("deformscope-model/1")},
+                           {"task", Json("segmentation")},
+                           {"input_size", Json::array({Json(inputSize), Json(inputSize)})},
+                           {"mean", Json::array({Json(kMean[0]), Json(kMean[1]), Json(kMean[2])})},
+                           {"std", Json::array({Json(kStd[0]), Json(kStd[1]), Json(kStd[2])})},
+                           {"color_order", Json("RGB")},
+                           {"class_names", names},
+                           {"suggested_layer", Json("block3")},
+                           {"variant", Json(variantName(variant))},
+                           {"description", Json(description(variant))}});
+    for (const auto& [key, value] : extra.asObject())
+        j[key] = value;
+    return j.dump(1) + "\n";
 }
 
 void saveModel(torch::jit::Module& model, const std::string& path, const std::string& metadataJson) {

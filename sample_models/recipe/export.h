@@ -2,6 +2,9 @@
 // deformscope.json metadata, and PNGs of generated samples.
 #pragma once
 
+#include "core/common/json.h"
+#include "core/model/metadata.h"
+
 #include "sample_models/recipe/network.h"
 #include "sample_models/recipe/synthetic.h"
 
@@ -13,14 +16,15 @@ struct Module;
 
 namespace deformscope::samples {
 
-// Name of the TorchScript extra file that carries the metadata.
-constexpr const char* kMetadataFile = "deformscope.json";
+// The TorchScript extra file that carries the metadata (core/model reads it).
+using model::kMetadataFile;
 
 // The metadata JSON of a sample model (format "deformscope-model/1"): task,
 // input size, mean/std (the ones in network.h), colour order, class names,
-// suggested layer, variant and a one-line description. `extraFields`, when not
-// empty, is inserted verbatim as further members (e.g. "\"seed\": 1").
-std::string modelMetadataJson(Variant variant, int64_t inputSize = 128, const std::string& extraFields = {});
+// suggested layer, variant and a one-line description, followed by the members
+// of `extra` (a JSON object, e.g. {"training": {...}}).
+std::string modelMetadataJson(Variant variant, int64_t inputSize = 128,
+                              const common::Json& extra = common::Json::object());
 
 // Saves `model` as TorchScript with `metadataJson` as the extra file
 // deformscope.json. Atomic: writes `path`.tmp, then renames it over `path`.
@@ -34,8 +38,5 @@ bool canWriteImages();
 // class ids (0..3). Throws std::runtime_error on failure or when
 // canWriteImages() is false.
 void writeSampleImages(const SyntheticSample& sample, const std::string& imagePath, const std::string& maskPath);
-
-// A JSON string literal (quotes and escapes included).
-std::string jsonString(const std::string& s);
 
 } // namespace deformscope::samples
