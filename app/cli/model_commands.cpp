@@ -205,7 +205,13 @@ int runCapture(const std::vector<std::string>& args, std::ostream& out, std::ost
         doc["offset_layout"] = common::Json(
             "offset[n, g*2*K + 2*k] is dy (rows), [.., g*2*K + 2*k + 1] is dx (cols), tap k = i*kw + j; "
             "mask[n, g*K + k]");
-        std::ofstream(std::filesystem::path(outDir) / "capture.json") << doc.dump(2) << "\n";
+        const std::filesystem::path docPath = std::filesystem::path(outDir) / "capture.json";
+        std::ofstream docFile(docPath);
+        docFile << doc.dump(2) << "\n";
+        if (!docFile.flush()) {
+            err << "deformscope-cli capture: " << docPath.string() << ": cannot write the file\n";
+            return 1;
+        }
 
         out << "captured " << layer->name << " (" << model::kindName(layer->kind) << ") into " << outDir << ":";
         for (const std::string& f : written)
