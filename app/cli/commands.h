@@ -19,6 +19,10 @@ std::optional<c10::Device> resolveDevice(const std::string& name, std::ostream& 
 int runSelfTest(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int runInfo(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int runCapture(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int runAnalyze(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int runCompare(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int runErfAverage(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int runBenchAnalyses(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int runBench(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 #ifdef DEFORMSCOPE_WITH_SAMPLE_RECIPE
 int runTrainSamples(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);

@@ -22,11 +22,26 @@ commands:
   capture --model M --image I --layer NAME --out DIR [--device cpu|cuda]
         run the model on the image and write that layer's input.npy, output.npy, offset.npy
         and mask.npy (deformable layers) plus capture.json
+  analyze --model M --image I --out DIR [--layer L] [--pixel x,y] [--what sampling,erf,saliency]
+          [--response sum|channel:N|class:K] [--levels 3] [--reading bilinear|nearest] [--signed]
+          [--epsilon 0.1] [--baseline zero|blur[:SIGMA]] [--object x0,y0,x1,y1 | --object-mask FILE]
+          [--input-size H W] [--device cpu|cuda] [--no-figures]
+        one node's sampling points, effective receptive field and error-bounded saliency region:
+        DIR/result.json, erf.npy, saliency_mask.npy, sampling.csv and analysis.png/.svg/.pdf
+        (--pixel in the original image's pixels, default its centre; layer default: the model's suggestion)
+  compare --models A B C ... --image I --out DIR [the options of analyze]
+        the same node in several models: one grid figure DIR/compare.png/.svg/.pdf (rows sampling,
+        ERF, saliency; one column per model), DIR/compare.json and each model's data in DIR/<model>/
+  erf-average --model M --images DIR --out DIR [--layer L] [--node fy,fx] [--limit N] [--batch B]
+        the ERF of one node (default: the layer's centre) averaged over a folder of images
+        (RepLKNet's protocol): DIR/erf_average.npy, result.json, erf_average.png/.svg/.pdf
   train-samples --out DIR [--variants regular,dcn_v1,dcn_v2] [--steps N] [--batch B] [--size S] [--seed S]
         the sample models' recipe: generate the synthetic data, train each variant on the CPU,
         write DIR/<variant>.pt, DIR/training.json and sample images (sample_models/MODELS.md)
   bench [--device cpu|cuda] [--shapes small,large,tiny] [--repeat N] [--fast-backward] [--json FILE]
         forward and forward+backward times of deform_conv2d and of conv2d of the same shape
+  bench-analyses --models A B ... [--sizes 256,512] [--clicks N] [--saliency-clicks N] [--device cpu|cuda]
+        per-click times of the sampling trace, ERF and saliency search (medians; docs/benchmarks.md)
   help  this text
 
 exit codes: 0 ok, 1 a check failed, 2 bad usage or input
@@ -53,6 +68,14 @@ int main(int argc, char** argv) {
             return deformscope::cli::runInfo(args, std::cout, std::cerr);
         if (command == "capture")
             return deformscope::cli::runCapture(args, std::cout, std::cerr);
+        if (command == "analyze")
+            return deformscope::cli::runAnalyze(args, std::cout, std::cerr);
+        if (command == "compare")
+            return deformscope::cli::runCompare(args, std::cout, std::cerr);
+        if (command == "erf-average")
+            return deformscope::cli::runErfAverage(args, std::cout, std::cerr);
+        if (command == "bench-analyses")
+            return deformscope::cli::runBenchAnalyses(args, std::cout, std::cerr);
         if (command == "bench")
             return deformscope::cli::runBench(args, std::cout, std::cerr);
 #ifdef DEFORMSCOPE_WITH_SAMPLE_RECIPE

@@ -1,4 +1,5 @@
 #include "app/cli/commands.h"
+#include "app/cli/options.h"
 
 #include "core/common/json.h"
 #include "core/common/npy.h"
@@ -19,48 +20,6 @@
 #include <ostream>
 
 namespace deformscope::cli {
-namespace {
-
-struct Options {
-    std::map<std::string, std::vector<std::string>> values;
-    std::vector<std::string> positional;
-    std::set<std::string> flags;
-};
-
-// Parses `args` given which options take how many values; returns an error text or "".
-std::string parse(const std::vector<std::string>& args, const std::map<std::string, int>& arity, Options& out) {
-    for (size_t i = 0; i < args.size(); ++i) {
-        const std::string& a = args[i];
-        if (a.rfind("--", 0) != 0) {
-            out.positional.push_back(a);
-            continue;
-        }
-        auto it = arity.find(a);
-        if (it == arity.end())
-            return "unknown option '" + a + "'";
-        if (it->second == 0) {
-            out.flags.insert(a);
-            continue;
-        }
-        if (i + static_cast<size_t>(it->second) >= args.size())
-            return "option " + a + " needs " + std::to_string(it->second) + " value" + (it->second > 1 ? "s" : "");
-        for (int k = 0; k < it->second; ++k)
-            out.values[a].push_back(args[++i]);
-    }
-    return {};
-}
-
-bool positiveInt(const std::string& s, int64_t& v) {
-    try {
-        size_t used = 0;
-        v = std::stoll(s, &used);
-        return used == s.size() && v > 0;
-    } catch (const std::exception&) {
-        return false;
-    }
-}
-
-} // namespace
 
 int runInfo(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
     constexpr const char* usage = "usage: deformscope-cli info MODEL [--input-size H W] [--json] [--device cpu|cuda]\n";

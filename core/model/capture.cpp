@@ -381,6 +381,9 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
             LayerTensors& t = capture.tensors[static_cast<size_t>(l.index)];
             t.input = *tensorArg(events[e], 0);
             t.output = *firstOutput(events[e]);
+            const bool hasWeight = l.kind == LayerKind::Conv || l.kind == LayerKind::ConvTranspose || l.deformable();
+            if (hasWeight && tensorArg(events[e], 1))
+                t.weight = *tensorArg(events[e], 1);
             if (l.deformable()) {
                 t.offset = *tensorArg(events[e], 2);
                 if (l.use_mask)

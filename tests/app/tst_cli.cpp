@@ -4,8 +4,11 @@
 
 #include <ATen/ATen.h>
 
+#include <map>
+
 #include <QtCore/QDir>
 #include <QtCore/QFile>
+#include <QtCore/QFileInfo>
 #include <QtCore/QProcess>
 #include <QtCore/QTemporaryDir>
 #include <QtTest/QtTest>
@@ -34,6 +37,19 @@ QString fixture(const char* name) {
 }
 
 using deformscope::common::Json;
+
+QString sample(const char* name) {
+    return QStringLiteral(DEFORMSCOPE_SOURCE_DIR) + "/sample_models/" + QString::fromUtf8(name);
+}
+QString sampleImage(const char* name) {
+    return QStringLiteral(DEFORMSCOPE_SOURCE_DIR) + "/resources/samples/" + QString::fromUtf8(name);
+}
+std::string readAll(const QString& path) {
+    QFile f(path);
+    if (!f.open(QIODevice::ReadOnly))
+        return {};
+    return f.readAll().toStdString();
+}
 
 } // namespace
 
@@ -152,6 +168,142 @@ private Q_SLOTS:
         const Run r = cli(args);
         QCOMPARE(r.exitCode, 2);
         QVERIFY2(r.err.contains(message), qPrintable(r.err));
+    }
+
+    // ---- analyze / compare / erf-average ---------------------------------------------
+
+    void analyzeWritesFilesThatAgreeWithResultJson() {
+        QTemporaryDir dir;
+        const QString out = dir.filePath("a");
+        const Run r = cli({"analyze", "--model", sample("dcn_v2.pt"), "--image", sampleImage("sample_01.png"),
+                           "--pixel", "58,46", "--min-cell", "8", "--out", out});
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        const Json doc = Json::parse(readAll(out + "/result.json"));
+        QCOMPARE(doc.at("node").at("layer").asString(), std::string("block3"));
+        QCOMPARE(doc.at("node").at("fx").asInt(), int64_t{7});
+        QCOMPARE(doc.at("node").at("fy").asInt(), int64_t{6});
+        const int64_t H = doc.at("input_size").at(0).asInt(), W = doc.at("input_size").at(1).asInt();
+
+        // erf.npy: H×W float32 on the input grid; its sum and 90 % area are the JSON's.
+        const at::Tensor erf = deformscope::common::readNpy((out + "/erf.npy").toStdString());
+        QCOMPARE(erf.sizes().vec(), (std::vector<int64_t>{H, W}));
+        QCOMPARE(erf.scalar_type(), at::kFloat);
+        const double sum = erf.to(at::kDouble).sum().item<double>();
+        QVERIFY(std::abs(sum - doc.at("erf").at("sum").asDouble()) <= 1e-6 * sum);
+        const at::Tensor sorted = std::get<0>(erf.to(at::kDouble).flatten().sort(0, true)).cumsum(0) / sum;
+        const int64_t area90 = (sorted < 0.9 - 1e-12).sum().item<int64_t>() + 1;
+        QCOMPARE(doc.at("erf").at("area90_px").asInt(), area90);
+
+        // saliency_mask.npy: its area is the JSON's, and the bound holds.
+        const at::Tensor mask = deformscope::common::readNpy((out + "/saliency_mask.npy").toStdString());
+        QCOMPARE(mask.sizes().vec(), (std::vector<int64_t>{H, W}));
+        const Json& sal = doc.at("saliency");
+        QCOMPARE(mask.to(at::kLong).sum().item<int64_t>(), sal.at("area_px").asInt());
+        QVERIFY(std::abs(sal.at("area_fraction").asDouble() - double(sal.at("area_px").asInt()) / double(H * W)) < 1e-12);
+        QVERIFY(sal.at("error").asDouble() <= sal.at("epsilon").asDouble());
+        QVERIFY(sal.at("within_bound").asBool());
+        QVERIFY(sal.at("forwards").asInt() > 0);
+
+        // sampling.csv: one row per point, the per-level counts of the JSON, inside = within the image.
+        const QStringList lines = QString::fromStdString(readAll(out + "/sampling.csv")).split('\n', Qt::SkipEmptyParts);
+        QCOMPARE(lines.front(), QString("x,y,level,weight,inside,modulation,layer,parent,tap"));
+        const Json& sampling = doc.at("sampling");
+        QCOMPARE(int64_t(lines.size() - 1), sampling.at("points").asInt());
+        std::map<int, int64_t> perLevel;
+        for (int i = 1; i < lines.size(); ++i) {
+            const QStringList f = lines[i].split(',');
+            QCOMPARE(f.size(), 9);
+            const double x = f[0].toDouble(), y = f[1].toDouble();
+            const bool inside = x >= -0.5 && x < W - 0.5 && y >= -0.5 && y < H - 0.5;
+            QCOMPARE(f[4].toInt(), inside ? 1 : 0);
+            QVERIFY(f[3].toDouble() >= 0);
+            perLevel[f[2].toInt()]++;
+        }
+        const Json& levels = sampling.at("per_level");
+        QCOMPARE(levels.size(), size_t{3});
+        QCOMPARE(perLevel[1], int64_t{9});
+        for (size_t i = 0; i < levels.size(); ++i)
+            QCOMPARE(perLevel[int(i) + 1], levels.at(i).at("points").asInt());
+
+        // The object came from the sample's ground truth, and the figures are real files.
+        QVERIFY(doc.at("object").at("source").asString().find("sample_01_mask.png") != std::string::npos);
+        QCOMPARE(doc.at("figures").size(), size_t{3});
+        QVERIFY(readAll(out + "/analysis.png").rfind("\x89PNG\r\n\x1a\n", 0) == 0);
+        QVERIFY(readAll(out + "/analysis.svg").find("<svg") != std::string::npos);
+        const std::string pdf = readAll(out + "/analysis.pdf");
+        QVERIFY(pdf.rfind("%PDF-", 0) == 0 && pdf.find("%%EOF") != std::string::npos);
+    }
+
+    void compareWritesOneGridAndEachModelsData() {
+        QTemporaryDir dir;
+        const QString out = dir.filePath("c");
+        const Run r = cli({"compare", "--models", sample("regular.pt"), sample("dcn_v1.pt"), sample("dcn_v2.pt"),
+                           "--image", sampleImage("sample_03.png"), "--pixel", "50,33", "--what", "sampling,erf",
+                           "--out", out});
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        const Json doc = Json::parse(readAll(out + "/compare.json"));
+        QCOMPARE(doc.at("models").size(), size_t{3});
+        for (const char* name : {"regular", "dcn_v1", "dcn_v2"}) {
+            const Json one = Json::parse(readAll(out + "/" + name + "/result.json"));
+            QCOMPARE(one.at("model_name").asString(), std::string(name));
+            QVERIFY(QFile::exists(out + "/" + name + "/erf.npy"));
+            QVERIFY(!QFile::exists(out + "/" + name + "/saliency_mask.npy"));
+        }
+        for (const char* f : {"/compare.png", "/compare.svg", "/compare.pdf"})
+            QVERIFY(QFileInfo(out + f).size() > 1000);
+        QVERIFY(r.out.contains("regular") && r.out.contains("dcn_v2"));
+    }
+
+    void erfAverageOverAFolder() {
+        QTemporaryDir dir;
+        const QString out = dir.filePath("e");
+        const Run r = cli({"erf-average", "--model", sample("regular.pt"), "--images",
+                           QStringLiteral(DEFORMSCOPE_SOURCE_DIR) + "/resources/samples", "--limit", "3", "--batch", "2",
+                           "--out", out});
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        QVERIFY(r.err.contains("erf-average: 3/3 images"));
+        const Json doc = Json::parse(readAll(out + "/result.json"));
+        QCOMPARE(doc.at("images").asInt(), int64_t{3});
+        QCOMPARE(doc.at("node").at("layer").asString(), std::string("block3"));
+        QCOMPARE(doc.at("node").at("fx").asInt(), int64_t{8}); // the centre of block3's 16 × 16 map
+        const at::Tensor map = deformscope::common::readNpy((out + "/erf_average.npy").toStdString());
+        QCOMPARE(map.sizes().vec(), (std::vector<int64_t>{128, 128}));
+        QVERIFY(std::abs(map.to(at::kDouble).abs().sum().item<double>() - doc.at("metrics").at("mass").asDouble()) <
+                1e-6 * doc.at("metrics").at("mass").asDouble());
+        QVERIFY(QFileInfo(out + "/erf_average.png").size() > 1000);
+    }
+
+    void analysisInputErrorsExitWith2() {
+        QTemporaryDir dir;
+        const QString out = dir.filePath("x");
+        const QString model = sample("regular.pt"), image = sampleImage("sample_01.png");
+        struct Case {
+            QStringList args;
+            const char* message;
+        };
+        const Case cases[] = {
+            {{"--pixel", "500,10"}, "is outside"},
+            {{"--layer", "nope"}, "has no layer 'nope'; its layers are: stem,"},
+            {{"--what", "erf,cats"}, "--what 'erf,cats'"},
+            {{"--response", "channel:99"}, "channel 99 does not exist"},
+            {{"--response", "sideways"}, "response 'sideways'"},
+            {{"--pixel", "1;2"}, "--pixel '1;2'"},
+            {{"--object-mask", fixture("missing_mask.png")}, "missing_mask.png: does not exist"},
+        };
+        for (const Case& c : cases) {
+            const Run r = cli(QStringList{"analyze", "--model", model, "--image", image, "--what", "erf", "--out", out} + c.args);
+            QVERIFY2(r.exitCode == 2, qPrintable(c.args.join(' ') + ": " + r.err));
+            QVERIFY2(r.err.contains(c.message), qPrintable(r.err));
+        }
+        const Run missing = cli({"analyze", "--model", model, "--image", fixture("nothing.png"), "--out", out});
+        QCOMPARE(missing.exitCode, 2);
+        QVERIFY(missing.err.contains("nothing.png: does not exist"));
+        const Run badModel = cli({"compare", "--models", model, fixture("not_a_model.pt"), "--image", image, "--out", out});
+        QCOMPARE(badModel.exitCode, 2);
+        QVERIFY(badModel.err.contains("not_a_model.pt"));
+        const Run noImages = cli({"erf-average", "--model", model, "--images", dir.path(), "--out", out});
+        QCOMPARE(noImages.exitCode, 2);
+        QVERIFY(noImages.err.contains("has no images"));
     }
 };
 

@@ -1,0 +1,238 @@
+// The analyses of one node (../shared/reference/DCN.md §3): its sampling
+// locations through the deformable layers, its effective receptive field and
+// its error-bounded saliency region, plus the metrics behind DCNv2's claims.
+//
+// An AnalysisSession holds one model and one input image, with one captured
+// forward pass (kept, with its autograd graph, for every click on that image).
+// Coordinates: the input grid is the model's input ([1, 3, H, W]); image pixel
+// centres are at integers; a node at feature (fy, fx) of a layer is centred at
+// start + f * jump (Layer::start / Layer::jump, per axis). A session is used
+// from one thread at a time.
+#pragma once
+
+#include "core/analysis/saliency.h"
+#include "core/model/capture.h"
+#include "core/model/model.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace deformscope::common {
+class Json;
+}
+
+namespace deformscope::analysis {
+
+// Bad requests (unknown layer, a position off the feature map, ...): the message names the problem.
+class AnalysisError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// What a node responds with.
+//  - Sum: all channels at the node. The ERF and the sampling weights use their
+//    sum; the saliency bound applies to the whole channel vector (as DCNv2 does).
+//  - Channel: one channel of the layer's output.
+//  - ClassScore: channel `index` of the model's output — at the node's image
+//    position for dense outputs ([1, K, H', W']), or the score itself for [1, K].
+struct Response {
+    enum class Kind { Sum, Channel, ClassScore };
+    Kind kind = Kind::Sum;
+    int64_t index = 0;
+
+    // "sum", "channel:N", "class:K"; throws AnalysisError naming the text otherwise.
+    static Response parse(const std::string& text);
+    std::string toString() const;
+};
+
+struct Node {
+    std::string layer;
+    int64_t fy = 0, fx = 0; // position on the layer's feature map
+    Response response;
+};
+
+// ---- sampling locations -----------------------------------------------------
+
+enum class OffsetReading { Nearest, Bilinear };
+
+struct SamplingOptions {
+    int levels = 3;                       // spawning levels to trace (each k×k conv or deformable layer is one)
+    OffsetReading reading = OffsetReading::Bilinear;
+    bool weights = true;                  // compute contribution weights (one backward)
+    int64_t maxPoints = 200000;           // stop spawning beyond this many points (a note says so)
+};
+
+struct SamplingPoint {
+    double x = 0, y = 0;     // input-image coordinates
+    int level = 1;           // 1: the node's own layer's taps
+    double weight = 0;       // |∂ response / ∂ sampling location| (0 when weights are off)
+    double modulation = 1;   // DCNv2 mask value of this tap (1 otherwise)
+    bool inside = true;      // within the image (pixel areas: −0.5 ≤ x < W − 0.5, same for y)
+    int layer = -1;          // index of the layer whose tap this is
+    int parent = -1;         // index of the spawning point in `points`, −1 for level 1
+    int tap = 0;             // tap index (row-major over the kernel)
+    int group = 0;           // offset group
+    double fy = 0, fx = 0;   // position on the layer's input feature map
+};
+
+struct SamplingTrace {
+    std::vector<SamplingPoint> points; // level 1 first, then level 2, ...
+    int levels = 0;                    // levels actually reached
+    std::vector<std::string> levelLayers; // for each level, the layers whose taps it holds (comma separated)
+    std::vector<std::string> notes;
+    double seconds = 0;
+};
+
+// ---- effective receptive field ----------------------------------------------
+
+struct ErfOptions {
+    bool isSigned = false; // signed sum over colours instead of the sum of magnitudes
+};
+
+struct ErfMetrics {
+    double mass = 0;                          // Σ |erf|
+    std::array<double, 3> areaFractions{0.5, 0.9, 0.99};
+    std::array<int64_t, 3> areaPixels{0, 0, 0}; // fewest pixels holding each fraction of the mass
+    std::array<double, 2> centroid{0, 0};     // x, y (mass-weighted)
+    std::array<double, 2> spread{0, 0};       // x, y standard deviations
+    double radialSpread = 0;                  // sqrt of the mean squared distance to the centroid
+    double rfAreaPixels = 0;                  // theoretical RF clipped to the image
+    double area90ToRf = 0;                    // areaPixels[1] / rfAreaPixels
+    // RepLKNet: log10(1 + erf), normalised to max 1; for each threshold the side
+    // of the smallest square centred on the node holding that fraction, and its
+    // area / image area (-1 when no square inside the image holds it).
+    std::array<double, 4> highContributionThresholds{0.2, 0.3, 0.5, 0.99};
+    std::array<int64_t, 4> highContributionSide{-1, -1, -1, -1};
+    std::array<double, 4> highContributionRatio{-1, -1, -1, -1};
+};
+
+struct ErfResult {
+    at::Tensor map; // [H, W] float32 on the CPU, on the input grid
+    ErfMetrics metrics;
+    double seconds = 0;
+};
+
+// Metrics of an ERF map for a node centred at (cx, cy) with theoretical RF `rf` (h, w).
+ErfMetrics erfMetrics(const at::Tensor& map, std::array<double, 2> nodeXY, std::array<double, 2> rf);
+
+// ---- saliency -----------------------------------------------------------------
+
+struct Baseline {
+    enum class Kind { Zero, Blur };
+    Kind kind = Kind::Zero;   // zero after normalisation = the mean colour
+    double sigma = 8;         // Gaussian blur of the (normalised) image, pixels
+
+    static Baseline parse(const std::string& text); // "zero", "blur", "blur:SIGMA"
+    std::string toString() const;
+};
+
+// ---- object metrics -------------------------------------------------------------
+
+struct ObjectMetrics {
+    double erfMassInside = -1;         // fraction of the ERF mass inside the object
+    double samplingWeightInside = -1;  // fraction of the sampling weight inside the object
+    double samplingPointsInside = -1;  // fraction of the sampling points inside the object
+    double saliencyAreaInside = -1;    // fraction of the kept saliency area inside the object
+    int64_t objectPixels = 0;
+};
+
+// `object` is [H, W] (nonzero = object) on the input grid; absent parts stay -1.
+ObjectMetrics objectMetrics(const at::Tensor& object, const ErfResult* erf, const SamplingTrace* sampling,
+                            const SaliencyResult* saliency);
+
+// ---- session ------------------------------------------------------------------
+
+class AnalysisSession {
+public:
+    // `input`: [1, 3, H, W], normalised as the model expects (imaging does that).
+    // Runs the captured forward once. Turns off the gradients of the model's
+    // parameters (analyses need only input gradients). Throws model::ModelError.
+    AnalysisSession(model::LoadedModel model, const at::Tensor& input);
+    ~AnalysisSession();
+    AnalysisSession(AnalysisSession&&) noexcept;
+    AnalysisSession& operator=(AnalysisSession&&) noexcept;
+
+    const model::LoadedModel& model() const;
+    const model::LayerGraph& graph() const;
+    const model::Capture& capture() const;
+    at::Tensor input() const; // [1, 3, H, W]
+    std::array<int64_t, 2> inputSize() const;
+
+    // The layer, or AnalysisError listing the layers.
+    const model::Layer& layer(const std::string& name) const;
+    // The node of `layer` whose centre is nearest to input-image point (x, y).
+    Node nodeAt(const std::string& layer, double x, double y, Response response = {}) const;
+    // The node's centre in input-image coordinates (x, y).
+    std::array<double, 2> nodeCentre(const Node& node) const;
+    // Throws AnalysisError when the node is not on its layer or the response index is out of range.
+    void validate(const Node& node) const;
+    // The node's response on the full image: [D] (D = channels for Sum, else 1), CPU float.
+    at::Tensor response(const Node& node) const;
+
+    ErfResult erf(const Node& node, const ErfOptions& options = {}) const;
+    // ERFs of several nodes of this image from one batched forward and one backward.
+    std::vector<ErfResult> erfBatch(const std::vector<Node>& nodes, const ErfOptions& options = {}) const;
+    SamplingTrace sampling(const Node& node, const SamplingOptions& options = {}) const;
+    SaliencyResult saliency(const Node& node, const SaliencyOptions& options = {}, const Baseline& baseline = {},
+                            const SaliencyProgressFn& progress = {}) const;
+
+    // The theoretical receptive field box of a node, clipped to the image: {y0, x0, y1, x1}, half-open.
+    std::array<int64_t, 4> receptiveFieldBox(const Node& node) const;
+    // The baseline image ([1, 3, H, W]) for the saliency search.
+    at::Tensor baselineImage(const Baseline& baseline) const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> d;
+};
+
+// JSON of the results (every number; tensors are not included).
+common::Json toJson(const Node& node);
+common::Json toJson(const SamplingTrace& trace);
+common::Json toJson(const ErfMetrics& metrics);
+common::Json toJson(const SaliencyResult& result);
+common::Json toJson(const ObjectMetrics& metrics);
+
+} // namespace deformscope::analysis
+
+namespace deformscope::analysis {
+
+// ---- ERF averaged over many images (RepLKNet's protocol) ----------------------------
+
+struct ErfAverageOptions {
+    std::string layer;                        // required
+    std::optional<std::array<int64_t, 2>> node; // (fy, fx); default: the centre of the feature map
+    Response response;
+    int64_t batchSize = 8;                    // images per forward/backward
+    bool isSigned = false;
+};
+
+struct ErfAverageResult {
+    at::Tensor map;          // [H, W] float32, CPU: the mean over the images used
+    Node node;
+    int64_t images = 0;      // images used
+    std::vector<std::string> skipped; // "<name>: <why>" for inputs that could not be used
+    ErfMetrics metrics;
+    double seconds = 0;
+    bool cancelled = false;
+};
+
+// `load(i)` returns image i as [1, 3, H, W] (normalised, every image the same
+// size) or throws std::exception (the image is then skipped, with its message);
+// `name(i)` names it in messages. `progress(done, total)` returning false cancels.
+ErfAverageResult averageErf(const model::LoadedModel& model, int64_t count,
+                            const std::function<at::Tensor(int64_t)>& load,
+                            const std::function<std::string(int64_t)>& name, const ErfAverageOptions& options,
+                            const std::function<bool(int64_t, int64_t)>& progress = {});
+
+common::Json toJson(const ErfAverageResult& result);
+
+} // namespace deformscope::analysis

@@ -1,0 +1,29 @@
+// Internals of core/analysis shared between its files and its tests.
+#pragma once
+
+#include "core/analysis/analysis.h"
+
+#include <map>
+#include <set>
+
+namespace deformscope::analysis::detail {
+
+// Layers that spawn taps in the sampling trace: k×k convolutions (k > 1) and
+// every deformable layer.
+bool spawns(const model::Layer& layer);
+
+// The spawning layers a trace from layer `start` reaches within `levels` levels.
+std::set<int> tracedLayers(const std::vector<model::Layer>& layers, int start, int levels);
+
+// ∂r/∂(sampling location) of every tap of `layer` at integer output positions
+// (iy[p], ix[p]), given ∂r/∂output: [P, G, K, 2] (dy, dx) on the layer's device.
+// For a deformable layer this equals ∂r/∂offset; for a regular conv it is the
+// same derivative at zero offsets (torchvision's bilinear coordinate weights).
+at::Tensor locationGrads(const model::Layer& layer, const model::LayerTensors& tensors, const at::Tensor& gradOutput,
+                         const at::Tensor& iy, const at::Tensor& ix);
+
+// The trace itself; gradOutputs maps layer index -> ∂r/∂output of that layer.
+SamplingTrace traceSampling(const model::Capture& capture, const Node& node, const SamplingOptions& options,
+                            const std::map<int, at::Tensor>& gradOutputs);
+
+} // namespace deformscope::analysis::detail

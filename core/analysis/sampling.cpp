@@ -1,0 +1,336 @@
+// The sampling-location trace (DCNv1's figure, weighted as DCNv2's "effective
+// sampling locations"). See analysis.h for the conventions.
+#include "core/analysis/analysis_internal.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <set>
+
+namespace deformscope::analysis::detail {
+
+using model::Layer;
+using model::LayerKind;
+using namespace at::indexing;
+
+bool spawns(const Layer& l) {
+    if (l.deformable())
+        return true;
+    return l.kind == LayerKind::Conv && (l.kernel[0] > 1 || l.kernel[1] > 1);
+}
+
+namespace {
+
+// A point waiting to be expanded: it lives on the output grid of layer `grid`
+// (−1: the image) at (fy, fx).
+struct Item {
+    int grid = -1;
+    double fy = 0, fx = 0;
+    int level = 0;  // spawning levels above it
+    int parent = -1; // the point it stands for (−1: the node itself)
+};
+
+// Image coordinate of position f on the output grid of `grid` (−1: the image).
+std::array<double, 2> toImage(const std::vector<Layer>& layers, int grid, double fy, double fx) {
+    if (grid < 0)
+        return {fy, fx};
+    const Layer& l = layers[size_t(grid)];
+    return {l.start[0] + fy * l.jump[0], l.start[1] + fx * l.jump[1]};
+}
+
+std::array<double, 2> fromImage(const std::vector<Layer>& layers, int grid, double y, double x) {
+    if (grid < 0)
+        return {y, x};
+    const Layer& l = layers[size_t(grid)];
+    return {(y - l.start[0]) / l.jump[0], (x - l.start[1]) / l.jump[1]};
+}
+
+// The grids feeding a layer's data input (−1: the image).
+std::vector<int> inputGrids(const Layer& l) {
+    return l.inputs.empty() ? std::vector<int>{-1} : l.inputs;
+}
+
+// Moves an item through non-spawning layers (pooling, upsampling, 1×1 convs,
+// transposed convs) until it sits on a spawning layer's output grid or on the
+// image; branches (adds, concats) give one item per branch.
+void settle(const std::vector<Layer>& layers, Item item, std::vector<Item>& out, std::set<std::string>& notes) {
+    std::vector<Item> stack{item};
+    while (!stack.empty()) {
+        Item it = stack.back();
+        stack.pop_back();
+        if (it.grid < 0 || spawns(layers[size_t(it.grid)])) {
+            out.push_back(it);
+            continue;
+        }
+        const Layer& l = layers[size_t(it.grid)];
+        if (l.kind == LayerKind::ConvTranspose)
+            notes.insert("transposed convolutions pass points through by their stride (their taps are not spawned)");
+        const auto img = toImage(layers, it.grid, it.fy, it.fx);
+        for (int g : inputGrids(l)) {
+            const auto f = fromImage(layers, g, img[0], img[1]);
+            stack.push_back(Item{g, f[0], f[1], it.level, it.parent});
+        }
+    }
+}
+
+} // namespace
+
+std::set<int> tracedLayers(const std::vector<Layer>& layers, int start, int levels) {
+    std::set<int> result;
+    std::set<std::pair<int, int>> seen; // (grid, level)
+    std::vector<std::pair<int, int>> stack{{start, 0}};
+    while (!stack.empty()) {
+        auto [grid, level] = stack.back();
+        stack.pop_back();
+        if (grid < 0 || !seen.insert({grid, level}).second)
+            continue;
+        const Layer& l = layers[size_t(grid)];
+        int next = level;
+        if (spawns(l)) {
+            if (level >= levels)
+                continue;
+            result.insert(grid);
+            next = level + 1;
+        }
+        for (int g : inputGrids(l))
+            stack.push_back({g, next});
+    }
+    return result;
+}
+
+at::Tensor locationGrads(const Layer& l, const model::LayerTensors& t, const at::Tensor& gradOutput,
+                         const at::Tensor& iy, const at::Tensor& ix) {
+    const at::Tensor in = t.input.detach()[0];      // [Cin, H, W]
+    const at::Tensor w = t.weight.detach();         // [Cout, Cin/groups, kh, kw]
+    const int64_t cin = in.size(0), H = in.size(1), W = in.size(2);
+    const int64_t cout = w.size(0), kh = l.kernel[0], kw = l.kernel[1], K = kh * kw;
+    const int64_t G = l.deformable() ? std::max<int64_t>(l.offset_groups, 1) : 1;
+    const int64_t groups = std::max<int64_t>(l.groups, 1);
+    const int64_t P = iy.size(0);
+    const auto fopts = in.options();
+    const at::Tensor yi = iy.to(in.device()), xi = ix.to(in.device());
+
+    // v[p, c, k] = Σ_o ∂r/∂out[o, p] · w[o, c, k] (within each conv group).
+    const at::Tensor gq = gradOutput.detach()[0].index({Slice(), yi, xi}).t().to(fopts.dtype()); // [P, Cout]
+    const int64_t coutG = cout / groups, cinG = cin / groups;
+    std::vector<at::Tensor> parts;
+    for (int64_t g = 0; g < groups; ++g)
+        parts.push_back(gq.narrow(1, g * coutG, coutG).matmul(w.narrow(0, g * coutG, coutG).reshape({coutG, cinG * K}))
+                            .view({P, cinG, K}));
+    const at::Tensor v = at::cat(parts, 1).view({P, G, cin / G, K});
+
+    // Sampling positions [P, G, K] on the input grid.
+    const at::Tensor ky = at::arange(kh, fopts).repeat_interleave(kw);
+    const at::Tensor kx = at::arange(kw, fopts).repeat({kh});
+    at::Tensor py = (yi.to(fopts.dtype()) * double(l.stride[0]) - double(l.padding[0])).view({P, 1, 1}) +
+                    (ky * double(l.dilation[0])).view({1, 1, K});
+    at::Tensor px = (xi.to(fopts.dtype()) * double(l.stride[1]) - double(l.padding[1])).view({P, 1, 1}) +
+                    (kx * double(l.dilation[1])).view({1, 1, K});
+    py = py.expand({P, G, K});
+    px = px.expand({P, G, K});
+    at::Tensor mask = at::ones({P, G, K}, fopts);
+    if (l.deformable()) {
+        const at::Tensor off = t.offset.detach()[0].index({Slice(), yi, xi}).t().reshape({P, G, K, 2}).to(fopts.dtype());
+        py = py + off.select(3, 0);
+        px = px + off.select(3, 1);
+        if (l.use_mask && t.mask.defined())
+            mask = t.mask.detach()[0].index({Slice(), yi, xi}).t().reshape({P, G, K}).to(fopts.dtype());
+    }
+
+    // The operators' coordinate weights (torchvision's): the bilinear sample's
+    // derivative with respect to y and x, corners outside the map read as zero.
+    const at::Tensor y0 = py.floor(), x0 = px.floor();
+    const at::Tensor ly = py - y0, lx = px - x0;
+    const at::Tensor y0i = y0.to(at::kLong), x0i = x0.to(at::kLong);
+    const at::Tensor flat = in.view({G, cin / G, H * W});
+    auto corner = [&](const at::Tensor& cy, const at::Tensor& cx) {
+        const at::Tensor valid = (cy >= 0) & (cy < H) & (cx >= 0) & (cx < W);                  // [P, G, K]
+        const at::Tensor idx = (cy.clamp(0, H - 1) * W + cx.clamp(0, W - 1)).permute({1, 0, 2}).reshape({G, 1, P * K});
+        const at::Tensor vals = flat.gather(2, idx.expand({G, cin / G, P * K}))               // [G, Cg, P*K]
+                                    .view({G, cin / G, P, K})
+                                    .permute({2, 0, 1, 3});                                    // [P, G, Cg, K]
+        return vals * valid.unsqueeze(2).to(fopts.dtype());
+    };
+    const at::Tensor vyx = corner(y0i, x0i), vyX = corner(y0i, x0i + 1), vYx = corner(y0i + 1, x0i),
+                     vYX = corner(y0i + 1, x0i + 1);
+    const at::Tensor lyc = ly.unsqueeze(2), lxc = lx.unsqueeze(2);
+    const at::Tensor dY = (1 - lxc) * (vYx - vyx) + lxc * (vYX - vyX);
+    const at::Tensor dX = (1 - lyc) * (vyX - vyx) + lyc * (vYX - vYx);
+    // A sample at y ≤ −1, y ≥ H, x ≤ −1 or x ≥ W reads zero and has no gradient (the operators' rule).
+    const at::Tensor support = ((py > -1) & (py < double(H)) & (px > -1) & (px < double(W))).to(fopts.dtype());
+    const at::Tensor gy = (v * dY).sum(2) * mask * support;
+    const at::Tensor gx = (v * dX).sum(2) * mask * support;
+    return at::stack({gy, gx}, 3); // [P, G, K, 2]
+}
+
+SamplingTrace traceSampling(const model::Capture& capture, const Node& node, const SamplingOptions& options,
+                            const std::map<int, at::Tensor>& gradOutputs) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<Layer>& layers = capture.graph.layers();
+    const Layer* target = capture.graph.find(node.layer);
+    const auto imageSize = capture.graph.inputSize();
+    SamplingTrace trace;
+    std::set<std::string> notes;
+    std::vector<std::set<std::string>> levelLayers;
+
+    std::vector<Item> frontier;
+    settle(layers, Item{target->index, double(node.fy), double(node.fx), 0, -1}, frontier, notes);
+    bool capped = false;
+    while (!frontier.empty()) {
+        // Group the frontier's expandable items by layer and read every layer's
+        // offsets, masks and location gradients at the positions needed, at once.
+        std::map<int, std::vector<size_t>> byLayer;
+        for (size_t i = 0; i < frontier.size(); ++i)
+            if (frontier[i].grid >= 0 && frontier[i].level < options.levels)
+                byLayer[frontier[i].grid].push_back(i);
+        std::vector<Item> next;
+        for (const auto& [li, members] : byLayer) {
+            const Layer& l = layers[size_t(li)];
+            const model::LayerTensors& t = capture.tensors[size_t(li)];
+            const int64_t Ho = l.feature_size[0], Wo = l.feature_size[1];
+            const int64_t K = l.kernel[0] * l.kernel[1];
+            const int64_t G = l.deformable() ? std::max<int64_t>(l.offset_groups, 1) : 1;
+            if (!t.weight.defined() && options.weights)
+                notes.insert(l.name + ": its weight was not captured; its points have weight 0");
+
+            // Integer positions to read, with bilinear (or nearest) weights per item.
+            struct Read {
+                std::array<int64_t, 4> pos{};
+                std::array<double, 4> w{};
+                int n = 0;
+            };
+            std::map<int64_t, int64_t> slot; // flat position -> row
+            std::vector<int64_t> ys, xs;
+            auto rowOf = [&](int64_t y, int64_t x) {
+                const int64_t key = y * Wo + x;
+                auto [it, fresh] = slot.emplace(key, int64_t(ys.size()));
+                if (fresh) {
+                    ys.push_back(y);
+                    xs.push_back(x);
+                }
+                return it->second;
+            };
+            std::vector<Read> reads(members.size());
+            for (size_t m = 0; m < members.size(); ++m) {
+                const Item& it = frontier[members[m]];
+                const double qy = std::clamp(it.fy, 0.0, double(Ho - 1)), qx = std::clamp(it.fx, 0.0, double(Wo - 1));
+                Read& r = reads[m];
+                if (options.reading == OffsetReading::Nearest) {
+                    r.pos[0] = rowOf(int64_t(std::lround(qy)), int64_t(std::lround(qx)));
+                    r.w[0] = 1;
+                    r.n = 1;
+                } else {
+                    const int64_t y0 = std::min<int64_t>(int64_t(std::floor(qy)), Ho - 1),
+                                  x0 = std::min<int64_t>(int64_t(std::floor(qx)), Wo - 1);
+                    const int64_t y1 = std::min(y0 + 1, Ho - 1), x1 = std::min(x0 + 1, Wo - 1);
+                    const double ay = qy - double(y0), ax = qx - double(x0);
+                    const std::array<std::array<int64_t, 2>, 4> c{{{y0, x0}, {y0, x1}, {y1, x0}, {y1, x1}}};
+                    const std::array<double, 4> cw{(1 - ay) * (1 - ax), (1 - ay) * ax, ay * (1 - ax), ay * ax};
+                    for (int k = 0; k < 4; ++k)
+                        if (cw[size_t(k)] > 0 || k == 0) {
+                            r.pos[size_t(r.n)] = rowOf(c[size_t(k)][0], c[size_t(k)][1]);
+                            r.w[size_t(r.n)] = cw[size_t(k)];
+                            ++r.n;
+                        }
+                }
+            }
+            const auto cpuDouble = at::TensorOptions().dtype(at::kDouble);
+            const at::Tensor iy = at::tensor(ys, at::kLong), ix = at::tensor(xs, at::kLong);
+            const int64_t R = int64_t(ys.size());
+            at::Tensor offsets = at::zeros({R, G, K, 2}, cpuDouble);
+            at::Tensor masks = at::ones({R, G, K}, cpuDouble);
+            if (l.deformable() && t.offset.defined()) {
+                const at::Tensor dev = t.offset.detach()[0];
+                offsets = dev.index({Slice(), iy.to(dev.device()), ix.to(dev.device())}).t().reshape({R, G, K, 2}).to(cpuDouble);
+                if (l.use_mask && t.mask.defined()) {
+                    const at::Tensor mdev = t.mask.detach()[0];
+                    masks = mdev.index({Slice(), iy.to(mdev.device()), ix.to(mdev.device())}).t().reshape({R, G, K}).to(cpuDouble);
+                }
+            }
+            at::Tensor grads = at::zeros({R, G, K, 2}, cpuDouble);
+            const auto g = gradOutputs.find(li);
+            if (options.weights && t.weight.defined() && g != gradOutputs.end() && g->second.defined())
+                grads = locationGrads(l, t, g->second, iy, ix).to(cpuDouble);
+            const auto off = offsets.accessor<double, 4>();
+            const auto msk = masks.accessor<double, 3>();
+            const auto grd = grads.accessor<double, 4>();
+
+            const std::vector<int> feeds = inputGrids(l);
+            const int64_t Hin = l.input_size[0], Win = l.input_size[1];
+            for (size_t m = 0; m < members.size(); ++m) {
+                const Item& it = frontier[members[m]];
+                const Read& r = reads[m];
+                for (int64_t gi = 0; gi < G; ++gi) {
+                    for (int64_t k = 0; k < K; ++k) {
+                        if (int64_t(trace.points.size()) >= options.maxPoints) {
+                            capped = true;
+                            break;
+                        }
+                        double oy = 0, ox = 0, mod = 0, gy = 0, gx = 0;
+                        for (int c = 0; c < r.n; ++c) {
+                            const int64_t row = r.pos[size_t(c)];
+                            const double cw = r.w[size_t(c)];
+                            oy += cw * off[row][gi][k][0];
+                            ox += cw * off[row][gi][k][1];
+                            mod += cw * msk[row][gi][k];
+                            gy += cw * grd[row][gi][k][0];
+                            gx += cw * grd[row][gi][k][1];
+                        }
+                        const double ky = double(k / l.kernel[1]), kx = double(k % l.kernel[1]);
+                        const double py = it.fy * double(l.stride[0]) - double(l.padding[0]) + ky * double(l.dilation[0]) + oy;
+                        const double px = it.fx * double(l.stride[1]) - double(l.padding[1]) + kx * double(l.dilation[1]) + ox;
+                        // The input grid is the output grid of the first feeding layer (or the image).
+                        const auto img = toImage(layers, feeds[0], py, px);
+                        SamplingPoint p;
+                        p.y = img[0];
+                        p.x = img[1];
+                        p.level = it.level + 1;
+                        p.weight = std::hypot(gy, gx);
+                        p.modulation = l.use_mask ? mod : 1.0;
+                        p.inside = p.x >= -0.5 && p.x < double(imageSize[1]) - 0.5 && p.y >= -0.5 &&
+                                   p.y < double(imageSize[0]) - 0.5;
+                        p.layer = li;
+                        p.parent = it.parent;
+                        p.tap = int(k);
+                        p.group = int(gi);
+                        p.fy = py;
+                        p.fx = px;
+                        const int index = int(trace.points.size());
+                        trace.points.push_back(p);
+                        if (size_t(p.level) > levelLayers.size())
+                            levelLayers.resize(size_t(p.level));
+                        levelLayers[size_t(p.level - 1)].insert(l.name);
+                        trace.levels = std::max(trace.levels, p.level);
+                        // Samples beyond the bilinear support read zeros: nothing further to trace.
+                        if (py <= -1 || py >= double(Hin) || px <= -1 || px >= double(Win))
+                            continue;
+                        for (int fg : feeds) {
+                            const auto f = fromImage(layers, fg, img[0], img[1]);
+                            settle(layers, Item{fg, f[0], f[1], p.level, index}, next, notes);
+                        }
+                    }
+                }
+            }
+        }
+        frontier = std::move(next);
+        if (capped)
+            break;
+    }
+    if (capped)
+        notes.insert("stopped at " + std::to_string(options.maxPoints) + " points (maxPoints)");
+    // Level order: level 1 first (points were appended level by level already).
+    for (const auto& names : levelLayers) {
+        std::string joined;
+        for (const auto& n : names)
+            joined += (joined.empty() ? "" : ",") + n;
+        trace.levelLayers.push_back(joined);
+    }
+    trace.notes.assign(notes.begin(), notes.end());
+    trace.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return trace;
+}
+
+} // namespace deformscope::analysis::detail

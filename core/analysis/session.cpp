@@ -1,0 +1,382 @@
+#include "core/analysis/analysis_internal.h"
+#include "core/ops/deform_conv2d.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+namespace deformscope::analysis {
+
+using model::Layer;
+using namespace at::indexing;
+
+namespace {
+
+double secondsSince(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int64_t parseIndex(const std::string& text, const std::string& digits) {
+    if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+        digits.size() > 9)
+        throw AnalysisError("response '" + text + "': expected sum, channel:N or class:K with N, K whole numbers");
+    return std::stoll(digits);
+}
+
+// Whether a deformable layer lies on a data path below `start` (its support is then not bounded by the RF).
+bool deformableBelow(const std::vector<Layer>& layers, int start) {
+    std::vector<int> stack{start};
+    std::vector<bool> seen(layers.size(), false);
+    while (!stack.empty()) {
+        const int i = stack.back();
+        stack.pop_back();
+        if (i < 0 || seen[size_t(i)])
+            continue;
+        seen[size_t(i)] = true;
+        const Layer& l = layers[size_t(i)];
+        if (l.deformable())
+            return true;
+        for (int j : l.inputs)
+            stack.push_back(j);
+    }
+    return false;
+}
+
+} // namespace
+
+// ---- Response / Baseline -------------------------------------------------------
+
+Response Response::parse(const std::string& text) {
+    Response r;
+    if (text == "sum")
+        return r;
+    const auto colon = text.find(':');
+    const std::string head = text.substr(0, colon);
+    if (colon == std::string::npos || (head != "channel" && head != "class"))
+        throw AnalysisError("response '" + text + "': expected sum, channel:N or class:K");
+    r.kind = head == "channel" ? Kind::Channel : Kind::ClassScore;
+    r.index = parseIndex(text, text.substr(colon + 1));
+    return r;
+}
+
+std::string Response::toString() const {
+    switch (kind) {
+    case Kind::Sum:
+        return "sum";
+    case Kind::Channel:
+        return "channel:" + std::to_string(index);
+    case Kind::ClassScore:
+        return "class:" + std::to_string(index);
+    }
+    return "sum";
+}
+
+Baseline Baseline::parse(const std::string& text) {
+    Baseline b;
+    if (text == "zero")
+        return b;
+    if (text == "blur") {
+        b.kind = Kind::Blur;
+        return b;
+    }
+    if (text.rfind("blur:", 0) == 0) {
+        b.kind = Kind::Blur;
+        try {
+            size_t used = 0;
+            b.sigma = std::stod(text.substr(5), &used);
+            if (used == text.size() - 5 && b.sigma > 0 && b.sigma < 1e4)
+                return b;
+        } catch (const std::exception&) {
+        }
+    }
+    throw AnalysisError("baseline '" + text + "': expected zero, blur or blur:SIGMA (SIGMA > 0 pixels)");
+}
+
+std::string Baseline::toString() const {
+    if (kind == Kind::Zero)
+        return "zero";
+    std::ostringstream s;
+    s << "blur:" << sigma;
+    return s.str();
+}
+
+// ---- session -------------------------------------------------------------------
+
+struct AnalysisSession::Impl {
+    model::LoadedModel model;
+    at::Tensor input; // leaf with requires_grad, on the model's device
+    model::Capture capture;
+};
+
+AnalysisSession::AnalysisSession(model::LoadedModel model, const at::Tensor& input) : d(std::make_unique<Impl>()) {
+    if (input.dim() != 4 || input.size(0) != 1 || input.size(1) != 3)
+        throw AnalysisError(model.path() + ": the analysed input must be [1, 3, H, W], got " + c10::str(input.sizes()));
+    for (at::Tensor p : model.module().parameters())
+        p.requires_grad_(false);
+    // The same click gives the same numbers twice: deterministic backward kernels.
+    ops::setBackwardMode(ops::BackwardMode::Deterministic);
+    if (model.device().is_cuda()) {
+        at::globalContext().setDeterministicCuDNN(true);
+        at::globalContext().setBenchmarkCuDNN(false);
+    }
+    d->model = model;
+    at::AutoGradMode grad(true);
+    d->input = input.detach().to(model.device(), at::kFloat).clone().requires_grad_(true);
+    d->capture = model::captureForward(model, d->input);
+}
+
+AnalysisSession::~AnalysisSession() = default;
+AnalysisSession::AnalysisSession(AnalysisSession&&) noexcept = default;
+AnalysisSession& AnalysisSession::operator=(AnalysisSession&&) noexcept = default;
+
+const model::LoadedModel& AnalysisSession::model() const { return d->model; }
+const model::LayerGraph& AnalysisSession::graph() const { return d->capture.graph; }
+const model::Capture& AnalysisSession::capture() const { return d->capture; }
+at::Tensor AnalysisSession::input() const { return d->input.detach(); }
+std::array<int64_t, 2> AnalysisSession::inputSize() const { return {d->input.size(2), d->input.size(3)}; }
+
+const Layer& AnalysisSession::layer(const std::string& name) const {
+    const Layer* l = graph().find(name);
+    if (!l)
+        throw AnalysisError("no layer '" + name + "' in " + d->model.path() + " (layers: " + graph().names() + ")");
+    return *l;
+}
+
+Node AnalysisSession::nodeAt(const std::string& layerName, double x, double y, Response response) const {
+    const Layer& l = layer(layerName);
+    Node n;
+    n.layer = l.name;
+    n.response = response;
+    n.fy = std::clamp<int64_t>(std::llround((y - l.start[0]) / l.jump[0]), 0, l.feature_size[0] - 1);
+    n.fx = std::clamp<int64_t>(std::llround((x - l.start[1]) / l.jump[1]), 0, l.feature_size[1] - 1);
+    return n;
+}
+
+std::array<double, 2> AnalysisSession::nodeCentre(const Node& node) const {
+    const Layer& l = layer(node.layer);
+    return {l.start[1] + double(node.fx) * l.jump[1], l.start[0] + double(node.fy) * l.jump[0]};
+}
+
+void AnalysisSession::validate(const Node& node) const {
+    const Layer& l = layer(node.layer);
+    if (node.fy < 0 || node.fy >= l.feature_size[0] || node.fx < 0 || node.fx >= l.feature_size[1])
+        throw AnalysisError("node (" + std::to_string(node.fx) + ", " + std::to_string(node.fy) + ") is off layer '" +
+                            l.name + "', whose feature map is " + std::to_string(l.feature_size[1]) + " x " +
+                            std::to_string(l.feature_size[0]) + " (x, y)");
+    if (node.response.kind == Response::Kind::Channel && node.response.index >= l.out_channels)
+        throw AnalysisError("channel " + std::to_string(node.response.index) + " does not exist: layer '" + l.name +
+                            "' has " + std::to_string(l.out_channels) + " channels");
+    if (node.response.kind == Response::Kind::ClassScore) {
+        const at::Tensor& out = d->capture.output;
+        if (out.dim() != 2 && out.dim() != 4)
+            throw AnalysisError("class scores need a model output of [1, K] or [1, K, H, W]; " + d->model.path() +
+                                " returns " + c10::str(out.sizes()));
+        if (node.response.index >= out.size(1))
+            throw AnalysisError("class " + std::to_string(node.response.index) + " does not exist: the model has " +
+                                std::to_string(out.size(1)) + " outputs");
+    }
+}
+
+namespace {
+
+// The node's response in batch item b of a capture: [D], attached to the graph.
+at::Tensor responseOf(const model::Capture& c, const Layer& l, const Node& n, std::array<double, 2> centreXY,
+                      std::array<int64_t, 2> inputSize, int64_t b) {
+    switch (n.response.kind) {
+    case Response::Kind::Sum:
+        return c.tensors[size_t(l.index)].output.index({b, Slice(), n.fy, n.fx});
+    case Response::Kind::Channel:
+        return c.tensors[size_t(l.index)].output.index({b, n.response.index, n.fy, n.fx}).reshape({1});
+    case Response::Kind::ClassScore:
+        break;
+    }
+    const at::Tensor& out = c.output;
+    if (out.dim() == 2)
+        return out.index({b, n.response.index}).reshape({1});
+    // A dense output: the position covering the node's centre, by proportion.
+    const int64_t oy = std::clamp<int64_t>(
+        std::llround((centreXY[1] + 0.5) * double(out.size(2)) / double(inputSize[0]) - 0.5), 0, out.size(2) - 1);
+    const int64_t ox = std::clamp<int64_t>(
+        std::llround((centreXY[0] + 0.5) * double(out.size(3)) / double(inputSize[1]) - 0.5), 0, out.size(3) - 1);
+    return out.index({b, n.response.index, oy, ox}).reshape({1});
+}
+
+// All channels at the node in every batch item: [B, D] (for the saliency search).
+at::Tensor responsesOf(const model::Capture& c, const Layer& l, const Node& n, std::array<double, 2> centreXY,
+                       std::array<int64_t, 2> inputSize) {
+    std::vector<at::Tensor> rows;
+    const int64_t B = c.output.size(0);
+    for (int64_t b = 0; b < B; ++b)
+        rows.push_back(responseOf(c, l, n, centreXY, inputSize, b));
+    return at::stack(rows);
+}
+
+at::Tensor erfMap(const at::Tensor& grad, bool isSigned) {
+    return (isSigned ? grad.sum(1) : grad.abs().sum(1)).detach().to(at::kCPU, at::kFloat).contiguous();
+}
+
+} // namespace
+
+at::Tensor AnalysisSession::response(const Node& node) const {
+    validate(node);
+    const Layer& l = layer(node.layer);
+    return responseOf(d->capture, l, node, nodeCentre(node), inputSize(), 0).detach().to(at::kCPU, at::kFloat);
+}
+
+ErfResult AnalysisSession::erf(const Node& node, const ErfOptions& options) const {
+    const auto t0 = std::chrono::steady_clock::now();
+    validate(node);
+    const Layer& l = layer(node.layer);
+    at::AutoGradMode grad(true);
+    const at::Tensor r = responseOf(d->capture, l, node, nodeCentre(node), inputSize(), 0).sum();
+    const auto grads = torch::autograd::grad({r}, {d->input}, {}, /*retain_graph=*/true, false, /*allow_unused=*/true);
+    const at::Tensor g = grads[0].defined() ? grads[0] : at::zeros_like(d->input);
+    ErfResult result;
+    result.map = erfMap(g, options.isSigned)[0];
+    result.metrics = erfMetrics(result.map, nodeCentre(node), l.rf);
+    result.seconds = secondsSince(t0);
+    return result;
+}
+
+std::vector<ErfResult> AnalysisSession::erfBatch(const std::vector<Node>& nodes, const ErfOptions& options) const {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (const Node& n : nodes)
+        validate(n);
+    if (nodes.empty())
+        return {};
+    at::AutoGradMode grad(true);
+    const int64_t B = int64_t(nodes.size());
+    const at::Tensor batch = d->input.detach().expand({B, -1, -1, -1}).clone().requires_grad_(true);
+    model::CaptureOptions copts;
+    const model::Capture c = model::captureForward(d->model, batch, copts);
+    at::Tensor total = at::zeros({}, batch.options());
+    for (int64_t b = 0; b < B; ++b) {
+        const Node& n = nodes[size_t(b)];
+        const Layer& l = layer(n.layer);
+        total = total + responseOf(c, l, n, nodeCentre(n), inputSize(), b).sum();
+    }
+    const auto grads = torch::autograd::grad({total}, {batch}, {}, false, false, true);
+    const at::Tensor maps = erfMap(grads[0].defined() ? grads[0] : at::zeros_like(batch), options.isSigned);
+    const double each = secondsSince(t0) / double(B);
+    std::vector<ErfResult> results;
+    for (int64_t b = 0; b < B; ++b) {
+        ErfResult r;
+        r.map = maps[b].clone();
+        r.metrics = erfMetrics(r.map, nodeCentre(nodes[size_t(b)]), layer(nodes[size_t(b)].layer).rf);
+        r.seconds = each;
+        results.push_back(std::move(r));
+    }
+    return results;
+}
+
+SamplingTrace AnalysisSession::sampling(const Node& node, const SamplingOptions& options) const {
+    const auto t0 = std::chrono::steady_clock::now();
+    validate(node);
+    if (options.levels < 1)
+        throw AnalysisError("sampling levels must be at least 1, got " + std::to_string(options.levels));
+    const Layer& l = layer(node.layer);
+    const auto& layers = graph().layers();
+    std::map<int, at::Tensor> gradOutputs;
+    if (options.weights) {
+        const std::set<int> traced = detail::tracedLayers(layers, l.index, options.levels);
+        std::vector<int> ids;
+        std::vector<at::Tensor> outputs;
+        for (int i : traced)
+            if (d->capture.tensors[size_t(i)].output.defined() && d->capture.tensors[size_t(i)].output.requires_grad()) {
+                ids.push_back(i);
+                outputs.push_back(d->capture.tensors[size_t(i)].output);
+            }
+        if (!outputs.empty()) {
+            at::AutoGradMode grad(true);
+            const at::Tensor r = responseOf(d->capture, l, node, nodeCentre(node), inputSize(), 0).sum();
+            const auto grads = torch::autograd::grad({r}, outputs, {}, /*retain_graph=*/true, false, /*allow_unused=*/true);
+            for (size_t i = 0; i < ids.size(); ++i)
+                gradOutputs[ids[i]] = grads[i].defined() ? grads[i] : at::zeros_like(outputs[i]);
+        }
+    }
+    SamplingTrace trace = detail::traceSampling(d->capture, node, options, gradOutputs);
+    trace.seconds = secondsSince(t0);
+    return trace;
+}
+
+std::array<int64_t, 4> AnalysisSession::receptiveFieldBox(const Node& node) const {
+    const Layer& l = layer(node.layer);
+    const auto c = nodeCentre(node);
+    const auto size = inputSize();
+    const auto span = [](double centre, double rf, int64_t limit) {
+        const int64_t lo = std::max<int64_t>(0, int64_t(std::floor(centre - (rf - 1) / 2 - 1e-9)));
+        const int64_t hi = std::min<int64_t>(limit, int64_t(std::ceil(centre + (rf - 1) / 2 + 1e-9)) + 1);
+        return std::array<int64_t, 2>{lo, std::max(lo, hi)};
+    };
+    const auto ys = span(c[1], l.rf[0], size[0]);
+    const auto xs = span(c[0], l.rf[1], size[1]);
+    return {ys[0], xs[0], ys[1], xs[1]};
+}
+
+at::Tensor AnalysisSession::baselineImage(const Baseline& baseline) const {
+    const at::Tensor x = d->input.detach();
+    if (baseline.kind == Baseline::Kind::Zero)
+        return at::zeros_like(x);
+    // Separable Gaussian blur, reflect-padded, per colour channel.
+    const int64_t radius = std::max<int64_t>(1, int64_t(std::ceil(3 * baseline.sigma)));
+    const at::Tensor t = at::arange(-radius, radius + 1, x.options()).to(at::kDouble);
+    at::Tensor k = at::exp(-(t * t) / (2 * baseline.sigma * baseline.sigma));
+    k = (k / k.sum()).to(x.scalar_type());
+    const int64_t H = x.size(2), W = x.size(3);
+    at::Tensor y = x;
+    // Reflect padding needs pad < size: fall back to replicate for tiny images.
+    const bool reflect = radius < std::min(H, W);
+    y = at::pad(y, {radius, radius, 0, 0}, reflect ? "reflect" : "replicate");
+    y = at::conv2d(y, k.view({1, 1, 1, -1}).expand({3, 1, 1, 2 * radius + 1}).contiguous(), at::Tensor(), at::IntArrayRef{1, 1}, at::IntArrayRef{0, 0}, at::IntArrayRef{1, 1}, 3);
+    y = at::pad(y, {0, 0, radius, radius}, reflect ? "reflect" : "replicate");
+    y = at::conv2d(y, k.view({1, 1, -1, 1}).expand({3, 1, 2 * radius + 1, 1}).contiguous(), at::Tensor(), at::IntArrayRef{1, 1}, at::IntArrayRef{0, 0}, at::IntArrayRef{1, 1}, 3);
+    return y;
+}
+
+SaliencyResult AnalysisSession::saliency(const Node& node, const SaliencyOptions& options, const Baseline& baseline,
+                                         const SaliencyProgressFn& progress) const {
+    validate(node);
+    const Layer& l = layer(node.layer);
+    const auto centre = nodeCentre(node);
+    const auto size = inputSize();
+    const at::Tensor image = d->input.detach();
+    const at::Tensor base = baselineImage(baseline);
+
+    SaliencyProblem problem;
+    problem.height = size[0];
+    problem.width = size[1];
+    problem.device = d->model.device();
+    // The saliency bound uses every channel for a Sum response (DCNv2's feature vector).
+    problem.reference = responseOf(d->capture, l, node, centre, size, 0).detach().to(at::kCPU, at::kFloat);
+    const model::LoadedModel model = d->model;
+    const Node n = node;
+    problem.evaluate = [model, image, base, l, n, centre, size](const at::Tensor& masks) {
+        at::NoGradGuard noGrad;
+        const at::Tensor m = masks.to(image.device(), image.scalar_type());
+        const at::Tensor x = image * m + base * (1 - m);
+        model::CaptureOptions copts;
+        const model::Capture c = model::captureForward(model, x, copts);
+        return responsesOf(c, l, n, centre, size).detach().to(at::kCPU, at::kFloat);
+    };
+    // Importance: |∂(r · r_ref)/∂I ⊙ (I − B)|, summed over colours.
+    {
+        at::AutoGradMode grad(true);
+        const at::Tensor r = responseOf(d->capture, l, node, centre, size, 0);
+        const at::Tensor s = (r * problem.reference.to(r.device())).sum();
+        const auto grads = torch::autograd::grad({s}, {d->input}, {}, /*retain_graph=*/true, false, true);
+        if (grads[0].defined())
+            problem.importance = (grads[0].detach() * (image - base)).abs().sum(1)[0].to(at::kCPU, at::kFloat);
+    }
+    if (deformableBelow(graph().layers(), l.index))
+        problem.box = {0, 0, size[0], size[1]}; // offsets can reach beyond the regular receptive field
+    else
+        problem.box = receptiveFieldBox(node);
+    return searchSaliency(problem, options, progress);
+}
+
+} // namespace deformscope::analysis

@@ -1,0 +1,168 @@
+#include "ui/analysis_figure/analysis_figure.h"
+
+#include <ATen/ATen.h>
+
+#include <QGuiApplication>
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace deformscope::figure {
+
+namespace {
+
+std::string fixed(double v, int digits) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+    return buf;
+}
+
+std::string percent(double v) { return v < 0 ? "n/a" : fixed(100 * v, 1) + " %"; }
+
+void decorate(Panel& p, const NodeResults& r) {
+    p.background = inputImage(*r.session);
+    p.title = r.title;
+    const auto c = r.session->nodeCentre(r.node);
+    p.node = std::array<double, 2>{c[0], c[1]};
+    const model::Layer& l = r.session->layer(r.node.layer);
+    p.nodeCell = {l.jump[1], l.jump[0]};
+    if (r.object.defined()) {
+        const at::Tensor o = r.object.to(at::kCPU).ne(0).to(at::kByte).contiguous();
+        p.objectMask.assign(o.data_ptr<uint8_t>(), o.data_ptr<uint8_t>() + o.numel());
+    }
+}
+
+} // namespace
+
+Image inputImage(const analysis::AnalysisSession& session) {
+    const model::ModelMetadata& meta = session.model().metadata();
+    at::Tensor x = session.input()[0].to(at::kCPU, at::kDouble); // [3, H, W], normalised
+    const at::Tensor mean = at::tensor({meta.mean[0], meta.mean[1], meta.mean[2]}, at::kDouble).view({3, 1, 1});
+    const at::Tensor std = at::tensor({meta.std[0], meta.std[1], meta.std[2]}, at::kDouble).view({3, 1, 1});
+    if (meta.colorOrder == "BGR")
+        x = x.flip(0); // back to RGB; mean/std are given in RGB order
+    const at::Tensor rgb =
+        (x * std + mean).clamp(0, 1).mul(255).round().to(at::kByte).permute({1, 2, 0}).contiguous();
+    Image img;
+    img.height = int(rgb.size(0));
+    img.width = int(rgb.size(1));
+    img.rgb.assign(rgb.data_ptr<uint8_t>(), rgb.data_ptr<uint8_t>() + rgb.numel());
+    return img;
+}
+
+Panel samplingPanel(const NodeResults& r) {
+    Panel p;
+    decorate(p, r);
+    if (!r.sampling)
+        return p;
+    for (const analysis::SamplingPoint& s : r.sampling->points)
+        p.points.push_back(Point{s.x, s.y, s.level, s.weight, s.inside});
+    p.levels = r.sampling->levels;
+    p.caption.push_back(std::to_string(r.sampling->points.size()) + " points, " + std::to_string(r.sampling->levels) +
+                        " levels");
+    if (r.objectMetrics && r.objectMetrics->samplingWeightInside >= 0)
+        p.caption.push_back("weight in object: " + percent(r.objectMetrics->samplingWeightInside));
+    return p;
+}
+
+Panel erfPanel(const NodeResults& r) {
+    Panel p;
+    decorate(p, r);
+    if (!r.erf)
+        return p;
+    const at::Tensor m = r.erf->map.to(at::kCPU, at::kFloat).contiguous();
+    Heat h;
+    h.height = int(m.size(0));
+    h.width = int(m.size(1));
+    h.values.assign(m.data_ptr<float>(), m.data_ptr<float>() + m.numel());
+    h.colormap = r.colormap;
+    h.log = r.logScale;
+    h.isSigned = m.min().item<float>() < 0;
+    if (h.isSigned && r.colormap == "inferno")
+        h.colormap = "coolwarm";
+    p.heat = std::move(h);
+    const analysis::ErfMetrics& mt = r.erf->metrics;
+    p.caption.push_back("90 % mass: " + std::to_string(mt.areaPixels[1]) + " px (" + fixed(mt.area90ToRf, 2) +
+                        " of RF)");
+    p.caption.push_back("spread " + fixed(mt.radialSpread, 1) + " px");
+    if (r.objectMetrics && r.objectMetrics->erfMassInside >= 0)
+        p.caption.push_back("mass in object: " + percent(r.objectMetrics->erfMassInside));
+    return p;
+}
+
+Panel saliencyPanel(const NodeResults& r) {
+    Panel p;
+    decorate(p, r);
+    if (!r.saliency || !r.saliency->mask.defined())
+        return p;
+    const at::Tensor m = r.saliency->mask.to(at::kCPU).ne(0).to(at::kByte).contiguous();
+    p.mask.assign(m.data_ptr<uint8_t>(), m.data_ptr<uint8_t>() + m.numel());
+    p.caption.push_back("area " + percent(r.saliency->areaFraction) + ", error " + fixed(r.saliency->error, 3) +
+                        " (ε " + fixed(r.saliency->epsilon, 2) + ")");
+    if (r.objectMetrics && r.objectMetrics->saliencyAreaInside >= 0)
+        p.caption.push_back("area in object: " + percent(r.objectMetrics->saliencyAreaInside));
+    return p;
+}
+
+Figure analysisFigure(const std::vector<NodeResults>& columns, const std::string& title, const std::string& footer) {
+    Figure f;
+    f.title = title;
+    f.footer = footer;
+    f.cols = int(columns.size());
+    if (columns.empty())
+        return f;
+    const NodeResults& first = columns.front();
+    std::vector<Panel (*)(const NodeResults&)> rows;
+    if (first.sampling) {
+        rows.push_back(&samplingPanel);
+        f.rowLabels.push_back("sampling points");
+    }
+    if (first.erf) {
+        rows.push_back(&erfPanel);
+        f.rowLabels.push_back("effective receptive field");
+    }
+    if (first.saliency) {
+        rows.push_back(&saliencyPanel);
+        f.rowLabels.push_back("saliency region");
+    }
+    f.rows = int(rows.size());
+    for (const NodeResults& c : columns)
+        f.colLabels.push_back(c.title);
+    for (auto make : rows)
+        for (const NodeResults& c : columns) {
+            Panel p = make(c);
+            if (columns.size() > 1)
+                p.title.clear(); // the column label says it
+            f.panels.push_back(std::move(p));
+        }
+    if (columns.size() == 1) {
+        f.colLabels.clear();
+        f.cols = int(rows.size());
+        f.rows = 1;
+        for (size_t i = 0; i < f.panels.size(); ++i)
+            f.panels[i].title = f.rowLabels[i];
+        f.rowLabels.clear();
+    }
+    return f;
+}
+
+void ensureGuiApplication() {
+    if (QGuiApplication::instance())
+        return;
+    if (!std::getenv("QT_QPA_PLATFORM"))
+        setenv("QT_QPA_PLATFORM", "offscreen", 0);
+    // Qt's note that XDG_RUNTIME_DIR is unset (it then uses /tmp/runtime-<user>) is noise on a terminal.
+    static const QtMessageHandler previous = qInstallMessageHandler(
+        [](QtMsgType type, const QMessageLogContext& context, const QString& message) {
+            if (message.startsWith(QLatin1String("QStandardPaths: XDG_RUNTIME_DIR")))
+                return;
+            if (previous)
+                previous(type, context, message);
+        });
+    static int argc = 1;
+    static char name[] = "deformscope";
+    static char* argv[] = {name, nullptr};
+    static QGuiApplication app(argc, argv);
+}
+
+} // namespace deformscope::figure
