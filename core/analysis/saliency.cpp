@@ -41,6 +41,7 @@
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -65,6 +66,15 @@ at::Tensor relativeErrors(const at::Tensor& responses, const at::Tensor& referen
     const at::Tensor err = (r - ref.unsqueeze(0)).norm(2, {1});
     return refNorm > 0 ? err / refNorm : err;
 }
+
+namespace {
+uint64_t splitmix64(uint64_t& x) {
+    uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+} // namespace
 
 namespace saliency_detail {
 
@@ -162,6 +172,107 @@ GreedyPath greedyRemovalPath(const at::Tensor& deltasIn, const at::Tensor& e0In)
     return path;
 }
 
+std::vector<std::vector<uint8_t>> beamSearch(const at::Tensor& gIn, const at::Tensor& eIn, const std::vector<uint8_t>& start,
+                                             bool add, double tau, int64_t width, int64_t perDepth) {
+    std::vector<std::vector<uint8_t>> found;
+    const at::Tensor g = gIn.to(at::kCPU, at::kDouble).contiguous();
+    const at::Tensor e = eIn.to(at::kCPU, at::kDouble).reshape({-1}).contiguous();
+    const int64_t n = g.size(0);
+    if (static_cast<int64_t>(start.size()) != n)
+        throw std::invalid_argument("beamSearch: start has the wrong length");
+    width = std::max<int64_t>(1, width);
+    const double tau2 = tau * tau;
+    const double sgn = add ? 1.0 : -1.0;
+    const uint8_t from = add ? 0 : 1; // the flag an item must have to be flipped
+    std::vector<uint64_t> zob(n);
+    uint64_t seed = 0x5a11e9c7ULL;
+    for (auto& z : zob)
+        z = splitmix64(seed);
+
+    struct State {
+        std::vector<uint8_t> z;
+        std::vector<double> h; // gᵢ · residual
+        double e2 = 0;
+        uint64_t hash = 0;
+    };
+    State s0;
+    s0.z = start;
+    const double e2start = e.dot(e).item<double>();
+    if (add && e2start <= tau2) {
+        found.push_back(start);
+        return found;
+    }
+    if (n == 0)
+        return found;
+    const at::Tensor Qt = g.mm(g.t()).contiguous();
+    const double* Q = Qt.data_ptr<double>();
+    const at::Tensor h0 = g.mv(e).contiguous();
+    s0.h.assign(h0.data_ptr<double>(), h0.data_ptr<double>() + n);
+    s0.e2 = e2start;
+    for (int64_t i = 0; i < n; ++i)
+        if (start[i])
+            s0.hash ^= zob[i];
+    std::vector<State> beam;
+    beam.push_back(std::move(s0));
+
+    struct Child {
+        double e2;
+        int32_t state;
+        int32_t item;
+    };
+    std::vector<Child> children;
+    std::unordered_set<uint64_t> seen;
+    for (int64_t depth = 0; depth < n; ++depth) {
+        children.clear();
+        for (size_t si = 0; si < beam.size(); ++si) {
+            const State& st = beam[si];
+            for (int64_t c = 0; c < n; ++c)
+                if (st.z[c] == from)
+                    children.push_back({st.e2 + 2 * sgn * st.h[c] + Q[c * n + c], static_cast<int32_t>(si), static_cast<int32_t>(c)});
+        }
+        if (children.empty())
+            break;
+        auto less = [](const Child& a, const Child& b) {
+            return a.e2 < b.e2 || (a.e2 == b.e2 && (a.state < b.state || (a.state == b.state && a.item < b.item)));
+        };
+        // Sorted lazily: the best 4·width first, the rest only when duplicates leave the beam short.
+        size_t sorted = std::min(children.size(), static_cast<size_t>(4 * width));
+        std::partial_sort(children.begin(), children.begin() + static_cast<std::ptrdiff_t>(sorted), children.end(), less);
+        seen.clear();
+        std::vector<State> next;
+        int64_t feasibleHere = 0;
+        for (size_t k = 0; k < children.size() && static_cast<int64_t>(next.size()) < width; ++k) {
+            if (k == sorted) {
+                std::sort(children.begin() + static_cast<std::ptrdiff_t>(sorted), children.end(), less);
+                sorted = children.size();
+            }
+            const Child& ch = children[k];
+            const State& parent = beam[ch.state];
+            const uint64_t hash = parent.hash ^ zob[ch.item];
+            if (!seen.insert(hash).second)
+                continue;
+            State st;
+            st.z = parent.z;
+            st.z[ch.item] = from ^ 1;
+            st.h = parent.h;
+            const double* q = Q + static_cast<int64_t>(ch.item) * n;
+            for (int64_t i = 0; i < n; ++i)
+                st.h[i] += sgn * q[i];
+            st.e2 = std::max(0.0, ch.e2);
+            st.hash = hash;
+            if (st.e2 <= tau2 && feasibleHere < perDepth) {
+                found.push_back(st.z);
+                ++feasibleHere;
+            }
+            next.push_back(std::move(st));
+        }
+        if (add && feasibleHere > 0)
+            break;
+        beam = std::move(next);
+    }
+    return found;
+}
+
 } // namespace saliency_detail
 
 namespace {
@@ -182,6 +293,7 @@ struct Grid {
     int64_t side = 0;            // the largest segment length
     at::Tensor cellOfPixel;      // [H·W] int64 on the device; `cells` outside the box
     at::Tensor cellOfPixelCpu;
+    std::vector<int64_t> area;       // pixels per cell
     std::vector<double> rankWeight;  // importance per cell (ranking)
     std::vector<double> shareWeight; // importance (+ a little area) per cell: shares of a parent's Δ
     int64_t y0(int64_t c) const { return yb[c / nx]; }
@@ -190,11 +302,23 @@ struct Grid {
     int64_t x1(int64_t c) const { return xb[c % nx + 1]; }
 };
 
+// A removal candidate of the elimination (refinement levels).
 struct Cand {
-    at::Tensor delta; // [D] double: r(M without the cell) − r(M)
+    at::Tensor delta;   // [D] double: r(M without the cell) − r(M), measured or estimated
     bool fresh = false; // measured against the current M
 };
 using CandMap = std::map<int64_t, Cand>;
+
+// The linear surrogate of the coarse stage: r(state) ≈ r(anchor) + Σ over the
+// model's cells whose flag differs from the anchor of ±G (G = the response with
+// the cell kept minus without, measured by flipping it at the anchor).
+struct Model {
+    std::vector<int64_t> cells;  // grid cells it may flip; the others stay as at the anchor
+    at::Tensor G;                // [n, D] double
+    std::vector<uint8_t> anchor; // kept flags of every grid cell at the anchor
+    at::Tensor eAnchor;          // [D] double: r(anchor) − R
+    bool fresh = false;          // G measured at this anchor
+};
 
 struct Accepted {
     at::Tensor mask; // [H, W] uint8 CPU
@@ -218,36 +342,40 @@ private:
     bool report();
     bool evaluate(const at::Tensor& masks, at::Tensor& resp, std::vector<double>& err);
     int64_t room() const { return std::max<int64_t>(0, o_.maxForwards - forwards_); }
+    // Masks that may still be evaluated before `budgetEnd`; notes the hard cap when that is what stops.
+    int64_t budgetLeft(int64_t budgetEnd) {
+        const int64_t r = room();
+        if (r == 0)
+            capHit_ = true;
+        return std::min(r, budgetEnd - forwards_);
+    }
     bool stopped() const { return cancelled_ || capHit_; }
-    void setStage(std::string name, double base, double span) {
-        if (std::getenv("SALIENCY_DEBUG"))
-            std::fprintf(stderr, "[saliency] %s done at %lld fwd, %lld calls; next %s\n", stage_.c_str(),
-                         static_cast<long long>(forwards_), static_cast<long long>(calls_), name.c_str());
-        stage_ = std::move(name);
-        stageBase_ = base;
-        stageSpan_ = span;
-        stageCalls_ = 0;
-    }
-    double fraction() {
-        const double f = stageBase_ + stageSpan_ * (1.0 - 1.0 / (1.0 + 0.25 * static_cast<double>(stageCalls_)));
-        lastFraction_ = std::clamp(f, lastFraction_, 1.0); // never goes back
-        return lastFraction_;
-    }
+    void setStage(std::string name, double base, double span);
+    double fraction();
     // Grid and masks.
     Grid makeGrid(const std::vector<int64_t>& yb, const std::vector<int64_t>& xb) const;
     at::Tensor masksFromKeep(const at::Tensor& keep) const;
-    at::Tensor keptTensor() const;
+    at::Tensor keptTensor() const { return flagsTensor(kept_); }
+    at::Tensor flagsTensor(const std::vector<uint8_t>& flags) const;
     at::Tensor pixelMask() const;
     at::Tensor wholeMask() const { return at::ones({H_, W_}, at::kByte); }
+    int64_t areaOf(const std::vector<uint8_t>& flags) const;
+    uint64_t hashOf(const std::vector<uint8_t>& flags) const;
     void accept(const at::Tensor& resp, double err);
+    void offer(const std::vector<uint8_t>& state, const at::Tensor& resp, double err);
     // Δ ownership across levels.
     void registerOwner(int64_t cell, const at::Tensor& delta);
     at::Tensor estimateDelta(int64_t cell) const;
-    // Stages.
-    Start startWithImportance(CandMap& cands);
-    Start startWithOcclusion(CandMap& cands);
+    // Coarse stage.
+    Start startWithImportance();
+    Start startWithOcclusion(Model& model);
+    std::vector<int64_t> frontier(const std::vector<uint8_t>& state, int64_t limit) const;
+    bool measureModel(Model& model, std::vector<uint8_t> anchor, at::Tensor rAnchor, int64_t limit);
+    std::vector<std::vector<uint8_t>> proposals(const Model& model, int64_t slots);
+    void coarseSearch(Model& model, int64_t budgetEnd);
+    // Refinement.
     bool probe(const std::vector<int64_t>& cells, CandMap& cands);
-    void eliminate(CandMap& cands, bool coarse);
+    void eliminate(CandMap& cands, int64_t budgetEnd);
     std::vector<int64_t> boundaryCells() const;
     SaliencyResult finish();
     SaliencyResult wholeImageResult(const std::string& note);
@@ -275,10 +403,12 @@ private:
     std::vector<std::string> notes_;
 
     Grid grid_;
-    std::vector<uint8_t> kept_;
-    at::Tensor rM_; // [D] double: r(current M)
+    std::vector<uint8_t> kept_; // the current (best verified) mask, per grid cell
+    at::Tensor rM_;             // [D] double: its response
     double errM_ = 0;
     std::vector<Accepted> history_;
+    std::vector<uint64_t> zobrist_;          // per coarse cell, for the set of evaluated states
+    std::unordered_set<uint64_t> evaluated_; // coarse states evaluated so far
 
     at::Tensor ownerPix_; // [H, W] int64 CPU: row of the Δ that covers the pixel, −1: none
     std::vector<at::Tensor> ownerDelta_;
@@ -318,8 +448,8 @@ void Search::validate() {
     } else {
         if (b[0] < 0 || b[1] < 0 || b[2] > H_ || b[3] > W_ || b[0] >= b[2] || b[1] >= b[3]) {
             std::ostringstream m;
-            m << "box {" << b[0] << ", " << b[1] << ", " << b[2] << ", " << b[3]
-              << "} is empty or outside the " << H_ << "x" << W_ << " grid (expected 0 <= y0 < y1 <= height, 0 <= x0 < x1 <= width)";
+            m << "box {" << b[0] << ", " << b[1] << ", " << b[2] << ", " << b[3] << "} is empty or outside the " << H_ << "x"
+              << W_ << " grid (expected 0 <= y0 < y1 <= height, 0 <= x0 < x1 <= width)";
             fail(m.str());
         }
         box_ = b;
@@ -340,6 +470,23 @@ void Search::validate() {
         integral_.slice(0, 1).slice(1, 1).copy_(importance_.cumsum(0).cumsum(1));
         meanImportance_ = importance_.abs().mean().item<double>();
     }
+}
+
+void Search::setStage(std::string name, double base, double span) {
+    if (std::getenv("SALIENCY_DEBUG"))
+        std::fprintf(stderr, "[saliency] %s done at %lld fwd, %lld calls, area %lld, %.2f s; next %s\n", stage_.c_str(),
+                     static_cast<long long>(forwards_), static_cast<long long>(calls_), static_cast<long long>(kept_.empty() || grid_.area.size() != kept_.size() ? -1 : areaOf(kept_)),
+                     std::chrono::duration<double>(Clock::now() - t0_).count(), name.c_str());
+    stage_ = std::move(name);
+    stageBase_ = base;
+    stageSpan_ = span;
+    stageCalls_ = 0;
+}
+
+double Search::fraction() {
+    const double f = stageBase_ + stageSpan_ * (1.0 - 1.0 / (1.0 + 0.25 * static_cast<double>(stageCalls_)));
+    lastFraction_ = std::clamp(f, lastFraction_, 1.0); // never goes back
+    return lastFraction_;
 }
 
 bool Search::report() {
@@ -363,8 +510,8 @@ bool Search::evaluate(const at::Tensor& masks, at::Tensor& resp, std::vector<dou
     const at::Tensor out = p_.evaluate(masks);
     if (!out.defined() || out.numel() != B * D_) {
         std::ostringstream m;
-        m << "searchSaliency: the evaluator returned " << (out.defined() ? out.sizes() : at::IntArrayRef{})
-          << " for " << B << " masks; expected [" << B << ", " << D_ << "] (D from the reference)";
+        m << "searchSaliency: the evaluator returned " << (out.defined() ? out.sizes() : at::IntArrayRef{}) << " for " << B
+          << " masks; expected [" << B << ", " << D_ << "] (D from the reference)";
         throw std::invalid_argument(m.str());
     }
     resp = out.detach().to(at::kCPU, at::kDouble).reshape({B, D_}).contiguous();
@@ -404,29 +551,31 @@ Grid Search::makeGrid(const std::vector<int64_t>& yb, const std::vector<int64_t>
     g.cellOfPixel = g.cellOfPixelCpu.to(p_.device);
 
     const at::Tensor Y = at::tensor(yb, at::kLong), X = at::tensor(xb, at::kLong);
-    const at::Tensor area = (Y.slice(0, 1) - Y.slice(0, 0, -1)).view({-1, 1}) * (X.slice(0, 1) - X.slice(0, 0, -1)).view({1, -1});
-    const at::Tensor areaD = area.to(at::kDouble).reshape({-1}).contiguous();
+    const at::Tensor area =
+        ((Y.slice(0, 1) - Y.slice(0, 0, -1)).view({-1, 1}) * (X.slice(0, 1) - X.slice(0, 0, -1)).view({1, -1})).reshape({-1}).contiguous();
+    g.area.assign(area.data_ptr<int64_t>(), area.data_ptr<int64_t>() + g.cells);
+    const at::Tensor areaD = area.to(at::kDouble);
     at::Tensor rank, share;
     if (importance_.defined()) {
         const at::Tensor S = integral_.index_select(0, Y).index_select(1, X); // [ny+1, nx+1]
-        const at::Tensor sums = (S.slice(0, 1).slice(1, 1) - S.slice(0, 0, -1).slice(1, 1) - S.slice(0, 1).slice(1, 0, -1) +
-                                 S.slice(0, 0, -1).slice(1, 0, -1))
-                                    .reshape({-1})
-                                    .contiguous();
+        const at::Tensor sums =
+            (S.slice(0, 1).slice(1, 1) - S.slice(0, 0, -1).slice(1, 1) - S.slice(0, 1).slice(1, 0, -1) + S.slice(0, 0, -1).slice(1, 0, -1))
+                .reshape({-1})
+                .contiguous();
         rank = sums;
         const double tiny = 1e-6 * (meanImportance_ > 0 ? meanImportance_ : 1.0);
         share = (sums.clamp_min(0) + areaD * tiny).contiguous();
     } else {
-        rank = areaD;
-        share = areaD;
+        rank = areaD.contiguous();
+        share = areaD.contiguous();
     }
     g.rankWeight.assign(rank.data_ptr<double>(), rank.data_ptr<double>() + g.cells);
     g.shareWeight.assign(share.data_ptr<double>(), share.data_ptr<double>() + g.cells);
     return g;
 }
 
-at::Tensor Search::keptTensor() const {
-    return at::from_blob(const_cast<uint8_t*>(kept_.data()), {grid_.cells}, at::kByte).to(at::kBool);
+at::Tensor Search::flagsTensor(const std::vector<uint8_t>& flags) const {
+    return at::from_blob(const_cast<uint8_t*>(flags.data()), {static_cast<int64_t>(flags.size())}, at::kByte).to(at::kBool);
 }
 
 at::Tensor Search::masksFromKeep(const at::Tensor& keep) const {
@@ -440,10 +589,35 @@ at::Tensor Search::pixelMask() const {
     return ext.index_select(0, grid_.cellOfPixelCpu).view({H_, W_}).contiguous();
 }
 
+int64_t Search::areaOf(const std::vector<uint8_t>& flags) const {
+    int64_t a = 0;
+    for (int64_t c = 0; c < grid_.cells; ++c)
+        if (flags[c])
+            a += grid_.area[c];
+    return a;
+}
+
+uint64_t Search::hashOf(const std::vector<uint8_t>& flags) const {
+    uint64_t h = 0;
+    for (size_t c = 0; c < flags.size() && c < zobrist_.size(); ++c)
+        if (flags[c])
+            h ^= zobrist_[c];
+    return h;
+}
+
 void Search::accept(const at::Tensor& resp, double err) {
     rM_ = resp.to(at::kDouble).reshape({-1}).clone();
     errM_ = err;
     history_.push_back({pixelMask(), err});
+}
+
+// A measured state that meets the bound with less area than the current mask
+// becomes the current mask.
+void Search::offer(const std::vector<uint8_t>& state, const at::Tensor& resp, double err) {
+    if (err <= o_.epsilon && areaOf(state) < areaOf(kept_)) {
+        kept_ = state;
+        accept(resp, err);
+    }
 }
 
 void Search::registerOwner(int64_t cell, const at::Tensor& delta) {
@@ -454,25 +628,32 @@ void Search::registerOwner(int64_t cell, const at::Tensor& delta) {
 }
 
 at::Tensor Search::estimateDelta(int64_t cell) const {
-    const int64_t owner = ownerPix_[grid_.y0(cell)][grid_.x0(cell)].item<int64_t>();
+    const int64_t owner = ownerPix_.accessor<int64_t, 2>()[grid_.y0(cell)][grid_.x0(cell)];
     if (owner < 0 || ownerWeight_[owner] <= 0)
         return at::zeros({D_}, at::kDouble);
     return ownerDelta_[owner] * (grid_.shareWeight[cell] / ownerWeight_[owner]);
 }
 
+// ---- coarse stage ---------------------------------------------------------------
+
 // Importance ranking; the shortest prefix that meets the bound, by a batched
-// bracket search; then the single removals of its cells.
-Start Search::startWithImportance(CandMap& cands) {
-    setStage("prefix", 0.0, 0.25);
+// bracket search (the first batch holds the whole box).
+Start Search::startWithImportance() {
+    setStage("prefix", 0.0, 0.2);
     const int64_t N = grid_.cells;
     std::vector<int64_t> order(N);
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int64_t a, int64_t b) { return grid_.rankWeight[a] > grid_.rankWeight[b]; });
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return grid_.rankWeight[a] > grid_.rankWeight[b]; });
     std::vector<int64_t> rankPos(N);
     for (int64_t i = 0; i < N; ++i)
         rankPos[order[i]] = i;
     const at::Tensor pos = at::tensor(rankPos, at::kLong);
+    auto prefixFlags = [&](int64_t L) {
+        std::vector<uint8_t> f(N);
+        for (int64_t c = 0; c < N; ++c)
+            f[c] = rankPos[c] < L ? 1 : 0;
+        return f;
+    };
 
     struct Eval {
         bool pass;
@@ -499,6 +680,7 @@ Start Search::startWithImportance(CandMap& cands) {
         }
     }
     bool first = true;
+    int64_t hi = -1;
     while (true) {
         std::sort(lengths.begin(), lengths.end());
         lengths.erase(std::unique(lengths.begin(), lengths.end()), lengths.end());
@@ -508,8 +690,10 @@ Start Search::startWithImportance(CandMap& cands) {
         std::vector<double> err;
         if (!evaluate(masksFromKeep(keep), resp, err))
             return Start::Stopped;
-        for (size_t i = 0; i < lengths.size(); ++i)
+        for (size_t i = 0; i < lengths.size(); ++i) {
             done[lengths[i]] = {err[i] <= o_.epsilon, err[i], resp[static_cast<int64_t>(i)]};
+            evaluated_.insert(hashOf(prefixFlags(lengths[i])));
+        }
         if (first) {
             first = false;
             auto it = done.find(N);
@@ -519,7 +703,7 @@ Start Search::startWithImportance(CandMap& cands) {
                 return Start::BoxFailed;
             }
         }
-        int64_t hi = -1;
+        hi = -1;
         for (const auto& [L, e] : done)
             if (e.pass) {
                 hi = L;
@@ -533,54 +717,43 @@ Start Search::startWithImportance(CandMap& cands) {
         for (const auto& [L, e] : done)
             if (L < hi)
                 lo = L;
-        if (hi - lo <= 1) {
-            for (int64_t c = 0; c < N; ++c)
-                kept_[c] = rankPos[c] < hi ? 1 : 0;
-            accept(done[hi].resp, done[hi].err);
+        const int64_t k = std::min<int64_t>({B, hi - lo - 1, room()});
+        if (hi - lo <= 1 || k <= 0) {
+            if (hi - lo > 1)
+                capHit_ = true;
             break;
-        }
-        const int64_t gap = hi - lo - 1; // untested lengths strictly between
-        const int64_t k = std::min<int64_t>({B, gap, room()});
-        if (k <= 0) {
-            for (int64_t c = 0; c < N; ++c)
-                kept_[c] = rankPos[c] < hi ? 1 : 0;
-            accept(done[hi].resp, done[hi].err);
-            capHit_ = true;
-            return Start::Stopped;
         }
         lengths.clear();
         for (int64_t i = 1; i <= k; ++i)
-            lengths.push_back(lo + (i * (hi - lo) + (k + 1) / 2) / (k + 1));
-        for (int64_t& L : lengths)
-            L = std::clamp<int64_t>(L, lo + 1, hi - 1);
+            lengths.push_back(std::clamp<int64_t>(lo + (i * (hi - lo) + (k + 1) / 2) / (k + 1), lo + 1, hi - 1));
     }
-    // The single removals of the kept cells.
-    setStage("prune", 0.25, 0.25);
-    std::vector<int64_t> keptCells;
-    for (int64_t c = 0; c < N; ++c)
-        if (kept_[c])
-            keptCells.push_back(c);
-    probe(keptCells, cands);
+    kept_ = prefixFlags(hi);
+    accept(done[hi].resp, done[hi].err);
     return stopped() ? Start::Stopped : Start::Ok;
 }
 
-// No importance: the box alone plus the single removal of every cell from it.
-Start Search::startWithOcclusion(CandMap& cands) {
-    setStage("rank", 0.0, 0.25);
+// No importance: the box alone plus the single removal of every cell from it,
+// which is the surrogate at the box.
+Start Search::startWithOcclusion(Model& model) {
+    setStage("rank", 0.0, 0.2);
     const int64_t N = grid_.cells;
     std::fill(kept_.begin(), kept_.end(), 1);
+    const std::vector<uint8_t> boxFlags = kept_;
+    const at::Tensor boxKeep = keptTensor();
+    at::Tensor rBox;
     const int64_t B = o_.batchSize;
     int64_t next = 0;
     bool boxDone = false;
+    std::vector<at::Tensor> rows;
     while (next < N) {
         const int64_t k = std::min<int64_t>(B, room());
-        if (k <= 0 || (!boxDone && k < 1)) {
+        if (k <= 0) {
             capHit_ = true;
             break;
         }
         const int64_t extra = boxDone ? 0 : 1;
         const int64_t n = std::min<int64_t>(k - extra, N - next);
-        at::Tensor keep = keptTensor().unsqueeze(0).repeat({n + extra, 1});
+        at::Tensor keep = boxKeep.unsqueeze(0).repeat({n + extra, 1});
         for (int64_t i = 0; i < n; ++i)
             keep[extra + i][next + i] = false;
         at::Tensor resp;
@@ -595,24 +768,261 @@ Start Search::startWithOcclusion(CandMap& cands) {
                 return Start::BoxFailed;
             }
             accept(resp[0], err[0]);
+            rBox = rM_.clone();
+            evaluated_.insert(hashOf(kept_));
         }
         for (int64_t i = 0; i < n; ++i) {
-            const int64_t c = next + i;
-            const at::Tensor delta = resp[extra + i] - rM_;
-            cands[c] = {delta, true};
-            registerOwner(c, delta);
+            model.cells.push_back(next + i);
+            rows.push_back(rBox - resp[extra + i]);
+            std::vector<uint8_t> f = boxFlags;
+            f[next + i] = 0;
+            evaluated_.insert(hashOf(f));
+            offer(f, resp[extra + i], err[extra + i]);
         }
         next += n;
     }
     if (!boxDone)
         return Start::Stopped;
-    // Cells whose single removal was not measured (cap): estimated as harmless;
-    // the verification batches will correct that.
-    for (int64_t c = 0; c < N; ++c)
-        if (!cands.count(c))
-            cands[c] = {at::zeros({D_}, at::kDouble), false};
+    model.G = rows.empty() ? at::zeros({0, D_}, at::kDouble) : at::stack(rows);
+    model.anchor = boxFlags;
+    model.eAnchor = rBox - ref_;
+    model.fresh = true;
     return stopped() ? Start::Stopped : Start::Ok;
 }
+
+// The cells a model at `state` flips: all when few; else the kept cells and
+// their 8-neighbours, the most important first, at most `limit`.
+std::vector<int64_t> Search::frontier(const std::vector<uint8_t>& state, int64_t limit) const {
+    const int64_t N = grid_.cells, ny = grid_.ny, nx = grid_.nx;
+    std::vector<int64_t> keptCells, ring;
+    if (N <= 4 * o_.batchSize || std::none_of(state.begin(), state.end(), [](uint8_t v) { return v != 0; })) {
+        for (int64_t c = 0; c < N; ++c)
+            (state[c] ? keptCells : ring).push_back(c);
+    } else {
+        for (int64_t i = 0; i < ny; ++i)
+            for (int64_t j = 0; j < nx; ++j) {
+                const int64_t c = i * nx + j;
+                if (state[c]) {
+                    keptCells.push_back(c);
+                    continue;
+                }
+                bool near = false;
+                for (int64_t di = -1; di <= 1 && !near; ++di)
+                    for (int64_t dj = -1; dj <= 1 && !near; ++dj) {
+                        const int64_t a = i + di, b = j + dj;
+                        near = a >= 0 && b >= 0 && a < ny && b < nx && state[a * nx + b];
+                    }
+                if (near)
+                    ring.push_back(c);
+            }
+    }
+    auto byImportance = [&](int64_t a, int64_t b) { return grid_.rankWeight[a] > grid_.rankWeight[b]; };
+    std::stable_sort(keptCells.begin(), keptCells.end(), byImportance);
+    std::stable_sort(ring.begin(), ring.end(), byImportance);
+    std::vector<int64_t> out;
+    // Kept cells first (removals are what shrink the region), but leave some room for additions.
+    const int64_t keptTake = std::min<int64_t>(static_cast<int64_t>(keptCells.size()), std::max<int64_t>(limit - limit / 4, limit - static_cast<int64_t>(ring.size())));
+    out.insert(out.end(), keptCells.begin(), keptCells.begin() + std::max<int64_t>(0, keptTake));
+    for (int64_t c : ring)
+        if (static_cast<int64_t>(out.size()) < limit)
+            out.push_back(c);
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+// Measures the surrogate at `anchor` (flags per cell, response rAnchor) over
+// its frontier: one mask per cell, that cell flipped.
+bool Search::measureModel(Model& model, std::vector<uint8_t> anchor, at::Tensor rAnchor, int64_t limit) {
+    const std::vector<int64_t> cells = frontier(anchor, limit);
+    if (cells.empty())
+        return false;
+    std::vector<at::Tensor> rows;
+    size_t next = 0;
+    const at::Tensor base = flagsTensor(anchor);
+    while (next < cells.size()) {
+        const int64_t k = std::min<int64_t>({o_.batchSize, room(), static_cast<int64_t>(cells.size() - next)});
+        if (k <= 0) {
+            capHit_ = true;
+            return false;
+        }
+        at::Tensor keep = base.unsqueeze(0).repeat({k, 1});
+        for (int64_t i = 0; i < k; ++i) {
+            const int64_t c = cells[next + i];
+            keep[i][c] = anchor[c] ? false : true;
+        }
+        at::Tensor resp;
+        std::vector<double> err;
+        if (!evaluate(masksFromKeep(keep), resp, err))
+            return false;
+        for (int64_t i = 0; i < k; ++i) {
+            const int64_t c = cells[next + i];
+            rows.push_back(anchor[c] ? rAnchor - resp[i] : resp[i] - rAnchor);
+            std::vector<uint8_t> f = anchor;
+            f[c] ^= 1;
+            evaluated_.insert(hashOf(f));
+            offer(f, resp[i], err[i]);
+        }
+        next += k;
+    }
+    model.cells = cells;
+    model.G = at::stack(rows);
+    model.anchor = anchor;
+    model.eAnchor = rAnchor.reshape({-1}) - ref_;
+    model.fresh = true;
+    return true;
+}
+
+// States the surrogate predicts to meet the bound with a smaller area than the
+// current mask and not evaluated yet: from beam searches adding cells from none
+// (of the model's), removing them from all, and removing them from the anchor.
+// At most `slots`, spread over the areas found (one per area first, smallest and
+// largest included), then more per area.
+std::vector<std::vector<uint8_t>> Search::proposals(const Model& model, int64_t slots) {
+    std::vector<std::vector<uint8_t>> out;
+    const int64_t n = static_cast<int64_t>(model.cells.size());
+    if (n == 0 || slots <= 0)
+        return out;
+    const double tau = o_.epsilon * scale_;
+    std::vector<uint8_t> zA(n);
+    for (int64_t i = 0; i < n; ++i)
+        zA[i] = model.anchor[model.cells[i]];
+    const at::Tensor zAt = at::tensor(std::vector<double>(zA.begin(), zA.end()), at::kDouble);
+    const at::Tensor eNone = model.eAnchor - zAt.matmul(model.G); // none of the model's cells kept
+    const at::Tensor eAll = eNone + model.G.sum(0);
+    const int64_t width = std::clamp<int64_t>((int64_t{1} << 21) / std::max<int64_t>(1, n * n), 8, 64);
+    std::vector<std::vector<uint8_t>> pool;
+    for (auto&& v : saliency_detail::beamSearch(model.G, eNone, std::vector<uint8_t>(n, 0), true, tau, width, 4))
+        pool.push_back(std::move(v));
+    for (auto&& v : saliency_detail::beamSearch(model.G, eAll, std::vector<uint8_t>(n, 1), false, tau, width, 4))
+        pool.push_back(std::move(v));
+    for (auto&& v : saliency_detail::beamSearch(model.G, model.eAnchor, zA, false, tau, width, 4))
+        pool.push_back(std::move(v));
+    if (pool.empty())
+        return out;
+    // Exact surrogate errors, areas, duplicates and evaluated states out.
+    const int64_t bestArea = areaOf(kept_);
+    std::vector<double> zflat;
+    zflat.reserve(pool.size() * n);
+    for (const auto& z : pool)
+        zflat.insert(zflat.end(), z.begin(), z.end());
+    const at::Tensor Z = at::from_blob(zflat.data(), {static_cast<int64_t>(pool.size()), n}, at::kDouble);
+    const at::Tensor pe = (Z.matmul(model.G) + eNone.unsqueeze(0)).norm(2, {1}).contiguous();
+    const double* pep = pe.data_ptr<double>();
+    struct Prop {
+        int64_t area;
+        double err;
+        std::vector<uint8_t> state;
+    };
+    std::map<int64_t, std::vector<Prop>> byArea;
+    std::unordered_set<uint64_t> taken;
+    for (size_t p = 0; p < pool.size(); ++p) {
+        if (!(pep[p] <= tau * (1 + 1e-9)))
+            continue;
+        std::vector<uint8_t> state = model.anchor;
+        for (int64_t i = 0; i < n; ++i)
+            state[model.cells[i]] = pool[p][i];
+        const int64_t area = areaOf(state);
+        const uint64_t h = hashOf(state);
+        if (area >= bestArea || evaluated_.count(h) || !taken.insert(h).second)
+            continue;
+        byArea[area].push_back({area, pep[p], std::move(state)});
+    }
+    if (byArea.empty())
+        return out;
+    std::vector<int64_t> areas;
+    for (auto& [a, v] : byArea) {
+        std::stable_sort(v.begin(), v.end(), [](const Prop& x, const Prop& y) { return x.err < y.err; });
+        areas.push_back(a);
+    }
+    if (static_cast<int64_t>(areas.size()) > slots) {
+        std::vector<int64_t> spread;
+        for (int64_t i = 0; i < slots; ++i)
+            spread.push_back(areas[slots == 1 ? 0 : (i * (static_cast<int64_t>(areas.size()) - 1) + (slots - 1) / 2) / (slots - 1)]);
+        spread.erase(std::unique(spread.begin(), spread.end()), spread.end());
+        areas = spread;
+    }
+    for (size_t rank = 0; static_cast<int64_t>(out.size()) < slots; ++rank) {
+        bool any = false;
+        for (int64_t a : areas) {
+            auto& v = byArea[a];
+            if (rank < v.size() && static_cast<int64_t>(out.size()) < slots) {
+                out.push_back(v[rank].state);
+                any = true;
+            }
+        }
+        if (!any)
+            break;
+    }
+    return out;
+}
+
+// Model-guided search on the coarse grid: propose from the surrogate, verify a
+// batch, move to the smallest passing mask (keeping the surrogate, re-anchored);
+// when a batch fails, re-measure the surrogate (at the best mask, or — when it
+// was fresh already — at the failing proposal closest to the bound).
+void Search::coarseSearch(Model& model, int64_t budgetEnd) {
+    const int64_t B = o_.batchSize;
+    int64_t freshFails = 0;
+    auto left = [&] { return budgetLeft(budgetEnd); };
+    auto modelCost = [&](const std::vector<uint8_t>& at) {
+        return static_cast<int64_t>(frontier(at, grid_.cells).size());
+    };
+    while (!stopped() && left() > 0) {
+        if (model.G.size(0) == 0) {
+            if (left() < modelCost(kept_) + B || !measureModel(model, kept_, rM_, left() - B))
+                break;
+            continue;
+        }
+        const auto props = proposals(model, std::min(B, left()));
+        if (props.empty()) {
+            if (model.fresh && model.anchor == kept_)
+                break; // the surrogate at the best mask has nothing smaller to offer
+            if (left() < std::min(modelCost(kept_), left()) + B / 2 || !measureModel(model, kept_, rM_, left() - B))
+                break;
+            continue;
+        }
+        at::Tensor keep = at::empty({static_cast<int64_t>(props.size()), grid_.cells}, at::kBool);
+        for (size_t i = 0; i < props.size(); ++i)
+            keep[static_cast<int64_t>(i)].copy_(flagsTensor(props[i]));
+        at::Tensor resp;
+        std::vector<double> err;
+        if (!evaluate(masksFromKeep(keep), resp, err))
+            return;
+        int64_t best = -1, bestArea = areaOf(kept_), closest = 0;
+        for (size_t i = 0; i < props.size(); ++i) {
+            evaluated_.insert(hashOf(props[i]));
+            const int64_t a = areaOf(props[i]);
+            if (err[i] <= o_.epsilon && (a < bestArea || (best >= 0 && a == bestArea && err[i] < err[best]))) {
+                best = static_cast<int64_t>(i);
+                bestArea = a;
+            }
+            if (err[i] < err[closest])
+                closest = static_cast<int64_t>(i);
+        }
+        if (best >= 0) {
+            kept_ = props[best];
+            accept(resp[best], err[best]);
+            // Keep G; re-anchor it on the measured response of the new mask.
+            model.anchor = kept_;
+            model.eAnchor = rM_ - ref_;
+            model.fresh = false;
+            freshFails = 0;
+            continue;
+        }
+        if (!model.fresh) {
+            if (!measureModel(model, kept_, rM_, std::max<int64_t>(1, left() - B)))
+                break;
+            continue;
+        }
+        if (++freshFails >= 2)
+            break;
+        // Re-linearise at the failing proposal closest to the bound.
+        if (left() < B + 1 || !measureModel(model, props[closest], resp[closest], std::max<int64_t>(1, left() - B)))
+            break;
+    }
+}
+
+// ---- refinement -------------------------------------------------------------------
 
 // Measures the single removals of `cells` from the current mask (batched).
 bool Search::probe(const std::vector<int64_t>& cells, CandMap& cands) {
@@ -653,19 +1063,37 @@ std::vector<int64_t> Search::boundaryCells() const {
     return out;
 }
 
-void Search::eliminate(CandMap& cands, bool coarse) {
+// Removal of boundary cells at a refinement level. The boundary cells' single
+// removals are measured a batch at a time, those the estimates (the measured
+// ancestor's effect shared out by importance) call cheapest first. A greedy path
+// over the measured effects proposes nested removal sets; a batch of path
+// lengths around the surrogate's largest feasible one is evaluated, the largest
+// passing length is accepted, and the next cell, when its removal on top was
+// measured to fail, is kept for the rest of the level. Each chunk between
+// evaluated lengths gets its measured total effect (calibration). New boundary
+// cells join as the region shrinks.
+void Search::eliminate(CandMap& cands, int64_t budgetEnd) {
     const int64_t B = o_.batchSize;
     const double tauAbs = o_.epsilon * scale_;
-    std::vector<uint8_t> blocked(grid_.cells, 0);
-    while (!stopped()) {
-        if (!coarse)
-            for (int64_t c : boundaryCells())
-                if (!cands.count(c))
+    std::vector<uint8_t> blocked(grid_.cells, 0), measured(grid_.cells, 0);
+    auto left = [&] { return budgetLeft(budgetEnd); };
+    auto debug = std::getenv("SALIENCY_DEBUG") != nullptr;
+    while (!stopped() && left() > 0) {
+        if (std::getenv("SALIENCY_ALLCELLS")) {
+            for (int64_t c = 0; c < grid_.cells; ++c)
+                if (kept_[c] && !cands.count(c))
                     cands[c] = {estimateDelta(c), false};
-        std::vector<int64_t> list;
+        } else
+        for (int64_t c : boundaryCells())
+            if (!cands.count(c))
+                cands[c] = {estimateDelta(c), false};
+        std::vector<int64_t> list, unmeasured;
         for (const auto& [c, info] : cands)
-            if (kept_[c] && !blocked[c])
+            if (kept_[c] && !blocked[c]) {
                 list.push_back(c);
+                if (!measured[c])
+                    unmeasured.push_back(c);
+            }
         const int64_t n = static_cast<int64_t>(list.size());
         if (n == 0)
             break;
@@ -679,48 +1107,39 @@ void Search::eliminate(CandMap& cands, bool coarse) {
             if (path.error[j] <= tauAbs)
                 pStar = j + 1;
         if (pStar == 0) {
-            // Nothing predicted to pass: re-measure the stale candidates that look cheapest.
-            std::vector<int64_t> stale;
-            for (int64_t i = 0; i < n; ++i)
-                if (!cands[list[i]].fresh)
-                    stale.push_back(i);
-            if (stale.empty())
-                break; // every single removal measured against M fails, and no combination is predicted to pass
-            std::stable_sort(stale.begin(), stale.end(), [&](int64_t a, int64_t b) { return path.single[a] < path.single[b]; });
+            // Nothing predicted to go: measure the unmeasured cells that look cheapest.
+            if (unmeasured.empty())
+                break;
             std::vector<int64_t> cells;
-            for (int64_t i = 0; i < std::min<int64_t>(B, static_cast<int64_t>(stale.size())); ++i)
-                cells.push_back(list[stale[i]]);
-            probe(cells, cands);
+            for (int64_t j = 0; j < n && static_cast<int64_t>(cells.size()) < std::min(B, left()); ++j)
+                if (!measured[list[path.order[j]]])
+                    cells.push_back(list[path.order[j]]);
+            if (debug)
+                std::fprintf(stderr, "  probe %zu of %zu unmeasured (n %lld)\n", cells.size(), unmeasured.size(), (long long)n);
+            if (!probe(cells, cands))
+                break;
+            for (int64_t c : cells)
+                measured[c] = 1;
             continue;
         }
-        // Verify a batch of path lengths around the predicted largest feasible one.
+        // Path lengths around p*, denser near it: p*, p*±1, ±2, ±3, ±4, ±6, ±9, …
         const int64_t first = list[path.order[0]];
         const bool known1 = cands[first].fresh;
-        const int64_t slots = std::min<int64_t>(B, room());
-        const int64_t hiL = std::min<int64_t>(n, std::max<int64_t>(pStar + 2, static_cast<int64_t>(std::ceil(1.5 * pStar)) + 1));
+        const int64_t slots = std::min<int64_t>(B, left());
+        const int64_t from = known1 ? 2 : 1;
         std::set<int64_t> Lset;
-        if (slots > 0) {
-            const int64_t from = known1 ? 2 : 1;
-            if (hiL - from + 1 <= slots) {
-                for (int64_t L = from; L <= hiL; ++L)
-                    Lset.insert(L);
-            } else {
-                if (!known1)
-                    Lset.insert(1);
-                const int64_t free = slots - static_cast<int64_t>(Lset.size());
-                const int64_t k1 = std::max<int64_t>(1, hiL > pStar ? (free * 2 + 2) / 3 : free);
-                for (int64_t i = 1; i <= k1; ++i)
-                    Lset.insert(std::max<int64_t>(from, (pStar * i + k1 / 2) / k1));
-                const int64_t k2 = slots - static_cast<int64_t>(Lset.size());
-                for (int64_t i = 1; i <= k2 && hiL > pStar; ++i)
-                    Lset.insert(pStar + ((hiL - pStar) * i + k2 / 2) / k2);
-                while (static_cast<int64_t>(Lset.size()) > slots)
-                    Lset.erase(std::prev(Lset.end(), 2)); // keep the longest; drop from just below it
-            }
-        }
-        if (Lset.empty() && !known1) {
-            capHit_ = true;
-            break;
+        auto add = [&](int64_t L) {
+            if (L >= from && L <= n && static_cast<int64_t>(Lset.size()) < slots)
+                Lset.insert(L);
+        };
+        if (!known1)
+            add(1);
+        add(pStar);
+        for (int64_t k = 1; static_cast<int64_t>(Lset.size()) < slots; k = std::max(k + 1, (k * 3) / 2)) {
+            if (pStar + k > n && pStar - k < from)
+                break;
+            add(pStar + k);
+            add(pStar - k);
         }
         const std::vector<int64_t> lengths(Lset.begin(), Lset.end());
         at::Tensor resp;
@@ -735,30 +1154,50 @@ void Search::eliminate(CandMap& cands, bool coarse) {
             if (!evaluate(masksFromKeep(keep), resp, err))
                 break;
         }
-        int64_t t = 0, tRow = -1;
+        // Calibrate: each chunk between consecutive evaluated lengths gets its
+        // measured total effect, shared out by weight.
+        int64_t prevL = 0;
+        at::Tensor prevR = rM_;
         for (size_t i = 0; i < lengths.size(); ++i) {
-            if (lengths[i] == 1) { // the first candidate's single removal, now measured
-                const at::Tensor delta = resp[static_cast<int64_t>(i)] - rM_;
-                cands[first] = {delta, true};
-                registerOwner(first, delta);
+            const int64_t L = lengths[i];
+            at::Tensor predicted = at::zeros({D_}, at::kDouble);
+            double wsum = 0;
+            for (int64_t j = prevL; j < L; ++j) {
+                predicted += cands[list[path.order[j]]].delta;
+                wsum += grid_.shareWeight[list[path.order[j]]];
             }
+            const at::Tensor diff = (resp[static_cast<int64_t>(i)] - prevR) - predicted;
+            for (int64_t j = prevL; j < L; ++j) {
+                const int64_t c = list[path.order[j]];
+                const double share = wsum > 0 ? grid_.shareWeight[c] / wsum : 1.0 / static_cast<double>(L - prevL);
+                cands[c].delta = cands[c].delta + diff * share;
+                if (prevL == 0 && L == 1)
+                    cands[c].fresh = true;
+            }
+            prevL = L;
+            prevR = resp[static_cast<int64_t>(i)];
+        }
+        int64_t t = 0, tRow = -1;
+        for (size_t i = 0; i < lengths.size(); ++i)
             if (err[i] <= o_.epsilon && lengths[i] > t) {
                 t = lengths[i];
                 tRow = static_cast<int64_t>(i);
             }
-        }
         if (t == 0 && known1 && path.error[0] <= tauAbs)
             t = 1;
+        if (debug)
+            std::fprintf(stderr, "  verify n %lld p* %lld lengths %zu [%lld..%lld] -> t %lld\n", (long long)n, (long long)pStar,
+                         lengths.size(), (long long)(lengths.empty() ? 0 : lengths.front()),
+                         (long long)(lengths.empty() ? 0 : lengths.back()), (long long)t);
+        // The next cell's removal on top of the accepted ones was measured and failed: keep it.
+        const bool nextMeasured = std::find(lengths.begin(), lengths.end(), t + 1) != lengths.end() || (t == 0 && known1);
+        if (nextMeasured && t < n)
+            blocked[list[path.order[t]]] = 1;
+        else if (t == 0)
+            blocked[first] = 1; // (no slot for length 1: cannot happen with slots ≥ 1)
         if (t > 0) {
-            at::Tensor r;
-            double e;
-            if (tRow >= 0) {
-                r = resp[tRow];
-                e = err[tRow];
-            } else {
-                r = rM_ + cands[first].delta;
-                e = path.error[0] / scale_;
-            }
+            const at::Tensor r = tRow >= 0 ? resp[tRow] : rM_ + cands[first].delta;
+            const double e = tRow >= 0 ? err[tRow] : path.error[0] / scale_;
             for (int64_t j = 0; j < t; ++j) {
                 kept_[list[path.order[j]]] = 0;
                 cands.erase(list[path.order[j]]);
@@ -766,20 +1205,25 @@ void Search::eliminate(CandMap& cands, bool coarse) {
             for (auto& [c, info] : cands)
                 info.fresh = false;
             accept(r, e);
-            continue;
         }
-        // Nothing passed: re-measure the stale candidates on the proposed path;
-        // when all are fresh already, the surrogate is wrong there: block the first.
-        std::vector<int64_t> stale;
-        for (int64_t j = 0; j < std::max<int64_t>(pStar, 1) && static_cast<int64_t>(stale.size()) < B; ++j)
-            if (!cands[list[path.order[j]]].fresh)
-                stale.push_back(list[path.order[j]]);
-        if (stale.empty())
-            blocked[first] = 1;
-        else
-            probe(stale, cands);
+        if (2 * t < pStar && !stopped()) {
+            // The estimates were poor here: measure the cells the path wanted next.
+            std::vector<int64_t> cells;
+            for (int64_t j = t; j < n && static_cast<int64_t>(cells.size()) < std::min(B, left()); ++j) {
+                const int64_t c = list[path.order[j]];
+                if (kept_[c] && !blocked[c] && !measured[c])
+                    cells.push_back(c);
+            }
+            if (debug)
+                std::fprintf(stderr, "  probe %zu after a poor round\n", cells.size());
+            if (!cells.empty() && probe(cells, cands))
+                for (int64_t c : cells)
+                    measured[c] = 1;
+        }
     }
 }
+
+// ---- results --------------------------------------------------------------------------
 
 SaliencyResult Search::wholeImageResult(const std::string& note) {
     SaliencyResult res;
@@ -793,7 +1237,7 @@ SaliencyResult Search::wholeImageResult(const std::string& note) {
     std::vector<double> err;
     if (evaluate(at::ones({1, 1, H_, W_}, at::TensorOptions().dtype(at::kFloat).device(p_.device)), resp, err)) {
         res.error = err[0];
-        res.withinBound = err[0] <= o_.epsilon;
+        res.withinBound = err[0] <= std::max(o_.epsilon, 0.0) + 1e-5;
     } else {
         res.error = 0; // by definition of the reference; not evaluated (cancelled)
         res.withinBound = true;
@@ -838,8 +1282,7 @@ SaliencyResult Search::finish() {
         std::vector<double> err;
         if (!evaluate(m, resp, err)) {
             res.cancelled = true;
-            const Accepted& a = history_.empty() ? Accepted{wholeMask(), 0.0} : tries[i];
-            fill(a.mask, a.error);
+            fill(tries[i].mask, tries[i].error);
             notes_.push_back("cancelled during the final check: the last mask verified in its batch");
             return res;
         }
@@ -847,10 +1290,11 @@ SaliencyResult Search::finish() {
         if (res.withinBound)
             break;
         if (i + 1 < tries.size())
-            notes_.push_back("fresh check of " + std::string(i == 0 ? "the final mask" : "a fallback mask") +
-                             " gave error " + fmt(err[0]) + " > ε (non-deterministic evaluator?); fell back");
+            notes_.push_back("fresh check of " + std::string(i == 0 ? "the final mask" : "a fallback mask") + " gave error " +
+                             fmt(err[0]) + " > ε (non-deterministic evaluator?); fell back");
         else
-            notes_.push_back("the whole image misses the bound (error " + fmt(err[0]) + "): the reference does not match the evaluator");
+            notes_.push_back("the whole image misses the bound (error " + fmt(err[0]) +
+                             "): the reference does not match the evaluator");
     }
     return res;
 }
@@ -860,19 +1304,26 @@ SaliencyResult Search::run() {
     if (o_.epsilon <= 0) {
         res = wholeImageResult("ε ≤ 0: the whole image");
     } else {
+        const int64_t target = std::max<int64_t>(o_.targetForwards, 1);
         for (int attempt = 0; attempt < 2; ++attempt) {
             const int64_t bh = box_[2] - box_[0], bw = box_[3] - box_[1];
             const int64_t cell = saliency_detail::coarseCellSide(bh, bw, o_.coarseCells);
-            const auto ylevels = saliency_detail::axisLevels(box_[0], box_[2], cell, std::max(o_.minCell, int64_t{1}));
-            const auto xlevels = saliency_detail::axisLevels(box_[1], box_[3], cell, std::max(o_.minCell, int64_t{1}));
+            const auto ylevels = saliency_detail::axisLevels(box_[0], box_[2], cell, o_.minCell);
+            const auto xlevels = saliency_detail::axisLevels(box_[1], box_[3], cell, o_.minCell);
             grid_ = makeGrid(ylevels[0], xlevels[0]);
             kept_.assign(grid_.cells, 0);
             history_.clear();
+            evaluated_.clear();
+            zobrist_.resize(grid_.cells);
+            uint64_t seed = 0x0dcb2e5aULL;
+            for (auto& z : zobrist_)
+                z = splitmix64(seed);
             ownerPix_ = at::full({H_, W_}, -1, at::kLong);
             ownerDelta_.clear();
             ownerWeight_.clear();
-            CandMap cands;
-            const Start s = importance_.defined() ? startWithImportance(cands) : startWithOcclusion(cands);
+            Model model;
+            model.G = at::zeros({0, D_}, at::kDouble);
+            const Start s = importance_.defined() ? startWithImportance() : startWithOcclusion(model);
             if (s == Start::BoxFailed) {
                 if (!boxIsGrid_) {
                     notes_.back() += "; searched the whole image";
@@ -885,26 +1336,35 @@ SaliencyResult Search::run() {
             }
             if (s == Start::Stopped)
                 break;
-            setStage("prune", 0.25, 0.25);
-            eliminate(cands, true);
+            // Coarse stage: about half the planned forwards (at least the occlusion and two batches).
+            setStage("prune", 0.2, 0.3);
+            const int64_t coarseEnd = std::max<int64_t>(target / 2, grid_.cells + 1 + 2 * o_.batchSize);
+            coarseSearch(model, coarseEnd);
+            // Seed the refinement's estimates with the surrogate's removal effects.
+            for (size_t i = 0; i < model.cells.size(); ++i)
+                if (kept_[model.cells[i]])
+                    registerOwner(model.cells[i], -model.G[static_cast<int64_t>(i)]);
             const size_t levels = std::max(ylevels.size(), xlevels.size());
             for (size_t l = 1; l < levels && !stopped(); ++l) {
                 const at::Tensor pix = pixelMask();
                 grid_ = makeGrid(ylevels[std::min(l, ylevels.size() - 1)], xlevels[std::min(l, xlevels.size() - 1)]);
-                const at::Tensor keptCells = at::cat({at::zeros({grid_.cells}, at::kByte), at::zeros({1}, at::kByte)})
+                const at::Tensor keptCells = at::zeros({grid_.cells + 1}, at::kByte)
                                                  .index_put_({grid_.cellOfPixelCpu}, pix.reshape({-1}))
                                                  .slice(0, 0, grid_.cells)
                                                  .contiguous();
                 kept_.assign(keptCells.data_ptr<uint8_t>(), keptCells.data_ptr<uint8_t>() + grid_.cells);
                 const double span = 0.45 / static_cast<double>(levels - 1);
                 setStage("refine " + std::to_string(grid_.side) + "px", 0.5 + span * static_cast<double>(l - 1), span);
-                CandMap fine;
-                eliminate(fine, false);
+                const int64_t share = (target - forwards_) / static_cast<int64_t>(levels - l);
+                CandMap cands;
+                eliminate(cands, forwards_ + std::max<int64_t>(share, 2 * o_.batchSize));
             }
             break;
         }
         res = finish();
     }
+    if (std::getenv("SALIENCY_DEBUG"))
+        setStage("", 1, 0);
     res.forwards = forwards_;
     res.evaluatorCalls = calls_;
     res.seconds = std::chrono::duration<double>(Clock::now() - t0_).count();
@@ -917,8 +1377,7 @@ SaliencyResult Search::run() {
 
 } // namespace
 
-SaliencyResult searchSaliency(const SaliencyProblem& problem, const SaliencyOptions& options,
-                              const SaliencyProgressFn& progress) {
+SaliencyResult searchSaliency(const SaliencyProblem& problem, const SaliencyOptions& options, const SaliencyProgressFn& progress) {
     Search search(problem, options, progress);
     return search.run();
 }

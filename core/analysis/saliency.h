@@ -22,6 +22,8 @@ struct SaliencyOptions {
     int64_t minCell = 2;      // refinement stops at cells of this side (pixels); = the coarse cell side: no refinement
     int64_t batchSize = 16;   // masks per evaluator call (at most)
     int64_t maxForwards = 4000; // hard cap on masks evaluated before the final check
+    int64_t targetForwards = 600; // soft budget the search plans with: about half for the coarse grid, the rest
+                                  // shared by the refinement levels (a level stops early when its share is spent)
 };
 
 // Reported between evaluator calls. Return false from the callback to cancel.
@@ -50,9 +52,11 @@ struct SaliencyResult {
     at::Tensor mask;          // [H, W] uint8 on the CPU, 1 = kept
     int64_t areaPixels = 0;
     double areaFraction = 0;  // kept pixels / (H·W)
-    double error = 0;         // relative error of the final mask, from its own fresh evaluation
+    double error = 0;         // relative error of the final mask, from its own fresh evaluation (when cancelled:
+                              // from the batch that verified it; 0 for the whole image when nothing was evaluated)
     double epsilon = 0;
-    bool withinBound = false; // error ≤ ε (always true unless cancelled or the cap was hit)
+    bool withinBound = false; // error ≤ ε (ε ≤ 0: error ≤ 1e-5, float rounding); false only when the evaluator
+                              // disagrees with the reference (see note), not because of cancellation or the cap
     int64_t forwards = 0;     // masks evaluated, the final check included
     int64_t evaluatorCalls = 0;
     double seconds = 0;
@@ -61,11 +65,16 @@ struct SaliencyResult {
 };
 
 // Relative error ‖r − ref‖ / ‖ref‖ per row of `responses` ([B, D] vs [D]); when
-// ‖ref‖ = 0, the absolute error.
+// ‖ref‖ = 0, the absolute error. Returns [B] double on the CPU; throws
+// std::invalid_argument when D differs.
 at::Tensor relativeErrors(const at::Tensor& responses, const at::Tensor& reference);
 
 // The search. Throws std::invalid_argument on an inconsistent problem (sizes,
-// missing evaluator). Never returns a mask whose fresh evaluation was not done.
+// missing evaluator, an evaluator answering the wrong shape). Never returns a
+// mask whose fresh evaluation was not done, except when cancelled (then the mask
+// was verified in a batch, or is the whole image). The search keeps nothing
+// outside `box` unless the box alone misses the bound (then it searches the whole
+// grid and says so in `note`). Algorithm: saliency.cpp's opening comment.
 SaliencyResult searchSaliency(const SaliencyProblem& problem, const SaliencyOptions& options,
                               const SaliencyProgressFn& progress = {});
 

@@ -33,4 +33,14 @@ struct GreedyPath {
 };
 GreedyPath greedyRemovalPath(const at::Tensor& deltas, const at::Tensor& e0);
 
+// Beam search on the linear surrogate over n items with effects g ([n, D]):
+// from the state `start` (one flag per item) with residual e0 ([D]), each step
+// sets one more item (add = true: residual += gᵢ) or clears one (add = false:
+// residual −= gᵢ), keeping the `width` states with the smallest residual norm
+// per depth (duplicates merged). Returns the states whose residual norm is
+// ≤ tau: with add, those of the first depth that has any (the start itself when
+// it qualifies); without, up to `perDepth` per depth (smallest first), every depth.
+std::vector<std::vector<uint8_t>> beamSearch(const at::Tensor& g, const at::Tensor& e0, const std::vector<uint8_t>& start,
+                                             bool add, double tau, int64_t width, int64_t perDepth);
+
 } // namespace deformscope::analysis::saliency_detail

@@ -535,6 +535,38 @@ private Q_SLOTS:
         QVERIFY(messageOf(s.problem(), o).find("batchSize") != std::string::npos);
     }
 
+    void bench() {
+        if (!std::getenv("SALIENCY_BENCH"))
+            QSKIP("set SALIENCY_BENCH");
+        const int64_t target = std::getenv("SALIENCY_TARGET") ? std::atoll(std::getenv("SALIENCY_TARGET")) : 600;
+        double areaSum[2] = {0, 0}, fwdSum[2] = {0, 0}, secs[2] = {0, 0};
+        int runs[2] = {0, 0};
+        for (uint64_t seed = 0; seed < 4; ++seed) {
+            at::manual_seed(100 + seed);
+            ConvNet net = randomNet({3, 8, 8, 8, 8}, {7, 7, 7, 7}, {2, 2, 2, 2}, {3, 3, 3, 3}, at::kFloat);
+            net.cy = 6 + seed; net.cx = 9 - seed;
+            const at::Tensor x = at::randn({1, 3, 256, 256});
+            const Synthetic s = convProblem(net, x, at::kFloat);
+            for (const double eps : {0.1, 0.25})
+                for (const int withImportance : {1, 0}) {
+                    SaliencyOptions o;
+                    o.epsilon = eps;
+                    o.targetForwards = target;
+                    const SaliencyResult r = searchSaliency(s.problem(withImportance), o);
+                    checkResult(s, r, eps);
+                    areaSum[withImportance] += std::log(static_cast<double>(r.areaPixels));
+                    fwdSum[withImportance] += r.forwards;
+                    secs[withImportance] += r.seconds;
+                    runs[withImportance] += 1;
+                    qInfo().noquote() << QStringLiteral("seed %1 eps %2 imp %3: area %4 fwd %5 %6 s").arg(seed).arg(eps).arg(withImportance)
+                                             .arg(r.areaPixels).arg(r.forwards).arg(r.seconds, 0, 'f', 2);
+                }
+        }
+        for (int i : {1, 0})
+            qInfo().noquote() << QStringLiteral("imp %1: geomean area %2, mean fwd %3, mean s %4").arg(i)
+                                     .arg(std::exp(areaSum[i] / runs[i]), 0, 'f', 1).arg(fwdSum[i] / runs[i], 0, 'f', 1).arg(secs[i] / runs[i], 0, 'f', 2);
+    }
+
     // ---- indication ------------------------------------------------------------
     void timing256() {
         at::manual_seed(41);
