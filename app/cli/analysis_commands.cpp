@@ -5,6 +5,7 @@
 #include "app/cli/options.h"
 
 #include "core/analysis/analysis.h"
+#include "core/common/atomic_file.h"
 #include "core/common/json.h"
 #include "core/common/npy.h"
 #include "core/model/model.h"
@@ -67,19 +68,7 @@ std::vector<double> numbers(const std::string& option, const std::string& text, 
 
 std::string stemOf(const std::string& path) { return fs::path(path).stem().string(); }
 
-void writeText(const fs::path& path, const std::string& text) {
-    const fs::path tmp = path.string() + ".tmp";
-    {
-        std::ofstream f(tmp, std::ios::binary);
-        f << text;
-        if (!f.flush())
-            throw std::runtime_error(path.string() + ": cannot write the file");
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec)
-        throw std::runtime_error(path.string() + ": cannot write the file (" + ec.message() + ")");
-}
+void writeText(const fs::path& path, const std::string& text) { common::writeFileAtomically(path.string(), text); }
 
 void makeDirectory(const fs::path& dir) {
     std::error_code ec;
@@ -99,7 +88,11 @@ struct Settings {
     analysis::Response response;
     analysis::SamplingOptions samplingOptions;
     analysis::ErfOptions erfOptions;
-    analysis::SaliencyOptions saliencyOptions;
+    analysis::SaliencyOptions saliencyOptions = [] {
+        analysis::SaliencyOptions o;
+        o.batchSize = 0; // by device
+        return o;
+    }();
     analysis::Baseline baseline;
     std::optional<std::array<double, 4>> objectBox; // original image x0, y0, x1, y1
     std::string objectMask;
@@ -117,7 +110,7 @@ const std::map<std::string, int> kAnalysisArity = {
     {"--what", 1},     {"--response", 1},    {"--levels", 1},     {"--reading", 1},    {"--signed", 0},
     {"--epsilon", 1},  {"--baseline", 1},    {"--object", 1},     {"--object-mask", 1}, {"--no-object", 0},
     {"--input-size", 2}, {"--device", 1},    {"--out", 1},        {"--no-figures", 0}, {"--colormap", 1},
-    {"--log", 0},      {"--min-cell", 1},    {"--batch", 1}};
+    {"--log", 0},      {"--min-cell", 1},    {"--batch", 1},      {"--forwards", 1}};
 
 // parse() with one variadic option: "--models A B C" takes every following non-option.
 std::string parseWithList(const std::vector<std::string>& args, Options& o) {
@@ -215,6 +208,13 @@ Settings settingsFrom(Options& o, bool compare) {
         if (!positiveInt(*v, n) || n > 1024)
             throw UsageError("--batch '" + *v + "': expected a whole number from 1 to 1024");
         s.saliencyOptions.batchSize = n;
+    }
+    if (auto v = value("--forwards")) {
+        int64_t n = 0;
+        if (!positiveInt(*v, n) || n > 100000)
+            throw UsageError("--forwards '" + *v + "': expected a whole number of masked forwards from 1 to 100000");
+        s.saliencyOptions.targetForwards = n;
+        s.saliencyOptions.maxForwards = std::max(s.saliencyOptions.maxForwards, n);
     }
     if (auto v = value("--object")) {
         const auto b = numbers("--object", *v, 4);
@@ -544,7 +544,7 @@ constexpr const char* kAnalyzeUsage =
     "usage: deformscope-cli analyze --model M --image I --out DIR [--layer L] [--pixel x,y]\n"
     "           [--what sampling,erf,saliency] [--response sum|channel:N|class:K] [--levels 3]\n"
     "           [--reading bilinear|nearest] [--signed] [--epsilon 0.1] [--baseline zero|blur[:SIGMA]]\n"
-    "           [--min-cell PX] [--batch B] [--object x0,y0,x1,y1 | --object-mask FILE | --no-object]\n"
+    "           [--min-cell PX] [--batch B] [--forwards N] [--object x0,y0,x1,y1 | --object-mask FILE | --no-object]\n"
     "           [--input-size H W] [--device cpu|cuda] [--no-figures] [--colormap NAME] [--log]\n";
 constexpr const char* kCompareUsage =
     "usage: deformscope-cli compare --models A B C ... --image I --out DIR [--layer L] [--pixel x,y]\n"
@@ -890,6 +890,7 @@ int runBenchAnalyses(const std::vector<std::string>& args, std::ostream& out, st
         if (o.values.count("--saliency-clicks") && o.values["--saliency-clicks"][0] == "0")
             salClicks = 0;
         analysis::SaliencyOptions salOptions;
+        salOptions.batchSize = 0; // by device, as analyze does
         if (o.values.count("--epsilon"))
             salOptions.epsilon = numbers("--epsilon", o.values["--epsilon"][0], 1)[0];
         auto device = resolveDevice(o.values.count("--device") ? o.values["--device"][0] : "cpu", err, "bench-analyses");

@@ -1,5 +1,6 @@
 #include "app/cli/commands.h"
 
+#include "core/analysis/checks.h"
 #include "core/ops/checks/selftest.h"
 
 #include <c10/util/Exception.h>
@@ -37,7 +38,7 @@ int runSelfTest(const std::vector<std::string>& args, std::ostream& out, std::os
         return 2;
     }
 
-    out << "deform_conv2d self-test on";
+    out << "deform_conv2d and analyses self-test on";
     for (const at::Device& d : devices)
         out << ' ' << d.str();
 #ifndef DEFORMSCOPE_WITH_CUDA
@@ -48,7 +49,7 @@ int runSelfTest(const std::vector<std::string>& args, std::ostream& out, std::os
     std::snprintf(line, sizeof line, "%-6s %-8s %-10s %-9s %s\n", "result", "device", "error", "bound", "check");
     out << line << std::flush;
     int failed = 0;
-    const auto results = ops::checks::runSelfTest(devices, [&](const ops::checks::CheckResult& r) {
+    const auto print = [&](const ops::checks::CheckResult& r) {
         std::snprintf(line, sizeof line, "%-6s %-8s %-10.2e %-9.0e %s\n", r.passed ? "PASS" : "FAIL", r.device.c_str(),
                       r.error, r.tolerance, r.name.c_str());
         out << line;
@@ -56,8 +57,10 @@ int runSelfTest(const std::vector<std::string>& args, std::ostream& out, std::os
             out << "                                    " << r.detail << "\n";
         out << std::flush;
         failed += r.passed ? 0 : 1;
-    });
-    out << "\n" << (results.size() - failed) << " passed, " << failed << " failed\n";
+    };
+    const auto results = ops::checks::runSelfTest(devices, print);
+    const auto analyses = analysis::runAnalysisSelfTest(devices, print);
+    out << "\n" << (results.size() + analyses.size() - failed) << " passed, " << failed << " failed\n";
     return failed == 0 ? 0 : 1;
 }
 

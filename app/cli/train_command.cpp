@@ -1,5 +1,6 @@
 // deformscope-cli train-samples: the sample models' training recipe, end to end.
 #include "app/cli/commands.h"
+#include "core/common/atomic_file.h"
 
 #include "core/common/json.h"
 
@@ -63,16 +64,7 @@ std::string fixed(double v, int digits) {
     return buf;
 }
 
-void writeText(const fs::path& path, const std::string& text) {
-    const fs::path tmp = path.string() + ".tmp";
-    {
-        std::ofstream f(tmp, std::ios::binary);
-        f << text;
-        if (!f)
-            throw std::runtime_error("cannot write " + tmp.string());
-    }
-    fs::rename(tmp, path);
-}
+void writeText(const fs::path& path, const std::string& text) { common::writeFileAtomically(path.string(), text); }
 
 using common::Json;
 

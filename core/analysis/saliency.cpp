@@ -1,28 +1,41 @@
 // The error-bounded saliency search (saliency.h; ../shared/reference/DCN.md §3).
 //
-// Outline (see searchSaliency's comment in the header for the contract):
+// The search only asks the evaluator for the responses of batches of masks; every
+// mask it adopts was evaluated and met the bound (‖r − r(I)‖ ≤ ε‖r(I)‖).
+//
 //  1. ε ≤ 0: the whole image, evaluated once.
-//  2. Level 0: a grid of near-square cells over the search box. With an
-//     importance map, the cells are ranked by importance and the shortest
-//     passing prefix of the ranking is found by a batched bracket search
-//     (several prefix lengths per evaluator call); its cells' single removals are
-//     then measured. Without one, the single removals of every cell from the
-//     box are measured (occlusion). Either way the first batch holds the box
-//     alone: when it misses the bound the search widens to the whole grid.
-//  3. Elimination, at every level: the measured single-removal effects Δᵢ
-//     (response vectors) form a linear surrogate r(M∖S) ≈ r(M) + Σ_{i∈S} Δᵢ; a
-//     greedy path over it (each step removes the cell that leaves the smallest
-//     surrogate error, so opposite effects may cancel) proposes nested removal
-//     sets, of which a batch of lengths around the surrogate's largest feasible
-//     one is evaluated; the largest length that meets the bound is accepted.
-//     When nothing passes, the stale Δ on the proposed path are re-measured.
-//  4. Refinement: the level-l cells are halved (down to minCell); the kept
-//     cells on the region's boundary become candidates whose Δ are first
-//     estimated from their measured ancestor's Δ (shared out by importance, or
-//     by area), then eliminated as in 3, with newly exposed boundary cells joining.
-//  5. The final mask is evaluated alone; should it miss the bound (a
-//     non-deterministic evaluator), earlier accepted masks, then the whole image,
-//     are tried the same way.
+//  2. Coarse grid over the search box (near-square cells, about coarseCells along
+//     the longer side), start point:
+//     - with an importance map: the cells ranked by importance, and the shortest
+//       passing prefix of the ranking by a batched bracket search (evenly spaced
+//       prefix lengths per call, then the bracket below the smallest passing one);
+//     - without: the box plus every single-cell removal from it (occlusion).
+//     The first batch holds the box alone; if it misses the bound the search
+//     widens to the whole grid (and says so in the note).
+//  3. Coarse search on a linear surrogate: flipping each cell of the frontier
+//     (all cells when few; else the kept ones and their neighbours) at an anchor
+//     gives its effect gᵢ on the response vector, and r(state) ≈ r(anchor) ± Σ gᵢ.
+//     Beam searches on the surrogate (adding cells from none, removing them from
+//     all, removing them from the anchor; the residual norm drives the beams, so
+//     opposite effects can cancel) propose states predicted to pass with less
+//     area; a batch of them spread over the areas found is evaluated and the
+//     smallest passing one adopted, keeping the surrogate (re-anchored on the
+//     measured response). When a batch fails, the surrogate is re-measured at
+//     the best mask, or, when it was fresh there already, at the failing proposal
+//     closest to the bound (re-linearisation); two such failures in a row end it.
+//  4. Refinement: cells are halved (while their side is ≥ 2·minCell); at each
+//     level the kept cells on the region's boundary are removal candidates. Each
+//     call holds lengths of a greedy removal path (nested sets, around the
+//     surrogate's largest feasible length) plus single removals of candidates not
+//     measured yet; unmeasured candidates start from their measured ancestor's
+//     effect shared out by importance (or area), scaled by how such estimates
+//     compared with the measurements so far; evaluated chunks calibrate the
+//     effects; the largest passing length is adopted; newly exposed boundary
+//     cells join.
+//  5. Budget: targetForwards plans the search (about half for the coarse grid,
+//     the rest shared by the levels); maxForwards is a hard cap. The final mask is
+//     evaluated alone; should it miss the bound (a non-deterministic evaluator),
+//     the previously adopted masks, then the whole image, are tried the same way.
 #include "core/analysis/saliency.h"
 #include "core/analysis/saliency_internal.h"
 
@@ -32,7 +45,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <limits>
 #include <map>
 #include <numeric>
@@ -120,7 +132,6 @@ GreedyPath greedyRemovalPath(const at::Tensor& deltasIn, const at::Tensor& e0In)
     const int64_t n = deltas.size(0);
     if (n == 0)
         return path;
-    const int64_t D = deltas.size(1);
     const at::Tensor g0 = deltas.mv(e0);                    // Δᵢ · e
     const at::Tensor sq = deltas.mul(deltas).sum(1);        // ‖Δᵢ‖²
     const double e2start = e0.dot(e0).item<double>();
@@ -163,7 +174,6 @@ GreedyPath greedyRemovalPath(const at::Tensor& deltasIn, const at::Tensor& e0In)
                 g[i] += c[i];
         }
     }
-    (void)D;
     // The path's errors, recomputed from cumulative sums (no cancellation error).
     const at::Tensor idx = at::from_blob(path.order.data(), {n}, at::kLong).clone();
     const at::Tensor cum = deltas.index_select(0, idx).cumsum(0) + e0.unsqueeze(0);
@@ -367,6 +377,8 @@ private:
     void registerOwner(int64_t cell, const at::Tensor& delta);
     at::Tensor estimateDelta(int64_t cell) const;
     // Coarse stage.
+    enum class PrefixOutcome { Ok, BoxFailed, Stopped };
+    PrefixOutcome shortestPrefix(const std::vector<int64_t>& ranked, bool fullKnown, int64_t budgetEnd);
     Start startWithImportance();
     Start startWithOcclusion(Model& model);
     std::vector<int64_t> frontier(const std::vector<uint8_t>& state, int64_t limit) const;
@@ -374,7 +386,6 @@ private:
     std::vector<std::vector<uint8_t>> proposals(const Model& model, int64_t slots);
     void coarseSearch(Model& model, int64_t budgetEnd);
     // Refinement.
-    bool probe(const std::vector<int64_t>& cells, CandMap& cands);
     void eliminate(CandMap& cands, int64_t budgetEnd);
     std::vector<int64_t> boundaryCells() const;
     SaliencyResult finish();
@@ -473,10 +484,6 @@ void Search::validate() {
 }
 
 void Search::setStage(std::string name, double base, double span) {
-    if (std::getenv("SALIENCY_DEBUG"))
-        std::fprintf(stderr, "[saliency] %s done at %lld fwd, %lld calls, area %lld, %.2f s; next %s\n", stage_.c_str(),
-                     static_cast<long long>(forwards_), static_cast<long long>(calls_), static_cast<long long>(kept_.empty() || grid_.area.size() != kept_.size() ? -1 : areaOf(kept_)),
-                     std::chrono::duration<double>(Clock::now() - t0_).count(), name.c_str());
     stage_ = std::move(name);
     stageBase_ = base;
     stageSpan_ = span;
@@ -636,71 +643,71 @@ at::Tensor Search::estimateDelta(int64_t cell) const {
 
 // ---- coarse stage ---------------------------------------------------------------
 
-// Importance ranking; the shortest prefix that meets the bound, by a batched
-// bracket search (the first batch holds the whole box).
-Start Search::startWithImportance() {
-    setStage("prefix", 0.0, 0.2);
-    const int64_t N = grid_.cells;
-    std::vector<int64_t> order(N);
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return grid_.rankWeight[a] > grid_.rankWeight[b]; });
-    std::vector<int64_t> rankPos(N);
+// The shortest prefix of `ranked` (cells, most important first) that, kept
+// alone, meets the bound: a batched bracket search over prefix lengths (several
+// per evaluator call; the error is not monotone in the length: the smallest
+// evaluated length that passes and whose bracket below failed wins). With
+// `fullKnown` the whole list is the current mask (known to pass); otherwise it is
+// evaluated in the first batch (the box check). Makes the winner the current mask.
+Search::PrefixOutcome Search::shortestPrefix(const std::vector<int64_t>& ranked, bool fullKnown, int64_t budgetEnd) {
+    const int64_t N = static_cast<int64_t>(ranked.size());
+    std::vector<int64_t> rankPos(grid_.cells, std::numeric_limits<int64_t>::max());
     for (int64_t i = 0; i < N; ++i)
-        rankPos[order[i]] = i;
+        rankPos[ranked[i]] = i;
     const at::Tensor pos = at::tensor(rankPos, at::kLong);
     auto prefixFlags = [&](int64_t L) {
-        std::vector<uint8_t> f(N);
-        for (int64_t c = 0; c < N; ++c)
+        std::vector<uint8_t> f(grid_.cells);
+        for (int64_t c = 0; c < grid_.cells; ++c)
             f[c] = rankPos[c] < L ? 1 : 0;
         return f;
     };
-
     struct Eval {
         bool pass;
         double err;
         at::Tensor resp;
     };
     std::map<int64_t, Eval> done;
+    if (fullKnown)
+        done[N] = {true, errM_, rM_};
     const int64_t B = o_.batchSize;
     std::vector<int64_t> lengths;
     {
-        const int64_t k = std::min<int64_t>({B, N + 1, room()});
-        if (k <= 0) {
-            capHit_ = true;
-            return Start::Stopped;
-        }
-        if (k == N + 1) {
-            for (int64_t L = 0; L <= N; ++L)
+        const int64_t top = fullKnown ? N - 1 : N; // lengths 0..top to try
+        const int64_t k = std::min<int64_t>({B, top + 1, budgetLeft(budgetEnd)});
+        if (k <= 0)
+            return PrefixOutcome::Stopped;
+        if (k == top + 1) {
+            for (int64_t L = 0; L <= top; ++L)
                 lengths.push_back(L);
         } else if (k == 1) {
-            lengths.push_back(N);
+            lengths.push_back(top);
         } else {
             for (int64_t i = 0; i < k; ++i)
-                lengths.push_back(i * N / (k - 1));
+                lengths.push_back(i * top / (k - 1));
         }
     }
     bool first = true;
     int64_t hi = -1;
-    while (true) {
+    while (!lengths.empty()) {
         std::sort(lengths.begin(), lengths.end());
         lengths.erase(std::unique(lengths.begin(), lengths.end()), lengths.end());
         const at::Tensor Ls = at::tensor(lengths, at::kLong);
-        const at::Tensor keep = pos.unsqueeze(0) < Ls.unsqueeze(1); // [B, N]
+        const at::Tensor keep = pos.unsqueeze(0) < Ls.unsqueeze(1); // [B, cells]
         at::Tensor resp;
         std::vector<double> err;
         if (!evaluate(masksFromKeep(keep), resp, err))
-            return Start::Stopped;
+            return PrefixOutcome::Stopped;
         for (size_t i = 0; i < lengths.size(); ++i) {
             done[lengths[i]] = {err[i] <= o_.epsilon, err[i], resp[static_cast<int64_t>(i)]};
             evaluated_.insert(hashOf(prefixFlags(lengths[i])));
         }
-        if (first) {
+        if (first && !fullKnown) {
             first = false;
             auto it = done.find(N);
             if (it != done.end() && !it->second.pass) {
                 notes_.push_back((boxIsGrid_ ? "the whole image" : "the box alone") + std::string(" missed the bound (error ") +
                                  fmt(it->second.err) + ")");
-                return Start::BoxFailed;
+                return PrefixOutcome::BoxFailed;
             }
         }
         hi = -1;
@@ -709,27 +716,35 @@ Start Search::startWithImportance() {
                 hi = L;
                 break;
             }
-        if (hi < 0) { // the box was not evaluated (tiny cap) and nothing passed
-            capHit_ = true;
-            return Start::Stopped;
-        }
+        if (hi < 0) // the box was not evaluated (tiny cap) and nothing passed
+            return PrefixOutcome::Stopped;
         int64_t lo = -1;
         for (const auto& [L, e] : done)
             if (L < hi)
                 lo = L;
-        const int64_t k = std::min<int64_t>({B, hi - lo - 1, room()});
-        if (hi - lo <= 1 || k <= 0) {
-            if (hi - lo > 1)
-                capHit_ = true;
-            break;
-        }
         lengths.clear();
+        const int64_t k = hi - lo <= 1 ? 0 : std::min<int64_t>({B, hi - lo - 1, budgetLeft(budgetEnd)});
         for (int64_t i = 1; i <= k; ++i)
             lengths.push_back(std::clamp<int64_t>(lo + (i * (hi - lo) + (k + 1) / 2) / (k + 1), lo + 1, hi - 1));
     }
-    kept_ = prefixFlags(hi);
-    accept(done[hi].resp, done[hi].err);
-    return stopped() ? Start::Stopped : Start::Ok;
+    if (!(fullKnown && hi == N)) {
+        kept_ = prefixFlags(hi);
+        accept(done[hi].resp, done[hi].err);
+    }
+    return stopped() ? PrefixOutcome::Stopped : PrefixOutcome::Ok;
+}
+
+// Importance ranking of the coarse cells; the shortest passing prefix.
+Start Search::startWithImportance() {
+    setStage("prefix", 0.0, 0.2);
+    std::vector<int64_t> order(grid_.cells);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return grid_.rankWeight[a] > grid_.rankWeight[b]; });
+    switch (shortestPrefix(order, false, std::numeric_limits<int64_t>::max())) {
+    case PrefixOutcome::BoxFailed: return Start::BoxFailed;
+    case PrefixOutcome::Stopped: return history_.empty() ? Start::Stopped : Start::Ok;
+    default: return Start::Ok;
+    }
 }
 
 // No importance: the box alone plus the single removal of every cell from it,
@@ -964,12 +979,14 @@ void Search::coarseSearch(Model& model, int64_t budgetEnd) {
     const int64_t B = o_.batchSize;
     int64_t freshFails = 0;
     auto left = [&] { return budgetLeft(budgetEnd); };
-    auto modelCost = [&](const std::vector<uint8_t>& at) {
-        return static_cast<int64_t>(frontier(at, grid_.cells).size());
+    // Measures the surrogate at `anchor` when the budget leaves room for it and a batch of proposals.
+    auto remeasure = [&](const std::vector<uint8_t>& anchor, const at::Tensor& r) {
+        const int64_t l = left();
+        return l > B + 4 && measureModel(model, anchor, r, l - B);
     };
     while (!stopped() && left() > 0) {
         if (model.G.size(0) == 0) {
-            if (left() < modelCost(kept_) + B || !measureModel(model, kept_, rM_, left() - B))
+            if (!remeasure(kept_, rM_))
                 break;
             continue;
         }
@@ -977,7 +994,7 @@ void Search::coarseSearch(Model& model, int64_t budgetEnd) {
         if (props.empty()) {
             if (model.fresh && model.anchor == kept_)
                 break; // the surrogate at the best mask has nothing smaller to offer
-            if (left() < std::min(modelCost(kept_), left()) + B / 2 || !measureModel(model, kept_, rM_, left() - B))
+            if (!remeasure(kept_, rM_))
                 break;
             continue;
         }
@@ -1010,46 +1027,19 @@ void Search::coarseSearch(Model& model, int64_t budgetEnd) {
             continue;
         }
         if (!model.fresh) {
-            if (!measureModel(model, kept_, rM_, std::max<int64_t>(1, left() - B)))
+            if (!remeasure(kept_, rM_))
                 break;
             continue;
         }
         if (++freshFails >= 2)
             break;
         // Re-linearise at the failing proposal closest to the bound.
-        if (left() < B + 1 || !measureModel(model, props[closest], resp[closest], std::max<int64_t>(1, left() - B)))
+        if (!remeasure(props[closest], resp[closest]))
             break;
     }
 }
 
 // ---- refinement -------------------------------------------------------------------
-
-// Measures the single removals of `cells` from the current mask (batched).
-bool Search::probe(const std::vector<int64_t>& cells, CandMap& cands) {
-    size_t next = 0;
-    while (next < cells.size()) {
-        const int64_t k = std::min<int64_t>({o_.batchSize, room(), static_cast<int64_t>(cells.size() - next)});
-        if (k <= 0) {
-            capHit_ = true;
-            return false;
-        }
-        at::Tensor keep = keptTensor().unsqueeze(0).repeat({k, 1});
-        for (int64_t i = 0; i < k; ++i)
-            keep[i][cells[next + i]] = false;
-        at::Tensor resp;
-        std::vector<double> err;
-        if (!evaluate(masksFromKeep(keep), resp, err))
-            return false;
-        for (int64_t i = 0; i < k; ++i) {
-            const int64_t c = cells[next + i];
-            const at::Tensor delta = resp[i] - rM_;
-            cands[c] = {delta, true};
-            registerOwner(c, delta);
-        }
-        next += k;
-    }
-    return true;
-}
 
 // Kept cells with a 4-neighbour (in the cell grid) that is not kept or off the grid.
 std::vector<int64_t> Search::boundaryCells() const {
@@ -1063,36 +1053,38 @@ std::vector<int64_t> Search::boundaryCells() const {
     return out;
 }
 
-// Removal of boundary cells at a refinement level. The boundary cells' single
-// removals are measured a batch at a time, those the estimates (the measured
-// ancestor's effect shared out by importance) call cheapest first. A greedy path
-// over the measured effects proposes nested removal sets; a batch of path
-// lengths around the surrogate's largest feasible one is evaluated, the largest
-// passing length is accepted, and the next cell, when its removal on top was
-// measured to fail, is kept for the rest of the level. Each chunk between
-// evaluated lengths gets its measured total effect (calibration). New boundary
-// cells join as the region shrinks.
+// Removal of boundary cells at a refinement level. Each evaluator call holds
+// (a) nested removal sets: lengths of a greedy path over the cells' effects,
+// around the surrogate's largest feasible length p*, and (b) single removals of
+// cells not measured yet, those the surrogate calls cheapest first. Unmeasured
+// cells start from an estimate: their measured ancestor's effect shared out by
+// importance (or area), scaled by how such estimates compared with the single
+// removals measured at this level so far. The largest passing length is
+// accepted; the next cell, when its removal on top was measured to fail, is kept
+// for the rest of the level; each chunk between evaluated lengths gets its
+// measured total effect (calibration). New boundary cells join as the region
+// shrinks; the level ends when nothing is predicted to go and everything is
+// measured, or its budget is spent.
 void Search::eliminate(CandMap& cands, int64_t budgetEnd) {
     const int64_t B = o_.batchSize;
     const double tauAbs = o_.epsilon * scale_;
-    std::vector<uint8_t> blocked(grid_.cells, 0), measured(grid_.cells, 0);
+    std::vector<uint8_t> blocked(grid_.cells, 0), measured(grid_.cells, 0), calibrated(grid_.cells, 0);
+    std::map<int64_t, at::Tensor> raw; // first estimates of the cells
+    double sxy = 0, sxx = 0;           // measured vs estimated effect norms
     auto left = [&] { return budgetLeft(budgetEnd); };
-    auto debug = std::getenv("SALIENCY_DEBUG") != nullptr;
     while (!stopped() && left() > 0) {
-        if (std::getenv("SALIENCY_ALLCELLS")) {
-            for (int64_t c = 0; c < grid_.cells; ++c)
-                if (kept_[c] && !cands.count(c))
-                    cands[c] = {estimateDelta(c), false};
-        } else
         for (int64_t c : boundaryCells())
-            if (!cands.count(c))
-                cands[c] = {estimateDelta(c), false};
-        std::vector<int64_t> list, unmeasured;
+            if (!cands.count(c)) {
+                raw[c] = estimateDelta(c);
+                cands[c] = {raw[c], false};
+            }
+        const double alpha = sxx > 0 ? std::clamp(sxy / sxx, 0.1, 100.0) : 1.0;
+        std::vector<int64_t> list;
+        int64_t unmeasuredCount = 0;
         for (const auto& [c, info] : cands)
             if (kept_[c] && !blocked[c]) {
                 list.push_back(c);
-                if (!measured[c])
-                    unmeasured.push_back(c);
+                unmeasuredCount += measured[c] ? 0 : 1;
             }
         const int64_t n = static_cast<int64_t>(list.size());
         if (n == 0)
@@ -1100,101 +1092,120 @@ void Search::eliminate(CandMap& cands, int64_t budgetEnd) {
         std::vector<at::Tensor> rows;
         rows.reserve(n);
         for (int64_t c : list)
-            rows.push_back(cands[c].delta);
+            rows.push_back(measured[c] || calibrated[c] ? cands[c].delta : raw[c] * alpha);
         const GreedyPath path = saliency_detail::greedyRemovalPath(at::stack(rows), rM_ - ref_);
         int64_t pStar = 0;
         for (int64_t j = 0; j < n; ++j)
             if (path.error[j] <= tauAbs)
                 pStar = j + 1;
-        if (pStar == 0) {
-            // Nothing predicted to go: measure the unmeasured cells that look cheapest.
-            if (unmeasured.empty())
-                break;
-            std::vector<int64_t> cells;
-            for (int64_t j = 0; j < n && static_cast<int64_t>(cells.size()) < std::min(B, left()); ++j)
-                if (!measured[list[path.order[j]]])
-                    cells.push_back(list[path.order[j]]);
-            if (debug)
-                std::fprintf(stderr, "  probe %zu of %zu unmeasured (n %lld)\n", cells.size(), unmeasured.size(), (long long)n);
-            if (!probe(cells, cands))
-                break;
-            for (int64_t c : cells)
-                measured[c] = 1;
-            continue;
-        }
-        // Path lengths around p*, denser near it: p*, p*±1, ±2, ±3, ±4, ±6, ±9, …
+        if (pStar == 0 && unmeasuredCount == 0)
+            break; // every cell measured, nothing predicted to go
+
+        const int64_t slots = std::min<int64_t>(B, left());
         const int64_t first = list[path.order[0]];
         const bool known1 = cands[first].fresh;
-        const int64_t slots = std::min<int64_t>(B, left());
-        const int64_t from = known1 ? 2 : 1;
+        // (a) Path lengths around p*: p*, p*±1, p*±2, p*−3, p*+3, p*−5, …; at most
+        // half the slots while unmeasured cells remain.
         std::set<int64_t> Lset;
-        auto add = [&](int64_t L) {
-            if (L >= from && L <= n && static_cast<int64_t>(Lset.size()) < slots)
-                Lset.insert(L);
-        };
-        if (!known1)
-            add(1);
-        add(pStar);
-        for (int64_t k = 1; static_cast<int64_t>(Lset.size()) < slots; k = std::max(k + 1, (k * 3) / 2)) {
-            if (pStar + k > n && pStar - k < from)
-                break;
-            add(pStar + k);
-            add(pStar - k);
+        if (pStar > 0) {
+            const int64_t maxLengths = unmeasuredCount > 0 ? std::max<int64_t>(1, (slots + 1) / 2) : slots;
+            const int64_t from = known1 ? 2 : 1, upTo = std::min(n, pStar + pStar / 2 + 2);
+            auto add = [&](int64_t L) {
+                if (L >= from && L <= upTo && static_cast<int64_t>(Lset.size()) < maxLengths)
+                    Lset.insert(L);
+            };
+            if (!known1)
+                add(1);
+            add(pStar);
+            for (int64_t k = 1; static_cast<int64_t>(Lset.size()) < maxLengths; k = std::max(k + 1, (k * 3) / 2)) {
+                if (pStar + k > upTo && pStar - k < from)
+                    break;
+                add(pStar - k);
+                add(pStar + k);
+            }
         }
         const std::vector<int64_t> lengths(Lset.begin(), Lset.end());
+        // (b) Single removals of unmeasured cells, the cheapest-looking first.
+        std::vector<int64_t> singles;
+        {
+            std::vector<int64_t> idx;
+            for (int64_t i = 0; i < n; ++i)
+                if (!measured[list[i]])
+                    idx.push_back(i);
+            std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return path.single[a] < path.single[b]; });
+            for (size_t i = 0; i < idx.size() && static_cast<int64_t>(lengths.size() + singles.size()) < slots; ++i)
+                singles.push_back(list[idx[i]]);
+        }
+        if (lengths.empty() && singles.empty() && !(pStar > 0 && known1))
+            break;
         at::Tensor resp;
         std::vector<double> err;
-        if (!lengths.empty()) {
+        const int64_t nl = static_cast<int64_t>(lengths.size()), ns = static_cast<int64_t>(singles.size());
+        if (nl + ns > 0) {
             std::vector<int64_t> posv(grid_.cells, std::numeric_limits<int64_t>::max());
             for (int64_t j = 0; j < n; ++j)
                 posv[list[path.order[j]]] = j;
             const at::Tensor pos = at::tensor(posv, at::kLong);
-            const at::Tensor Ls = at::tensor(lengths, at::kLong);
-            const at::Tensor keep = keptTensor().unsqueeze(0).logical_and(pos.unsqueeze(0) >= Ls.unsqueeze(1));
+            at::Tensor keep = keptTensor().unsqueeze(0).repeat({nl + ns, 1});
+            if (nl > 0)
+                keep.slice(0, 0, nl).logical_and_(pos.unsqueeze(0) >= at::tensor(lengths, at::kLong).unsqueeze(1));
+            for (int64_t i = 0; i < ns; ++i)
+                keep[nl + i][singles[i]] = false;
             if (!evaluate(masksFromKeep(keep), resp, err))
                 break;
+        }
+        for (int64_t i = 0; i < ns; ++i) {
+            const int64_t c = singles[i];
+            const at::Tensor delta = resp[nl + i] - rM_;
+            const double e = raw.count(c) ? raw[c].norm().item<double>() : 0.0;
+            if (e > 0) {
+                sxy += e * delta.norm().item<double>();
+                sxx += e * e;
+            }
+            cands[c] = {delta, true};
+            measured[c] = 1;
+            registerOwner(c, delta);
         }
         // Calibrate: each chunk between consecutive evaluated lengths gets its
         // measured total effect, shared out by weight.
         int64_t prevL = 0;
         at::Tensor prevR = rM_;
-        for (size_t i = 0; i < lengths.size(); ++i) {
+        for (int64_t i = 0; i < nl; ++i) {
             const int64_t L = lengths[i];
             at::Tensor predicted = at::zeros({D_}, at::kDouble);
             double wsum = 0;
             for (int64_t j = prevL; j < L; ++j) {
-                predicted += cands[list[path.order[j]]].delta;
+                predicted += rows[path.order[j]];
                 wsum += grid_.shareWeight[list[path.order[j]]];
             }
-            const at::Tensor diff = (resp[static_cast<int64_t>(i)] - prevR) - predicted;
+            const at::Tensor diff = (resp[i] - prevR) - predicted;
             for (int64_t j = prevL; j < L; ++j) {
                 const int64_t c = list[path.order[j]];
                 const double share = wsum > 0 ? grid_.shareWeight[c] / wsum : 1.0 / static_cast<double>(L - prevL);
-                cands[c].delta = cands[c].delta + diff * share;
-                if (prevL == 0 && L == 1)
+                cands[c].delta = rows[path.order[j]] + diff * share;
+                calibrated[c] = 1;
+                if (prevL == 0 && L == 1) {
                     cands[c].fresh = true;
+                    measured[c] = 1;
+                }
             }
             prevL = L;
-            prevR = resp[static_cast<int64_t>(i)];
+            prevR = resp[i];
         }
         int64_t t = 0, tRow = -1;
-        for (size_t i = 0; i < lengths.size(); ++i)
+        for (int64_t i = 0; i < nl; ++i)
             if (err[i] <= o_.epsilon && lengths[i] > t) {
                 t = lengths[i];
-                tRow = static_cast<int64_t>(i);
+                tRow = i;
             }
         if (t == 0 && known1 && path.error[0] <= tauAbs)
             t = 1;
-        if (debug)
-            std::fprintf(stderr, "  verify n %lld p* %lld lengths %zu [%lld..%lld] -> t %lld\n", (long long)n, (long long)pStar,
-                         lengths.size(), (long long)(lengths.empty() ? 0 : lengths.front()),
-                         (long long)(lengths.empty() ? 0 : lengths.back()), (long long)t);
+        if (pStar == 0)
+            continue;
         // The next cell's removal on top of the accepted ones was measured and failed: keep it.
         const bool nextMeasured = std::find(lengths.begin(), lengths.end(), t + 1) != lengths.end() || (t == 0 && known1);
         if (nextMeasured && t < n)
             blocked[list[path.order[t]]] = 1;
-        else if (t == 0)
-            blocked[first] = 1; // (no slot for length 1: cannot happen with slots ≥ 1)
         if (t > 0) {
             const at::Tensor r = tRow >= 0 ? resp[tRow] : rM_ + cands[first].delta;
             const double e = tRow >= 0 ? err[tRow] : path.error[0] / scale_;
@@ -1205,20 +1216,6 @@ void Search::eliminate(CandMap& cands, int64_t budgetEnd) {
             for (auto& [c, info] : cands)
                 info.fresh = false;
             accept(r, e);
-        }
-        if (2 * t < pStar && !stopped()) {
-            // The estimates were poor here: measure the cells the path wanted next.
-            std::vector<int64_t> cells;
-            for (int64_t j = t; j < n && static_cast<int64_t>(cells.size()) < std::min(B, left()); ++j) {
-                const int64_t c = list[path.order[j]];
-                if (kept_[c] && !blocked[c] && !measured[c])
-                    cells.push_back(c);
-            }
-            if (debug)
-                std::fprintf(stderr, "  probe %zu after a poor round\n", cells.size());
-            if (!cells.empty() && probe(cells, cands))
-                for (int64_t c : cells)
-                    measured[c] = 1;
         }
     }
 }
@@ -1356,15 +1353,14 @@ SaliencyResult Search::run() {
                 const double span = 0.45 / static_cast<double>(levels - 1);
                 setStage("refine " + std::to_string(grid_.side) + "px", 0.5 + span * static_cast<double>(l - 1), span);
                 const int64_t share = (target - forwards_) / static_cast<int64_t>(levels - l);
+                const int64_t levelEnd = forwards_ + std::max<int64_t>(share, 2 * o_.batchSize);
                 CandMap cands;
-                eliminate(cands, forwards_ + std::max<int64_t>(share, 2 * o_.batchSize));
+                eliminate(cands, levelEnd);
             }
             break;
         }
         res = finish();
     }
-    if (std::getenv("SALIENCY_DEBUG"))
-        setStage("", 1, 0);
     res.forwards = forwards_;
     res.evaluatorCalls = calls_;
     res.seconds = std::chrono::duration<double>(Clock::now() - t0_).count();

@@ -19,18 +19,22 @@ namespace deformscope::analysis {
 struct SaliencyOptions {
     double epsilon = 0.1;   // relative error bound; ε ≤ 0 asks for the exact response: the whole image
     int64_t coarseCells = 16; // the first grid has about this many cells along the search box's longer side
-    int64_t minCell = 2;      // refinement stops at cells of this side (pixels); = the coarse cell side: no refinement
-    int64_t batchSize = 16;   // masks per evaluator call (at most)
+    int64_t minCell = 2;      // refinement halves cells while their side is ≥ 2·minCell (pixels), so it stops at
+                              // cells of minCell … 2·minCell − 1; ≥ the coarse cell side: no refinement
+    int64_t batchSize = 16;   // masks per evaluator call (at most); AnalysisSession::saliency: 0 = by device (4 on CPU, 32 on CUDA)
     int64_t maxForwards = 4000; // hard cap on masks evaluated before the final check
-    int64_t targetForwards = 600; // soft budget the search plans with: about half for the coarse grid, the rest
-                                  // shared by the refinement levels (a level stops early when its share is spent)
+    int64_t targetForwards = 400; // soft budget the search plans with: about half for the coarse grid (at least the
+                                  // occlusion pass when there is no importance map), the rest shared by the
+                                  // refinement levels; a level stops when its share is spent. More: smaller regions
+                                  // (on a 256×256 synthetic net the search settles at about 900–1100 masks)
 };
 
 // Reported between evaluator calls. Return false from the callback to cancel.
 struct SaliencyProgress {
     int64_t forwards = 0;   // masks evaluated so far
     double fraction = 0;    // rough overall progress in [0, 1]
-    std::string stage;      // "rank", "prefix", "prune", "refine <cell>px", "verify"
+    std::string stage;      // "prefix" (importance ranking) or "rank" (occlusion), "prune" (coarse search),
+                            // "refine <cell>px", "verify"
 };
 using SaliencyProgressFn = std::function<bool(const SaliencyProgress&)>;
 

@@ -445,7 +445,10 @@ SaliencyResult AnalysisSession::saliency(const Node& node, const SaliencyOptions
             }
         }
     }
-    SaliencyResult result = searchSaliency(problem, options, progress);
+    SaliencyOptions resolved = options;
+    if (resolved.batchSize == 0) // small batches run fastest on a CPU, large ones fill a GPU
+        resolved.batchSize = d->model.device().is_cuda() ? 32 : 4;
+    SaliencyResult result = searchSaliency(problem, resolved, progress);
     if (!cropNote.empty() && result.mask.defined()) {
         // The fresh check of the final mask, on the whole image.
         const auto t0 = std::chrono::steady_clock::now();

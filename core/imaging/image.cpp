@@ -1,4 +1,5 @@
 #include "core/imaging/image.h"
+#include "core/common/atomic_file.h"
 
 #include "core/imaging/mat_tensor.h"
 
@@ -16,7 +17,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
@@ -196,57 +196,6 @@ std::string lowerExtension(const std::string& path) {
     return ext;
 }
 
-std::string randomSuffix() {
-    thread_local std::mt19937_64 engine{std::random_device{}()};
-    std::ostringstream s;
-    s << std::hex << engine();
-    return s.str();
-}
-
-// Writes `bytes` to a temporary file in the target's folder, then renames it over
-// the target (atomic on POSIX), so no reader sees a half-written image.
-void writeFileAtomically(const std::string& path, const std::vector<uchar>& bytes) {
-    const fs::path target(path);
-    if (!target.has_filename())
-        fail(path, "has no file name");
-    const fs::path folder = target.parent_path().empty() ? fs::path(".") : target.parent_path();
-    std::error_code ec;
-    const fs::file_status folderStatus = fs::status(folder, ec);
-    if (folderStatus.type() == fs::file_type::not_found)
-        fail(path, "folder \"" + folder.string() + "\" does not exist");
-    if (folderStatus.type() != fs::file_type::directory)
-        fail(path, "cannot write there: \"" + folder.string() + "\" is not a folder");
-    if (fs::is_directory(target, ec))
-        fail(path, "is a directory");
-
-    // Built with += : GCC 12 warns falsely (-Wrestrict) about "." + std::string.
-    std::string tempName(1, '.');
-    tempName += target.filename().string();
-    tempName += ".tmp-";
-    tempName += randomSuffix();
-    const fs::path temp = folder / tempName;
-    {
-        std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-        if (!out) {
-            const int err = errno;
-            fail(path, "cannot create a file in \"" + folder.string() + "\" (" +
-                           std::error_code(err, std::generic_category()).message() + ")");
-        }
-        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-        out.close();
-        if (!out) {
-            fs::remove(temp, ec);
-            fail(path, "could not write " + std::to_string(bytes.size()) + " bytes (disk full?)");
-        }
-    }
-    fs::rename(temp, target, ec);
-    if (ec) {
-        std::error_code ignored;
-        fs::remove(temp, ignored);
-        fail(path, "cannot replace the file (" + ec.message() + ")");
-    }
-}
-
 void checkSizes(const InputImage& image) {
     if (image.originalHeight <= 0 || image.originalWidth <= 0 || image.height <= 0 || image.width <= 0)
         throw std::invalid_argument("coordinate mapping: the InputImage has a zero size");
@@ -339,7 +288,7 @@ void writeImage(const std::string& path, const at::Tensor& image) {
     } catch (const cv::Exception& e) {
         fail(path, "OpenCV could not encode the image as " + ext + " (" + e.err + ")");
     }
-    writeFileAtomically(path, bytes);
+    common::writeFileAtomically(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 }
 
 at::Tensor readMask(const std::string& path) {

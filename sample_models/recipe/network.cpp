@@ -1,12 +1,12 @@
 #include "sample_models/recipe/network.h"
 
+#include "core/model/script.h"
 #include "core/ops/registration.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/jit/api/module.h>
-#include <torch/csrc/jit/frontend/resolver.h>
 
 #include <cmath>
 #include <memory>
@@ -25,42 +25,6 @@ uint64_t mixSeed(uint64_t seed, uint64_t layer) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFFULL;
-}
-
-// The C++ TorchScript compiler's own resolver maps `torch.f` to aten::f only.
-// Ours also understands `torch.ops.<namespace>.<op>`, as Python's does, so the
-// source below reads like (and compiles to the same graph as) Python TorchScript.
-struct OpsNamespaces : torch::jit::SugaredValue {
-    std::string kind() const override { return "torch.ops"; }
-    std::shared_ptr<torch::jit::SugaredValue> attr(const torch::jit::SourceRange&, torch::jit::GraphFunction&,
-                                                   const std::string& field) override {
-        return std::make_shared<torch::jit::BuiltinModule>(field);
-    }
-};
-
-struct TorchModule : torch::jit::BuiltinModule {
-    TorchModule() : BuiltinModule("aten") {}
-    std::shared_ptr<torch::jit::SugaredValue> attr(const torch::jit::SourceRange& loc, torch::jit::GraphFunction& m,
-                                                   const std::string& field) override {
-        if (field == "ops")
-            return std::make_shared<OpsNamespaces>();
-        return BuiltinModule::attr(loc, m, field);
-    }
-};
-
-struct Resolver : torch::jit::Resolver {
-    std::shared_ptr<torch::jit::SugaredValue> resolveValue(const std::string& name, torch::jit::GraphFunction&,
-                                                           const torch::jit::SourceRange&) override {
-        if (name == "torch")
-            return std::make_shared<TorchModule>();
-        return nullptr;
-    }
-    c10::TypePtr resolveType(const std::string&, const torch::jit::SourceRange&) override { return nullptr; }
-};
-
-void define(Module& m, const std::string& source) {
-    static const auto resolver = std::make_shared<Resolver>();
-    m.define(source, resolver);
 }
 
 Module newModule(const std::shared_ptr<torch::jit::CompilationUnit>& cu, const std::string& className) {
@@ -94,7 +58,7 @@ Module convLayer(const std::shared_ptr<torch::jit::CompilationUnit>& cu, int64_t
     const std::string s = std::to_string(stride), p = std::to_string(k / 2);
     const std::string conv =
         "torch.conv2d(x, self.weight, self.bias, [" + s + ", " + s + "], [" + p + ", " + p + "], [1, 1], 1)";
-    define(m, "def forward(self, x):\n    return " + (relu ? "torch.relu(" + conv + ")" : conv) + "\n");
+    model::defineScript(m, "def forward(self, x):\n    return " + (relu ? "torch.relu(" + conv + ")" : conv) + "\n");
     return m;
 }
 
@@ -107,7 +71,7 @@ Module deformableBlock(const std::shared_ptr<torch::jit::CompilationUnit>& cu, i
     addConvParameters(m, channels, channels, 3, /*relu=*/true, /*zero=*/false, seed);
     m.register_module("offset", convLayer(cu, channels, modulated ? 27 : 18, 3, 1, /*relu=*/false, /*zero=*/true, 0));
     if (modulated) {
-        define(m, R"(
+        model::defineScript(m, R"(
 def forward(self, x):
     om = self.offset.forward(x)
     offset = om[:, :18]
@@ -117,7 +81,7 @@ def forward(self, x):
 )");
     } else {
         // Without modulation torchvision passes a dummy mask; so do we.
-        define(m, R"(
+        model::defineScript(m, R"(
 def forward(self, x):
     offset = self.offset.forward(x)
     mask = torch.zeros([x.size(0), 1], dtype=x.dtype, device=x.device)
@@ -194,7 +158,7 @@ torch::jit::Module buildModel(Variant variant, uint64_t seed) {
                                       : deformableBlock(cu, 64, variant == Variant::DCNv2, s));
     }
     net.register_module("head", convLayer(cu, 64, 4, 1, 1, /*relu=*/false, false, mixSeed(seed, index++)));
-    define(net, R"(
+    model::defineScript(net, R"(
 def forward(self, x):
     h = x.size(2)
     w = x.size(3)

