@@ -1198,17 +1198,19 @@ void Search::eliminate(CandMap& cands, int64_t budgetEnd) {
                 t = lengths[i];
                 tRow = i;
             }
-        if (t == 0 && known1 && path.error[0] <= tauAbs)
-            t = 1;
+        // Only evaluated masks are adopted: a single removal known only through the
+        // surrogate (anchor response + measured delta) is not, since the anchor's
+        // response may itself be a batch measurement of another state.
         if (pStar == 0)
             continue;
         // The next cell's removal on top of the accepted ones was measured and failed: keep it.
-        const bool nextMeasured = std::find(lengths.begin(), lengths.end(), t + 1) != lengths.end() || (t == 0 && known1);
+        const bool nextMeasured = std::find(lengths.begin(), lengths.end(), t + 1) != lengths.end() ||
+                                  (t == 0 && known1 && path.error[0] > tauAbs);
         if (nextMeasured && t < n)
             blocked[list[path.order[t]]] = 1;
         if (t > 0) {
-            const at::Tensor r = tRow >= 0 ? resp[tRow] : rM_ + cands[first].delta;
-            const double e = tRow >= 0 ? err[tRow] : path.error[0] / scale_;
+            const at::Tensor r = resp[tRow];
+            const double e = err[tRow];
             for (int64_t j = 0; j < t; ++j) {
                 kept_[list[path.order[j]]] = 0;
                 cands.erase(list[path.order[j]]);

@@ -234,6 +234,21 @@ private Q_SLOTS:
         QVERIFY(pdf.rfind("%PDF-", 0) == 0 && pdf.find("%%EOF") != std::string::npos);
     }
 
+    void saliencyAdoptsOnlyEvaluatedMasks() {
+        // A case where adopting a mask known only through the search's linear surrogate
+        // made every fresh check fail (the whole image came back): DCNv2, 256 x 256, centre.
+        QTemporaryDir dir;
+        const QString out = dir.filePath("s");
+        const Run r = cli({"analyze", "--model", sample("dcn_v2.pt"), "--image", sampleImage("sample_01.png"),
+                           "--input-size", "256", "256", "--pixel", "63.5,63.5", "--what", "saliency", "--no-figures",
+                           "--no-object", "--out", out});
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        const Json sal = Json::parse(readAll(out + "/result.json")).at("saliency");
+        QVERIFY2(sal.at("note").asString().find("fell back") == std::string::npos, sal.at("note").asString().c_str());
+        QVERIFY(sal.at("area_fraction").asDouble() < 0.5);
+        QVERIFY(sal.at("error").asDouble() <= 0.1);
+    }
+
     void compareWritesOneGridAndEachModelsData() {
         QTemporaryDir dir;
         const QString out = dir.filePath("c");

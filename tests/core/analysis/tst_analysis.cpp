@@ -365,6 +365,20 @@ private Q_SLOTS:
         QVERIFY(blurred.withinBound);
     }
 
+    void saliencyOnADeformableModelAdoptsOnlyEvaluatedMasks() {
+        // No receptive-field crop here (offsets reach anywhere): the whole image is searched.
+        // Every mask the search adopts was evaluated, so the fresh check never has to fall back.
+        AnalysisSession s(model::LoadedModel::load(sampleModel("dcn_v2")), randomInput(128, 128, 4));
+        const Node node = s.nodeAt("block3", 64, 64);
+        SaliencyOptions options;
+        options.batchSize = 0; // by device
+        const SaliencyResult r = s.saliency(node, options);
+        QVERIFY2(r.withinBound, r.note.c_str());
+        QVERIFY2(r.note.find("fell back") == std::string::npos, r.note.c_str());
+        QVERIFY(r.areaFraction < 1);
+        QVERIFY(r.forwards <= options.targetForwards + 2 * 32);
+    }
+
     // ---- object metrics -------------------------------------------------------------
 
     void objectMetricsCountWhatIsInside() {
