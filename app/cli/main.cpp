@@ -38,8 +38,11 @@ commands:
   train-samples --out DIR [--variants regular,dcn_v1,dcn_v2] [--steps N] [--batch B] [--size S] [--seed S]
         the sample models' recipe: generate the synthetic data, train each variant on the CPU,
         write DIR/<variant>.pt, DIR/training.json and sample images (sample_models/MODELS.md)
-  bench [--device cpu|cuda] [--shapes small,large,tiny] [--repeat N] [--fast-backward] [--json FILE]
-        forward and forward+backward times of deform_conv2d and of conv2d of the same shape
+  bench [--device cpu|cuda] [--shapes small,large,tiny] [--ops dcn,dk] [--scope S] [--repeat N] [--fast-backward]
+        [--json FILE]
+        forward and forward+backward times of deform_conv2d and of conv2d of the same shape (--ops dcn,
+        the default); --ops dk: deform_kernel2d (local, global, with image offsets; scope SxS, default 5)
+        next to a depthwise deform_conv2d and a depthwise conv2d of the same shape
   bench-analyses --models A B ... [--sizes 256,512] [--clicks N] [--saliency-clicks N] [--device cpu|cuda]
         per-click times of the sampling trace, ERF and saliency search (medians; docs/benchmarks.md)
   help  this text

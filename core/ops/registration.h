@@ -9,7 +9,9 @@ namespace deformscope::ops {
 
 // Registers, for CPU (and CUDA when built with it) plus autograd:
 //   deformscope::deform_conv2d, deformscope::_deform_conv2d_backward,
-//   deformscope::set_deterministic_backward(bool enabled) -> bool;
+//   deformscope::set_deterministic_backward(bool enabled) -> bool,
+//   deformscope::deform_kernel2d, deformscope::_deform_kernel2d_backward
+//     (Deformable Kernels; schemas in deform_kernel2d.h);
 // and, only if torchvision's own ops are not registered yet, the same kernels as
 //   torchvision::deform_conv2d and torchvision::_deform_conv2d_backward
 // with torchvision's exact schemas, so TorchScript models that call them load

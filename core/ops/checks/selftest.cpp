@@ -1,5 +1,6 @@
 #include "core/ops/checks/selftest.h"
 
+#include "core/ops/checks/deform_kernel2d_checks.h"
 #include "core/ops/deform_conv2d.h"
 
 #include <ATen/ATen.h>
@@ -267,6 +268,9 @@ std::vector<CheckResult> runSelfTest(const std::vector<at::Device>& devices,
             report(d, "bad input raises: " + bad.name, ok ? 0.0 : 1.0, 0.0,
                    ok ? std::string() : "expected '" + bad.expectedMessage + "', got '" + message + "'");
         }
+        // Deformable Kernels: reference, gradients, invariants, bad inputs; on CUDA also CUDA vs CPU.
+        for (const NamedCheck& check : deformKernel2dSelfChecks(d))
+            guarded(d, check.name, check.tolerance, check.run);
 
         if (!d.is_cuda())
             continue;

@@ -1,4 +1,5 @@
-// Numeric checks of deform_conv2d, run on any device: by `deformscope-cli
+// Numeric checks of deform_conv2d (and, through deform_kernel2d_checks.h, of
+// deform_kernel2d), run on any device: by `deformscope-cli
 // selftest` (a fixed set, as a pass/fail table) and by the tests (over larger
 // tables). Every function needs registerOperators() to have run; none throws
 // for a failed comparison — it returns the error for the caller to judge.
