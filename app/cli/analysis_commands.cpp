@@ -1,20 +1,22 @@
 // analyze, compare, erf-average: the analyses of core/analysis from the command
-// line, writing data (JSON, .npy, .csv) and, in builds with Qt, figures through
-// ui/figure (PNG, SVG, PDF).
+// line, through the pipeline core/report shares with the GUI: data (JSON, .npy,
+// .csv) and, in builds with Qt, figures through ui/analysis_figure (PNG, SVG, PDF).
 #include "app/cli/commands.h"
 #include "app/cli/options.h"
 
 #include "core/analysis/analysis.h"
-#include "core/common/atomic_file.h"
 #include "core/common/json.h"
 #include "core/common/npy.h"
 #include "core/model/model.h"
+#include "core/report/settings.h"
 
 #ifdef DEFORMSCOPE_WITH_IMAGING
 #include "core/imaging/image.h"
+#include "core/report/report.h"
 #endif
 #ifdef DEFORMSCOPE_WITH_FIGURES
 #include "ui/analysis_figure/analysis_figure.h"
+#include "ui/analysis_figure/report_figures.h"
 #endif
 
 #include <ATen/ATen.h>
@@ -25,6 +27,7 @@
 #include <fstream>
 #include <memory>
 #include <ostream>
+#include <set>
 #include <sstream>
 
 namespace deformscope::cli {
@@ -34,11 +37,14 @@ namespace {
 namespace fs = std::filesystem;
 using analysis::AnalysisError;
 using common::Json;
-
 // Bad usage or input: exit code 2 with this message.
-struct UsageError : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
+using report::UsageError;
+using report::Settings;
+using report::defaultLayer;
+using report::makeDirectory;
+using report::stemOf;
+using report::writeText;
+
 
 std::vector<std::string> split(const std::string& s, char sep) {
     std::vector<std::string> parts;
@@ -65,45 +71,6 @@ std::vector<double> numbers(const std::string& option, const std::string& text, 
         throw UsageError(option + " '" + text + "': expected " + std::to_string(count) + " comma-separated numbers");
     return v;
 }
-
-std::string stemOf(const std::string& path) { return fs::path(path).stem().string(); }
-
-void writeText(const fs::path& path, const std::string& text) { common::writeFileAtomically(path.string(), text); }
-
-void makeDirectory(const fs::path& dir) {
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec || !fs::is_directory(dir))
-        throw UsageError(dir.string() + ": cannot create the folder" + (ec ? " (" + ec.message() + ")" : ""));
-}
-
-// ---- settings shared by analyze and compare ---------------------------------------
-
-struct Settings {
-    std::vector<std::string> models;
-    std::string image;
-    std::string layer; // empty: the model's suggested layer
-    std::optional<std::array<double, 2>> pixel; // original image x, y; default: the centre
-    bool sampling = true, erf = true, saliency = true;
-    analysis::Response response;
-    analysis::SamplingOptions samplingOptions;
-    analysis::ErfOptions erfOptions;
-    analysis::SaliencyOptions saliencyOptions = [] {
-        analysis::SaliencyOptions o;
-        o.batchSize = 0; // by device
-        return o;
-    }();
-    analysis::Baseline baseline;
-    std::optional<std::array<double, 4>> objectBox; // original image x0, y0, x1, y1
-    std::string objectMask;
-    bool autoObject = true;
-    std::optional<std::array<int64_t, 2>> inputSize;
-    std::string device = "cpu";
-    std::string out;
-    bool figures = true;
-    std::string colormap = "inferno";
-    bool logScale = false;
-};
 
 const std::map<std::string, int> kAnalysisArity = {
     {"--model", 1},    {"--models", -1},     {"--image", 1},      {"--layer", 1},      {"--pixel", 1},
@@ -240,239 +207,24 @@ Settings settingsFrom(Options& o, bool compare) {
     return s;
 }
 
-std::string defaultLayer(const model::LoadedModel& m, const model::LayerGraph& g) {
-    if (!m.metadata().suggestedLayer.empty() && g.find(m.metadata().suggestedLayer))
-        return m.metadata().suggestedLayer;
-    const model::Layer* best = nullptr;
-    for (const model::Layer& l : g.layers())
-        if (l.deformable() || (!best && l.kind == model::LayerKind::Conv))
-            best = &l;
-    for (const model::Layer& l : g.layers())
-        if (!best || (!best->deformable() && l.kind == model::LayerKind::Conv))
-            best = &l;
-    if (!best)
-        throw UsageError(m.path() + ": has no conv-like layer to analyse");
-    return best->name;
-}
-
 #ifdef DEFORMSCOPE_WITH_IMAGING
 
 // ---- one model on one image ----------------------------------------------------------
 
-struct Run {
-    std::string name;
-    model::LoadedModel model;
-    imaging::InputImage image;
-    std::unique_ptr<analysis::AnalysisSession> session;
-    analysis::Node node;
-    std::array<double, 2> pixel{0, 0};   // original image x, y
-    std::array<double, 2> inputXY{0, 0}; // the same on the input grid
-    std::optional<analysis::SamplingTrace> sampling;
-    std::optional<analysis::ErfResult> erf;
-    std::optional<analysis::SaliencyResult> saliency;
-    at::Tensor object; // [H, W] uint8 on the input grid, or undefined
-    std::string objectSource;
-    std::optional<analysis::ObjectMetrics> objectMetrics;
-    std::vector<std::string> notes;
-};
-
-// The object region on the input grid, from --object, --object-mask or the image's <stem>_mask.png.
-void findObject(Run& r, const Settings& s) {
-    const int64_t H = r.image.height, W = r.image.width;
-    if (s.objectBox) {
-        const auto& b = *s.objectBox;
-        const auto p0 = imaging::originalToInput(r.image, b[0] - 0.5, b[1] - 0.5);
-        const auto p1 = imaging::originalToInput(r.image, b[2] - 0.5, b[3] - 0.5);
-        const at::Tensor xs = at::arange(W, at::kDouble).view({1, W}), ys = at::arange(H, at::kDouble).view({H, 1});
-        r.object = ((xs >= p0[0]) & (xs < p1[0]) & (ys >= p0[1]) & (ys < p1[1])).to(at::kByte);
-        r.objectSource = "box";
-        return;
-    }
-    std::string maskPath = s.objectMask;
-    if (maskPath.empty() && s.autoObject) {
-        const fs::path img(s.image);
-        const fs::path sibling = img.parent_path() / (img.stem().string() + "_mask.png");
-        if (fs::exists(sibling))
-            maskPath = sibling.string();
-    }
-    if (maskPath.empty())
-        return;
-    at::Tensor ids;
-    try {
-        ids = imaging::readMask(maskPath);
-    } catch (const std::exception& e) {
-        throw UsageError(e.what());
-    }
-    if (ids.size(0) != r.image.originalHeight || ids.size(1) != r.image.originalWidth)
-        throw UsageError(maskPath + ": the mask is " + std::to_string(ids.size(1)) + " x " + std::to_string(ids.size(0)) +
-                         " but the image is " + std::to_string(r.image.originalWidth) + " x " +
-                         std::to_string(r.image.originalHeight));
-    // The object under the clicked pixel (its id); on background, every labelled pixel.
-    const int64_t px = std::clamp<int64_t>(std::llround(r.pixel[0]), 0, ids.size(1) - 1);
-    const int64_t py = std::clamp<int64_t>(std::llround(r.pixel[1]), 0, ids.size(0) - 1);
-    const int64_t id = ids[py][px].item<int64_t>();
-    at::Tensor object = id != 0 ? ids.eq(id) : ids.ne(0);
-    r.objectSource = maskPath + (id != 0 ? " (id " + std::to_string(id) + ", under the node)" : " (every labelled pixel: the node is on background)");
-    if (object.size(0) != H || object.size(1) != W)
-        object = at::upsample_nearest2d(object.to(at::kFloat).view({1, 1, object.size(0), object.size(1)}), {H, W})[0][0].gt(0.5);
-    r.object = object.to(at::kByte).contiguous();
-}
+using report::Run;
 
 Run analyseOne(const std::string& modelPath, const Settings& s, const c10::Device& device, std::ostream& err) {
-    Run r;
-    r.name = stemOf(modelPath);
-    r.model = model::LoadedModel::load(modelPath, device);
-    for (const std::string& n : r.model.notes())
-        r.notes.push_back(n);
-    imaging::Normalization norm;
-    norm.mean = r.model.metadata().mean;
-    norm.std = r.model.metadata().std;
-    norm.bgr = r.model.metadata().colorOrder == "BGR";
-    try {
-        r.image = imaging::loadImage(s.image, s.inputSize ? s.inputSize : r.model.metadata().inputSize, norm);
-    } catch (const std::exception& e) {
-        throw UsageError(e.what());
-    }
-    r.session = std::make_unique<analysis::AnalysisSession>(r.model, r.image.tensor);
-    const std::string layer = s.layer.empty() ? defaultLayer(r.model, r.session->graph()) : s.layer;
-    if (!r.session->graph().find(layer))
-        throw UsageError(modelPath + " has no layer '" + layer + "'; its layers are: " + r.session->graph().names());
-    r.pixel = s.pixel.value_or(std::array<double, 2>{(double(r.image.originalWidth) - 1) / 2,
-                                                       (double(r.image.originalHeight) - 1) / 2});
-    if (r.pixel[0] < -0.5 || r.pixel[1] < -0.5 || r.pixel[0] > double(r.image.originalWidth) - 0.5 ||
-        r.pixel[1] > double(r.image.originalHeight) - 0.5)
-        throw UsageError("--pixel " + std::to_string(r.pixel[0]) + "," + std::to_string(r.pixel[1]) + " is outside " +
-                         s.image + " (" + std::to_string(r.image.originalWidth) + " x " +
-                         std::to_string(r.image.originalHeight) + ")");
-    r.inputXY = imaging::originalToInput(r.image, r.pixel[0], r.pixel[1]);
-    r.node = r.session->nodeAt(layer, r.inputXY[0], r.inputXY[1], s.response);
-    try {
-        r.session->validate(r.node);
-    } catch (const AnalysisError& e) {
-        throw UsageError(e.what());
-    }
-    if (s.sampling)
-        r.sampling = r.session->sampling(r.node, s.samplingOptions);
-    if (s.erf)
-        r.erf = r.session->erf(r.node, s.erfOptions);
-    if (s.saliency) {
-        int64_t lastReported = -1;
-        r.saliency = r.session->saliency(r.node, s.saliencyOptions, s.baseline, [&](const analysis::SaliencyProgress& p) {
-            const int64_t pct = int64_t(p.fraction * 10);
-            if (pct != lastReported) {
-                lastReported = pct;
-                err << "  " << r.name << " saliency: " << p.stage << ", " << p.forwards << " forwards\n";
-            }
-            return true;
-        });
-    }
-    findObject(r, s);
-    if (r.object.defined())
-        r.objectMetrics = analysis::objectMetrics(r.object, r.erf ? &*r.erf : nullptr,
-                                                  r.sampling ? &*r.sampling : nullptr,
-                                                  r.saliency ? &*r.saliency : nullptr);
+    Run r = report::prepareRun(modelPath, s, device);
+    int64_t lastReported = -1;
+    report::analyseNode(r, s, std::nullopt, [&](const analysis::SaliencyProgress& p) {
+        const int64_t pct = int64_t(p.fraction * 10);
+        if (pct != lastReported) {
+            lastReported = pct;
+            err << "  " << r.name << " saliency: " << p.stage << ", " << p.forwards << " forwards\n";
+        }
+        return true;
+    });
     return r;
-}
-
-// Writes result.json, erf.npy, saliency_mask.npy, sampling.csv into `dir`; returns the JSON.
-Json writeData(const Run& r, const Settings& s, const fs::path& dir, const std::vector<std::string>& figures) {
-    makeDirectory(dir);
-    const model::Layer& l = r.session->layer(r.node.layer);
-    const auto centre = r.session->nodeCentre(r.node);
-    Json doc = Json::object();
-    doc["model"] = r.model.path();
-    doc["model_name"] = r.name;
-    doc["image"] = s.image;
-    doc["device"] = r.model.device().str();
-    doc["original_size"] = Json::array({r.image.originalHeight, r.image.originalWidth});
-    doc["input_size"] = Json::array({r.image.height, r.image.width});
-    doc["coordinates"] = "x, y on the model's input grid (pixel centres at integers) unless named original";
-    doc["pixel"] = Json::object({{"original_xy", Json::array({r.pixel[0], r.pixel[1]})},
-                                 {"input_xy", Json::array({r.inputXY[0], r.inputXY[1]})}});
-    Json node = analysis::toJson(r.node);
-    node["kind"] = model::kindName(l.kind);
-    node["centre_xy"] = Json::array({centre[0], centre[1]});
-    node["feature_size"] = Json::array({l.feature_size[0], l.feature_size[1]});
-    node["jump"] = Json::array({l.jump[0], l.jump[1]});
-    node["rf"] = Json::array({l.rf[0], l.rf[1]});
-    const at::Tensor response = r.session->response(r.node).to(at::kDouble);
-    node["response_norm"] = response.norm().item<double>();
-    if (response.numel() == 1)
-        node["response_value"] = response.item<double>();
-    doc["node"] = node;
-
-    Json files = Json::array();
-    if (r.sampling) {
-        std::ostringstream csv;
-        csv.precision(9);
-        csv << "x,y,level,weight,inside,modulation,layer,parent,tap\n";
-        const auto& layers = r.session->graph().layers();
-        for (const analysis::SamplingPoint& p : r.sampling->points)
-            csv << p.x << ',' << p.y << ',' << p.level << ',' << p.weight << ',' << (p.inside ? 1 : 0) << ','
-                << p.modulation << ',' << layers[size_t(p.layer)].name << ',' << p.parent << ',' << p.tap << '\n';
-        writeText(dir / "sampling.csv", csv.str());
-        Json j = analysis::toJson(*r.sampling);
-        j["file"] = "sampling.csv";
-        j["levels_requested"] = s.samplingOptions.levels;
-        j["reading"] = s.samplingOptions.reading == analysis::OffsetReading::Nearest ? "nearest" : "bilinear";
-        j["weight_sum"] = [&] {
-            double w = 0;
-            for (const auto& p : r.sampling->points)
-                w += p.weight;
-            return w;
-        }();
-        doc["sampling"] = j;
-        files.push_back("sampling.csv");
-    }
-    if (r.erf) {
-        common::writeNpy((dir / "erf.npy").string(), r.erf->map.to(at::kFloat).contiguous());
-        Json j = analysis::toJson(r.erf->metrics);
-        j["file"] = "erf.npy";
-        j["signed"] = s.erfOptions.isSigned;
-        j["seconds"] = r.erf->seconds;
-        j["sum"] = r.erf->map.to(at::kDouble).sum().item<double>();
-        doc["erf"] = j;
-        files.push_back("erf.npy");
-    }
-    if (r.saliency) {
-        common::writeNpy((dir / "saliency_mask.npy").string(), r.saliency->mask.to(at::kByte).contiguous());
-        Json j = analysis::toJson(*r.saliency);
-        j["file"] = "saliency_mask.npy";
-        j["baseline"] = s.baseline.toString();
-        doc["saliency"] = j;
-        files.push_back("saliency_mask.npy");
-    }
-    if (r.objectMetrics) {
-        Json j = analysis::toJson(*r.objectMetrics);
-        j["source"] = r.objectSource;
-        doc["object"] = j;
-    }
-    Json figs = Json::array();
-    for (const auto& f : figures)
-        figs.push_back(f);
-    doc["figures"] = figs;
-    doc["files"] = files;
-    Json notes = Json::array();
-    for (const auto& n : r.notes)
-        notes.push_back(n);
-    for (const auto& n : r.session->capture().notes)
-        notes.push_back(n);
-    doc["notes"] = notes;
-    writeText(dir / "result.json", doc.dump(2) + "\n");
-    return doc;
-}
-
-std::string footerOf(const Run& r, const Settings& s) {
-    std::ostringstream f;
-    const auto c = r.session->nodeCentre(r.node);
-    f << "node " << r.node.layer << " (" << r.node.fx << ", " << r.node.fy << "), centre (" << c[0] << ", " << c[1]
-      << ") px, response " << r.node.response.toString();
-    if (s.saliency)
-        f << "; saliency ε = " << s.saliencyOptions.epsilon << ", baseline " << s.baseline.toString();
-    if (s.sampling)
-        f << "; " << s.samplingOptions.levels << " levels, "
-          << (s.samplingOptions.reading == analysis::OffsetReading::Nearest ? "nearest" : "bilinear") << " offsets";
-    return f.str();
 }
 
 // Writes <base>.png/.svg/.pdf; returns the file names written, or notes why not.
@@ -480,34 +232,7 @@ std::vector<std::string> writeFigures(const std::vector<const Run*>& runs, const
                                       const std::string& base, const std::string& title, std::ostream& err) {
 #ifdef DEFORMSCOPE_WITH_FIGURES
     (void)err;
-    if (!s.figures)
-        return {};
-    figure::ensureGuiApplication();
-    std::vector<figure::NodeResults> columns;
-    for (const Run* r : runs) {
-        figure::NodeResults c;
-        c.title = r->name;
-        c.session = r->session.get();
-        c.node = r->node;
-        c.sampling = r->sampling;
-        c.erf = r->erf;
-        c.saliency = r->saliency;
-        c.object = r->object;
-        c.objectMetrics = r->objectMetrics;
-        c.colormap = s.colormap;
-        c.logScale = s.logScale;
-        columns.push_back(std::move(c));
-    }
-    const figure::Figure fig = figure::analysisFigure(columns, title, footerOf(*runs.front(), s));
-    std::vector<std::string> written;
-    for (const char* ext : {".png", ".svg", ".pdf"}) {
-        const std::string name = base + ext;
-        const std::string error = figure::saveFigure(fig, (dir / name).string());
-        if (!error.empty())
-            throw std::runtime_error(error);
-        written.push_back(name);
-    }
-    return written;
+    return figure::writeFigures(runs, s, dir.string(), base, title);
 #else
     (void)runs;
     (void)dir;
@@ -573,9 +298,9 @@ int runAnalyze(const std::vector<std::string>& args, std::ostream& out, std::ost
             return 2;
         const Run r = analyseOne(s.models[0], s, *device, err);
         const fs::path dir(s.out);
-        makeDirectory(dir);
-        const auto figures = writeFigures({&r}, s, dir, "analysis", r.name + " — " + r.node.layer, err);
-        const Json doc = writeData(r, s, dir, figures);
+        makeDirectory(dir.string());
+        const auto figures = writeFigures({&r}, s, dir, "analysis", report::analyzeTitle(r), err);
+        const Json doc = report::writeData(r, s, dir.string(), figures);
         out << "analysed " << r.name << " at " << r.node.layer << " (" << r.node.fx << ", " << r.node.fy << ") into "
             << s.out << "\n";
         if (r.sampling)
@@ -611,38 +336,25 @@ int runCompare(const std::vector<std::string>& args, std::ostream& out, std::ost
         if (!device)
             return 2;
         std::vector<Run> runs;
-        std::set<std::string> names;
+        runs.reserve(s.models.size());
         for (const std::string& m : s.models) {
             err << "compare: " << m << "\n";
             runs.push_back(analyseOne(m, s, *device, err));
-            std::string name = runs.back().name;
-            for (int i = 2; names.count(name); ++i)
-                name = runs.back().name + "_" + std::to_string(i);
-            names.insert(name);
-            runs.back().name = name;
         }
+        std::vector<Run*> named;
+        for (Run& r : runs)
+            named.push_back(&r);
+        report::uniqueNames(named);
         const fs::path dir(s.out);
-        makeDirectory(dir);
+        makeDirectory(dir.string());
         std::vector<const Run*> ptrs;
         for (const Run& r : runs)
             ptrs.push_back(&r);
-        const auto figures = writeFigures(ptrs, s, dir, "compare", "layer " + runs.front().node.layer, err);
-        Json models = Json::array();
+        const auto figures = writeFigures(ptrs, s, dir, "compare", report::compareTitle(ptrs), err);
+        const Json models = report::writeCompareData(ptrs, s, dir.string(), figures);
         bool bounded = true;
-        for (const Run& r : runs) {
-            const Json doc = writeData(r, s, dir / r.name, {});
-            Json summary = Json::object({{"name", r.name}, {"folder", r.name}, {"node", doc.at("node")}});
-            for (const char* k : {"sampling", "erf", "saliency", "object"})
-                if (const Json* v = doc.find(k))
-                    summary[k] = *v;
-            models.push_back(summary);
+        for (const Run& r : runs)
             bounded = bounded && (!r.saliency || r.saliency->withinBound);
-        }
-        Json figs = Json::array();
-        for (const auto& f : figures)
-            figs.push_back(f);
-        writeText(dir / "compare.json",
-                  Json::object({{"image", s.image}, {"models", models}, {"figures", figs}}).dump(2) + "\n");
         out << "compared " << runs.size() << " models into " << s.out << ":";
         for (const auto& f : figures)
             out << ' ' << f;
@@ -692,57 +404,28 @@ int runErfAverage(const std::vector<std::string>& args, std::ostream& out, std::
         const std::string folder = o.values["--images"][0];
         if (!fs::is_directory(folder))
             throw UsageError(folder + ": is not a folder of images");
-        std::vector<std::string> files;
-        int64_t masks = 0;
-        for (const auto& entry : fs::directory_iterator(folder)) {
-            if (!entry.is_regular_file())
-                continue;
-            std::string ext = entry.path().extension().string();
-            std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-            static const std::set<std::string> images = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"};
-            if (!images.count(ext))
-                continue;
-            const std::string stem = entry.path().stem().string();
-            if (stem.size() > 5 && stem.compare(stem.size() - 5, 5, "_mask") == 0) {
-                ++masks;
-                continue;
-            }
-            files.push_back(entry.path().string());
-        }
-        std::sort(files.begin(), files.end());
-        if (o.values.count("--limit")) {
-            int64_t n = 0;
-            if (!positiveInt(o.values["--limit"][0], n))
-                throw UsageError("--limit takes a whole number ≥ 1");
-            if (int64_t(files.size()) > n)
-                files.resize(size_t(n));
-        }
-        if (files.empty())
-            throw UsageError(folder + ": has no images (.png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp)");
+        int64_t limit = 0;
+        if (o.values.count("--limit") && !positiveInt(o.values["--limit"][0], limit))
+            throw UsageError("--limit takes a whole number ≥ 1");
+        const report::ImageFolder images = report::listImages(folder, limit);
+        const std::vector<std::string>& files = images.files;
         auto device = resolveDevice(o.values.count("--device") ? o.values["--device"][0] : "cpu", err, "erf-average");
         if (!device)
             return 2;
         const model::LoadedModel m = model::LoadedModel::load(o.values["--model"][0], *device);
         analysis::ErfAverageOptions options;
-        std::optional<std::array<int64_t, 2>> size = m.metadata().inputSize;
+        std::optional<std::array<int64_t, 2>> requestedSize;
         if (o.values.count("--input-size")) {
             int64_t h = 0, w = 0;
             if (!positiveInt(o.values["--input-size"][0], h) || !positiveInt(o.values["--input-size"][1], w))
                 throw UsageError("--input-size takes two whole numbers H W");
-            size = std::array<int64_t, 2>{h, w};
+            requestedSize = std::array<int64_t, 2>{h, w};
         }
-        if (!size) { // every image must come out the same size: the first image's
-            try {
-                const imaging::InputImage first = imaging::loadImage(files.front());
-                size = std::array<int64_t, 2>{first.height, first.width};
-            } catch (const std::exception& e) {
-                throw UsageError(e.what());
-            }
-        }
+        const std::array<int64_t, 2> size = report::erfAverageInputSize(m, files, requestedSize);
         if (o.values.count("--layer"))
             options.layer = o.values["--layer"][0];
         else {
-            const model::LayerGraph g = model::layerGraph(m, *size);
+            const model::LayerGraph g = model::layerGraph(m, size);
             options.layer = defaultLayer(m, g);
         }
         if (o.values.count("--node")) {
@@ -762,15 +445,9 @@ int runErfAverage(const std::vector<std::string>& args, std::ostream& out, std::
             options.batchSize = n;
         }
         options.isSigned = o.flags.count("--signed") > 0;
-        imaging::Normalization norm;
-        norm.mean = m.metadata().mean;
-        norm.std = m.metadata().std;
-        norm.bgr = m.metadata().colorOrder == "BGR";
         int64_t lastBatch = -1;
-        const analysis::ErfAverageResult result = analysis::averageErf(
-            m, int64_t(files.size()), [&](int64_t i) { return imaging::loadImage(files[size_t(i)], size, norm).tensor; },
-            [&](int64_t i) { return files[size_t(i)]; }, options,
-            [&](int64_t done, int64_t total) {
+        const analysis::ErfAverageResult result =
+            report::averageErfOver(m, files, size, options, [&](int64_t done, int64_t total) {
                 if (done / options.batchSize != lastBatch || done == total) {
                     lastBatch = done / options.batchSize;
                     err << "erf-average: " << done << "/" << total << " images\n";
@@ -778,63 +455,20 @@ int runErfAverage(const std::vector<std::string>& args, std::ostream& out, std::
                 return true;
             });
         const fs::path dir(o.values["--out"][0]);
-        makeDirectory(dir);
-        common::writeNpy((dir / "erf_average.npy").string(), result.map);
+        makeDirectory(dir.string());
         std::vector<std::string> figures;
 #ifdef DEFORMSCOPE_WITH_FIGURES
         if (!o.flags.count("--no-figures")) {
-            figure::ensureGuiApplication();
-            figure::Panel p;
-            p.title = stemOf(m.path()) + ", " + std::to_string(result.images) + " images";
-            const at::Tensor map = result.map.contiguous();
-            figure::Heat h;
-            h.height = int(map.size(0));
-            h.width = int(map.size(1));
-            h.values.assign(map.data_ptr<float>(), map.data_ptr<float>() + map.numel());
-            h.log = o.flags.count("--log") > 0;
-            h.isSigned = options.isSigned;
-            h.colormap = options.isSigned ? "coolwarm" : "inferno";
-            h.opacity = 1.0;
-            p.heat = std::move(h);
-            const model::LayerGraph g = model::layerGraph(m, *size);
-            const model::Layer& l = *g.find(result.node.layer);
-            p.node = std::array<double, 2>{l.start[1] + double(result.node.fx) * l.jump[1],
-                                           l.start[0] + double(result.node.fy) * l.jump[0]};
-            p.nodeCell = {l.jump[1], l.jump[0]};
-            std::ostringstream c1;
-            c1.precision(3);
-            c1 << "90 % mass: " << result.metrics.areaPixels[1] << " px; high-contribution ratio (t=0.5): "
-               << result.metrics.highContributionRatio[2];
-            p.caption.push_back(c1.str());
-            figure::Figure fig;
-            fig.title = "average ERF — " + result.node.layer;
-            fig.footer = "node " + result.node.layer + " (" + std::to_string(result.node.fx) + ", " +
-                         std::to_string(result.node.fy) + "), response " + result.node.response.toString() + ", " +
-                         folder;
-            fig.panels.push_back(std::move(p));
-            for (const char* ext : {".png", ".svg", ".pdf"}) {
-                const std::string name = std::string("erf_average") + ext;
-                const std::string error = figure::saveFigure(fig, (dir / name).string());
-                if (!error.empty())
-                    throw std::runtime_error(error);
-                figures.push_back(name);
-            }
+            const model::LayerGraph g = model::layerGraph(m, size);
+            figures = figure::writeErfAverageFigures(
+                figure::erfAverageFigure(result, m, g, folder, options.isSigned, o.flags.count("--log") > 0),
+                dir.string());
         }
 #else
         if (!o.flags.count("--no-figures"))
             err << "note: this build has no Qt (DEFORMSCOPE_CORE_ONLY): data only, no figures\n";
 #endif
-        Json doc = analysis::toJson(result);
-        doc["model"] = m.path();
-        doc["images_folder"] = folder;
-        doc["input_size"] = Json::array({(*size)[0], (*size)[1]});
-        doc["file"] = "erf_average.npy";
-        doc["masks_skipped"] = masks;
-        Json figs = Json::array();
-        for (const auto& f : figures)
-            figs.push_back(f);
-        doc["figures"] = figs;
-        writeText(dir / "result.json", doc.dump(2) + "\n");
+        report::writeErfAverageData(result, m, folder, size, images.masks, dir.string(), figures);
         out << "averaged the ERF of " << result.node.layer << " (" << result.node.fx << ", " << result.node.fy
             << ") over " << result.images << " images into " << dir.string() << " (" << result.seconds << " s)\n";
         for (const auto& sk : result.skipped)

@@ -1,0 +1,123 @@
+// The one analysis and export pipeline of a node, shared by the CLI (`analyze`,
+// `compare`, `erf-average`) and the GUI's engine, so an export from the GUI is
+// the CLI's output for the same node and settings.
+//
+//   prepareRun   model + image (on the model's grid) + AnalysisSession (the captured forward)
+//   analyseNode  the node under a point, its sampling trace / ERF / saliency, object metrics
+//   writeData    result.json, erf.npy, saliency_mask.npy, sampling.csv of one model
+//   writeCompareData  the per-model folders and compare.json of `compare`
+// Figures are drawn in ui/analysis_figure (report_figures.h), not here: no Qt.
+//
+// Needs core_imaging (OpenCV), so it exists only in builds with imaging (not
+// DEFORMSCOPE_CORE_ONLY); settings.h is the part core-only builds have too.
+// Failures a user can fix throw UsageError; a model that cannot be loaded or run
+// throws model::ModelError; others std::exception. A Run is used from one thread
+// at a time (its session is shared between copies: copies are cheap, and one
+// Run's session may serve many clicks).
+#pragma once
+
+#include "core/analysis/analysis.h"
+#include "core/imaging/image.h"
+#include "core/model/model.h"
+#include "core/report/settings.h"
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <array>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace deformscope::common {
+class Json;
+}
+
+namespace deformscope::report {
+
+// One model on one image, and (after analyseNode) its results for one node.
+struct Run {
+    std::string name; // the model file's stem (compare makes it unique: uniqueNames)
+    model::LoadedModel model;
+    imaging::InputImage image;
+    std::shared_ptr<analysis::AnalysisSession> session;
+    analysis::Node node;
+    std::array<double, 2> pixel{0, 0};   // original image x, y
+    std::array<double, 2> inputXY{0, 0}; // the same on the input grid
+    std::optional<analysis::SamplingTrace> sampling;
+    std::optional<analysis::ErfResult> erf;
+    std::optional<analysis::SaliencyResult> saliency;
+    at::Tensor object; // [H, W] uint8 on the input grid, or undefined
+    std::string objectSource;
+    std::optional<analysis::ObjectMetrics> objectMetrics;
+    std::vector<std::string> notes;
+};
+
+// Loads the model on `device`, then prepareRun(model, settings).
+Run prepareRun(const std::string& modelPath, const Settings& settings, const c10::Device& device);
+// Loads settings.image for `model` (its normalisation; resized to settings.inputSize,
+// else the metadata's input size) and runs the captured forward. Throws UsageError
+// for an image that cannot be read ("<path>: <problem>"), model::ModelError.
+Run prepareRun(const model::LoadedModel& model, const Settings& settings);
+
+// Where the node is: an original-image pixel (settings.pixel, default the image's
+// centre) or, when `inputPoint` is given, that point of the input grid (x, y);
+// `pixel` is then its original-image position.
+// Clears the run's previous results, picks the node of settings.layer (default:
+// defaultLayer) nearest to the point, runs the analyses settings asks for (the
+// saliency search reporting to `progress`, which cancels it by returning false),
+// finds the object region (findObject) and its metrics. Throws UsageError for an
+// unknown layer, a point off the image, a bad response, a bad object mask.
+void analyseNode(Run& run, const Settings& settings, std::optional<std::array<double, 2>> inputPoint = std::nullopt,
+                 const analysis::SaliencyProgressFn& progress = {});
+
+// The object region on the input grid into run.object / run.objectSource, from
+// settings.objectBox, settings.objectMask or (autoObject) the image's
+// <stem>_mask.png: the object under run.pixel, or every labelled pixel when that
+// is background. Leaves run.object undefined when there is none.
+void findObject(Run& run, const Settings& settings);
+
+// Writes result.json, erf.npy, saliency_mask.npy, sampling.csv (what the run has)
+// into `dir`, listing `figures` (file names) in the JSON; returns the JSON.
+common::Json writeData(const Run& run, const Settings& settings, const std::string& dir,
+                       const std::vector<std::string>& figures);
+
+// compare: makes the runs' names unique (name, name_2, name_3, ...), in order.
+void uniqueNames(std::vector<Run*>& runs);
+// compare: writeData of each run into dir/<name>/, then dir/compare.json listing
+// `figures`; returns compare.json's "models" array (one summary per run).
+common::Json writeCompareData(const std::vector<const Run*>& runs, const Settings& settings, const std::string& dir,
+                              const std::vector<std::string>& figures);
+
+// Figure titles and base names of the two layouts.
+std::string analyzeTitle(const Run& run);                   // "<name> — <layer>"
+std::string compareTitle(const std::vector<const Run*>& runs); // "layer <layer of the first>"
+
+// ---- erf-average ---------------------------------------------------------------------
+
+struct ImageFolder {
+    std::vector<std::string> files; // images, sorted, without the *_mask files, at most `limit`
+    int64_t masks = 0;              // *_mask images left out
+};
+// The images of `folder` (.png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp); limit 0: all.
+// Throws UsageError when it is not a folder or has no images.
+ImageFolder listImages(const std::string& folder, int64_t limit = 0);
+
+// The grid every image is resized to: `inputSize` when given, else the model's
+// metadata size, else the first image's size. Throws UsageError when the first
+// image cannot be read.
+std::array<int64_t, 2> erfAverageInputSize(const model::LoadedModel& model, const std::vector<std::string>& files,
+                                           std::optional<std::array<int64_t, 2>> inputSize = std::nullopt);
+// analysis::averageErf over `files` (each loaded for the model at `inputSize`);
+// `progress(done, total)` returning false cancels.
+analysis::ErfAverageResult averageErfOver(const model::LoadedModel& model, const std::vector<std::string>& files,
+                                          std::array<int64_t, 2> inputSize, const analysis::ErfAverageOptions& options,
+                                          const std::function<bool(int64_t, int64_t)>& progress = {});
+// Writes erf_average.npy and result.json into `dir` (created); returns the JSON.
+common::Json writeErfAverageData(const analysis::ErfAverageResult& result, const model::LoadedModel& model,
+                                 const std::string& folder, std::array<int64_t, 2> inputSize, int64_t masks,
+                                 const std::string& dir, const std::vector<std::string>& figures);
+
+} // namespace deformscope::report

@@ -1,0 +1,532 @@
+// Tests of the GUI's engine (ui/engine): requests posted from this (the GUI)
+// thread with queued invocations, results received through queued signals, on
+// the bundled sample models; the export is checked against deformscope-cli.
+#include "ui/engine/engine.h"
+
+#include "core/analysis/analysis.h"
+#include "core/common/json.h"
+#include "core/common/npy.h"
+#include "core/imaging/image.h"
+#include "core/model/capture.h"
+#include "core/model/model.h"
+
+#include <ATen/ATen.h>
+#include <torch/script.h>
+
+#include <QtCore/QDir>
+#include <QtCore/QElapsedTimer>
+#include <QtCore/QFile>
+#include <QtCore/QFileInfo>
+#include <QtCore/QProcess>
+#include <QtCore/QTemporaryDir>
+#include <QtGui/QImage>
+#include <QtTest/QtTest>
+
+#include <cmath>
+#include <functional>
+#include <set>
+
+using deformscope::common::Json;
+using namespace deformscope::ui;
+
+namespace {
+
+QString sampleModel(const char* name) {
+    return QStringLiteral(DEFORMSCOPE_SOURCE_DIR) + "/sample_models/" + QString::fromUtf8(name);
+}
+QString sampleImage(const char* name) {
+    return QStringLiteral(DEFORMSCOPE_SOURCE_DIR) + "/resources/samples/" + QString::fromUtf8(name);
+}
+QStringList samples() { return {sampleModel("regular.pt"), sampleModel("dcn_v1.pt"), sampleModel("dcn_v2.pt")}; }
+
+std::string readAll(const QString& path) {
+    QFile f(path);
+    if (!f.open(QIODevice::ReadOnly))
+        return {};
+    return f.readAll().toStdString();
+}
+
+// Everything the engine sends back, received on this thread (queued connections).
+struct Received {
+    std::vector<std::pair<uint64_t, std::vector<ModelInfo>>> models;
+    std::vector<std::pair<uint64_t, QImage>> images;
+    std::vector<double> imageScale;
+    std::vector<ClickViewPtr> results;
+    std::vector<std::pair<uint64_t, QString>> failures;
+    std::vector<std::pair<uint64_t, QStringList>> exports;
+    std::vector<std::tuple<uint64_t, QString, int, bool>> averages;
+    std::vector<std::pair<uint64_t, double>> progress;
+};
+
+class Harness {
+public:
+    Harness() : engine(Engine::start()) {
+        Engine* e = engine.get();
+        QObject::connect(e, &Engine::modelsOpened, &receiver,
+                         [this](uint64_t id, const std::vector<ModelInfo>& m) { got.models.push_back({id, m}); });
+        QObject::connect(e, &Engine::imageOpened, &receiver,
+                         [this](uint64_t id, const QString&, const QImage& img, double sx, double) {
+                             got.images.push_back({id, img});
+                             got.imageScale.push_back(sx);
+                         });
+        QObject::connect(e, &Engine::resultReady, &receiver, [this](const ClickViewPtr& r) { got.results.push_back(r); });
+        QObject::connect(e, &Engine::failed, &receiver,
+                         [this](uint64_t id, const QString& message) { got.failures.push_back({id, message}); });
+        QObject::connect(e, &Engine::exported, &receiver,
+                         [this](uint64_t id, const QStringList& files) { got.exports.push_back({id, files}); });
+        QObject::connect(e, &Engine::erfAveraged, &receiver,
+                         [this](uint64_t id, const QString& fig, int n, bool c) { got.averages.push_back({id, fig, n, c}); });
+        QObject::connect(e, &Engine::progress, &receiver,
+                         [this](uint64_t id, double f, const QString&) { got.progress.push_back({id, f}); });
+    }
+
+    uint64_t openModels(const QStringList& paths) {
+        const uint64_t id = engine->nextId();
+        QMetaObject::invokeMethod(engine.get(), "openModels", Qt::QueuedConnection, Q_ARG(uint64_t, id),
+                                  Q_ARG(QStringList, paths), Q_ARG(QString, QStringLiteral("cpu")));
+        return id;
+    }
+    uint64_t openImage(const QString& path) {
+        const uint64_t id = engine->nextId();
+        QMetaObject::invokeMethod(engine.get(), "openImage", Qt::QueuedConnection, Q_ARG(uint64_t, id),
+                                  Q_ARG(QString, path));
+        return id;
+    }
+    AnalysisRequest click(double x, double y, bool saliency = false, int forwards = 60) {
+        AnalysisRequest r;
+        r.id = engine->nextId();
+        r.point = QPointF(x, y);
+        r.saliency = saliency;
+        r.forwards = forwards;
+        return r;
+    }
+    void analyze(const AnalysisRequest& r) {
+        QMetaObject::invokeMethod(engine.get(), "analyze", Qt::QueuedConnection,
+                                  Q_ARG(deformscope::ui::AnalysisRequest, r));
+    }
+    uint64_t exportTo(const QString& dir) {
+        ExportRequest r;
+        r.id = engine->nextId();
+        r.directory = dir;
+        QMetaObject::invokeMethod(engine.get(), "exportResults", Qt::QueuedConnection,
+                                  Q_ARG(deformscope::ui::ExportRequest, r));
+        return r.id;
+    }
+
+    // Waits (processing events) until `done` or the timeout.
+    static bool wait(const std::function<bool()>& done, int ms = 120000) { return QTest::qWaitFor(done, ms); }
+    bool failedWith(uint64_t id) const {
+        for (const auto& f : got.failures)
+            if (f.first == id)
+                return true;
+        return false;
+    }
+    QString failure(uint64_t id) const {
+        for (const auto& f : got.failures)
+            if (f.first == id)
+                return f.second;
+        return {};
+    }
+    ClickViewPtr result(uint64_t id) const {
+        for (const auto& r : got.results)
+            if (r->id == id)
+                return r;
+        return nullptr;
+    }
+    // Opens the three samples and sample_01 and waits for both.
+    bool openSamples() {
+        const uint64_t m = openModels(samples());
+        const uint64_t i = openImage(sampleImage("sample_01.png"));
+        return wait([&] {
+            return failedWith(m) || failedWith(i) || (!got.images.empty() && got.images.back().first == i);
+        }) && !failedWith(m) && !failedWith(i);
+    }
+
+    QObject receiver; // lives on this thread: the connections above are queued
+    Received got;
+    std::unique_ptr<Engine, void (*)(Engine*)> engine;
+};
+
+// JSON equality ignoring timings ("seconds"): numbers exactly, everything else exactly.
+bool sameJson(const Json& a, const Json& b, const std::string& where, QString& why) {
+    if (a.type() != b.type() && !(a.isNumber() && b.isNumber())) {
+        why = QString::fromStdString(where + ": types differ");
+        return false;
+    }
+    if (a.isObject()) {
+        if (a.dump() == b.dump())
+            return true;
+        const Json::Object& oa = a.asObject();
+        const Json::Object& ob = b.asObject();
+        if (oa.size() != ob.size()) {
+            why = QString::fromStdString(where + ": different keys");
+            return false;
+        }
+        for (const auto& [k, v] : oa) {
+            if (k == "seconds")
+                continue;
+            const Json* w = b.find(k);
+            if (!w) {
+                why = QString::fromStdString(where + "." + k + ": missing");
+                return false;
+            }
+            if (!sameJson(v, *w, where + "." + k, why))
+                return false;
+        }
+        return true;
+    }
+    if (a.isArray()) {
+        if (a.size() != b.size()) {
+            why = QString::fromStdString(where + ": lengths differ");
+            return false;
+        }
+        for (size_t i = 0; i < a.size(); ++i)
+            if (!sameJson(a.at(i), b.at(i), where + "[" + std::to_string(i) + "]", why))
+                return false;
+        return true;
+    }
+    if (a.isNumber()) {
+        if (a.asDouble() != b.asDouble()) {
+            why = QString::fromStdString(where + ": " + a.dump() + " != " + b.dump());
+            return false;
+        }
+        return true;
+    }
+    if (a.dump() != b.dump()) {
+        why = QString::fromStdString(where + ": " + a.dump() + " != " + b.dump());
+        return false;
+    }
+    return true;
+}
+
+const Metric* metric(const ColumnView& c, const char* key) {
+    for (const Metric& m : c.metrics)
+        if (m.key == QLatin1String(key))
+            return &m;
+    return nullptr;
+}
+
+} // namespace
+
+class TestEngine : public QObject {
+    Q_OBJECT
+
+private Q_SLOTS:
+    void devicesStartWithCpu() {
+        const QStringList d = Engine::devices();
+        QVERIFY(!d.isEmpty());
+        QCOMPARE(d.front(), QStringLiteral("cpu"));
+        for (int i = 1; i < d.size(); ++i)
+            QCOMPARE(d[i], QStringLiteral("cuda:%1").arg(i - 1));
+    }
+
+    void openingTheSamplesListsTheirLayers() {
+        Harness h;
+        const uint64_t id = h.openModels(samples());
+        QVERIFY(Harness::wait([&] { return !h.got.models.empty() || h.failedWith(id); }));
+        QVERIFY2(!h.failedWith(id), qPrintable(h.failure(id)));
+        QCOMPARE(h.got.models.front().first, id);
+        const std::vector<ModelInfo>& infos = h.got.models.front().second;
+        QCOMPARE(infos.size(), size_t{3});
+        const char* names[] = {"regular", "dcn_v1", "dcn_v2"};
+        for (size_t i = 0; i < 3; ++i) {
+            const ModelInfo& info = infos[i];
+            QCOMPARE(info.name, QString::fromLatin1(names[i]));
+            QCOMPARE(info.suggestedLayer, QStringLiteral("block3"));
+            QCOMPARE(info.inputH, 128);
+            QCOMPARE(info.inputW, 128);
+            QCOMPARE(info.device, QStringLiteral("cpu"));
+            // The layer list is the model's graph for that grid, in execution order.
+            const auto m = deformscope::model::LoadedModel::load(samples()[int(i)].toStdString());
+            const auto graph = deformscope::model::layerGraph(m, {128, 128});
+            QCOMPARE(info.layers.size(), graph.layers().size());
+            int deformable = 0;
+            for (size_t k = 0; k < info.layers.size(); ++k) {
+                QCOMPARE(info.layers[k].name.toStdString(), graph.layers()[k].name);
+                QCOMPARE(info.layers[k].kind, QString::fromLatin1(deformscope::model::kindName(graph.layers()[k].kind)));
+                QCOMPARE(info.layers[k].featureH, int(graph.layers()[k].feature_size[0]));
+                QCOMPARE(info.layers[k].jumpX, graph.layers()[k].jump[1]);
+                deformable += info.layers[k].kind.startsWith(QLatin1String("dcn")) ? 1 : 0;
+            }
+            QCOMPARE(deformable, i == 0 ? 0 : 3); // block1-3 are deformable in dcn_v1 / dcn_v2
+        }
+        QVERIFY(infos[2].layers.size() > 3);
+    }
+
+    void aClickGivesEachModelsNodeAndPanels() {
+        Harness h;
+        QVERIFY(h.openSamples());
+        QCOMPARE(h.got.images.back().second.size(), QSize(128, 128));
+        QCOMPARE(h.got.imageScale.back(), 1.0);
+        AnalysisRequest rq = h.click(58, 46);
+        h.analyze(rq);
+        QVERIFY(Harness::wait([&] { return h.result(rq.id) || h.failedWith(rq.id); }));
+        QVERIFY2(!h.failedWith(rq.id), qPrintable(h.failure(rq.id)));
+        const ClickViewPtr v = h.result(rq.id);
+        QCOMPARE(v->columns.size(), size_t{3});
+        QCOMPARE(v->image.size(), QSize(128, 128));
+        QVERIFY(!v->cancelled);
+        for (int i = 0; i < 3; ++i) {
+            const ColumnView& c = v->columns[size_t(i)];
+            QVERIFY2(c.error.isEmpty(), qPrintable(c.error));
+            // The node is the session's nodeAt for the clicked input-grid point.
+            const auto m = deformscope::model::LoadedModel::load(samples()[i].toStdString());
+            deformscope::imaging::Normalization norm;
+            norm.mean = m.metadata().mean;
+            norm.std = m.metadata().std;
+            const auto img = deformscope::imaging::loadImage(sampleImage("sample_01.png").toStdString(),
+                                                             std::array<int64_t, 2>{128, 128}, norm);
+            const deformscope::analysis::AnalysisSession session(m, img.tensor);
+            const auto node = session.nodeAt("block3", 58, 46);
+            QCOMPARE(c.layer, QStringLiteral("block3"));
+            QCOMPARE(c.fy, int(node.fy));
+            QCOMPARE(c.fx, int(node.fx));
+            const auto centre = session.nodeCentre(node);
+            QCOMPARE(c.nodeCentre, QPointF(centre[0], centre[1]));
+            // Panels: points, heat map, the background on the input grid.
+            QVERIFY(c.hasSampling && c.hasErf && !c.hasSaliency);
+            QVERIFY(c.sampling.points.size() >= 9);
+            QCOMPARE(c.sampling.background.width, 128);
+            QVERIFY(c.erf.heat.has_value());
+            QCOMPARE(c.erf.heat->values.size(), size_t(128 * 128));
+            QVERIFY(c.erf.objectMask.size() == size_t(128 * 128)); // sample_01_mask.png
+            QVERIFY(metric(c, "erf_area90") && metric(c, "erf_area90")->value > 0);
+            QVERIFY(metric(c, "erf_area50")->value < metric(c, "erf_area90")->value);
+            QVERIFY(metric(c, "sampling_spread")->value > 0);
+            QVERIFY(metric(c, "erf_inside")->value >= 0 && metric(c, "erf_inside")->value <= 1);
+            QVERIFY(metric(c, "saliency_area")->value < 0); // not asked for
+            QVERIFY(c.timing.contains(QLatin1String("ERF")));
+            // Offsets of the chosen layer: only the deformable ones, with the capture's values.
+            const deformscope::model::Layer& l = session.layer("block3");
+            if (i == 0) {
+                QVERIFY(c.offsets.empty());
+                continue;
+            }
+            QCOMPARE(c.featureH, int(l.feature_size[0]));
+            QCOMPARE(c.taps, 9);
+            QCOMPARE(c.offsets.size(), size_t(c.featureH * c.featureW * 9));
+            QCOMPARE(c.hasModulation, i == 2);
+            // The centre tap (4) of the node's position sits on the node's centre; its offset is the
+            // captured one times the layer input's jump.
+            const OffsetArrow& a = c.offsets[size_t((c.fy * c.featureW + c.fx) * 9 + 4)];
+            QVERIFY(std::abs(a.x - centre[0]) < 1e-4 && std::abs(a.y - centre[1]) < 1e-4);
+            const at::Tensor off = session.capture().tensors[size_t(l.index)].offset.detach().to(at::kCPU);
+            const double inJump = l.jump[1] / double(l.stride[1]);
+            QVERIFY(std::abs(a.dx - off[0][9][c.fy][c.fx].item<double>() * inJump) < 1e-4);
+            QVERIFY(std::abs(a.dy - off[0][8][c.fy][c.fx].item<double>() * inJump) < 1e-4);
+            if (i == 2) {
+                const at::Tensor mask = session.capture().tensors[size_t(l.index)].mask.detach().to(at::kCPU);
+                QVERIFY(std::abs(a.modulation - mask[0][4][c.fy][c.fx].item<double>()) < 1e-6);
+            }
+        }
+        // The object region (from the mask) is reported, and DCNv2's node differs from regular's in its metrics.
+        QVERIFY(!v->objectBox.isNull());
+    }
+
+    void rapidClicksDeliverOnlyTheLast() {
+        Harness h;
+        QVERIFY(h.openSamples());
+        std::vector<AnalysisRequest> clicks;
+        for (int i = 0; i < 5; ++i) {
+            clicks.push_back(h.click(20 + 15 * i, 40));
+            h.analyze(clicks.back());
+        }
+        const uint64_t last = clicks.back().id;
+        QVERIFY(Harness::wait([&] { return h.result(last) || h.failedWith(last); }));
+        QVERIFY2(!h.failedWith(last), qPrintable(h.failure(last)));
+        QTest::qWait(300); // nothing else arrives
+        QCOMPARE(h.got.results.size(), size_t{1});
+        QCOMPARE(h.got.results.front()->id, last);
+        QCOMPARE(h.got.results.front()->click, QPointF(80, 40));
+    }
+
+    void aNewClickStopsARunningSaliencySearch() {
+        Harness h;
+        QVERIFY(h.openSamples());
+        const AnalysisRequest slow = h.click(58, 46, true, 20000);
+        h.analyze(slow);
+        QVERIFY(Harness::wait([&] { return !h.got.progress.empty() || h.failedWith(slow.id); }));
+        const AnalysisRequest fast = h.click(30, 30);
+        QElapsedTimer t;
+        t.start();
+        h.analyze(fast);
+        QVERIFY(Harness::wait([&] { return h.result(fast.id) || h.failedWith(fast.id); }, 30000));
+        QVERIFY2(t.elapsed() < 20000, qPrintable(QString::number(t.elapsed())));
+        QTest::qWait(300);
+        QCOMPARE(h.got.results.size(), size_t{1}); // the superseded search delivered nothing
+        QCOMPARE(h.got.results.front()->id, fast.id);
+        QVERIFY(!h.failedWith(slow.id));
+    }
+
+    void cancelStopsASaliencySearch() {
+        Harness h;
+        QVERIFY(h.openSamples());
+        const int budget = 20000;
+        const AnalysisRequest rq = h.click(58, 46, true, budget);
+        h.analyze(rq);
+        QVERIFY(Harness::wait([&] { return !h.got.progress.empty() || h.failedWith(rq.id); }));
+        QElapsedTimer t;
+        t.start();
+        h.engine->cancel();
+        QVERIFY(Harness::wait([&] { return h.result(rq.id) || h.failedWith(rq.id); }, 30000));
+        QVERIFY2(!h.failedWith(rq.id), qPrintable(h.failure(rq.id)));
+        QVERIFY2(t.elapsed() < 10000, qPrintable(QString::number(t.elapsed())));
+        const ClickViewPtr v = h.result(rq.id);
+        QVERIFY(v->cancelled);
+        QCOMPARE(v->columns.size(), size_t{3});
+        for (const ColumnView& c : v->columns) {
+            QVERIFY(c.hasSaliency);
+            const double forwards = metric(c, "saliency_forwards")->value;
+            QVERIFY2(forwards >= 0 && forwards < 200, qPrintable(QString::number(forwards)));
+            QCOMPARE(c.saliency.mask.size(), size_t(128 * 128));
+        }
+        QVERIFY(v->columns.front().notes.join(' ').contains(QLatin1String("cancelled")));
+        // The next request runs normally again.
+        const AnalysisRequest next = h.click(58, 46, true, 20);
+        h.analyze(next);
+        QVERIFY(Harness::wait([&] { return h.result(next.id) || h.failedWith(next.id); }));
+        QVERIFY(h.result(next.id) && !h.result(next.id)->cancelled);
+    }
+
+    void exportIsTheClisCompare() {
+        Harness h;
+        QVERIFY(h.openSamples());
+        const AnalysisRequest rq = h.click(58, 46, true, 60);
+        h.analyze(rq);
+        QVERIFY(Harness::wait([&] { return h.result(rq.id) || h.failedWith(rq.id); }));
+        QVERIFY2(!h.failedWith(rq.id), qPrintable(h.failure(rq.id)));
+        QTemporaryDir tmp;
+        const QString gui = tmp.filePath("gui"), cli = tmp.filePath("cli");
+        const uint64_t ex = h.exportTo(gui);
+        QVERIFY(Harness::wait([&] { return !h.got.exports.empty() || h.failedWith(ex); }));
+        QVERIFY2(!h.failedWith(ex), qPrintable(h.failure(ex)));
+        QCOMPARE(h.got.exports.front().first, ex);
+        const QStringList files = h.got.exports.front().second;
+        for (const char* f : {"compare.png", "compare.svg", "compare.pdf", "compare.json", "dcn_v2/result.json",
+                              "dcn_v2/erf.npy", "dcn_v2/saliency_mask.npy", "regular/sampling.csv"}) {
+            const QString path = QDir::cleanPath(gui + "/" + f);
+            QVERIFY2(files.contains(path), f);
+            QVERIFY2(QFileInfo(path).size() > 0, f);
+        }
+
+        // The CLI on the same node: the engine's click (58, 46) on the 128 x 128 grid is
+        // original pixel (58, 46) of the 128 x 128 sample.
+        QProcess p;
+        p.start(QStringLiteral(DEFORMSCOPE_CLI),
+                QStringList{"compare", "--models"} + samples() +
+                    QStringList{"--image", sampleImage("sample_01.png"), "--pixel", "58,46", "--forwards", "60", "--out", cli});
+        QVERIFY(p.waitForFinished(300000));
+        QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
+
+        QString why;
+        for (const char* name : {"regular", "dcn_v1", "dcn_v2"}) {
+            const QString a = gui + "/" + name, b = cli + "/" + name;
+            const Json ja = Json::parse(readAll(a + "/result.json")), jb = Json::parse(readAll(b + "/result.json"));
+            QVERIFY2(sameJson(ja, jb, name, why), qPrintable(why));
+            QVERIFY(ja.at("saliency").at("forwards").asInt() > 0);
+            QCOMPARE(readAll(a + "/sampling.csv"), readAll(b + "/sampling.csv"));
+            for (const char* npy : {"/erf.npy", "/saliency_mask.npy"}) {
+                const at::Tensor x = deformscope::common::readNpy((a + npy).toStdString());
+                const at::Tensor y = deformscope::common::readNpy((b + npy).toStdString());
+                QVERIFY(x.equal(y));
+            }
+        }
+        QVERIFY2(sameJson(Json::parse(readAll(gui + "/compare.json")), Json::parse(readAll(cli + "/compare.json")),
+                          "compare.json", why),
+                 qPrintable(why));
+        const QImage pa(gui + "/compare.png"), pb(cli + "/compare.png");
+        QVERIFY(!pa.isNull());
+        QCOMPARE(pa.size(), pb.size());
+        QVERIFY(pa.convertToFormat(QImage::Format_ARGB32) == pb.convertToFormat(QImage::Format_ARGB32));
+        QVERIFY(readAll(gui + "/compare.svg").find("<svg") != std::string::npos);
+        QVERIFY(readAll(gui + "/compare.pdf").rfind("%PDF-", 0) == 0);
+    }
+
+    void aBadModelFileFailsAndKeepsTheOpenModels() {
+        Harness h;
+        QVERIFY(h.openSamples());
+        QTemporaryDir tmp;
+        const QString bad = tmp.filePath("broken.pt");
+        {
+            QFile f(bad);
+            QVERIFY(f.open(QIODevice::WriteOnly));
+            f.write("this is a text file, not a TorchScript model\n");
+        }
+        const uint64_t id = h.openModels({sampleModel("regular.pt"), bad});
+        QVERIFY(Harness::wait([&] { return h.failedWith(id); }));
+        QVERIFY2(h.failure(id).contains(bad), qPrintable(h.failure(id)));
+        QCOMPARE(h.got.models.size(), size_t{1}); // only the first, successful open
+        const AnalysisRequest rq = h.click(58, 46);
+        h.analyze(rq);
+        QVERIFY(Harness::wait([&] { return h.result(rq.id) || h.failedWith(rq.id); }));
+        QVERIFY2(h.result(rq.id), qPrintable(h.failure(rq.id)));
+        QCOMPARE(h.result(rq.id)->columns.size(), size_t{3});
+    }
+
+    void aModelWithNanOutputIsReported() {
+        // A convolution whose weights are NaN: every output is NaN.
+        QTemporaryDir tmp;
+        const QString path = tmp.filePath("nan_net.pt");
+        {
+            auto cu = std::make_shared<torch::jit::CompilationUnit>();
+            torch::jit::Module net(c10::QualifiedName("__torch__.NanNet"), cu, true);
+            net.register_attribute("training", c10::BoolType::get(), false);
+            net.register_parameter("w", at::full({4, 3, 3, 3}, std::nan("")), false);
+            net.define("def forward(self, x):\n    return torch.conv2d(x, self.w, None, [1, 1], [1, 1], [1, 1], 1)\n");
+            net.save(path.toStdString());
+        }
+        Harness h;
+        QVERIFY(h.openSamples());
+        const uint64_t id = h.openModels({sampleModel("regular.pt"), path});
+        QVERIFY(Harness::wait([&] { return h.failedWith(id) || h.got.models.size() > 1; }));
+        QVERIFY2(h.failure(id).contains(path) && h.failure(id).contains(QLatin1String("NaN")), qPrintable(h.failure(id)));
+        const AnalysisRequest rq = h.click(10, 10);
+        h.analyze(rq);
+        QVERIFY(Harness::wait([&] { return h.result(rq.id) || h.failedWith(rq.id); }));
+        QVERIFY(h.result(rq.id) && h.result(rq.id)->columns.size() == 3);
+    }
+
+    void aMissingImageFailsWithItsPath() {
+        Harness h;
+        QVERIFY(h.openSamples());
+        const QString missing = QStringLiteral(DEFORMSCOPE_SOURCE_DIR) + "/resources/samples/no_such_image.png";
+        const uint64_t id = h.openImage(missing);
+        QVERIFY(Harness::wait([&] { return h.failedWith(id); }));
+        QVERIFY2(h.failure(id).contains(missing) && h.failure(id).contains(QLatin1String("does not exist")),
+                 qPrintable(h.failure(id)));
+        // The previous image stays open.
+        const AnalysisRequest rq = h.click(58, 46);
+        h.analyze(rq);
+        QVERIFY(Harness::wait([&] { return h.result(rq.id) || h.failedWith(rq.id); }));
+        QVERIFY2(h.result(rq.id), qPrintable(h.failure(rq.id)));
+    }
+
+    void erfAverageWritesTheClisLayout() {
+        Harness h;
+        const uint64_t m = h.openModels({sampleModel("regular.pt")});
+        QVERIFY(Harness::wait([&] { return !h.got.models.empty() || h.failedWith(m); }));
+        QTemporaryDir tmp;
+        ErfAverageRequest rq;
+        rq.id = h.engine->nextId();
+        rq.model = sampleModel("regular.pt");
+        rq.folder = QStringLiteral(DEFORMSCOPE_SOURCE_DIR) + "/resources/samples";
+        rq.limit = 3;
+        rq.outDirectory = tmp.filePath("avg");
+        QMetaObject::invokeMethod(h.engine.get(), "averageErf", Qt::QueuedConnection,
+                                  Q_ARG(deformscope::ui::ErfAverageRequest, rq));
+        QVERIFY(Harness::wait([&] { return !h.got.averages.empty() || h.failedWith(rq.id); }));
+        QVERIFY2(!h.failedWith(rq.id), qPrintable(h.failure(rq.id)));
+        QCOMPARE(std::get<2>(h.got.averages.front()), 3);
+        QVERIFY(!std::get<3>(h.got.averages.front()));
+        QVERIFY(QFileInfo(std::get<1>(h.got.averages.front())).size() > 1000);
+        const Json doc = Json::parse(readAll(rq.outDirectory + "/result.json"));
+        QCOMPARE(doc.at("node").at("layer").asString(), std::string("block3"));
+        QCOMPARE(doc.at("node").at("fx").asInt(), int64_t{8});
+        const at::Tensor map = deformscope::common::readNpy((rq.outDirectory + "/erf_average.npy").toStdString());
+        QCOMPARE(map.sizes().vec(), (std::vector<int64_t>{128, 128}));
+        QVERIFY(!h.got.progress.empty());
+    }
+};
+
+QTEST_MAIN(TestEngine)
+#include "tst_engine.moc"

@@ -1,0 +1,109 @@
+#include "ui/analysis_figure/report_figures.h"
+
+#include "ui/analysis_figure/analysis_figure.h"
+
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <sstream>
+#include <stdexcept>
+
+namespace deformscope::figure {
+
+namespace {
+std::string inDir(const std::string& dir, const std::string& name) {
+    return (std::filesystem::path(dir) / name).string();
+}
+} // namespace
+
+std::string footerOf(const report::Run& r, const report::Settings& s) {
+    std::ostringstream f;
+    const auto c = r.session->nodeCentre(r.node);
+    f << "node " << r.node.layer << " (" << r.node.fx << ", " << r.node.fy << "), centre (" << c[0] << ", " << c[1]
+      << ") px, response " << r.node.response.toString();
+    if (s.saliency)
+        f << "; saliency ε = " << s.saliencyOptions.epsilon << ", baseline " << s.baseline.toString();
+    if (s.sampling)
+        f << "; " << s.samplingOptions.levels << " levels, "
+          << (s.samplingOptions.reading == analysis::OffsetReading::Nearest ? "nearest" : "bilinear") << " offsets";
+    return f.str();
+}
+
+std::vector<std::string> writeFigures(const std::vector<const report::Run*>& runs, const report::Settings& s,
+                                      const std::string& dir, const std::string& base, const std::string& title) {
+    if (!s.figures || runs.empty())
+        return {};
+    ensureGuiApplication();
+    std::vector<NodeResults> columns;
+    for (const report::Run* r : runs) {
+        NodeResults c;
+        c.title = r->name;
+        c.session = r->session.get();
+        c.node = r->node;
+        c.sampling = r->sampling;
+        c.erf = r->erf;
+        c.saliency = r->saliency;
+        c.object = r->object;
+        c.objectMetrics = r->objectMetrics;
+        c.colormap = s.colormap;
+        c.logScale = s.logScale;
+        columns.push_back(std::move(c));
+    }
+    const Figure fig = analysisFigure(columns, title, footerOf(*runs.front(), s));
+    std::vector<std::string> written;
+    for (const char* ext : {".png", ".svg", ".pdf"}) {
+        const std::string name = base + ext;
+        const std::string error = saveFigure(fig, inDir(dir, name));
+        if (!error.empty())
+            throw std::runtime_error(error);
+        written.push_back(name);
+    }
+    return written;
+}
+
+Figure erfAverageFigure(const analysis::ErfAverageResult& result, const model::LoadedModel& m,
+                        const model::LayerGraph& g, const std::string& folder, bool isSigned, bool logScale) {
+    Panel p;
+    p.title = report::stemOf(m.path()) + ", " + std::to_string(result.images) + " images";
+    const at::Tensor map = result.map.contiguous();
+    Heat h;
+    h.height = int(map.size(0));
+    h.width = int(map.size(1));
+    h.values.assign(map.data_ptr<float>(), map.data_ptr<float>() + map.numel());
+    h.log = logScale;
+    h.isSigned = isSigned;
+    h.colormap = isSigned ? "coolwarm" : "inferno";
+    h.opacity = 1.0;
+    p.heat = std::move(h);
+    if (const model::Layer* l = g.find(result.node.layer)) {
+        p.node = std::array<double, 2>{l->start[1] + double(result.node.fx) * l->jump[1],
+                                       l->start[0] + double(result.node.fy) * l->jump[0]};
+        p.nodeCell = {l->jump[1], l->jump[0]};
+    }
+    std::ostringstream c1;
+    c1.precision(3);
+    c1 << "90 % mass: " << result.metrics.areaPixels[1] << " px; high-contribution ratio (t=0.5): "
+       << result.metrics.highContributionRatio[2];
+    p.caption.push_back(c1.str());
+    Figure fig;
+    fig.title = "average ERF — " + result.node.layer;
+    fig.footer = "node " + result.node.layer + " (" + std::to_string(result.node.fx) + ", " +
+                 std::to_string(result.node.fy) + "), response " + result.node.response.toString() + ", " + folder;
+    fig.panels.push_back(std::move(p));
+    return fig;
+}
+
+std::vector<std::string> writeErfAverageFigures(const Figure& fig, const std::string& dir) {
+    ensureGuiApplication();
+    std::vector<std::string> written;
+    for (const char* ext : {".png", ".svg", ".pdf"}) {
+        const std::string name = std::string("erf_average") + ext;
+        const std::string error = saveFigure(fig, inDir(dir, name));
+        if (!error.empty())
+            throw std::runtime_error(error);
+        written.push_back(name);
+    }
+    return written;
+}
+
+} // namespace deformscope::figure

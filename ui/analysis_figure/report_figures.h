@@ -1,0 +1,34 @@
+// The figures of core/report's layouts: `analyze` (analysis.png/.svg/.pdf),
+// `compare` (compare.*) and `erf-average` (erf_average.*), drawn with ui/figure.
+// The CLI and the GUI's engine both write their figures here, so an export from
+// the GUI is the CLI's figure. Any thread (each call paints its own images); a
+// QGuiApplication must exist (ensureGuiApplication makes one for the CLI).
+#pragma once
+
+#include "core/report/report.h"
+#include "ui/figure/figure.h"
+
+#include <string>
+#include <vector>
+
+namespace deformscope::figure {
+
+// "node <layer> (fx, fy), centre (x, y) px, response ...; saliency ε = ...; N levels, ... offsets":
+// the small print under a figure of `run`'s node with `settings`.
+std::string footerOf(const report::Run& run, const report::Settings& settings);
+
+// Writes <dir>/<base>.png/.svg/.pdf of the runs' node (one column per run) and
+// returns the file names written; nothing (an empty list) when settings.figures
+// is off. Creates the QGuiApplication if there is none. Throws
+// std::runtime_error "<path>: <what went wrong>" when a file cannot be written.
+std::vector<std::string> writeFigures(const std::vector<const report::Run*>& runs, const report::Settings& settings,
+                                      const std::string& dir, const std::string& base, const std::string& title);
+
+// The figure of an averaged ERF (`graph` is the model's layer graph for the map's grid).
+Figure erfAverageFigure(const analysis::ErfAverageResult& result, const model::LoadedModel& model,
+                        const model::LayerGraph& graph, const std::string& folder, bool isSigned, bool logScale);
+
+// Writes <dir>/erf_average.png/.svg/.pdf; returns the names written. Throws like writeFigures.
+std::vector<std::string> writeErfAverageFigures(const Figure& figure, const std::string& dir);
+
+} // namespace deformscope::figure

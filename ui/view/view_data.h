@@ -1,0 +1,116 @@
+// What the GUI shows for one click: plain, immutable data that the engine
+// (ui/engine, on its worker thread) fills from core/analysis results and the
+// widgets (ui/canvas, ui/app) only draw. No LibTorch here, so widget code
+// compiles fast and can never touch an AnalysisSession from the GUI thread.
+//
+// Coordinates are the model's input grid (pixel centres at integers), the grid
+// every analysis works on; `ClickView::scale` maps them to the original image.
+#pragma once
+
+#include "ui/figure/figure.h"
+
+#include <QImage>
+#include <QMetaType>
+#include <QPointF>
+#include <QRectF>
+#include <QSizeF>
+#include <QString>
+#include <QStringList>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace deformscope::ui {
+
+// One conv-like layer of a loaded model (core/model/layer_graph.h's Layer, flattened).
+struct LayerInfo {
+    QString name;          // module path, e.g. "block3.conv"
+    QString kind;          // "conv", "conv_transpose", "dcn_v1", "dcn_v2", "dk", "pool", "upsample"
+    QString op;            // the operator that ran
+    int kernelH = 1, kernelW = 1;
+    int strideH = 1, strideW = 1;
+    int featureH = 0, featureW = 0;   // output feature map
+    int64_t inChannels = 0, outChannels = 0;
+    double jumpY = 1, jumpX = 1, startY = 0, startX = 0; // feature f is centred at start + f·jump (input grid)
+    double rfH = 1, rfW = 1;          // theoretical receptive field, input-grid pixels
+};
+
+struct ModelInfo {
+    QString path;
+    QString name;            // file stem, the column title
+    QString variant;         // metadata "variant" (may be empty)
+    QString description;
+    QString device;          // "cpu", "cuda:0", ...
+    QString suggestedLayer;  // metadata's suggested layer when it exists in the graph, else a sensible default
+    int inputH = 0, inputW = 0;   // the input grid the layer list was computed for
+    QStringList classNames;
+    QStringList notes;       // e.g. "no metadata: ImageNet mean/std assumed"
+    std::vector<LayerInfo> layers;
+};
+
+// One sampling tap of the chosen (deformable) layer at one feature position,
+// in input-grid pixels: the regular grid position and where the offset moved it.
+struct OffsetArrow {
+    float x = 0, y = 0;     // regular (undeformed) sampling position
+    float dx = 0, dy = 0;   // offset, in input-grid pixels
+    float modulation = 1;   // DCNv2 mask value (1 otherwise)
+};
+
+// A metric shown side by side in the comparison view. value < 0: not available.
+struct Metric {
+    QString key;    // stable id: "erf_area90", "erf_inside", "saliency_area", "sampling_spread", ...
+    QString label;  // for people: "ERF 90 % area (px)", ...
+    double value = -1;
+    QString text;   // formatted value
+};
+
+// One model's results for the click (one column of the comparison).
+struct ColumnView {
+    QString model;           // ModelInfo::name
+    QString layer;
+    QString layerKind;
+    int fy = 0, fx = 0;      // node position on the layer's feature map
+    QString response;        // "sum", "channel:N", "class:K"
+    QPointF nodeCentre;      // input grid
+    QSizeF nodeCell;         // jump × jump of the layer (input-grid pixels)
+    QRectF receptiveField;   // theoretical RF, pixel edges, clipped to the image
+
+    // The panels core's results become (ui/analysis_figure, the same as the CLI's
+    // figures). Each carries the background too; the canvas combines the parts
+    // the user has switched on with figure::paintPanel.
+    bool hasSampling = false, hasErf = false, hasSaliency = false;
+    figure::Panel sampling, erf, saliency;
+    int levels = 0;          // sampling levels reached
+
+    // The chosen layer's offset field (deformable layers only, else empty):
+    // featureH·featureW·taps arrows, row-major over (fy, fx, tap).
+    int featureH = 0, featureW = 0, taps = 0;
+    std::vector<OffsetArrow> offsets;
+    bool hasModulation = false; // DCNv2
+
+    std::vector<Metric> metrics;
+    QStringList notes;
+    QString error;           // non-empty: this model failed for this click (the message)
+    double seconds = 0;      // time of this model's analyses
+    QString timing;          // e.g. "sampling 24 ms · ERF 48 ms · saliency 7.9 s"
+};
+
+// Everything one click produced, for all open models.
+struct ClickView {
+    uint64_t id = 0;           // the request's id
+    QImage image;              // the input grid image (RGB888, de-normalised)
+    figure::Image background;  // the same as figure::Image
+    double scaleX = 1, scaleY = 1; // original image pixels per input-grid pixel
+    QPointF click;             // the clicked point, input grid
+    QRectF objectBox;          // object region used for metrics, input grid pixel edges; null: none
+    std::vector<ColumnView> columns;
+    double seconds = 0;        // wall time of the whole request
+    bool cancelled = false;    // a saliency search was cancelled (its best verified mask is shown)
+};
+
+using ClickViewPtr = std::shared_ptr<const ClickView>;
+
+} // namespace deformscope::ui
+
+Q_DECLARE_METATYPE(deformscope::ui::ClickViewPtr)
