@@ -1,0 +1,325 @@
+// The desktop app's main window on the offscreen platform: the samples fill the
+// layer list, a click gives the right node with its overlays drawn, rapid clicks
+// deliver only the last result, Cancel stops a saliency search, export writes
+// what the CLI writes, a bad model leaves the window usable, sessions round-trip.
+#include "ui/app/main_window.h"
+#include "ui/canvas/canvas.h"
+#include "ui/canvas/comparison_view.h"
+
+#include <QApplication>
+#include <QComboBox>
+#include <QElapsedTimer>
+#include <QFile>
+#include <QImage>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QProcess>
+#include <QSignalSpy>
+#include <QTemporaryDir>
+#include <QTest>
+#include <QTreeWidget>
+
+#include <cmath>
+#include <memory>
+
+using namespace deformscope::ui;
+
+namespace {
+
+const QString kSource = QStringLiteral(DEFORMSCOPE_SOURCE_DIR);
+QStringList sampleModels() {
+    return {kSource + QStringLiteral("/sample_models/regular.pt"), kSource + QStringLiteral("/sample_models/dcn_v1.pt"),
+            kSource + QStringLiteral("/sample_models/dcn_v2.pt")};
+}
+QString sampleImage() { return kSource + QStringLiteral("/resources/samples/sample_01.png"); }
+
+// Waits for `spy` to hold at least `count` signals.
+bool waitFor(QSignalSpy& spy, int count = 1, int ms = 120000) {
+    QElapsedTimer t;
+    t.start();
+    while (spy.count() < count && t.elapsed() < ms)
+        spy.wait(200);
+    return spy.count() >= count;
+}
+
+// A JSON value without its timings ("seconds" keys), which differ from run to run.
+QJsonValue withoutTimings(const QJsonValue& v) {
+    if (v.isObject()) {
+        QJsonObject o;
+        const QJsonObject in = v.toObject();
+        for (auto it = in.begin(); it != in.end(); ++it)
+            if (it.key() != QLatin1String("seconds"))
+                o.insert(it.key(), withoutTimings(it.value()));
+        return o;
+    }
+    if (v.isArray()) {
+        QJsonArray a;
+        for (const QJsonValue& x : v.toArray())
+            a.append(withoutTimings(x));
+        return a;
+    }
+    return v;
+}
+
+// Reads a JSON file's object.
+QJsonObject readJson(const QString& path) {
+    QFile f(path);
+    if (!f.open(QIODevice::ReadOnly))
+        return {};
+    return QJsonDocument::fromJson(f.readAll()).object();
+}
+
+} // namespace
+
+class TestMainWindow : public QObject {
+    Q_OBJECT
+
+    QTemporaryDir m_dir;
+    std::unique_ptr<AppSettings> m_settings;
+
+    // A window with the three samples and sample_01 loaded; saliency off unless asked.
+    std::unique_ptr<MainWindow> loadedWindow(bool saliency = false) {
+        auto w = std::make_unique<MainWindow>(m_settings.get());
+        AnalysisSettings a = w->analysisSettings();
+        a.saliency = saliency;
+        a.forwards = 60;
+        w->setAnalysisSettings(a);
+        w->resize(1400, 800);
+        w->show();
+        QSignalSpy image(w.get(), &MainWindow::imageShown);
+        w->start(sampleModels(), sampleImage(), std::nullopt);
+        if (!waitFor(image))
+            return nullptr;
+        return w;
+    }
+
+private Q_SLOTS:
+    void initTestCase() {
+        QVERIFY(m_dir.isValid());
+        m_settings = std::make_unique<AppSettings>(m_dir.filePath(QStringLiteral("settings.ini")));
+    }
+
+    void loadingTheSamplesFillsTheLayerList() {
+        auto w = loadedWindow();
+        QVERIFY(w);
+        QCOMPARE(int(w->models().size()), 3);
+        QTreeWidget* list = w->layerList();
+        QCOMPARE(list->topLevelItemCount(), int(w->models()[0].layers.size()));
+        QVERIFY(list->topLevelItemCount() >= 5);
+        // The suggested layer is selected; the DCNv2 model's list shows DCNv2 badges.
+        QCOMPARE(w->currentLayer(), w->models()[0].suggestedLayer);
+        QVERIFY(list->currentItem());
+        QCOMPARE(list->currentItem()->text(0), w->currentLayer());
+        auto* modelBox = w->findChild<QComboBox*>(QStringLiteral("modelBox"));
+        QVERIFY(modelBox);
+        modelBox->setCurrentIndex(2);
+        bool dcnBadge = false;
+        for (int i = 0; i < list->topLevelItemCount(); ++i)
+            dcnBadge = dcnBadge || list->topLevelItem(i)->text(1).trimmed() == QLatin1String("DCNv2");
+        QVERIFY(dcnBadge);
+    }
+
+    void aClickGivesTheNodeUnderItWithItsOverlays() {
+        auto w = loadedWindow();
+        QVERIFY(w);
+        w->setComparison(false);
+        Canvas* canvas = w->canvas();
+        QTest::qWait(50);
+        const QImage before = canvas->grab().toImage();
+        const QPointF p(40.2, 71.7); // input grid
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        QTest::mouseClick(canvas, Qt::LeftButton, Qt::NoModifier, canvas->imageToWidget(p).toPoint());
+        QVERIFY(waitFor(result));
+        const ClickViewPtr r = w->result();
+        QVERIFY(r);
+        QCOMPARE(int(r->columns.size()), 3);
+        // The node is the layer's feature position whose centre is nearest the click.
+        const LayerInfo* layer = nullptr;
+        for (const LayerInfo& l : w->models()[0].layers)
+            if (l.name == w->currentLayer())
+                layer = &l;
+        QVERIFY(layer);
+        const QPointF clicked = canvas->widgetToImage(canvas->imageToWidget(p).toPoint());
+        for (const ColumnView& c : r->columns) {
+            QVERIFY2(c.error.isEmpty(), qPrintable(c.error));
+            QCOMPARE(c.fx, int(std::lround((clicked.x() - layer->startX) / layer->jumpX)));
+            QCOMPARE(c.fy, int(std::lround((clicked.y() - layer->startY) / layer->jumpY)));
+            QVERIFY(c.hasSampling && !c.sampling.points.empty());
+            QVERIFY(c.hasErf && c.erf.heat.has_value());
+        }
+        // The overlays are drawn: the canvas changed where the node's points are.
+        QTest::qWait(50);
+        const QImage after = canvas->grab().toImage();
+        QCOMPARE(after.size(), before.size());
+        const ColumnView& c0 = r->columns[0];
+        int changed = 0;
+        for (const auto& pt : c0.sampling.points) {
+            const QPoint q = canvas->imageToWidget(QPointF(pt.x, pt.y)).toPoint();
+            if (after.rect().contains(q) && after.pixel(q) != before.pixel(q))
+                ++changed;
+        }
+        QVERIFY2(changed > int(c0.sampling.points.size()) / 2, qPrintable(QString::number(changed)));
+        // Switching the sampling and ERF overlays off brings the plain image back at those points.
+        CanvasOverlays o = w->overlays();
+        o.sampling = false;
+        o.erf = false;
+        o.saliencyOutline = false;
+        o.saliencyMasked = false;
+        w->setOverlays(o);
+        QTest::qWait(50);
+        const QImage off = canvas->grab().toImage();
+        int restored = 0;
+        for (const auto& pt : c0.sampling.points) {
+            const QPoint q = canvas->imageToWidget(QPointF(pt.x, pt.y)).toPoint();
+            if (off.rect().contains(q) && off.pixel(q) != after.pixel(q))
+                ++restored;
+        }
+        QVERIFY(restored > changed / 2);
+    }
+
+    void rapidClicksDeliverOnlyTheLastResult() {
+        auto w = loadedWindow();
+        QVERIFY(w);
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        const QPointF last(100, 20);
+        w->selectPoint(QPointF(10, 10));
+        w->selectPoint(QPointF(60, 60));
+        w->selectPoint(QPointF(30, 90));
+        w->selectPoint(last);
+        QVERIFY(waitFor(result));
+        QTest::qWait(1500); // anything older would have arrived by now
+        QCOMPARE(result.count(), 1);
+        const ClickViewPtr r = qvariant_cast<ClickViewPtr>(result.at(0).at(0));
+        QCOMPARE(r->click, last);
+    }
+
+    void cancelStopsASaliencySearch() {
+        auto w = loadedWindow(true);
+        QVERIFY(w);
+        AnalysisSettings a = w->analysisSettings();
+        a.forwards = 100000;
+        a.epsilon = 0.01;
+        w->setAnalysisSettings(a);
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        QElapsedTimer t;
+        t.start();
+        w->selectPoint(QPointF(58, 46));
+        QTest::qWait(1500);
+        w->cancelAnalysis();
+        QVERIFY(waitFor(result, 1, 60000));
+        const ClickViewPtr r = w->result();
+        QVERIFY(r->cancelled);
+        QVERIFY2(t.elapsed() < 30000, "the search did not stop soon after Cancel");
+        for (const ColumnView& c : r->columns)
+            if (c.hasSaliency)
+                QVERIFY(!c.saliency.mask.empty());
+    }
+
+    void exportWritesWhatTheCliWrites() {
+        auto w = loadedWindow(true);
+        QVERIFY(w);
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->selectImagePixel(QPointF(58, 46));
+        QVERIFY(waitFor(result));
+        QSignalSpy exported(w.get(), &MainWindow::exportFinished);
+        const QString dir = m_dir.filePath(QStringLiteral("export"));
+        w->exportTo(dir);
+        QVERIFY(waitFor(exported));
+        for (const char* f : {"compare.png", "compare.svg", "compare.pdf", "compare.json"})
+            QVERIFY2(QFile::exists(dir + QLatin1Char('/') + QLatin1String(f)), f);
+        QVERIFY(QImage(dir + QStringLiteral("/compare.png")).width() > 100);
+        QFile svg(dir + QStringLiteral("/compare.svg"));
+        QVERIFY(svg.open(QIODevice::ReadOnly));
+        QVERIFY(svg.readAll().contains("<svg"));
+        QFile pdf(dir + QStringLiteral("/compare.pdf"));
+        QVERIFY(pdf.open(QIODevice::ReadOnly));
+        QVERIFY(pdf.read(5) == "%PDF-");
+
+        // The CLI, same node and settings.
+        const QString cliDir = m_dir.filePath(QStringLiteral("cli"));
+        QProcess cli;
+        cli.start(QStringLiteral(DEFORMSCOPE_CLI),
+                  {QStringLiteral("compare"), QStringLiteral("--models"), sampleModels()[0], sampleModels()[1],
+                   sampleModels()[2], QStringLiteral("--image"), sampleImage(), QStringLiteral("--pixel"),
+                   QStringLiteral("58,46"), QStringLiteral("--forwards"), QStringLiteral("60"), QStringLiteral("--out"), cliDir});
+        QVERIFY(cli.waitForFinished(300000));
+        QVERIFY2(cli.exitCode() == 0, cli.readAllStandardError().constData());
+        const QImage ours(dir + QStringLiteral("/compare.png")), theirs(cliDir + QStringLiteral("/compare.png"));
+        QCOMPARE(ours.size(), theirs.size());
+        QVERIFY(ours == theirs);
+        for (const QString& model : {QStringLiteral("regular"), QStringLiteral("dcn_v1"), QStringLiteral("dcn_v2")}) {
+            const QJsonObject a = readJson(dir + QLatin1Char('/') + model + QStringLiteral("/result.json"));
+            const QJsonObject b = readJson(cliDir + QLatin1Char('/') + model + QStringLiteral("/result.json"));
+            QVERIFY(!a.isEmpty());
+            for (const char* key : {"pixel", "node", "erf", "sampling", "saliency", "object"})
+                QCOMPARE(withoutTimings(a.value(QLatin1String(key))), withoutTimings(b.value(QLatin1String(key))));
+            QVERIFY(a.value(QStringLiteral("saliency")).toObject().value(QStringLiteral("area_fraction")).toDouble() > 0);
+        }
+    }
+
+    void aBadModelShowsAnErrorAndLeavesTheWindowUsable() {
+        auto w = loadedWindow();
+        QVERIFY(w);
+        const QString bad = m_dir.filePath(QStringLiteral("broken.pt"));
+        {
+            QFile f(bad);
+            QVERIFY(f.open(QIODevice::WriteOnly));
+            f.write("this is not a TorchScript archive\n");
+        }
+        QSignalSpy error(w.get(), &MainWindow::errorShown);
+        w->openModels({bad});
+        QVERIFY(waitFor(error));
+        QVERIFY2(w->errorText().contains(bad), qPrintable(w->errorText()));
+        QCOMPARE(int(w->models().size()), 3); // what the user had is kept
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->selectPoint(QPointF(64, 64));
+        QVERIFY(waitFor(result));
+        QCOMPARE(int(w->result()->columns.size()), 3);
+
+        QSignalSpy error2(w.get(), &MainWindow::errorShown);
+        w->openImage(m_dir.filePath(QStringLiteral("missing.png")));
+        QVERIFY(waitFor(error2));
+        QVERIFY(w->errorText().contains(QStringLiteral("missing.png")));
+        QVERIFY(!w->result() || w->result()->columns.size() == 3);
+    }
+
+    void aSessionSavesAndRestoresUnchanged() {
+        auto w = loadedWindow();
+        QVERIFY(w);
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->setLayer(w->models()[0].layers[w->models()[0].layers.size() / 2].name);
+        w->selectPoint(QPointF(77, 33));
+        QVERIFY(waitFor(result));
+        CanvasOverlays o = w->overlays();
+        o.erfLog = !o.erfLog;
+        o.erfColormap = QStringLiteral("viridis");
+        w->setOverlays(o);
+        w->setComparison(false);
+        const QString path = m_dir.filePath(QStringLiteral("s.dsession"));
+        QVERIFY(w->saveSessionTo(path));
+        const Session saved = w->session();
+
+        MainWindow restored(m_settings.get());
+        QSignalSpy done(&restored, &MainWindow::sessionRestored);
+        restored.openSession(path);
+        QVERIFY(waitFor(done));
+        QCOMPARE(QJsonDocument(restored.session().toJson()).toJson(), QJsonDocument(saved.toJson()).toJson());
+        QVERIFY(restored.session() == saved);
+        QVERIFY(restored.result());
+
+        // A broken session file is reported and changes nothing.
+        const QString broken = m_dir.filePath(QStringLiteral("broken.dsession"));
+        {
+            QFile f(broken);
+            QVERIFY(f.open(QIODevice::WriteOnly));
+            f.write("{ not json");
+        }
+        restored.openSession(broken);
+        QVERIFY(restored.errorText().contains(broken));
+        QVERIFY(restored.session() == saved);
+    }
+};
+
+QTEST_MAIN(TestMainWindow)
+#include "tst_main_window.moc"

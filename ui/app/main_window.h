@@ -1,0 +1,211 @@
+// DeformScope's main window: open models and an image, pick device and layer,
+// click a pixel, see each model's sampling points, ERF and saliency region side
+// by side, export figures and data, save and restore sessions.
+//
+// The window never computes: every request goes to the Engine on its worker
+// thread (ui/engine) and comes back as a ClickView. Errors the user can cause
+// (bad files, CUDA out of memory, NaN outputs) show in the window's message bar;
+// the window and the user's session stay as they were.
+#pragma once
+
+#include "ui/app/app_settings.h"
+#include "ui/app/session.h"
+#include "ui/canvas/overlays.h"
+#include "ui/engine/engine.h"
+#include "ui/view/view_data.h"
+
+#include <QMainWindow>
+#include <QPointer>
+
+#include <memory>
+#include <optional>
+#include <vector>
+
+class QAction;
+class QCheckBox;
+class QComboBox;
+class QDoubleSpinBox;
+class QLabel;
+class QMenu;
+class QProgressBar;
+class QPushButton;
+class QSpinBox;
+class QStackedWidget;
+class QToolButton;
+class QTreeWidget;
+
+namespace deformscope::ui {
+
+class Canvas;
+class ComparisonView;
+
+class MainWindow : public QMainWindow {
+    Q_OBJECT
+public:
+    // `settings` may be null (the user's settings); tests pass their own file.
+    explicit MainWindow(AppSettings* settings = nullptr, QWidget* parent = nullptr);
+    ~MainWindow() override;
+
+    // Opening things (the same as the menus, drag and drop and recent files do).
+    void openModels(const QStringList& paths);
+    void openImage(const QString& path);
+    // Selects the node nearest to an input-grid point of the current layer and analyses it.
+    void selectPoint(QPointF inputGridPoint);
+    // The same, in the original image's pixels.
+    void selectImagePixel(QPointF imagePixel);
+    void setLayer(const QString& layer);
+    void setComparison(bool on);
+    void openSession(const QString& path);
+    // Opens the models and the image and selects the node under `imagePixel`
+    // (original image pixels; none: no node) once they are loaded: the first run.
+    void start(const QStringList& models, const QString& image, std::optional<QPointF> imagePixel,
+               const QString& layer = {});
+    bool saveSessionTo(const QString& path);
+    // Exports the current result's figures (PNG, SVG, PDF) and data into `directory`.
+    void exportTo(const QString& directory, bool figures = true, bool data = true);
+    void cancelAnalysis();
+
+    // State, for the status bar, sessions and tests.
+    Session session() const;
+    const std::vector<ModelInfo>& models() const { return m_models; }
+    ClickViewPtr result() const { return m_result; }
+    QString errorText() const;
+    QTreeWidget* layerList() const { return m_layers; }
+    Canvas* canvas() const { return m_canvas; }
+    ComparisonView* comparisonView() const { return m_comparison; }
+    QString currentLayer() const { return m_layer; }
+    CanvasOverlays overlays() const { return m_overlays; }
+    void setOverlays(const CanvasOverlays& overlays);
+    AnalysisSettings analysisSettings() const { return m_analysis; }
+    void setAnalysisSettings(const AnalysisSettings& a);
+    bool busy() const { return m_busy; }
+
+Q_SIGNALS:
+    void modelsShown();                     // models opened and listed
+    void imageShown();
+    void resultShown(const deformscope::ui::ClickViewPtr& result);
+    void errorShown(const QString& message);
+    void exportFinished(const QStringList& files);
+    void sessionRestored();
+
+protected:
+    void closeEvent(QCloseEvent* event) override;
+    void dragEnterEvent(QDragEnterEvent* event) override;
+    void dropEvent(QDropEvent* event) override;
+
+private:
+    void buildActions();
+    void buildMenus();
+    void buildToolBar();
+    void buildDocks();
+    void buildStatusBar();
+    void connectEngine();
+    void updateRecentMenus();
+    void fillLayerList();
+    void updateWindowTitle();
+    void showError(const QString& message);
+    void clearError();
+    void requestAnalysis();
+    void stepNode(int dy, int dx);
+    void hovered(QPointF p);
+    void refreshViews();
+    void syncOverlayControls();
+    void syncAnalysisControls();
+    void applySessionTail();
+    const ModelInfo* currentModel() const;
+    const LayerInfo* currentLayerInfo() const;
+    void setBusy(bool busy, const QString& stage = {});
+
+    // Slots for the engine's answers.
+    void onModelsOpened(uint64_t id, const std::vector<ModelInfo>& models);
+    void onImageOpened(uint64_t id, const QString& path, const QImage& image, double scaleX, double scaleY);
+    void onProgress(uint64_t id, double fraction, const QString& stage);
+    void onResult(const ClickViewPtr& result);
+    void onExported(uint64_t id, const QStringList& files);
+    void onErfAveraged(uint64_t id, const QString& figure, int images, bool cancelled);
+    void onFailed(uint64_t id, const QString& message);
+
+    std::unique_ptr<AppSettings> m_ownSettings;
+    AppSettings* m_settings = nullptr;
+    std::unique_ptr<Engine, void (*)(Engine*)> m_engine;
+
+    // What is open.
+    std::vector<ModelInfo> m_models;
+    QStringList m_modelPaths;
+    QString m_imagePath;
+    QImage m_image;
+    double m_scaleX = 1, m_scaleY = 1;
+    QString m_device = QStringLiteral("cpu");
+    QString m_layer;
+    std::optional<QPointF> m_node;
+    QRectF m_objectBox;
+    int m_currentModel = 0;
+    ClickViewPtr m_result;
+    CanvasOverlays m_overlays;
+    AnalysisSettings m_analysis;
+    std::optional<Session> m_pendingSession; // restored in steps as the engine answers
+    std::optional<QPointF> m_pendingPixel;
+    bool m_restoring = false;   // start(): the node to select once the image is loaded
+
+    // Requests in flight.
+    uint64_t m_modelsRequest = 0, m_imageRequest = 0, m_analysisRequest = 0, m_exportRequest = 0, m_erfRequest = 0;
+    QStringList m_requestedModels;
+    QString m_requestedImage;
+    bool m_busy = false;
+
+    // Widgets.
+    QStackedWidget* m_views = nullptr;
+    Canvas* m_canvas = nullptr;
+    ComparisonView* m_comparison = nullptr;
+    QLabel* m_messageBar = nullptr;
+    QTreeWidget* m_layers = nullptr;
+    QComboBox* m_deviceBox = nullptr;
+    QComboBox* m_modelBox = nullptr;
+    QLabel* m_deviceLabel = nullptr;
+    QLabel* m_hoverLabel = nullptr;
+    QLabel* m_timingLabel = nullptr;
+    QProgressBar* m_progress = nullptr;
+    QPushButton* m_cancelButton = nullptr;
+    QMenu* m_recentModelsMenu = nullptr;
+    QMenu* m_recentImagesMenu = nullptr;
+    QMenu* m_recentSessionsMenu = nullptr;
+
+    // Overlay and analysis controls.
+    QCheckBox* m_showSampling = nullptr;
+    std::vector<QCheckBox*> m_showLevels;
+    QCheckBox* m_weightShading = nullptr;
+    QComboBox* m_offsetMode = nullptr;
+    QCheckBox* m_showModulation = nullptr;
+    QCheckBox* m_showErf = nullptr;
+    QComboBox* m_colormap = nullptr;
+    QCheckBox* m_erfLog = nullptr;
+    QCheckBox* m_erfContours = nullptr;
+    QCheckBox* m_saliencyOutline = nullptr;
+    QCheckBox* m_saliencyMasked = nullptr;
+    QCheckBox* m_showObject = nullptr;
+    QCheckBox* m_runSaliency = nullptr;
+    QSpinBox* m_levels = nullptr;
+    QComboBox* m_reading = nullptr;
+    QComboBox* m_response = nullptr;
+    QDoubleSpinBox* m_epsilon = nullptr;
+    QComboBox* m_baseline = nullptr;
+    QSpinBox* m_forwards = nullptr;
+    bool m_syncing = false;
+
+    QAction* m_openModelsAction = nullptr;
+    QAction* m_openImageAction = nullptr;
+    QAction* m_openSessionAction = nullptr;
+    QAction* m_saveSessionAction = nullptr;
+    QAction* m_exportAction = nullptr;
+    QAction* m_exportDataAction = nullptr;
+    QAction* m_erfAverageAction = nullptr;
+    QAction* m_quitAction = nullptr;
+    QAction* m_fullScreenAction = nullptr;
+    QAction* m_comparisonAction = nullptr;
+    QAction* m_objectToolAction = nullptr;
+    QAction* m_clearObjectAction = nullptr;
+    QAction* m_cancelAction = nullptr;
+    QAction* m_fitAction = nullptr;
+};
+
+} // namespace deformscope::ui
