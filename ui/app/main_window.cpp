@@ -509,6 +509,7 @@ void MainWindow::buildDocks() {
     scroll->setWidget(panel);
     controlsDock->setWidget(scroll);
     addDockWidget(Qt::RightDockWidgetArea, controlsDock);
+    resizeDocks({layerDock, controlsDock}, {330, 300}, Qt::Horizontal);
 }
 
 void MainWindow::buildStatusBar() {

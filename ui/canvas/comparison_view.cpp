@@ -305,6 +305,12 @@ void ComparisonView::fillTable()
             m_table->setItem(r, c, item);
         }
     }
+    // Show every metric without scrolling (up to a third of the view).
+    m_table->resizeRowsToContents();
+    int needed = m_table->horizontalHeader()->height() + 2 * m_table->frameWidth();
+    for (int r = 0; r < m_table->rowCount(); ++r)
+        needed += m_table->rowHeight(r);
+    m_table->setMinimumHeight(std::min(needed, std::max(120, height() / 3)));
     QString summary = tr("click (%1, %2) \u00b7 %n model(s)", nullptr, int(m_click->columns.size()))
                           .arg(m_click->click.x(), 0, 'f', 1)
                           .arg(m_click->click.y(), 0, 'f', 1);
