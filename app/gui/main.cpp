@@ -119,6 +119,7 @@ int main(int argc, char** argv) {
     }
     if (parser.isSet(singleOpt))
         window.setComparison(false);
+    window.setAskForInputSettings(!headless);
 
     int exitCode = 0;
     const QString shot = parser.value(shotOpt);

@@ -152,6 +152,7 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
 const std::string& LoadedModel::path() const { return d->path; }
 c10::Device LoadedModel::device() const { return d->device; }
 const ModelMetadata& LoadedModel::metadata() const { return d->metadata; }
+void LoadedModel::setMetadata(const ModelMetadata& metadata) { d->metadata = metadata; }
 const std::vector<std::string>& LoadedModel::notes() const { return d->notes; }
 torch::jit::Module& LoadedModel::module() const { return d->module; }
 

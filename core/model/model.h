@@ -35,6 +35,9 @@ public:
     const std::string& path() const;
     c10::Device device() const;
     const ModelMetadata& metadata() const;
+    // Replaces the metadata (e.g. input settings the user gave for a model without
+    // any); shared by every copy of this LoadedModel.
+    void setMetadata(const ModelMetadata& metadata);
     // Things the user should be told once: defaults used for missing metadata, etc.
     const std::vector<std::string>& notes() const;
 

@@ -1,5 +1,6 @@
 #include "ui/app/main_window.h"
 
+#include "ui/app/input_settings_dialog.h"
 #include "ui/canvas/canvas.h"
 #include "ui/canvas/comparison_view.h"
 
@@ -275,6 +276,10 @@ void MainWindow::buildActions() {
         requestAnalysis();
     });
 
+    m_inputSettingsAction = new QAction(tr("&Input Settings…"), this);
+    m_inputSettingsAction->setToolTip(tr("How the selected model's input is prepared: mean, std, channel order, size"));
+    connect(m_inputSettingsAction, &QAction::triggered, this, [this] { editInputSettings(m_currentModel); });
+
     m_cancelAction = new QAction(QIcon::fromTheme(QStringLiteral("process-stop")), tr("&Cancel"), this);
     m_cancelAction->setShortcut(QKeySequence(Qt::Key_Escape));
     m_cancelAction->setEnabled(false);
@@ -306,6 +311,7 @@ void MainWindow::buildMenus() {
     analysis->addAction(m_objectToolAction);
     analysis->addAction(m_clearObjectAction);
     analysis->addSeparator();
+    analysis->addAction(m_inputSettingsAction);
     analysis->addAction(m_erfAverageAction);
     analysis->addAction(m_cancelAction);
 }
@@ -618,6 +624,13 @@ void MainWindow::onModelsOpened(uint64_t id, const std::vector<ModelInfo>& model
         statusBar()->showMessage(notes.join(QStringLiteral("  ·  ")), 15000);
     updateWindowTitle();
     Q_EMIT modelsShown();
+    // A model without metadata: ask how to feed it (once per file), ImageNet prefilled.
+    for (int i = 0; i < int(m_models.size()); ++i)
+        if (m_askInput && !m_models[size_t(i)].hasMetadata && !m_askedInput.contains(m_models[size_t(i)].path)) {
+            m_askedInput.insert(m_models[size_t(i)].path);
+            editInputSettings(i);
+            break; // one dialog at a time; the next model is asked after this one's answer
+        }
 
     // With an image open, the engine re-prepares it for the new models and says so
     // (imageOpened with this request's id); a session or start() may name another.
@@ -941,6 +954,31 @@ void MainWindow::openSession(const QString& path) {
         statusBar()->showMessage(tr("%1: device %2 is not available here; using %3").arg(path, s->device, m_device), 15000);
     }
     openModels(s->models);
+}
+
+void MainWindow::editInputSettings(int index) {
+    if (index < 0 || index >= int(m_models.size()))
+        return;
+    auto* dialog = new InputSettingsDialog(m_models[size_t(index)], this);
+    dialog->setAttribute(Qt::WA_DeleteOnClose);
+    connect(dialog, &QDialog::accepted, this, [this, dialog] {
+        m_modelsRequest = m_engine->nextId();
+        m_requestedModels = m_modelPaths;
+        setBusy(true, tr("Applying the input settings"));
+        QMetaObject::invokeMethod(m_engine.get(), "setInputSettings", Qt::QueuedConnection,
+                                  Q_ARG(uint64_t, m_modelsRequest), Q_ARG(QString, dialog->modelPath()),
+                                  Q_ARG(deformscope::ui::InputSettings, dialog->settings()));
+    });
+    connect(dialog, &QDialog::rejected, this, [this] {
+        // Keep the defaults; ask for the next model without metadata, if any.
+        for (int i = 0; i < int(m_models.size()); ++i)
+            if (!m_models[size_t(i)].hasMetadata && !m_askedInput.contains(m_models[size_t(i)].path)) {
+                m_askedInput.insert(m_models[size_t(i)].path);
+                editInputSettings(i);
+                return;
+            }
+    });
+    dialog->open();
 }
 
 void MainWindow::start(const QStringList& models, const QString& image, std::optional<QPointF> imagePixel,

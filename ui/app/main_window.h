@@ -16,6 +16,7 @@
 
 #include <QMainWindow>
 #include <QPointer>
+#include <QSet>
 
 #include <memory>
 #include <optional>
@@ -64,6 +65,11 @@ public:
     // Exports the current result's figures (PNG, SVG, PDF) and data into `directory`.
     void exportTo(const QString& directory, bool figures = true, bool data = true);
     void cancelAnalysis();
+    // Asks how to feed a model (mean, std, colour order, input size); non-blocking.
+    void editInputSettings(int model);
+    // Whether opening a model without metadata asks for its input settings (off
+    // without a display: the defaults are used and the model's notes say so).
+    void setAskForInputSettings(bool ask) { m_askInput = ask; }
 
     // State, for the status bar, sessions and tests.
     Session session() const;
@@ -145,7 +151,9 @@ private:
     AnalysisSettings m_analysis;
     std::optional<Session> m_pendingSession; // restored in steps as the engine answers
     std::optional<QPointF> m_pendingPixel;
-    bool m_restoring = false;   // start(): the node to select once the image is loaded
+    bool m_restoring = false;
+    QSet<QString> m_askedInput;
+    bool m_askInput = true;              // models whose input settings were asked for   // start(): the node to select once the image is loaded
 
     // Requests in flight.
     uint64_t m_modelsRequest = 0, m_imageRequest = 0, m_analysisRequest = 0, m_exportRequest = 0, m_erfRequest = 0;
@@ -206,6 +214,7 @@ private:
     QAction* m_clearObjectAction = nullptr;
     QAction* m_cancelAction = nullptr;
     QAction* m_fitAction = nullptr;
+    QAction* m_inputSettingsAction = nullptr;
 };
 
 } // namespace deformscope::ui

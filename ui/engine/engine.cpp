@@ -144,6 +144,15 @@ ModelInfo modelInfo(const model::LoadedModel& m, const model::LayerGraph& g, con
         info.notes << qs(n);
     for (const model::Layer& l : g.layers())
         info.layers.push_back(layerInfo(l));
+    const model::ModelMetadata& md = m.metadata();
+    info.hasMetadata = md.fromFile;
+    for (int c = 0; c < 3; ++c) {
+        info.mean[c] = md.mean[size_t(c)];
+        info.std[c] = md.std[size_t(c)];
+    }
+    info.bgr = md.colorOrder == "BGR";
+    info.metadataInputH = md.inputSize ? int((*md.inputSize)[0]) : 0;
+    info.metadataInputW = md.inputSize ? int((*md.inputSize)[1]) : 0;
     return info;
 }
 
@@ -394,6 +403,53 @@ struct Engine::Impl {
             if (gridChanged)
                 Q_EMIT q->modelsOpened(id, infos()); // the layer lists for the new grid
             emitImage(id);
+        });
+    }
+
+    void setInputSettings(uint64_t id, const QString& modelPath, const InputSettings& in) {
+        std::string context = ss(modelPath);
+        guarded(id, context, [&] {
+            OpenModel* om = nullptr;
+            for (OpenModel& m : models)
+                if (qs(m.model.path()) == modelPath)
+                    om = &m;
+            if (!om)
+                throw report::UsageError("is not an open model");
+            for (int c = 0; c < 3; ++c)
+                if (!(in.std[c] > 0) || !std::isfinite(in.mean[c]) || !std::isfinite(in.std[c]))
+                    throw report::UsageError("input settings: every std must be a positive number");
+            if ((in.inputH > 0) != (in.inputW > 0) || in.inputH < 0 || in.inputW < 0)
+                throw report::UsageError("input settings: give both sides of the input size, or neither");
+            const model::ModelMetadata before = om->model.metadata();
+            model::ModelMetadata md = before;
+            for (int c = 0; c < 3; ++c) {
+                md.mean[size_t(c)] = in.mean[c];
+                md.std[size_t(c)] = in.std[c];
+            }
+            md.colorOrder = in.bgr ? "BGR" : "RGB";
+            md.inputSize = in.inputH > 0 ? std::optional<std::array<int64_t, 2>>(std::array<int64_t, 2>{in.inputH, in.inputW})
+                                         : std::nullopt;
+            om->model.setMetadata(md);
+            if (!imagePath.empty()) {
+                bool ok = false;
+                guarded(id, context, [&] {
+                    std::vector<OpenModel> ms = models;
+                    const std::array<int64_t, 2> g = gridFor(ms, originalSize);
+                    prepare(ms, imagePath, g, context);
+                    models = std::move(ms);
+                    grid = g;
+                    ok = true;
+                });
+                if (!ok) { // keep what worked before
+                    om->model.setMetadata(before);
+                    return;
+                }
+                Q_EMIT q->modelsOpened(id, infos());
+                emitImage(id);
+            } else {
+                om->info = modelInfo(om->model, model::layerGraph(om->model, gridFor(models, std::nullopt)), om->name);
+                Q_EMIT q->modelsOpened(id, infos());
+            }
         });
     }
 
@@ -758,6 +814,7 @@ void registerMetaTypes() {
     qRegisterMetaType<deformscope::ui::AnalysisRequest>("deformscope::ui::AnalysisRequest");
     qRegisterMetaType<deformscope::ui::ExportRequest>("deformscope::ui::ExportRequest");
     qRegisterMetaType<deformscope::ui::ErfAverageRequest>("deformscope::ui::ErfAverageRequest");
+    qRegisterMetaType<deformscope::ui::InputSettings>("deformscope::ui::InputSettings");
     qRegisterMetaType<std::vector<deformscope::ui::ModelInfo>>("std::vector<deformscope::ui::ModelInfo>");
     qRegisterMetaType<deformscope::ui::ClickViewPtr>("deformscope::ui::ClickViewPtr");
 }
@@ -822,6 +879,10 @@ void Engine::exportResults(const ExportRequest& request) {
 
 void Engine::averageErf(const ErfAverageRequest& request) {
     d->enqueue({false, [this, request] { d->averageErf(request); }});
+}
+
+void Engine::setInputSettings(uint64_t id, const QString& modelPath, const InputSettings& settings) {
+    d->enqueue({false, [this, id, modelPath, settings] { d->setInputSettings(id, modelPath, settings); }});
 }
 
 } // namespace deformscope::ui

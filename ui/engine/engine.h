@@ -68,6 +68,14 @@ struct ErfAverageRequest {
     QString outDirectory;       // where the map and metrics are written (the CLI's erf-average layout)
 };
 
+// How to feed a model whose file carries no metadata (the input-settings dialog).
+struct InputSettings {
+    double mean[3] = {0.485, 0.456, 0.406}; // RGB order, applied to [0, 1] values
+    double std[3] = {0.229, 0.224, 0.225};
+    bool bgr = false;
+    int inputH = 0, inputW = 0;             // resize images to this; 0: the image's own size
+};
+
 class Engine : public QObject {
     Q_OBJECT
 public:
@@ -93,6 +101,9 @@ public Q_SLOTS:
     // Writes the last delivered click's figures and data. Emits exported or failed.
     void exportResults(const deformscope::ui::ExportRequest& request);
     void averageErf(const deformscope::ui::ErfAverageRequest& request);
+    // Sets how the open model `modelPath` is fed, then re-prepares the open image
+    // for it (modelsOpened and imageOpened with `id`), or lists the models again.
+    void setInputSettings(uint64_t id, const QString& modelPath, const deformscope::ui::InputSettings& settings);
 
 Q_SIGNALS:
     void modelsOpened(uint64_t id, const std::vector<deformscope::ui::ModelInfo>& models);
@@ -118,4 +129,5 @@ private:
 Q_DECLARE_METATYPE(deformscope::ui::AnalysisRequest)
 Q_DECLARE_METATYPE(deformscope::ui::ExportRequest)
 Q_DECLARE_METATYPE(deformscope::ui::ErfAverageRequest)
+Q_DECLARE_METATYPE(deformscope::ui::InputSettings)
 Q_DECLARE_METATYPE(std::vector<deformscope::ui::ModelInfo>)

@@ -47,6 +47,11 @@ struct ModelInfo {
     QStringList classNames;
     QStringList notes;       // e.g. "no metadata: ImageNet mean/std assumed"
     std::vector<LayerInfo> layers;
+    bool hasMetadata = false;     // the file carries deformscope.json (else defaults or the user's input settings)
+    double mean[3] = {0.485, 0.456, 0.406}; // the normalisation in use (RGB order)
+    double std[3] = {0.229, 0.224, 0.225};
+    bool bgr = false;
+    int metadataInputH = 0, metadataInputW = 0; // the size images are resized to; 0: the image's own
 };
 
 // One sampling tap of the chosen (deformable) layer at one feature position,

@@ -2,6 +2,7 @@
 // layer list, a click gives the right node with its overlays drawn, rapid clicks
 // deliver only the last result, Cancel stops a saliency search, export writes
 // what the CLI writes, a bad model leaves the window usable, sessions round-trip.
+#include "ui/app/input_settings_dialog.h"
 #include "ui/app/main_window.h"
 #include "ui/canvas/canvas.h"
 #include "ui/canvas/comparison_view.h"
@@ -282,6 +283,43 @@ private Q_SLOTS:
         QVERIFY(waitFor(error2));
         QVERIFY(w->errorText().contains(QStringLiteral("missing.png")));
         QVERIFY(!w->result() || w->result()->columns.size() == 3);
+    }
+
+    void aModelWithoutMetadataAsksForItsInputSettings() {
+        MainWindow w(m_settings.get());
+        AnalysisSettings a = w.analysisSettings();
+        a.saliency = false;
+        w.setAnalysisSettings(a);
+        w.show();
+        const QString model = QStringLiteral(DEFORMSCOPE_MODEL_FIXTURE_DIR) + QStringLiteral("/no_metadata.pt");
+        QSignalSpy image(&w, &MainWindow::imageShown);
+        w.start({model}, sampleImage(), QPointF(40, 40));
+        QVERIFY(waitFor(image));
+        QVERIFY(!w.models()[0].hasMetadata);
+        auto* dialog = w.findChild<InputSettingsDialog*>();
+        QVERIFY2(dialog, "no input-settings dialog for a model without metadata");
+        // ImageNet prefilled; the user asks for a 64 × 64 input and BGR.
+        QCOMPARE(dialog->settings().mean[0], 0.485);
+        QCOMPARE(dialog->settings().std[2], 0.225);
+        InputSettings s = dialog->settings();
+        s.inputH = 64;
+        s.inputW = 64;
+        s.bgr = true;
+        dialog->setSettings(s);
+        dialog->accept();
+        // The click is analysed again on the new 64 × 64 grid.
+        QElapsedTimer t;
+        t.start();
+        while (!(w.result() && w.result()->image.width() == 64) && t.elapsed() < 60000)
+            QTest::qWait(50);
+        QVERIFY(w.result());
+        QCOMPARE(w.models()[0].inputH, 64);
+        QCOMPARE(w.models()[0].metadataInputH, 64);
+        QVERIFY(w.models()[0].bgr);
+        QCOMPARE(w.result()->image.width(), 64);
+        // It is asked once per file: reopening does not ask again.
+        QTest::qWait(100);
+        QVERIFY(!w.findChild<InputSettingsDialog*>());
     }
 
     void aSessionSavesAndRestoresUnchanged() {
