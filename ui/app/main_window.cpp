@@ -815,6 +815,9 @@ void MainWindow::exportTo(const QString& directory, bool figures, bool data) {
     r.directory = directory;
     r.figures = figures;
     r.data = data;
+    // The single view exports its model alone (the `analyze` layout); the comparison, every column.
+    if (m_views->currentWidget() == m_canvas && m_currentModel < int(m_result->columns.size()))
+        r.models = QStringList{m_result->columns[size_t(m_currentModel)].model};
     m_settings->setLastDirectory(directory);
     statusBar()->showMessage(tr("Exporting to %1…").arg(directory));
     QMetaObject::invokeMethod(m_engine.get(), "exportResults", Qt::QueuedConnection, Q_ARG(deformscope::ui::ExportRequest, r));

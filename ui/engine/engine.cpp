@@ -727,7 +727,11 @@ struct Engine::Impl {
             s.out = dir;
             std::vector<const report::Run*> runs;
             for (const report::Run& r : lastRuns)
-                runs.push_back(&r);
+                if (rq.models.isEmpty() || rq.models.contains(qs(r.name)))
+                    runs.push_back(&r);
+            if (runs.empty())
+                throw report::UsageError("none of the models to export (" + ss(rq.models.join(QStringLiteral(", "))) +
+                                         ") is in the last click");
             QStringList files;
             const QDir out(rq.directory);
             auto dataFiles = [&](const common::Json& doc) {

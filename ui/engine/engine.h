@@ -57,6 +57,7 @@ struct ExportRequest {
     QString directory;
     bool figures = true;        // PNG, SVG and PDF
     bool data = true;           // JSON, NPY, CSV
+    QStringList models;         // the columns (ModelInfo::name) to export; empty: all (the comparison)
 };
 
 struct ErfAverageRequest {

@@ -230,6 +230,17 @@ private Q_SLOTS:
         for (const char* f : {"compare.png", "compare.svg", "compare.pdf", "compare.json"})
             QVERIFY2(QFile::exists(dir + QLatin1Char('/') + QLatin1String(f)), f);
         QVERIFY(QImage(dir + QStringLiteral("/compare.png")).width() > 100);
+        // The single view exports its model alone, as `analyze` lays it out.
+        w->setComparison(false);
+        QSignalSpy exportedOne(w.get(), &MainWindow::exportFinished);
+        const QString one = m_dir.filePath(QStringLiteral("export-one"));
+        w->exportTo(one);
+        QVERIFY(waitFor(exportedOne));
+        for (const char* f : {"analysis.png", "analysis.svg", "analysis.pdf", "result.json", "erf.npy", "sampling.csv"})
+            QVERIFY2(QFile::exists(one + QLatin1Char('/') + QLatin1String(f)), f);
+        QCOMPARE(readJson(one + QStringLiteral("/result.json")).value(QStringLiteral("model_name")).toString(),
+                 QStringLiteral("regular"));
+        w->setComparison(true);
         QFile svg(dir + QStringLiteral("/compare.svg"));
         QVERIFY(svg.open(QIODevice::ReadOnly));
         QVERIFY(svg.readAll().contains("<svg"));
