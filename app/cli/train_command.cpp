@@ -31,7 +31,7 @@ namespace fs = std::filesystem;
 using samples::Variant;
 
 constexpr const char* kUsage =
-    "usage: deformscope-cli train-samples --out DIR [--variants regular,dcn_v1,dcn_v2] [--steps N] [--batch B]\n"
+    "usage: deformscope-cli train-samples --out DIR [--variants regular,dcn_v1,dcn_v2,dk] [--steps N] [--batch B]\n"
     "                                     [--size S] [--seed S] [--images N] [--eval-images N] [--lr LR]\n"
     "                                     [--offset-lr-scale X]\n";
 
@@ -120,14 +120,21 @@ constexpr int64_t kSpreadImages = 64; // held-out images for the sampling-spread
 
 Json spreadJson(const std::vector<samples::SamplingSpread>& spread) {
     Json blocks = Json::array();
-    for (const auto& s : spread)
-        blocks.push_back(Json::object({{"block", Json(s.block)},
-                                       {"background_px", rounded(s.background, 2)},
-                                       {"small_px", rounded(s.small, 2)},
-                                       {"medium_px", rounded(s.medium, 2)},
-                                       {"large_px", rounded(s.large, 2)},
-                                       {"mean_mask", rounded(s.meanMask, 3)},
-                                       {"mean_abs_offset_px", rounded(s.meanAbsOffset, 2)}}));
+    for (const auto& s : spread) {
+        Json block = Json::object({{"block", Json(s.block)},
+                                   {"background_px", rounded(s.background, 2)},
+                                   {"small_px", rounded(s.small, 2)},
+                                   {"medium_px", rounded(s.medium, 2)},
+                                   {"large_px", rounded(s.large, 2)},
+                                   {"mean_mask", rounded(s.meanMask, 3)},
+                                   {"mean_abs_offset_px", rounded(s.meanAbsOffset, 2)}});
+        if (s.deformableKernel) { // where a DK block's taps read its scope kernel, in scope cells
+            block["kernel_reach_cells"] = Json::array({rounded(s.kernelBackground, 3), rounded(s.kernelSmall, 3),
+                                                       rounded(s.kernelMedium, 3), rounded(s.kernelLarge, 3)});
+            block["mean_abs_kernel_offset_cells"] = rounded(s.meanAbsKernelOffset, 3);
+        }
+        blocks.push_back(block);
+    }
     return blocks;
 }
 
@@ -136,7 +143,7 @@ Json spreadJson(const std::vector<samples::SamplingSpread>& spread) {
 int runTrainSamples(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
     samples::TrainConfig config; // defaults: the shipped models' settings
     std::string outDir;
-    std::vector<Variant> variants = {Variant::Regular, Variant::DCNv1, Variant::DCNv2};
+    std::vector<Variant> variants(samples::kAllVariants.begin(), samples::kAllVariants.end());
     int64_t images = 12;
     auto bad = [&](const std::string& message) {
         err << "deformscope-cli train-samples: " << message << "\n" << kUsage;
@@ -261,7 +268,13 @@ int runTrainSamples(const std::vector<std::string>& args, std::ostream& out, std
         for (const auto& s : spread)
             out << "    " << s.block << ": " << fixed(s.background, 2) << " / " << fixed(s.small, 2) << " / "
                 << fixed(s.medium, 2) << " / " << fixed(s.large, 2) << "   mean |offset| " << fixed(s.meanAbsOffset, 2)
-                << " px, mean mask " << fixed(s.meanMask, 3) << "\n";
+                << " px, mean mask " << fixed(s.meanMask, 3)
+                << (s.deformableKernel ? "; kernel reach " + fixed(s.kernelBackground, 3) + " / " +
+                                             fixed(s.kernelSmall, 3) + " / " + fixed(s.kernelMedium, 3) + " / " +
+                                             fixed(s.kernelLarge, 3) + " cells, mean |kernel offset| " +
+                                             fixed(s.meanAbsKernelOffset, 3) + " cells"
+                                       : std::string())
+                << "\n";
         out << std::flush;
         results.push_back({variant, std::move(report), std::move(spread), file});
     }

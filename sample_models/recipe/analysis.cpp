@@ -16,9 +16,20 @@ std::vector<SamplingSpread> samplingSpread(const torch::jit::Module& model, int6
     const char* names[] = {"block1", "block2", "block3"};
     std::vector<SamplingSpread> result(3);
     std::vector<std::array<double, 4>> sums(3, {0, 0, 0, 0});
-    std::vector<double> maskSums(3, 0), offsetSums(3, 0);
-    std::vector<int64_t> maskCounts(3, 0), offsetCounts(3, 0);
+    std::vector<std::array<double, 4>> kernelSums(3, {0, 0, 0, 0});
+    std::vector<double> maskSums(3, 0), offsetSums(3, 0), kernelOffsetSums(3, 0);
+    std::vector<int64_t> maskCounts(3, 0), offsetCounts(3, 0), kernelOffsetCounts(3, 0);
     const double scale = static_cast<double>(size) / 128.0;
+    // Deformable Kernels blocks: offsetConvOutputs gives their kernel-space offsets.
+    std::vector<bool> dk(3, false);
+    for (size_t b = 0; b < 3; ++b) {
+        dk[b] = model.attr(names[b]).toModule().hasattr("kernel_offset");
+        result[b].deformableKernel = dk[b];
+    }
+    // Grid position of tap k = (i, j): (i - 1, j - 1), relative to the centre (of
+    // the 3×3 image grid, and of the scope kernel for DK).
+    const at::Tensor grid = at::tensor({-1.f, -1.f, -1.f, 0.f, -1.f, 1.f, 0.f, -1.f, 0.f, 0.f, 0.f, 1.f,
+                                        1.f, -1.f, 1.f, 0.f, 1.f, 1.f}).view({9, 2, 1, 1});
 
     for (int64_t i = 0; i < images; ++i) {
         const SyntheticSample s = generateSample(kHeldOutSeedBase + static_cast<uint64_t>(i), size);
@@ -33,14 +44,21 @@ std::vector<SamplingSpread> samplingSpread(const torch::jit::Module& model, int6
         const auto inst = centres.accessor<int64_t, 2>();
         for (size_t b = 0; b < 3; ++b) {
             const at::Tensor out = outputs[b][0];                          // [C, h, w]
-            const at::Tensor offsets = out.slice(0, 0, 18).view({9, 2, h, w});
+            // DK samples the image on the grid: zero image offsets.
+            const at::Tensor offsets = dk[b] ? at::zeros({9, 2, h, w}) : out.slice(0, 0, 18).view({9, 2, h, w});
             at::Tensor mask = out.size(0) == 27 ? at::sigmoid(out.slice(0, 18, 27)) : at::ones({9, h, w});
-            // Grid position of tap k = (i, j): (i - 1, j - 1).
-            const at::Tensor grid = at::tensor({-1.f, -1.f, -1.f, 0.f, -1.f, 1.f, 0.f, -1.f, 0.f, 0.f, 0.f, 1.f,
-                                                1.f, -1.f, 1.f, 0.f, 1.f, 1.f}).view({9, 2, 1, 1});
             const at::Tensor distance = (offsets + grid).pow(2).sum(1).sqrt() * stride; // [9, h, w] image px
             const at::Tensor spread = ((distance * mask).sum(0) / mask.sum(0)).contiguous();
             const auto sp = spread.accessor<float, 2>();
+            // DK: mean distance of the resampled taps from the scope's centre, in scope cells.
+            at::Tensor reach = at::zeros({h, w});
+            if (dk[b]) {
+                const at::Tensor kernelOffsets = out.slice(0, 0, 18).view({9, 2, h, w});
+                reach = (kernelOffsets + grid).pow(2).sum(1).sqrt().mean(0).contiguous();
+                kernelOffsetSums[b] += kernelOffsets.abs().sum().item<double>();
+                kernelOffsetCounts[b] += kernelOffsets.numel();
+            }
+            const auto re = reach.accessor<float, 2>();
             for (int64_t fy = 0; fy < h; ++fy)
                 for (int64_t fx = 0; fx < w; ++fx) {
                     const int64_t k = inst[fy][fx];
@@ -50,6 +68,7 @@ std::vector<SamplingSpread> samplingSpread(const torch::jit::Module& model, int6
                         bucket = objectSize < kSmallObjectBelow ? 1 : objectSize < kLargeObjectFrom ? 2 : 3;
                     }
                     sums[b][bucket] += sp[fy][fx];
+                    kernelSums[b][bucket] += re[fy][fx];
                     (bucket == 0   ? result[b].positionsBackground
                      : bucket == 1 ? result[b].positionsSmall
                      : bucket == 2 ? result[b].positionsMedium
@@ -71,6 +90,13 @@ std::vector<SamplingSpread> samplingSpread(const torch::jit::Module& model, int6
         r.large = mean(sums[b][3], r.positionsLarge);
         r.meanMask = mean(maskSums[b], maskCounts[b]);
         r.meanAbsOffset = mean(offsetSums[b], offsetCounts[b]);
+        if (dk[b]) {
+            r.kernelBackground = mean(kernelSums[b][0], r.positionsBackground);
+            r.kernelSmall = mean(kernelSums[b][1], r.positionsSmall);
+            r.kernelMedium = mean(kernelSums[b][2], r.positionsMedium);
+            r.kernelLarge = mean(kernelSums[b][3], r.positionsLarge);
+            r.meanAbsKernelOffset = mean(kernelOffsetSums[b], kernelOffsetCounts[b]);
+        }
     }
     return result;
 }

@@ -26,6 +26,12 @@ std::string description(Variant v) {
         return "DeformScope sample: small fully-convolutional segmentation net (discs, squares, triangles of "
                "8-96 px on textured backgrounds); block1-3 are DCNv2 modulated deformable 3x3 convs "
                "(torchvision::deform_conv2d; conv 'offset' gives 18 offsets + 9 mask logits, mask = sigmoid)";
+    case Variant::DK:
+        return "DeformScope sample: small fully-convolutional segmentation net (discs, squares, triangles of "
+               "8-96 px on textured backgrounds); block1-3 are depthwise-separable Deformable Kernels blocks: "
+               "a depthwise 3x3 deformscope::deform_kernel2d resampling each position's kernel from a 5x5 scope "
+               "'weight' at kernel offsets from the conv 'kernel_offset' (local mode, no image offsets), then "
+               "the 1x1 conv 'pointwise' and ReLU";
     }
     return {};
 }

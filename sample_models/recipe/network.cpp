@@ -92,6 +92,37 @@ def forward(self, x):
     return m;
 }
 
+// A depthwise-separable Deformable Kernels block: a depthwise 3×3 deform_kernel2d
+// (stride 1, padding 1) whose kernel is resampled per output position from the
+// 5×5 scope kernel `weight` at the kernel offsets of the conv `kernel_offset`
+// (64→18, zero at the start: every tap reads the centre 3×3 of the scope), then
+// the 1×1 conv `pointwise` (64→64) and a ReLU. DK is a depthwise operator, so the
+// pointwise conv does the channel mixing a full 3×3 conv would do; as in Xception
+// there is no nonlinearity between the two, so the pair is one factorised 3×3 layer.
+Module deformableKernelBlock(const std::shared_ptr<torch::jit::CompilationUnit>& cu, int64_t channels,
+                             uint64_t seed) {
+    Module m = newModule(cu, "DeformKernel2dSeparable");
+    // Scope kernel: Kaiming normal with fan-in 9 (the taps of every resampled kernel)
+    // and gain 1 (no ReLU follows it), over the whole scope, so a tap that moves into
+    // the outer ring reads weights of the same scale as the centre's.
+    at::Tensor w = at::empty({channels, 1, kDkScope, kDkScope}, at::kFloat);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+    w.normal_(0.0, 1.0 / 3.0, gen);
+    addParameter(m, "weight", w);
+    addParameter(m, "bias", at::zeros({channels}, at::kFloat));
+    m.register_module("kernel_offset", convLayer(cu, channels, 18, 3, 1, /*relu=*/false, /*zero=*/true, 0));
+    m.register_module("pointwise",
+                      convLayer(cu, channels, channels, 1, 1, /*relu=*/true, /*zero=*/false, mixSeed(seed, 1)));
+    model::defineScript(m, R"(
+def forward(self, x):
+    koff = self.kernel_offset.forward(x)
+    empty_offset = torch.zeros([0], dtype=x.dtype, device=x.device)
+    y = torch.ops.deformscope.deform_kernel2d(x, self.weight, koff, empty_offset, self.bias, 1, 1, 1, 1, 1, 1, 3, 3, False)
+    return self.pointwise.forward(y)
+)");
+    return m;
+}
+
 } // namespace
 
 std::string variantName(Variant v) {
@@ -102,15 +133,17 @@ std::string variantName(Variant v) {
         return "dcn_v1";
     case Variant::DCNv2:
         return "dcn_v2";
+    case Variant::DK:
+        return "dk";
     }
     throw std::invalid_argument("variantName: unknown variant");
 }
 
 Variant variantFromName(const std::string& name) {
-    for (Variant v : {Variant::Regular, Variant::DCNv1, Variant::DCNv2})
+    for (Variant v : kAllVariants)
         if (variantName(v) == name)
             return v;
-    throw std::invalid_argument("unknown variant '" + name + "' (known: regular, dcn_v1, dcn_v2)");
+    throw std::invalid_argument("unknown variant '" + name + "' (known: regular, dcn_v1, dcn_v2, dk)");
 }
 
 at::Tensor normalizeImage(const at::Tensor& image) {
@@ -122,7 +155,8 @@ at::Tensor normalizeImage(const at::Tensor& image) {
 }
 
 bool isOffsetParameter(const std::string& qualifiedName) {
-    return qualifiedName.find(".offset.") != std::string::npos;
+    return qualifiedName.find(".offset.") != std::string::npos ||
+           qualifiedName.find(".kernel_offset.") != std::string::npos;
 }
 
 std::vector<at::Tensor> offsetConvOutputs(const torch::jit::Module& model, const at::Tensor& input) {
@@ -133,13 +167,16 @@ std::vector<at::Tensor> offsetConvOutputs(const torch::jit::Module& model, const
         Module layer = model.attr(name).toModule();
         if (layer.hasattr("offset"))
             result.push_back(layer.attr("offset").toModule().forward({x}).toTensor());
+        else if (layer.hasattr("kernel_offset"))
+            result.push_back(layer.attr("kernel_offset").toModule().forward({x}).toTensor());
         x = layer.forward({x}).toTensor();
     }
     return result;
 }
 
 torch::jit::Module buildModel(Variant variant, uint64_t seed) {
-    ops::registerOperators(); // the deformable blocks' source names torchvision::deform_conv2d
+    // The deformable blocks' source names torchvision::deform_conv2d or deformscope::deform_kernel2d.
+    ops::registerOperators();
     auto cu = std::make_shared<torch::jit::CompilationUnit>();
     Module net = newModule(cu, "SegNet");
     struct Layer {
@@ -153,9 +190,18 @@ torch::jit::Module buildModel(Variant variant, uint64_t seed) {
         net.register_module(l.name, convLayer(cu, l.in, l.out, 3, l.stride, true, false, mixSeed(seed, index++)));
     for (const char* name : {"block1", "block2", "block3"}) {
         const uint64_t s = mixSeed(seed, index++);
-        net.register_module(name, variant == Variant::Regular
-                                      ? convLayer(cu, 64, 64, 3, 1, true, false, s)
-                                      : deformableBlock(cu, 64, variant == Variant::DCNv2, s));
+        switch (variant) {
+        case Variant::Regular:
+            net.register_module(name, convLayer(cu, 64, 64, 3, 1, true, false, s));
+            break;
+        case Variant::DCNv1:
+        case Variant::DCNv2:
+            net.register_module(name, deformableBlock(cu, 64, variant == Variant::DCNv2, s));
+            break;
+        case Variant::DK:
+            net.register_module(name, deformableKernelBlock(cu, 64, s));
+            break;
+        }
     }
     net.register_module("head", convLayer(cu, 64, 4, 1, 1, /*relu=*/false, false, mixSeed(seed, index++)));
     model::defineScript(net, R"(

@@ -61,6 +61,18 @@ Variant variantOf(const QString& name) {
     return samples::variantFromName(name.toStdString());
 }
 
+// One data row per variant: regular, dcn_v1, dcn_v2, dk.
+void allVariants() {
+    QTest::addColumn<QString>("variant");
+    for (Variant v : samples::kAllVariants) {
+        const std::string name = samples::variantName(v);
+        QTest::newRow(name.c_str()) << QString::fromStdString(name);
+    }
+}
+
+// (4 + 4√2) / 9: the mean distance of a 3×3 grid's taps from its centre, in grid steps.
+const double kGridSpread = (4.0 + 4.0 * std::sqrt(2.0)) / 9.0;
+
 } // namespace
 
 class TestSampleModels : public QObject {
@@ -149,12 +161,7 @@ private Q_SLOTS:
 
     // ---- network -----------------------------------------------------------
 
-    void modelRunsAndGradientsReachOffsets_data() {
-        QTest::addColumn<QString>("variant");
-        QTest::newRow("regular") << "regular";
-        QTest::newRow("dcn_v1") << "dcn_v1";
-        QTest::newRow("dcn_v2") << "dcn_v2";
-    }
+    void modelRunsAndGradientsReachOffsets_data() { allVariants(); }
     void modelRunsAndGradientsReachOffsets() {
         QFETCH(QString, variant);
         const Variant v = variantOf(variant);
@@ -168,6 +175,22 @@ private Q_SLOTS:
                                                      "block2", "block3", "head"}));
         for (const char* block : {"block1", "block2", "block3"}) {
             const torch::jit::Module b = module(model, block);
+            QCOMPARE(b.hasattr("kernel_offset"), v == Variant::DK);
+            QCOMPARE(b.hasattr("pointwise"), v == Variant::DK);
+            if (v == Variant::DK) {
+                // Depthwise-separable: the 5x5 scope kernel, zero kernel offsets, a 1x1 conv 64->64.
+                QCOMPARE(b.attr("weight").toTensor().sizes().vec(), (std::vector<int64_t>{64, 1, 5, 5}));
+                QCOMPARE(b.attr("bias").toTensor().sizes().vec(), (std::vector<int64_t>{64}));
+                const at::Tensor ko = module(b, "kernel_offset").attr("weight").toTensor();
+                QCOMPARE(ko.sizes().vec(), (std::vector<int64_t>{18, 64, 3, 3}));
+                QVERIFY(at::equal(ko, at::zeros_like(ko)));
+                QCOMPARE(module(b, "pointwise").attr("weight").toTensor().sizes().vec(),
+                         (std::vector<int64_t>{64, 64, 1, 1}));
+                // The scope kernel is Kaiming normal for fan-in 9, gain 1, over the whole scope.
+                const double stdev = b.attr("weight").toTensor().std().item<double>();
+                QVERIFY2(std::abs(stdev - 1.0 / 3.0) < 0.03, qPrintable(QString("scope std %1").arg(stdev)));
+                continue;
+            }
             QCOMPARE(b.attr("weight").toTensor().sizes().vec(), (std::vector<int64_t>{64, 64, 3, 3}));
             QCOMPARE(b.hasattr("offset"), v != Variant::Regular);
             if (v != Variant::Regular) {
@@ -179,8 +202,9 @@ private Q_SLOTS:
         // The same seed gives the same shared weights in every variant.
         torch::jit::Module regular = samples::buildModel(Variant::Regular, 7);
         for (const char* name : {"stem", "down3", "block2", "head"})
-            QVERIFY(at::equal(module(model, name).attr("weight").toTensor(),
-                              module(regular, name).attr("weight").toTensor()));
+            if (v != Variant::DK || std::string(name) != "block2") // DK's blocks have their own shapes
+                QVERIFY(at::equal(module(model, name).attr("weight").toTensor(),
+                                  module(regular, name).attr("weight").toTensor()));
 
         const at::Tensor x = at::randn({2, 3, 128, 128});
         const at::Tensor y = model.forward({x}).toTensor();
@@ -189,6 +213,19 @@ private Q_SLOTS:
         // net, with block outputs halved for DCNv2.
         if (v == Variant::DCNv1)
             QVERIFY(at::allclose(y, regular.forward({x}).toTensor(), 1e-4, 1e-4));
+        // With zero kernel offsets a DK block is a depthwise conv with the scope's centre
+        // 3x3, then the pointwise conv and ReLU.
+        if (v == Variant::DK) {
+            at::NoGradGuard noGrad;
+            torch::jit::Module b = module(model, "block2");
+            const at::Tensor in = at::randn({2, 64, 16, 16});
+            const at::Tensor w = b.attr("weight").toTensor().slice(2, 1, 4).slice(3, 1, 4);
+            const at::Tensor dw = at::conv2d(in, w, b.attr("bias").toTensor(), 1, 1, 1, 64);
+            const torch::jit::Module pw = module(b, "pointwise");
+            const at::Tensor expected =
+                at::relu(at::conv2d(dw, pw.attr("weight").toTensor(), pw.attr("bias").toTensor()));
+            QVERIFY(at::allclose(b.forward({in}).toTensor(), expected, 1e-4, 1e-5));
+        }
 
         (y * at::randn_like(y)).sum().backward();
         for (const auto& p : model.named_parameters()) {
@@ -203,14 +240,19 @@ private Q_SLOTS:
         for (const auto& c : model.named_modules())
             if (c.value.find_method("forward"))
                 code << *c.value.get_method("forward").graph();
-        QCOMPARE(code.str().find("torchvision::deform_conv2d") != std::string::npos, v != Variant::Regular);
+        const bool dcn = v == Variant::DCNv1 || v == Variant::DCNv2;
+        QCOMPARE(code.str().find("torchvision::deform_conv2d") != std::string::npos, dcn);
+        QCOMPARE(code.str().find("deformscope::deform_kernel2d") != std::string::npos, v == Variant::DK);
+        // Offset parameters (reduced learning rate, no weight decay) are exactly the offset convs'.
+        for (const auto& p : model.named_parameters())
+            QCOMPARE(samples::isOffsetParameter(p.name), p.name.find("offset.") != std::string::npos);
     }
 
     void samplingSpreadOfUntrainedBlocksIsTheGrid() {
         // Zero offsets, mask 1 (regular, DCNv1) or a uniform 0.5 (DCNv2): the 3x3 grid at
         // stride 8, whose taps lie 8 * (4 * 1 + 4 * sqrt(2)) / 9 px from the centre on average.
-        const double grid = 8.0 * (4.0 + 4.0 * std::sqrt(2.0)) / 9.0;
-        for (Variant v : {Variant::Regular, Variant::DCNv1, Variant::DCNv2}) {
+        const double grid = 8.0 * kGridSpread;
+        for (Variant v : samples::kAllVariants) {
             const auto spread = samples::samplingSpread(samples::buildModel(v, 5), 3);
             QCOMPARE(spread.size(), size_t(3));
             for (const auto& s : spread) {
@@ -221,32 +263,47 @@ private Q_SLOTS:
                     QVERIFY(d == 0.0 || std::abs(d - grid) < 1e-4);
                 QCOMPARE(s.meanAbsOffset, 0.0);
                 QVERIFY(std::abs(s.meanMask - (v == Variant::DCNv2 ? 0.5 : 1.0)) < 1e-6);
+                // DK: zero kernel offsets, every tap on the scope's centre 3x3.
+                QCOMPARE(s.deformableKernel, v == Variant::DK);
+                QCOMPARE(s.meanAbsKernelOffset, 0.0);
+                if (v == Variant::DK)
+                    for (double d : {s.kernelBackground, s.kernelSmall, s.kernelMedium, s.kernelLarge})
+                        QVERIFY(d == 0.0 || std::abs(d - kGridSpread) < 1e-5);
             }
         }
     }
 
+    void savedModelCarriesMetadata_data() {
+        QTest::addColumn<QString>("variant");
+        QTest::newRow("dcn_v2") << "dcn_v2";
+        QTest::newRow("dk") << "dk";
+    }
     void savedModelCarriesMetadata() {
-        torch::jit::Module model = samples::buildModel(Variant::DCNv2, 3);
+        QFETCH(QString, variant);
+        const Variant v = variantOf(variant);
+        torch::jit::Module model = samples::buildModel(v, 3);
+        if (v == Variant::DK) { // non-zero kernel offsets, so the saved file must reproduce them
+            at::NoGradGuard noGrad;
+            module(module(model, "block3"), "kernel_offset").attr("weight").toTensor().normal_(0.0, 0.05);
+        }
+        model.eval();
         QTemporaryDir dir;
         const std::string path = (dir.path() + "/m.pt").toStdString();
-        samples::saveModel(model, path, samples::modelMetadataJson(Variant::DCNv2));
+        samples::saveModel(model, path, samples::modelMetadataJson(v));
         QVERIFY(!QFile::exists(dir.path() + "/m.pt.tmp"));
         torch::jit::ExtraFilesMap extra{{samples::kMetadataFile, ""}};
         torch::jit::Module loaded = torch::jit::load(path, c10::nullopt, extra);
         const QJsonObject meta = QJsonDocument::fromJson(QByteArray::fromStdString(extra[samples::kMetadataFile])).object();
-        QCOMPARE(meta.value("variant").toString(), QString("dcn_v2"));
+        QCOMPARE(meta.value("variant").toString(), variant);
+        QCOMPARE(meta.value("suggested_layer").toString(), QString("block3"));
+        at::NoGradGuard noGrad;
         const at::Tensor x = at::randn({1, 3, 64, 64});
         QVERIFY(at::allclose(loaded.forward({x}).toTensor(), model.forward({x}).toTensor()));
     }
 
     // ---- training recipe ---------------------------------------------------
 
-    void shortTrainingLowersLoss_data() {
-        QTest::addColumn<QString>("variant");
-        QTest::newRow("regular") << "regular";
-        QTest::newRow("dcn_v1") << "dcn_v1";
-        QTest::newRow("dcn_v2") << "dcn_v2";
-    }
+    void shortTrainingLowersLoss_data() { allVariants(); }
     void shortTrainingLowersLoss() {
         QFETCH(QString, variant);
         torch::jit::Module model = samples::buildModel(variantOf(variant), 1);
@@ -270,7 +327,8 @@ private Q_SLOTS:
         QVERIFY(report.seconds > 0.0);
         // The offsets move away from zero.
         if (variant != "regular") {
-            const at::Tensor w = module(module(model, "block3"), "offset").attr("weight").toTensor();
+            const char* conv = variant == "dk" ? "kernel_offset" : "offset";
+            const at::Tensor w = module(module(model, "block3"), conv).attr("weight").toTensor();
             QVERIFY(w.abs().max().item<double>() > 0.0);
         }
     }
@@ -288,23 +346,36 @@ private Q_SLOTS:
     void cliTrainSamplesTinyRun() {
         QTemporaryDir dir;
         QProcess p;
-        p.start(QStringLiteral(DEFORMSCOPE_CLI), {"train-samples", "--out", dir.path(), "--variants", "dcn_v1",
+        p.start(QStringLiteral(DEFORMSCOPE_CLI), {"train-samples", "--out", dir.path(), "--variants", "dcn_v1,dk",
                                                   "--steps", "4", "--batch", "2", "--size", "32", "--images", "2",
                                                   "--eval-images", "4"});
         QVERIFY(p.waitForFinished(120000));
         const QString out = QString::fromUtf8(p.readAllStandardOutput());
         QVERIFY2(p.exitCode() == 0, qPrintable(out + QString::fromUtf8(p.readAllStandardError())));
         QVERIFY(out.contains("| dcn_v1 |"));
+        QVERIFY(out.contains("| dk |"));
         QVERIFY(QFile::exists(dir.path() + "/dcn_v1.pt"));
+        QVERIFY(QFile::exists(dir.path() + "/dk.pt"));
         const QJsonObject report = readJson(dir.path() + "/training.json");
         QCOMPARE(report.value("settings").toObject().value("steps").toInt(), 4);
-        QCOMPARE(report.value("variants").toArray().size(), 1);
+        const QJsonArray variants = report.value("variants").toArray();
+        QCOMPARE(variants.size(), 2);
+        QCOMPARE(variants[1].toObject().value("variant").toString(), QString("dk"));
+        QCOMPARE(variants[1].toObject().value("file").toString(), QString("dk.pt"));
+        // DK blocks report where their taps read the scope kernel; the DCN blocks do not.
+        const QJsonObject dkBlock = variants[1].toObject().value("sampling_spread").toArray()[2].toObject();
+        QCOMPARE(dkBlock.value("kernel_reach_cells").toArray().size(), 4);
+        QVERIFY(dkBlock.contains("mean_abs_kernel_offset_cells"));
+        QCOMPARE(dkBlock.value("mean_abs_offset_px").toDouble(), 0.0);
+        QVERIFY(!variants[0].toObject().value("sampling_spread").toArray()[2].toObject().contains("kernel_reach_cells"));
         if (samples::canWriteImages()) {
             QVERIFY(QFile::exists(dir.path() + "/images/sample_02.png"));
             QVERIFY(QFile::exists(dir.path() + "/images/sample_02_mask.png"));
         }
-        torch::jit::Module loaded = torch::jit::load((dir.path() + "/dcn_v1.pt").toStdString());
-        QCOMPARE(loaded.forward({at::zeros({1, 3, 32, 32})}).toTensor().size(1), int64_t(4));
+        for (const char* file : {"/dcn_v1.pt", "/dk.pt"}) {
+            torch::jit::Module loaded = torch::jit::load((dir.path() + file).toStdString());
+            QCOMPARE(loaded.forward({at::zeros({1, 3, 32, 32})}).toTensor().size(1), int64_t(4));
+        }
     }
 
     void cliTrainSamplesBadUsage_data() {
@@ -333,12 +404,7 @@ private Q_SLOTS:
 
     // ---- the shipped models --------------------------------------------------
 
-    void shippedModelsLoadAndPerform_data() {
-        QTest::addColumn<QString>("variant");
-        QTest::newRow("regular") << "regular";
-        QTest::newRow("dcn_v1") << "dcn_v1";
-        QTest::newRow("dcn_v2") << "dcn_v2";
-    }
+    void shippedModelsLoadAndPerform_data() { allVariants(); }
     void shippedModelsLoadAndPerform() {
         QFETCH(QString, variant);
         const QString path = kModelsDir + "/" + variant + ".pt";
@@ -364,12 +430,22 @@ private Q_SLOTS:
 
         // Held-out accuracy close to what training.json and MODELS.md report.
         const QJsonObject reported = trainingReport(variant);
+        QCOMPARE(reported.value("file").toString(), variant + ".pt");
         const double reportedAccuracy = reported.value("held_out_pixel_accuracy").toDouble();
         QVERIFY2(reportedAccuracy > 0.5, "training.json reports no accuracy for this variant");
+        // The file's own training record is the one training.json reports, with the shipped recipe.
+        const QJsonObject training = meta.value("training").toObject();
+        QCOMPARE(training.value("held_out_pixel_accuracy").toDouble(), reportedAccuracy);
+        QCOMPARE(training.value("held_out_mean_iou").toDouble(), reported.value("held_out_mean_iou").toDouble());
+        const QJsonObject settings = readJson(kModelsDir + "/training.json").value("settings").toObject();
+        for (const char* key : {"steps", "batch", "seed", "held_out_images"})
+            QCOMPARE(training.value(key).toInt(), settings.value(key).toInt());
         QFile card(kModelsDir + "/MODELS.md");
         QVERIFY(card.open(QIODevice::ReadOnly));
-        QVERIFY2(QString::fromUtf8(card.readAll()).contains(QString::number(reportedAccuracy, 'f', 4)),
+        const QString cardText = QString::fromUtf8(card.readAll());
+        QVERIFY2(cardText.contains(QString::number(reportedAccuracy, 'f', 4)),
                  "MODELS.md does not state the accuracy training.json reports");
+        QVERIFY2(cardText.contains("`" + variant + ".pt`"), "MODELS.md does not list the file");
         const auto measured = samples::evaluate(model, 16);
         QVERIFY2(measured.pixelAccuracy >= reportedAccuracy - 0.05,
                  qPrintable(QString("measured %1, reported %2").arg(measured.pixelAccuracy).arg(reportedAccuracy)));
@@ -389,6 +465,20 @@ private Q_SLOTS:
 #else
         QSKIP("built without core_imaging: the sample image part is not checked");
 #endif
+    }
+
+    void shippedModelSetIsComplete() {
+        // Every variant has its file and its training.json entry, and nothing else is shipped.
+        QStringList expected, reported;
+        for (Variant v : samples::kAllVariants)
+            expected << QString::fromStdString(samples::variantName(v)) + ".pt";
+        for (const QJsonValue& v : readJson(kModelsDir + "/training.json").value("variants").toArray())
+            reported << v.toObject().value("file").toString();
+        QStringList files = QDir(kModelsDir).entryList({"*.pt"}, QDir::Files, QDir::Name);
+        expected.sort();
+        reported.sort();
+        QCOMPARE(files, expected);
+        QCOMPARE(reported, expected);
     }
 
     void shippedSampleImagesMatchGenerator() {
@@ -414,6 +504,7 @@ private Q_SLOTS:
         QTest::addColumn<QString>("variant");
         QTest::newRow("dcn_v1") << "dcn_v1";
         QTest::newRow("dcn_v2") << "dcn_v2";
+        QTest::newRow("dk") << "dk";
     }
     void shippedDeformableLayersLearnedOffsets() {
         QFETCH(QString, variant);
@@ -426,7 +517,7 @@ private Q_SLOTS:
         QCOMPARE(outputs.size(), size_t(3));
         for (size_t i = 0; i < outputs.size(); ++i) {
             const at::Tensor offsets = outputs[i].slice(1, 0, 18);
-            // Mean |Δp| in feature-map pixels (8 image pixels each).
+            // Mean |Δp| in feature-map pixels (8 image pixels each); for DK, mean |Δk| in scope cells.
             const double mean = offsets.abs().mean().item<double>();
             QVERIFY2(mean > 0.05, qPrintable(QString("block%1: mean |offset| %2").arg(i + 1).arg(mean)));
             if (variant == "dcn_v2") {
