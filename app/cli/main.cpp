@@ -35,7 +35,7 @@ commands:
   erf-average --model M --images DIR --out DIR [--layer L] [--node fy,fx] [--limit N] [--batch B]
         the ERF of one node (default: the layer's centre) averaged over a folder of images
         (RepLKNet's protocol): DIR/erf_average.npy, result.json, erf_average.png/.svg/.pdf
-  train-samples --out DIR [--variants regular,dcn_v1,dcn_v2] [--steps N] [--batch B] [--size S] [--seed S]
+  train-samples --out DIR [--variants regular,dcn_v1,dcn_v2,dk] [--steps N] [--batch B] [--size S] [--seed S]
         the sample models' recipe: generate the synthetic data, train each variant on the CPU,
         write DIR/<variant>.pt, DIR/training.json and sample images (sample_models/MODELS.md)
   bench [--device cpu|cuda] [--shapes small,large,tiny] [--ops dcn,dk] [--scope S] [--repeat N] [--fast-backward]
