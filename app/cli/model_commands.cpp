@@ -150,6 +150,9 @@ int runCapture(const std::vector<std::string>& args, std::ostream& out, std::ost
         save("output.npy", t.output);
         save("offset.npy", t.offset);
         save("mask.npy", t.mask);
+        save("kernel_offset.npy", t.kernelOffset); // Deformable Kernels
+        if (layer->kind == model::LayerKind::Dk)
+            save("scope_weight.npy", t.weight);
 
         common::Json info = c.graph.toJson().at("layers").at(static_cast<size_t>(layer->index));
         common::Json doc = common::Json::object();
@@ -176,7 +179,10 @@ int runCapture(const std::vector<std::string>& args, std::ostream& out, std::ost
         for (const std::string& f : written)
             out << ' ' << f;
         out << " capture.json\n";
-        if (!layer->deformable())
+        if (layer->kind == model::LayerKind::Dk)
+            out << "note: " << layer->name << " is a Deformable Kernel layer: kernel_offset.npy holds its kernel-space "
+                << "offsets (same layout as offsets), scope_weight.npy its scope kernel\n";
+        else if (!layer->deformable())
             out << "note: " << layer->name << " is not a deformable layer: it has no offsets or mask\n";
         else if (!layer->use_mask)
             out << "note: " << layer->name << " is DCNv1: it has no mask\n";

@@ -15,10 +15,17 @@ bool spawns(const model::Layer& layer);
 // The spawning layers a trace from layer `start` reaches within `levels` levels.
 std::set<int> tracedLayers(const std::vector<model::Layer>& layers, int start, int levels);
 
+// A Deformable Kernel layer's effective (resampled) kernel at integer output
+// positions (iy[p], ix[p]): W_c(q_k + Δk(p)) as [P, C, K] double, with the
+// operator's centred base positions and bilinear boundary rule.
+at::Tensor dkEffectiveKernel(const model::Layer& layer, const model::LayerTensors& tensors, const at::Tensor& iy,
+                             const at::Tensor& ix);
+
 // ∂r/∂(sampling location) of every tap of `layer` at integer output positions
 // (iy[p], ix[p]), given ∂r/∂output: [P, G, K, 2] (dy, dx) on the layer's device.
 // For a deformable layer this equals ∂r/∂offset; for a regular conv it is the
-// same derivative at zero offsets (torchvision's bilinear coordinate weights).
+// same derivative at zero offsets (torchvision's bilinear coordinate weights);
+// for a Deformable Kernel layer the taps are weighted by its resampled kernel.
 at::Tensor locationGrads(const model::Layer& layer, const model::LayerTensors& tensors, const at::Tensor& gradOutput,
                          const at::Tensor& iy, const at::Tensor& ix);
 

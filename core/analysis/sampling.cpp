@@ -17,7 +17,7 @@ using model::LayerKind;
 using namespace at::indexing;
 
 bool spawns(const Layer& l) {
-    if (l.deformable())
+    if (l.deformable() || l.kind == LayerKind::Dk)
         return true;
     return l.kind == LayerKind::Conv && (l.kernel[0] > 1 || l.kernel[1] > 1);
 }
@@ -101,6 +101,38 @@ std::set<int> tracedLayers(const std::vector<Layer>& layers, int start, int leve
     return result;
 }
 
+at::Tensor dkEffectiveKernel(const Layer& l, const model::LayerTensors& t, const at::Tensor& iy, const at::Tensor& ix) {
+    const at::Tensor w = t.weight.detach().to(at::kDouble);  // [C, 1, Sh, Sw]
+    const int64_t C = w.size(0), Sh = w.size(2), Sw = w.size(3);
+    const int64_t kh = l.kernel[0], kw = l.kernel[1], K = kh * kw;
+    const at::Tensor yi = iy.to(w.device()), xi = ix.to(w.device());
+    const int64_t P = yi.size(0);
+    const auto dopts = w.options();
+    // Kernel offsets at the positions: [P, K, 2] (Δy, Δx); global: the same for every position.
+    at::Tensor koff;
+    if (!t.kernelOffset.defined())
+        koff = at::zeros({P, K, 2}, dopts);
+    else if (l.global_kernel_offsets)
+        koff = t.kernelOffset.detach()[0].to(at::kDouble).reshape({1, K, 2}).expand({P, K, 2});
+    else
+        koff = t.kernelOffset.detach()[0].to(at::kDouble).index({Slice(), yi, xi}).t().reshape({P, K, 2});
+    const at::Tensor baseY = at::arange(kh, dopts).repeat_interleave(kw) + double(Sh - kh) / 2;
+    const at::Tensor baseX = at::arange(kw, dopts).repeat({kh}) + double(Sw - kw) / 2;
+    const at::Tensor qy = baseY.view({1, K}) + koff.select(2, 0), qx = baseX.view({1, K}) + koff.select(2, 1); // [P, K]
+    // Bilinear with the operators' rule: 0 outside (−1, S); corners outside the scope read 0.
+    const at::Tensor y0 = qy.floor(), x0 = qx.floor(), ly = qy - y0, lx = qx - x0;
+    const at::Tensor flat = w.view({C, Sh * Sw});
+    auto corner = [&](const at::Tensor& cy, const at::Tensor& cx) {
+        const at::Tensor valid = ((cy >= 0) & (cy < double(Sh)) & (cx >= 0) & (cx < double(Sw))).to(at::kDouble);
+        const at::Tensor idx = (cy.clamp(0, Sh - 1) * double(Sw) + cx.clamp(0, Sw - 1)).to(at::kLong).reshape({1, P * K});
+        return flat.gather(1, idx.expand({C, P * K})).view({C, P, K}) * valid.unsqueeze(0);
+    };
+    at::Tensor weff = corner(y0, x0) * ((1 - ly) * (1 - lx)).unsqueeze(0) + corner(y0, x0 + 1) * ((1 - ly) * lx).unsqueeze(0) +
+                      corner(y0 + 1, x0) * (ly * (1 - lx)).unsqueeze(0) + corner(y0 + 1, x0 + 1) * (ly * lx).unsqueeze(0);
+    const at::Tensor inside = ((qy > -1) & (qy < double(Sh)) & (qx > -1) & (qx < double(Sw))).to(at::kDouble);
+    return (weff * inside.unsqueeze(0)).permute({1, 0, 2}).contiguous(); // [P, C, K]
+}
+
 at::Tensor locationGrads(const Layer& l, const model::LayerTensors& t, const at::Tensor& gradOutput,
                          const at::Tensor& iy, const at::Tensor& ix) {
     const at::Tensor in = t.input.detach()[0];      // [Cin, H, W]
@@ -115,12 +147,18 @@ at::Tensor locationGrads(const Layer& l, const model::LayerTensors& t, const at:
 
     // v[p, c, k] = Σ_o ∂r/∂out[o, p] · w[o, c, k] (within each conv group).
     const at::Tensor gq = gradOutput.detach()[0].index({Slice(), yi, xi}).t().to(fopts.dtype()); // [P, Cout]
-    const int64_t coutG = cout / groups, cinG = cin / groups;
-    std::vector<at::Tensor> parts;
-    for (int64_t g = 0; g < groups; ++g)
-        parts.push_back(gq.narrow(1, g * coutG, coutG).matmul(w.narrow(0, g * coutG, coutG).reshape({coutG, cinG * K}))
-                            .view({P, cinG, K}));
-    const at::Tensor v = at::cat(parts, 1).view({P, G, cin / G, K});
+    at::Tensor v;
+    if (l.kind == LayerKind::Dk) {
+        // Depthwise, with the kernel resampled per position: v[p, c, k] = ∂r/∂out[c, p] · W_c(q_k + Δk(p)).
+        v = (gq.unsqueeze(2) * dkEffectiveKernel(l, t, yi, xi).to(fopts.dtype())).view({P, 1, cin, K});
+    } else {
+        const int64_t coutG = cout / groups, cinG = cin / groups;
+        std::vector<at::Tensor> parts;
+        for (int64_t g = 0; g < groups; ++g)
+            parts.push_back(gq.narrow(1, g * coutG, coutG).matmul(w.narrow(0, g * coutG, coutG).reshape({coutG, cinG * K}))
+                                .view({P, cinG, K}));
+        v = at::cat(parts, 1).view({P, G, cin / G, K});
+    }
 
     // Sampling positions [P, G, K] on the input grid.
     const at::Tensor ky = at::arange(kh, fopts).repeat_interleave(kw);
@@ -132,7 +170,7 @@ at::Tensor locationGrads(const Layer& l, const model::LayerTensors& t, const at:
     py = py.expand({P, G, K});
     px = px.expand({P, G, K});
     at::Tensor mask = at::ones({P, G, K}, fopts);
-    if (l.deformable()) {
+    if (l.movesSamples() && t.offset.defined()) {
         const at::Tensor off = t.offset.detach()[0].index({Slice(), yi, xi}).t().reshape({P, G, K, 2}).to(fopts.dtype());
         py = py + off.select(3, 0);
         px = px + off.select(3, 1);
@@ -242,7 +280,7 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
             const int64_t R = int64_t(ys.size());
             at::Tensor offsets = at::zeros({R, G, K, 2}, cpuDouble);
             at::Tensor masks = at::ones({R, G, K}, cpuDouble);
-            if (l.deformable() && t.offset.defined()) {
+            if (l.movesSamples() && t.offset.defined()) {
                 const at::Tensor dev = t.offset.detach()[0];
                 offsets = dev.index({Slice(), iy.to(dev.device()), ix.to(dev.device())}).t().reshape({R, G, K, 2}).to(cpuDouble);
                 if (l.use_mask && t.mask.defined()) {

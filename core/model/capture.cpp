@@ -129,7 +129,7 @@ int64_t intOf(const c10::IValue& v) {
 bool isConvLike(const std::string& op) {
     static const std::set<std::string> ops = {
         "aten::conv2d", "aten::convolution", "aten::_convolution", "aten::conv_transpose2d",
-        "torchvision::deform_conv2d", "deformscope::deform_conv2d", "aten::max_pool2d",
+        "torchvision::deform_conv2d", "deformscope::deform_conv2d", "deformscope::deform_kernel2d", "aten::max_pool2d",
         "aten::max_pool2d_with_indices", "aten::avg_pool2d", "aten::adaptive_avg_pool2d",
         "aten::adaptive_max_pool2d", "aten::upsample_nearest2d", "aten::upsample_bilinear2d",
         "aten::upsample_bicubic2d", "aten::_upsample_nearest_exact2d", "aten::_upsample_bilinear2d_aa"};
@@ -174,6 +174,22 @@ bool describeLayer(const OpEvent& e, Layer& l) {
         l.dilation = {intOf(a[9]), intOf(a[10])};
         l.groups = intOf(a[11]);
         l.offset_groups = intOf(a[12]);
+    } else if (e.op == "deformscope::deform_kernel2d") {
+        // (input, weight [C,1,Sh,Sw], kernel_offset, offset, bias, stride_h, stride_w, pad_h, pad_w,
+        //  dilation_h, dilation_w, kernel_h, kernel_w, use_offset)
+        const at::Tensor* w = tensorArg(e, 1);
+        const at::Tensor* koff = tensorArg(e, 2);
+        l.kind = LayerKind::Dk;
+        l.kernel = {intOf(a[11]), intOf(a[12])};
+        l.scope = {w->size(2), w->size(3)};
+        l.stride = {intOf(a[5]), intOf(a[6])};
+        l.padding = {intOf(a[7]), intOf(a[8])};
+        l.dilation = {intOf(a[9]), intOf(a[10])};
+        l.groups = l.in_channels; // depthwise
+        l.offset_groups = 1;
+        l.use_offset = a.size() > 13 && a[13].toBool();
+        l.global_kernel_offsets = koff && koff->dim() == 4 && koff->size(2) == 1 && koff->size(3) == 1 &&
+                                  (l.feature_size[0] > 1 || l.feature_size[1] > 1);
     } else if (e.op == "aten::conv2d" || e.op == "aten::convolution" || e.op == "aten::_convolution" ||
                e.op == "aten::conv_transpose2d") {
         const at::Tensor* w = tensorArg(e, 1);
@@ -366,6 +382,16 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
     for (Layer& l : layers) {
         const size_t e = eventOfLayer[static_cast<size_t>(l.index)];
         l.inputs = sourcesOf(e, 0);
+        if (l.kind == LayerKind::Dk) {
+            const auto koff = sourcesOf(e, 2);
+            if (!koff.empty())
+                l.kernel_offset_source = koff.back();
+            if (l.use_offset) {
+                const auto off = sourcesOf(e, 3);
+                if (!off.empty())
+                    l.offset_source = off.back();
+            }
+        }
         if (l.deformable()) {
             const auto off = sourcesOf(e, 2);
             if (!off.empty())
@@ -381,9 +407,16 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
             LayerTensors& t = capture.tensors[static_cast<size_t>(l.index)];
             t.input = *tensorArg(events[e], 0);
             t.output = *firstOutput(events[e]);
-            const bool hasWeight = l.kind == LayerKind::Conv || l.kind == LayerKind::ConvTranspose || l.deformable();
+            const bool hasWeight =
+                l.kind == LayerKind::Conv || l.kind == LayerKind::ConvTranspose || l.deformable() || l.kind == LayerKind::Dk;
             if (hasWeight && tensorArg(events[e], 1))
                 t.weight = *tensorArg(events[e], 1);
+            if (l.kind == LayerKind::Dk) {
+                if (tensorArg(events[e], 2))
+                    t.kernelOffset = *tensorArg(events[e], 2);
+                if (l.use_offset && tensorArg(events[e], 3))
+                    t.offset = *tensorArg(events[e], 3);
+            }
             if (l.deformable()) {
                 t.offset = *tensorArg(events[e], 2);
                 if (l.use_mask)

@@ -22,6 +22,7 @@ struct LayerTensors {
     at::Tensor output; // [N, Cout, Ho, Wo]
     at::Tensor offset; // deformable layers: [N, 2*G*kh*kw, Ho, Wo], torchvision layout
     at::Tensor mask;   // DCNv2: [N, G*kh*kw, Ho, Wo]
+    at::Tensor kernelOffset; // DK: [N, 2*kh*kw, Ho, Wo] (local) or [N, 2*kh*kw, 1, 1] (global); weight is then the scope [C, 1, Sh, Sw]
     at::Tensor weight; // convolutions and deformable layers: [Cout, Cin/groups, kh, kw] (transposed: [Cin, Cout/groups, kh, kw])
 };
 

@@ -17,6 +17,7 @@ const char* kindName(LayerKind kind) {
     case LayerKind::DcnV2: return "dcn_v2";
     case LayerKind::Pool: return "pool";
     case LayerKind::Upsample: return "upsample";
+    case LayerKind::Dk: return "dk";
     }
     return "?";
 }
@@ -56,6 +57,7 @@ void computeReceptiveField(Layer& layer, const std::vector<Layer>& earlier) {
         case LayerKind::Conv:
         case LayerKind::DcnV1:
         case LayerKind::DcnV2:
+        case LayerKind::Dk:
         case LayerKind::Pool:
             // Output i reads inputs i*s - p + t*d, t < k: centre at i*s - p + (k-1)*d/2.
             layer.jump[a] = jump[a] * s;
@@ -127,6 +129,13 @@ common::Json LayerGraph::toJson() const {
         j["inputs"] = inputs;
         j["offset_source"] = l.offset_source >= 0 ? Json(m_layers[static_cast<size_t>(l.offset_source)].name) : Json();
         j["mask_source"] = l.mask_source >= 0 ? Json(m_layers[static_cast<size_t>(l.mask_source)].name) : Json();
+        if (l.kind == LayerKind::Dk) {
+            j["scope"] = pair(l.scope);
+            j["use_offset"] = Json(l.use_offset);
+            j["global_kernel_offsets"] = Json(l.global_kernel_offsets);
+            j["kernel_offset_source"] =
+                l.kernel_offset_source >= 0 ? Json(m_layers[static_cast<size_t>(l.kernel_offset_source)].name) : Json();
+        }
         layers.push_back(j);
     }
     root["layers"] = layers;
@@ -156,9 +165,13 @@ std::string LayerGraph::toTable() const {
             inputs += "  offsets<-" + m_layers[static_cast<size_t>(l.offset_source)].name;
         if (l.mask_source >= 0)
             inputs += "  mask<-" + m_layers[static_cast<size_t>(l.mask_source)].name;
+        if (l.kernel_offset_source >= 0)
+            inputs += "  kernel offsets<-" + m_layers[static_cast<size_t>(l.kernel_offset_source)].name;
         std::string kind = kindName(l.kind);
         if (l.deformable() && l.offset_groups > 1)
             kind += " og" + std::to_string(l.offset_groups);
+        if (l.kind == LayerKind::Dk)
+            kind += " s" + yx(l.scope) + (l.global_kernel_offsets ? " global" : "") + (l.use_offset ? "+dcn" : "");
         if (!l.mode.empty() && !l.deformable())
             kind += " " + l.mode.substr(0, l.mode.find(' '));
         const std::string channels = std::to_string(l.in_channels) + ">" + std::to_string(l.out_channels);

@@ -16,9 +16,11 @@ class Json;
 
 namespace deformscope::model {
 
-enum class LayerKind { Conv, ConvTranspose, DcnV1, DcnV2, Pool, Upsample };
+// Dk: Deformable Kernels (deformscope::deform_kernel2d), a depthwise conv whose
+// kernel is resampled from a larger scope kernel at learned kernel-space offsets.
+enum class LayerKind { Conv, ConvTranspose, DcnV1, DcnV2, Pool, Upsample, Dk };
 
-// "conv", "conv_transpose", "dcn_v1", "dcn_v2", "pool", "upsample"
+// "conv", "conv_transpose", "dcn_v1", "dcn_v2", "pool", "upsample", "dk"
 const char* kindName(LayerKind kind);
 
 // Coordinates: image pixel centres are at integer positions 0..W-1. Position i
@@ -51,8 +53,16 @@ struct Layer {
     std::vector<int> inputs;   // earlier layers feeding the data input (through pointwise ops, adds, concats); empty: the image
     int offset_source = -1;    // layer producing the offsets (deformable layers), -1 if none
     int mask_source = -1;      // layer producing the mask (DCNv2), -1 if none
+    // Deformable Kernels only:
+    std::array<int64_t, 2> scope{0, 0}; // the scope kernel's size (Sh, Sw) the taps are resampled from
+    bool use_offset = false;            // image-space offsets too (DK combined with DCN); offset_source then names their layer
+    bool global_kernel_offsets = false; // one kernel per image ([N, 2K, 1, 1]) instead of per position
+    int kernel_offset_source = -1;      // layer producing the kernel-space offsets, -1 if none
 
+    // DCN layers: samples move (offsets). DK layers move their kernel's weights, not
+    // their samples (unless combined with image offsets: movesSamples()).
     bool deformable() const { return kind == LayerKind::DcnV1 || kind == LayerKind::DcnV2; }
+    bool movesSamples() const { return deformable() || (kind == LayerKind::Dk && use_offset); }
 };
 
 class LayerGraph {

@@ -1,0 +1,195 @@
+// Deformable Kernel layers in the layer graph and the analyses, on the DK sample
+// model (sample_models/dk.pt: depthwise-separable DK blocks block1..block3).
+#include "core/analysis/analysis.h"
+#include "core/analysis/analysis_internal.h"
+#include "core/model/capture.h"
+#include "core/model/model.h"
+#include "core/ops/deform_kernel2d.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/script.h>
+
+#include <QtTest>
+
+#include <cmath>
+
+using namespace deformscope;
+using namespace deformscope::analysis;
+
+namespace {
+
+std::string dkModel() { return std::string(DEFORMSCOPE_SOURCE_DIR) + "/sample_models/dk.pt"; }
+
+at::Tensor randomInput(int64_t h, int64_t w, uint64_t seed = 7) {
+    auto gen = at::detail::createCPUGenerator(seed);
+    return at::randn({1, 3, h, w}, gen);
+}
+
+double maxAbs(const at::Tensor& t) { return t.abs().max().item<double>(); }
+
+} // namespace
+
+class TestDk : public QObject {
+    Q_OBJECT
+
+private Q_SLOTS:
+    void theLayerGraphListsDkLayers() {
+        const model::LoadedModel m = model::LoadedModel::load(dkModel());
+        const model::LayerGraph g = model::layerGraph(m, {128, 128});
+        for (const char* name : {"block1", "block2", "block3"}) {
+            const model::Layer* l = g.find(name);
+            QVERIFY2(l, name);
+            QCOMPARE(l->kind, model::LayerKind::Dk);
+            QCOMPARE(std::string(model::kindName(l->kind)), std::string("dk"));
+            QCOMPARE(l->kernel, (std::array<int64_t, 2>{3, 3}));
+            QCOMPARE(l->scope, (std::array<int64_t, 2>{5, 5}));
+            QCOMPARE(l->groups, int64_t(64));
+            QVERIFY(!l->use_offset && !l->global_kernel_offsets && !l->deformable() && !l->movesSamples());
+            QVERIFY(l->kernel_offset_source >= 0);
+            QCOMPARE(g.layers()[size_t(l->kernel_offset_source)].name, std::string(name) + ".kernel_offset");
+            // A 3×3 depthwise layer grows the receptive field by 2 input steps.
+            const model::Layer& in = g.layers()[size_t(l->inputs.at(0))];
+            QCOMPARE(l->rf[0], in.rf[0] + 2 * in.jump[0]);
+        }
+        QVERIFY(g.toTable().find("dk s5") != std::string::npos);
+    }
+
+    void capturedKernelOffsetsEqualTheRecomputedOnes() {
+        const model::LoadedModel m = model::LoadedModel::load(dkModel());
+        const model::Capture c = model::captureForward(m, randomInput(128, 128));
+        for (const char* name : {"block1", "block2", "block3"}) {
+            const model::Layer* l = c.graph.find(name);
+            QVERIFY(l);
+            const model::LayerTensors& t = c.tensors[size_t(l->index)];
+            QVERIFY(t.kernelOffset.defined());
+            QCOMPARE(t.kernelOffset.sizes(), (at::IntArrayRef{1, 18, 16, 16}));
+            // Run the block's kernel_offset conv on the captured input directly.
+            torch::NoGradGuard noGrad;
+            const at::Tensor again =
+                m.module().attr(name).toModule().attr("kernel_offset").toModule().forward({t.input}).toTensor();
+            QVERIFY(maxAbs(again - t.kernelOffset) < 1e-6);
+            QVERIFY(maxAbs(t.kernelOffset) > 1e-3); // trained: the kernels really move
+            QCOMPARE(t.weight.sizes(), (at::IntArrayRef{64, 1, 5, 5}));
+        }
+    }
+
+    void effectiveKernelIsTheResampledScope() {
+        // dkEffectiveKernel against a direct per-tap bilinear read of the scope.
+        const model::LoadedModel m = model::LoadedModel::load(dkModel());
+        const model::Capture c = model::captureForward(m, randomInput(128, 128, 3));
+        const model::Layer* l = c.graph.find("block2");
+        const model::LayerTensors& t = c.tensors[size_t(l->index)];
+        const at::Tensor iy = at::tensor({3, 9}, at::kLong), ix = at::tensor({4, 12}, at::kLong);
+        const at::Tensor weff = analysis::detail::dkEffectiveKernel(*l, t, iy, ix); // [P, C, K]
+        const at::Tensor w = t.weight.to(at::kDouble);
+        auto bilinear = [&](int64_t ch, double y, double x) {
+            if (y <= -1 || y >= 5 || x <= -1 || x >= 5)
+                return 0.0;
+            const double y0 = std::floor(y), x0 = std::floor(x);
+            double v = 0;
+            for (int dy = 0; dy < 2; ++dy)
+                for (int dx = 0; dx < 2; ++dx) {
+                    const int64_t cy = int64_t(y0) + dy, cx = int64_t(x0) + dx;
+                    if (cy < 0 || cy >= 5 || cx < 0 || cx >= 5)
+                        continue;
+                    const double wy = dy ? y - y0 : 1 - (y - y0), wx = dx ? x - x0 : 1 - (x - x0);
+                    v += wy * wx * w[ch][0][cy][cx].item<double>();
+                }
+            return v;
+        };
+        for (int p = 0; p < 2; ++p)
+            for (int64_t k = 0; k < 9; ++k)
+                for (int64_t ch : {0, 17, 63}) {
+                    const double dy = t.kernelOffset[0][2 * k][iy[p].item<int64_t>()][ix[p].item<int64_t>()].item<double>();
+                    const double dx = t.kernelOffset[0][2 * k + 1][iy[p].item<int64_t>()][ix[p].item<int64_t>()].item<double>();
+                    const double expected = bilinear(ch, double(k / 3) + 1 + dy, double(k % 3) + 1 + dx);
+                    QVERIFY(std::abs(weff[p][ch][k].item<double>() - expected) < 1e-6);
+                }
+    }
+
+    void samplingOfADkNodeIsTheRegularGridWeightedByAutograd() {
+        AnalysisSession s(model::LoadedModel::load(dkModel()), randomInput(128, 128, 5));
+        const Node node = s.nodeAt("block3", 61, 45);
+        SamplingOptions o;
+        o.levels = 1;
+        const SamplingTrace trace = s.sampling(node, o);
+        QCOMPARE(int(trace.points.size()), 9);
+        const model::Layer& l = s.layer("block3");
+        const model::LayerTensors& t = s.capture().tensors[size_t(l.index)];
+        // The points: the regular 3×3 grid (DK moves weights, not samples).
+        const model::Layer& in = s.graph().layers()[size_t(l.inputs.at(0))];
+        for (const SamplingPoint& p : trace.points) {
+            const double fy = double(node.fy) - 1 + double(p.tap / 3), fx = double(node.fx) - 1 + double(p.tap % 3);
+            QVERIFY(std::abs(p.y - (in.start[0] + fy * in.jump[0])) < 1e-9);
+            QVERIFY(std::abs(p.x - (in.start[1] + fx * in.jump[1])) < 1e-9);
+        }
+        // Their weights: |∂r/∂(image offset)| at zero image offsets, by autograd on the operator itself
+        // (the same layer with use_offset and a zero offset tensor that requires grad).
+        ops::DeformKernel2dParams p;
+        p.pad_h = p.pad_w = 1;
+        p.use_offset = true;
+        const at::Tensor offset = at::zeros({1, 18, 16, 16}).requires_grad_(true);
+        const at::Tensor bias = m_biasOf(s, "block3");
+        const at::Tensor y = ops::deformKernel2d(t.input.detach(), t.weight.detach(), t.kernelOffset.detach(), offset, bias, p);
+        const at::Tensor r = y[0].index({at::indexing::Slice(), node.fy, node.fx}).sum();
+        const at::Tensor grad = torch::autograd::grad({r}, {offset})[0];
+        double total = 0;
+        for (const SamplingPoint& pt : trace.points) {
+            const double gy = grad[0][2 * pt.tap][node.fy][node.fx].item<double>();
+            const double gx = grad[0][2 * pt.tap + 1][node.fy][node.fx].item<double>();
+            QVERIFY2(std::abs(pt.weight - std::hypot(gy, gx)) < 1e-4 * (1 + std::hypot(gy, gx)),
+                     qPrintable(QString("tap %1: %2 vs %3").arg(pt.tap).arg(pt.weight).arg(std::hypot(gy, gx))));
+            total += pt.weight;
+        }
+        QVERIFY(total > 0);
+    }
+
+    void erfOfADkModelEqualsFiniteDifferences() {
+        const model::LoadedModel m = model::LoadedModel::load(dkModel());
+        const at::Tensor x = randomInput(64, 64, 9);
+        AnalysisSession s(m, x);
+        const Node node = s.nodeAt("block3", 30, 34);
+        ErfOptions o;
+        o.isSigned = true;
+        const at::Tensor erf = s.erf(node, o).map; // Σ over colours of ∂r/∂I
+        const double peak = maxAbs(erf);
+        QVERIFY(peak > 0);
+        // The strongest pixel and two others inside the receptive field.
+        const int64_t arg = erf.abs().argmax().item<int64_t>();
+        const std::vector<std::array<int64_t, 2>> pixels{{arg / 64, arg % 64}, {26, 30}, {36, 33}};
+        const double h = 1e-2;
+        for (const auto& px : pixels) {
+            double fd = 0;
+            for (int64_t ch = 0; ch < 3; ++ch) {
+                at::Tensor up = x.clone(), down = x.clone();
+                up[0][ch][px[0]][px[1]] += h;
+                down[0][ch][px[0]][px[1]] -= h;
+                const double ru = AnalysisSession(m, up).response(node).sum().item<double>();
+                const double rd = AnalysisSession(m, down).response(node).sum().item<double>();
+                fd += (ru - rd) / (2 * h);
+            }
+            const double got = erf[px[0]][px[1]].item<double>();
+            QVERIFY2(std::abs(got - fd) < 2e-2 * peak,
+                     qPrintable(QString("pixel %1,%2: erf %3, finite differences %4").arg(px[0]).arg(px[1]).arg(got).arg(fd)));
+        }
+    }
+
+    void saliencyOfADkModelHoldsItsBound() {
+        AnalysisSession s(model::LoadedModel::load(dkModel()), randomInput(128, 128, 2));
+        SaliencyOptions o;
+        o.targetForwards = 80;
+        const SaliencyResult r = s.saliency(s.nodeAt("block3", 64, 64), o);
+        QVERIFY(r.withinBound);
+        QVERIFY(r.error <= o.epsilon + 1e-9);
+        QVERIFY(r.areaFraction > 0 && r.areaFraction <= 1);
+    }
+
+private:
+    static at::Tensor m_biasOf(const AnalysisSession& s, const char* block) {
+        return s.model().module().attr(block).toModule().attr("bias").toTensor().detach();
+    }
+};
+
+QTEST_GUILESS_MAIN(TestDk)
+#include "tst_dk.moc"
