@@ -19,6 +19,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -75,6 +76,9 @@ struct SamplingPoint {
     int level = 1;           // 1: the node's own layer's taps
     double weight = 0;       // |∂ response / ∂ sampling location| (0 when weights are off)
     double modulation = 1;   // DCNv2 mask value of this tap (1 otherwise)
+    // Deformable Kernel taps: the resampled kernel's effective weight at this tap,
+    // mean over channels of |W_c(q_k + Δk)| (DK moves weights, not samples); NaN otherwise.
+    double kernelWeight = std::numeric_limits<double>::quiet_NaN();
     bool inside = true;      // within the image (pixel areas: −0.5 ≤ x < W − 0.5, same for y)
     int layer = -1;          // index of the layer whose tap this is
     int parent = -1;         // index of the spawning point in `points`, −1 for level 1

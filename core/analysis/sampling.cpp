@@ -292,6 +292,11 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
             const auto g = gradOutputs.find(li);
             if (options.weights && t.weight.defined() && g != gradOutputs.end() && g->second.defined())
                 grads = locationGrads(l, t, g->second, iy, ix).to(cpuDouble);
+            // Deformable Kernels: the resampled kernel's magnitude per tap, mean over channels.
+            at::Tensor kernelWeights = at::full({R, K}, std::numeric_limits<double>::quiet_NaN(), cpuDouble);
+            if (l.kind == LayerKind::Dk && t.weight.defined())
+                kernelWeights = dkEffectiveKernel(l, t, iy, ix).abs().mean(1).to(cpuDouble);
+            const auto kwa = kernelWeights.accessor<double, 2>();
             const auto off = offsets.accessor<double, 4>();
             const auto msk = masks.accessor<double, 3>();
             const auto grd = grads.accessor<double, 4>();
@@ -307,7 +312,7 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
                             capped = true;
                             break;
                         }
-                        double oy = 0, ox = 0, mod = 0, gy = 0, gx = 0;
+                        double oy = 0, ox = 0, mod = 0, gy = 0, gx = 0, kwt = 0;
                         for (int c = 0; c < r.n; ++c) {
                             const int64_t row = r.pos[size_t(c)];
                             const double cw = r.w[size_t(c)];
@@ -316,6 +321,7 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
                             mod += cw * msk[row][gi][k];
                             gy += cw * grd[row][gi][k][0];
                             gx += cw * grd[row][gi][k][1];
+                            kwt += cw * kwa[row][k];
                         }
                         const double ky = double(k / l.kernel[1]), kx = double(k % l.kernel[1]);
                         const double py = it.fy * double(l.stride[0]) - double(l.padding[0]) + ky * double(l.dilation[0]) + oy;
@@ -328,6 +334,7 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
                         p.level = it.level + 1;
                         p.weight = std::hypot(gy, gx);
                         p.modulation = l.use_mask ? mod : 1.0;
+                        p.kernelWeight = kwt;
                         p.inside = p.x >= -0.5 && p.x < double(imageSize[1]) - 0.5 && p.y >= -0.5 &&
                                    p.y < double(imageSize[0]) - 0.5;
                         p.layer = li;

@@ -170,11 +170,13 @@ Json writeData(const Run& r, const Settings& s, const std::string& dirPath, cons
     if (r.sampling) {
         std::ostringstream csv;
         csv.precision(9);
-        csv << "x,y,level,weight,inside,modulation,layer,parent,tap\n";
+        // kernel_weight: Deformable Kernel taps only (the resampled kernel's mean |weight|), else empty.
+        csv << "x,y,level,weight,inside,modulation,layer,parent,tap,kernel_weight\n";
         const auto& layers = r.session->graph().layers();
         for (const analysis::SamplingPoint& p : r.sampling->points)
             csv << p.x << ',' << p.y << ',' << p.level << ',' << p.weight << ',' << (p.inside ? 1 : 0) << ','
-                << p.modulation << ',' << layers[size_t(p.layer)].name << ',' << p.parent << ',' << p.tap << '\n';
+                << p.modulation << ',' << layers[size_t(p.layer)].name << ',' << p.parent << ',' << p.tap << ','
+                << (std::isnan(p.kernelWeight) ? std::string() : std::to_string(p.kernelWeight)) << '\n';
         writeText((dir / "sampling.csv").string(), csv.str());
         Json j = analysis::toJson(*r.sampling);
         j["file"] = "sampling.csv";

@@ -206,13 +206,14 @@ private Q_SLOTS:
 
         // sampling.csv: one row per point, the per-level counts of the JSON, inside = within the image.
         const QStringList lines = QString::fromStdString(readAll(out + "/sampling.csv")).split('\n', Qt::SkipEmptyParts);
-        QCOMPARE(lines.front(), QString("x,y,level,weight,inside,modulation,layer,parent,tap"));
+        QCOMPARE(lines.front(), QString("x,y,level,weight,inside,modulation,layer,parent,tap,kernel_weight"));
         const Json& sampling = doc.at("sampling");
         QCOMPARE(int64_t(lines.size() - 1), sampling.at("points").asInt());
         std::map<int, int64_t> perLevel;
         for (int i = 1; i < lines.size(); ++i) {
             const QStringList f = lines[i].split(',');
-            QCOMPARE(f.size(), 9);
+            QCOMPARE(f.size(), 10);
+            QVERIFY(f[9].isEmpty());   // DCN points carry no Deformable-Kernel weight
             const double x = f[0].toDouble(), y = f[1].toDouble();
             const bool inside = x >= -0.5 && x < W - 0.5 && y >= -0.5 && y < H - 0.5;
             QCOMPARE(f[4].toInt(), inside ? 1 : 0);

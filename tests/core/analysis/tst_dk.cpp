@@ -143,6 +143,38 @@ private Q_SLOTS:
             total += pt.weight;
         }
         QVERIFY(total > 0);
+        // Each tap's effective weight: the mean over channels of |scope kernel resampled at q_k + Δk(node)|.
+        const at::Tensor w = t.weight.to(at::kDouble);
+        for (const SamplingPoint& pt : trace.points) {
+            const double dy = t.kernelOffset[0][2 * pt.tap][node.fy][node.fx].item<double>();
+            const double dx = t.kernelOffset[0][2 * pt.tap + 1][node.fy][node.fx].item<double>();
+            const double qy = double(pt.tap / 3) + 1 + dy, qx = double(pt.tap % 3) + 1 + dx;
+            double sum = 0;
+            for (int64_t ch = 0; ch < 64; ++ch) {
+                double v = 0;
+                if (qy > -1 && qy < 5 && qx > -1 && qx < 5)
+                    for (int cy = int(std::floor(qy)); cy <= int(std::floor(qy)) + 1; ++cy)
+                        for (int cx = int(std::floor(qx)); cx <= int(std::floor(qx)) + 1; ++cx)
+                            if (cy >= 0 && cy < 5 && cx >= 0 && cx < 5)
+                                v += (1 - std::abs(qy - cy)) * (1 - std::abs(qx - cx)) * w[ch][0][cy][cx].item<double>();
+                sum += std::abs(v);
+            }
+            QVERIFY2(std::abs(pt.kernelWeight - sum / 64) < 1e-6,
+                     qPrintable(QString("tap %1: %2 vs %3").arg(pt.tap).arg(pt.kernelWeight).arg(sum / 64)));
+        }
+        // Taps of other layers carry none.
+        SamplingOptions two;
+        two.levels = 2;
+        bool nonDk = false;
+        for (const SamplingPoint& pt : AnalysisSession(model::LoadedModel::load(std::string(DEFORMSCOPE_SOURCE_DIR) +
+                                                                                "/sample_models/dcn_v2.pt"),
+                                                       randomInput(128, 128, 5))
+                                            .sampling(Node{"block3", 6, 7, {}}, two)
+                                            .points) {
+            QVERIFY(std::isnan(pt.kernelWeight));
+            nonDk = true;
+        }
+        QVERIFY(nonDk);
     }
 
     void erfOfADkModelEqualsFiniteDifferences() {
