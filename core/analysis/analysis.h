@@ -152,6 +152,38 @@ struct ObjectMetrics {
 ObjectMetrics objectMetrics(const at::Tensor& object, const ErfResult* erf, const SamplingTrace* sampling,
                             const SaliencyResult* saliency);
 
+// ---- Deformable Kernel view -------------------------------------------------------
+
+// One tap of a Deformable Kernel layer's resampled kernel, in scope cells: the
+// scope kernel's weight (i, j) sits at (y, x) = (i, j), so the regular k×k grid
+// is centred in the Sh×Sw scope.
+struct KernelTap {
+    int tap = 0;                 // row-major over the k×k kernel
+    double baseY = 0, baseX = 0; // q_k: where the tap reads with zero kernel offsets
+    double y = 0, x = 0;         // q_k + Δk: where it reads (the learned kernel-space position)
+    double weight = 0;           // |W(q_k + Δk)|, bilinear, mean over channels (one channel for channel:N on the DK layer)
+    bool inside = true;          // q_k + Δk within (−1, S) on both axes; outside, the weight is 0
+};
+
+// The resampled kernel behind a node (the DK paper's picture of what DK learns):
+// the scope weights as a map and the kernel-space positions each tap reads.
+// The node's own layer when it is a DK layer; otherwise the nearest DK layer
+// below it (the last one the forward ran before the node's layer among those it
+// reaches), at its output position nearest to the node's centre.
+struct KernelView {
+    std::string layer;                  // the DK layer shown
+    int64_t fy = 0, fx = 0;             // its output position
+    std::array<double, 2> centre{0, 0}; // that position's centre, input-image x, y
+    std::array<int64_t, 2> scope{0, 0}, kernel{0, 0}; // (h, w)
+    bool global = false;                // global kernel offsets: one kernel per image
+    int64_t channel = -1;               // the channel shown, −1: mean over channels
+    at::Tensor scopeWeight;             // [Sh, Sw] float32 CPU: |W| of the scope kernel (same channel rule)
+    std::vector<KernelTap> taps;        // k·k taps, row-major
+    double meanShift = 0;               // mean |Δk| over the taps, scope cells
+    std::vector<std::string> notes;
+    double seconds = 0;
+};
+
 // ---- session ------------------------------------------------------------------
 
 class AnalysisSession {
@@ -187,6 +219,11 @@ public:
     SamplingTrace sampling(const Node& node, const SamplingOptions& options = {}) const;
     SaliencyResult saliency(const Node& node, const SaliencyOptions& options = {}, const Baseline& baseline = {},
                             const SaliencyProgressFn& progress = {}) const;
+    // The Deformable Kernel view of the node (see KernelView); AnalysisError when
+    // no DK layer is at or below the node's layer.
+    KernelView kernel(const Node& node) const;
+    // The DK layer kernel(node) would show, or "" when there is none.
+    std::string kernelLayer(const Node& node) const;
 
     // The theoretical receptive field box of a node, clipped to the image: {y0, x0, y1, x1}, half-open.
     std::array<int64_t, 4> receptiveFieldBox(const Node& node) const;
@@ -204,6 +241,7 @@ common::Json toJson(const SamplingTrace& trace);
 common::Json toJson(const ErfMetrics& metrics);
 common::Json toJson(const SaliencyResult& result);
 common::Json toJson(const ObjectMetrics& metrics);
+common::Json toJson(const KernelView& view); // includes the scope weights (Sh×Sw numbers)
 
 } // namespace deformscope::analysis
 

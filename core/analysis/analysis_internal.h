@@ -29,6 +29,13 @@ at::Tensor dkEffectiveKernel(const model::Layer& layer, const model::LayerTensor
 at::Tensor locationGrads(const model::Layer& layer, const model::LayerTensors& tensors, const at::Tensor& gradOutput,
                          const at::Tensor& iy, const at::Tensor& ix);
 
+// The DK layer the kernel view of a node at `layer` shows: `layer` itself when it
+// is a DK layer, else the highest-indexed DK layer its inputs reach; −1: none.
+int kernelViewLayer(const std::vector<model::Layer>& layers, int layer);
+
+// The kernel view of `node` (AnalysisSession::kernel) from the captured tensors.
+KernelView kernelView(const model::Capture& capture, const Node& node);
+
 // The trace itself; gradOutputs maps layer index -> ∂r/∂output of that layer.
 SamplingTrace traceSampling(const model::Capture& capture, const Node& node, const SamplingOptions& options,
                             const std::map<int, at::Tensor>& gradOutputs);

@@ -344,6 +344,16 @@ SamplingTrace AnalysisSession::sampling(const Node& node, const SamplingOptions&
     return trace;
 }
 
+KernelView AnalysisSession::kernel(const Node& node) const {
+    validate(node);
+    return detail::kernelView(d->capture, node);
+}
+
+std::string AnalysisSession::kernelLayer(const Node& node) const {
+    const int i = detail::kernelViewLayer(graph().layers(), layer(node.layer).index);
+    return i < 0 ? std::string() : graph().layers()[size_t(i)].name;
+}
+
 std::array<int64_t, 4> AnalysisSession::receptiveFieldBox(const Node& node) const {
     const Layer& l = layer(node.layer);
     const auto c = nodeCentre(node);

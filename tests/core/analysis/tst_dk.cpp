@@ -217,6 +217,95 @@ private Q_SLOTS:
         QVERIFY(r.areaFraction > 0 && r.areaFraction <= 1);
     }
 
+    void kernelViewIsTheScopeAndTheLearnedKernelPositions() {
+        AnalysisSession s(model::LoadedModel::load(dkModel()), randomInput(128, 128, 9));
+        const model::Layer& l = s.layer("block2");
+        const model::LayerTensors& t = s.capture().tensors[size_t(l.index)];
+        const at::Tensor w = t.weight.to(at::kDouble); // [64, 1, 5, 5]
+        auto bilinear = [&](int64_t ch, double y, double x) {
+            if (y <= -1 || y >= 5 || x <= -1 || x >= 5)
+                return 0.0;
+            double v = 0;
+            for (int cy = int(std::floor(y)); cy <= int(std::floor(y)) + 1; ++cy)
+                for (int cx = int(std::floor(x)); cx <= int(std::floor(x)) + 1; ++cx)
+                    if (cy >= 0 && cy < 5 && cx >= 0 && cx < 5)
+                        v += (1 - std::abs(y - cy)) * (1 - std::abs(x - cx)) * w[ch][0][cy][cx].item<double>();
+            return v;
+        };
+        for (const Response response : {Response{}, Response{Response::Kind::Channel, 17}}) {
+            const Node node{"block2", 5, 11, response};
+            const KernelView v = s.kernel(node);
+            QCOMPARE(v.layer, std::string("block2"));
+            QCOMPARE(v.fy, int64_t(5));
+            QCOMPARE(v.fx, int64_t(11));
+            QCOMPARE(v.channel, response.kind == Response::Kind::Channel ? int64_t(17) : int64_t(-1));
+            QCOMPARE(v.scope, (std::array<int64_t, 2>{5, 5}));
+            QCOMPARE(v.kernel, (std::array<int64_t, 2>{3, 3}));
+            QVERIFY(!v.global && v.notes.empty());
+            QCOMPARE(v.centre, s.nodeCentre(node));
+            // The scope map: |W| of the scope kernel, mean over channels (or the response's channel).
+            const at::Tensor expectedScope = v.channel >= 0 ? w[17][0].abs() : w.abs().mean(0)[0];
+            QCOMPARE(v.scopeWeight.sizes(), (at::IntArrayRef{5, 5}));
+            QVERIFY(maxAbs(v.scopeWeight.to(at::kDouble) - expectedScope) < 1e-6);
+            // Each tap: the centred regular grid, moved by the captured kernel offset at the node, and the
+            // resampled weight there.
+            QCOMPARE(int(v.taps.size()), 9);
+            double shift = 0;
+            for (const KernelTap& tap : v.taps) {
+                const double dy = t.kernelOffset[0][2 * tap.tap][5][11].item<double>();
+                const double dx = t.kernelOffset[0][2 * tap.tap + 1][5][11].item<double>();
+                QCOMPARE(tap.baseY, double(tap.tap / 3) + 1);
+                QCOMPARE(tap.baseX, double(tap.tap % 3) + 1);
+                QVERIFY(std::abs(tap.y - (tap.baseY + dy)) < 1e-6 && std::abs(tap.x - (tap.baseX + dx)) < 1e-6);
+                QCOMPARE(tap.inside, tap.y > -1 && tap.y < 5 && tap.x > -1 && tap.x < 5);
+                double expected = 0;
+                if (v.channel >= 0) {
+                    expected = std::abs(bilinear(17, tap.y, tap.x));
+                } else {
+                    for (int64_t ch = 0; ch < 64; ++ch)
+                        expected += std::abs(bilinear(ch, tap.y, tap.x));
+                    expected /= 64;
+                }
+                QVERIFY2(std::abs(tap.weight - expected) < 1e-6,
+                         qPrintable(QString("tap %1: %2 vs %3").arg(tap.tap).arg(tap.weight).arg(expected)));
+                shift += std::hypot(dy, dx);
+            }
+            QVERIFY(std::abs(v.meanShift - shift / 9) < 1e-6);
+            QVERIFY(v.meanShift > 1e-3); // the trained kernels really move
+        }
+    }
+
+    void kernelViewOfANodeAboveADkLayerShowsTheNearestOneBelow() {
+        AnalysisSession s(model::LoadedModel::load(dkModel()), randomInput(128, 128, 9));
+        // head (1×1 over block3.pointwise) -> block3; the upsampled output -> block3 at the nearest position.
+        QCOMPARE(s.kernelLayer(Node{"head", 3, 4, {}}), std::string("block3"));
+        QCOMPARE(s.kernelLayer(Node{"block2.kernel_offset", 3, 4, {}}), std::string("block1"));
+        QCOMPARE(s.kernelLayer(Node{"down3", 3, 4, {}}), std::string());
+        const KernelView v = s.kernel(s.nodeAt("upsample_bilinear2d", 37, 90));
+        QCOMPARE(v.layer, std::string("block3"));
+        const Node there = s.nodeAt("block3", 37, 90);
+        QCOMPARE(v.fy, there.fy);
+        QCOMPARE(v.fx, there.fx);
+        QCOMPARE(int(v.notes.size()), 1);
+        QVERIFY(v.notes[0].find("nearest DK layer below") != std::string::npos);
+        // The same position seen from block3 itself gives the same taps.
+        const KernelView direct = s.kernel(there);
+        for (size_t k = 0; k < 9; ++k)
+            QCOMPARE(v.taps[k].y, direct.taps[k].y);
+
+        // Below every DK layer, or in a model without one: a message saying so.
+        try {
+            s.kernel(Node{"down3", 1, 1, {}});
+            QFAIL("a node below every DK layer has no kernel view");
+        } catch (const AnalysisError& e) {
+            QVERIFY2(std::string(e.what()).find("its DK layers: block1, block2, block3") != std::string::npos, e.what());
+        }
+        AnalysisSession v2(model::LoadedModel::load(std::string(DEFORMSCOPE_SOURCE_DIR) + "/sample_models/dcn_v2.pt"),
+                           randomInput(128, 128, 9));
+        QVERIFY_THROWS_EXCEPTION(AnalysisError, v2.kernel(Node{"block3", 1, 1, {}}));
+        QCOMPARE(v2.kernelLayer(Node{"block3", 1, 1, {}}), std::string());
+    }
+
 private:
     static at::Tensor m_biasOf(const AnalysisSession& s, const char* block) {
         return s.model().module().attr(block).toModule().attr("bias").toTensor().detach();
