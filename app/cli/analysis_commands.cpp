@@ -123,7 +123,7 @@ Settings settingsFrom(Options& o, bool compare) {
         s.pixel = std::array<double, 2>{p[0], p[1]};
     }
     if (auto v = value("--what")) {
-        s.sampling = s.erf = s.saliency = false;
+        s.sampling = s.erf = s.saliency = s.kernel = false;
         for (const std::string& w : split(*v, ',')) {
             if (w == "sampling")
                 s.sampling = true;
@@ -131,8 +131,10 @@ Settings settingsFrom(Options& o, bool compare) {
                 s.erf = true;
             else if (w == "saliency")
                 s.saliency = true;
+            else if (w == "kernel")
+                s.kernel = s.kernelRequired = true;
             else
-                throw UsageError("--what '" + *v + "': expected a comma-separated list of sampling, erf, saliency");
+                throw UsageError("--what '" + *v + "': expected a comma-separated list of sampling, erf, saliency, kernel");
         }
     }
     try {
@@ -267,7 +269,7 @@ int guarded(const char* command, const char* usage, std::ostream& err, Body body
 
 constexpr const char* kAnalyzeUsage =
     "usage: deformscope-cli analyze --model M --image I --out DIR [--layer L] [--pixel x,y]\n"
-    "           [--what sampling,erf,saliency] [--response sum|channel:N|class:K] [--levels 3]\n"
+    "           [--what sampling,erf,saliency,kernel] [--response sum|channel:N|class:K] [--levels 3]\n"
     "           [--reading bilinear|nearest] [--signed] [--epsilon 0.1] [--baseline zero|blur[:SIGMA]]\n"
     "           [--min-cell PX] [--batch B] [--forwards N] [--object x0,y0,x1,y1 | --object-mask FILE | --no-object]\n"
     "           [--input-size H W] [--device cpu|cuda] [--no-figures] [--colormap NAME] [--log]\n";
@@ -313,8 +315,15 @@ int runAnalyze(const std::vector<std::string>& args, std::ostream& out, std::ost
             out << "  saliency: " << r.saliency->areaFraction * 100 << " % of the image, error " << r.saliency->error
                 << " (ε " << r.saliency->epsilon << "), " << r.saliency->forwards << " forwards, "
                 << r.saliency->seconds << " s\n";
+        if (r.kernel)
+            out << "  kernel: " << r.kernel->layer << " (" << r.kernel->fx << ", " << r.kernel->fy << "), "
+                << r.kernel->kernel[0] << "x" << r.kernel->kernel[1] << " taps from a " << r.kernel->scope[0] << "x"
+                << r.kernel->scope[1] << " scope, mean shift " << r.kernel->meanShift << " cells\n";
         for (const auto& n : doc.at("notes").asArray())
             out << "note: " << n.asString() << "\n";
+        if (r.kernel)
+            for (const auto& n : r.kernel->notes)
+                out << "note: " << n << "\n";
         return r.saliency && !r.saliency->withinBound ? 1 : 0;
 #endif
     });
@@ -337,10 +346,15 @@ int runCompare(const std::vector<std::string>& args, std::ostream& out, std::ost
             return 2;
         std::vector<Run> runs;
         runs.reserve(s.models.size());
+        // --what kernel: the models with a DK layer get the kernel view; at least one must have one.
+        Settings each = s;
+        each.kernelRequired = false;
         for (const std::string& m : s.models) {
             err << "compare: " << m << "\n";
-            runs.push_back(analyseOne(m, s, *device, err));
+            runs.push_back(analyseOne(m, each, *device, err));
         }
+        if (s.kernelRequired && std::none_of(runs.begin(), runs.end(), [](const Run& r) { return r.kernel.has_value(); }))
+            throw UsageError("--what kernel: none of the models has a Deformable Kernel layer at or below the layer analysed");
         std::vector<Run*> named;
         for (Run& r : runs)
             named.push_back(&r);

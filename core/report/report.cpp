@@ -95,6 +95,7 @@ void analyseNode(Run& r, const Settings& s, std::optional<std::array<double, 2>>
     r.sampling.reset();
     r.erf.reset();
     r.saliency.reset();
+    r.kernel.reset();
     r.objectMetrics.reset();
     r.object = at::Tensor();
     r.objectSource.clear();
@@ -130,6 +131,13 @@ void analyseNode(Run& r, const Settings& s, std::optional<std::array<double, 2>>
         r.erf = r.session->erf(r.node, s.erfOptions);
     if (s.saliency)
         r.saliency = r.session->saliency(r.node, s.saliencyOptions, s.baseline, progress);
+    if (s.kernel && (s.kernelRequired || !r.session->kernelLayer(r.node).empty())) {
+        try {
+            r.kernel = r.session->kernel(r.node);
+        } catch (const AnalysisError& e) {
+            throw UsageError(r.model.path() + ": " + e.what());
+        }
+    }
     findObject(r, s);
     if (r.object.defined())
         r.objectMetrics = analysis::objectMetrics(r.object, r.erf ? &*r.erf : nullptr,
@@ -209,6 +217,13 @@ Json writeData(const Run& r, const Settings& s, const std::string& dirPath, cons
         doc["saliency"] = j;
         files.push_back("saliency_mask.npy");
     }
+    if (r.kernel) {
+        common::writeNpy((dir / "kernel_scope.npy").string(), r.kernel->scopeWeight.to(at::kFloat).contiguous());
+        Json j = analysis::toJson(*r.kernel);
+        j["file"] = "kernel_scope.npy";
+        doc["kernel"] = j;
+        files.push_back("kernel_scope.npy");
+    }
     if (r.objectMetrics) {
         Json j = analysis::toJson(*r.objectMetrics);
         j["source"] = r.objectSource;
@@ -247,7 +262,7 @@ Json writeCompareData(const std::vector<const Run*>& runs, const Settings& s, co
     for (const Run* r : runs) {
         const Json doc = writeData(*r, s, (dir / r->name).string(), {});
         Json summary = Json::object({{"name", r->name}, {"folder", r->name}, {"node", doc.at("node")}});
-        for (const char* k : {"sampling", "erf", "saliency", "object"})
+        for (const char* k : {"sampling", "erf", "saliency", "kernel", "object"})
             if (const Json* v = doc.find(k))
                 summary[k] = *v;
         models.push_back(summary);

@@ -49,6 +49,7 @@ struct Run {
     std::optional<analysis::SamplingTrace> sampling;
     std::optional<analysis::ErfResult> erf;
     std::optional<analysis::SaliencyResult> saliency;
+    std::optional<analysis::KernelView> kernel;
     at::Tensor object; // [H, W] uint8 on the input grid, or undefined
     std::string objectSource;
     std::optional<analysis::ObjectMetrics> objectMetrics;
@@ -69,7 +70,8 @@ Run prepareRun(const model::LoadedModel& model, const Settings& settings);
 // defaultLayer) nearest to the point, runs the analyses settings asks for (the
 // saliency search reporting to `progress`, which cancels it by returning false),
 // finds the object region (findObject) and its metrics. Throws UsageError for an
-// unknown layer, a point off the image, a bad response, a bad object mask.
+// unknown layer, a point off the image, a bad response, a bad object mask, a
+// required kernel view without a DK layer.
 void analyseNode(Run& run, const Settings& settings, std::optional<std::array<double, 2>> inputPoint = std::nullopt,
                  const analysis::SaliencyProgressFn& progress = {});
 
@@ -79,7 +81,7 @@ void analyseNode(Run& run, const Settings& settings, std::optional<std::array<do
 // is background. Leaves run.object undefined when there is none.
 void findObject(Run& run, const Settings& settings);
 
-// Writes result.json, erf.npy, saliency_mask.npy, sampling.csv (what the run has)
+// Writes result.json, erf.npy, saliency_mask.npy, sampling.csv, kernel_scope.npy (what the run has)
 // into `dir`, listing `figures` (file names) in the JSON; returns the JSON.
 common::Json writeData(const Run& run, const Settings& settings, const std::string& dir,
                        const std::vector<std::string>& figures);

@@ -33,6 +33,9 @@ struct Settings {
     std::string layer; // empty: the model's suggested layer
     std::optional<std::array<double, 2>> pixel; // original image x, y; default: the centre
     bool sampling = true, erf = true, saliency = true;
+    // The Deformable Kernel view: made whenever the node has a DK layer at or
+    // below it; kernelRequired (--what names kernel) makes its absence an error.
+    bool kernel = true, kernelRequired = false;
     analysis::Response response;
     analysis::SamplingOptions samplingOptions;
     analysis::ErfOptions erfOptions;

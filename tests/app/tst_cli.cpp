@@ -289,6 +289,59 @@ private Q_SLOTS:
         QVERIFY(QFileInfo(out + "/erf_average.png").size() > 1000);
     }
 
+    void kernelViewExportsLikeTheOtherViews() {
+        QTemporaryDir dir;
+        const QString out = dir.filePath("k");
+        // A DK layer's own node, one channel: the view of that channel, in result.json, kernel_scope.npy and the figure.
+        const Run r = cli({"analyze", "--model", sample("dk.pt"), "--image", sampleImage("sample_01.png"), "--layer",
+                           "block2", "--pixel", "40,70", "--response", "channel:5", "--what", "kernel", "--out", out});
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        QVERIFY(r.out.contains("kernel: block2 (5, 9), 3x3 taps from a 5x5 scope"));
+        const Json doc = Json::parse(readAll(out + "/result.json"));
+        QVERIFY(!doc.find("erf") && !doc.find("sampling") && !doc.find("saliency"));
+        const Json& k = doc.at("kernel");
+        QCOMPARE(k.at("layer").asString(), std::string("block2"));
+        QCOMPARE(k.at("channel").asInt(), int64_t{5});
+        QCOMPARE(k.at("taps").size(), size_t{9});
+        for (const Json& t : k.at("taps").asArray()) {
+            const int tap = int(t.at("tap").asInt());
+            QCOMPARE(t.at("base_yx").at(0).asDouble(), double(tap / 3 + 1));
+            QCOMPARE(t.at("base_yx").at(1).asDouble(), double(tap % 3 + 1));
+            QVERIFY(std::abs(t.at("sampled_yx").at(0).asDouble() - t.at("base_yx").at(0).asDouble() -
+                             t.at("offset_yx").at(0).asDouble()) < 1e-9);
+            QVERIFY(t.at("weight").asDouble() >= 0);
+        }
+        const at::Tensor scope = deformscope::common::readNpy((out + "/kernel_scope.npy").toStdString());
+        QCOMPARE(scope.sizes().vec(), (std::vector<int64_t>{5, 5}));
+        for (int64_t i = 0; i < 5; ++i)
+            for (int64_t j = 0; j < 5; ++j)
+                QVERIFY(std::abs(scope[i][j].item<double>() - k.at("scope_weight").at(size_t(i)).at(size_t(j)).asDouble()) < 1e-6);
+        QVERIFY(readAll(out + "/analysis.svg").find("resampled kernel") != std::string::npos);
+        QVERIFY(readAll(out + "/analysis.pdf").rfind("%PDF-", 0) == 0);
+
+        // compare: the DK model's column has the view, the others say they have none; its data is in its folder.
+        const QString cmp = dir.filePath("c");
+        const Run c = cli({"compare", "--models", sample("regular.pt"), sample("dk.pt"), "--image",
+                           sampleImage("sample_01.png"), "--what", "erf,kernel", "--out", cmp});
+        QVERIFY2(c.exitCode == 0, qPrintable(c.err));
+        QVERIFY(QFile::exists(cmp + "/dk/kernel_scope.npy") && !QFile::exists(cmp + "/regular/kernel_scope.npy"));
+        const Json models = Json::parse(readAll(cmp + "/compare.json")).at("models");
+        QVERIFY(!models.at(0).find("kernel"));
+        QCOMPARE(models.at(1).at("kernel").at("layer").asString(), std::string("block3"));
+        const std::string svg = readAll(cmp + "/compare.svg");
+        QVERIFY(svg.find("resampled kernel") != std::string::npos && svg.find("no Deformable Kernel layer") != std::string::npos);
+
+        // Asked for where there is no DK layer: exit 2 naming the model and the problem.
+        const Run none = cli({"analyze", "--model", sample("dcn_v2.pt"), "--image", sampleImage("sample_01.png"),
+                              "--what", "kernel", "--out", dir.filePath("n")});
+        QCOMPARE(none.exitCode, 2);
+        QVERIFY2(none.err.contains("dcn_v2.pt: layer 'block3' has no Deformable Kernel layer"), qPrintable(none.err));
+        const Run noneAtAll = cli({"compare", "--models", sample("regular.pt"), sample("dcn_v1.pt"), "--image",
+                                   sampleImage("sample_01.png"), "--what", "kernel", "--out", dir.filePath("m")});
+        QCOMPARE(noneAtAll.exitCode, 2);
+        QVERIFY(noneAtAll.err.contains("none of the models has a Deformable Kernel layer"));
+    }
+
     void analysisInputErrorsExitWith2() {
         QTemporaryDir dir;
         const QString out = dir.filePath("x");

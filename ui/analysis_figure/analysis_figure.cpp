@@ -4,6 +4,7 @@
 
 #include <QGuiApplication>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -104,6 +105,38 @@ Panel saliencyPanel(const NodeResults& r) {
     return p;
 }
 
+Panel kernelPanel(const NodeResults& r) {
+    Panel p;
+    p.title = r.title;
+    if (!r.kernel || !r.kernel->scopeWeight.defined()) {
+        p.caption.push_back("no Deformable Kernel layer");
+        return p;
+    }
+    const analysis::KernelView& k = *r.kernel;
+    const at::Tensor m = k.scopeWeight.to(at::kCPU, at::kFloat).contiguous();
+    Heat h;
+    h.height = int(m.size(0));
+    h.width = int(m.size(1));
+    h.values.assign(m.data_ptr<float>(), m.data_ptr<float>() + m.numel());
+    h.colormap = "viridis";
+    h.opacity = 1.0;
+    h.contours.clear();
+    h.contourSmoothing = 0;
+    p.heat = std::move(h);
+    for (const analysis::KernelTap& t : k.taps) {
+        p.moves.push_back({t.baseX, t.baseY, t.x, t.y});
+        p.points.push_back(Point{t.x, t.y, 1, t.weight, true});
+    }
+    p.levels = 1;
+    p.caption.push_back(k.layer + " (" + std::to_string(k.fx) + ", " + std::to_string(k.fy) + "), " +
+                        std::to_string(k.kernel[0]) + "×" + std::to_string(k.kernel[1]) + " from " +
+                        std::to_string(k.scope[0]) + "×" + std::to_string(k.scope[1]) +
+                        (k.global ? ", global offsets" : ""));
+    p.caption.push_back("mean tap shift " + fixed(k.meanShift, 2) + " cells" +
+                        (k.channel >= 0 ? ", channel " + std::to_string(k.channel) : std::string(", |W| mean over channels")));
+    return p;
+}
+
 Figure analysisFigure(const std::vector<NodeResults>& columns, const std::string& title, const std::string& footer) {
     Figure f;
     f.title = title;
@@ -124,6 +157,10 @@ Figure analysisFigure(const std::vector<NodeResults>& columns, const std::string
     if (first.saliency) {
         rows.push_back(&saliencyPanel);
         f.rowLabels.push_back("saliency region");
+    }
+    if (std::any_of(columns.begin(), columns.end(), [](const NodeResults& c) { return c.kernel.has_value(); })) {
+        rows.push_back(&kernelPanel);
+        f.rowLabels.push_back("resampled kernel");
     }
     f.rows = int(rows.size());
     for (const NodeResults& c : columns)

@@ -43,6 +43,7 @@ std::vector<std::string> writeFigures(const std::vector<const report::Run*>& run
         c.sampling = r->sampling;
         c.erf = r->erf;
         c.saliency = r->saliency;
+        c.kernel = r->kernel;
         c.object = r->object;
         c.objectMetrics = r->objectMetrics;
         c.colormap = s.colormap;

@@ -16,6 +16,7 @@
 #include <QGuiApplication>
 #include <QImage>
 #include <QImageWriter>
+#include <QLineF>
 #include <QMarginsF>
 #include <QPageLayout>
 #include <QPageSize>
@@ -819,6 +820,22 @@ void paintPanel(QPainter& painter, const Panel& panel, const QRectF& target)
         }
     }
 
+    for (const auto& m : panel.moves) {
+        if (!std::all_of(m.begin(), m.end(), [](double v) { return std::isfinite(v); }))
+            continue;
+        const QPointF a(target.left() + (m[0] + 0.5) * sx, target.top() + (m[1] + 0.5) * sy);
+        const QPointF b(target.left() + (m[2] + 0.5) * sx, target.top() + (m[3] + 0.5) * sy);
+        QPainterPath path;
+        const double r = 2.2 * unit;
+        path.addEllipse(a, r, r);
+        const QLineF line(a, b);
+        if (line.length() > r) // from the ring's edge
+            path.moveTo(line.pointAt(r / line.length()));
+        else
+            path.moveTo(a);
+        path.lineTo(b);
+        strokeWithHalo(painter, path, Qt::white, 0.9 * unit, {}, 0.5);
+    }
     drawPoints(painter, panel, target, sx, sy, unit);
 
     if (panel.node && std::isfinite((*panel.node)[0]) && std::isfinite((*panel.node)[1])) {

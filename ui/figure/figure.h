@@ -62,6 +62,10 @@ struct Panel {
     std::vector<uint8_t> mask;               // saliency: width·height of the background, 1 = kept; dims the rest and outlines it
     std::optional<std::array<double, 4>> objectBox; // x0, y0, x1, y1 in image pixels, the box's edges (dashed outline)
     std::vector<uint8_t> objectMask;         // or an object mask on the image grid (dashed outline)
+    // Moves from (x0, y0) to (x1, y1) in image pixels: a white line from a small
+    // white ring at the start (e.g. a Deformable Kernel tap from its base grid
+    // position to where it reads the scope kernel).
+    std::vector<std::array<double, 4>> moves;
     std::optional<std::array<double, 2>> node; // x, y of the node's centre in image pixels (a cross)
     std::array<double, 2> nodeCell{0, 0};    // w, h of the node's feature cell in image pixels (a square), 0: none
     std::vector<std::string> caption;        // lines of metrics under the panel

@@ -213,6 +213,7 @@ private Q_SLOTS:
     void pointHasLevelColour();
     void heavyPointOnTop();
     void outsidePointIsHollow();
+    void moveIsALineFromARing();
     void heatColours();
     void heatLogScale();
     void contourOnRegionBoundary();
@@ -416,6 +417,22 @@ void TestFigure::outsidePointIsHollow()
     for (int dx = 4; dx <= 10; ++dx)
         ring = ring || channelDistance(image.pixel(168 + dx, 168), qrgbOf(levelColor(1))) <= 40;
     QVERIFY(ring);
+}
+
+void TestFigure::moveIsALineFromARing()
+{
+    // A Deformable Kernel tap's move: white line from a ring at the base (hollow) to the read position.
+    Panel p;
+    p.background = uniformImage(32, 32, 128, 128, 128);
+    p.moves.push_back({4, 16, 24, 16}); // horizontal along image row 16: screen y 330 at 20 px per pixel
+    const QImage image = renderPanel(p, 640);  // unit 2.5: a 2.25 px line, ring radius 5.5 px around (90, 330)
+    QVERIFY(channelDistance(image.pixel(290, 330), qRgb(255, 255, 255)) <= 40); // on the line
+    QVERIFY(channelDistance(image.pixel(290, 350), qRgb(128, 128, 128)) <= 10); // off it
+    QVERIFY(channelDistance(image.pixel(90, 330), qRgb(128, 128, 128)) <= 10);  // the ring's inside stays clear
+    QVERIFY(channelDistance(image.pixel(600, 330), qRgb(128, 128, 128)) <= 10); // past the end
+    Panel none = p;
+    none.moves.clear();
+    QVERIFY(channelDistance(renderPanel(none, 640).pixel(290, 330), qRgb(128, 128, 128)) <= 10);
 }
 
 void TestFigure::heatColours()
