@@ -133,6 +133,9 @@ ComparisonView::Column ComparisonView::makeColumn(int index)
     c.stack->addWidget(c.error);
     v->addWidget(c.stack, 1);
 
+    c.kernel = new KernelInset(c.box);
+    v->addWidget(c.kernel);
+
     c.timing = new QLabel(c.box);
     c.timing->setObjectName(QStringLiteral("timing"));
     c.timing->setContentsMargins(8, 2, 8, 2);
@@ -206,6 +209,7 @@ void ComparisonView::setImage(const QImage& image)
         c.stack->setCurrentWidget(c.canvas);
         c.canvas->setImage(image);
         c.timing->clear();
+        c.kernel->setKernel(false);
     }
     fillTable();
 }
@@ -218,6 +222,7 @@ void ComparisonView::clear()
         c.stack->setCurrentWidget(c.canvas);
         c.canvas->clear();
         c.timing->clear();
+        c.kernel->setKernel(false);
     }
     fillTable();
 }
@@ -243,9 +248,11 @@ void ComparisonView::setClick(ClickViewPtr click)
         if (i >= n) {
             c.stack->setCurrentWidget(c.canvas);
             c.timing->clear();
+            c.kernel->setKernel(false);
             continue;
         }
         const ColumnView& col = click->columns[size_t(i)];
+        c.kernel->setKernel(col.error.isEmpty() && col.hasKernel, col.kernel);
         setColumnTitle(i, col.model.isEmpty() ? c.title->text() : col.model, col.layerKind, col.layer);
         if (!col.error.isEmpty()) {
             c.error->setText(QStringLiteral("\u26a0 ") + col.error);
@@ -395,6 +402,11 @@ bool ComparisonView::columnShowsError(int column) const
 {
     return column >= 0 && column < columnCount()
         && m_columns[size_t(column)].stack->currentWidget() == m_columns[size_t(column)].error;
+}
+
+KernelInset* ComparisonView::kernelInset(int column) const
+{
+    return column >= 0 && column < columnCount() ? m_columns[size_t(column)].kernel : nullptr;
 }
 
 QString ComparisonView::columnTiming(int column) const

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "ui/canvas/canvas.h"
+#include "ui/canvas/kernel_inset.h"
 #include "ui/canvas/overlays.h"
 #include "ui/view/view_data.h"
 
@@ -59,6 +60,8 @@ public:
     QString columnError(int column) const;      // the error shown in place of the canvas ("" when none)
     bool columnShowsError(int column) const;
     QString columnTiming(int column) const;
+    // The column's resampled-kernel inset (Deformable Kernel models), nullptr when out of range.
+    KernelInset* kernelInset(int column) const;
 
 Q_SIGNALS:
     void nodeClicked(QPointF inputGridXY);
@@ -78,6 +81,7 @@ private:
         Canvas* canvas = nullptr;
         QLabel* error = nullptr;
         QLabel* timing = nullptr;
+        KernelInset* kernel = nullptr;
     };
 
     Column makeColumn(int index);

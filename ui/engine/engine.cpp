@@ -513,6 +513,7 @@ struct Engine::Impl {
         nr.sampling = r.sampling;
         nr.erf = r.erf;
         nr.saliency = r.saliency;
+        nr.kernel = r.kernel;
         nr.object = r.object;
         nr.objectMetrics = r.objectMetrics;
         nr.colormap = s.colormap;
@@ -528,6 +529,9 @@ struct Engine::Impl {
             c.erf = figure::erfPanel(nr);
         if (c.hasSaliency)
             c.saliency = figure::saliencyPanel(nr);
+        c.hasKernel = r.kernel.has_value();
+        if (c.hasKernel)
+            c.kernel = figure::kernelPanel(nr);
 
         // The chosen layer's offset field: tap t of position f samples the layer's
         // input at f·stride − pad + tap·dilation (+ offset), mapped to input-grid
@@ -597,11 +601,16 @@ struct Engine::Impl {
             r.saliency ? QString::number(r.saliency->forwards) : QString());
         add("saliency_error", "saliency error (relative)", r.saliency ? r.saliency->error : -1,
             r.saliency ? number(r.saliency->error, 3) : QString());
+        add("kernel_shift", "DK mean tap shift (scope cells)", r.kernel ? r.kernel->meanShift : -1,
+            r.kernel ? number(r.kernel->meanShift, 2) : QString());
 
         for (const std::string& n : r.notes)
             c.notes << qs(n);
         if (r.sampling)
             for (const std::string& n : r.sampling->notes)
+                c.notes << qs(n);
+        if (r.kernel)
+            for (const std::string& n : r.kernel->notes)
                 c.notes << qs(n);
         if (r.saliency && !r.saliency->note.empty())
             c.notes << qs(r.saliency->note);

@@ -87,6 +87,10 @@ struct ColumnView {
     bool hasSampling = false, hasErf = false, hasSaliency = false;
     figure::Panel sampling, erf, saliency;
     int levels = 0;          // sampling levels reached
+    // Deformable Kernel models: the resampled kernel behind the node (figure::kernelPanel),
+    // on the scope grid, not the image; shown as an inset under the canvas.
+    bool hasKernel = false;
+    figure::Panel kernel;
 
     // The chosen layer's offset field (deformable layers only, else empty):
     // featureH·featureW·taps arrows, row-major over (fy, fx, tap).

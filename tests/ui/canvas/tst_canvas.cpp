@@ -219,6 +219,7 @@ private Q_SLOTS:
     void zoomKeys();
     void hover();
     void comparisonColumns();
+    void kernelInsetForDkColumns();
     void comparisonSyncedView();
     void comparisonClickOnce();
     void overlaysJson();
@@ -689,6 +690,56 @@ void TestCanvas::hover()
     sendMouse(&canvas, QEvent::MouseMove, QPointF(2, 2), Qt::NoButton, Qt::NoButton); // off the image
     QCOMPARE(left.count(), 1);
     QCOMPARE(moves.count(), 1);
+}
+
+void TestCanvas::kernelInsetForDkColumns()
+{
+    ComparisonView view;
+    view.resize(900, 700);
+    view.setColumnCount(2, {QStringLiteral("regular"), QStringLiteral("dk")});
+    view.setImage(makeImage());
+    view.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    QVERIFY(!view.kernelInset(0)->isVisible() && !view.kernelInset(1)->isVisible() && !view.kernelInset(2));
+
+    auto click = std::make_shared<ClickView>();
+    click->image = makeImage();
+    click->background = makeBackground();
+    click->columns.push_back(makeColumn(QStringLiteral("regular"), QStringLiteral("conv"), only(&Parts::sampling)));
+    click->columns.push_back(makeColumn(QStringLiteral("dk"), QStringLiteral("dk"), only(&Parts::sampling)));
+    ColumnView& dk = click->columns[1];
+    dk.hasKernel = true;
+    figure::Heat heat; // a 5 × 5 scope: zero everywhere but the top-left weight
+    heat.width = heat.height = 5;
+    heat.values.assign(25, 0.f);
+    heat.values[0] = 1.f;
+    heat.colormap = "viridis";
+    heat.opacity = 1;
+    heat.contours.clear();
+    dk.kernel.heat = heat;
+    dk.kernel.points.push_back(figure::Point{2, 2, 1, 1, true});
+    dk.kernel.moves.push_back({3, 3, 2, 2});
+    dk.kernel.caption = {"block3 (4, 5), 3×3 from 5×5"};
+    view.setClick(click);
+
+    QVERIFY(!view.kernelInset(0)->isVisible());
+    KernelInset* inset = view.kernelInset(1);
+    QVERIFY(inset->isVisible());
+    QVERIFY(inset->caption().contains(QStringLiteral("block3 (4, 5)")));
+    // What it paints: the scope map (viridis top at the top-left cell, bottom elsewhere) and the tap's disc.
+    const QImage shot = inset->view()->grab().toImage();
+    const QRect r = shot.rect();
+    const int cell = (std::min(r.width(), r.height()) - 6) / 5;
+    const QPoint origin((r.width() - 5 * cell) / 2, (r.height() - 5 * cell) / 2);
+    auto at = [&](double cx, double cy) { return QColor(shot.pixel(origin + QPoint(int((cx + 0.5) * cell), int((cy + 0.5) * cell)))); };
+    auto rgb = [](uint32_t c) { return QColor(QRgb(0xff000000u | c)); };
+    QVERIFY(distance(at(0, 0), rgb(figure::colormap("viridis", 1))) <= 3);
+    QVERIFY(distance(at(4, 0), rgb(figure::colormap("viridis", 0))) <= 3);
+    QVERIFY(distance(at(2, 2), rgb(figure::levelColor(1))) <= 40);
+
+    // A new image drops the results, the inset too.
+    view.setImage(makeImage());
+    QVERIFY(!inset->isVisible());
 }
 
 void TestCanvas::comparisonColumns()

@@ -323,6 +323,49 @@ private Q_SLOTS:
         QVERIFY(!v->objectBox.isNull());
     }
 
+    void aDkColumnCarriesItsResampledKernel() {
+        Harness h;
+        const uint64_t m = h.openModels({sampleModel("regular.pt"), sampleModel("dk.pt")});
+        const uint64_t i = h.openImage(sampleImage("sample_01.png"));
+        QVERIFY(Harness::wait([&] { return h.failedWith(m) || h.failedWith(i) || (!h.got.images.empty() && h.got.images.back().first == i); }));
+        QVERIFY2(!h.failedWith(m) && !h.failedWith(i), qPrintable(h.failure(m) + h.failure(i)));
+        AnalysisRequest rq = h.click(40, 70);
+        h.analyze(rq);
+        QVERIFY(Harness::wait([&] { return h.result(rq.id) || h.failedWith(rq.id); }));
+        QVERIFY2(!h.failedWith(rq.id), qPrintable(h.failure(rq.id)));
+        const ClickViewPtr v = h.result(rq.id);
+        QCOMPARE(v->columns.size(), size_t{2});
+        const ColumnView& regular = v->columns[0];
+        const ColumnView& dk = v->columns[1];
+        QVERIFY(!regular.hasKernel);
+        QVERIFY(metric(regular, "kernel_shift")->value < 0);
+        QVERIFY2(dk.error.isEmpty(), qPrintable(dk.error));
+        QCOMPARE(dk.layerKind, QStringLiteral("dk"));
+        QVERIFY(dk.hasKernel);
+        // The panel is core's kernel view of the same node: 5 × 5 scope map, 9 taps moving from base to read position.
+        const auto model = deformscope::model::LoadedModel::load(sampleModel("dk.pt").toStdString());
+        deformscope::imaging::Normalization norm;
+        norm.mean = model.metadata().mean;
+        norm.std = model.metadata().std;
+        const auto img = deformscope::imaging::loadImage(sampleImage("sample_01.png").toStdString(),
+                                                         std::array<int64_t, 2>{128, 128}, norm);
+        const deformscope::analysis::AnalysisSession session(model, img.tensor);
+        const deformscope::analysis::KernelView k = session.kernel(session.nodeAt("block3", 40, 70));
+        QVERIFY(dk.kernel.heat.has_value());
+        QCOMPARE(dk.kernel.heat->width, 5);
+        QCOMPARE(dk.kernel.heat->height, 5);
+        QCOMPARE(dk.kernel.points.size(), size_t{9});
+        QCOMPARE(dk.kernel.moves.size(), size_t{9});
+        for (size_t t = 0; t < 9; ++t) {
+            QVERIFY(std::abs(dk.kernel.points[t].x - k.taps[t].x) < 1e-6 && std::abs(dk.kernel.points[t].y - k.taps[t].y) < 1e-6);
+            QVERIFY(std::abs(dk.kernel.points[t].weight - k.taps[t].weight) < 1e-6);
+            QCOMPARE(dk.kernel.moves[t][0], k.taps[t].baseX);
+            QCOMPARE(dk.kernel.moves[t][1], k.taps[t].baseY);
+        }
+        QVERIFY(std::abs(metric(dk, "kernel_shift")->value - k.meanShift) < 1e-9);
+        QVERIFY(!dk.kernel.caption.empty() && dk.kernel.caption[0].find("block3") == 0);
+    }
+
     void rapidClicksDeliverOnlyTheLast() {
         Harness h;
         QVERIFY(h.openSamples());
