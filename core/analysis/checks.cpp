@@ -59,9 +59,9 @@ std::string deformableNet() {
 def forward(self, x):
     h = torch.relu(torch.conv2d(x, self.w0, None, [2, 2], [1, 1], [1, 1], 1))
     om = torch.conv2d(h, self.wo1, None, [1, 1], [1, 1], [1, 1], 1)
-    h = torch.relu(torch.ops.torchvision.deform_conv2d(h, self.w1, om[:, :18], torch.sigmoid(om[:, 18:]), torch.zeros([8]), 1, 1, 1, 1, 1, 1, 1, 1, True))
+    h = torch.relu(torch.ops.torchvision.deform_conv2d(h, self.w1, om[:, :18], torch.sigmoid(om[:, 18:]), torch.zeros([8], device=x.device), 1, 1, 1, 1, 1, 1, 1, 1, True))
     o2 = torch.conv2d(h, self.wo2, None, [1, 1], [1, 1], [1, 1], 1)
-    return torch.ops.torchvision.deform_conv2d(h, self.w2, o2, torch.zeros([1, 1]), torch.zeros([8]), 1, 1, 1, 1, 1, 1, 1, 1, False)
+    return torch.ops.torchvision.deform_conv2d(h, self.w2, o2, torch.zeros([0], device=x.device), torch.zeros([8], device=x.device), 1, 1, 1, 1, 1, 1, 1, 1, False)
 )");
     const std::string path = tempPath("deformscope-selftest-dcn");
     net.save(path);

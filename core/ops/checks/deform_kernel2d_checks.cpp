@@ -562,20 +562,23 @@ std::vector<NamedCheck> deformKernel2dSelfChecks(const at::Device& d) {
         big.offset_scale = 3.0;
         big.kernel_offset_scale = 1.5;
         const std::string mode = isGlobal ? "global" : "local";
-        checks.push_back({"deform_kernel2d cuda == cpu (float32, " + mode + ", forward and gradients)", 1e-5, [=] {
-                              const DkCaseTensors cpu = makeDkCase(big, 750, at::kFloat, at::kCPU);
+        // CUDA float32 against the float64 CPU result on the same values, to the float32 tolerance
+        // (summation orders differ from the CPU's, so CUDA != CPU bit for bit).
+        checks.push_back({"deform_kernel2d cuda float32 vs float64 (" + mode + ", colliding case, forward and gradients)",
+                          1e-4, [=] {
+                              const DkCaseTensors ref = makeDkCase(big, 750, at::kDouble, at::kCPU);
                               const DkCaseTensors gpu = makeDkCase(big, 750, at::kFloat, d);
                               const DeformKernel2dParams& p = big.params;
-                              const at::Tensor oc =
-                                  deformKernel2d(cpu.input, cpu.weight, cpu.kernel_offset, cpu.offset, cpu.bias, p);
+                              const at::Tensor o64 =
+                                  deformKernel2d(ref.input, ref.weight, ref.kernel_offset, ref.offset, ref.bias, p);
                               const at::Tensor og =
                                   deformKernel2d(gpu.input, gpu.weight, gpu.kernel_offset, gpu.offset, gpu.bias, p);
-                              const at::Tensor R = randomLike(oc, 751);
-                              const auto gc = dkGrads(cpu, R, p);
-                              const auto gg = dkGrads(gpu, R.to(d), p);
-                              double worst = relativeError(og, oc);
+                              const at::Tensor R = randomLike(o64, 751);
+                              const auto g64 = dkGrads(ref, R, p);
+                              const auto gg = dkGrads(gpu, R.to(d, at::kFloat), p);
+                              double worst = relativeError(og, o64);
                               for (int i = 0; i < 5; ++i)
-                                  worst = std::max(worst, relativeError(gg[i], gc[i]));
+                                  worst = std::max(worst, relativeError(gg[i], g64[i]));
                               return worst;
                           }});
     }
