@@ -275,7 +275,7 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
                         }
                 }
             }
-            const auto cpuDouble = at::TensorOptions().dtype(at::kDouble);
+            const auto cpuDouble = at::TensorOptions().dtype(at::kDouble).device(at::kCPU); // .to() keeps the device unless named
             const at::Tensor iy = at::tensor(ys, at::kLong), ix = at::tensor(xs, at::kLong);
             const int64_t R = int64_t(ys.size());
             at::Tensor offsets = at::zeros({R, G, K, 2}, cpuDouble);

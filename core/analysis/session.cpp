@@ -163,6 +163,10 @@ AnalysisSession::AnalysisSession(model::LoadedModel model, const at::Tensor& inp
     if (model.device().is_cuda()) {
         at::globalContext().setDeterministicCuDNN(true);
         at::globalContext().setBenchmarkCuDNN(false);
+        // Full float32 convolutions and matmuls (no TF32, on by default for cuDNN):
+        // gradients then agree with the CPU's to float32 accuracy (checked by selftest).
+        at::globalContext().setAllowTF32CuDNN(false);
+        at::globalContext().setAllowTF32CuBLAS(false);
     }
     d->model = model;
     at::AutoGradMode grad(true);
