@@ -179,6 +179,31 @@ private Q_SLOTS:
         QVERIFY(restored > changed / 2);
     }
 
+    void theDkSampleJoinsAsAFourthColumnWithItsKernel() {
+        auto w = std::make_unique<MainWindow>(m_settings.get());
+        AnalysisSettings a = w->analysisSettings();
+        a.saliency = false;
+        w->setAnalysisSettings(a);
+        w->resize(1600, 800);
+        w->show();
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->start(sampleModels() << kSource + QStringLiteral("/sample_models/dk.pt"), sampleImage(), QPointF(40, 70));
+        QVERIFY(waitFor(result));
+        const ClickViewPtr r = w->result();
+        QVERIFY(r);
+        QCOMPARE(int(r->columns.size()), 4);
+        ComparisonView* view = w->comparisonView();
+        QCOMPARE(view->columnCount(), 4);
+        QCOMPARE(view->columnTitle(3), QStringLiteral("dk"));
+        QCOMPARE(view->columnBadge(3), QStringLiteral("DK"));
+        // Only the DK column shows the resampled kernel, with the DK layer's caption.
+        for (int i = 0; i < 3; ++i)
+            QVERIFY(!view->kernelInset(i)->isVisible());
+        QVERIFY(view->kernelInset(3)->isVisible());
+        QVERIFY(view->kernelInset(3)->caption().contains(QStringLiteral("block3")));
+        QVERIFY(r->columns[3].hasKernel && r->columns[3].kernel.points.size() == 9);
+    }
+
     void rapidClicksDeliverOnlyTheLastResult() {
         auto w = loadedWindow();
         QVERIFY(w);
