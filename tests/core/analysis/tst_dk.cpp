@@ -4,7 +4,9 @@
 #include "core/analysis/analysis_internal.h"
 #include "core/model/capture.h"
 #include "core/model/model.h"
+#include "core/model/script.h"
 #include "core/ops/deform_kernel2d.h"
+#include "core/ops/registration.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -13,6 +15,7 @@
 #include <QtTest>
 
 #include <cmath>
+#include <filesystem>
 
 using namespace deformscope;
 using namespace deformscope::analysis;
@@ -304,6 +307,56 @@ private Q_SLOTS:
                            randomInput(128, 128, 9));
         QVERIFY_THROWS_EXCEPTION(AnalysisError, v2.kernel(Node{"block3", 1, 1, {}}));
         QCOMPARE(v2.kernelLayer(Node{"block3", 1, 1, {}}), std::string());
+    }
+
+    void kernelViewOfAGlobalDkLayerIsOneKernelPerImage() {
+        // A DK layer in global mode (kernel offsets pooled over the image, [1, 18, 1, 1]).
+        ops::registerOperators();
+        auto cu = std::make_shared<torch::jit::CompilationUnit>();
+        torch::jit::Module net(c10::QualifiedName("__torch__.GlobalDk"), cu, true);
+        net.register_attribute("training", c10::BoolType::get(), false);
+        auto gen = at::detail::createCPUGenerator(11);
+        net.register_parameter("w0", at::randn({4, 3, 3, 3}, gen) * 0.3, false);
+        net.register_parameter("wk", at::randn({18, 4, 3, 3}, gen) * 0.5, false);
+        net.register_parameter("scope", at::randn({4, 1, 5, 5}, gen) * 0.3, false);
+        net.register_parameter("b", at::zeros({4}), false);
+        model::defineScript(net, R"(
+def forward(self, x):
+    h = torch.relu(torch.conv2d(x, self.w0, None, [1, 1], [1, 1], [1, 1], 1))
+    ko = torch.mean(torch.conv2d(h, self.wk, None, [1, 1], [1, 1], [1, 1], 1), [2, 3], True)
+    return torch.ops.deformscope.deform_kernel2d(h, self.scope, ko, torch.zeros([0], device=x.device), self.b, 1, 1, 1, 1, 1, 1, 3, 3, False)
+)");
+        const std::string path = (std::filesystem::temp_directory_path() / "deformscope-tst-global-dk.pt").string();
+        net.save(path);
+        const at::Tensor x = randomInput(16, 16, 4);
+        AnalysisSession s(model::LoadedModel::load(path), x);
+        std::filesystem::remove(path);
+        const model::Layer* dk = nullptr;
+        for (const model::Layer& l : s.graph().layers())
+            if (l.kind == model::LayerKind::Dk)
+                dk = &l;
+        QVERIFY(dk);
+        QVERIFY(dk->global_kernel_offsets);
+        // The kernel offsets, recomputed directly.
+        torch::NoGradGuard noGrad;
+        const at::Tensor h = at::relu(at::conv2d(x, net.attr("w0").toTensor(), {}, 1, 1));
+        const at::Tensor ko = at::conv2d(h, net.attr("wk").toTensor(), {}, 1, 1).mean({2, 3}); // [1, 18]
+        const KernelView a = s.kernel(Node{dk->name, 3, 9, {}});
+        const KernelView b = s.kernel(Node{dk->name, 12, 1, {}});
+        QVERIFY(a.global && b.global);
+        QCOMPARE(int(a.taps.size()), 9);
+        for (size_t k = 0; k < 9; ++k) {
+            QVERIFY(std::abs(a.taps[k].y - (a.taps[k].baseY + ko[0][2 * k].item<double>())) < 1e-5);
+            QVERIFY(std::abs(a.taps[k].x - (a.taps[k].baseX + ko[0][2 * k + 1].item<double>())) < 1e-5);
+            // One kernel per image: every position reads the same places with the same weights.
+            QCOMPARE(b.taps[k].y, a.taps[k].y);
+            QCOMPARE(b.taps[k].weight, a.taps[k].weight);
+        }
+        // The sampling trace's per-tap kernel weight is the same resampled kernel.
+        SamplingOptions one;
+        one.levels = 1;
+        for (const SamplingPoint& p : s.sampling(Node{dk->name, 3, 9, {}}, one).points)
+            QVERIFY(std::abs(p.kernelWeight - a.taps[size_t(p.tap)].weight) < 1e-9);
     }
 
 private:
