@@ -3,6 +3,7 @@
 #include "ui/app/input_settings_dialog.h"
 #include "ui/canvas/canvas.h"
 #include "ui/canvas/comparison_view.h"
+#include "ui/canvas/kernel_inset.h"
 
 #include <QAction>
 #include <QActionGroup>
@@ -102,9 +103,16 @@ MainWindow::MainWindow(AppSettings* settings, QWidget* parent)
     m_messageBar->hide();
     centreLayout->addWidget(m_messageBar);
     m_views = new QStackedWidget(centre);
-    m_canvas = new Canvas(m_views);
+    m_single = new QWidget(m_views);
+    auto* singleLayout = new QVBoxLayout(m_single);
+    singleLayout->setContentsMargins(0, 0, 0, 0);
+    singleLayout->setSpacing(0);
+    m_canvas = new Canvas(m_single);
+    m_singleKernel = new KernelInset(m_single);
+    singleLayout->addWidget(m_canvas, 1);
+    singleLayout->addWidget(m_singleKernel);
     m_comparison = new ComparisonView(m_views);
-    m_views->addWidget(m_canvas);
+    m_views->addWidget(m_single);
     m_views->addWidget(m_comparison);
     centreLayout->addWidget(m_views, 1);
     setCentralWidget(centre);
@@ -658,6 +666,7 @@ void MainWindow::onImageOpened(uint64_t id, const QString& path, const QImage& i
     updateRecentMenus();
     m_result.reset();
     m_canvas->setImage(image);
+    m_singleKernel->setKernel(false);
     m_comparison->setImage(image);
     updateWindowTitle();
     Q_EMIT imageShown();
@@ -797,10 +806,15 @@ void MainWindow::onResult(const ClickViewPtr& result) {
 
 void MainWindow::refreshViews() {
     if (m_result) {
-        m_canvas->setColumn(m_result, std::clamp(m_currentModel, 0, std::max(0, int(m_result->columns.size()) - 1)));
+        const int column = std::clamp(m_currentModel, 0, std::max(0, int(m_result->columns.size()) - 1));
+        m_canvas->setColumn(m_result, column);
+        const bool kernel = column < int(m_result->columns.size()) && m_result->columns[size_t(column)].error.isEmpty() &&
+                            m_result->columns[size_t(column)].hasKernel;
+        m_singleKernel->setKernel(kernel, kernel ? m_result->columns[size_t(column)].kernel : figure::Panel{});
         m_comparison->setClick(m_result);
     } else if (!m_image.isNull()) {
         m_canvas->setImage(m_image);
+        m_singleKernel->setKernel(false);
         m_comparison->setImage(m_image);
     }
 }
@@ -816,7 +830,7 @@ void MainWindow::exportTo(const QString& directory, bool figures, bool data) {
     r.figures = figures;
     r.data = data;
     // The single view exports its model alone (the `analyze` layout); the comparison, every column.
-    if (m_views->currentWidget() == m_canvas && m_currentModel < int(m_result->columns.size()))
+    if (m_views->currentWidget() == m_single && m_currentModel < int(m_result->columns.size()))
         r.models = QStringList{m_result->columns[size_t(m_currentModel)].model};
     m_settings->setLastDirectory(directory);
     statusBar()->showMessage(tr("Exporting to %1…").arg(directory));
@@ -899,7 +913,7 @@ void MainWindow::syncAnalysisControls() {
 }
 
 void MainWindow::setComparison(bool on) {
-    m_views->setCurrentWidget(on ? static_cast<QWidget*>(m_comparison) : static_cast<QWidget*>(m_canvas));
+    m_views->setCurrentWidget(on ? static_cast<QWidget*>(m_comparison) : m_single);
     if (m_comparisonAction->isChecked() != on) {
         m_syncing = true;
         m_comparisonAction->setChecked(on);

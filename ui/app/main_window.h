@@ -39,6 +39,7 @@ namespace deformscope::ui {
 
 class Canvas;
 class ComparisonView;
+class KernelInset;
 
 class MainWindow : public QMainWindow {
     Q_OBJECT
@@ -78,6 +79,8 @@ public:
     QString errorText() const;
     QTreeWidget* layerList() const { return m_layers; }
     Canvas* canvas() const { return m_canvas; }
+    // The single view's resampled-kernel inset (shown for a Deformable Kernel model).
+    KernelInset* singleKernelInset() const { return m_singleKernel; }
     ComparisonView* comparisonView() const { return m_comparison; }
     QString currentLayer() const { return m_layer; }
     CanvasOverlays overlays() const { return m_overlays; }
@@ -164,6 +167,8 @@ private:
     // Widgets.
     QStackedWidget* m_views = nullptr;
     Canvas* m_canvas = nullptr;
+    QWidget* m_single = nullptr; // the single view: m_canvas over m_singleKernel
+    KernelInset* m_singleKernel = nullptr;
     ComparisonView* m_comparison = nullptr;
     QLabel* m_messageBar = nullptr;
     QTreeWidget* m_layers = nullptr;

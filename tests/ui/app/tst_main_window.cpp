@@ -6,6 +6,7 @@
 #include "ui/app/main_window.h"
 #include "ui/canvas/canvas.h"
 #include "ui/canvas/comparison_view.h"
+#include "ui/canvas/kernel_inset.h"
 
 #include <QApplication>
 #include <QComboBox>
@@ -202,6 +203,15 @@ private Q_SLOTS:
         QVERIFY(view->kernelInset(3)->isVisible());
         QVERIFY(view->kernelInset(3)->caption().contains(QStringLiteral("block3")));
         QVERIFY(r->columns[3].hasKernel && r->columns[3].kernel.points.size() == 9);
+        // The single view shows it for the DK model only.
+        w->setComparison(false);
+        auto* modelBox = w->findChild<QComboBox*>(QStringLiteral("modelBox"));
+        QVERIFY(modelBox);
+        modelBox->setCurrentIndex(3);
+        QVERIFY(w->singleKernelInset()->isVisible());
+        QVERIFY(w->singleKernelInset()->caption().contains(QStringLiteral("block3")));
+        modelBox->setCurrentIndex(1);
+        QVERIFY(!w->singleKernelInset()->isVisible());
     }
 
     void rapidClicksDeliverOnlyTheLastResult() {
