@@ -133,9 +133,9 @@ public:
                 return r;
         return nullptr;
     }
-    // Opens the three samples and sample_01 and waits for both.
-    bool openSamples() {
-        const uint64_t m = openModels(samples());
+    // Opens the models (default: the three samples) and sample_01 and waits for both.
+    bool openSamples(const QStringList& models = samples()) {
+        const uint64_t m = openModels(models);
         const uint64_t i = openImage(sampleImage("sample_01.png"));
         return wait([&] {
             return failedWith(m) || failedWith(i) || (!got.images.empty() && got.images.back().first == i);
@@ -197,6 +197,17 @@ bool sameJson(const Json& a, const Json& b, const std::string& where, QString& w
         return false;
     }
     return true;
+}
+
+// The session the engine builds for a sample model on sample_01 (128 × 128), made directly.
+deformscope::analysis::AnalysisSession sampleSession(const QString& modelPath) {
+    const auto m = deformscope::model::LoadedModel::load(modelPath.toStdString());
+    deformscope::imaging::Normalization norm;
+    norm.mean = m.metadata().mean;
+    norm.std = m.metadata().std;
+    const auto img = deformscope::imaging::loadImage(sampleImage("sample_01.png").toStdString(),
+                                                     std::array<int64_t, 2>{128, 128}, norm);
+    return deformscope::analysis::AnalysisSession(m, img.tensor);
 }
 
 const Metric* metric(const ColumnView& c, const char* key) {
@@ -270,13 +281,7 @@ private Q_SLOTS:
             const ColumnView& c = v->columns[size_t(i)];
             QVERIFY2(c.error.isEmpty(), qPrintable(c.error));
             // The node is the session's nodeAt for the clicked input-grid point.
-            const auto m = deformscope::model::LoadedModel::load(samples()[i].toStdString());
-            deformscope::imaging::Normalization norm;
-            norm.mean = m.metadata().mean;
-            norm.std = m.metadata().std;
-            const auto img = deformscope::imaging::loadImage(sampleImage("sample_01.png").toStdString(),
-                                                             std::array<int64_t, 2>{128, 128}, norm);
-            const deformscope::analysis::AnalysisSession session(m, img.tensor);
+            const deformscope::analysis::AnalysisSession session = sampleSession(samples()[i]);
             const auto node = session.nodeAt("block3", 58, 46);
             QCOMPARE(c.layer, QStringLiteral("block3"));
             QCOMPARE(c.fy, int(node.fy));
@@ -325,10 +330,7 @@ private Q_SLOTS:
 
     void aDkColumnCarriesItsResampledKernel() {
         Harness h;
-        const uint64_t m = h.openModels({sampleModel("regular.pt"), sampleModel("dk.pt")});
-        const uint64_t i = h.openImage(sampleImage("sample_01.png"));
-        QVERIFY(Harness::wait([&] { return h.failedWith(m) || h.failedWith(i) || (!h.got.images.empty() && h.got.images.back().first == i); }));
-        QVERIFY2(!h.failedWith(m) && !h.failedWith(i), qPrintable(h.failure(m) + h.failure(i)));
+        QVERIFY(h.openSamples({sampleModel("regular.pt"), sampleModel("dk.pt")}));
         AnalysisRequest rq = h.click(40, 70);
         h.analyze(rq);
         QVERIFY(Harness::wait([&] { return h.result(rq.id) || h.failedWith(rq.id); }));
@@ -343,13 +345,7 @@ private Q_SLOTS:
         QCOMPARE(dk.layerKind, QStringLiteral("dk"));
         QVERIFY(dk.hasKernel);
         // The panel is core's kernel view of the same node: 5 × 5 scope map, 9 taps moving from base to read position.
-        const auto model = deformscope::model::LoadedModel::load(sampleModel("dk.pt").toStdString());
-        deformscope::imaging::Normalization norm;
-        norm.mean = model.metadata().mean;
-        norm.std = model.metadata().std;
-        const auto img = deformscope::imaging::loadImage(sampleImage("sample_01.png").toStdString(),
-                                                         std::array<int64_t, 2>{128, 128}, norm);
-        const deformscope::analysis::AnalysisSession session(model, img.tensor);
+        const deformscope::analysis::AnalysisSession session = sampleSession(sampleModel("dk.pt"));
         const deformscope::analysis::KernelView k = session.kernel(session.nodeAt("block3", 40, 70));
         QVERIFY(dk.kernel.heat.has_value());
         QCOMPARE(dk.kernel.heat->width, 5);
