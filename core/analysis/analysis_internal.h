@@ -15,6 +15,12 @@ bool spawns(const model::Layer& layer);
 // The spawning layers a trace from layer `start` reaches within `levels` levels.
 std::set<int> tracedLayers(const std::vector<model::Layer>& layers, int start, int levels);
 
+// A Deformable Kernel layer's kernel-space offsets at integer output positions
+// (iy[p], ix[p]): [P, K, 2] (Δy, Δx) in scope cells, as `options` (dtype and
+// device); zeros when the layer has none, the image's one kernel in global mode.
+at::Tensor dkKernelOffsets(const model::Layer& layer, const model::LayerTensors& tensors, const at::Tensor& iy,
+                           const at::Tensor& ix, const at::TensorOptions& options);
+
 // A Deformable Kernel layer's effective (resampled) kernel at integer output
 // positions (iy[p], ix[p]): W_c(q_k + Δk(p)) as [P, C, K] double, with the
 // operator's centred base positions and bilinear boundary rule.
@@ -33,8 +39,10 @@ at::Tensor locationGrads(const model::Layer& layer, const model::LayerTensors& t
 // is a DK layer, else the highest-indexed DK layer its inputs reach; −1: none.
 int kernelViewLayer(const std::vector<model::Layer>& layers, int layer);
 
-// The kernel view of `node` (AnalysisSession::kernel) from the captured tensors.
-KernelView kernelView(const model::Capture& capture, const Node& node);
+// The kernel view at output position (fy, fx) of DK layer `layer` from the
+// captured tensors; `channel` −1: mean over channels. Fills everything but
+// `centre`, `notes` about the node and `seconds`.
+KernelView kernelView(const model::Capture& capture, int layer, int64_t fy, int64_t fx, int64_t channel);
 
 // The trace itself; gradOutputs maps layer index -> ∂r/∂output of that layer.
 SamplingTrace traceSampling(const model::Capture& capture, const Node& node, const SamplingOptions& options,

@@ -5,7 +5,6 @@
 
 #include <ATen/ATen.h>
 
-#include <chrono>
 #include <cmath>
 #include <set>
 
@@ -13,7 +12,6 @@ namespace deformscope::analysis::detail {
 
 using model::Layer;
 using model::LayerKind;
-using namespace at::indexing;
 
 int kernelViewLayer(const std::vector<Layer>& layers, int start) {
     if (start < 0 || start >= int(layers.size()))
@@ -39,46 +37,20 @@ int kernelViewLayer(const std::vector<Layer>& layers, int start) {
     return best;
 }
 
-KernelView kernelView(const model::Capture& capture, const Node& node) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto& layers = capture.graph.layers();
-    const Layer* nodeLayer = capture.graph.find(node.layer);
-    if (!nodeLayer)
-        throw AnalysisError("no layer '" + node.layer + "' (layers: " + capture.graph.names() + ")");
-    const int index = kernelViewLayer(layers, nodeLayer->index);
-    if (index < 0) {
-        std::string dks;
-        for (const Layer& l : layers)
-            if (l.kind == LayerKind::Dk)
-                dks += (dks.empty() ? "" : ", ") + l.name;
-        throw AnalysisError("layer '" + node.layer + "' has no Deformable Kernel layer at or below it, so there is no kernel view" +
-                            (dks.empty() ? std::string(" (the model has no DK layers)") : " (its DK layers: " + dks + ")"));
-    }
-    const Layer& l = layers[size_t(index)];
+KernelView kernelView(const model::Capture& capture, int index, int64_t fy, int64_t fx, int64_t channel) {
+    const Layer& l = capture.graph.layers().at(size_t(index));
     const model::LayerTensors& t = capture.tensors.at(size_t(index));
     if (!t.weight.defined())
         throw AnalysisError("the captured forward kept no scope weight for DK layer '" + l.name + "'");
 
     KernelView v;
     v.layer = l.name;
+    v.fy = fy;
+    v.fx = fx;
+    v.channel = channel;
     v.scope = l.scope;
     v.kernel = {l.kernel[0], l.kernel[1]};
     v.global = l.global_kernel_offsets;
-    if (index == nodeLayer->index) {
-        v.fy = node.fy;
-        v.fx = node.fx;
-        if (node.response.kind == Response::Kind::Channel)
-            v.channel = node.response.index;
-    } else {
-        // The DK layer's output position nearest to the node's centre.
-        const double cy = nodeLayer->start[0] + double(node.fy) * nodeLayer->jump[0];
-        const double cx = nodeLayer->start[1] + double(node.fx) * nodeLayer->jump[1];
-        v.fy = std::clamp<int64_t>(std::llround((cy - l.start[0]) / l.jump[0]), 0, l.feature_size[0] - 1);
-        v.fx = std::clamp<int64_t>(std::llround((cx - l.start[1]) / l.jump[1]), 0, l.feature_size[1] - 1);
-        v.notes.push_back("'" + node.layer + "' is not a Deformable Kernel layer: showing '" + l.name +
-                          "', the nearest DK layer below it, at its position nearest to the node");
-    }
-    v.centre = {l.start[1] + double(v.fx) * l.jump[1], l.start[0] + double(v.fy) * l.jump[0]};
 
     const at::Tensor w = t.weight.detach().to(at::kCPU, at::kDouble); // [C, 1, Sh, Sw]
     const int64_t C = w.size(0);
@@ -92,13 +64,9 @@ KernelView kernelView(const model::Capture& capture, const Node& node) {
     const at::Tensor eff = dkEffectiveKernel(l, t, iy, ix)[0].to(at::kCPU).abs(); // [C, K]
     const at::Tensor tapWeight = v.channel >= 0 ? eff[v.channel] : eff.mean(0);   // [K]
     const int64_t kh = l.kernel[0], kw = l.kernel[1], K = kh * kw;
-    at::Tensor koff = at::zeros({K, 2}, at::kDouble);
-    if (t.kernelOffset.defined()) {
-        const at::Tensor ko = t.kernelOffset.detach()[0].to(at::kCPU, at::kDouble); // [2K, h, w]
-        koff = (l.global_kernel_offsets ? ko.index({Slice(), 0, 0}) : ko.index({Slice(), v.fy, v.fx})).reshape({K, 2});
-    } else {
+    const at::Tensor koff = dkKernelOffsets(l, t, iy, ix, at::TensorOptions().dtype(at::kDouble).device(at::kCPU))[0]; // [K, 2]
+    if (!t.kernelOffset.defined())
         v.notes.push_back("'" + l.name + "' has no kernel offsets: its taps read the regular grid");
-    }
     const auto kacc = koff.accessor<double, 2>();
     const auto wacc = tapWeight.accessor<double, 1>();
     const double Sh = double(l.scope[0]), Sw = double(l.scope[1]);
@@ -116,7 +84,6 @@ KernelView kernelView(const model::Capture& capture, const Node& node) {
         v.taps.push_back(tap);
     }
     v.meanShift = K > 0 ? shift / double(K) : 0;
-    v.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return v;
 }
 

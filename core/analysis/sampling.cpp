@@ -101,21 +101,24 @@ std::set<int> tracedLayers(const std::vector<Layer>& layers, int start, int leve
     return result;
 }
 
+at::Tensor dkKernelOffsets(const Layer& l, const model::LayerTensors& t, const at::Tensor& iy, const at::Tensor& ix,
+                           const at::TensorOptions& options) {
+    const int64_t K = l.kernel[0] * l.kernel[1], P = iy.size(0);
+    if (!t.kernelOffset.defined())
+        return at::zeros({P, K, 2}, options);
+    const at::Tensor ko = t.kernelOffset.detach()[0].to(options); // [2K, h, w]
+    if (l.global_kernel_offsets) // one kernel per image: the same for every position
+        return ko.reshape({1, K, 2}).expand({P, K, 2});
+    return ko.index({Slice(), iy.to(ko.device()), ix.to(ko.device())}).t().reshape({P, K, 2});
+}
+
 at::Tensor dkEffectiveKernel(const Layer& l, const model::LayerTensors& t, const at::Tensor& iy, const at::Tensor& ix) {
     const at::Tensor w = t.weight.detach().to(at::kDouble);  // [C, 1, Sh, Sw]
     const int64_t C = w.size(0), Sh = w.size(2), Sw = w.size(3);
     const int64_t kh = l.kernel[0], kw = l.kernel[1], K = kh * kw;
-    const at::Tensor yi = iy.to(w.device()), xi = ix.to(w.device());
-    const int64_t P = yi.size(0);
+    const int64_t P = iy.size(0);
     const auto dopts = w.options();
-    // Kernel offsets at the positions: [P, K, 2] (Δy, Δx); global: the same for every position.
-    at::Tensor koff;
-    if (!t.kernelOffset.defined())
-        koff = at::zeros({P, K, 2}, dopts);
-    else if (l.global_kernel_offsets)
-        koff = t.kernelOffset.detach()[0].to(at::kDouble).reshape({1, K, 2}).expand({P, K, 2});
-    else
-        koff = t.kernelOffset.detach()[0].to(at::kDouble).index({Slice(), yi, xi}).t().reshape({P, K, 2});
+    const at::Tensor koff = dkKernelOffsets(l, t, iy, ix, dopts); // [P, K, 2] (Δy, Δx)
     const at::Tensor baseY = at::arange(kh, dopts).repeat_interleave(kw) + double(Sh - kh) / 2;
     const at::Tensor baseX = at::arange(kw, dopts).repeat({kh}) + double(Sw - kw) / 2;
     const at::Tensor qy = baseY.view({1, K}) + koff.select(2, 0), qx = baseX.view({1, K}) + koff.select(2, 1); // [P, K]

@@ -349,8 +349,31 @@ SamplingTrace AnalysisSession::sampling(const Node& node, const SamplingOptions&
 }
 
 KernelView AnalysisSession::kernel(const Node& node) const {
+    const auto t0 = std::chrono::steady_clock::now();
     validate(node);
-    return detail::kernelView(d->capture, node);
+    const auto& layers = graph().layers();
+    const int index = detail::kernelViewLayer(layers, layer(node.layer).index);
+    if (index < 0) {
+        std::string dks;
+        for (const Layer& l : layers)
+            if (l.kind == model::LayerKind::Dk)
+                dks += (dks.empty() ? "" : ", ") + l.name;
+        throw AnalysisError("layer '" + node.layer + "' has no Deformable Kernel layer at or below it, so there is no kernel view" +
+                            (dks.empty() ? std::string(" (the model has no DK layers)") : " (its DK layers: " + dks + ")"));
+    }
+    const std::string& dk = layers[size_t(index)].name;
+    const bool own = dk == node.layer;
+    // Another layer's node: the DK layer's position nearest to the node's centre.
+    const auto centre = nodeCentre(node);
+    const Node at = own ? node : nodeAt(dk, centre[0], centre[1]);
+    KernelView v = detail::kernelView(d->capture, index, at.fy, at.fx,
+                                      own && node.response.kind == Response::Kind::Channel ? node.response.index : -1);
+    v.centre = nodeCentre(at);
+    if (!own)
+        v.notes.insert(v.notes.begin(), "'" + node.layer + "' is not a Deformable Kernel layer: showing '" + dk +
+                                            "', the nearest DK layer below it, at its position nearest to the node");
+    v.seconds = secondsSince(t0);
+    return v;
 }
 
 std::string AnalysisSession::kernelLayer(const Node& node) const {
