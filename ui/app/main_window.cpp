@@ -666,7 +666,7 @@ void MainWindow::onImageOpened(uint64_t id, const QString& path, const QImage& i
     updateRecentMenus();
     m_result.reset();
     m_canvas->setImage(image);
-    m_singleKernel->setKernel(false);
+    m_singleKernel->setColumn(nullptr);
     m_comparison->setImage(image);
     updateWindowTitle();
     Q_EMIT imageShown();
@@ -808,13 +808,11 @@ void MainWindow::refreshViews() {
     if (m_result) {
         const int column = std::clamp(m_currentModel, 0, std::max(0, int(m_result->columns.size()) - 1));
         m_canvas->setColumn(m_result, column);
-        const bool kernel = column < int(m_result->columns.size()) && m_result->columns[size_t(column)].error.isEmpty() &&
-                            m_result->columns[size_t(column)].hasKernel;
-        m_singleKernel->setKernel(kernel, kernel ? m_result->columns[size_t(column)].kernel : figure::Panel{});
+        m_singleKernel->setColumn(column < int(m_result->columns.size()) ? &m_result->columns[size_t(column)] : nullptr);
         m_comparison->setClick(m_result);
     } else if (!m_image.isNull()) {
         m_canvas->setImage(m_image);
-        m_singleKernel->setKernel(false);
+        m_singleKernel->setColumn(nullptr);
         m_comparison->setImage(m_image);
     }
 }

@@ -209,7 +209,7 @@ void ComparisonView::setImage(const QImage& image)
         c.stack->setCurrentWidget(c.canvas);
         c.canvas->setImage(image);
         c.timing->clear();
-        c.kernel->setKernel(false);
+        c.kernel->setColumn(nullptr);
     }
     fillTable();
 }
@@ -222,7 +222,7 @@ void ComparisonView::clear()
         c.stack->setCurrentWidget(c.canvas);
         c.canvas->clear();
         c.timing->clear();
-        c.kernel->setKernel(false);
+        c.kernel->setColumn(nullptr);
     }
     fillTable();
 }
@@ -248,11 +248,11 @@ void ComparisonView::setClick(ClickViewPtr click)
         if (i >= n) {
             c.stack->setCurrentWidget(c.canvas);
             c.timing->clear();
-            c.kernel->setKernel(false);
+            c.kernel->setColumn(nullptr);
             continue;
         }
         const ColumnView& col = click->columns[size_t(i)];
-        c.kernel->setKernel(col.error.isEmpty() && col.hasKernel, col.kernel);
+        c.kernel->setColumn(&col);
         setColumnTitle(i, col.model.isEmpty() ? c.title->text() : col.model, col.layerKind, col.layer);
         if (!col.error.isEmpty()) {
             c.error->setText(QStringLiteral("\u26a0 ") + col.error);

@@ -55,13 +55,14 @@ KernelInset::KernelInset(QWidget* parent) : QWidget(parent)
     hide();
 }
 
-void KernelInset::setKernel(bool shown, const figure::Panel& panel)
+void KernelInset::setColumn(const ColumnView* column)
 {
-    m_view->setPanel(shown ? panel : figure::Panel{});
+    const bool shown = column && column->error.isEmpty() && column->hasKernel;
+    const figure::Panel panel = shown ? column->kernel : figure::Panel{};
+    m_view->setPanel(panel);
     QStringList lines{tr("Resampled kernel")};
-    if (shown)
-        for (const std::string& c : panel.caption)
-            lines << QString::fromStdString(c);
+    for (const std::string& c : panel.caption)
+        lines << QString::fromStdString(c);
     m_text->setText(lines.join(QLatin1Char('\n')));
     setVisible(shown);
 }

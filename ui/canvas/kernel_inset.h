@@ -5,6 +5,7 @@
 #pragma once
 
 #include "ui/figure/figure.h"
+#include "ui/view/view_data.h"
 
 #include <QString>
 #include <QWidget>
@@ -33,8 +34,9 @@ class KernelInset : public QWidget {
     Q_OBJECT
 public:
     explicit KernelInset(QWidget* parent = nullptr);
-    // Shows `panel` (and its caption); hides itself when `shown` is false.
-    void setKernel(bool shown, const figure::Panel& panel = {});
+    // Shows the column's kernel panel (and its caption) when it has one and no
+    // error; hides itself otherwise, and for nullptr.
+    void setColumn(const ColumnView* column);
     QString caption() const; // the caption lines shown, for tests
     KernelPanelView* view() const { return m_view; }
 
