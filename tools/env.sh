@@ -13,3 +13,6 @@ DEFORMSCOPE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEFORMSCOPE_BUILD="${DEFORMSCOPE_BUILD:-$DEFORMSCOPE_ROOT/build}"
 export CCACHE_DIR="${CCACHE_DIR:-$DEFORMSCOPE_CACHE/ccache}"
 log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
+# Paths inside the checkout are hashed relative to it, so every clone and worktree shares one cache.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$DEFORMSCOPE_ROOT}"
+export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-true}"
