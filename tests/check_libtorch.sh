@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Every program and shared library the build made loads exactly one libc10, and
+# it is the chosen LibTorch's (DESIGN: link only the chosen LibTorch; a second
+# one, e.g. Debian's python3-torch in /usr/lib, aborts the process at start).
+# usage: check_libtorch.sh BUILD_DIR TORCH_LIBDIR
+set -euo pipefail
+build="$1"
+torchlib="$(cd "$2" && pwd -P)"
+checked=0
+failed=0
+while IFS= read -r -d '' f; do
+    # ELF files only: executables and shared libraries.
+    head -c 4 "$f" 2>/dev/null | grep -q "ELF" || continue
+    readelf -d "$f" 2>/dev/null | grep -q '(NEEDED)' || continue
+    needed=$(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(libc10\.so[^]]*\)\].*/\1/p')
+    [ -n "$needed" ] || continue # links no LibTorch (e.g. the Qt-only canvas test)
+    checked=$((checked + 1))
+    count=$(printf '%s\n' "$needed" | wc -l)
+    if [ "$count" != 1 ]; then
+        echo "FAIL $f needs $count libc10 libraries: $(echo $needed)"
+        failed=$((failed + 1))
+        continue
+    fi
+    resolved=$(ldd "$f" | awk -v n="$needed" '$1 == n { print $3 }')
+    real=$(readlink -f "$resolved" 2>/dev/null || true)
+    case "$real" in
+        "$torchlib"/*) ;;
+        *) echo "FAIL $f loads $needed from '${resolved:-nowhere}', not from $torchlib"; failed=$((failed + 1)) ;;
+    esac
+    # No other LibTorch library from elsewhere either.
+    others=$(ldd "$f" | awk '$1 ~ /^lib(torch|c10)/ { print $3 }' | while read -r p; do
+        r=$(readlink -f "$p" 2>/dev/null || echo "$p")
+        case "$r" in "$torchlib"/*) ;; *) echo "$p" ;; esac
+    done)
+    if [ -n "$others" ]; then
+        echo "FAIL $f loads LibTorch libraries from outside $torchlib: $(echo $others)"
+        failed=$((failed + 1))
+    fi
+done < <(find "$build" -type f \( -perm -u+x -o -name '*.so' \) -not -path '*/CMakeFiles/*' -print0)
+echo "checked $checked binaries that link LibTorch: $failed wrong"
+[ "$checked" -gt 0 ] && [ "$failed" = 0 ]
