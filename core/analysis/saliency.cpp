@@ -38,6 +38,7 @@
 //     the previously adopted masks, then the whole image, are tried the same way.
 #include "core/analysis/saliency.h"
 #include "core/analysis/saliency_internal.h"
+#include "core/analysis/saliency_search.h"
 
 #include <ATen/ATen.h>
 
@@ -49,13 +50,12 @@
 #include <map>
 #include <numeric>
 #include <set>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <unordered_map>
 #include <unordered_set>
 #include <utility>
-#include <vector>
 
 namespace deformscope::analysis {
 
@@ -79,6 +79,8 @@ at::Tensor relativeErrors(const at::Tensor& responses, const at::Tensor& referen
     return refNorm > 0 ? err / refNorm : err;
 }
 
+namespace saliency_detail {
+
 namespace {
 uint64_t splitmix64(uint64_t& x) {
     uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
@@ -88,41 +90,11 @@ uint64_t splitmix64(uint64_t& x) {
 }
 } // namespace
 
-namespace saliency_detail {
-
-int64_t coarseCellSide(int64_t h, int64_t w, int64_t coarseCells) {
-    const int64_t longer = std::max<int64_t>(1, std::max(h, w));
-    const int64_t n = std::max<int64_t>(1, coarseCells);
-    return std::max<int64_t>(1, (longer + n - 1) / n);
-}
-
-std::vector<std::vector<int64_t>> axisLevels(int64_t begin, int64_t end, int64_t cell, int64_t minCell) {
-    const int64_t len = end - begin;
-    if (len <= 0)
-        throw std::invalid_argument("axisLevels: empty range");
-    cell = std::max<int64_t>(1, cell);
-    minCell = std::max<int64_t>(1, minCell);
-    const int64_t n = std::max<int64_t>(1, (len + cell - 1) / cell);
-    std::vector<std::vector<int64_t>> levels(1);
-    for (int64_t i = 0; i <= n; ++i)
-        levels[0].push_back(begin + i * len / n);
-    while (true) {
-        const std::vector<int64_t>& cur = levels.back();
-        std::vector<int64_t> next{cur.front()};
-        bool split = false;
-        for (size_t i = 0; i + 1 < cur.size(); ++i) {
-            const int64_t a = cur[i], b = cur[i + 1];
-            if (b - a >= 2 * minCell) {
-                next.push_back(a + (b - a + 1) / 2);
-                split = true;
-            }
-            next.push_back(b);
-        }
-        if (!split)
-            break;
-        levels.push_back(std::move(next));
-    }
-    return levels;
+std::vector<uint64_t> zobristKeys(size_t n, uint64_t seed) {
+    std::vector<uint64_t> keys(n);
+    for (auto& z : keys)
+        z = splitmix64(seed);
+    return keys;
 }
 
 GreedyPath greedyRemovalPath(const at::Tensor& deltasIn, const at::Tensor& e0In) {
@@ -194,10 +166,7 @@ std::vector<std::vector<uint8_t>> beamSearch(const at::Tensor& gIn, const at::Te
     const double tau2 = tau * tau;
     const double sgn = add ? 1.0 : -1.0;
     const uint8_t from = add ? 0 : 1; // the flag an item must have to be flipped
-    std::vector<uint64_t> zob(n);
-    uint64_t seed = 0x5a11e9c7ULL;
-    for (auto& z : zob)
-        z = splitmix64(seed);
+    const std::vector<uint64_t> zob = zobristKeys(static_cast<size_t>(n), 0x5a11e9c7ULL);
 
     struct State {
         std::vector<uint8_t> z;
@@ -283,220 +252,161 @@ std::vector<std::vector<uint8_t>> beamSearch(const at::Tensor& gIn, const at::Te
     return found;
 }
 
-} // namespace saliency_detail
-
-namespace {
-
-using Clock = std::chrono::steady_clock;
-using saliency_detail::GreedyPath;
-
-std::string fmt(double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.4g", v);
-    return buf;
+int64_t coarseCellSide(int64_t h, int64_t w, int64_t coarseCells) {
+    const int64_t longer = std::max<int64_t>(1, std::max(h, w));
+    const int64_t n = std::max<int64_t>(1, coarseCells);
+    return std::max<int64_t>(1, (longer + n - 1) / n);
 }
 
-// One level of the nested cell grid over the search box.
-struct Grid {
-    std::vector<int64_t> yb, xb; // segment boundaries (absolute pixels)
-    int64_t ny = 0, nx = 0, cells = 0;
-    int64_t side = 0;            // the largest segment length
-    at::Tensor cellOfPixel;      // [H·W] int64 on the device; `cells` outside the box
-    at::Tensor cellOfPixelCpu;
-    std::vector<int64_t> area;       // pixels per cell
-    std::vector<double> rankWeight;  // importance per cell (ranking)
-    std::vector<double> shareWeight; // importance (+ a little area) per cell: shares of a parent's Δ
-    int64_t y0(int64_t c) const { return yb[c / nx]; }
-    int64_t y1(int64_t c) const { return yb[c / nx + 1]; }
-    int64_t x0(int64_t c) const { return xb[c % nx]; }
-    int64_t x1(int64_t c) const { return xb[c % nx + 1]; }
-};
-
-// A removal candidate of the elimination (refinement levels).
-struct Cand {
-    at::Tensor delta;   // [D] double: r(M without the cell) − r(M), measured or estimated
-    bool fresh = false; // measured against the current M
-};
-using CandMap = std::map<int64_t, Cand>;
-
-// The linear surrogate of the coarse stage: r(state) ≈ r(anchor) + Σ over the
-// model's cells whose flag differs from the anchor of ±G (G = the response with
-// the cell kept minus without, measured by flipping it at the anchor).
-struct Model {
-    std::vector<int64_t> cells;  // grid cells it may flip; the others stay as at the anchor
-    at::Tensor G;                // [n, D] double
-    std::vector<uint8_t> anchor; // kept flags of every grid cell at the anchor
-    at::Tensor eAnchor;          // [D] double: r(anchor) − R
-    bool fresh = false;          // G measured at this anchor
-};
-
-struct Accepted {
-    at::Tensor mask; // [H, W] uint8 CPU
-    double error = 0;
-};
-
-enum class Start { Ok, BoxFailed, Stopped };
-
-class Search {
-public:
-    Search(const SaliencyProblem& problem, const SaliencyOptions& options, const SaliencyProgressFn& progress)
-        : p_(problem), o_(options), progress_(progress), t0_(Clock::now()) {
-        validate();
+std::vector<std::vector<int64_t>> axisLevels(int64_t begin, int64_t end, int64_t cell, int64_t minCell) {
+    const int64_t len = end - begin;
+    if (len <= 0)
+        throw std::invalid_argument("axisLevels: empty range");
+    cell = std::max<int64_t>(1, cell);
+    minCell = std::max<int64_t>(1, minCell);
+    const int64_t n = std::max<int64_t>(1, (len + cell - 1) / cell);
+    std::vector<std::vector<int64_t>> levels(1);
+    for (int64_t i = 0; i <= n; ++i)
+        levels[0].push_back(begin + i * len / n);
+    while (true) {
+        const std::vector<int64_t>& cur = levels.back();
+        std::vector<int64_t> next{cur.front()};
+        bool split = false;
+        for (size_t i = 0; i + 1 < cur.size(); ++i) {
+            const int64_t a = cur[i], b = cur[i + 1];
+            if (b - a >= 2 * minCell) {
+                next.push_back(a + (b - a + 1) / 2);
+                split = true;
+            }
+            next.push_back(b);
+        }
+        if (!split)
+            break;
+        levels.push_back(std::move(next));
     }
+    return levels;
+}
 
-    SaliencyResult run();
+Grid makeGrid(const std::vector<int64_t>& yb, const std::vector<int64_t>& xb, int64_t H, int64_t W, c10::Device device,
+              const ImportanceSums& importance) {
+    Grid g;
+    g.yb = yb;
+    g.xb = xb;
+    g.H = H;
+    g.W = W;
+    g.ny = static_cast<int64_t>(yb.size()) - 1;
+    g.nx = static_cast<int64_t>(xb.size()) - 1;
+    g.cells = g.ny * g.nx;
+    // Per pixel along one axis: its segment, −1 outside the box.
+    auto segments = [&g](const std::vector<int64_t>& bounds, int64_t len) {
+        std::vector<int64_t> seg(len, -1);
+        for (int64_t i = 0; i + 1 < static_cast<int64_t>(bounds.size()); ++i) {
+            g.side = std::max(g.side, bounds[i + 1] - bounds[i]);
+            for (int64_t p = bounds[i]; p < bounds[i + 1]; ++p)
+                seg[p] = i;
+        }
+        return seg;
+    };
+    const std::vector<int64_t> rowSeg = segments(yb, H), colSeg = segments(xb, W);
+    const at::Tensor r = at::tensor(rowSeg, at::kLong).view({H, 1});
+    const at::Tensor c = at::tensor(colSeg, at::kLong).view({1, W});
+    const at::Tensor valid = r.ge(0).logical_and(c.ge(0));
+    g.cellOfPixelCpu = at::where(valid, r * g.nx + c, at::full({}, g.cells, at::kLong)).reshape({-1}).contiguous();
+    g.cellOfPixel = g.cellOfPixelCpu.to(device);
 
-private:
-    void validate();
-    // Evaluator access.
-    bool report();
-    bool evaluate(const at::Tensor& masks, at::Tensor& resp, std::vector<double>& err);
-    int64_t room() const { return std::max<int64_t>(0, o_.maxForwards - forwards_); }
-    // Masks that may still be evaluated before `budgetEnd`; notes the hard cap when that is what stops.
-    int64_t budgetLeft(int64_t budgetEnd) {
-        const int64_t r = room();
-        if (r == 0)
-            capHit_ = true;
-        return std::min(r, budgetEnd - forwards_);
+    const at::Tensor Y = at::tensor(yb, at::kLong), X = at::tensor(xb, at::kLong);
+    const at::Tensor area =
+        ((Y.slice(0, 1) - Y.slice(0, 0, -1)).view({-1, 1}) * (X.slice(0, 1) - X.slice(0, 0, -1)).view({1, -1})).reshape({-1}).contiguous();
+    g.area.assign(area.data_ptr<int64_t>(), area.data_ptr<int64_t>() + g.cells);
+    const at::Tensor areaD = area.to(at::kDouble);
+    at::Tensor rank, share;
+    if (importance.integral.defined()) {
+        const at::Tensor S = importance.integral.index_select(0, Y).index_select(1, X); // [ny+1, nx+1]
+        const at::Tensor sums =
+            (S.slice(0, 1).slice(1, 1) - S.slice(0, 0, -1).slice(1, 1) - S.slice(0, 1).slice(1, 0, -1) + S.slice(0, 0, -1).slice(1, 0, -1))
+                .reshape({-1})
+                .contiguous();
+        rank = sums;
+        const double tiny = 1e-6 * (importance.meanAbs > 0 ? importance.meanAbs : 1.0);
+        share = (sums.clamp_min(0) + areaD * tiny).contiguous();
+    } else {
+        rank = areaD.contiguous();
+        share = areaD.contiguous();
     }
-    bool stopped() const { return cancelled_ || capHit_; }
-    void setStage(std::string name, double base, double span);
-    double fraction();
-    // Grid and masks.
-    Grid makeGrid(const std::vector<int64_t>& yb, const std::vector<int64_t>& xb) const;
-    at::Tensor masksFromKeep(const at::Tensor& keep) const;
-    at::Tensor keptTensor() const { return flagsTensor(kept_); }
-    at::Tensor flagsTensor(const std::vector<uint8_t>& flags) const;
-    at::Tensor pixelMask() const;
-    at::Tensor wholeMask() const { return at::ones({H_, W_}, at::kByte); }
-    int64_t areaOf(const std::vector<uint8_t>& flags) const;
-    uint64_t hashOf(const std::vector<uint8_t>& flags) const;
-    void accept(const at::Tensor& resp, double err);
-    void offer(const std::vector<uint8_t>& state, const at::Tensor& resp, double err);
-    // Δ ownership across levels.
-    void registerOwner(int64_t cell, const at::Tensor& delta);
-    at::Tensor estimateDelta(int64_t cell) const;
-    // Coarse stage.
-    enum class PrefixOutcome { Ok, BoxFailed, Stopped };
-    PrefixOutcome shortestPrefix(const std::vector<int64_t>& ranked, bool fullKnown, int64_t budgetEnd);
-    Start startWithImportance();
-    Start startWithOcclusion(Model& model);
-    std::vector<int64_t> frontier(const std::vector<uint8_t>& state, int64_t limit) const;
-    bool measureModel(Model& model, std::vector<uint8_t> anchor, at::Tensor rAnchor, int64_t limit);
-    std::vector<std::vector<uint8_t>> proposals(const Model& model, int64_t slots);
-    void coarseSearch(Model& model, int64_t budgetEnd);
-    // Refinement.
-    void eliminate(CandMap& cands, int64_t budgetEnd);
-    std::vector<int64_t> boundaryCells() const;
-    SaliencyResult finish();
-    SaliencyResult wholeImageResult(const std::string& note);
+    g.rankWeight.assign(rank.data_ptr<double>(), rank.data_ptr<double>() + g.cells);
+    g.shareWeight.assign(share.data_ptr<double>(), share.data_ptr<double>() + g.cells);
+    return g;
+}
 
-    const SaliencyProblem& p_;
-    SaliencyOptions o_;
-    const SaliencyProgressFn& progress_;
-    Clock::time_point t0_;
+int64_t Grid::areaOf(const std::vector<uint8_t>& flags) const {
+    int64_t a = 0;
+    for (int64_t c = 0; c < cells; ++c)
+        if (flags[c])
+            a += area[c];
+    return a;
+}
 
-    int64_t H_ = 0, W_ = 0, D_ = 0;
-    at::Tensor ref_;       // [D] double CPU
-    double scale_ = 1;     // ‖ref‖, or 1 when it is 0 (absolute errors)
-    std::array<int64_t, 4> box_{};
-    bool boxIsGrid_ = true;
-    at::Tensor importance_; // [H, W] double CPU or undefined
-    at::Tensor integral_;   // [H+1, W+1] double CPU
-    double meanImportance_ = 0;
+at::Tensor Grid::pixelMask(const std::vector<uint8_t>& flags) const {
+    const at::Tensor ext = at::cat({flagsTensor(flags), at::zeros({1}, at::kBool)}).to(at::kByte);
+    return ext.index_select(0, cellOfPixelCpu).view({H, W}).contiguous();
+}
 
-    int64_t forwards_ = 0, calls_ = 0;
-    bool cancelled_ = false, capHit_ = false;
-    std::string stage_;
-    double stageBase_ = 0, stageSpan_ = 0;
-    int64_t stageCalls_ = 0;
-    double lastFraction_ = 0;
-    std::vector<std::string> notes_;
+void Grid::sortByImportance(std::vector<int64_t>& list) const {
+    std::stable_sort(list.begin(), list.end(), [&](int64_t a, int64_t b) { return rankWeight[a] > rankWeight[b]; });
+}
 
-    Grid grid_;
-    std::vector<uint8_t> kept_; // the current (best verified) mask, per grid cell
-    at::Tensor rM_;             // [D] double: its response
-    double errM_ = 0;
-    std::vector<Accepted> history_;
-    std::vector<uint64_t> zobrist_;          // per coarse cell, for the set of evaluated states
-    std::unordered_set<uint64_t> evaluated_; // coarse states evaluated so far
+at::Tensor flagsTensor(const std::vector<uint8_t>& flags) {
+    return at::from_blob(const_cast<uint8_t*>(flags.data()), {static_cast<int64_t>(flags.size())}, at::kByte).to(at::kBool);
+}
 
-    at::Tensor ownerPix_; // [H, W] int64 CPU: row of the Δ that covers the pixel, −1: none
-    std::vector<at::Tensor> ownerDelta_;
-    std::vector<double> ownerWeight_;
-};
+at::Tensor wholeMask(int64_t H, int64_t W) {
+    return at::ones({H, W}, at::kByte);
+}
 
-void Search::validate() {
-    auto fail = [](const std::string& what) { throw std::invalid_argument("searchSaliency: " + what); };
+void invalidProblem(const std::string& what) {
+    throw std::invalid_argument("searchSaliency: " + what);
+}
+
+Batches::Batches(const SaliencyProblem& problem, int64_t maxForwards, const SaliencyProgressFn& progress)
+    : p_(problem), progress_(progress), maxForwards_(maxForwards) {
     if (!p_.evaluate)
-        fail("the problem has no evaluator");
+        invalidProblem("the problem has no evaluator");
     if (p_.height <= 0 || p_.width <= 0)
-        fail("the mask grid is empty (height " + std::to_string(p_.height) + ", width " + std::to_string(p_.width) + ")");
+        invalidProblem("the mask grid is empty (height " + std::to_string(p_.height) + ", width " + std::to_string(p_.width) +
+                       ")");
     H_ = p_.height;
     W_ = p_.width;
     if (!p_.reference.defined() || p_.reference.numel() == 0)
-        fail("the reference response is empty");
+        invalidProblem("the reference response is empty");
     ref_ = p_.reference.detach().to(at::kCPU, at::kDouble).reshape({-1}).contiguous();
     D_ = ref_.numel();
     if (!at::isfinite(ref_).all().item<bool>())
-        fail("the reference response has non-finite values");
+        invalidProblem("the reference response has non-finite values");
     const double refNorm = ref_.norm().item<double>();
     scale_ = refNorm > 0 ? refNorm : 1.0;
-    if (p_.importance.defined()) {
-        const auto s = p_.importance.sizes();
-        if (p_.importance.dim() != 2 || s[0] != H_ || s[1] != W_) {
-            std::ostringstream m;
-            m << "importance has shape " << s << "; expected [" << H_ << ", " << W_ << "]";
-            fail(m.str());
-        }
-        importance_ = p_.importance.detach().to(at::kCPU, at::kDouble).contiguous();
-        if (!at::isfinite(importance_).all().item<bool>())
-            fail("importance has non-finite values");
-    }
-    const auto& b = p_.box;
-    if (b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0) {
-        box_ = {0, 0, H_, W_};
-    } else {
-        if (b[0] < 0 || b[1] < 0 || b[2] > H_ || b[3] > W_ || b[0] >= b[2] || b[1] >= b[3]) {
-            std::ostringstream m;
-            m << "box {" << b[0] << ", " << b[1] << ", " << b[2] << ", " << b[3] << "} is empty or outside the " << H_ << "x"
-              << W_ << " grid (expected 0 <= y0 < y1 <= height, 0 <= x0 < x1 <= width)";
-            fail(m.str());
-        }
-        box_ = b;
-    }
-    boxIsGrid_ = box_[0] == 0 && box_[1] == 0 && box_[2] == H_ && box_[3] == W_;
-    if (o_.coarseCells < 1)
-        fail("options.coarseCells must be >= 1");
-    if (o_.minCell < 1)
-        fail("options.minCell must be >= 1");
-    if (o_.batchSize < 1)
-        fail("options.batchSize must be >= 1");
-    if (o_.maxForwards < 1)
-        fail("options.maxForwards must be >= 1");
-    if (!std::isfinite(o_.epsilon))
-        fail("options.epsilon must be finite");
-    if (importance_.defined()) {
-        integral_ = at::zeros({H_ + 1, W_ + 1}, at::kDouble);
-        integral_.slice(0, 1).slice(1, 1).copy_(importance_.cumsum(0).cumsum(1));
-        meanImportance_ = importance_.abs().mean().item<double>();
-    }
 }
 
-void Search::setStage(std::string name, double base, double span) {
+int64_t Batches::budgetLeft(int64_t budgetEnd) {
+    const int64_t room = std::max<int64_t>(0, maxForwards_ - forwards_);
+    if (room == 0)
+        capHit_ = true;
+    return std::min(room, budgetEnd - forwards_);
+}
+
+void Batches::setStage(std::string name, double base, double span) {
     stage_ = std::move(name);
     stageBase_ = base;
     stageSpan_ = span;
     stageCalls_ = 0;
 }
 
-double Search::fraction() {
+double Batches::fraction() {
     const double f = stageBase_ + stageSpan_ * (1.0 - 1.0 / (1.0 + 0.25 * static_cast<double>(stageCalls_)));
     lastFraction_ = std::clamp(f, lastFraction_, 1.0); // never goes back
     return lastFraction_;
 }
 
-bool Search::report() {
+bool Batches::report() {
     if (!progress_)
         return true;
     SaliencyProgress pr;
@@ -510,16 +420,32 @@ bool Search::report() {
     return true;
 }
 
-bool Search::evaluate(const at::Tensor& masks, at::Tensor& resp, std::vector<double>& err) {
+bool Batches::evaluate(const Grid& grid, const at::Tensor& keep, at::Tensor& resp, std::vector<double>& err) {
+    // Cell `grid.cells` is the outside of the box: never kept.
+    const int64_t B = keep.size(0);
+    const at::Tensor ext = at::cat({keep, at::zeros({B, 1}, at::kBool)}, 1).to(p_.device);
+    return evaluateMasks(ext.index_select(1, grid.cellOfPixel).to(at::kFloat).view({B, 1, H_, W_}), resp, err);
+}
+
+bool Batches::evaluateAlone(const at::Tensor& mask, double& err) {
+    at::Tensor resp;
+    std::vector<double> errs;
+    if (!evaluateMasks(mask.to(p_.device).to(at::kFloat).view({1, 1, H_, W_}), resp, errs))
+        return false;
+    err = errs[0];
+    return true;
+}
+
+bool Batches::evaluateMasks(const at::Tensor& masks, at::Tensor& resp, std::vector<double>& err) {
     if (!report())
         return false;
     const int64_t B = masks.size(0);
     const at::Tensor out = p_.evaluate(masks);
     if (!out.defined() || out.numel() != B * D_) {
         std::ostringstream m;
-        m << "searchSaliency: the evaluator returned " << (out.defined() ? out.sizes() : at::IntArrayRef{}) << " for " << B
+        m << "the evaluator returned " << (out.defined() ? out.sizes() : at::IntArrayRef{}) << " for " << B
           << " masks; expected [" << B << ", " << D_ << "] (D from the reference)";
-        throw std::invalid_argument(m.str());
+        invalidProblem(m.str());
     }
     resp = out.detach().to(at::kCPU, at::kDouble).reshape({B, D_}).contiguous();
     forwards_ += B;
@@ -533,75 +459,81 @@ bool Search::evaluate(const at::Tensor& masks, at::Tensor& resp, std::vector<dou
     return true;
 }
 
-Grid Search::makeGrid(const std::vector<int64_t>& yb, const std::vector<int64_t>& xb) const {
-    Grid g;
-    g.yb = yb;
-    g.xb = xb;
-    g.ny = static_cast<int64_t>(yb.size()) - 1;
-    g.nx = static_cast<int64_t>(xb.size()) - 1;
-    g.cells = g.ny * g.nx;
-    std::vector<int64_t> rowSeg(H_, -1), colSeg(W_, -1);
-    for (int64_t i = 0; i < g.ny; ++i) {
-        g.side = std::max(g.side, yb[i + 1] - yb[i]);
-        for (int64_t y = yb[i]; y < yb[i + 1]; ++y)
-            rowSeg[y] = i;
-    }
-    for (int64_t j = 0; j < g.nx; ++j) {
-        g.side = std::max(g.side, xb[j + 1] - xb[j]);
-        for (int64_t x = xb[j]; x < xb[j + 1]; ++x)
-            colSeg[x] = j;
-    }
-    const at::Tensor r = at::tensor(rowSeg, at::kLong).view({H_, 1});
-    const at::Tensor c = at::tensor(colSeg, at::kLong).view({1, W_});
-    const at::Tensor valid = r.ge(0).logical_and(c.ge(0));
-    g.cellOfPixelCpu = at::where(valid, r * g.nx + c, at::full({}, g.cells, at::kLong)).reshape({-1}).contiguous();
-    g.cellOfPixel = g.cellOfPixelCpu.to(p_.device);
+Search::Search(const SaliencyProblem& problem, const SaliencyOptions& options, const SaliencyProgressFn& progress)
+    : o_(options), batches_(problem, options.maxForwards, progress), t0_(Clock::now()) {
+    validate(problem);
+}
 
-    const at::Tensor Y = at::tensor(yb, at::kLong), X = at::tensor(xb, at::kLong);
-    const at::Tensor area =
-        ((Y.slice(0, 1) - Y.slice(0, 0, -1)).view({-1, 1}) * (X.slice(0, 1) - X.slice(0, 0, -1)).view({1, -1})).reshape({-1}).contiguous();
-    g.area.assign(area.data_ptr<int64_t>(), area.data_ptr<int64_t>() + g.cells);
-    const at::Tensor areaD = area.to(at::kDouble);
-    at::Tensor rank, share;
-    if (importance_.defined()) {
-        const at::Tensor S = integral_.index_select(0, Y).index_select(1, X); // [ny+1, nx+1]
-        const at::Tensor sums =
-            (S.slice(0, 1).slice(1, 1) - S.slice(0, 0, -1).slice(1, 1) - S.slice(0, 1).slice(1, 0, -1) + S.slice(0, 0, -1).slice(1, 0, -1))
-                .reshape({-1})
-                .contiguous();
-        rank = sums;
-        const double tiny = 1e-6 * (meanImportance_ > 0 ? meanImportance_ : 1.0);
-        share = (sums.clamp_min(0) + areaD * tiny).contiguous();
+// The evaluator's side (evaluator, grid, reference) is Batches' to check; the rest is here.
+void Search::validate(const SaliencyProblem& p) {
+    H_ = batches_.height();
+    W_ = batches_.width();
+    D_ = batches_.responseSize();
+    ref_ = batches_.reference();
+    scale_ = batches_.scale();
+    device_ = p.device;
+    if (p.importance.defined()) {
+        const auto s = p.importance.sizes();
+        if (p.importance.dim() != 2 || s[0] != H_ || s[1] != W_) {
+            std::ostringstream m;
+            m << "importance has shape " << s << "; expected [" << H_ << ", " << W_ << "]";
+            invalidProblem(m.str());
+        }
+        importance_ = p.importance.detach().to(at::kCPU, at::kDouble).contiguous();
+        if (!at::isfinite(importance_).all().item<bool>())
+            invalidProblem("importance has non-finite values");
+    }
+    const auto& b = p.box;
+    if (b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0) {
+        box_ = {0, 0, H_, W_};
     } else {
-        rank = areaD.contiguous();
-        share = areaD.contiguous();
+        if (b[0] < 0 || b[1] < 0 || b[2] > H_ || b[3] > W_ || b[0] >= b[2] || b[1] >= b[3]) {
+            std::ostringstream m;
+            m << "box {" << b[0] << ", " << b[1] << ", " << b[2] << ", " << b[3] << "} is empty or outside the " << H_ << "x"
+              << W_ << " grid (expected 0 <= y0 < y1 <= height, 0 <= x0 < x1 <= width)";
+            invalidProblem(m.str());
+        }
+        box_ = b;
     }
-    g.rankWeight.assign(rank.data_ptr<double>(), rank.data_ptr<double>() + g.cells);
-    g.shareWeight.assign(share.data_ptr<double>(), share.data_ptr<double>() + g.cells);
-    return g;
+    boxIsGrid_ = box_[0] == 0 && box_[1] == 0 && box_[2] == H_ && box_[3] == W_;
+    if (o_.coarseCells < 1)
+        invalidProblem("options.coarseCells must be >= 1");
+    if (o_.minCell < 1)
+        invalidProblem("options.minCell must be >= 1");
+    if (o_.batchSize < 1)
+        invalidProblem("options.batchSize must be >= 1");
+    if (o_.maxForwards < 1)
+        invalidProblem("options.maxForwards must be >= 1");
+    if (!std::isfinite(o_.epsilon))
+        invalidProblem("options.epsilon must be finite");
+    if (importance_.defined()) {
+        sums_.integral = at::zeros({H_ + 1, W_ + 1}, at::kDouble);
+        sums_.integral.slice(0, 1).slice(1, 1).copy_(importance_.cumsum(0).cumsum(1));
+        sums_.meanAbs = importance_.abs().mean().item<double>();
+    }
 }
 
-at::Tensor Search::flagsTensor(const std::vector<uint8_t>& flags) const {
-    return at::from_blob(const_cast<uint8_t*>(flags.data()), {static_cast<int64_t>(flags.size())}, at::kByte).to(at::kBool);
+// Makes kept_ (as the caller just set it) the current mask, with the response
+// measured for it; every adopted mask joins the history the final check falls back on.
+void Search::accept(const at::Tensor& resp, double err) {
+    rM_ = resp.to(at::kDouble).reshape({-1}).clone();
+    errM_ = err;
+    history_.push_back({grid_.pixelMask(kept_), err});
 }
 
-at::Tensor Search::masksFromKeep(const at::Tensor& keep) const {
-    const int64_t B = keep.size(0);
-    const at::Tensor ext = at::cat({keep, at::zeros({B, 1}, at::kBool)}, 1).to(p_.device);
-    return ext.index_select(1, grid_.cellOfPixel).to(at::kFloat).view({B, 1, H_, W_});
+// A measured state that meets the bound with less area than the current mask
+// becomes the current mask.
+void Search::offer(const std::vector<uint8_t>& state, const at::Tensor& resp, double err) {
+    if (err <= o_.epsilon && grid_.areaOf(state) < keptArea()) {
+        kept_ = state;
+        accept(resp, err);
+    }
 }
 
-at::Tensor Search::pixelMask() const {
-    const at::Tensor ext = at::cat({keptTensor(), at::zeros({1}, at::kBool)}).to(at::kByte);
-    return ext.index_select(0, grid_.cellOfPixelCpu).view({H_, W_}).contiguous();
-}
-
-int64_t Search::areaOf(const std::vector<uint8_t>& flags) const {
-    int64_t a = 0;
-    for (int64_t c = 0; c < grid_.cells; ++c)
-        if (flags[c])
-            a += grid_.area[c];
-    return a;
+// An evaluated state: never proposed again, and offered as the current mask.
+void Search::record(const std::vector<uint8_t>& state, const at::Tensor& resp, double err) {
+    evaluated_.insert(hashOf(state));
+    offer(state, resp, err);
 }
 
 uint64_t Search::hashOf(const std::vector<uint8_t>& flags) const {
@@ -612,44 +544,13 @@ uint64_t Search::hashOf(const std::vector<uint8_t>& flags) const {
     return h;
 }
 
-void Search::accept(const at::Tensor& resp, double err) {
-    rM_ = resp.to(at::kDouble).reshape({-1}).clone();
-    errM_ = err;
-    history_.push_back({pixelMask(), err});
-}
-
-// A measured state that meets the bound with less area than the current mask
-// becomes the current mask.
-void Search::offer(const std::vector<uint8_t>& state, const at::Tensor& resp, double err) {
-    if (err <= o_.epsilon && areaOf(state) < areaOf(kept_)) {
-        kept_ = state;
-        accept(resp, err);
-    }
-}
-
-void Search::registerOwner(int64_t cell, const at::Tensor& delta) {
-    const int64_t row = static_cast<int64_t>(ownerDelta_.size());
-    ownerDelta_.push_back(delta);
-    ownerWeight_.push_back(grid_.shareWeight[cell]);
-    ownerPix_.slice(0, grid_.y0(cell), grid_.y1(cell)).slice(1, grid_.x0(cell), grid_.x1(cell)).fill_(row);
-}
-
-at::Tensor Search::estimateDelta(int64_t cell) const {
-    const int64_t owner = ownerPix_.accessor<int64_t, 2>()[grid_.y0(cell)][grid_.x0(cell)];
-    if (owner < 0 || ownerWeight_[owner] <= 0)
-        return at::zeros({D_}, at::kDouble);
-    return ownerDelta_[owner] * (grid_.shareWeight[cell] / ownerWeight_[owner]);
-}
-
-// ---- coarse stage ---------------------------------------------------------------
-
 // The shortest prefix of `ranked` (cells, most important first) that, kept
 // alone, meets the bound: a batched bracket search over prefix lengths (several
 // per evaluator call; the error is not monotone in the length: the smallest
 // evaluated length that passes and whose bracket below failed wins). With
 // `fullKnown` the whole list is the current mask (known to pass); otherwise it is
 // evaluated in the first batch (the box check). Makes the winner the current mask.
-Search::PrefixOutcome Search::shortestPrefix(const std::vector<int64_t>& ranked, bool fullKnown, int64_t budgetEnd) {
+Start Search::shortestPrefix(const std::vector<int64_t>& ranked, bool fullKnown, int64_t budgetEnd) {
     const int64_t N = static_cast<int64_t>(ranked.size());
     std::vector<int64_t> rankPos(grid_.cells, std::numeric_limits<int64_t>::max());
     for (int64_t i = 0; i < N; ++i)
@@ -673,9 +574,9 @@ Search::PrefixOutcome Search::shortestPrefix(const std::vector<int64_t>& ranked,
     std::vector<int64_t> lengths;
     {
         const int64_t top = fullKnown ? N - 1 : N; // lengths 0..top to try
-        const int64_t k = std::min<int64_t>({B, top + 1, budgetLeft(budgetEnd)});
+        const int64_t k = std::min<int64_t>({B, top + 1, batches_.budgetLeft(budgetEnd)});
         if (k <= 0)
-            return PrefixOutcome::Stopped;
+            return Start::Stopped;
         if (k == top + 1) {
             for (int64_t L = 0; L <= top; ++L)
                 lengths.push_back(L);
@@ -695,8 +596,8 @@ Search::PrefixOutcome Search::shortestPrefix(const std::vector<int64_t>& ranked,
         const at::Tensor keep = pos.unsqueeze(0) < Ls.unsqueeze(1); // [B, cells]
         at::Tensor resp;
         std::vector<double> err;
-        if (!evaluate(masksFromKeep(keep), resp, err))
-            return PrefixOutcome::Stopped;
+        if (!evaluate(keep, resp, err))
+            return Start::Stopped;
         for (size_t i = 0; i < lengths.size(); ++i) {
             done[lengths[i]] = {err[i] <= o_.epsilon, err[i], resp[static_cast<int64_t>(i)]};
             evaluated_.insert(hashOf(prefixFlags(lengths[i])));
@@ -705,9 +606,8 @@ Search::PrefixOutcome Search::shortestPrefix(const std::vector<int64_t>& ranked,
             first = false;
             auto it = done.find(N);
             if (it != done.end() && !it->second.pass) {
-                notes_.push_back((boxIsGrid_ ? "the whole image" : "the box alone") + std::string(" missed the bound (error ") +
-                                 fmt(it->second.err) + ")");
-                return PrefixOutcome::BoxFailed;
+                noteBoxMissed(it->second.err);
+                return Start::BoxFailed;
             }
         }
         hi = -1;
@@ -717,13 +617,13 @@ Search::PrefixOutcome Search::shortestPrefix(const std::vector<int64_t>& ranked,
                 break;
             }
         if (hi < 0) // the box was not evaluated (tiny cap) and nothing passed
-            return PrefixOutcome::Stopped;
+            return Start::Stopped;
         int64_t lo = -1;
         for (const auto& [L, e] : done)
             if (L < hi)
                 lo = L;
         lengths.clear();
-        const int64_t k = hi - lo <= 1 ? 0 : std::min<int64_t>({B, hi - lo - 1, budgetLeft(budgetEnd)});
+        const int64_t k = hi - lo <= 1 ? 0 : std::min<int64_t>({B, hi - lo - 1, batches_.budgetLeft(budgetEnd)});
         for (int64_t i = 1; i <= k; ++i)
             lengths.push_back(std::clamp<int64_t>(lo + (i * (hi - lo) + (k + 1) / 2) / (k + 1), lo + 1, hi - 1));
     }
@@ -731,70 +631,55 @@ Search::PrefixOutcome Search::shortestPrefix(const std::vector<int64_t>& ranked,
         kept_ = prefixFlags(hi);
         accept(done[hi].resp, done[hi].err);
     }
-    return stopped() ? PrefixOutcome::Stopped : PrefixOutcome::Ok;
+    return batches_.stopped() ? Start::Stopped : Start::Ok;
 }
 
 // Importance ranking of the coarse cells; the shortest passing prefix.
 Start Search::startWithImportance() {
-    setStage("prefix", 0.0, 0.2);
+    batches_.setStage("prefix", 0.0, 0.2);
     std::vector<int64_t> order(grid_.cells);
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return grid_.rankWeight[a] > grid_.rankWeight[b]; });
-    switch (shortestPrefix(order, false, std::numeric_limits<int64_t>::max())) {
-    case PrefixOutcome::BoxFailed: return Start::BoxFailed;
-    case PrefixOutcome::Stopped: return history_.empty() ? Start::Stopped : Start::Ok;
-    default: return Start::Ok;
-    }
+    grid_.sortByImportance(order);
+    const Start s = shortestPrefix(order, false, std::numeric_limits<int64_t>::max());
+    return s == Start::Stopped && !history_.empty() ? Start::Ok : s;
 }
 
 // No importance: the box alone plus the single removal of every cell from it,
 // which is the surrogate at the box.
 Start Search::startWithOcclusion(Model& model) {
-    setStage("rank", 0.0, 0.2);
+    batches_.setStage("rank", 0.0, 0.2);
     const int64_t N = grid_.cells;
     std::fill(kept_.begin(), kept_.end(), 1);
     const std::vector<uint8_t> boxFlags = kept_;
-    const at::Tensor boxKeep = keptTensor();
+    std::vector<int64_t> all(N);
+    std::iota(all.begin(), all.end(), 0);
     at::Tensor rBox;
-    const int64_t B = o_.batchSize;
     int64_t next = 0;
     bool boxDone = false;
     std::vector<at::Tensor> rows;
     while (next < N) {
-        const int64_t k = std::min<int64_t>(B, room());
-        if (k <= 0) {
-            capHit_ = true;
+        const int64_t k = std::min<int64_t>(o_.batchSize, batches_.budgetLeft());
+        if (k <= 0)
             break;
-        }
-        const int64_t extra = boxDone ? 0 : 1;
-        const int64_t n = std::min<int64_t>(k - extra, N - next);
-        at::Tensor keep = boxKeep.unsqueeze(0).repeat({n + extra, 1});
-        for (int64_t i = 0; i < n; ++i)
-            keep[extra + i][next + i] = false;
+        const int64_t lead = boxDone ? 0 : 1; // the box itself leads the first batch
+        const std::span<const int64_t> cells(all.data() + next, static_cast<size_t>(std::min<int64_t>(k - lead, N - next)));
         at::Tensor resp;
         std::vector<double> err;
-        if (!evaluate(masksFromKeep(keep), resp, err))
+        if (!evaluate(flipKeep(boxFlags, cells, lead), resp, err))
             return Start::Stopped;
         if (!boxDone) {
             boxDone = true;
             if (!(err[0] <= o_.epsilon)) {
-                notes_.push_back((boxIsGrid_ ? "the whole image" : "the box alone") + std::string(" missed the bound (error ") +
-                                 fmt(err[0]) + ")");
+                noteBoxMissed(err[0]);
                 return Start::BoxFailed;
             }
             accept(resp[0], err[0]);
             rBox = rM_.clone();
             evaluated_.insert(hashOf(kept_));
         }
-        for (int64_t i = 0; i < n; ++i) {
-            model.cells.push_back(next + i);
-            rows.push_back(rBox - resp[extra + i]);
-            std::vector<uint8_t> f = boxFlags;
-            f[next + i] = 0;
-            evaluated_.insert(hashOf(f));
-            offer(f, resp[extra + i], err[extra + i]);
-        }
-        next += n;
+        takeFlips(boxFlags, rBox, cells, resp, err, lead, rows);
+        model.cells.insert(model.cells.end(), cells.begin(), cells.end());
+        next += static_cast<int64_t>(cells.size());
     }
     if (!boxDone)
         return Start::Stopped;
@@ -802,7 +687,36 @@ Start Search::startWithOcclusion(Model& model) {
     model.anchor = boxFlags;
     model.eAnchor = rBox - ref_;
     model.fresh = true;
-    return stopped() ? Start::Stopped : Start::Ok;
+    return batches_.stopped() ? Start::Stopped : Start::Ok;
+}
+
+void Search::noteBoxMissed(double err) {
+    notes_.push_back((boxIsGrid_ ? "the whole image" : "the box alone") + std::string(" missed the bound (error ") +
+                     shortNumber(err) + ")");
+}
+
+// Kept flags of a batch: `lead` rows of `anchor` itself, then one row per cell
+// of `cells` with that cell flipped.
+at::Tensor Search::flipKeep(const std::vector<uint8_t>& anchor, std::span<const int64_t> cells, int64_t lead) const {
+    const int64_t k = static_cast<int64_t>(cells.size());
+    at::Tensor keep = flagsTensor(anchor).unsqueeze(0).repeat({lead + k, 1});
+    for (int64_t i = 0; i < k; ++i)
+        keep[lead + i][cells[i]] = anchor[cells[i]] ? false : true;
+    return keep;
+}
+
+// The surrogate's rows from a batch made by flipKeep (G: the response with the
+// cell kept minus without, whichever way it was flipped); every flipped state is
+// recorded as evaluated and offered as the current mask.
+void Search::takeFlips(const std::vector<uint8_t>& anchor, const at::Tensor& rAnchor, std::span<const int64_t> cells,
+                       const at::Tensor& resp, const std::vector<double>& err, int64_t lead, std::vector<at::Tensor>& rows) {
+    for (size_t i = 0; i < cells.size(); ++i) {
+        const int64_t c = cells[i], row = lead + static_cast<int64_t>(i);
+        rows.push_back(anchor[c] ? rAnchor - resp[row] : resp[row] - rAnchor);
+        std::vector<uint8_t> f = anchor;
+        f[c] ^= 1;
+        record(f, resp[row], err[row]);
+    }
 }
 
 // The cells a model at `state` flips: all when few; else the kept cells and
@@ -831,9 +745,8 @@ std::vector<int64_t> Search::frontier(const std::vector<uint8_t>& state, int64_t
                     ring.push_back(c);
             }
     }
-    auto byImportance = [&](int64_t a, int64_t b) { return grid_.rankWeight[a] > grid_.rankWeight[b]; };
-    std::stable_sort(keptCells.begin(), keptCells.end(), byImportance);
-    std::stable_sort(ring.begin(), ring.end(), byImportance);
+    grid_.sortByImportance(keptCells);
+    grid_.sortByImportance(ring);
     std::vector<int64_t> out;
     // Kept cells first (removals are what shrink the region), but leave some room for additions.
     const int64_t keptTake = std::min<int64_t>(static_cast<int64_t>(keptCells.size()), std::max<int64_t>(limit - limit / 4, limit - static_cast<int64_t>(ring.size())));
@@ -853,31 +766,17 @@ bool Search::measureModel(Model& model, std::vector<uint8_t> anchor, at::Tensor 
         return false;
     std::vector<at::Tensor> rows;
     size_t next = 0;
-    const at::Tensor base = flagsTensor(anchor);
     while (next < cells.size()) {
-        const int64_t k = std::min<int64_t>({o_.batchSize, room(), static_cast<int64_t>(cells.size() - next)});
-        if (k <= 0) {
-            capHit_ = true;
+        const int64_t k = std::min<int64_t>({o_.batchSize, batches_.budgetLeft(), static_cast<int64_t>(cells.size() - next)});
+        if (k <= 0)
             return false;
-        }
-        at::Tensor keep = base.unsqueeze(0).repeat({k, 1});
-        for (int64_t i = 0; i < k; ++i) {
-            const int64_t c = cells[next + i];
-            keep[i][c] = anchor[c] ? false : true;
-        }
+        const std::span<const int64_t> batch(cells.data() + next, static_cast<size_t>(k));
         at::Tensor resp;
         std::vector<double> err;
-        if (!evaluate(masksFromKeep(keep), resp, err))
+        if (!evaluate(flipKeep(anchor, batch, 0), resp, err))
             return false;
-        for (int64_t i = 0; i < k; ++i) {
-            const int64_t c = cells[next + i];
-            rows.push_back(anchor[c] ? rAnchor - resp[i] : resp[i] - rAnchor);
-            std::vector<uint8_t> f = anchor;
-            f[c] ^= 1;
-            evaluated_.insert(hashOf(f));
-            offer(f, resp[i], err[i]);
-        }
-        next += k;
+        takeFlips(anchor, rAnchor, batch, resp, err, 0, rows);
+        next += batch.size();
     }
     model.cells = cells;
     model.G = at::stack(rows);
@@ -915,7 +814,7 @@ std::vector<std::vector<uint8_t>> Search::proposals(const Model& model, int64_t 
     if (pool.empty())
         return out;
     // Exact surrogate errors, areas, duplicates and evaluated states out.
-    const int64_t bestArea = areaOf(kept_);
+    const int64_t bestArea = keptArea();
     std::vector<double> zflat;
     zflat.reserve(pool.size() * n);
     for (const auto& z : pool)
@@ -936,7 +835,7 @@ std::vector<std::vector<uint8_t>> Search::proposals(const Model& model, int64_t 
         std::vector<uint8_t> state = model.anchor;
         for (int64_t i = 0; i < n; ++i)
             state[model.cells[i]] = pool[p][i];
-        const int64_t area = areaOf(state);
+        const int64_t area = grid_.areaOf(state);
         const uint64_t h = hashOf(state);
         if (area >= bestArea || evaluated_.count(h) || !taken.insert(h).second)
             continue;
@@ -978,68 +877,90 @@ std::vector<std::vector<uint8_t>> Search::proposals(const Model& model, int64_t 
 void Search::coarseSearch(Model& model, int64_t budgetEnd) {
     const int64_t B = o_.batchSize;
     int64_t freshFails = 0;
-    auto left = [&] { return budgetLeft(budgetEnd); };
+    auto left = [&] { return batches_.budgetLeft(budgetEnd); };
     // Measures the surrogate at `anchor` when the budget leaves room for it and a batch of proposals.
     auto remeasure = [&](const std::vector<uint8_t>& anchor, const at::Tensor& r) {
         const int64_t l = left();
         return l > B + 4 && measureModel(model, anchor, r, l - B);
     };
-    while (!stopped() && left() > 0) {
-        if (model.G.size(0) == 0) {
-            if (!remeasure(kept_, rM_))
-                break;
-            continue;
-        }
-        const auto props = proposals(model, std::min(B, left()));
-        if (props.empty()) {
-            if (model.fresh && model.anchor == kept_)
+    while (!batches_.stopped() && left() > 0) {
+        if (model.G.size(0) > 0) {
+            const auto props = proposals(model, std::min(B, left()));
+            if (props.empty() && model.fresh && model.anchor == kept_)
                 break; // the surrogate at the best mask has nothing smaller to offer
-            if (!remeasure(kept_, rM_))
-                break;
-            continue;
-        }
-        at::Tensor keep = at::empty({static_cast<int64_t>(props.size()), grid_.cells}, at::kBool);
-        for (size_t i = 0; i < props.size(); ++i)
-            keep[static_cast<int64_t>(i)].copy_(flagsTensor(props[i]));
-        at::Tensor resp;
-        std::vector<double> err;
-        if (!evaluate(masksFromKeep(keep), resp, err))
-            return;
-        int64_t best = -1, bestArea = areaOf(kept_), closest = 0;
-        for (size_t i = 0; i < props.size(); ++i) {
-            evaluated_.insert(hashOf(props[i]));
-            const int64_t a = areaOf(props[i]);
-            if (err[i] <= o_.epsilon && (a < bestArea || (best >= 0 && a == bestArea && err[i] < err[best]))) {
-                best = static_cast<int64_t>(i);
-                bestArea = a;
+            if (!props.empty()) {
+                at::Tensor keep = at::empty({static_cast<int64_t>(props.size()), grid_.cells}, at::kBool);
+                for (size_t i = 0; i < props.size(); ++i)
+                    keep[static_cast<int64_t>(i)].copy_(flagsTensor(props[i]));
+                at::Tensor resp;
+                std::vector<double> err;
+                if (!evaluate(keep, resp, err))
+                    return;
+                int64_t best = -1, bestArea = keptArea(), closest = 0;
+                for (size_t i = 0; i < props.size(); ++i) {
+                    evaluated_.insert(hashOf(props[i]));
+                    const int64_t a = grid_.areaOf(props[i]);
+                    if (err[i] <= o_.epsilon && (a < bestArea || (best >= 0 && a == bestArea && err[i] < err[best]))) {
+                        best = static_cast<int64_t>(i);
+                        bestArea = a;
+                    }
+                    if (err[i] < err[closest])
+                        closest = static_cast<int64_t>(i);
+                }
+                if (best >= 0) {
+                    kept_ = props[best];
+                    accept(resp[best], err[best]);
+                    // Keep G; re-anchor it on the measured response of the new mask.
+                    model.anchor = kept_;
+                    model.eAnchor = rM_ - ref_;
+                    model.fresh = false;
+                    freshFails = 0;
+                    continue;
+                }
+                if (model.fresh) {
+                    if (++freshFails >= 2)
+                        break;
+                    // Re-linearise at the failing proposal closest to the bound.
+                    if (!remeasure(props[closest], resp[closest]))
+                        break;
+                    continue;
+                }
             }
-            if (err[i] < err[closest])
-                closest = static_cast<int64_t>(i);
         }
-        if (best >= 0) {
-            kept_ = props[best];
-            accept(resp[best], err[best]);
-            // Keep G; re-anchor it on the measured response of the new mask.
-            model.anchor = kept_;
-            model.eAnchor = rM_ - ref_;
-            model.fresh = false;
-            freshFails = 0;
-            continue;
-        }
-        if (!model.fresh) {
-            if (!remeasure(kept_, rM_))
-                break;
-            continue;
-        }
-        if (++freshFails >= 2)
-            break;
-        // Re-linearise at the failing proposal closest to the bound.
-        if (!remeasure(props[closest], resp[closest]))
+        // No surrogate yet, or one re-anchored since it was measured that proposes
+        // nothing or fails: measure it afresh at the best mask.
+        if (!remeasure(kept_, rM_))
             break;
     }
 }
 
-// ---- refinement -------------------------------------------------------------------
+namespace {
+
+// A removal candidate of the elimination.
+struct Cand {
+    at::Tensor delta;   // [D] double: r(M without the cell) − r(M), measured or estimated
+    bool fresh = false; // measured against the current M
+};
+using CandMap = std::map<int64_t, Cand>;
+
+} // namespace
+
+// Δ ownership across levels: a measured effect covers its cell's pixels until a
+// finer cell under it is measured; an unmeasured cell's estimate is its owner's
+// effect shared out by weight (importance, or area).
+void Search::registerOwner(int64_t cell, const at::Tensor& delta) {
+    const int64_t row = static_cast<int64_t>(ownerDelta_.size());
+    ownerDelta_.push_back(delta);
+    ownerWeight_.push_back(grid_.shareWeight[cell]);
+    ownerPix_.slice(0, grid_.y0(cell), grid_.y1(cell)).slice(1, grid_.x0(cell), grid_.x1(cell)).fill_(row);
+}
+
+at::Tensor Search::estimateDelta(int64_t cell) const {
+    const int64_t owner = ownerPix_.accessor<int64_t, 2>()[grid_.y0(cell)][grid_.x0(cell)];
+    if (owner < 0 || ownerWeight_[owner] <= 0)
+        return at::zeros({D_}, at::kDouble);
+    return ownerDelta_[owner] * (grid_.shareWeight[cell] / ownerWeight_[owner]);
+}
 
 // Kept cells with a 4-neighbour (in the cell grid) that is not kept or off the grid.
 std::vector<int64_t> Search::boundaryCells() const {
@@ -1065,14 +986,15 @@ std::vector<int64_t> Search::boundaryCells() const {
 // measured total effect (calibration). New boundary cells join as the region
 // shrinks; the level ends when nothing is predicted to go and everything is
 // measured, or its budget is spent.
-void Search::eliminate(CandMap& cands, int64_t budgetEnd) {
+void Search::eliminate(int64_t budgetEnd) {
+    CandMap cands;
     const int64_t B = o_.batchSize;
     const double tauAbs = o_.epsilon * scale_;
     std::vector<uint8_t> blocked(grid_.cells, 0), measured(grid_.cells, 0), calibrated(grid_.cells, 0);
     std::map<int64_t, at::Tensor> raw; // first estimates of the cells
     double sxy = 0, sxx = 0;           // measured vs estimated effect norms
-    auto left = [&] { return budgetLeft(budgetEnd); };
-    while (!stopped() && left() > 0) {
+    auto left = [&] { return batches_.budgetLeft(budgetEnd); };
+    while (!batches_.stopped() && left() > 0) {
         for (int64_t c : boundaryCells())
             if (!cands.count(c)) {
                 raw[c] = estimateDelta(c);
@@ -1093,7 +1015,7 @@ void Search::eliminate(CandMap& cands, int64_t budgetEnd) {
         rows.reserve(n);
         for (int64_t c : list)
             rows.push_back(measured[c] || calibrated[c] ? cands[c].delta : raw[c] * alpha);
-        const GreedyPath path = saliency_detail::greedyRemovalPath(at::stack(rows), rM_ - ref_);
+        const GreedyPath path = greedyRemovalPath(at::stack(rows), rM_ - ref_);
         int64_t pStar = 0;
         for (int64_t j = 0; j < n; ++j)
             if (path.error[j] <= tauAbs)
@@ -1146,12 +1068,12 @@ void Search::eliminate(CandMap& cands, int64_t budgetEnd) {
             for (int64_t j = 0; j < n; ++j)
                 posv[list[path.order[j]]] = j;
             const at::Tensor pos = at::tensor(posv, at::kLong);
-            at::Tensor keep = keptTensor().unsqueeze(0).repeat({nl + ns, 1});
+            at::Tensor keep = flagsTensor(kept_).unsqueeze(0).repeat({nl + ns, 1});
             if (nl > 0)
                 keep.slice(0, 0, nl).logical_and_(pos.unsqueeze(0) >= at::tensor(lengths, at::kLong).unsqueeze(1));
             for (int64_t i = 0; i < ns; ++i)
                 keep[nl + i][singles[i]] = false;
-            if (!evaluate(masksFromKeep(keep), resp, err))
+            if (!evaluate(keep, resp, err))
                 break;
         }
         for (int64_t i = 0; i < ns; ++i) {
@@ -1222,78 +1144,85 @@ void Search::eliminate(CandMap& cands, int64_t budgetEnd) {
     }
 }
 
-// ---- results --------------------------------------------------------------------------
+std::string shortNumber(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.4g", v);
+    return buf;
+}
 
-SaliencyResult Search::wholeImageResult(const std::string& note) {
+namespace {
+
+SaliencyResult resultFor(const at::Tensor& mask, double error, double epsilon) {
     SaliencyResult res;
-    res.epsilon = o_.epsilon;
-    res.mask = wholeMask();
-    res.areaPixels = H_ * W_;
-    res.areaFraction = 1.0;
-    notes_.push_back(note);
-    setStage("verify", 0.95, 0.05);
-    at::Tensor resp;
-    std::vector<double> err;
-    if (evaluate(at::ones({1, 1, H_, W_}, at::TensorOptions().dtype(at::kFloat).device(p_.device)), resp, err)) {
-        res.error = err[0];
-        res.withinBound = err[0] <= std::max(o_.epsilon, 0.0) + 1e-5;
-    } else {
-        res.error = 0; // by definition of the reference; not evaluated (cancelled)
-        res.withinBound = true;
-        res.cancelled = true;
-        notes_.push_back("cancelled: the whole image, not evaluated");
-    }
+    res.epsilon = epsilon;
+    res.mask = mask;
+    res.areaPixels = mask.sum().item<int64_t>();
+    res.areaFraction = static_cast<double>(res.areaPixels) / static_cast<double>(mask.numel());
+    res.error = error;
+    res.withinBound = error <= epsilon;
     return res;
 }
 
-SaliencyResult Search::finish() {
-    SaliencyResult res;
-    res.epsilon = o_.epsilon;
-    auto fill = [&](const at::Tensor& mask, double error) {
-        res.mask = mask;
-        res.areaPixels = mask.sum().item<int64_t>();
-        res.areaFraction = static_cast<double>(res.areaPixels) / static_cast<double>(H_ * W_);
-        res.error = error;
-        res.withinBound = error <= o_.epsilon;
-    };
-    if (capHit_)
-        notes_.push_back("stopped at the cap of " + std::to_string(o_.maxForwards) + " masks");
-    if (cancelled_) {
-        res.cancelled = true;
-        if (history_.empty()) {
-            fill(wholeMask(), 0.0);
-            notes_.push_back("cancelled before any mask was verified: the whole image (not evaluated)");
+} // namespace
+
+SaliencyResult verifyWholeImage(Batches& batches, double epsilon, const std::string& note, std::vector<std::string>& notes) {
+    const at::Tensor whole = wholeMask(batches.height(), batches.width());
+    notes.push_back(note);
+    batches.setStage("verify", 0.95, 0.05);
+    double err = 0;
+    if (batches.evaluateAlone(whole, err)) {
+        SaliencyResult res = resultFor(whole, err, epsilon);
+        res.withinBound = err <= std::max(epsilon, 0.0) + 1e-5; // ε ≤ 0: float rounding
+        return res;
+    }
+    SaliencyResult res = resultFor(whole, 0.0, epsilon); // by definition of the reference; not evaluated (cancelled)
+    res.withinBound = true;
+    res.cancelled = true;
+    notes.push_back("cancelled: the whole image, not evaluated");
+    return res;
+}
+
+SaliencyResult verifyFinal(Batches& batches, const std::vector<Accepted>& history, double epsilon,
+                           std::vector<std::string>& notes) {
+    const at::Tensor whole = wholeMask(batches.height(), batches.width());
+    if (batches.capHit())
+        notes.push_back("stopped at the cap of " + std::to_string(batches.maxForwards()) + " masks");
+    if (batches.cancelled()) {
+        SaliencyResult res;
+        if (history.empty()) {
+            res = resultFor(whole, 0.0, epsilon);
+            notes.push_back("cancelled before any mask was verified: the whole image (not evaluated)");
         } else {
-            fill(history_.back().mask, history_.back().error);
-            notes_.push_back("cancelled: the smallest mask verified so far (in its batch; no fresh check)");
+            res = resultFor(history.back().mask, history.back().error, epsilon);
+            notes.push_back("cancelled: the smallest mask verified so far (in its batch; no fresh check)");
         }
+        res.cancelled = true;
         return res;
     }
     // Fresh, single evaluations: the final mask, then earlier ones, then the whole image.
-    setStage("verify", 0.95, 0.05);
+    batches.setStage("verify", 0.95, 0.05);
     std::vector<Accepted> tries;
-    for (auto it = history_.rbegin(); it != history_.rend() && tries.size() < 3; ++it)
+    for (auto it = history.rbegin(); it != history.rend() && tries.size() < 3; ++it)
         tries.push_back(*it);
-    tries.push_back({wholeMask(), 0.0});
+    tries.push_back({whole, 0.0});
+    SaliencyResult res;
     for (size_t i = 0; i < tries.size(); ++i) {
-        const at::Tensor m = tries[i].mask.to(p_.device).to(at::kFloat).view({1, 1, H_, W_});
-        at::Tensor resp;
-        std::vector<double> err;
-        if (!evaluate(m, resp, err)) {
+        double err = 0;
+        if (!batches.evaluateAlone(tries[i].mask, err)) {
+            res = resultFor(tries[i].mask, tries[i].error, epsilon);
             res.cancelled = true;
-            fill(tries[i].mask, tries[i].error);
-            notes_.push_back("cancelled during the final check: the last mask verified in its batch");
+            notes.push_back("cancelled during the final check: the last mask verified in its batch");
             return res;
         }
-        fill(tries[i].mask, err[0]);
+        res = resultFor(tries[i].mask, err, epsilon);
         if (res.withinBound)
             break;
         if (i + 1 < tries.size())
-            notes_.push_back("fresh check of " + std::string(i == 0 ? "the final mask" : "a fallback mask") + " gave error " +
-                             fmt(err[0]) + " > ε (non-deterministic evaluator?); fell back");
+            notes.push_back("fresh check of " + std::string(i == 0 ? "the final mask" : "a fallback mask") + " gave error " +
+                            shortNumber(err) + " > ε (non-deterministic evaluator?); fell back");
         else
-            notes_.push_back("the whole image misses the bound (error " + fmt(err[0]) +
-                             "): the reference does not match the evaluator");
+            notes.push_back("the whole image misses the bound (error " + shortNumber(err) +
+                            "): the reference does not match the evaluator");
     }
     return res;
 }
@@ -1301,22 +1230,19 @@ SaliencyResult Search::finish() {
 SaliencyResult Search::run() {
     SaliencyResult res;
     if (o_.epsilon <= 0) {
-        res = wholeImageResult("ε ≤ 0: the whole image");
+        res = verifyWholeImage(batches_, o_.epsilon, "ε ≤ 0: the whole image", notes_);
     } else {
         const int64_t target = std::max<int64_t>(o_.targetForwards, 1);
         for (int attempt = 0; attempt < 2; ++attempt) {
             const int64_t bh = box_[2] - box_[0], bw = box_[3] - box_[1];
-            const int64_t cell = saliency_detail::coarseCellSide(bh, bw, o_.coarseCells);
-            const auto ylevels = saliency_detail::axisLevels(box_[0], box_[2], cell, o_.minCell);
-            const auto xlevels = saliency_detail::axisLevels(box_[1], box_[3], cell, o_.minCell);
-            grid_ = makeGrid(ylevels[0], xlevels[0]);
+            const int64_t cell = coarseCellSide(bh, bw, o_.coarseCells);
+            const auto ylevels = axisLevels(box_[0], box_[2], cell, o_.minCell);
+            const auto xlevels = axisLevels(box_[1], box_[3], cell, o_.minCell);
+            grid_ = makeGrid(ylevels[0], xlevels[0], H_, W_, device_, sums_);
             kept_.assign(grid_.cells, 0);
             history_.clear();
             evaluated_.clear();
-            zobrist_.resize(grid_.cells);
-            uint64_t seed = 0x0dcb2e5aULL;
-            for (auto& z : zobrist_)
-                z = splitmix64(seed);
+            zobrist_ = zobristKeys(static_cast<size_t>(grid_.cells), 0x0dcb2e5aULL);
             ownerPix_ = at::full({H_, W_}, -1, at::kLong);
             ownerDelta_.clear();
             ownerWeight_.clear();
@@ -1336,7 +1262,7 @@ SaliencyResult Search::run() {
             if (s == Start::Stopped)
                 break;
             // Coarse stage: about half the planned forwards (at least the occlusion and two batches).
-            setStage("prune", 0.2, 0.3);
+            batches_.setStage("prune", 0.2, 0.3);
             const int64_t coarseEnd = std::max<int64_t>(target / 2, grid_.cells + 1 + 2 * o_.batchSize);
             coarseSearch(model, coarseEnd);
             // Seed the refinement's estimates with the surrogate's removal effects.
@@ -1344,27 +1270,27 @@ SaliencyResult Search::run() {
                 if (kept_[model.cells[i]])
                     registerOwner(model.cells[i], -model.G[static_cast<int64_t>(i)]);
             const size_t levels = std::max(ylevels.size(), xlevels.size());
-            for (size_t l = 1; l < levels && !stopped(); ++l) {
-                const at::Tensor pix = pixelMask();
-                grid_ = makeGrid(ylevels[std::min(l, ylevels.size() - 1)], xlevels[std::min(l, xlevels.size() - 1)]);
+            for (size_t l = 1; l < levels && !batches_.stopped(); ++l) {
+                const at::Tensor pix = grid_.pixelMask(kept_);
+                grid_ = makeGrid(ylevels[std::min(l, ylevels.size() - 1)], xlevels[std::min(l, xlevels.size() - 1)], H_, W_, device_,
+                                 sums_);
                 const at::Tensor keptCells = at::zeros({grid_.cells + 1}, at::kByte)
                                                  .index_put_({grid_.cellOfPixelCpu}, pix.reshape({-1}))
                                                  .slice(0, 0, grid_.cells)
                                                  .contiguous();
                 kept_.assign(keptCells.data_ptr<uint8_t>(), keptCells.data_ptr<uint8_t>() + grid_.cells);
                 const double span = 0.45 / static_cast<double>(levels - 1);
-                setStage("refine " + std::to_string(grid_.side) + "px", 0.5 + span * static_cast<double>(l - 1), span);
-                const int64_t share = (target - forwards_) / static_cast<int64_t>(levels - l);
-                const int64_t levelEnd = forwards_ + std::max<int64_t>(share, 2 * o_.batchSize);
-                CandMap cands;
-                eliminate(cands, levelEnd);
+                batches_.setStage("refine " + std::to_string(grid_.side) + "px", 0.5 + span * static_cast<double>(l - 1), span);
+                const int64_t share = (target - batches_.forwards()) / static_cast<int64_t>(levels - l);
+                const int64_t levelEnd = batches_.forwards() + std::max<int64_t>(share, 2 * o_.batchSize);
+                eliminate(levelEnd);
             }
             break;
         }
-        res = finish();
+        res = verifyFinal(batches_, history_, o_.epsilon, notes_);
     }
-    res.forwards = forwards_;
-    res.evaluatorCalls = calls_;
+    res.forwards = batches_.forwards();
+    res.evaluatorCalls = batches_.calls();
     res.seconds = std::chrono::duration<double>(Clock::now() - t0_).count();
     std::string note;
     for (const auto& n : notes_)
@@ -1373,10 +1299,10 @@ SaliencyResult Search::run() {
     return res;
 }
 
-} // namespace
+} // namespace saliency_detail
 
 SaliencyResult searchSaliency(const SaliencyProblem& problem, const SaliencyOptions& options, const SaliencyProgressFn& progress) {
-    Search search(problem, options, progress);
+    saliency_detail::Search search(problem, options, progress);
     return search.run();
 }
 
