@@ -180,7 +180,7 @@ public:
 
 private:
     void validate(const SaliencyProblem& problem);
-    // The current mask.
+    // The current mask (saliency.cpp).
     void accept(const at::Tensor& resp, double err);
     void offer(const std::vector<uint8_t>& state, const at::Tensor& resp, double err);
     void record(const std::vector<uint8_t>& state, const at::Tensor& resp, double err);
