@@ -28,7 +28,7 @@ std::string shortNumber(double v);
 // n pseudo-random 64-bit keys from `seed` (splitmix64): Zobrist hashing of sets of cells.
 std::vector<uint64_t> zobristKeys(size_t n, uint64_t seed);
 
-// ---- grid ------------------------------------------------------------------------
+// ---- grid (saliency_grid.cpp) ----------------------------------------------------
 
 // One level of the nested cell grid over the search box.
 struct Grid {
