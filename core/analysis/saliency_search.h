@@ -72,7 +72,7 @@ at::Tensor flagsTensor(const std::vector<uint8_t>& flags);
 // The [H, W] uint8 CPU mask that keeps everything.
 at::Tensor wholeMask(int64_t H, int64_t W);
 
-// ---- batches -----------------------------------------------------------------------
+// ---- batches (saliency_batches.cpp) ------------------------------------------------
 
 // Every evaluator call of one search goes through here: the masks built from
 // kept-cell flags, the check of what the evaluator answers, the errors against
