@@ -131,7 +131,7 @@ private:
     double lastFraction_ = 0;
 };
 
-// ---- verification ------------------------------------------------------------------
+// ---- verification (saliency_verify.cpp) --------------------------------------------
 
 // A mask the search adopted, with the error its batch measured.
 struct Accepted {
