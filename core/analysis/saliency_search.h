@@ -189,7 +189,7 @@ private:
     bool evaluate(const at::Tensor& keep, at::Tensor& resp, std::vector<double>& err) {
         return batches_.evaluate(grid_, keep, resp, err);
     }
-    // Coarse start.
+    // Coarse start (saliency_start.cpp).
     Start shortestPrefix(const std::vector<int64_t>& ranked, bool fullKnown, int64_t budgetEnd);
     Start startWithImportance();
     Start startWithOcclusion(Model& model);
