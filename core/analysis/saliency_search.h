@@ -194,7 +194,7 @@ private:
     Start startWithImportance();
     Start startWithOcclusion(Model& model);
     void noteBoxMissed(double err);
-    // Coarse search on the surrogate.
+    // Coarse search on the surrogate (saliency_prune.cpp).
     at::Tensor flipKeep(const std::vector<uint8_t>& anchor, std::span<const int64_t> cells, int64_t lead) const;
     void takeFlips(const std::vector<uint8_t>& anchor, const at::Tensor& rAnchor, std::span<const int64_t> cells,
                    const at::Tensor& resp, const std::vector<double>& err, int64_t lead, std::vector<at::Tensor>& rows);
