@@ -202,7 +202,7 @@ private:
     bool measureModel(Model& model, std::vector<uint8_t> anchor, at::Tensor rAnchor, int64_t limit);
     std::vector<std::vector<uint8_t>> proposals(const Model& model, int64_t slots);
     void coarseSearch(Model& model, int64_t budgetEnd);
-    // Refinement levels.
+    // Refinement levels (saliency_refine.cpp).
     void registerOwner(int64_t cell, const at::Tensor& delta);
     at::Tensor estimateDelta(int64_t cell) const;
     std::vector<int64_t> boundaryCells() const;
