@@ -1,20 +1,24 @@
 // The error-bounded saliency search (saliency.h; ../shared/reference/DCN.md §3).
 //
 // The search only asks the evaluator for the responses of batches of masks; every
-// mask it adopts was evaluated and met the bound (‖r − r(I)‖ ≤ ε‖r(I)‖).
+// mask it adopts was evaluated and met the bound (‖r − r(I)‖ ≤ ε‖r(I)‖). This file
+// validates the problem, keeps the current mask and runs the stages in order; each
+// stage has its own file (in brackets), sharing saliency_search.h.
 //
-//  1. ε ≤ 0: the whole image, evaluated once.
+//  1. ε ≤ 0: the whole image, evaluated once [saliency_verify.cpp].
 //  2. Coarse grid over the search box (near-square cells, about coarseCells along
-//     the longer side), start point:
+//     the longer side) [saliency_grid.cpp], start point [saliency_start.cpp]:
 //     - with an importance map: the cells ranked by importance, and the shortest
 //       passing prefix of the ranking by a batched bracket search (evenly spaced
 //       prefix lengths per call, then the bracket below the smallest passing one);
 //     - without: the box plus every single-cell removal from it (occlusion).
 //     The first batch holds the box alone; if it misses the bound the search
 //     widens to the whole grid (and says so in the note).
-//  3. Coarse search on a linear surrogate: flipping each cell of the frontier
-//     (all cells when few; else the kept ones and their neighbours) at an anchor
-//     gives its effect gᵢ on the response vector, and r(state) ≈ r(anchor) ± Σ gᵢ.
+//  3. Coarse search on a linear surrogate [saliency_prune.cpp; its beam searches,
+//     and the greedy path of 4, in saliency_surrogate.cpp]: flipping each cell of
+//     the frontier (all cells when few; else the kept ones and their neighbours)
+//     at an anchor gives its effect gᵢ on the response vector, and
+//     r(state) ≈ r(anchor) ± Σ gᵢ.
 //     Beam searches on the surrogate (adding cells from none, removing them from
 //     all, removing them from the anchor; the residual norm drives the beams, so
 //     opposite effects can cancel) propose states predicted to pass with less
@@ -23,19 +27,21 @@
 //     measured response). When a batch fails, the surrogate is re-measured at
 //     the best mask, or, when it was fresh there already, at the failing proposal
 //     closest to the bound (re-linearisation); two such failures in a row end it.
-//  4. Refinement: cells are halved (while their side is ≥ 2·minCell); at each
-//     level the kept cells on the region's boundary are removal candidates. Each
-//     call holds lengths of a greedy removal path (nested sets, around the
-//     surrogate's largest feasible length) plus single removals of candidates not
-//     measured yet; unmeasured candidates start from their measured ancestor's
-//     effect shared out by importance (or area), scaled by how such estimates
-//     compared with the measurements so far; evaluated chunks calibrate the
-//     effects; the largest passing length is adopted; newly exposed boundary
-//     cells join.
+//  4. Refinement [saliency_refine.cpp]: cells are halved (while their side is
+//     ≥ 2·minCell); at each level the kept cells on the region's boundary are
+//     removal candidates. Each call holds lengths of a greedy removal path
+//     (nested sets, around the surrogate's largest feasible length) plus single
+//     removals of candidates not measured yet; unmeasured candidates start from
+//     their measured ancestor's effect shared out by importance (or area), scaled
+//     by how such estimates compared with the measurements so far; evaluated
+//     chunks calibrate the effects; the largest passing length is adopted; newly
+//     exposed boundary cells join.
 //  5. Budget: targetForwards plans the search (about half for the coarse grid,
-//     the rest shared by the levels); maxForwards is a hard cap. The final mask is
-//     evaluated alone; should it miss the bound (a non-deterministic evaluator),
-//     the previously adopted masks, then the whole image, are tried the same way.
+//     the rest shared by the levels; Search::run below); maxForwards is a hard
+//     cap (every evaluator call is counted in saliency_batches.cpp). The final
+//     mask is evaluated alone; should it miss the bound (a non-deterministic
+//     evaluator), the previously adopted masks, then the whole image, are tried
+//     the same way [saliency_verify.cpp].
 #include "core/analysis/saliency.h"
 #include "core/analysis/saliency_internal.h"
 #include "core/analysis/saliency_search.h"
