@@ -12,6 +12,7 @@
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <stdexcept>
 #include <utility>
 
 namespace deformscope::analysis::saliency_detail {
