@@ -1,20 +1,24 @@
 // The error-bounded saliency search (saliency.h; ../shared/reference/DCN.md §3).
 //
 // The search only asks the evaluator for the responses of batches of masks; every
-// mask it adopts was evaluated and met the bound (‖r − r(I)‖ ≤ ε‖r(I)‖).
+// mask it adopts was evaluated and met the bound (‖r − r(I)‖ ≤ ε‖r(I)‖). This file
+// validates the problem, keeps the current mask and runs the stages in order; each
+// stage has its own file (in brackets), sharing saliency_search.h.
 //
-//  1. ε ≤ 0: the whole image, evaluated once.
+//  1. ε ≤ 0: the whole image, evaluated once [saliency_verify.cpp].
 //  2. Coarse grid over the search box (near-square cells, about coarseCells along
-//     the longer side), start point:
+//     the longer side) [saliency_grid.cpp], start point [saliency_start.cpp]:
 //     - with an importance map: the cells ranked by importance, and the shortest
 //       passing prefix of the ranking by a batched bracket search (evenly spaced
 //       prefix lengths per call, then the bracket below the smallest passing one);
 //     - without: the box plus every single-cell removal from it (occlusion).
 //     The first batch holds the box alone; if it misses the bound the search
 //     widens to the whole grid (and says so in the note).
-//  3. Coarse search on a linear surrogate: flipping each cell of the frontier
-//     (all cells when few; else the kept ones and their neighbours) at an anchor
-//     gives its effect gᵢ on the response vector, and r(state) ≈ r(anchor) ± Σ gᵢ.
+//  3. Coarse search on a linear surrogate [saliency_prune.cpp; its beam searches,
+//     and the greedy path of 4, in saliency_surrogate.cpp]: flipping each cell of
+//     the frontier (all cells when few; else the kept ones and their neighbours)
+//     at an anchor gives its effect gᵢ on the response vector, and
+//     r(state) ≈ r(anchor) ± Σ gᵢ.
 //     Beam searches on the surrogate (adding cells from none, removing them from
 //     all, removing them from the anchor; the residual norm drives the beams, so
 //     opposite effects can cancel) propose states predicted to pass with less
@@ -23,437 +27,61 @@
 //     measured response). When a batch fails, the surrogate is re-measured at
 //     the best mask, or, when it was fresh there already, at the failing proposal
 //     closest to the bound (re-linearisation); two such failures in a row end it.
-//  4. Refinement: cells are halved (while their side is ≥ 2·minCell); at each
-//     level the kept cells on the region's boundary are removal candidates. Each
-//     call holds lengths of a greedy removal path (nested sets, around the
-//     surrogate's largest feasible length) plus single removals of candidates not
-//     measured yet; unmeasured candidates start from their measured ancestor's
-//     effect shared out by importance (or area), scaled by how such estimates
-//     compared with the measurements so far; evaluated chunks calibrate the
-//     effects; the largest passing length is adopted; newly exposed boundary
-//     cells join.
+//  4. Refinement [saliency_refine.cpp]: cells are halved (while their side is
+//     ≥ 2·minCell); at each level the kept cells on the region's boundary are
+//     removal candidates. Each call holds lengths of a greedy removal path
+//     (nested sets, around the surrogate's largest feasible length) plus single
+//     removals of candidates not measured yet; unmeasured candidates start from
+//     their measured ancestor's effect shared out by importance (or area), scaled
+//     by how such estimates compared with the measurements so far; evaluated
+//     chunks calibrate the effects; the largest passing length is adopted; newly
+//     exposed boundary cells join.
 //  5. Budget: targetForwards plans the search (about half for the coarse grid,
-//     the rest shared by the levels); maxForwards is a hard cap. The final mask is
-//     evaluated alone; should it miss the bound (a non-deterministic evaluator),
-//     the previously adopted masks, then the whole image, are tried the same way.
+//     the rest shared by the levels; Search::run below); maxForwards is a hard
+//     cap (every evaluator call is counted in saliency_batches.cpp). The final
+//     mask is evaluated alone; should it miss the bound (a non-deterministic
+//     evaluator), the previously adopted masks, then the whole image, are tried
+//     the same way [saliency_verify.cpp].
 #include "core/analysis/saliency.h"
 #include "core/analysis/saliency_internal.h"
+#include "core/analysis/saliency_search.h"
 
 #include <ATen/ATen.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <limits>
-#include <map>
-#include <numeric>
-#include <set>
 #include <sstream>
-#include <stdexcept>
 #include <string>
-#include <unordered_map>
-#include <unordered_set>
-#include <utility>
-#include <vector>
 
 namespace deformscope::analysis {
-
-at::Tensor relativeErrors(const at::Tensor& responses, const at::Tensor& reference) {
-    if (!responses.defined() || !reference.defined())
-        throw std::invalid_argument("relativeErrors: responses and reference must be defined");
-    const at::Tensor ref = reference.detach().to(at::kCPU, at::kDouble).reshape({-1});
-    at::Tensor r = responses.detach().to(at::kCPU, at::kDouble);
-    const int64_t rows = r.dim() <= 1 ? 1 : r.size(0);
-    if (rows == 0)
-        return at::zeros({0}, at::kDouble);
-    r = r.reshape({rows, -1});
-    if (r.size(1) != ref.numel()) {
-        std::ostringstream s;
-        s << "relativeErrors: responses have " << r.size(1) << " values per row but the reference has "
-          << ref.numel();
-        throw std::invalid_argument(s.str());
-    }
-    const double refNorm = ref.norm().item<double>();
-    const at::Tensor err = (r - ref.unsqueeze(0)).norm(2, {1});
-    return refNorm > 0 ? err / refNorm : err;
-}
-
-namespace {
-uint64_t splitmix64(uint64_t& x) {
-    uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-} // namespace
-
 namespace saliency_detail {
 
-int64_t coarseCellSide(int64_t h, int64_t w, int64_t coarseCells) {
-    const int64_t longer = std::max<int64_t>(1, std::max(h, w));
-    const int64_t n = std::max<int64_t>(1, coarseCells);
-    return std::max<int64_t>(1, (longer + n - 1) / n);
+Search::Search(const SaliencyProblem& problem, const SaliencyOptions& options, const SaliencyProgressFn& progress)
+    : o_(options), batches_(problem, options.maxForwards, progress), t0_(Clock::now()) {
+    validate(problem);
 }
 
-std::vector<std::vector<int64_t>> axisLevels(int64_t begin, int64_t end, int64_t cell, int64_t minCell) {
-    const int64_t len = end - begin;
-    if (len <= 0)
-        throw std::invalid_argument("axisLevels: empty range");
-    cell = std::max<int64_t>(1, cell);
-    minCell = std::max<int64_t>(1, minCell);
-    const int64_t n = std::max<int64_t>(1, (len + cell - 1) / cell);
-    std::vector<std::vector<int64_t>> levels(1);
-    for (int64_t i = 0; i <= n; ++i)
-        levels[0].push_back(begin + i * len / n);
-    while (true) {
-        const std::vector<int64_t>& cur = levels.back();
-        std::vector<int64_t> next{cur.front()};
-        bool split = false;
-        for (size_t i = 0; i + 1 < cur.size(); ++i) {
-            const int64_t a = cur[i], b = cur[i + 1];
-            if (b - a >= 2 * minCell) {
-                next.push_back(a + (b - a + 1) / 2);
-                split = true;
-            }
-            next.push_back(b);
-        }
-        if (!split)
-            break;
-        levels.push_back(std::move(next));
-    }
-    return levels;
-}
-
-GreedyPath greedyRemovalPath(const at::Tensor& deltasIn, const at::Tensor& e0In) {
-    GreedyPath path;
-    const at::Tensor deltas = deltasIn.to(at::kCPU, at::kDouble).contiguous();
-    const at::Tensor e0 = e0In.to(at::kCPU, at::kDouble).reshape({-1}).contiguous();
-    const int64_t n = deltas.size(0);
-    if (n == 0)
-        return path;
-    const at::Tensor g0 = deltas.mv(e0);                    // Δᵢ · e
-    const at::Tensor sq = deltas.mul(deltas).sum(1);        // ‖Δᵢ‖²
-    const double e2start = e0.dot(e0).item<double>();
-    std::vector<double> g(g0.data_ptr<double>(), g0.data_ptr<double>() + n);
-    const double* d2 = sq.data_ptr<double>();
-    path.single.resize(n);
-    for (int64_t i = 0; i < n; ++i)
-        path.single[i] = std::sqrt(std::max(0.0, e2start + 2 * g[i] + d2[i]));
-    // With a Gram matrix each step is O(n); without (many candidates), O(n·D).
-    const bool gram = n <= 2048;
-    at::Tensor G;
-    if (gram)
-        G = deltas.mm(deltas.t()).contiguous();
-    const double* Gp = gram ? G.data_ptr<double>() : nullptr;
-    std::vector<char> used(n, 0);
-    double e2 = e2start;
-    for (int64_t step = 0; step < n; ++step) {
-        int64_t best = -1;
-        double bestVal = std::numeric_limits<double>::infinity();
-        for (int64_t i = 0; i < n; ++i) {
-            if (used[i])
-                continue;
-            const double v = e2 + 2 * g[i] + d2[i];
-            if (best < 0 || v < bestVal) {
-                best = i;
-                bestVal = v;
-            }
-        }
-        used[best] = 1;
-        path.order.push_back(best);
-        e2 = std::max(0.0, bestVal);
-        if (gram) {
-            const double* row = Gp + best * n;
-            for (int64_t i = 0; i < n; ++i)
-                g[i] += row[i];
-        } else {
-            const at::Tensor col = deltas.mv(deltas[best]);
-            const double* c = col.data_ptr<double>();
-            for (int64_t i = 0; i < n; ++i)
-                g[i] += c[i];
-        }
-    }
-    // The path's errors, recomputed from cumulative sums (no cancellation error).
-    const at::Tensor idx = at::from_blob(path.order.data(), {n}, at::kLong).clone();
-    const at::Tensor cum = deltas.index_select(0, idx).cumsum(0) + e0.unsqueeze(0);
-    const at::Tensor norms = cum.norm(2, {1}).contiguous();
-    path.error.assign(norms.data_ptr<double>(), norms.data_ptr<double>() + n);
-    return path;
-}
-
-std::vector<std::vector<uint8_t>> beamSearch(const at::Tensor& gIn, const at::Tensor& eIn, const std::vector<uint8_t>& start,
-                                             bool add, double tau, int64_t width, int64_t perDepth) {
-    std::vector<std::vector<uint8_t>> found;
-    const at::Tensor g = gIn.to(at::kCPU, at::kDouble).contiguous();
-    const at::Tensor e = eIn.to(at::kCPU, at::kDouble).reshape({-1}).contiguous();
-    const int64_t n = g.size(0);
-    if (static_cast<int64_t>(start.size()) != n)
-        throw std::invalid_argument("beamSearch: start has the wrong length");
-    width = std::max<int64_t>(1, width);
-    const double tau2 = tau * tau;
-    const double sgn = add ? 1.0 : -1.0;
-    const uint8_t from = add ? 0 : 1; // the flag an item must have to be flipped
-    std::vector<uint64_t> zob(n);
-    uint64_t seed = 0x5a11e9c7ULL;
-    for (auto& z : zob)
-        z = splitmix64(seed);
-
-    struct State {
-        std::vector<uint8_t> z;
-        std::vector<double> h; // gᵢ · residual
-        double e2 = 0;
-        uint64_t hash = 0;
-    };
-    State s0;
-    s0.z = start;
-    const double e2start = e.dot(e).item<double>();
-    if (add && e2start <= tau2) {
-        found.push_back(start);
-        return found;
-    }
-    if (n == 0)
-        return found;
-    const at::Tensor Qt = g.mm(g.t()).contiguous();
-    const double* Q = Qt.data_ptr<double>();
-    const at::Tensor h0 = g.mv(e).contiguous();
-    s0.h.assign(h0.data_ptr<double>(), h0.data_ptr<double>() + n);
-    s0.e2 = e2start;
-    for (int64_t i = 0; i < n; ++i)
-        if (start[i])
-            s0.hash ^= zob[i];
-    std::vector<State> beam;
-    beam.push_back(std::move(s0));
-
-    struct Child {
-        double e2;
-        int32_t state;
-        int32_t item;
-    };
-    std::vector<Child> children;
-    std::unordered_set<uint64_t> seen;
-    for (int64_t depth = 0; depth < n; ++depth) {
-        children.clear();
-        for (size_t si = 0; si < beam.size(); ++si) {
-            const State& st = beam[si];
-            for (int64_t c = 0; c < n; ++c)
-                if (st.z[c] == from)
-                    children.push_back({st.e2 + 2 * sgn * st.h[c] + Q[c * n + c], static_cast<int32_t>(si), static_cast<int32_t>(c)});
-        }
-        if (children.empty())
-            break;
-        auto less = [](const Child& a, const Child& b) {
-            return a.e2 < b.e2 || (a.e2 == b.e2 && (a.state < b.state || (a.state == b.state && a.item < b.item)));
-        };
-        // Sorted lazily: the best 4·width first, the rest only when duplicates leave the beam short.
-        size_t sorted = std::min(children.size(), static_cast<size_t>(4 * width));
-        std::partial_sort(children.begin(), children.begin() + static_cast<std::ptrdiff_t>(sorted), children.end(), less);
-        seen.clear();
-        std::vector<State> next;
-        int64_t feasibleHere = 0;
-        for (size_t k = 0; k < children.size() && static_cast<int64_t>(next.size()) < width; ++k) {
-            if (k == sorted) {
-                std::sort(children.begin() + static_cast<std::ptrdiff_t>(sorted), children.end(), less);
-                sorted = children.size();
-            }
-            const Child& ch = children[k];
-            const State& parent = beam[ch.state];
-            const uint64_t hash = parent.hash ^ zob[ch.item];
-            if (!seen.insert(hash).second)
-                continue;
-            State st;
-            st.z = parent.z;
-            st.z[ch.item] = from ^ 1;
-            st.h = parent.h;
-            const double* q = Q + static_cast<int64_t>(ch.item) * n;
-            for (int64_t i = 0; i < n; ++i)
-                st.h[i] += sgn * q[i];
-            st.e2 = std::max(0.0, ch.e2);
-            st.hash = hash;
-            if (st.e2 <= tau2 && feasibleHere < perDepth) {
-                found.push_back(st.z);
-                ++feasibleHere;
-            }
-            next.push_back(std::move(st));
-        }
-        if (add && feasibleHere > 0)
-            break;
-        beam = std::move(next);
-    }
-    return found;
-}
-
-} // namespace saliency_detail
-
-namespace {
-
-using Clock = std::chrono::steady_clock;
-using saliency_detail::GreedyPath;
-
-std::string fmt(double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.4g", v);
-    return buf;
-}
-
-// One level of the nested cell grid over the search box.
-struct Grid {
-    std::vector<int64_t> yb, xb; // segment boundaries (absolute pixels)
-    int64_t ny = 0, nx = 0, cells = 0;
-    int64_t side = 0;            // the largest segment length
-    at::Tensor cellOfPixel;      // [H·W] int64 on the device; `cells` outside the box
-    at::Tensor cellOfPixelCpu;
-    std::vector<int64_t> area;       // pixels per cell
-    std::vector<double> rankWeight;  // importance per cell (ranking)
-    std::vector<double> shareWeight; // importance (+ a little area) per cell: shares of a parent's Δ
-    int64_t y0(int64_t c) const { return yb[c / nx]; }
-    int64_t y1(int64_t c) const { return yb[c / nx + 1]; }
-    int64_t x0(int64_t c) const { return xb[c % nx]; }
-    int64_t x1(int64_t c) const { return xb[c % nx + 1]; }
-};
-
-// A removal candidate of the elimination (refinement levels).
-struct Cand {
-    at::Tensor delta;   // [D] double: r(M without the cell) − r(M), measured or estimated
-    bool fresh = false; // measured against the current M
-};
-using CandMap = std::map<int64_t, Cand>;
-
-// The linear surrogate of the coarse stage: r(state) ≈ r(anchor) + Σ over the
-// model's cells whose flag differs from the anchor of ±G (G = the response with
-// the cell kept minus without, measured by flipping it at the anchor).
-struct Model {
-    std::vector<int64_t> cells;  // grid cells it may flip; the others stay as at the anchor
-    at::Tensor G;                // [n, D] double
-    std::vector<uint8_t> anchor; // kept flags of every grid cell at the anchor
-    at::Tensor eAnchor;          // [D] double: r(anchor) − R
-    bool fresh = false;          // G measured at this anchor
-};
-
-struct Accepted {
-    at::Tensor mask; // [H, W] uint8 CPU
-    double error = 0;
-};
-
-enum class Start { Ok, BoxFailed, Stopped };
-
-class Search {
-public:
-    Search(const SaliencyProblem& problem, const SaliencyOptions& options, const SaliencyProgressFn& progress)
-        : p_(problem), o_(options), progress_(progress), t0_(Clock::now()) {
-        validate();
-    }
-
-    SaliencyResult run();
-
-private:
-    void validate();
-    // Evaluator access.
-    bool report();
-    bool evaluate(const at::Tensor& masks, at::Tensor& resp, std::vector<double>& err);
-    int64_t room() const { return std::max<int64_t>(0, o_.maxForwards - forwards_); }
-    // Masks that may still be evaluated before `budgetEnd`; notes the hard cap when that is what stops.
-    int64_t budgetLeft(int64_t budgetEnd) {
-        const int64_t r = room();
-        if (r == 0)
-            capHit_ = true;
-        return std::min(r, budgetEnd - forwards_);
-    }
-    bool stopped() const { return cancelled_ || capHit_; }
-    void setStage(std::string name, double base, double span);
-    double fraction();
-    // Grid and masks.
-    Grid makeGrid(const std::vector<int64_t>& yb, const std::vector<int64_t>& xb) const;
-    at::Tensor masksFromKeep(const at::Tensor& keep) const;
-    at::Tensor keptTensor() const { return flagsTensor(kept_); }
-    at::Tensor flagsTensor(const std::vector<uint8_t>& flags) const;
-    at::Tensor pixelMask() const;
-    at::Tensor wholeMask() const { return at::ones({H_, W_}, at::kByte); }
-    int64_t areaOf(const std::vector<uint8_t>& flags) const;
-    uint64_t hashOf(const std::vector<uint8_t>& flags) const;
-    void accept(const at::Tensor& resp, double err);
-    void offer(const std::vector<uint8_t>& state, const at::Tensor& resp, double err);
-    // Δ ownership across levels.
-    void registerOwner(int64_t cell, const at::Tensor& delta);
-    at::Tensor estimateDelta(int64_t cell) const;
-    // Coarse stage.
-    enum class PrefixOutcome { Ok, BoxFailed, Stopped };
-    PrefixOutcome shortestPrefix(const std::vector<int64_t>& ranked, bool fullKnown, int64_t budgetEnd);
-    Start startWithImportance();
-    Start startWithOcclusion(Model& model);
-    std::vector<int64_t> frontier(const std::vector<uint8_t>& state, int64_t limit) const;
-    bool measureModel(Model& model, std::vector<uint8_t> anchor, at::Tensor rAnchor, int64_t limit);
-    std::vector<std::vector<uint8_t>> proposals(const Model& model, int64_t slots);
-    void coarseSearch(Model& model, int64_t budgetEnd);
-    // Refinement.
-    void eliminate(CandMap& cands, int64_t budgetEnd);
-    std::vector<int64_t> boundaryCells() const;
-    SaliencyResult finish();
-    SaliencyResult wholeImageResult(const std::string& note);
-
-    const SaliencyProblem& p_;
-    SaliencyOptions o_;
-    const SaliencyProgressFn& progress_;
-    Clock::time_point t0_;
-
-    int64_t H_ = 0, W_ = 0, D_ = 0;
-    at::Tensor ref_;       // [D] double CPU
-    double scale_ = 1;     // ‖ref‖, or 1 when it is 0 (absolute errors)
-    std::array<int64_t, 4> box_{};
-    bool boxIsGrid_ = true;
-    at::Tensor importance_; // [H, W] double CPU or undefined
-    at::Tensor integral_;   // [H+1, W+1] double CPU
-    double meanImportance_ = 0;
-
-    int64_t forwards_ = 0, calls_ = 0;
-    bool cancelled_ = false, capHit_ = false;
-    std::string stage_;
-    double stageBase_ = 0, stageSpan_ = 0;
-    int64_t stageCalls_ = 0;
-    double lastFraction_ = 0;
-    std::vector<std::string> notes_;
-
-    Grid grid_;
-    std::vector<uint8_t> kept_; // the current (best verified) mask, per grid cell
-    at::Tensor rM_;             // [D] double: its response
-    double errM_ = 0;
-    std::vector<Accepted> history_;
-    std::vector<uint64_t> zobrist_;          // per coarse cell, for the set of evaluated states
-    std::unordered_set<uint64_t> evaluated_; // coarse states evaluated so far
-
-    at::Tensor ownerPix_; // [H, W] int64 CPU: row of the Δ that covers the pixel, −1: none
-    std::vector<at::Tensor> ownerDelta_;
-    std::vector<double> ownerWeight_;
-};
-
-void Search::validate() {
-    auto fail = [](const std::string& what) { throw std::invalid_argument("searchSaliency: " + what); };
-    if (!p_.evaluate)
-        fail("the problem has no evaluator");
-    if (p_.height <= 0 || p_.width <= 0)
-        fail("the mask grid is empty (height " + std::to_string(p_.height) + ", width " + std::to_string(p_.width) + ")");
-    H_ = p_.height;
-    W_ = p_.width;
-    if (!p_.reference.defined() || p_.reference.numel() == 0)
-        fail("the reference response is empty");
-    ref_ = p_.reference.detach().to(at::kCPU, at::kDouble).reshape({-1}).contiguous();
-    D_ = ref_.numel();
-    if (!at::isfinite(ref_).all().item<bool>())
-        fail("the reference response has non-finite values");
-    const double refNorm = ref_.norm().item<double>();
-    scale_ = refNorm > 0 ? refNorm : 1.0;
-    if (p_.importance.defined()) {
-        const auto s = p_.importance.sizes();
-        if (p_.importance.dim() != 2 || s[0] != H_ || s[1] != W_) {
+// The evaluator's side (evaluator, grid, reference) is Batches' to check; the rest is here.
+void Search::validate(const SaliencyProblem& p) {
+    H_ = batches_.height();
+    W_ = batches_.width();
+    D_ = batches_.responseSize();
+    ref_ = batches_.reference();
+    scale_ = batches_.scale();
+    device_ = p.device;
+    if (p.importance.defined()) {
+        const auto s = p.importance.sizes();
+        if (p.importance.dim() != 2 || s[0] != H_ || s[1] != W_) {
             std::ostringstream m;
             m << "importance has shape " << s << "; expected [" << H_ << ", " << W_ << "]";
-            fail(m.str());
+            invalidProblem(m.str());
         }
-        importance_ = p_.importance.detach().to(at::kCPU, at::kDouble).contiguous();
+        importance_ = p.importance.detach().to(at::kCPU, at::kDouble).contiguous();
         if (!at::isfinite(importance_).all().item<bool>())
-            fail("importance has non-finite values");
+            invalidProblem("importance has non-finite values");
     }
-    const auto& b = p_.box;
+    const auto& b = p.box;
     if (b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0) {
         box_ = {0, 0, H_, W_};
     } else {
@@ -461,147 +89,49 @@ void Search::validate() {
             std::ostringstream m;
             m << "box {" << b[0] << ", " << b[1] << ", " << b[2] << ", " << b[3] << "} is empty or outside the " << H_ << "x"
               << W_ << " grid (expected 0 <= y0 < y1 <= height, 0 <= x0 < x1 <= width)";
-            fail(m.str());
+            invalidProblem(m.str());
         }
         box_ = b;
     }
     boxIsGrid_ = box_[0] == 0 && box_[1] == 0 && box_[2] == H_ && box_[3] == W_;
     if (o_.coarseCells < 1)
-        fail("options.coarseCells must be >= 1");
+        invalidProblem("options.coarseCells must be >= 1");
     if (o_.minCell < 1)
-        fail("options.minCell must be >= 1");
+        invalidProblem("options.minCell must be >= 1");
     if (o_.batchSize < 1)
-        fail("options.batchSize must be >= 1");
+        invalidProblem("options.batchSize must be >= 1");
     if (o_.maxForwards < 1)
-        fail("options.maxForwards must be >= 1");
+        invalidProblem("options.maxForwards must be >= 1");
     if (!std::isfinite(o_.epsilon))
-        fail("options.epsilon must be finite");
+        invalidProblem("options.epsilon must be finite");
     if (importance_.defined()) {
-        integral_ = at::zeros({H_ + 1, W_ + 1}, at::kDouble);
-        integral_.slice(0, 1).slice(1, 1).copy_(importance_.cumsum(0).cumsum(1));
-        meanImportance_ = importance_.abs().mean().item<double>();
+        sums_.integral = at::zeros({H_ + 1, W_ + 1}, at::kDouble);
+        sums_.integral.slice(0, 1).slice(1, 1).copy_(importance_.cumsum(0).cumsum(1));
+        sums_.meanAbs = importance_.abs().mean().item<double>();
     }
 }
 
-void Search::setStage(std::string name, double base, double span) {
-    stage_ = std::move(name);
-    stageBase_ = base;
-    stageSpan_ = span;
-    stageCalls_ = 0;
+// Makes kept_ (as the caller just set it) the current mask, with the response
+// measured for it; every adopted mask joins the history the final check falls back on.
+void Search::accept(const at::Tensor& resp, double err) {
+    rM_ = resp.to(at::kDouble).reshape({-1}).clone();
+    errM_ = err;
+    history_.push_back({grid_.pixelMask(kept_), err});
 }
 
-double Search::fraction() {
-    const double f = stageBase_ + stageSpan_ * (1.0 - 1.0 / (1.0 + 0.25 * static_cast<double>(stageCalls_)));
-    lastFraction_ = std::clamp(f, lastFraction_, 1.0); // never goes back
-    return lastFraction_;
-}
-
-bool Search::report() {
-    if (!progress_)
-        return true;
-    SaliencyProgress pr;
-    pr.forwards = forwards_;
-    pr.fraction = fraction();
-    pr.stage = stage_;
-    if (!progress_(pr)) {
-        cancelled_ = true;
-        return false;
+// A measured state that meets the bound with less area than the current mask
+// becomes the current mask.
+void Search::offer(const std::vector<uint8_t>& state, const at::Tensor& resp, double err) {
+    if (err <= o_.epsilon && grid_.areaOf(state) < keptArea()) {
+        kept_ = state;
+        accept(resp, err);
     }
-    return true;
 }
 
-bool Search::evaluate(const at::Tensor& masks, at::Tensor& resp, std::vector<double>& err) {
-    if (!report())
-        return false;
-    const int64_t B = masks.size(0);
-    const at::Tensor out = p_.evaluate(masks);
-    if (!out.defined() || out.numel() != B * D_) {
-        std::ostringstream m;
-        m << "searchSaliency: the evaluator returned " << (out.defined() ? out.sizes() : at::IntArrayRef{}) << " for " << B
-          << " masks; expected [" << B << ", " << D_ << "] (D from the reference)";
-        throw std::invalid_argument(m.str());
-    }
-    resp = out.detach().to(at::kCPU, at::kDouble).reshape({B, D_}).contiguous();
-    forwards_ += B;
-    ++calls_;
-    ++stageCalls_;
-    const at::Tensor e = relativeErrors(resp, ref_).contiguous();
-    err.assign(e.data_ptr<double>(), e.data_ptr<double>() + B);
-    for (double& v : err)
-        if (std::isnan(v))
-            v = std::numeric_limits<double>::infinity(); // a NaN response never meets the bound
-    return true;
-}
-
-Grid Search::makeGrid(const std::vector<int64_t>& yb, const std::vector<int64_t>& xb) const {
-    Grid g;
-    g.yb = yb;
-    g.xb = xb;
-    g.ny = static_cast<int64_t>(yb.size()) - 1;
-    g.nx = static_cast<int64_t>(xb.size()) - 1;
-    g.cells = g.ny * g.nx;
-    std::vector<int64_t> rowSeg(H_, -1), colSeg(W_, -1);
-    for (int64_t i = 0; i < g.ny; ++i) {
-        g.side = std::max(g.side, yb[i + 1] - yb[i]);
-        for (int64_t y = yb[i]; y < yb[i + 1]; ++y)
-            rowSeg[y] = i;
-    }
-    for (int64_t j = 0; j < g.nx; ++j) {
-        g.side = std::max(g.side, xb[j + 1] - xb[j]);
-        for (int64_t x = xb[j]; x < xb[j + 1]; ++x)
-            colSeg[x] = j;
-    }
-    const at::Tensor r = at::tensor(rowSeg, at::kLong).view({H_, 1});
-    const at::Tensor c = at::tensor(colSeg, at::kLong).view({1, W_});
-    const at::Tensor valid = r.ge(0).logical_and(c.ge(0));
-    g.cellOfPixelCpu = at::where(valid, r * g.nx + c, at::full({}, g.cells, at::kLong)).reshape({-1}).contiguous();
-    g.cellOfPixel = g.cellOfPixelCpu.to(p_.device);
-
-    const at::Tensor Y = at::tensor(yb, at::kLong), X = at::tensor(xb, at::kLong);
-    const at::Tensor area =
-        ((Y.slice(0, 1) - Y.slice(0, 0, -1)).view({-1, 1}) * (X.slice(0, 1) - X.slice(0, 0, -1)).view({1, -1})).reshape({-1}).contiguous();
-    g.area.assign(area.data_ptr<int64_t>(), area.data_ptr<int64_t>() + g.cells);
-    const at::Tensor areaD = area.to(at::kDouble);
-    at::Tensor rank, share;
-    if (importance_.defined()) {
-        const at::Tensor S = integral_.index_select(0, Y).index_select(1, X); // [ny+1, nx+1]
-        const at::Tensor sums =
-            (S.slice(0, 1).slice(1, 1) - S.slice(0, 0, -1).slice(1, 1) - S.slice(0, 1).slice(1, 0, -1) + S.slice(0, 0, -1).slice(1, 0, -1))
-                .reshape({-1})
-                .contiguous();
-        rank = sums;
-        const double tiny = 1e-6 * (meanImportance_ > 0 ? meanImportance_ : 1.0);
-        share = (sums.clamp_min(0) + areaD * tiny).contiguous();
-    } else {
-        rank = areaD.contiguous();
-        share = areaD.contiguous();
-    }
-    g.rankWeight.assign(rank.data_ptr<double>(), rank.data_ptr<double>() + g.cells);
-    g.shareWeight.assign(share.data_ptr<double>(), share.data_ptr<double>() + g.cells);
-    return g;
-}
-
-at::Tensor Search::flagsTensor(const std::vector<uint8_t>& flags) const {
-    return at::from_blob(const_cast<uint8_t*>(flags.data()), {static_cast<int64_t>(flags.size())}, at::kByte).to(at::kBool);
-}
-
-at::Tensor Search::masksFromKeep(const at::Tensor& keep) const {
-    const int64_t B = keep.size(0);
-    const at::Tensor ext = at::cat({keep, at::zeros({B, 1}, at::kBool)}, 1).to(p_.device);
-    return ext.index_select(1, grid_.cellOfPixel).to(at::kFloat).view({B, 1, H_, W_});
-}
-
-at::Tensor Search::pixelMask() const {
-    const at::Tensor ext = at::cat({keptTensor(), at::zeros({1}, at::kBool)}).to(at::kByte);
-    return ext.index_select(0, grid_.cellOfPixelCpu).view({H_, W_}).contiguous();
-}
-
-int64_t Search::areaOf(const std::vector<uint8_t>& flags) const {
-    int64_t a = 0;
-    for (int64_t c = 0; c < grid_.cells; ++c)
-        if (flags[c])
-            a += grid_.area[c];
-    return a;
+// An evaluated state: never proposed again, and offered as the current mask.
+void Search::record(const std::vector<uint8_t>& state, const at::Tensor& resp, double err) {
+    evaluated_.insert(hashOf(state));
+    offer(state, resp, err);
 }
 
 uint64_t Search::hashOf(const std::vector<uint8_t>& flags) const {
@@ -612,711 +142,22 @@ uint64_t Search::hashOf(const std::vector<uint8_t>& flags) const {
     return h;
 }
 
-void Search::accept(const at::Tensor& resp, double err) {
-    rM_ = resp.to(at::kDouble).reshape({-1}).clone();
-    errM_ = err;
-    history_.push_back({pixelMask(), err});
-}
-
-// A measured state that meets the bound with less area than the current mask
-// becomes the current mask.
-void Search::offer(const std::vector<uint8_t>& state, const at::Tensor& resp, double err) {
-    if (err <= o_.epsilon && areaOf(state) < areaOf(kept_)) {
-        kept_ = state;
-        accept(resp, err);
-    }
-}
-
-void Search::registerOwner(int64_t cell, const at::Tensor& delta) {
-    const int64_t row = static_cast<int64_t>(ownerDelta_.size());
-    ownerDelta_.push_back(delta);
-    ownerWeight_.push_back(grid_.shareWeight[cell]);
-    ownerPix_.slice(0, grid_.y0(cell), grid_.y1(cell)).slice(1, grid_.x0(cell), grid_.x1(cell)).fill_(row);
-}
-
-at::Tensor Search::estimateDelta(int64_t cell) const {
-    const int64_t owner = ownerPix_.accessor<int64_t, 2>()[grid_.y0(cell)][grid_.x0(cell)];
-    if (owner < 0 || ownerWeight_[owner] <= 0)
-        return at::zeros({D_}, at::kDouble);
-    return ownerDelta_[owner] * (grid_.shareWeight[cell] / ownerWeight_[owner]);
-}
-
-// ---- coarse stage ---------------------------------------------------------------
-
-// The shortest prefix of `ranked` (cells, most important first) that, kept
-// alone, meets the bound: a batched bracket search over prefix lengths (several
-// per evaluator call; the error is not monotone in the length: the smallest
-// evaluated length that passes and whose bracket below failed wins). With
-// `fullKnown` the whole list is the current mask (known to pass); otherwise it is
-// evaluated in the first batch (the box check). Makes the winner the current mask.
-Search::PrefixOutcome Search::shortestPrefix(const std::vector<int64_t>& ranked, bool fullKnown, int64_t budgetEnd) {
-    const int64_t N = static_cast<int64_t>(ranked.size());
-    std::vector<int64_t> rankPos(grid_.cells, std::numeric_limits<int64_t>::max());
-    for (int64_t i = 0; i < N; ++i)
-        rankPos[ranked[i]] = i;
-    const at::Tensor pos = at::tensor(rankPos, at::kLong);
-    auto prefixFlags = [&](int64_t L) {
-        std::vector<uint8_t> f(grid_.cells);
-        for (int64_t c = 0; c < grid_.cells; ++c)
-            f[c] = rankPos[c] < L ? 1 : 0;
-        return f;
-    };
-    struct Eval {
-        bool pass;
-        double err;
-        at::Tensor resp;
-    };
-    std::map<int64_t, Eval> done;
-    if (fullKnown)
-        done[N] = {true, errM_, rM_};
-    const int64_t B = o_.batchSize;
-    std::vector<int64_t> lengths;
-    {
-        const int64_t top = fullKnown ? N - 1 : N; // lengths 0..top to try
-        const int64_t k = std::min<int64_t>({B, top + 1, budgetLeft(budgetEnd)});
-        if (k <= 0)
-            return PrefixOutcome::Stopped;
-        if (k == top + 1) {
-            for (int64_t L = 0; L <= top; ++L)
-                lengths.push_back(L);
-        } else if (k == 1) {
-            lengths.push_back(top);
-        } else {
-            for (int64_t i = 0; i < k; ++i)
-                lengths.push_back(i * top / (k - 1));
-        }
-    }
-    bool first = true;
-    int64_t hi = -1;
-    while (!lengths.empty()) {
-        std::sort(lengths.begin(), lengths.end());
-        lengths.erase(std::unique(lengths.begin(), lengths.end()), lengths.end());
-        const at::Tensor Ls = at::tensor(lengths, at::kLong);
-        const at::Tensor keep = pos.unsqueeze(0) < Ls.unsqueeze(1); // [B, cells]
-        at::Tensor resp;
-        std::vector<double> err;
-        if (!evaluate(masksFromKeep(keep), resp, err))
-            return PrefixOutcome::Stopped;
-        for (size_t i = 0; i < lengths.size(); ++i) {
-            done[lengths[i]] = {err[i] <= o_.epsilon, err[i], resp[static_cast<int64_t>(i)]};
-            evaluated_.insert(hashOf(prefixFlags(lengths[i])));
-        }
-        if (first && !fullKnown) {
-            first = false;
-            auto it = done.find(N);
-            if (it != done.end() && !it->second.pass) {
-                notes_.push_back((boxIsGrid_ ? "the whole image" : "the box alone") + std::string(" missed the bound (error ") +
-                                 fmt(it->second.err) + ")");
-                return PrefixOutcome::BoxFailed;
-            }
-        }
-        hi = -1;
-        for (const auto& [L, e] : done)
-            if (e.pass) {
-                hi = L;
-                break;
-            }
-        if (hi < 0) // the box was not evaluated (tiny cap) and nothing passed
-            return PrefixOutcome::Stopped;
-        int64_t lo = -1;
-        for (const auto& [L, e] : done)
-            if (L < hi)
-                lo = L;
-        lengths.clear();
-        const int64_t k = hi - lo <= 1 ? 0 : std::min<int64_t>({B, hi - lo - 1, budgetLeft(budgetEnd)});
-        for (int64_t i = 1; i <= k; ++i)
-            lengths.push_back(std::clamp<int64_t>(lo + (i * (hi - lo) + (k + 1) / 2) / (k + 1), lo + 1, hi - 1));
-    }
-    if (!(fullKnown && hi == N)) {
-        kept_ = prefixFlags(hi);
-        accept(done[hi].resp, done[hi].err);
-    }
-    return stopped() ? PrefixOutcome::Stopped : PrefixOutcome::Ok;
-}
-
-// Importance ranking of the coarse cells; the shortest passing prefix.
-Start Search::startWithImportance() {
-    setStage("prefix", 0.0, 0.2);
-    std::vector<int64_t> order(grid_.cells);
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return grid_.rankWeight[a] > grid_.rankWeight[b]; });
-    switch (shortestPrefix(order, false, std::numeric_limits<int64_t>::max())) {
-    case PrefixOutcome::BoxFailed: return Start::BoxFailed;
-    case PrefixOutcome::Stopped: return history_.empty() ? Start::Stopped : Start::Ok;
-    default: return Start::Ok;
-    }
-}
-
-// No importance: the box alone plus the single removal of every cell from it,
-// which is the surrogate at the box.
-Start Search::startWithOcclusion(Model& model) {
-    setStage("rank", 0.0, 0.2);
-    const int64_t N = grid_.cells;
-    std::fill(kept_.begin(), kept_.end(), 1);
-    const std::vector<uint8_t> boxFlags = kept_;
-    const at::Tensor boxKeep = keptTensor();
-    at::Tensor rBox;
-    const int64_t B = o_.batchSize;
-    int64_t next = 0;
-    bool boxDone = false;
-    std::vector<at::Tensor> rows;
-    while (next < N) {
-        const int64_t k = std::min<int64_t>(B, room());
-        if (k <= 0) {
-            capHit_ = true;
-            break;
-        }
-        const int64_t extra = boxDone ? 0 : 1;
-        const int64_t n = std::min<int64_t>(k - extra, N - next);
-        at::Tensor keep = boxKeep.unsqueeze(0).repeat({n + extra, 1});
-        for (int64_t i = 0; i < n; ++i)
-            keep[extra + i][next + i] = false;
-        at::Tensor resp;
-        std::vector<double> err;
-        if (!evaluate(masksFromKeep(keep), resp, err))
-            return Start::Stopped;
-        if (!boxDone) {
-            boxDone = true;
-            if (!(err[0] <= o_.epsilon)) {
-                notes_.push_back((boxIsGrid_ ? "the whole image" : "the box alone") + std::string(" missed the bound (error ") +
-                                 fmt(err[0]) + ")");
-                return Start::BoxFailed;
-            }
-            accept(resp[0], err[0]);
-            rBox = rM_.clone();
-            evaluated_.insert(hashOf(kept_));
-        }
-        for (int64_t i = 0; i < n; ++i) {
-            model.cells.push_back(next + i);
-            rows.push_back(rBox - resp[extra + i]);
-            std::vector<uint8_t> f = boxFlags;
-            f[next + i] = 0;
-            evaluated_.insert(hashOf(f));
-            offer(f, resp[extra + i], err[extra + i]);
-        }
-        next += n;
-    }
-    if (!boxDone)
-        return Start::Stopped;
-    model.G = rows.empty() ? at::zeros({0, D_}, at::kDouble) : at::stack(rows);
-    model.anchor = boxFlags;
-    model.eAnchor = rBox - ref_;
-    model.fresh = true;
-    return stopped() ? Start::Stopped : Start::Ok;
-}
-
-// The cells a model at `state` flips: all when few; else the kept cells and
-// their 8-neighbours, the most important first, at most `limit`.
-std::vector<int64_t> Search::frontier(const std::vector<uint8_t>& state, int64_t limit) const {
-    const int64_t N = grid_.cells, ny = grid_.ny, nx = grid_.nx;
-    std::vector<int64_t> keptCells, ring;
-    if (N <= 4 * o_.batchSize || std::none_of(state.begin(), state.end(), [](uint8_t v) { return v != 0; })) {
-        for (int64_t c = 0; c < N; ++c)
-            (state[c] ? keptCells : ring).push_back(c);
-    } else {
-        for (int64_t i = 0; i < ny; ++i)
-            for (int64_t j = 0; j < nx; ++j) {
-                const int64_t c = i * nx + j;
-                if (state[c]) {
-                    keptCells.push_back(c);
-                    continue;
-                }
-                bool near = false;
-                for (int64_t di = -1; di <= 1 && !near; ++di)
-                    for (int64_t dj = -1; dj <= 1 && !near; ++dj) {
-                        const int64_t a = i + di, b = j + dj;
-                        near = a >= 0 && b >= 0 && a < ny && b < nx && state[a * nx + b];
-                    }
-                if (near)
-                    ring.push_back(c);
-            }
-    }
-    auto byImportance = [&](int64_t a, int64_t b) { return grid_.rankWeight[a] > grid_.rankWeight[b]; };
-    std::stable_sort(keptCells.begin(), keptCells.end(), byImportance);
-    std::stable_sort(ring.begin(), ring.end(), byImportance);
-    std::vector<int64_t> out;
-    // Kept cells first (removals are what shrink the region), but leave some room for additions.
-    const int64_t keptTake = std::min<int64_t>(static_cast<int64_t>(keptCells.size()), std::max<int64_t>(limit - limit / 4, limit - static_cast<int64_t>(ring.size())));
-    out.insert(out.end(), keptCells.begin(), keptCells.begin() + std::max<int64_t>(0, keptTake));
-    for (int64_t c : ring)
-        if (static_cast<int64_t>(out.size()) < limit)
-            out.push_back(c);
-    std::sort(out.begin(), out.end());
-    return out;
-}
-
-// Measures the surrogate at `anchor` (flags per cell, response rAnchor) over
-// its frontier: one mask per cell, that cell flipped.
-bool Search::measureModel(Model& model, std::vector<uint8_t> anchor, at::Tensor rAnchor, int64_t limit) {
-    const std::vector<int64_t> cells = frontier(anchor, limit);
-    if (cells.empty())
-        return false;
-    std::vector<at::Tensor> rows;
-    size_t next = 0;
-    const at::Tensor base = flagsTensor(anchor);
-    while (next < cells.size()) {
-        const int64_t k = std::min<int64_t>({o_.batchSize, room(), static_cast<int64_t>(cells.size() - next)});
-        if (k <= 0) {
-            capHit_ = true;
-            return false;
-        }
-        at::Tensor keep = base.unsqueeze(0).repeat({k, 1});
-        for (int64_t i = 0; i < k; ++i) {
-            const int64_t c = cells[next + i];
-            keep[i][c] = anchor[c] ? false : true;
-        }
-        at::Tensor resp;
-        std::vector<double> err;
-        if (!evaluate(masksFromKeep(keep), resp, err))
-            return false;
-        for (int64_t i = 0; i < k; ++i) {
-            const int64_t c = cells[next + i];
-            rows.push_back(anchor[c] ? rAnchor - resp[i] : resp[i] - rAnchor);
-            std::vector<uint8_t> f = anchor;
-            f[c] ^= 1;
-            evaluated_.insert(hashOf(f));
-            offer(f, resp[i], err[i]);
-        }
-        next += k;
-    }
-    model.cells = cells;
-    model.G = at::stack(rows);
-    model.anchor = anchor;
-    model.eAnchor = rAnchor.reshape({-1}) - ref_;
-    model.fresh = true;
-    return true;
-}
-
-// States the surrogate predicts to meet the bound with a smaller area than the
-// current mask and not evaluated yet: from beam searches adding cells from none
-// (of the model's), removing them from all, and removing them from the anchor.
-// At most `slots`, spread over the areas found (one per area first, smallest and
-// largest included), then more per area.
-std::vector<std::vector<uint8_t>> Search::proposals(const Model& model, int64_t slots) {
-    std::vector<std::vector<uint8_t>> out;
-    const int64_t n = static_cast<int64_t>(model.cells.size());
-    if (n == 0 || slots <= 0)
-        return out;
-    const double tau = o_.epsilon * scale_;
-    std::vector<uint8_t> zA(n);
-    for (int64_t i = 0; i < n; ++i)
-        zA[i] = model.anchor[model.cells[i]];
-    const at::Tensor zAt = at::tensor(std::vector<double>(zA.begin(), zA.end()), at::kDouble);
-    const at::Tensor eNone = model.eAnchor - zAt.matmul(model.G); // none of the model's cells kept
-    const at::Tensor eAll = eNone + model.G.sum(0);
-    const int64_t width = std::clamp<int64_t>((int64_t{1} << 21) / std::max<int64_t>(1, n * n), 8, 64);
-    std::vector<std::vector<uint8_t>> pool;
-    for (auto&& v : saliency_detail::beamSearch(model.G, eNone, std::vector<uint8_t>(n, 0), true, tau, width, 4))
-        pool.push_back(std::move(v));
-    for (auto&& v : saliency_detail::beamSearch(model.G, eAll, std::vector<uint8_t>(n, 1), false, tau, width, 4))
-        pool.push_back(std::move(v));
-    for (auto&& v : saliency_detail::beamSearch(model.G, model.eAnchor, zA, false, tau, width, 4))
-        pool.push_back(std::move(v));
-    if (pool.empty())
-        return out;
-    // Exact surrogate errors, areas, duplicates and evaluated states out.
-    const int64_t bestArea = areaOf(kept_);
-    std::vector<double> zflat;
-    zflat.reserve(pool.size() * n);
-    for (const auto& z : pool)
-        zflat.insert(zflat.end(), z.begin(), z.end());
-    const at::Tensor Z = at::from_blob(zflat.data(), {static_cast<int64_t>(pool.size()), n}, at::kDouble);
-    const at::Tensor pe = (Z.matmul(model.G) + eNone.unsqueeze(0)).norm(2, {1}).contiguous();
-    const double* pep = pe.data_ptr<double>();
-    struct Prop {
-        int64_t area;
-        double err;
-        std::vector<uint8_t> state;
-    };
-    std::map<int64_t, std::vector<Prop>> byArea;
-    std::unordered_set<uint64_t> taken;
-    for (size_t p = 0; p < pool.size(); ++p) {
-        if (!(pep[p] <= tau * (1 + 1e-9)))
-            continue;
-        std::vector<uint8_t> state = model.anchor;
-        for (int64_t i = 0; i < n; ++i)
-            state[model.cells[i]] = pool[p][i];
-        const int64_t area = areaOf(state);
-        const uint64_t h = hashOf(state);
-        if (area >= bestArea || evaluated_.count(h) || !taken.insert(h).second)
-            continue;
-        byArea[area].push_back({area, pep[p], std::move(state)});
-    }
-    if (byArea.empty())
-        return out;
-    std::vector<int64_t> areas;
-    for (auto& [a, v] : byArea) {
-        std::stable_sort(v.begin(), v.end(), [](const Prop& x, const Prop& y) { return x.err < y.err; });
-        areas.push_back(a);
-    }
-    if (static_cast<int64_t>(areas.size()) > slots) {
-        std::vector<int64_t> spread;
-        for (int64_t i = 0; i < slots; ++i)
-            spread.push_back(areas[slots == 1 ? 0 : (i * (static_cast<int64_t>(areas.size()) - 1) + (slots - 1) / 2) / (slots - 1)]);
-        spread.erase(std::unique(spread.begin(), spread.end()), spread.end());
-        areas = spread;
-    }
-    for (size_t rank = 0; static_cast<int64_t>(out.size()) < slots; ++rank) {
-        bool any = false;
-        for (int64_t a : areas) {
-            auto& v = byArea[a];
-            if (rank < v.size() && static_cast<int64_t>(out.size()) < slots) {
-                out.push_back(v[rank].state);
-                any = true;
-            }
-        }
-        if (!any)
-            break;
-    }
-    return out;
-}
-
-// Model-guided search on the coarse grid: propose from the surrogate, verify a
-// batch, move to the smallest passing mask (keeping the surrogate, re-anchored);
-// when a batch fails, re-measure the surrogate (at the best mask, or — when it
-// was fresh already — at the failing proposal closest to the bound).
-void Search::coarseSearch(Model& model, int64_t budgetEnd) {
-    const int64_t B = o_.batchSize;
-    int64_t freshFails = 0;
-    auto left = [&] { return budgetLeft(budgetEnd); };
-    // Measures the surrogate at `anchor` when the budget leaves room for it and a batch of proposals.
-    auto remeasure = [&](const std::vector<uint8_t>& anchor, const at::Tensor& r) {
-        const int64_t l = left();
-        return l > B + 4 && measureModel(model, anchor, r, l - B);
-    };
-    while (!stopped() && left() > 0) {
-        if (model.G.size(0) == 0) {
-            if (!remeasure(kept_, rM_))
-                break;
-            continue;
-        }
-        const auto props = proposals(model, std::min(B, left()));
-        if (props.empty()) {
-            if (model.fresh && model.anchor == kept_)
-                break; // the surrogate at the best mask has nothing smaller to offer
-            if (!remeasure(kept_, rM_))
-                break;
-            continue;
-        }
-        at::Tensor keep = at::empty({static_cast<int64_t>(props.size()), grid_.cells}, at::kBool);
-        for (size_t i = 0; i < props.size(); ++i)
-            keep[static_cast<int64_t>(i)].copy_(flagsTensor(props[i]));
-        at::Tensor resp;
-        std::vector<double> err;
-        if (!evaluate(masksFromKeep(keep), resp, err))
-            return;
-        int64_t best = -1, bestArea = areaOf(kept_), closest = 0;
-        for (size_t i = 0; i < props.size(); ++i) {
-            evaluated_.insert(hashOf(props[i]));
-            const int64_t a = areaOf(props[i]);
-            if (err[i] <= o_.epsilon && (a < bestArea || (best >= 0 && a == bestArea && err[i] < err[best]))) {
-                best = static_cast<int64_t>(i);
-                bestArea = a;
-            }
-            if (err[i] < err[closest])
-                closest = static_cast<int64_t>(i);
-        }
-        if (best >= 0) {
-            kept_ = props[best];
-            accept(resp[best], err[best]);
-            // Keep G; re-anchor it on the measured response of the new mask.
-            model.anchor = kept_;
-            model.eAnchor = rM_ - ref_;
-            model.fresh = false;
-            freshFails = 0;
-            continue;
-        }
-        if (!model.fresh) {
-            if (!remeasure(kept_, rM_))
-                break;
-            continue;
-        }
-        if (++freshFails >= 2)
-            break;
-        // Re-linearise at the failing proposal closest to the bound.
-        if (!remeasure(props[closest], resp[closest]))
-            break;
-    }
-}
-
-// ---- refinement -------------------------------------------------------------------
-
-// Kept cells with a 4-neighbour (in the cell grid) that is not kept or off the grid.
-std::vector<int64_t> Search::boundaryCells() const {
-    std::vector<int64_t> out;
-    const int64_t ny = grid_.ny, nx = grid_.nx;
-    auto keptAt = [&](int64_t i, int64_t j) { return i >= 0 && j >= 0 && i < ny && j < nx && kept_[i * nx + j]; };
-    for (int64_t i = 0; i < ny; ++i)
-        for (int64_t j = 0; j < nx; ++j)
-            if (kept_[i * nx + j] && (!keptAt(i - 1, j) || !keptAt(i + 1, j) || !keptAt(i, j - 1) || !keptAt(i, j + 1)))
-                out.push_back(i * nx + j);
-    return out;
-}
-
-// Removal of boundary cells at a refinement level. Each evaluator call holds
-// (a) nested removal sets: lengths of a greedy path over the cells' effects,
-// around the surrogate's largest feasible length p*, and (b) single removals of
-// cells not measured yet, those the surrogate calls cheapest first. Unmeasured
-// cells start from an estimate: their measured ancestor's effect shared out by
-// importance (or area), scaled by how such estimates compared with the single
-// removals measured at this level so far. The largest passing length is
-// accepted; the next cell, when its removal on top was measured to fail, is kept
-// for the rest of the level; each chunk between evaluated lengths gets its
-// measured total effect (calibration). New boundary cells join as the region
-// shrinks; the level ends when nothing is predicted to go and everything is
-// measured, or its budget is spent.
-void Search::eliminate(CandMap& cands, int64_t budgetEnd) {
-    const int64_t B = o_.batchSize;
-    const double tauAbs = o_.epsilon * scale_;
-    std::vector<uint8_t> blocked(grid_.cells, 0), measured(grid_.cells, 0), calibrated(grid_.cells, 0);
-    std::map<int64_t, at::Tensor> raw; // first estimates of the cells
-    double sxy = 0, sxx = 0;           // measured vs estimated effect norms
-    auto left = [&] { return budgetLeft(budgetEnd); };
-    while (!stopped() && left() > 0) {
-        for (int64_t c : boundaryCells())
-            if (!cands.count(c)) {
-                raw[c] = estimateDelta(c);
-                cands[c] = {raw[c], false};
-            }
-        const double alpha = sxx > 0 ? std::clamp(sxy / sxx, 0.1, 100.0) : 1.0;
-        std::vector<int64_t> list;
-        int64_t unmeasuredCount = 0;
-        for (const auto& [c, info] : cands)
-            if (kept_[c] && !blocked[c]) {
-                list.push_back(c);
-                unmeasuredCount += measured[c] ? 0 : 1;
-            }
-        const int64_t n = static_cast<int64_t>(list.size());
-        if (n == 0)
-            break;
-        std::vector<at::Tensor> rows;
-        rows.reserve(n);
-        for (int64_t c : list)
-            rows.push_back(measured[c] || calibrated[c] ? cands[c].delta : raw[c] * alpha);
-        const GreedyPath path = saliency_detail::greedyRemovalPath(at::stack(rows), rM_ - ref_);
-        int64_t pStar = 0;
-        for (int64_t j = 0; j < n; ++j)
-            if (path.error[j] <= tauAbs)
-                pStar = j + 1;
-        if (pStar == 0 && unmeasuredCount == 0)
-            break; // every cell measured, nothing predicted to go
-
-        const int64_t slots = std::min<int64_t>(B, left());
-        const int64_t first = list[path.order[0]];
-        const bool known1 = cands[first].fresh;
-        // (a) Path lengths around p*: p*, p*±1, p*±2, p*−3, p*+3, p*−5, …; at most
-        // half the slots while unmeasured cells remain.
-        std::set<int64_t> Lset;
-        if (pStar > 0) {
-            const int64_t maxLengths = unmeasuredCount > 0 ? std::max<int64_t>(1, (slots + 1) / 2) : slots;
-            const int64_t from = known1 ? 2 : 1, upTo = std::min(n, pStar + pStar / 2 + 2);
-            auto add = [&](int64_t L) {
-                if (L >= from && L <= upTo && static_cast<int64_t>(Lset.size()) < maxLengths)
-                    Lset.insert(L);
-            };
-            if (!known1)
-                add(1);
-            add(pStar);
-            for (int64_t k = 1; static_cast<int64_t>(Lset.size()) < maxLengths; k = std::max(k + 1, (k * 3) / 2)) {
-                if (pStar + k > upTo && pStar - k < from)
-                    break;
-                add(pStar - k);
-                add(pStar + k);
-            }
-        }
-        const std::vector<int64_t> lengths(Lset.begin(), Lset.end());
-        // (b) Single removals of unmeasured cells, the cheapest-looking first.
-        std::vector<int64_t> singles;
-        {
-            std::vector<int64_t> idx;
-            for (int64_t i = 0; i < n; ++i)
-                if (!measured[list[i]])
-                    idx.push_back(i);
-            std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return path.single[a] < path.single[b]; });
-            for (size_t i = 0; i < idx.size() && static_cast<int64_t>(lengths.size() + singles.size()) < slots; ++i)
-                singles.push_back(list[idx[i]]);
-        }
-        if (lengths.empty() && singles.empty() && !(pStar > 0 && known1))
-            break;
-        at::Tensor resp;
-        std::vector<double> err;
-        const int64_t nl = static_cast<int64_t>(lengths.size()), ns = static_cast<int64_t>(singles.size());
-        if (nl + ns > 0) {
-            std::vector<int64_t> posv(grid_.cells, std::numeric_limits<int64_t>::max());
-            for (int64_t j = 0; j < n; ++j)
-                posv[list[path.order[j]]] = j;
-            const at::Tensor pos = at::tensor(posv, at::kLong);
-            at::Tensor keep = keptTensor().unsqueeze(0).repeat({nl + ns, 1});
-            if (nl > 0)
-                keep.slice(0, 0, nl).logical_and_(pos.unsqueeze(0) >= at::tensor(lengths, at::kLong).unsqueeze(1));
-            for (int64_t i = 0; i < ns; ++i)
-                keep[nl + i][singles[i]] = false;
-            if (!evaluate(masksFromKeep(keep), resp, err))
-                break;
-        }
-        for (int64_t i = 0; i < ns; ++i) {
-            const int64_t c = singles[i];
-            const at::Tensor delta = resp[nl + i] - rM_;
-            const double e = raw.count(c) ? raw[c].norm().item<double>() : 0.0;
-            if (e > 0) {
-                sxy += e * delta.norm().item<double>();
-                sxx += e * e;
-            }
-            cands[c] = {delta, true};
-            measured[c] = 1;
-            registerOwner(c, delta);
-        }
-        // Calibrate: each chunk between consecutive evaluated lengths gets its
-        // measured total effect, shared out by weight.
-        int64_t prevL = 0;
-        at::Tensor prevR = rM_;
-        for (int64_t i = 0; i < nl; ++i) {
-            const int64_t L = lengths[i];
-            at::Tensor predicted = at::zeros({D_}, at::kDouble);
-            double wsum = 0;
-            for (int64_t j = prevL; j < L; ++j) {
-                predicted += rows[path.order[j]];
-                wsum += grid_.shareWeight[list[path.order[j]]];
-            }
-            const at::Tensor diff = (resp[i] - prevR) - predicted;
-            for (int64_t j = prevL; j < L; ++j) {
-                const int64_t c = list[path.order[j]];
-                const double share = wsum > 0 ? grid_.shareWeight[c] / wsum : 1.0 / static_cast<double>(L - prevL);
-                cands[c].delta = rows[path.order[j]] + diff * share;
-                calibrated[c] = 1;
-                if (prevL == 0 && L == 1) {
-                    cands[c].fresh = true;
-                    measured[c] = 1;
-                }
-            }
-            prevL = L;
-            prevR = resp[i];
-        }
-        int64_t t = 0, tRow = -1;
-        for (int64_t i = 0; i < nl; ++i)
-            if (err[i] <= o_.epsilon && lengths[i] > t) {
-                t = lengths[i];
-                tRow = i;
-            }
-        // Only evaluated masks are adopted: a single removal known only through the
-        // surrogate (anchor response + measured delta) is not, since the anchor's
-        // response may itself be a batch measurement of another state.
-        if (pStar == 0)
-            continue;
-        // The next cell's removal on top of the accepted ones was measured and failed: keep it.
-        const bool nextMeasured = std::find(lengths.begin(), lengths.end(), t + 1) != lengths.end() ||
-                                  (t == 0 && known1 && path.error[0] > tauAbs);
-        if (nextMeasured && t < n)
-            blocked[list[path.order[t]]] = 1;
-        if (t > 0) {
-            const at::Tensor r = resp[tRow];
-            const double e = err[tRow];
-            for (int64_t j = 0; j < t; ++j) {
-                kept_[list[path.order[j]]] = 0;
-                cands.erase(list[path.order[j]]);
-            }
-            for (auto& [c, info] : cands)
-                info.fresh = false;
-            accept(r, e);
-        }
-    }
-}
-
-// ---- results --------------------------------------------------------------------------
-
-SaliencyResult Search::wholeImageResult(const std::string& note) {
-    SaliencyResult res;
-    res.epsilon = o_.epsilon;
-    res.mask = wholeMask();
-    res.areaPixels = H_ * W_;
-    res.areaFraction = 1.0;
-    notes_.push_back(note);
-    setStage("verify", 0.95, 0.05);
-    at::Tensor resp;
-    std::vector<double> err;
-    if (evaluate(at::ones({1, 1, H_, W_}, at::TensorOptions().dtype(at::kFloat).device(p_.device)), resp, err)) {
-        res.error = err[0];
-        res.withinBound = err[0] <= std::max(o_.epsilon, 0.0) + 1e-5;
-    } else {
-        res.error = 0; // by definition of the reference; not evaluated (cancelled)
-        res.withinBound = true;
-        res.cancelled = true;
-        notes_.push_back("cancelled: the whole image, not evaluated");
-    }
-    return res;
-}
-
-SaliencyResult Search::finish() {
-    SaliencyResult res;
-    res.epsilon = o_.epsilon;
-    auto fill = [&](const at::Tensor& mask, double error) {
-        res.mask = mask;
-        res.areaPixels = mask.sum().item<int64_t>();
-        res.areaFraction = static_cast<double>(res.areaPixels) / static_cast<double>(H_ * W_);
-        res.error = error;
-        res.withinBound = error <= o_.epsilon;
-    };
-    if (capHit_)
-        notes_.push_back("stopped at the cap of " + std::to_string(o_.maxForwards) + " masks");
-    if (cancelled_) {
-        res.cancelled = true;
-        if (history_.empty()) {
-            fill(wholeMask(), 0.0);
-            notes_.push_back("cancelled before any mask was verified: the whole image (not evaluated)");
-        } else {
-            fill(history_.back().mask, history_.back().error);
-            notes_.push_back("cancelled: the smallest mask verified so far (in its batch; no fresh check)");
-        }
-        return res;
-    }
-    // Fresh, single evaluations: the final mask, then earlier ones, then the whole image.
-    setStage("verify", 0.95, 0.05);
-    std::vector<Accepted> tries;
-    for (auto it = history_.rbegin(); it != history_.rend() && tries.size() < 3; ++it)
-        tries.push_back(*it);
-    tries.push_back({wholeMask(), 0.0});
-    for (size_t i = 0; i < tries.size(); ++i) {
-        const at::Tensor m = tries[i].mask.to(p_.device).to(at::kFloat).view({1, 1, H_, W_});
-        at::Tensor resp;
-        std::vector<double> err;
-        if (!evaluate(m, resp, err)) {
-            res.cancelled = true;
-            fill(tries[i].mask, tries[i].error);
-            notes_.push_back("cancelled during the final check: the last mask verified in its batch");
-            return res;
-        }
-        fill(tries[i].mask, err[0]);
-        if (res.withinBound)
-            break;
-        if (i + 1 < tries.size())
-            notes_.push_back("fresh check of " + std::string(i == 0 ? "the final mask" : "a fallback mask") + " gave error " +
-                             fmt(err[0]) + " > ε (non-deterministic evaluator?); fell back");
-        else
-            notes_.push_back("the whole image misses the bound (error " + fmt(err[0]) +
-                             "): the reference does not match the evaluator");
-    }
-    return res;
-}
-
 SaliencyResult Search::run() {
     SaliencyResult res;
     if (o_.epsilon <= 0) {
-        res = wholeImageResult("ε ≤ 0: the whole image");
+        res = verifyWholeImage(batches_, o_.epsilon, "ε ≤ 0: the whole image", notes_);
     } else {
         const int64_t target = std::max<int64_t>(o_.targetForwards, 1);
         for (int attempt = 0; attempt < 2; ++attempt) {
             const int64_t bh = box_[2] - box_[0], bw = box_[3] - box_[1];
-            const int64_t cell = saliency_detail::coarseCellSide(bh, bw, o_.coarseCells);
-            const auto ylevels = saliency_detail::axisLevels(box_[0], box_[2], cell, o_.minCell);
-            const auto xlevels = saliency_detail::axisLevels(box_[1], box_[3], cell, o_.minCell);
-            grid_ = makeGrid(ylevels[0], xlevels[0]);
+            const int64_t cell = coarseCellSide(bh, bw, o_.coarseCells);
+            const auto ylevels = axisLevels(box_[0], box_[2], cell, o_.minCell);
+            const auto xlevels = axisLevels(box_[1], box_[3], cell, o_.minCell);
+            grid_ = makeGrid(ylevels[0], xlevels[0], H_, W_, device_, sums_);
             kept_.assign(grid_.cells, 0);
             history_.clear();
             evaluated_.clear();
-            zobrist_.resize(grid_.cells);
-            uint64_t seed = 0x0dcb2e5aULL;
-            for (auto& z : zobrist_)
-                z = splitmix64(seed);
+            zobrist_ = zobristKeys(static_cast<size_t>(grid_.cells), 0x0dcb2e5aULL);
             ownerPix_ = at::full({H_, W_}, -1, at::kLong);
             ownerDelta_.clear();
             ownerWeight_.clear();
@@ -1336,7 +177,7 @@ SaliencyResult Search::run() {
             if (s == Start::Stopped)
                 break;
             // Coarse stage: about half the planned forwards (at least the occlusion and two batches).
-            setStage("prune", 0.2, 0.3);
+            batches_.setStage("prune", 0.2, 0.3);
             const int64_t coarseEnd = std::max<int64_t>(target / 2, grid_.cells + 1 + 2 * o_.batchSize);
             coarseSearch(model, coarseEnd);
             // Seed the refinement's estimates with the surrogate's removal effects.
@@ -1344,27 +185,27 @@ SaliencyResult Search::run() {
                 if (kept_[model.cells[i]])
                     registerOwner(model.cells[i], -model.G[static_cast<int64_t>(i)]);
             const size_t levels = std::max(ylevels.size(), xlevels.size());
-            for (size_t l = 1; l < levels && !stopped(); ++l) {
-                const at::Tensor pix = pixelMask();
-                grid_ = makeGrid(ylevels[std::min(l, ylevels.size() - 1)], xlevels[std::min(l, xlevels.size() - 1)]);
+            for (size_t l = 1; l < levels && !batches_.stopped(); ++l) {
+                const at::Tensor pix = grid_.pixelMask(kept_);
+                grid_ = makeGrid(ylevels[std::min(l, ylevels.size() - 1)], xlevels[std::min(l, xlevels.size() - 1)], H_, W_, device_,
+                                 sums_);
                 const at::Tensor keptCells = at::zeros({grid_.cells + 1}, at::kByte)
                                                  .index_put_({grid_.cellOfPixelCpu}, pix.reshape({-1}))
                                                  .slice(0, 0, grid_.cells)
                                                  .contiguous();
                 kept_.assign(keptCells.data_ptr<uint8_t>(), keptCells.data_ptr<uint8_t>() + grid_.cells);
                 const double span = 0.45 / static_cast<double>(levels - 1);
-                setStage("refine " + std::to_string(grid_.side) + "px", 0.5 + span * static_cast<double>(l - 1), span);
-                const int64_t share = (target - forwards_) / static_cast<int64_t>(levels - l);
-                const int64_t levelEnd = forwards_ + std::max<int64_t>(share, 2 * o_.batchSize);
-                CandMap cands;
-                eliminate(cands, levelEnd);
+                batches_.setStage("refine " + std::to_string(grid_.side) + "px", 0.5 + span * static_cast<double>(l - 1), span);
+                const int64_t share = (target - batches_.forwards()) / static_cast<int64_t>(levels - l);
+                const int64_t levelEnd = batches_.forwards() + std::max<int64_t>(share, 2 * o_.batchSize);
+                eliminate(levelEnd);
             }
             break;
         }
-        res = finish();
+        res = verifyFinal(batches_, history_, o_.epsilon, notes_);
     }
-    res.forwards = forwards_;
-    res.evaluatorCalls = calls_;
+    res.forwards = batches_.forwards();
+    res.evaluatorCalls = batches_.calls();
     res.seconds = std::chrono::duration<double>(Clock::now() - t0_).count();
     std::string note;
     for (const auto& n : notes_)
@@ -1373,10 +214,10 @@ SaliencyResult Search::run() {
     return res;
 }
 
-} // namespace
+} // namespace saliency_detail
 
 SaliencyResult searchSaliency(const SaliencyProblem& problem, const SaliencyOptions& options, const SaliencyProgressFn& progress) {
-    Search search(problem, options, progress);
+    saliency_detail::Search search(problem, options, progress);
     return search.run();
 }
 

@@ -1,4 +1,5 @@
-// Internals of the saliency search (saliency.cpp), exposed for its tests only.
+// Internals of the saliency search (saliency_grid.cpp, saliency_surrogate.cpp),
+// exposed for its tests only.
 #pragma once
 
 #include <ATen/core/Tensor.h>
