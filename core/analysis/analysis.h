@@ -11,10 +11,12 @@
 #pragma once
 
 #include "core/analysis/saliency.h"
+#include "core/common/request.h"
 #include "core/model/capture.h"
 #include "core/model/model.h"
 
 #include <ATen/core/Tensor.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include <array>
 #include <cstdint>
@@ -26,10 +28,6 @@
 #include <string>
 #include <vector>
 
-namespace deformscope::common {
-class Json;
-}
-
 namespace deformscope::analysis {
 
 // Bad requests (unknown layer, a position off the feature map, ...): the message names the problem.
@@ -38,21 +36,11 @@ public:
     using std::runtime_error::runtime_error;
 };
 
-// What a node responds with.
-//  - Sum: all channels at the node. The ERF and the sampling weights use their
-//    sum; the saliency bound applies to the whole channel vector (as DCNv2 does).
-//  - Channel: one channel of the layer's output.
-//  - ClassScore: channel `index` of the model's output — at the node's image
-//    position for dense outputs ([1, K, H', W']), or the score itself for [1, K].
-struct Response {
-    enum class Kind { Sum, Channel, ClassScore };
-    Kind kind = Kind::Sum;
-    int64_t index = 0;
-
-    // "sum", "channel:N", "class:K"; throws AnalysisError naming the text otherwise.
-    static Response parse(const std::string& text);
-    std::string toString() const;
-};
+// What a node responds with, how offsets are read, what the saliency search
+// puts outside the region: the request's types (core/common/request.h).
+using common::Baseline;
+using common::OffsetReading;
+using common::Response;
 
 struct Node {
     std::string layer;
@@ -61,8 +49,6 @@ struct Node {
 };
 
 // ---- sampling locations -----------------------------------------------------
-
-enum class OffsetReading { Nearest, Bilinear };
 
 struct SamplingOptions {
     int levels = 3;                       // spawning levels to trace (each k×k conv or deformable layer is one)
@@ -94,6 +80,11 @@ struct SamplingTrace {
     std::vector<std::string> notes;
     double seconds = 0;
 };
+
+// The weighted spread of the deepest level's points: the square root of their
+// weight-averaged squared distance to their weighted centroid, input-image
+// pixels (0 without weight). The metric result.json calls weighted_spread_px.
+double weightedSpread(const SamplingTrace& trace);
 
 // ---- effective receptive field ----------------------------------------------
 
@@ -128,15 +119,6 @@ struct ErfResult {
 ErfMetrics erfMetrics(const at::Tensor& map, std::array<double, 2> nodeXY, std::array<double, 2> rf);
 
 // ---- saliency -----------------------------------------------------------------
-
-struct Baseline {
-    enum class Kind { Zero, Blur };
-    Kind kind = Kind::Zero;   // zero after normalisation = the mean colour
-    double sigma = 8;         // Gaussian blur of the (normalised) image, pixels
-
-    static Baseline parse(const std::string& text); // "zero", "blur", "blur:SIGMA"
-    std::string toString() const;
-};
 
 // ---- object metrics -------------------------------------------------------------
 
@@ -236,12 +218,12 @@ private:
 };
 
 // JSON of the results (every number; tensors are not included).
-common::Json toJson(const Node& node);
-common::Json toJson(const SamplingTrace& trace);
-common::Json toJson(const ErfMetrics& metrics);
-common::Json toJson(const SaliencyResult& result);
-common::Json toJson(const ObjectMetrics& metrics);
-common::Json toJson(const KernelView& view); // includes the scope weights (Sh×Sw numbers)
+nlohmann::ordered_json toJson(const Node& node);
+nlohmann::ordered_json toJson(const SamplingTrace& trace);
+nlohmann::ordered_json toJson(const ErfMetrics& metrics);
+nlohmann::ordered_json toJson(const SaliencyResult& result);
+nlohmann::ordered_json toJson(const ObjectMetrics& metrics);
+nlohmann::ordered_json toJson(const KernelView& view); // includes the scope weights (Sh×Sw numbers)
 
 } // namespace deformscope::analysis
 
@@ -275,6 +257,6 @@ ErfAverageResult averageErf(const model::LoadedModel& model, int64_t count,
                             const std::function<std::string(int64_t)>& name, const ErfAverageOptions& options,
                             const std::function<bool(int64_t, int64_t)>& progress = {});
 
-common::Json toJson(const ErfAverageResult& result);
+nlohmann::ordered_json toJson(const ErfAverageResult& result);
 
 } // namespace deformscope::analysis

@@ -1,7 +1,7 @@
 // The ERF averaged over a set of images at one fixed node, as RepLKNet's script
 // does: batches of images, one forward and one backward per batch.
 #include "core/analysis/analysis.h"
-#include "core/common/json.h"
+#include <nlohmann/json.hpp>
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -117,11 +117,11 @@ ErfAverageResult averageErf(const model::LoadedModel& model, int64_t count,
     return result;
 }
 
-common::Json toJson(const ErfAverageResult& r) {
-    common::Json skipped = common::Json::array();
+nlohmann::ordered_json toJson(const ErfAverageResult& r) {
+    nlohmann::ordered_json skipped = nlohmann::ordered_json::array();
     for (const auto& s : r.skipped)
         skipped.push_back(s);
-    return common::Json::object({{"node", toJson(r.node)},
+    return nlohmann::ordered_json::object({{"node", toJson(r.node)},
                                  {"images", r.images},
                                  {"skipped", skipped},
                                  {"metrics", toJson(r.metrics)},

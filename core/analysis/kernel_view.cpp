@@ -1,7 +1,7 @@
 // The Deformable Kernel view: the resampled kernel behind a node (analysis.h).
 #include "core/analysis/analysis_internal.h"
 
-#include "core/common/json.h"
+#include <nlohmann/json.hpp>
 
 #include <ATen/ATen.h>
 
@@ -91,8 +91,8 @@ KernelView kernelView(const model::Capture& capture, int index, int64_t fy, int6
 
 namespace deformscope::analysis {
 
-common::Json toJson(const KernelView& v) {
-    using common::Json;
+nlohmann::ordered_json toJson(const KernelView& v) {
+    using Json = nlohmann::ordered_json;
     Json taps = Json::array();
     for (const KernelTap& t : v.taps)
         taps.push_back(Json::object({{"tap", t.tap},

@@ -1,15 +1,15 @@
 // ERF metrics, object metrics and the JSON of every result.
 #include "core/analysis/analysis.h"
-#include "core/common/json.h"
 
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
 
 namespace deformscope::analysis {
 
-using common::Json;
+using Json = nlohmann::ordered_json;
 
 ErfMetrics erfMetrics(const at::Tensor& mapIn, std::array<double, 2> nodeXY, std::array<double, 2> rf) {
     ErfMetrics m;
@@ -120,6 +120,24 @@ Json toJson(const Node& node) {
     return Json::object({{"layer", node.layer}, {"fy", node.fy}, {"fx", node.fx}, {"response", node.response.toString()}});
 }
 
+double weightedSpread(const SamplingTrace& trace) {
+    double w = 0, sx = 0, sy = 0;
+    for (const SamplingPoint& p : trace.points)
+        if (p.level == trace.levels) {
+            w += p.weight;
+            sx += p.weight * p.x;
+            sy += p.weight * p.y;
+        }
+    if (!(w > 0))
+        return 0;
+    const double cx = sx / w, cy = sy / w;
+    double spread = 0;
+    for (const SamplingPoint& p : trace.points)
+        if (p.level == trace.levels)
+            spread += p.weight * ((p.x - cx) * (p.x - cx) + (p.y - cy) * (p.y - cy));
+    return std::sqrt(spread / w);
+}
+
 Json toJson(const SamplingTrace& trace) {
     Json levels = Json::array();
     for (int l = 1; l <= trace.levels; ++l) {
@@ -140,22 +158,7 @@ Json toJson(const SamplingTrace& trace) {
     Json notes = Json::array();
     for (const auto& n : trace.notes)
         notes.push_back(n);
-    // Spread of the deepest level's points (weighted), in image pixels.
-    double w = 0, sx = 0, sy = 0;
-    for (const SamplingPoint& p : trace.points)
-        if (p.level == trace.levels) {
-            w += p.weight;
-            sx += p.weight * p.x;
-            sy += p.weight * p.y;
-        }
-    double spread = 0;
-    if (w > 0) {
-        const double cx = sx / w, cy = sy / w;
-        for (const SamplingPoint& p : trace.points)
-            if (p.level == trace.levels)
-                spread += p.weight * ((p.x - cx) * (p.x - cx) + (p.y - cy) * (p.y - cy));
-        spread = std::sqrt(spread / w);
-    }
+    const double spread = weightedSpread(trace);
     return Json::object({{"points", int64_t(trace.points.size())},
                          {"levels", trace.levels},
                          {"per_level", levels},
@@ -176,7 +179,7 @@ Json toJson(const ErfMetrics& m) {
                                    {"side_px", m.highContributionSide[i] < 0 ? Json() : Json(m.highContributionSide[i])},
                                    {"area_ratio", orNull(m.highContributionRatio[i])}}));
     Json j = Json::object({{"mass", m.mass}});
-    for (auto& [k, v] : areas.asObject())
+    for (const auto& [k, v] : areas.items())
         j[k] = v;
     j["centroid_xy"] = arrayOf(m.centroid);
     j["spread_xy"] = arrayOf(m.spread);

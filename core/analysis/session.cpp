@@ -21,13 +21,6 @@ double secondsSince(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-int64_t parseIndex(const std::string& text, const std::string& digits) {
-    if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
-        digits.size() > 9)
-        throw AnalysisError("response '" + text + "': expected sum, channel:N or class:K with N, K whole numbers");
-    return std::stoll(digits);
-}
-
 // Whether a deformable layer lies on a data path below `start` (its support is then not bounded by the RF).
 bool deformableBelow(const std::vector<Layer>& layers, int start) {
     std::vector<int> stack{start};
@@ -88,62 +81,6 @@ std::optional<std::array<int64_t, 4>> cropFor(const std::vector<Layer>& layers, 
     return std::array<int64_t, 4>{down(box[0]), down(box[1]), up(box[2], size[0]), up(box[3], size[1])};
 }
 } // namespace
-
-// ---- Response / Baseline -------------------------------------------------------
-
-Response Response::parse(const std::string& text) {
-    Response r;
-    if (text == "sum")
-        return r;
-    const auto colon = text.find(':');
-    const std::string head = text.substr(0, colon);
-    if (colon == std::string::npos || (head != "channel" && head != "class"))
-        throw AnalysisError("response '" + text + "': expected sum, channel:N or class:K");
-    r.kind = head == "channel" ? Kind::Channel : Kind::ClassScore;
-    r.index = parseIndex(text, text.substr(colon + 1));
-    return r;
-}
-
-std::string Response::toString() const {
-    switch (kind) {
-    case Kind::Sum:
-        return "sum";
-    case Kind::Channel:
-        return "channel:" + std::to_string(index);
-    case Kind::ClassScore:
-        return "class:" + std::to_string(index);
-    }
-    return "sum";
-}
-
-Baseline Baseline::parse(const std::string& text) {
-    Baseline b;
-    if (text == "zero")
-        return b;
-    if (text == "blur") {
-        b.kind = Kind::Blur;
-        return b;
-    }
-    if (text.rfind("blur:", 0) == 0) {
-        b.kind = Kind::Blur;
-        try {
-            size_t used = 0;
-            b.sigma = std::stod(text.substr(5), &used);
-            if (used == text.size() - 5 && b.sigma > 0 && b.sigma < 1e4)
-                return b;
-        } catch (const std::exception&) {
-        }
-    }
-    throw AnalysisError("baseline '" + text + "': expected zero, blur or blur:SIGMA (SIGMA > 0 pixels)");
-}
-
-std::string Baseline::toString() const {
-    if (kind == Kind::Zero)
-        return "zero";
-    std::ostringstream s;
-    s << "blur:" << sigma;
-    return s.str();
-}
 
 // ---- session -------------------------------------------------------------------
 

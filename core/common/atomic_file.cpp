@@ -31,7 +31,9 @@ std::string randomSuffix() {
 
 } // namespace
 
-void writeFileAtomically(const std::string& path, std::string_view bytes) {
+void writeFileAtomically(const std::string& path, std::string_view bytes) { writeFileAtomically(path, {bytes}); }
+
+void writeFileAtomically(const std::string& path, std::initializer_list<std::string_view> parts) {
     const fs::path target(path);
     if (!target.has_filename())
         fail(path, "has no file name");
@@ -57,7 +59,12 @@ void writeFileAtomically(const std::string& path, std::string_view bytes) {
         fail(path, "cannot create a file in \"" + folder.string() + "\" (" +
                        std::error_code(err, std::generic_category()).message() + ")");
     }
-    bool ok = bytes.empty() || std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+    size_t total = 0;
+    bool ok = true;
+    for (std::string_view bytes : parts) {
+        total += bytes.size();
+        ok = ok && (bytes.empty() || std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size());
+    }
     ok = std::fflush(f) == 0 && ok;
 #if defined(__unix__) || defined(__APPLE__)
     // On disk before the rename, so that a power cut cannot leave the new name on empty data.
@@ -66,7 +73,7 @@ void writeFileAtomically(const std::string& path, std::string_view bytes) {
     ok = std::fclose(f) == 0 && ok;
     if (!ok) {
         fs::remove(temp, ec);
-        fail(path, "could not write " + std::to_string(bytes.size()) + " bytes (disk full?)");
+        fail(path, "could not write " + std::to_string(total) + " bytes (disk full?)");
     }
     fs::rename(temp, target, ec);
     if (ec) {

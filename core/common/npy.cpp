@@ -1,5 +1,7 @@
 #include "core/common/npy.h"
 
+#include "core/common/atomic_file.h"
+
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
@@ -15,10 +17,6 @@
 #include <string_view>
 #include <system_error>
 #include <vector>
-
-#if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
-#endif
 
 namespace deformscope::common {
 
@@ -260,35 +258,7 @@ void writeNpy(const std::string& path, const at::Tensor& t) {
     preamble += static_cast<char>(header.size() >> 8);
     preamble += header;
 
-    const std::string tmp = path + ".tmp";
-    File f(std::fopen(tmp.c_str(), "wb"));
-    if (!f)
-        fail(path, "cannot open for writing: " + errnoMessage(errno));
-    const auto abandon = [&](const std::string& problem) {
-        f.reset();
-        std::remove(tmp.c_str());
-        fail(path, problem);
-    };
-    const std::size_t nbytes = data.nbytes();
-    if (std::fwrite(preamble.data(), 1, preamble.size(), f.get()) != preamble.size() ||
-        (nbytes > 0 && std::fwrite(data.const_data_ptr(), 1, nbytes, f.get()) != nbytes) ||
-        std::fflush(f.get()) != 0)
-        abandon("write failed: " + errnoMessage(errno));
-#if defined(__unix__) || defined(__APPLE__)
-    // On disk before the rename, so that a power cut cannot leave the new name on empty data.
-    if (::fsync(::fileno(f.get())) != 0)
-        abandon("write failed: " + errnoMessage(errno));
-#endif
-    if (std::fclose(f.release()) != 0) {
-        const int err = errno;
-        std::remove(tmp.c_str());
-        fail(path, "write failed: " + errnoMessage(err));
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        const int err = errno;
-        std::remove(tmp.c_str());
-        fail(path, "cannot replace the file: " + errnoMessage(err));
-    }
+    writeFileAtomically(path, {preamble, std::string_view(static_cast<const char*>(data.const_data_ptr()), data.nbytes())});
 }
 
 at::Tensor readNpy(const std::string& path) {

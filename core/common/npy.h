@@ -20,9 +20,9 @@ namespace deformscope::common {
 // float32 (exactly: every bfloat16 is a float32). Any other dtype, or an
 // undefined tensor, throws. The header is padded with spaces and ends in '\n'
 // so that the data starts at a multiple of 64 bytes, as NumPy does.
-// The file is written to `path + ".tmp"` and renamed over `path` once
-// complete (and flushed to disk), so a crash leaves either the old file or the
-// new one, never half of one; on failure the .tmp file is removed.
+// The file is written atomically (common/atomic_file.h: a unique temporary,
+// flushed, renamed over `path`), so a crash leaves either the old file or the
+// new one, never half of one, and concurrent writers do not mix their files.
 void writeNpy(const std::string& path, const at::Tensor& t);
 
 // Reads a .npy file (versions 1.0, 2.0 and 3.0) with one of the dtypes above

@@ -1,6 +1,6 @@
 #include "core/model/layer_graph.h"
 
-#include "core/common/json.h"
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -90,8 +90,8 @@ void computeReceptiveField(Layer& layer, const std::vector<Layer>& earlier) {
     }
 }
 
-common::Json LayerGraph::toJson() const {
-    using common::Json;
+nlohmann::ordered_json LayerGraph::toJson() const {
+    using Json = nlohmann::ordered_json;
     auto pair = [](auto a) {
         Json j = Json::array();
         j.push_back(Json(a[0]));

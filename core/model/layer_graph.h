@@ -4,15 +4,13 @@
 // arguments they ran with. Plain data; safe to copy and to read from any thread.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
-
-namespace deformscope::common {
-class Json;
-}
 
 namespace deformscope::model {
 
@@ -80,7 +78,7 @@ public:
     // {"input_size": [H, W], "layers": [{name, kind, op, kernel, stride, padding, dilation, groups,
     //   offset_groups, use_mask, in_channels, out_channels, feature_size, jump, start, rf,
     //   inputs: [names], offset_source, mask_source}, ...]}
-    common::Json toJson() const;
+    nlohmann::ordered_json toJson() const;
     // A fixed-width table for terminals.
     std::string toTable() const;
 

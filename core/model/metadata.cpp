@@ -1,86 +1,86 @@
 #include "core/model/metadata.h"
 
-#include "core/common/json.h"
+#include "core/common/json_file.h"
 
 #include <stdexcept>
 
 namespace deformscope::model {
 namespace {
 
-std::array<double, 3> triple(const common::Json& j, const char* key) {
-    if (!j.isArray() || j.size() != 3)
-        throw std::runtime_error(std::string("'") + key + "' must be an array of 3 numbers");
-    return {j.at(0).asDouble(), j.at(1).asDouble(), j.at(2).asDouble()};
+using common::Json;
+
+[[noreturn]] void bad(const char* key, const std::string& expected, const Json& got) {
+    throw std::runtime_error(std::string("'") + key + "' must be " + expected + ", got " +
+                             got.dump(-1, ' ', false, Json::error_handler_t::replace));
+}
+
+std::array<double, 3> triple(const Json& j, const char* key) {
+    if (!j.is_array() || j.size() != 3 || !j[0].is_number() || !j[1].is_number() || !j[2].is_number())
+        bad(key, "an array of 3 numbers", j);
+    return {j[0].get<double>(), j[1].get<double>(), j[2].get<double>()};
+}
+
+std::string text(const Json& j, const char* key) {
+    if (!j.is_string())
+        bad(key, "a string", j);
+    return j.get<std::string>();
 }
 
 } // namespace
 
 ModelMetadata ModelMetadata::parse(const std::string& jsonText) {
-    const common::Json root = common::Json::parse(jsonText);
-    if (!root.isObject())
+    const Json root = common::parseJson(jsonText, kMetadataFile);
+    if (!root.is_object())
         throw std::runtime_error("the top level must be a JSON object");
     ModelMetadata m;
     m.fromFile = true;
-    if (const common::Json* size = root.find("input_size")) {
-        if (!size->isArray() || size->size() != 2 || size->at(0).asInt() <= 0 || size->at(1).asInt() <= 0)
-            throw std::runtime_error("'input_size' must be [height, width] with positive integers");
-        m.inputSize = std::array<int64_t, 2>{size->at(0).asInt(), size->at(1).asInt()};
+    if (root.contains("input_size")) {
+        const Json& size = root["input_size"];
+        if (!size.is_array() || size.size() != 2 || !size[0].is_number_integer() || !size[1].is_number_integer() ||
+            size[0].get<int64_t>() <= 0 || size[1].get<int64_t>() <= 0)
+            bad("input_size", "[height, width] with positive integers", size);
+        m.inputSize = std::array<int64_t, 2>{size[0].get<int64_t>(), size[1].get<int64_t>()};
     }
-    if (const common::Json* mean = root.find("mean"))
-        m.mean = triple(*mean, "mean");
-    if (const common::Json* sd = root.find("std")) {
-        m.std = triple(*sd, "std");
+    if (root.contains("mean"))
+        m.mean = triple(root["mean"], "mean");
+    if (root.contains("std")) {
+        m.std = triple(root["std"], "std");
         for (double v : m.std)
             if (!(v > 0))
-                throw std::runtime_error("'std' values must be positive");
+                bad("std", "positive numbers", root["std"]);
     }
-    if (const common::Json* order = root.find("color_order")) {
-        m.colorOrder = order->asString();
+    if (root.contains("color_order")) {
+        m.colorOrder = text(root["color_order"], "color_order");
         if (m.colorOrder != "RGB" && m.colorOrder != "BGR")
-            throw std::runtime_error("'color_order' must be \"RGB\" or \"BGR\", got \"" + m.colorOrder + "\"");
+            bad("color_order", "\"RGB\" or \"BGR\"", root["color_order"]);
     }
-    if (const common::Json* names = root.find("class_names")) {
-        if (!names->isArray())
-            throw std::runtime_error("'class_names' must be an array of strings");
-        for (size_t i = 0; i < names->size(); ++i)
-            m.classNames.push_back(names->at(i).asString());
+    if (root.contains("class_names")) {
+        const Json& names = root["class_names"];
+        if (!names.is_array())
+            bad("class_names", "an array of strings", names);
+        for (const Json& n : names)
+            m.classNames.push_back(text(n, "class_names"));
     }
-    if (const common::Json* layer = root.find("suggested_layer"))
-        m.suggestedLayer = layer->asString();
-    if (const common::Json* task = root.find("task"))
-        m.task = task->asString();
-    if (const common::Json* d = root.find("description"))
-        m.description = d->asString();
+    if (root.contains("suggested_layer"))
+        m.suggestedLayer = text(root["suggested_layer"], "suggested_layer");
+    if (root.contains("task"))
+        m.task = text(root["task"], "task");
+    if (root.contains("description"))
+        m.description = text(root["description"], "description");
     return m;
 }
 
-common::Json ModelMetadata::toJson() const {
-    using common::Json;
+Json ModelMetadata::toJson() const {
     Json j = Json::object();
-    j["from_file"] = Json(fromFile);
-    if (inputSize) {
-        Json s = Json::array();
-        s.push_back(Json((*inputSize)[0]));
-        s.push_back(Json((*inputSize)[1]));
-        j["input_size"] = s;
-    } else {
-        j["input_size"] = Json();
-    }
-    Json mn = Json::array(), sd = Json::array();
-    for (int c = 0; c < 3; ++c) {
-        mn.push_back(Json(mean[c]));
-        sd.push_back(Json(std[c]));
-    }
-    j["mean"] = mn;
-    j["std"] = sd;
-    j["color_order"] = Json(colorOrder);
-    Json names = Json::array();
-    for (const std::string& n : classNames)
-        names.push_back(Json(n));
-    j["class_names"] = names;
-    j["suggested_layer"] = Json(suggestedLayer);
-    j["task"] = Json(task);
-    j["description"] = Json(description);
+    j["from_file"] = fromFile;
+    j["input_size"] = inputSize ? Json::array({(*inputSize)[0], (*inputSize)[1]}) : Json();
+    j["mean"] = Json::array({mean[0], mean[1], mean[2]});
+    j["std"] = Json::array({std[0], std[1], std[2]});
+    j["color_order"] = colorOrder;
+    j["class_names"] = classNames;
+    j["suggested_layer"] = suggestedLayer;
+    j["task"] = task;
+    j["description"] = description;
     return j;
 }
 

@@ -3,15 +3,13 @@
 // RGB in [0,1] normalised with ImageNet mean/std) and `fromFile` is false.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
-
-namespace deformscope::common {
-class Json;
-}
 
 namespace deformscope::model {
 
@@ -29,7 +27,7 @@ struct ModelMetadata {
     // Parses deformscope.json. Unknown keys are ignored; a present key with a
     // wrong type or value throws std::runtime_error naming the key.
     static ModelMetadata parse(const std::string& jsonText);
-    common::Json toJson() const;
+    nlohmann::ordered_json toJson() const;
 };
 
 // The name of the extra file inside the TorchScript archive.

@@ -1,6 +1,7 @@
 #include "core/report/report.h"
 
-#include "core/common/json.h"
+#include "core/common/atomic_file.h"
+#include "core/common/json_file.h"
 #include "core/common/npy.h"
 
 #include <ATen/ATen.h>
@@ -20,26 +21,39 @@ using analysis::AnalysisError;
 using common::Json;
 
 std::string inDir(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
+
+Json stringArray(const std::vector<std::string>& items) {
+    Json a = Json::array();
+    for (const std::string& s : items)
+        a.push_back(s);
+    return a;
+}
 } // namespace
+
+imaging::Normalization normalizationOf(const model::ModelMetadata& md) {
+    imaging::Normalization norm;
+    norm.mean = md.mean;
+    norm.std = md.std;
+    norm.bgr = md.colorOrder == "BGR";
+    return norm;
+}
 
 // ---- one model on one image ----------------------------------------------------------
 
-Run prepareRun(const std::string& modelPath, const Settings& s, const c10::Device& device) {
-    return prepareRun(model::LoadedModel::load(modelPath, device), s);
+Run prepareRun(const std::string& modelPath, const std::string& image, const common::AnalysisRequest& rq) {
+    return prepareRun(model::LoadedModel::load(modelPath, resolveDevice(rq.device)), image, rq);
 }
 
-Run prepareRun(const model::LoadedModel& m, const Settings& s) {
+Run prepareRun(const model::LoadedModel& m, const std::string& image, const common::AnalysisRequest& rq) {
     Run r;
     r.name = stemOf(m.path());
     r.model = m;
+    r.imagePath = image;
     for (const std::string& n : r.model.notes())
         r.notes.push_back(n);
-    imaging::Normalization norm;
-    norm.mean = r.model.metadata().mean;
-    norm.std = r.model.metadata().std;
-    norm.bgr = r.model.metadata().colorOrder == "BGR";
     try {
-        r.image = imaging::loadImage(s.image, s.inputSize ? s.inputSize : r.model.metadata().inputSize, norm);
+        r.image = imaging::loadImage(image, rq.inputSize ? rq.inputSize : r.model.metadata().inputSize,
+                                     normalizationOf(r.model.metadata()));
     } catch (const std::exception& e) {
         throw UsageError(e.what());
     }
@@ -47,22 +61,29 @@ Run prepareRun(const model::LoadedModel& m, const Settings& s) {
     return r;
 }
 
-void findObject(Run& r, const Settings& s) {
+void findObject(Run& r, const common::AnalysisRequest& rq) {
+    using Kind = common::ObjectRegion::Kind;
     r.object = at::Tensor();
     r.objectSource.clear();
     const int64_t H = r.image.height, W = r.image.width;
-    if (s.objectBox) {
-        const auto& b = *s.objectBox;
-        const auto p0 = imaging::originalToInput(r.image, b[0] - 0.5, b[1] - 0.5);
-        const auto p1 = imaging::originalToInput(r.image, b[2] - 0.5, b[3] - 0.5);
+    if (rq.object.kind == Kind::None)
+        return;
+    if (rq.object.kind == Kind::Box) {
+        // Edges -> input-grid positions (pixel centres at integers); the input grid's box is used as given.
+        const common::Box& b = rq.object.box;
+        const bool input = b.grid == common::Grid::Input;
+        const auto p0 = input ? std::array<double, 2>{b.x0 - 0.5, b.y0 - 0.5}
+                              : imaging::originalToInput(r.image, b.x0 - 0.5, b.y0 - 0.5);
+        const auto p1 = input ? std::array<double, 2>{b.x1 - 0.5, b.y1 - 0.5}
+                              : imaging::originalToInput(r.image, b.x1 - 0.5, b.y1 - 0.5);
         const at::Tensor xs = at::arange(W, at::kDouble).view({1, W}), ys = at::arange(H, at::kDouble).view({H, 1});
         r.object = ((xs >= p0[0]) & (xs < p1[0]) & (ys >= p0[1]) & (ys < p1[1])).to(at::kByte);
         r.objectSource = "box";
         return;
     }
-    std::string maskPath = s.objectMask;
-    if (maskPath.empty() && s.autoObject) {
-        const fs::path img(s.image);
+    std::string maskPath = rq.object.kind == Kind::Mask ? rq.object.maskFile : std::string();
+    if (rq.object.kind == Kind::Auto) {
+        const fs::path img(r.imagePath);
         const fs::path sibling = img.parent_path() / (img.stem().string() + "_mask.png");
         if (fs::exists(sibling))
             maskPath = sibling.string();
@@ -90,8 +111,7 @@ void findObject(Run& r, const Settings& s) {
     r.object = object.to(at::kByte).contiguous();
 }
 
-void analyseNode(Run& r, const Settings& s, std::optional<std::array<double, 2>> inputPoint,
-                 const analysis::SaliencyProgressFn& progress) {
+void analyseNode(Run& r, const common::AnalysisRequest& rq, const analysis::SaliencyProgressFn& progress) {
     r.sampling.reset();
     r.erf.reset();
     r.saliency.reset();
@@ -99,46 +119,49 @@ void analyseNode(Run& r, const Settings& s, std::optional<std::array<double, 2>>
     r.objectMetrics.reset();
     r.object = at::Tensor();
     r.objectSource.clear();
-    const std::string layer = s.layer.empty() ? defaultLayer(r.model, r.session->graph()) : s.layer;
+    const std::string layer = rq.layer.empty() ? defaultLayer(r.model, r.session->graph()) : rq.layer;
     if (!r.session->graph().find(layer))
         throw UsageError(r.model.path() + " has no layer '" + layer + "'; its layers are: " + r.session->graph().names());
-    if (inputPoint) {
-        const auto& p = *inputPoint;
-        if (!(p[0] >= -0.5 && p[1] >= -0.5 && p[0] <= double(r.image.width) - 0.5 && p[1] <= double(r.image.height) - 0.5))
-            throw UsageError("point " + std::to_string(p[0]) + "," + std::to_string(p[1]) + " is outside the input grid of " +
-                             s.image + " (" + std::to_string(r.image.width) + " x " + std::to_string(r.image.height) + ")");
-        r.inputXY = p;
-        r.pixel = imaging::inputToOriginal(r.image, p[0], p[1]);
+    if (rq.at && rq.at->grid == common::Grid::Input) {
+        const double x = rq.at->x, y = rq.at->y;
+        if (!(x >= -0.5 && y >= -0.5 && x <= double(r.image.width) - 0.5 && y <= double(r.image.height) - 0.5))
+            throw UsageError("point " + std::to_string(x) + "," + std::to_string(y) + " is outside the input grid of " +
+                             r.imagePath + " (" + std::to_string(r.image.width) + " x " + std::to_string(r.image.height) + ")");
+        r.inputXY = {x, y};
+        r.pixel = imaging::inputToOriginal(r.image, x, y);
     } else {
-        r.pixel = s.pixel.value_or(std::array<double, 2>{(double(r.image.originalWidth) - 1) / 2,
-                                                           (double(r.image.originalHeight) - 1) / 2});
-        if (r.pixel[0] < -0.5 || r.pixel[1] < -0.5 || r.pixel[0] > double(r.image.originalWidth) - 0.5 ||
-            r.pixel[1] > double(r.image.originalHeight) - 0.5)
+        r.pixel = rq.at ? std::array<double, 2>{rq.at->x, rq.at->y}
+                        : std::array<double, 2>{(double(r.image.originalWidth) - 1) / 2,
+                                                (double(r.image.originalHeight) - 1) / 2};
+        if (!(r.pixel[0] >= -0.5 && r.pixel[1] >= -0.5 && r.pixel[0] <= double(r.image.originalWidth) - 0.5 &&
+              r.pixel[1] <= double(r.image.originalHeight) - 0.5))
             throw UsageError("--pixel " + std::to_string(r.pixel[0]) + "," + std::to_string(r.pixel[1]) + " is outside " +
-                             s.image + " (" + std::to_string(r.image.originalWidth) + " x " +
+                             r.imagePath + " (" + std::to_string(r.image.originalWidth) + " x " +
                              std::to_string(r.image.originalHeight) + ")");
         r.inputXY = imaging::originalToInput(r.image, r.pixel[0], r.pixel[1]);
     }
-    r.node = r.session->nodeAt(layer, r.inputXY[0], r.inputXY[1], s.response);
+    r.node = r.session->nodeAt(layer, r.inputXY[0], r.inputXY[1], rq.response);
     try {
         r.session->validate(r.node);
     } catch (const AnalysisError& e) {
         throw UsageError(e.what());
     }
-    if (s.sampling)
-        r.sampling = r.session->sampling(r.node, s.samplingOptions);
-    if (s.erf)
-        r.erf = r.session->erf(r.node, s.erfOptions);
-    if (s.saliency)
-        r.saliency = r.session->saliency(r.node, s.saliencyOptions, s.baseline, progress);
-    if (s.kernel && (s.kernelRequired || !r.session->kernelLayer(r.node).empty())) {
+    if (rq.what.sampling)
+        r.sampling = r.session->sampling(r.node, samplingOptions(rq));
+    if (rq.what.erf)
+        r.erf = r.session->erf(r.node, erfOptions(rq));
+    if (rq.what.saliency)
+        r.saliency = r.session->saliency(r.node, saliencyOptions(rq), rq.baseline, progress);
+    using Kernel = common::Analyses::Kernel;
+    if (rq.what.kernel == Kernel::Required ||
+        (rq.what.kernel == Kernel::IfAvailable && !r.session->kernelLayer(r.node).empty())) {
         try {
             r.kernel = r.session->kernel(r.node);
         } catch (const AnalysisError& e) {
             throw UsageError(r.model.path() + ": " + e.what());
         }
     }
-    findObject(r, s);
+    findObject(r, rq);
     if (r.object.defined())
         r.objectMetrics = analysis::objectMetrics(r.object, r.erf ? &*r.erf : nullptr,
                                                   r.sampling ? &*r.sampling : nullptr,
@@ -147,7 +170,8 @@ void analyseNode(Run& r, const Settings& s, std::optional<std::array<double, 2>>
 
 // ---- data files ----------------------------------------------------------------------
 
-Json writeData(const Run& r, const Settings& s, const std::string& dirPath, const std::vector<std::string>& figures) {
+Json writeData(const Run& r, const common::AnalysisRequest& rq, const std::string& dirPath,
+               const std::vector<std::string>& figures) {
     const fs::path dir(dirPath);
     makeDirectory(dirPath);
     const model::Layer& l = r.session->layer(r.node.layer);
@@ -155,7 +179,7 @@ Json writeData(const Run& r, const Settings& s, const std::string& dirPath, cons
     Json doc = Json::object();
     doc["model"] = r.model.path();
     doc["model_name"] = r.name;
-    doc["image"] = s.image;
+    doc["image"] = r.imagePath;
     doc["device"] = r.model.device().str();
     doc["original_size"] = Json::array({r.image.originalHeight, r.image.originalWidth});
     doc["input_size"] = Json::array({r.image.height, r.image.width});
@@ -185,11 +209,11 @@ Json writeData(const Run& r, const Settings& s, const std::string& dirPath, cons
             csv << p.x << ',' << p.y << ',' << p.level << ',' << p.weight << ',' << (p.inside ? 1 : 0) << ','
                 << p.modulation << ',' << layers[size_t(p.layer)].name << ',' << p.parent << ',' << p.tap << ','
                 << (std::isnan(p.kernelWeight) ? std::string() : std::to_string(p.kernelWeight)) << '\n';
-        writeText((dir / "sampling.csv").string(), csv.str());
+        common::writeFileAtomically((dir / "sampling.csv").string(), csv.str());
         Json j = analysis::toJson(*r.sampling);
         j["file"] = "sampling.csv";
-        j["levels_requested"] = s.samplingOptions.levels;
-        j["reading"] = s.samplingOptions.reading == analysis::OffsetReading::Nearest ? "nearest" : "bilinear";
+        j["levels_requested"] = rq.levels;
+        j["reading"] = common::name(rq.reading);
         j["weight_sum"] = [&] {
             double w = 0;
             for (const auto& p : r.sampling->points)
@@ -203,7 +227,7 @@ Json writeData(const Run& r, const Settings& s, const std::string& dirPath, cons
         common::writeNpy((dir / "erf.npy").string(), r.erf->map.to(at::kFloat).contiguous());
         Json j = analysis::toJson(r.erf->metrics);
         j["file"] = "erf.npy";
-        j["signed"] = s.erfOptions.isSigned;
+        j["signed"] = rq.signedErf;
         j["seconds"] = r.erf->seconds;
         j["sum"] = r.erf->map.to(at::kDouble).sum().item<double>();
         doc["erf"] = j;
@@ -213,7 +237,7 @@ Json writeData(const Run& r, const Settings& s, const std::string& dirPath, cons
         common::writeNpy((dir / "saliency_mask.npy").string(), r.saliency->mask.to(at::kByte).contiguous());
         Json j = analysis::toJson(*r.saliency);
         j["file"] = "saliency_mask.npy";
-        j["baseline"] = s.baseline.toString();
+        j["baseline"] = rq.baseline.toString();
         doc["saliency"] = j;
         files.push_back("saliency_mask.npy");
     }
@@ -229,18 +253,14 @@ Json writeData(const Run& r, const Settings& s, const std::string& dirPath, cons
         j["source"] = r.objectSource;
         doc["object"] = j;
     }
-    Json figs = Json::array();
-    for (const auto& f : figures)
-        figs.push_back(f);
-    doc["figures"] = figs;
+    doc["figures"] = stringArray(figures);
     doc["files"] = files;
-    Json notes = Json::array();
-    for (const auto& n : r.notes)
-        notes.push_back(n);
+    Json notes = stringArray(r.notes);
     for (const auto& n : r.session->capture().notes)
         notes.push_back(n);
     doc["notes"] = notes;
-    writeText((dir / "result.json").string(), doc.dump(2) + "\n");
+    doc["request"] = common::toJson(rq);
+    common::writeJsonFile((dir / "result.json").string(), doc);
     return doc;
 }
 
@@ -255,23 +275,22 @@ void uniqueNames(std::vector<Run*>& runs) {
     }
 }
 
-Json writeCompareData(const std::vector<const Run*>& runs, const Settings& s, const std::string& dirPath,
-                      const std::vector<std::string>& figures) {
+Json writeCompareData(const std::vector<const Run*>& runs, const common::AnalysisRequest& rq,
+                      const std::string& dirPath, const std::vector<std::string>& figures) {
     const fs::path dir(dirPath);
     Json models = Json::array();
     for (const Run* r : runs) {
-        const Json doc = writeData(*r, s, (dir / r->name).string(), {});
+        const Json doc = writeData(*r, rq, (dir / r->name).string(), {});
         Json summary = Json::object({{"name", r->name}, {"folder", r->name}, {"node", doc.at("node")}});
         for (const char* k : {"sampling", "erf", "saliency", "kernel", "object"})
-            if (const Json* v = doc.find(k))
-                summary[k] = *v;
+            if (doc.contains(k))
+                summary[k] = doc.at(k);
         models.push_back(summary);
     }
-    Json figs = Json::array();
-    for (const auto& f : figures)
-        figs.push_back(f);
-    writeText((dir / "compare.json").string(),
-              Json::object({{"image", s.image}, {"models", models}, {"figures", figs}}).dump(2) + "\n");
+    const std::string image = runs.empty() ? std::string() : runs.front()->imagePath;
+    common::writeJsonFile((dir / "compare.json").string(),
+                          Json::object({{"image", image}, {"models", models}, {"figures", stringArray(figures)},
+                                        {"request", common::toJson(rq)}}));
     return models;
 }
 
@@ -329,10 +348,7 @@ std::array<int64_t, 2> erfAverageInputSize(const model::LoadedModel& m, const st
 analysis::ErfAverageResult averageErfOver(const model::LoadedModel& m, const std::vector<std::string>& files,
                                           std::array<int64_t, 2> size, const analysis::ErfAverageOptions& options,
                                           const std::function<bool(int64_t, int64_t)>& progress) {
-    imaging::Normalization norm;
-    norm.mean = m.metadata().mean;
-    norm.std = m.metadata().std;
-    norm.bgr = m.metadata().colorOrder == "BGR";
+    const imaging::Normalization norm = normalizationOf(m.metadata());
     return analysis::averageErf(
         m, int64_t(files.size()),
         [&](int64_t i) { return imaging::loadImage(files[size_t(i)], size, norm).tensor; },
@@ -350,11 +366,8 @@ Json writeErfAverageData(const analysis::ErfAverageResult& result, const model::
     doc["input_size"] = Json::array({size[0], size[1]});
     doc["file"] = "erf_average.npy";
     doc["masks_skipped"] = masks;
-    Json figs = Json::array();
-    for (const auto& f : figures)
-        figs.push_back(f);
-    doc["figures"] = figs;
-    writeText(inDir(dir, "result.json"), doc.dump(2) + "\n");
+    doc["figures"] = stringArray(figures);
+    common::writeJsonFile(inDir(dir, "result.json"), doc);
     return doc;
 }
 

@@ -8,8 +8,9 @@
 //   writeCompareData  the per-model folders and compare.json of `compare`
 // Figures are drawn in ui/analysis_figure (report_figures.h), not here: no Qt.
 //
+// What to compute is one common::AnalysisRequest (core/common/request.h).
 // Needs core_imaging (OpenCV), so it exists only in builds with imaging (not
-// DEFORMSCOPE_CORE_ONLY); settings.h is the part core-only builds have too.
+// DEFORMSCOPE_CORE_ONLY); inputs.h is the part core-only builds have too.
 // Failures a user can fix throw UsageError; a model that cannot be loaded or run
 // throws model::ModelError; others std::exception. A Run is used from one thread
 // at a time (its session is shared between copies: copies are cheap, and one
@@ -19,10 +20,12 @@
 #include "core/analysis/analysis.h"
 #include "core/imaging/image.h"
 #include "core/model/model.h"
-#include "core/report/settings.h"
+#include "core/common/request.h"
+#include "core/report/inputs.h"
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include <array>
 #include <functional>
@@ -31,16 +34,13 @@
 #include <string>
 #include <vector>
 
-namespace deformscope::common {
-class Json;
-}
-
 namespace deformscope::report {
 
 // One model on one image, and (after analyseNode) its results for one node.
 struct Run {
     std::string name; // the model file's stem (compare makes it unique: uniqueNames)
     model::LoadedModel model;
+    std::string imagePath;
     imaging::InputImage image;
     std::shared_ptr<analysis::AnalysisSession> session;
     analysis::Node node;
@@ -56,42 +56,44 @@ struct Run {
     std::vector<std::string> notes;
 };
 
-// Loads the model on `device`, then prepareRun(model, settings).
-Run prepareRun(const std::string& modelPath, const Settings& settings, const c10::Device& device);
-// Loads settings.image for `model` (its normalisation; resized to settings.inputSize,
+// How `model`'s metadata says images are normalised.
+imaging::Normalization normalizationOf(const model::ModelMetadata& metadata);
+
+// Loads the model on the request's device (resolveDevice), then prepareRun.
+Run prepareRun(const std::string& modelPath, const std::string& image, const common::AnalysisRequest& request);
+// Loads `image` for `model` (its normalisation; resized to request.inputSize,
 // else the metadata's input size) and runs the captured forward. Throws UsageError
 // for an image that cannot be read ("<path>: <problem>"), model::ModelError.
-Run prepareRun(const model::LoadedModel& model, const Settings& settings);
+Run prepareRun(const model::LoadedModel& model, const std::string& image, const common::AnalysisRequest& request);
 
-// Where the node is: an original-image pixel (settings.pixel, default the image's
-// centre) or, when `inputPoint` is given, that point of the input grid (x, y);
-// `pixel` is then its original-image position.
-// Clears the run's previous results, picks the node of settings.layer (default:
-// defaultLayer) nearest to the point, runs the analyses settings asks for (the
-// saliency search reporting to `progress`, which cancels it by returning false),
-// finds the object region (findObject) and its metrics. Throws UsageError for an
-// unknown layer, a point off the image, a bad response, a bad object mask, a
-// required kernel view without a DK layer.
-void analyseNode(Run& run, const Settings& settings, std::optional<std::array<double, 2>> inputPoint = std::nullopt,
-                 const analysis::SaliencyProgressFn& progress = {});
+// The node is at request.at (on the original image or the input grid; default:
+// the image's centre). Clears the run's previous results, picks the node of
+// request.layer (default: defaultLayer) nearest to that point, runs the
+// analyses the request asks for (the saliency search reporting to `progress`,
+// which cancels it by returning false), finds the object region (findObject)
+// and its metrics. Throws UsageError for an unknown layer, a point off the
+// image, a bad response, a bad object mask, a required kernel view without a
+// DK layer. The request is expected to be valid (checkRequest).
+void analyseNode(Run& run, const common::AnalysisRequest& request, const analysis::SaliencyProgressFn& progress = {});
 
 // The object region on the input grid into run.object / run.objectSource, from
-// settings.objectBox, settings.objectMask or (autoObject) the image's
-// <stem>_mask.png: the object under run.pixel, or every labelled pixel when that
-// is background. Leaves run.object undefined when there is none.
-void findObject(Run& run, const Settings& settings);
+// request.object: a box, a mask file or (Auto) the image's <stem>_mask.png: the
+// object under run.pixel, or every labelled pixel when that is background.
+// Leaves run.object undefined when there is none.
+void findObject(Run& run, const common::AnalysisRequest& request);
 
 // Writes result.json, erf.npy, saliency_mask.npy, sampling.csv, kernel_scope.npy (what the run has)
 // into `dir`, listing `figures` (file names) in the JSON; returns the JSON.
-common::Json writeData(const Run& run, const Settings& settings, const std::string& dir,
-                       const std::vector<std::string>& figures);
+// result.json records the request too (its "request" key), so the files can be made again.
+nlohmann::ordered_json writeData(const Run& run, const common::AnalysisRequest& request, const std::string& dir,
+                                 const std::vector<std::string>& figures);
 
 // compare: makes the runs' names unique (name, name_2, name_3, ...), in order.
 void uniqueNames(std::vector<Run*>& runs);
 // compare: writeData of each run into dir/<name>/, then dir/compare.json listing
 // `figures`; returns compare.json's "models" array (one summary per run).
-common::Json writeCompareData(const std::vector<const Run*>& runs, const Settings& settings, const std::string& dir,
-                              const std::vector<std::string>& figures);
+nlohmann::ordered_json writeCompareData(const std::vector<const Run*>& runs, const common::AnalysisRequest& request,
+                                        const std::string& dir, const std::vector<std::string>& figures);
 
 // Figure titles and base names of the two layouts.
 std::string analyzeTitle(const Run& run);                   // "<name> — <layer>"
@@ -118,7 +120,7 @@ analysis::ErfAverageResult averageErfOver(const model::LoadedModel& model, const
                                           std::array<int64_t, 2> inputSize, const analysis::ErfAverageOptions& options,
                                           const std::function<bool(int64_t, int64_t)>& progress = {});
 // Writes erf_average.npy and result.json into `dir` (created); returns the JSON.
-common::Json writeErfAverageData(const analysis::ErfAverageResult& result, const model::LoadedModel& model,
+nlohmann::ordered_json writeErfAverageData(const analysis::ErfAverageResult& result, const model::LoadedModel& model,
                                  const std::string& folder, std::array<int64_t, 2> inputSize, int64_t masks,
                                  const std::string& dir, const std::vector<std::string>& figures);
 

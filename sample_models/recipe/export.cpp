@@ -7,7 +7,9 @@
 #include "core/imaging/image.h"
 #endif
 
-#include <filesystem>
+#include "core/common/atomic_file.h"
+
+#include <sstream>
 #include <stdexcept>
 
 namespace deformscope::samples {
@@ -53,21 +55,15 @@ std::string modelMetadataJson(Variant variant, int64_t inputSize, const common::
                            {"suggested_layer", Json("block3")},
                            {"variant", Json(variantName(variant))},
                            {"description", Json(description(variant))}});
-    for (const auto& [key, value] : extra.asObject())
+    for (const auto& [key, value] : extra.items())
         j[key] = value;
     return j.dump(1) + "\n";
 }
 
 void saveModel(torch::jit::Module& model, const std::string& path, const std::string& metadataJson) {
-    const std::string tmp = path + ".tmp";
-    try {
-        model.save(tmp, {{kMetadataFile, metadataJson}});
-        std::filesystem::rename(tmp, path);
-    } catch (...) {
-        std::error_code ignored;
-        std::filesystem::remove(tmp, ignored);
-        throw;
-    }
+    std::ostringstream bytes;
+    model.save(bytes, {{kMetadataFile, metadataJson}});
+    common::writeFileAtomically(path, bytes.str());
 }
 
 bool canWriteImages() {

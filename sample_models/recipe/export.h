@@ -2,7 +2,7 @@
 // deformscope.json metadata, and PNGs of generated samples.
 #pragma once
 
-#include "core/common/json.h"
+#include "core/common/json_file.h"
 #include "core/model/metadata.h"
 
 #include "sample_models/recipe/network.h"
@@ -27,7 +27,7 @@ std::string modelMetadataJson(Variant variant, int64_t inputSize = 128,
                               const common::Json& extra = common::Json::object());
 
 // Saves `model` as TorchScript with `metadataJson` as the extra file
-// deformscope.json. Atomic: writes `path`.tmp, then renames it over `path`.
+// deformscope.json. Atomic (common::writeFileAtomically: a unique temporary, then renamed over `path`).
 // Throws (c10::Error or std::runtime_error) when the file cannot be written.
 void saveModel(torch::jit::Module& model, const std::string& path, const std::string& metadataJson);
 
