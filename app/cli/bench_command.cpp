@@ -1,5 +1,8 @@
 #include "app/cli/commands.h"
 
+#include "core/common/atomic_file.h"
+#include "core/report/inputs.h"
+
 #include "core/ops/checks/deform_kernel2d_checks.h"
 #include "core/ops/checks/selftest.h"
 #include "core/ops/deform_conv2d.h"
@@ -164,61 +167,31 @@ void benchDeformKernel(const BenchShape& s, int reps, int64_t scope, const at::D
     }
 }
 
-} // namespace
-
-int runBench(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-    std::string device = "cpu", jsonPath;
-    std::vector<std::string> names = {"small", "large"};
-    std::vector<std::string> opsWanted = {"dcn"};
+struct BenchInputs {
+    std::string device = "cpu", jsonPath, shapes = "small,large", ops = "dcn";
     int64_t scope = 5;
     int repeat = 0;
     bool fastBackward = false;
-    for (size_t i = 0; i < args.size(); ++i) {
-        const bool hasValue = i + 1 < args.size();
-        if (args[i] == "--device" && hasValue) {
-            device = args[++i];
-        } else if (args[i] == "--shapes" && hasValue) {
-            names = split(args[++i]);
-        } else if (args[i] == "--repeat" && hasValue) {
-            try {
-                repeat = std::stoi(args[++i]);
-            } catch (const std::exception&) {
-                repeat = -1;
-            }
-            if (repeat <= 0) {
-                err << "deformscope-cli bench: --repeat must be a positive integer\n";
-                return 2;
-            }
-        } else if (args[i] == "--ops" && hasValue) {
-            opsWanted = split(args[++i]);
-            for (const std::string& op : opsWanted) {
-                if (op != "dcn" && op != "dk") {
-                    err << "deformscope-cli bench: unknown op '" << op << "' (known: dcn, dk)\n";
-                    return 2;
-                }
-            }
-            if (opsWanted.empty()) {
-                err << "deformscope-cli bench: --ops needs at least one of dcn, dk\n";
-                return 2;
-            }
-        } else if (args[i] == "--scope" && hasValue) {
-            try {
-                scope = std::stoll(args[++i]);
-            } catch (const std::exception&) {
-                scope = -1;
-            }
-            if (scope <= 0) {
-                err << "deformscope-cli bench: --scope must be a positive integer\n";
-                return 2;
-            }
-        } else if (args[i] == "--json" && hasValue) {
-            jsonPath = args[++i];
-        } else if (args[i] == "--fast-backward") {
-            fastBackward = true;
-        } else {
-            err << "deformscope-cli bench: unexpected argument '" << args[i] << "'\n";
+};
+
+int runBench(const BenchInputs& in, Io& io) {
+    std::ostream& out = io.out;
+    std::ostream& err = io.err;
+    const std::string& jsonPath = in.jsonPath;
+    const int64_t scope = in.scope;
+    const int repeat = in.repeat;
+    const bool fastBackward = in.fastBackward;
+    const std::vector<std::string> names = split(in.shapes);
+    const std::vector<std::string> opsWanted = split(in.ops);
+    for (const std::string& op : opsWanted) {
+        if (op != "dcn" && op != "dk") {
+            err << "deformscope-cli bench: unknown op '" << op << "' (known: dcn, dk)\n";
             return 2;
         }
+    }
+    if (opsWanted.empty()) {
+        err << "deformscope-cli bench: --ops needs at least one of dcn, dk\n";
+        return 2;
     }
     std::vector<BenchShape> shapes;
     for (const std::string& n : names) {
@@ -229,10 +202,22 @@ int runBench(const std::vector<std::string>& args, std::ostream& out, std::ostre
         }
         shapes.push_back(*it);
     }
-    const std::optional<at::Device> resolved = resolveDevice(device, err, "bench");
-    if (!resolved)
+    at::Device dev = at::kCPU;
+    try {
+        dev = report::resolveDevice(in.device);
+    } catch (const report::UsageError& e) {
+        err << "deformscope-cli bench: " << e.what() << "\n";
         return 2;
-    const at::Device dev = *resolved;
+    }
+    if (!jsonPath.empty()) {
+        // Fail before the run, not after it: the file can be written (it is replaced at the end).
+        try {
+            common::writeFileAtomically(jsonPath, "{}\n");
+        } catch (const std::exception& e) {
+            err << "deformscope-cli bench: " << e.what() << "\n";
+            return 2;
+        }
+    }
     ops::setBackwardMode(fastBackward ? ops::BackwardMode::Atomic : ops::BackwardMode::Deterministic);
     auto wanted = [&](const char* op) { return std::find(opsWanted.begin(), opsWanted.end(), op) != opsWanted.end(); };
     if (wanted("dk")) {
@@ -319,15 +304,38 @@ int runBench(const std::vector<std::string>& args, std::ostream& out, std::ostre
         json << "]";
     }
     json << "}\n";
-    if (!jsonPath.empty()) {
-        std::ofstream f(jsonPath);
-        f << json.str();
-        if (!f) {
-            err << "deformscope-cli bench: cannot write " << jsonPath << "\n";
-            return 1;
-        }
-    }
+    if (!jsonPath.empty())
+        common::writeFileAtomically(jsonPath, json.str());
     return 0;
+}
+
+} // namespace
+
+void addBench(CLI::App& app, Commands& commands) {
+    CLI::App* sub = app.add_subcommand(
+        "bench", "forward and forward+backward times of deform_conv2d and of conv2d of the same shape (--ops dcn, the "
+                 "default); --ops dk: deform_kernel2d (local, global, with image offsets; scope SxS) next to a "
+                 "depthwise deform_conv2d and a depthwise conv2d of the same shape");
+    auto in = std::make_shared<BenchInputs>();
+    sub->add_option("--device", in->device, "cpu, cuda or cuda:N")->type_name("D");
+    sub->add_option("--shapes", in->shapes, "named shapes: tiny, small, large")->type_name("LIST");
+    sub->add_option("--ops", in->ops, "dcn, dk or both")->type_name("LIST");
+    sub->add_option("--scope", in->scope, "the Deformable Kernel scope side (--ops dk)")
+        ->type_name("S")
+        ->check([](const std::string& v) {
+            int64_t n = 0;
+            return CLI::detail::lexical_cast(v, n) && n > 0 && n <= 64 ? std::string()
+                                                                       : "--scope must be a positive integer up to 64";
+        });
+    sub->add_option("--repeat", in->repeat, "timed runs per case (default: by shape)")
+        ->type_name("N")
+        ->check([](const std::string& v) {
+            int n = 0;
+            return CLI::detail::lexical_cast(v, n) && n > 0 ? std::string() : "--repeat must be a positive integer";
+        });
+    sub->add_flag("--fast-backward", in->fastBackward, "the atomic (non-deterministic) CUDA backward");
+    sub->add_option("--json", in->jsonPath, "also write the results as JSON")->type_name("FILE");
+    commands.push_back({sub, [in](Io& io) { return runBench(*in, io); }});
 }
 
 } // namespace deformscope::cli

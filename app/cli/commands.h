@@ -1,31 +1,73 @@
-// The CLI's commands. Each takes its arguments (after the command name) and
-// returns the process exit code: 0 ok, 1 a check or run failed, 2 bad usage.
-// Output goes to `out`, diagnostics to `err`.
+// The commands of deformscope-cli on CLI11: each command file adds its
+// subcommand to the application with typed options (their ranges checked by
+// the parser or, for analysis settings, by common::AnalysisRequest::validate)
+// and says what runs once the command line is parsed. Thin: the work is in core/.
+// Exit codes: 0 ok, 1 a check or run failed, 2 bad usage or input.
 #pragma once
 
-#include <c10/core/Device.h>
+#include "core/common/request.h"
 
+#include <CLI/CLI.hpp>
+
+#include <functional>
 #include <iosfwd>
-#include <optional>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace deformscope::cli {
 
-// The device named on the command line, if this build and machine have it;
-// otherwise says which devices there are (on `err`, as `command`) and returns none.
-std::optional<c10::Device> resolveDevice(const std::string& name, std::ostream& err, const char* command);
+// Where a command writes, and the words it was given (for records such as training.json).
+struct Io {
+    std::ostream& out;
+    std::ostream& err;
+    std::vector<std::string> words; // the command line after the program name
+};
 
-int runSelfTest(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
-int runInfo(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
-int runCapture(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
-int runAnalyze(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
-int runCompare(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
-int runErfAverage(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
-int runBenchAnalyses(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
-int runBench(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+// A subcommand and what it runs once it has been chosen and parsed; `run`
+// returns the exit code.
+struct Command {
+    CLI::App* app = nullptr;
+    std::function<int(Io&)> run;
+};
+using Commands = std::vector<Command>;
+
+void addSelfTest(CLI::App& app, Commands& commands);
+void addModelCommands(CLI::App& app, Commands& commands);    // info, capture
+void addAnalysisCommands(CLI::App& app, Commands& commands); // analyze, compare, erf-average
+void addBenchAnalyses(CLI::App& app, Commands& commands);    // bench-analyses
+void addBench(CLI::App& app, Commands& commands);            // bench (the operators)
 #ifdef DEFORMSCOPE_WITH_SAMPLE_RECIPE
-int runTrainSamples(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+void addTrainSamples(CLI::App& app, Commands& commands);     // train-samples
 #endif
+
+// Runs `body` and turns what it throws into an exit code and one message line
+// "deformscope-cli <command>: <message>" per problem: report::UsageError,
+// model::ModelError and analysis::AnalysisError are the user's to fix (2);
+// anything else is a failure (1).
+int guarded(const std::string& command, std::ostream& err, const std::function<int()>& body);
+
+// The analysis request's options (common::requestFields) on a subcommand.
+// `only` names the options to add (all of them when empty). Keep it alive
+// until the command has run: the parser writes into it.
+class RequestOptions {
+public:
+    RequestOptions(CLI::App& app, const std::vector<std::string>& only = {});
+    // The request the given options describe, over `base`. Throws
+    // report::UsageError listing every problem, one per line.
+    common::AnalysisRequest request(common::AnalysisRequest base = {}) const;
+
+private:
+    struct Bound {
+        const common::RequestField* field = nullptr;
+        CLI::Option* option = nullptr;
+        std::vector<std::string> words;
+        bool flag = false;
+    };
+    std::vector<std::unique_ptr<Bound>> m_bound;
+};
+
+// `option` "a,b,c" as whole numbers ≥ `least`; UsageError "<option> '<text>': expected ..." otherwise.
+std::vector<int64_t> wholeNumbers(const std::string& option, const std::string& text, int64_t least);
 
 } // namespace deformscope::cli

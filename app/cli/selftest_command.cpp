@@ -10,21 +10,11 @@
 
 namespace deformscope::cli {
 
-int runSelfTest(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-    std::string which = "all";
-    for (size_t i = 0; i < args.size(); ++i) {
-        if (args[i] == "--device" && i + 1 < args.size()) {
-            which = args[++i];
-        } else {
-            err << "deformscope-cli selftest: unexpected argument '" << args[i]
-                << "' (usage: selftest [--device cpu|cuda|all])\n";
-            return 2;
-        }
-    }
-    if (which != "all" && which != "cpu" && which != "cuda") {
-        err << "deformscope-cli selftest: --device must be cpu, cuda or all, got '" << which << "'\n";
-        return 2;
-    }
+namespace {
+
+int runSelfTest(const std::string& which, Io& io) {
+    std::ostream& out = io.out;
+    std::ostream& err = io.err;
     std::vector<at::Device> devices;
     for (const at::Device& d : ops::checks::availableDevices())
         if (which == "all" || (which == "cpu" && d.is_cpu()) || (which == "cuda" && d.is_cuda()))
@@ -62,6 +52,20 @@ int runSelfTest(const std::vector<std::string>& args, std::ostream& out, std::os
     const auto analyses = analysis::runAnalysisSelfTest(devices, print);
     out << "\n" << (results.size() + analyses.size() - failed) << " passed, " << failed << " failed\n";
     return failed == 0 ? 0 : 1;
+}
+
+} // namespace
+
+void addSelfTest(CLI::App& app, Commands& commands) {
+    CLI::App* sub = app.add_subcommand(
+        "selftest", "numeric checks of the deformable convolution, Deformable Kernels and the analyses on every "
+                    "available device (CPU, and each CUDA GPU); prints a pass/fail table; exit 0 only if all pass");
+    auto which = std::make_shared<std::string>("all");
+    sub->add_option("--device", *which, "cpu, cuda or all")
+        ->check([](const std::string& v) {
+            return v == "cpu" || v == "cuda" || v == "all" ? std::string() : "--device must be cpu, cuda or all, got '" + v + "'";
+        });
+    commands.push_back({sub, [which](Io& io) { return runSelfTest(*which, io); }});
 }
 
 } // namespace deformscope::cli

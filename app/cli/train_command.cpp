@@ -2,7 +2,7 @@
 #include "app/cli/commands.h"
 #include "core/common/atomic_file.h"
 
-#include "core/common/json.h"
+#include "core/common/json_file.h"
 
 #include "sample_models/recipe/analysis.h"
 #include "sample_models/recipe/export.h"
@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <ostream>
 #include <sstream>
 #include <thread>
@@ -30,41 +31,11 @@ namespace {
 namespace fs = std::filesystem;
 using samples::Variant;
 
-constexpr const char* kUsage =
-    "usage: deformscope-cli train-samples --out DIR [--variants regular,dcn_v1,dcn_v2,dk] [--steps N] [--batch B]\n"
-    "                                     [--size S] [--seed S] [--images N] [--eval-images N] [--lr LR]\n"
-    "                                     [--offset-lr-scale X]\n";
-
-bool parseInt(const std::string& text, int64_t lo, int64_t& value) {
-    try {
-        size_t used = 0;
-        const long long v = std::stoll(text, &used);
-        if (used != text.size() || v < lo)
-            return false;
-        value = v;
-        return true;
-    } catch (const std::exception&) {
-        return false;
-    }
-}
-
-bool parseDouble(const std::string& text, double& value) {
-    try {
-        size_t used = 0;
-        value = std::stod(text, &used);
-        return used == text.size();
-    } catch (const std::exception&) {
-        return false;
-    }
-}
-
 std::string fixed(double v, int digits) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.*f", digits, v);
     return buf;
 }
-
-void writeText(const fs::path& path, const std::string& text) { common::writeFileAtomically(path.string(), text); }
 
 using common::Json;
 
@@ -138,89 +109,46 @@ Json spreadJson(const std::vector<samples::SamplingSpread>& spread) {
     return blocks;
 }
 
-} // namespace
 
-int runTrainSamples(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+struct TrainInputs {
     samples::TrainConfig config; // defaults: the shipped models' settings
     std::string outDir;
-    std::vector<Variant> variants(samples::kAllVariants.begin(), samples::kAllVariants.end());
+    std::string variants = "regular,dcn_v1,dcn_v2,dk";
     int64_t images = 12;
-    auto bad = [&](const std::string& message) {
-        err << "deformscope-cli train-samples: " << message << "\n" << kUsage;
-        return 2;
-    };
-    for (size_t i = 0; i < args.size(); ++i) {
-        const std::string& a = args[i];
-        const bool hasValue = i + 1 < args.size();
-        static const std::vector<std::string> valued = {"--out",  "--variants", "--steps", "--batch",      "--size",
-                                                        "--seed", "--images",   "--lr",    "--eval-images", "--offset-lr-scale"};
-        if (!hasValue && std::find(valued.begin(), valued.end(), a) != valued.end())
-            return bad("option " + a + " needs a value");
-        int64_t v = 0;
-        if (a == "--help") {
-            out << kUsage;
-            return 0;
-        } else if (a == "--out") {
-            outDir = args[++i];
-        } else if (a == "--variants") {
-            variants.clear();
-            std::stringstream list(args[++i]);
-            for (std::string name; std::getline(list, name, ',');) {
-                try {
-                    const Variant var = samples::variantFromName(name);
-                    if (std::find(variants.begin(), variants.end(), var) == variants.end())
-                        variants.push_back(var);
-                } catch (const std::invalid_argument& e) {
-                    return bad(e.what());
-                }
+};
+
+int runTrainSamples(const TrainInputs& in, Io& io) {
+    std::ostream& out = io.out;
+    std::ostream& err = io.err;
+    const samples::TrainConfig& config = in.config;
+    const std::string& outDir = in.outDir;
+    const int64_t images = in.images;
+    std::vector<Variant> variants;
+    {
+        std::stringstream list(in.variants);
+        for (std::string name; std::getline(list, name, ',');) {
+            try {
+                const Variant var = samples::variantFromName(name);
+                if (std::find(variants.begin(), variants.end(), var) == variants.end())
+                    variants.push_back(var);
+            } catch (const std::invalid_argument& e) {
+                err << "deformscope-cli train-samples: " << e.what() << "\n";
+                return 2;
             }
-            if (variants.empty())
-                return bad("--variants names no variant");
-        } else if (a == "--steps") {
-            if (!parseInt(args[++i], 1, v))
-                return bad("--steps must be a positive integer");
-            config.steps = v;
-        } else if (a == "--batch") {
-            if (!parseInt(args[++i], 1, v))
-                return bad("--batch must be a positive integer");
-            config.batch = v;
-        } else if (a == "--size") {
-            if (!parseInt(args[++i], 16, v) || v % 8 != 0)
-                return bad("--size must be a multiple of 8, at least 16");
-            config.size = v;
-        } else if (a == "--seed") {
-            if (!parseInt(args[++i], 0, v))
-                return bad("--seed must be a non-negative integer");
-            config.seed = static_cast<uint64_t>(v);
-        } else if (a == "--images") {
-            if (!parseInt(args[++i], 0, v) || v > 99)
-                return bad("--images must be an integer from 0 to 99");
-            images = v;
-        } else if (a == "--eval-images") {
-            if (!parseInt(args[++i], 0, v))
-                return bad("--eval-images must be a non-negative integer");
-            config.evalImages = v;
-        } else if (a == "--lr") {
-            if (!parseDouble(args[++i], config.lr) || !(config.lr > 0))
-                return bad("--lr must be a positive number");
-        } else if (a == "--offset-lr-scale") {
-            if (!parseDouble(args[++i], config.offsetLrScale) || !(config.offsetLrScale >= 0))
-                return bad("--offset-lr-scale must be a non-negative number");
-        } else {
-            return bad("unexpected argument '" + a + "'");
+        }
+        if (variants.empty()) {
+            err << "deformscope-cli train-samples: --variants names no variant\n";
+            return 2;
         }
     }
-    if (outDir.empty())
-        return bad("--out DIR is required");
-
     std::error_code ec;
     fs::create_directories(outDir, ec);
     if (ec || !fs::is_directory(outDir)) {
         err << "deformscope-cli train-samples: cannot create " << outDir << "\n";
         return 2;
     }
-    std::string command = "deformscope-cli train-samples";
-    for (const std::string& a : args)
+    std::string command = "deformscope-cli";
+    for (const std::string& a : io.words)
         command += " " + a;
 
     out << "train-samples: " << config.steps << " steps x " << config.batch << " images of " << config.size << "x"
@@ -353,9 +281,59 @@ int runTrainSamples(const std::vector<std::string>& args, std::ostream& out, std
     }
     json["variants"] = variantReports;
     json["images"] = imagesJson;
-    writeText(fs::path(outDir) / "training.json", json.dump(2) + "\n");
+    common::writeJsonFile((fs::path(outDir) / "training.json").string(), json);
     out << "\nwrote " << (fs::path(outDir) / "training.json").string() << "\n";
     return 0;
+}
+
+// A check that the value is a whole number ≥ `least` (and ≤ `most`), with the message the command has always given.
+std::function<std::string(const std::string&)> wholeNumber(int64_t least, int64_t most, std::string message) {
+    return [=](const std::string& v) {
+        int64_t n = 0;
+        return CLI::detail::lexical_cast(v, n) && n >= least && n <= most ? std::string() : message;
+    };
+}
+
+} // namespace
+
+void addTrainSamples(CLI::App& app, Commands& commands) {
+    CLI::App* sub = app.add_subcommand(
+        "train-samples", "the sample models' recipe: generate the synthetic data, train each variant on the CPU, "
+                         "write DIR/<variant>.pt, DIR/training.json and sample images (sample_models/MODELS.md)");
+    auto in = std::make_shared<TrainInputs>();
+    samples::TrainConfig& c = in->config;
+    constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+    sub->add_option("--out", in->outDir, "the folder to write into")->required()->type_name("DIR");
+    sub->add_option("--variants", in->variants, "regular, dcn_v1, dcn_v2, dk (comma-separated)")->type_name("LIST");
+    sub->add_option("--steps", c.steps, "training steps")->type_name("N")->check(
+        wholeNumber(1, kMax, "--steps must be a positive integer"));
+    sub->add_option("--batch", c.batch, "images per step")->type_name("B")->check(
+        wholeNumber(1, kMax, "--batch must be a positive integer"));
+    sub->add_option("--size", c.size, "image side (a multiple of 8, at least 16)")->type_name("S")->check(
+        [](const std::string& v) {
+            int64_t n = 0;
+            return CLI::detail::lexical_cast(v, n) && n >= 16 && n % 8 == 0
+                       ? std::string()
+                       : std::string("--size must be a multiple of 8, at least 16");
+        });
+    sub->add_option("--seed", c.seed, "random seed")->type_name("S")->check(
+        wholeNumber(0, kMax, "--seed must be a non-negative integer"));
+    sub->add_option("--images", in->images, "sample images to write (0 to 99)")->type_name("N")->check(
+        wholeNumber(0, 99, "--images must be an integer from 0 to 99"));
+    sub->add_option("--eval-images", c.evalImages, "held-out images for the accuracy")->type_name("N")->check(
+        wholeNumber(0, kMax, "--eval-images must be a non-negative integer"));
+    sub->add_option("--lr", c.lr, "learning rate")->type_name("LR")->check([](const std::string& v) {
+        double x = 0;
+        return CLI::detail::lexical_cast(v, x) && x > 0 ? std::string() : std::string("--lr must be a positive number");
+    });
+    sub->add_option("--offset-lr-scale", c.offsetLrScale, "learning-rate factor of the offset convolutions")
+        ->type_name("X")
+        ->check([](const std::string& v) {
+            double x = 0;
+            return CLI::detail::lexical_cast(v, x) && x >= 0 ? std::string()
+                                                             : std::string("--offset-lr-scale must be a non-negative number");
+        });
+    commands.push_back({sub, [in](Io& io) { return runTrainSamples(*in, io); }});
 }
 
 } // namespace deformscope::cli

@@ -1,5 +1,5 @@
 // Tests of deformscope-cli as a user runs it: exit codes and what it prints.
-#include "core/common/json.h"
+#include "core/common/json_file.h"
 #include "core/common/npy.h"
 
 #include <ATen/ATen.h>
@@ -86,7 +86,7 @@ private Q_SLOTS:
         const Run r = cli({"info", fixture("fixture_model.pt"), "--json", "--input-size", "64", "96"});
         QCOMPARE(r.exitCode, 0);
         const Json j = Json::parse(r.out.toStdString());
-        QCOMPARE(j.at("input_size").at(1).asInt(), int64_t{96});
+        QCOMPARE(j.at("input_size").at(1).get<int64_t>(), int64_t{96});
         const Json& layers = j.at("layers");
         QCOMPARE(layers.size(), size_t{13});
         for (size_t i = 0; i < layers.size(); ++i)
@@ -94,12 +94,12 @@ private Q_SLOTS:
                                     "feature_size", "jump", "start", "rf", "inputs"})
                 QVERIFY2(layers.at(i).contains(key), key);
         const Json& v1 = layers.at(6);
-        QCOMPARE(v1.at("name").asString(), std::string("layer2.conv2"));
-        QCOMPARE(v1.at("kind").asString(), std::string("dcn_v1"));
-        QCOMPARE(v1.at("feature_size").at(0).asInt(), int64_t{8});
-        QCOMPARE(v1.at("feature_size").at(1).asInt(), int64_t{12});
-        QCOMPARE(v1.at("offset_source").asString(), std::string("layer2.offset"));
-        QCOMPARE(j.at("metadata").at("suggested_layer").asString(), std::string("layer3.conv2"));
+        QCOMPARE(v1.at("name").get<std::string>(), std::string("layer2.conv2"));
+        QCOMPARE(v1.at("kind").get<std::string>(), std::string("dcn_v1"));
+        QCOMPARE(v1.at("feature_size").at(0).get<int64_t>(), int64_t{8});
+        QCOMPARE(v1.at("feature_size").at(1).get<int64_t>(), int64_t{12});
+        QCOMPARE(v1.at("offset_source").get<std::string>(), std::string("layer2.offset"));
+        QCOMPARE(j.at("metadata").at("suggested_layer").get<std::string>(), std::string("layer3.conv2"));
     }
 
     void captureWritesNpyFiles() {
@@ -119,7 +119,7 @@ private Q_SLOTS:
         QFile f(dir.filePath("capture.json"));
         QVERIFY(f.open(QIODevice::ReadOnly));
         const Json doc = Json::parse(f.readAll().toStdString());
-        QCOMPARE(doc.at("layer").at("kind").asString(), std::string("dcn_v2"));
+        QCOMPARE(doc.at("layer").at("kind").get<std::string>(), std::string("dcn_v2"));
         QCOMPARE(doc.at("files").size(), size_t{4});
     }
 
@@ -179,36 +179,36 @@ private Q_SLOTS:
                            "--pixel", "58,46", "--min-cell", "8", "--out", out});
         QVERIFY2(r.exitCode == 0, qPrintable(r.err));
         const Json doc = Json::parse(readAll(out + "/result.json"));
-        QCOMPARE(doc.at("node").at("layer").asString(), std::string("block3"));
-        QCOMPARE(doc.at("node").at("fx").asInt(), int64_t{7});
-        QCOMPARE(doc.at("node").at("fy").asInt(), int64_t{6});
-        const int64_t H = doc.at("input_size").at(0).asInt(), W = doc.at("input_size").at(1).asInt();
+        QCOMPARE(doc.at("node").at("layer").get<std::string>(), std::string("block3"));
+        QCOMPARE(doc.at("node").at("fx").get<int64_t>(), int64_t{7});
+        QCOMPARE(doc.at("node").at("fy").get<int64_t>(), int64_t{6});
+        const int64_t H = doc.at("input_size").at(0).get<int64_t>(), W = doc.at("input_size").at(1).get<int64_t>();
 
         // erf.npy: H×W float32 on the input grid; its sum and 90 % area are the JSON's.
         const at::Tensor erf = deformscope::common::readNpy((out + "/erf.npy").toStdString());
         QCOMPARE(erf.sizes().vec(), (std::vector<int64_t>{H, W}));
         QCOMPARE(erf.scalar_type(), at::kFloat);
         const double sum = erf.to(at::kDouble).sum().item<double>();
-        QVERIFY(std::abs(sum - doc.at("erf").at("sum").asDouble()) <= 1e-6 * sum);
+        QVERIFY(std::abs(sum - doc.at("erf").at("sum").get<double>()) <= 1e-6 * sum);
         const at::Tensor sorted = std::get<0>(erf.to(at::kDouble).flatten().sort(0, true)).cumsum(0) / sum;
         const int64_t area90 = (sorted < 0.9 - 1e-12).sum().item<int64_t>() + 1;
-        QCOMPARE(doc.at("erf").at("area90_px").asInt(), area90);
+        QCOMPARE(doc.at("erf").at("area90_px").get<int64_t>(), area90);
 
         // saliency_mask.npy: its area is the JSON's, and the bound holds.
         const at::Tensor mask = deformscope::common::readNpy((out + "/saliency_mask.npy").toStdString());
         QCOMPARE(mask.sizes().vec(), (std::vector<int64_t>{H, W}));
         const Json& sal = doc.at("saliency");
-        QCOMPARE(mask.to(at::kLong).sum().item<int64_t>(), sal.at("area_px").asInt());
-        QVERIFY(std::abs(sal.at("area_fraction").asDouble() - double(sal.at("area_px").asInt()) / double(H * W)) < 1e-12);
-        QVERIFY(sal.at("error").asDouble() <= sal.at("epsilon").asDouble());
-        QVERIFY(sal.at("within_bound").asBool());
-        QVERIFY(sal.at("forwards").asInt() > 0);
+        QCOMPARE(mask.to(at::kLong).sum().item<int64_t>(), sal.at("area_px").get<int64_t>());
+        QVERIFY(std::abs(sal.at("area_fraction").get<double>() - double(sal.at("area_px").get<int64_t>()) / double(H * W)) < 1e-12);
+        QVERIFY(sal.at("error").get<double>() <= sal.at("epsilon").get<double>());
+        QVERIFY(sal.at("within_bound").get<bool>());
+        QVERIFY(sal.at("forwards").get<int64_t>() > 0);
 
         // sampling.csv: one row per point, the per-level counts of the JSON, inside = within the image.
         const QStringList lines = QString::fromStdString(readAll(out + "/sampling.csv")).split('\n', Qt::SkipEmptyParts);
         QCOMPARE(lines.front(), QString("x,y,level,weight,inside,modulation,layer,parent,tap,kernel_weight"));
         const Json& sampling = doc.at("sampling");
-        QCOMPARE(int64_t(lines.size() - 1), sampling.at("points").asInt());
+        QCOMPARE(int64_t(lines.size() - 1), sampling.at("points").get<int64_t>());
         std::map<int, int64_t> perLevel;
         for (int i = 1; i < lines.size(); ++i) {
             const QStringList f = lines[i].split(',');
@@ -224,10 +224,10 @@ private Q_SLOTS:
         QCOMPARE(levels.size(), size_t{3});
         QCOMPARE(perLevel[1], int64_t{9});
         for (size_t i = 0; i < levels.size(); ++i)
-            QCOMPARE(perLevel[int(i) + 1], levels.at(i).at("points").asInt());
+            QCOMPARE(perLevel[int(i) + 1], levels.at(i).at("points").get<int64_t>());
 
         // The object came from the sample's ground truth, and the figures are real files.
-        QVERIFY(doc.at("object").at("source").asString().find("sample_01_mask.png") != std::string::npos);
+        QVERIFY(doc.at("object").at("source").get<std::string>().find("sample_01_mask.png") != std::string::npos);
         QCOMPARE(doc.at("figures").size(), size_t{3});
         QVERIFY(readAll(out + "/analysis.png").rfind("\x89PNG\r\n\x1a\n", 0) == 0);
         QVERIFY(readAll(out + "/analysis.svg").find("<svg") != std::string::npos);
@@ -245,9 +245,9 @@ private Q_SLOTS:
                            "--no-object", "--out", out});
         QVERIFY2(r.exitCode == 0, qPrintable(r.err));
         const Json sal = Json::parse(readAll(out + "/result.json")).at("saliency");
-        QVERIFY2(sal.at("note").asString().find("fell back") == std::string::npos, sal.at("note").asString().c_str());
-        QVERIFY(sal.at("area_fraction").asDouble() < 0.5);
-        QVERIFY(sal.at("error").asDouble() <= 0.1);
+        QVERIFY2(sal.at("note").get<std::string>().find("fell back") == std::string::npos, sal.at("note").get<std::string>().c_str());
+        QVERIFY(sal.at("area_fraction").get<double>() < 0.5);
+        QVERIFY(sal.at("error").get<double>() <= 0.1);
     }
 
     void compareWritesOneGridAndEachModelsData() {
@@ -261,7 +261,7 @@ private Q_SLOTS:
         QCOMPARE(doc.at("models").size(), size_t{3});
         for (const char* name : {"regular", "dcn_v1", "dcn_v2"}) {
             const Json one = Json::parse(readAll(out + "/" + name + "/result.json"));
-            QCOMPARE(one.at("model_name").asString(), std::string(name));
+            QCOMPARE(one.at("model_name").get<std::string>(), std::string(name));
             QVERIFY(QFile::exists(out + "/" + name + "/erf.npy"));
             QVERIFY(!QFile::exists(out + "/" + name + "/saliency_mask.npy"));
         }
@@ -279,13 +279,13 @@ private Q_SLOTS:
         QVERIFY2(r.exitCode == 0, qPrintable(r.err));
         QVERIFY(r.err.contains("erf-average: 3/3 images"));
         const Json doc = Json::parse(readAll(out + "/result.json"));
-        QCOMPARE(doc.at("images").asInt(), int64_t{3});
-        QCOMPARE(doc.at("node").at("layer").asString(), std::string("block3"));
-        QCOMPARE(doc.at("node").at("fx").asInt(), int64_t{8}); // the centre of block3's 16 × 16 map
+        QCOMPARE(doc.at("images").get<int64_t>(), int64_t{3});
+        QCOMPARE(doc.at("node").at("layer").get<std::string>(), std::string("block3"));
+        QCOMPARE(doc.at("node").at("fx").get<int64_t>(), int64_t{8}); // the centre of block3's 16 × 16 map
         const at::Tensor map = deformscope::common::readNpy((out + "/erf_average.npy").toStdString());
         QCOMPARE(map.sizes().vec(), (std::vector<int64_t>{128, 128}));
-        QVERIFY(std::abs(map.to(at::kDouble).abs().sum().item<double>() - doc.at("metrics").at("mass").asDouble()) <
-                1e-6 * doc.at("metrics").at("mass").asDouble());
+        QVERIFY(std::abs(map.to(at::kDouble).abs().sum().item<double>() - doc.at("metrics").at("mass").get<double>()) <
+                1e-6 * doc.at("metrics").at("mass").get<double>());
         QVERIFY(QFileInfo(out + "/erf_average.png").size() > 1000);
     }
 
@@ -298,24 +298,24 @@ private Q_SLOTS:
         QVERIFY2(r.exitCode == 0, qPrintable(r.err));
         QVERIFY(r.out.contains("kernel: block2 (5, 9), 3x3 taps from a 5x5 scope"));
         const Json doc = Json::parse(readAll(out + "/result.json"));
-        QVERIFY(!doc.find("erf") && !doc.find("sampling") && !doc.find("saliency"));
+        QVERIFY(!doc.contains("erf") && !doc.contains("sampling") && !doc.contains("saliency"));
         const Json& k = doc.at("kernel");
-        QCOMPARE(k.at("layer").asString(), std::string("block2"));
-        QCOMPARE(k.at("channel").asInt(), int64_t{5});
+        QCOMPARE(k.at("layer").get<std::string>(), std::string("block2"));
+        QCOMPARE(k.at("channel").get<int64_t>(), int64_t{5});
         QCOMPARE(k.at("taps").size(), size_t{9});
-        for (const Json& t : k.at("taps").asArray()) {
-            const int tap = int(t.at("tap").asInt());
-            QCOMPARE(t.at("base_yx").at(0).asDouble(), double(tap / 3 + 1));
-            QCOMPARE(t.at("base_yx").at(1).asDouble(), double(tap % 3 + 1));
-            QVERIFY(std::abs(t.at("sampled_yx").at(0).asDouble() - t.at("base_yx").at(0).asDouble() -
-                             t.at("offset_yx").at(0).asDouble()) < 1e-9);
-            QVERIFY(t.at("weight").asDouble() >= 0);
+        for (const Json& t : k.at("taps")) {
+            const int tap = int(t.at("tap").get<int64_t>());
+            QCOMPARE(t.at("base_yx").at(0).get<double>(), double(tap / 3 + 1));
+            QCOMPARE(t.at("base_yx").at(1).get<double>(), double(tap % 3 + 1));
+            QVERIFY(std::abs(t.at("sampled_yx").at(0).get<double>() - t.at("base_yx").at(0).get<double>() -
+                             t.at("offset_yx").at(0).get<double>()) < 1e-9);
+            QVERIFY(t.at("weight").get<double>() >= 0);
         }
         const at::Tensor scope = deformscope::common::readNpy((out + "/kernel_scope.npy").toStdString());
         QCOMPARE(scope.sizes().vec(), (std::vector<int64_t>{5, 5}));
         for (int64_t i = 0; i < 5; ++i)
             for (int64_t j = 0; j < 5; ++j)
-                QVERIFY(std::abs(scope[i][j].item<double>() - k.at("scope_weight").at(size_t(i)).at(size_t(j)).asDouble()) < 1e-6);
+                QVERIFY(std::abs(scope[i][j].item<double>() - k.at("scope_weight").at(size_t(i)).at(size_t(j)).get<double>()) < 1e-6);
         QVERIFY(readAll(out + "/analysis.svg").find("resampled kernel") != std::string::npos);
         QVERIFY(readAll(out + "/analysis.pdf").rfind("%PDF-", 0) == 0);
 
@@ -326,8 +326,8 @@ private Q_SLOTS:
         QVERIFY2(c.exitCode == 0, qPrintable(c.err));
         QVERIFY(QFile::exists(cmp + "/dk/kernel_scope.npy") && !QFile::exists(cmp + "/regular/kernel_scope.npy"));
         const Json models = Json::parse(readAll(cmp + "/compare.json")).at("models");
-        QVERIFY(!models.at(0).find("kernel"));
-        QCOMPARE(models.at(1).at("kernel").at("layer").asString(), std::string("block3"));
+        QVERIFY(!models.at(0).contains("kernel"));
+        QCOMPARE(models.at(1).at("kernel").at("layer").get<std::string>(), std::string("block3"));
         const std::string svg = readAll(cmp + "/compare.svg");
         QVERIFY(svg.find("resampled kernel") != std::string::npos && svg.find("no Deformable Kernel layer") != std::string::npos);
 

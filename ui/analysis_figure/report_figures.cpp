@@ -16,22 +16,21 @@ std::string inDir(const std::string& dir, const std::string& name) {
 }
 } // namespace
 
-std::string footerOf(const report::Run& r, const report::Settings& s) {
+std::string footerOf(const report::Run& r, const common::AnalysisRequest& rq) {
     std::ostringstream f;
     const auto c = r.session->nodeCentre(r.node);
     f << "node " << r.node.layer << " (" << r.node.fx << ", " << r.node.fy << "), centre (" << c[0] << ", " << c[1]
       << ") px, response " << r.node.response.toString();
-    if (s.saliency)
-        f << "; saliency ε = " << s.saliencyOptions.epsilon << ", baseline " << s.baseline.toString();
-    if (s.sampling)
-        f << "; " << s.samplingOptions.levels << " levels, "
-          << (s.samplingOptions.reading == analysis::OffsetReading::Nearest ? "nearest" : "bilinear") << " offsets";
+    if (rq.what.saliency)
+        f << "; saliency ε = " << rq.epsilon << ", baseline " << rq.baseline.toString();
+    if (rq.what.sampling)
+        f << "; " << rq.levels << " levels, " << common::name(rq.reading) << " offsets";
     return f.str();
 }
 
-std::vector<std::string> writeFigures(const std::vector<const report::Run*>& runs, const report::Settings& s,
+std::vector<std::string> writeFigures(const std::vector<const report::Run*>& runs, const common::AnalysisRequest& rq,
                                       const std::string& dir, const std::string& base, const std::string& title) {
-    if (!s.figures || runs.empty())
+    if (!rq.figures || runs.empty())
         return {};
     ensureGuiApplication();
     std::vector<NodeResults> columns;
@@ -46,11 +45,11 @@ std::vector<std::string> writeFigures(const std::vector<const report::Run*>& run
         c.kernel = r->kernel;
         c.object = r->object;
         c.objectMetrics = r->objectMetrics;
-        c.colormap = s.colormap;
-        c.logScale = s.logScale;
+        c.colormap = common::name(rq.colormap);
+        c.logScale = rq.logScale;
         columns.push_back(std::move(c));
     }
-    const Figure fig = analysisFigure(columns, title, footerOf(*runs.front(), s));
+    const Figure fig = analysisFigure(columns, title, footerOf(*runs.front(), rq));
     std::vector<std::string> written;
     for (const char* ext : {".png", ".svg", ".pdf"}) {
         const std::string name = base + ext;

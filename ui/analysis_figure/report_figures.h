@@ -15,13 +15,13 @@ namespace deformscope::figure {
 
 // "node <layer> (fx, fy), centre (x, y) px, response ...; saliency ε = ...; N levels, ... offsets":
 // the small print under a figure of `run`'s node with `settings`.
-std::string footerOf(const report::Run& run, const report::Settings& settings);
+std::string footerOf(const report::Run& run, const common::AnalysisRequest& request);
 
 // Writes <dir>/<base>.png/.svg/.pdf of the runs' node (one column per run) and
-// returns the file names written; nothing (an empty list) when settings.figures
+// returns the file names written; nothing (an empty list) when request.figures
 // is off. Creates the QGuiApplication if there is none. Throws
 // std::runtime_error "<path>: <what went wrong>" when a file cannot be written.
-std::vector<std::string> writeFigures(const std::vector<const report::Run*>& runs, const report::Settings& settings,
+std::vector<std::string> writeFigures(const std::vector<const report::Run*>& runs, const common::AnalysisRequest& request,
                                       const std::string& dir, const std::string& base, const std::string& title);
 
 // The figure of an averaged ERF (`graph` is the model's layer graph for the map's grid).

@@ -1,0 +1,108 @@
+#include "app/cli/commands.h"
+
+#include "core/analysis/analysis.h"
+#include "core/model/model.h"
+#include "core/report/inputs.h"
+
+#include <c10/util/Exception.h>
+
+#include <charconv>
+#include <ostream>
+#include <sstream>
+
+namespace deformscope::cli {
+
+int guarded(const std::string& command, std::ostream& err, const std::function<int()>& body) {
+    auto lines = [&](const std::string& message) {
+        std::istringstream in(message);
+        for (std::string line; std::getline(in, line);)
+            err << "deformscope-cli " << command << ": " << line << "\n";
+        err << "(see deformscope-cli " << command << " --help)\n";
+    };
+    try {
+        return body();
+    } catch (const report::UsageError& e) {
+        lines(e.what());
+        return 2;
+    } catch (const model::ModelError& e) {
+        err << "deformscope-cli " << command << ": " << e.what() << "\n";
+        return 2;
+    } catch (const analysis::AnalysisError& e) {
+        err << "deformscope-cli " << command << ": " << e.what() << "\n";
+        return 2;
+    } catch (const c10::Error& e) {
+        err << "deformscope-cli " << command << ": " << e.what_without_backtrace() << "\n";
+        return 1;
+    } catch (const std::exception& e) {
+        err << "deformscope-cli " << command << ": " << e.what() << "\n";
+        return 1;
+    }
+}
+
+RequestOptions::RequestOptions(CLI::App& app, const std::vector<std::string>& only) {
+    std::vector<CLI::Option*> objectOptions; // --object, --object-mask, --no-object: one of them
+    for (const common::RequestField& f : common::requestFields()) {
+        if (f.option.empty() || (!only.empty() && std::find(only.begin(), only.end(), f.option) == only.end()))
+            continue;
+        auto b = std::make_unique<Bound>();
+        b->field = &f;
+        if (f.values == 0) {
+            b->option = app.add_flag(f.option, b->flag, f.help);
+        } else {
+            b->option = app.add_option(f.option, b->words, f.help)
+                            ->type_name(f.valueName)
+                            ->expected(f.values)
+                            ->take_last();
+        }
+        if (f.option == "--object" || f.option == "--object-mask" || f.option == "--no-object")
+            objectOptions.push_back(b->option);
+        m_bound.push_back(std::move(b));
+    }
+    for (CLI::Option* a : objectOptions)
+        for (CLI::Option* b : objectOptions)
+            if (a != b)
+                a->excludes(b);
+}
+
+common::AnalysisRequest RequestOptions::request(common::AnalysisRequest base) const {
+    std::vector<std::string> problems;
+    for (const auto& b : m_bound) {
+        if (b->option->count() == 0)
+            continue;
+        const std::string why = b->field->read(base, b->words);
+        if (why.empty())
+            continue;
+        std::string text;
+        for (const std::string& w : b->words)
+            text += (text.empty() ? "" : " ") + w;
+        problems.push_back(b->field->option + " '" + text + "': expected " + why);
+    }
+    for (const std::string& p : base.validate())
+        problems.push_back(p);
+    if (!problems.empty()) {
+        std::string message;
+        for (const std::string& p : problems)
+            message += (message.empty() ? "" : "\n") + p;
+        throw report::UsageError(message);
+    }
+    return base;
+}
+
+std::vector<int64_t> wholeNumbers(const std::string& option, const std::string& text, int64_t least) {
+    std::vector<int64_t> values;
+    std::istringstream in(text);
+    for (std::string part; std::getline(in, part, ',');) {
+        int64_t v = 0;
+        const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+        if (part.empty() || ec != std::errc() || end != part.data() + part.size() || v < least)
+            throw report::UsageError(option + " '" + text + "': expected comma-separated whole numbers ≥ " +
+                                     std::to_string(least));
+        values.push_back(v);
+    }
+    if (values.empty())
+        throw report::UsageError(option + " '" + text + "': expected comma-separated whole numbers ≥ " +
+                                 std::to_string(least));
+    return values;
+}
+
+} // namespace deformscope::cli
