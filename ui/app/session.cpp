@@ -51,21 +51,26 @@ AnalysisSettings AnalysisSettings::fromJson(const QJsonObject& o) {
 AnalysisRequest AnalysisSettings::request(const QString& layer, QPointF point, const QRectF& objectBox,
                                           const CanvasOverlays& overlays) const {
     AnalysisRequest r;
-    r.layer = layer;
-    r.point = point;
-    r.response = response;
-    r.sampling = sampling;
-    r.erf = erf;
-    r.saliency = saliency;
-    r.levels = levels;
-    r.bilinearOffsets = bilinearOffsets;
-    r.signedErf = signedErf;
-    r.epsilon = epsilon;
-    r.baseline = baseline;
-    r.forwards = forwards;
-    r.objectBox = objectBox;
-    r.colormap = overlays.erfColormap;
-    r.logErf = overlays.erfLog;
+    common::AnalysisRequest& q = r.request;
+    q.layer = layer.toStdString();
+    q.at = common::Location{common::Grid::Input, point.x(), point.y()};
+    q.response = common::Response::parse(response.toStdString()).value_or(common::Response{});
+    q.what.sampling = sampling;
+    q.what.erf = erf;
+    q.what.saliency = saliency;
+    q.levels = levels;
+    q.reading = bilinearOffsets ? common::OffsetReading::Bilinear : common::OffsetReading::Nearest;
+    q.signedErf = signedErf;
+    q.epsilon = epsilon;
+    q.baseline = common::Baseline::parse(baseline.toStdString()).value_or(common::Baseline{});
+    q.forwards = forwards;
+    if (!objectBox.isNull()) {
+        const QRectF b = objectBox.normalized();
+        q.object = common::ObjectRegion{common::ObjectRegion::Kind::Box,
+                                        common::Box{common::Grid::Input, b.left(), b.top(), b.right(), b.bottom()}, {}};
+    }
+    q.colormap = common::parseColormap(overlays.erfColormap.toStdString()).value_or(common::Colormap::Inferno);
+    q.logScale = overlays.erfLog;
     return r;
 }
 

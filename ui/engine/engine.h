@@ -1,14 +1,15 @@
-// The GUI's engine: one object on its own worker thread that owns the loaded
-// models, the input image and the cached captured forward of each (model,
-// image) pair, and runs every analysis, export and dataset ERF there. The GUI
-// thread never computes: it posts requests and receives plain data
-// (ui/view/view_data.h) through queued signals.
+// The GUI's engine: it owns the loaded models, the input image and the cached
+// captured forward of each (model, image) pair, and runs every analysis,
+// export and dataset ERF as a job on its own worker thread (job_queue.h). The
+// GUI thread never computes: it submits jobs through the thread-safe methods
+// below, each returning the job's id at once, and receives plain data
+// (ui/view/view_data.h) through the typed signals, which are emitted on the
+// worker thread (so connections to widgets are queued).
 //
-// Requests carry an id. A newer analysis request supersedes older ones: a
-// superseded request that has not started is dropped, one that is running a
-// saliency search stops at its next batch, and neither delivers a result.
-// cancel() stops the running saliency search or dataset ERF within one batch;
-// the result is then delivered with `cancelled` set.
+// A newer analysis supersedes older ones: a superseded job that has not started
+// is dropped, one that is running a saliency search stops at its next batch,
+// and neither delivers a result. cancel() stops the running saliency search or
+// dataset ERF within one batch; the result is then delivered with `cancelled` set.
 //
 // Every failure a user can cause (a bad model or image file, a layer the model
 // lacks, CUDA out of memory, NaN in a model's outputs) arrives as failed(id,
@@ -16,44 +17,22 @@
 // what it had (a failed openModels leaves the previous models loaded).
 #pragma once
 
+#include "core/common/request.h"
 #include "ui/view/view_data.h"
 
 #include <QObject>
-#include <QRectF>
 #include <QString>
 #include <QStringList>
-#include <QThread>
 
-#include <atomic>
 #include <memory>
-#include <optional>
 #include <vector>
 
 namespace deformscope::ui {
-
-// What to compute for a click. Coordinates are on the input grid.
-struct AnalysisRequest {
-    uint64_t id = 0;            // from Engine::nextId()
-    QString layer;              // empty: each model's suggested layer
-    QPointF point;              // input-grid x, y; each model analyses its node nearest to it
-    QString response = "sum";   // "sum", "channel:N", "class:K"
-    bool sampling = true, erf = true, saliency = true;
-    int levels = 3;             // sampling levels
-    bool bilinearOffsets = true;
-    bool signedErf = false;
-    double epsilon = 0.1;
-    QString baseline = "zero";  // "zero", "blur", "blur:S"
-    int forwards = 400;         // saliency budget (masked forwards)
-    QRectF objectBox;           // input grid, pixel edges; null: the image's <stem>_mask.png if any, else none
-    QString colormap = "inferno";
-    bool logErf = false;
-};
 
 // Where and what to export for the last delivered click (the CLI's `compare`
 // layout: DIR/compare.{png,svg,pdf}, compare.json, DIR/<model>/result.json,
 // erf.npy, saliency_mask.npy, sampling.csv; one model: the `analyze` layout).
 struct ExportRequest {
-    uint64_t id = 0;
     QString directory;
     bool figures = true;        // PNG, SVG and PDF
     bool data = true;           // JSON, NPY, CSV
@@ -61,7 +40,6 @@ struct ExportRequest {
 };
 
 struct ErfAverageRequest {
-    uint64_t id = 0;
     QString model;              // path of an open model
     QString folder;             // images
     QString layer;              // empty: the model's suggested layer
@@ -80,31 +58,35 @@ struct InputSettings {
 class Engine : public QObject {
     Q_OBJECT
 public:
-    // Starts the worker thread; the engine object lives there.
-    static std::unique_ptr<Engine, void (*)(Engine*)> start();
+    // Starts the worker thread. Destruction supersedes the running job, drops
+    // the queued ones and waits for the worker.
+    Engine();
+    ~Engine() override;
 
-    // Thread-safe, from any thread.
-    uint64_t nextId();           // ids increase; an analysis request with a newer id supersedes
-    void cancel();               // stops the running saliency search / dataset ERF within one batch
-    static QStringList devices(); // "cpu", then "cuda:0", "cuda:1", ... that this build can use
-
-public Q_SLOTS:
+    // Thread-safe, from any thread; each queues a job and returns its id.
     // Loads the models on `device` (replacing the open ones only if every file
-    // loads), then, if an image is open, re-prepares it for them. Emits
-    // modelsOpened or failed.
-    void openModels(uint64_t id, const QStringList& paths, const QString& device);
+    // loads), then, if an image is open, prepares it for them. Emits
+    // modelsOpened, then imageOpened when an image is open; or failed.
+    uint64_t openModels(const QStringList& paths, const QString& device);
     // Loads the image for the open models (each model's input size from its
-    // metadata; all models share the first model's grid). Emits imageOpened or failed.
-    void openImage(uint64_t id, const QString& path);
-    // Analyses the node under request.point for every open model. Emits
-    // progress, then resultReady (unless superseded) or failed.
-    void analyze(const deformscope::ui::AnalysisRequest& request);
+    // metadata; all models share the first model's grid). Emits modelsOpened
+    // first when the grid changed (new layer lists), then imageOpened; or failed.
+    uint64_t openImage(const QString& path);
+    // Analyses the node at request.at (on the input grid) for every open model;
+    // request.object is a box on the input grid, or Auto. The engine sets the
+    // input size (the shared grid) and the device. Emits progress, then
+    // resultReady (unless superseded) or failed.
+    uint64_t analyze(const common::AnalysisRequest& request);
     // Writes the last delivered click's figures and data. Emits exported or failed.
-    void exportResults(const deformscope::ui::ExportRequest& request);
-    void averageErf(const deformscope::ui::ErfAverageRequest& request);
-    // Sets how the open model `modelPath` is fed, then re-prepares the open image
-    // for it (modelsOpened and imageOpened with `id`), or lists the models again.
-    void setInputSettings(uint64_t id, const QString& modelPath, const deformscope::ui::InputSettings& settings);
+    uint64_t exportResults(const ExportRequest& request);
+    uint64_t averageErf(const ErfAverageRequest& request);
+    // Sets how the open model `modelPath` is fed, then prepares the open image
+    // again for it (modelsOpened and imageOpened), or lists the models again.
+    uint64_t setInputSettings(const QString& modelPath, const InputSettings& settings);
+    // Stops the running saliency search / dataset ERF within one batch.
+    void cancel();
+
+    static QStringList devices(); // "cpu", then "cuda:0", "cuda:1", ... that this build can use
 
 Q_SIGNALS:
     void modelsOpened(uint64_t id, const std::vector<deformscope::ui::ModelInfo>& models);
@@ -116,19 +98,10 @@ Q_SIGNALS:
     void failed(uint64_t id, const QString& message);
 
 private:
-    Engine();
-    ~Engine() override;
     struct Impl;
     std::unique_ptr<Impl> d;
-    std::atomic<uint64_t> m_lastId{0};
-    std::atomic<uint64_t> m_latestAnalysis{0};
-    std::atomic<bool> m_cancel{false};
 };
 
 } // namespace deformscope::ui
 
-Q_DECLARE_METATYPE(deformscope::ui::AnalysisRequest)
-Q_DECLARE_METATYPE(deformscope::ui::ExportRequest)
-Q_DECLARE_METATYPE(deformscope::ui::ErfAverageRequest)
-Q_DECLARE_METATYPE(deformscope::ui::InputSettings)
 Q_DECLARE_METATYPE(std::vector<deformscope::ui::ModelInfo>)

@@ -4,7 +4,8 @@
 #include "ui/engine/engine.h"
 
 #include "core/analysis/analysis.h"
-#include "core/common/json.h"
+#include "core/common/json_file.h"
+#include "tests/support/json_compare.h"
 #include "core/common/npy.h"
 #include "core/imaging/image.h"
 #include "core/model/capture.h"
@@ -58,9 +59,14 @@ struct Received {
     std::vector<std::pair<uint64_t, double>> progress;
 };
 
+// A submitted click.
+struct Click {
+    uint64_t id = 0;
+};
+
 class Harness {
 public:
-    Harness() : engine(Engine::start()) {
+    Harness() : engine(std::make_unique<Engine>()) {
         Engine* e = engine.get();
         QObject::connect(e, &Engine::modelsOpened, &receiver,
                          [this](uint64_t id, const std::vector<ModelInfo>& m) { got.models.push_back({id, m}); });
@@ -80,37 +86,20 @@ public:
                          [this](uint64_t id, double f, const QString&) { got.progress.push_back({id, f}); });
     }
 
-    uint64_t openModels(const QStringList& paths) {
-        const uint64_t id = engine->nextId();
-        QMetaObject::invokeMethod(engine.get(), "openModels", Qt::QueuedConnection, Q_ARG(uint64_t, id),
-                                  Q_ARG(QStringList, paths), Q_ARG(QString, QStringLiteral("cpu")));
-        return id;
-    }
-    uint64_t openImage(const QString& path) {
-        const uint64_t id = engine->nextId();
-        QMetaObject::invokeMethod(engine.get(), "openImage", Qt::QueuedConnection, Q_ARG(uint64_t, id),
-                                  Q_ARG(QString, path));
-        return id;
-    }
-    AnalysisRequest click(double x, double y, bool saliency = false, int forwards = 60) {
-        AnalysisRequest r;
-        r.id = engine->nextId();
-        r.point = QPointF(x, y);
-        r.saliency = saliency;
+    uint64_t openModels(const QStringList& paths) { return engine->openModels(paths, QStringLiteral("cpu")); }
+    uint64_t openImage(const QString& path) { return engine->openImage(path); }
+    // A click at input-grid (x, y): sampling and ERF, and the saliency search with `forwards` if asked.
+    Click analyze(double x, double y, bool saliency = false, int forwards = 60) {
+        deformscope::common::AnalysisRequest r;
+        r.at = deformscope::common::Location{deformscope::common::Grid::Input, x, y};
+        r.what.saliency = saliency;
         r.forwards = forwards;
-        return r;
-    }
-    void analyze(const AnalysisRequest& r) {
-        QMetaObject::invokeMethod(engine.get(), "analyze", Qt::QueuedConnection,
-                                  Q_ARG(deformscope::ui::AnalysisRequest, r));
+        return Click{engine->analyze(r)};
     }
     uint64_t exportTo(const QString& dir) {
         ExportRequest r;
-        r.id = engine->nextId();
         r.directory = dir;
-        QMetaObject::invokeMethod(engine.get(), "exportResults", Qt::QueuedConnection,
-                                  Q_ARG(deformscope::ui::ExportRequest, r));
-        return r.id;
+        return engine->exportResults(r);
     }
 
     // Waits (processing events) until `done` or the timeout.
@@ -144,59 +133,17 @@ public:
 
     QObject receiver; // lives on this thread: the connections above are queued
     Received got;
-    std::unique_ptr<Engine, void (*)(Engine*)> engine;
+    std::unique_ptr<Engine> engine;
 };
 
-// JSON equality ignoring timings ("seconds"): numbers exactly, everything else exactly.
+// JSON equality ignoring timings ("seconds") and how the node was asked for
+// ("request": the GUI clicks on the input grid, the CLI names an original pixel):
+// numbers exactly, everything else exactly.
 bool sameJson(const Json& a, const Json& b, const std::string& where, QString& why) {
-    if (a.type() != b.type() && !(a.isNumber() && b.isNumber())) {
-        why = QString::fromStdString(where + ": types differ");
-        return false;
-    }
-    if (a.isObject()) {
-        if (a.dump() == b.dump())
-            return true;
-        const Json::Object& oa = a.asObject();
-        const Json::Object& ob = b.asObject();
-        if (oa.size() != ob.size()) {
-            why = QString::fromStdString(where + ": different keys");
-            return false;
-        }
-        for (const auto& [k, v] : oa) {
-            if (k == "seconds")
-                continue;
-            const Json* w = b.find(k);
-            if (!w) {
-                why = QString::fromStdString(where + "." + k + ": missing");
-                return false;
-            }
-            if (!sameJson(v, *w, where + "." + k, why))
-                return false;
-        }
-        return true;
-    }
-    if (a.isArray()) {
-        if (a.size() != b.size()) {
-            why = QString::fromStdString(where + ": lengths differ");
-            return false;
-        }
-        for (size_t i = 0; i < a.size(); ++i)
-            if (!sameJson(a.at(i), b.at(i), where + "[" + std::to_string(i) + "]", why))
-                return false;
-        return true;
-    }
-    if (a.isNumber()) {
-        if (a.asDouble() != b.asDouble()) {
-            why = QString::fromStdString(where + ": " + a.dump() + " != " + b.dump());
-            return false;
-        }
-        return true;
-    }
-    if (a.dump() != b.dump()) {
-        why = QString::fromStdString(where + ": " + a.dump() + " != " + b.dump());
-        return false;
-    }
-    return true;
+    std::string problem;
+    const bool same = deformscope::tests::sameJson(a, b, {"seconds", "request"}, problem, where);
+    why = QString::fromStdString(problem);
+    return same;
 }
 
 // The session the engine builds for a sample model on sample_01 (128 × 128), made directly.
@@ -269,8 +216,7 @@ private Q_SLOTS:
         QVERIFY(h.openSamples());
         QCOMPARE(h.got.images.back().second.size(), QSize(128, 128));
         QCOMPARE(h.got.imageScale.back(), 1.0);
-        AnalysisRequest rq = h.click(58, 46);
-        h.analyze(rq);
+        const Click rq = h.analyze(58, 46);
         QVERIFY(Harness::wait([&] { return h.result(rq.id) || h.failedWith(rq.id); }));
         QVERIFY2(!h.failedWith(rq.id), qPrintable(h.failure(rq.id)));
         const ClickViewPtr v = h.result(rq.id);
@@ -331,8 +277,7 @@ private Q_SLOTS:
     void aDkColumnCarriesItsResampledKernel() {
         Harness h;
         QVERIFY(h.openSamples({sampleModel("regular.pt"), sampleModel("dk.pt")}));
-        AnalysisRequest rq = h.click(40, 70);
-        h.analyze(rq);
+        const Click rq = h.analyze(40, 70);
         QVERIFY(Harness::wait([&] { return h.result(rq.id) || h.failedWith(rq.id); }));
         QVERIFY2(!h.failedWith(rq.id), qPrintable(h.failure(rq.id)));
         const ClickViewPtr v = h.result(rq.id);
@@ -365,11 +310,9 @@ private Q_SLOTS:
     void rapidClicksDeliverOnlyTheLast() {
         Harness h;
         QVERIFY(h.openSamples());
-        std::vector<AnalysisRequest> clicks;
-        for (int i = 0; i < 5; ++i) {
-            clicks.push_back(h.click(20 + 15 * i, 40));
-            h.analyze(clicks.back());
-        }
+        std::vector<Click> clicks;
+        for (int i = 0; i < 5; ++i)
+            clicks.push_back(h.analyze(20 + 15 * i, 40));
         const uint64_t last = clicks.back().id;
         QVERIFY(Harness::wait([&] { return h.result(last) || h.failedWith(last); }));
         QVERIFY2(!h.failedWith(last), qPrintable(h.failure(last)));
@@ -382,13 +325,11 @@ private Q_SLOTS:
     void aNewClickStopsARunningSaliencySearch() {
         Harness h;
         QVERIFY(h.openSamples());
-        const AnalysisRequest slow = h.click(58, 46, true, 20000);
-        h.analyze(slow);
+        const Click slow = h.analyze(58, 46, true, 20000);
         QVERIFY(Harness::wait([&] { return !h.got.progress.empty() || h.failedWith(slow.id); }));
-        const AnalysisRequest fast = h.click(30, 30);
         QElapsedTimer t;
         t.start();
-        h.analyze(fast);
+        const Click fast = h.analyze(30, 30);
         QVERIFY(Harness::wait([&] { return h.result(fast.id) || h.failedWith(fast.id); }, 30000));
         QVERIFY2(t.elapsed() < 20000, qPrintable(QString::number(t.elapsed())));
         QTest::qWait(300);
@@ -401,8 +342,7 @@ private Q_SLOTS:
         Harness h;
         QVERIFY(h.openSamples());
         const int budget = 20000;
-        const AnalysisRequest rq = h.click(58, 46, true, budget);
-        h.analyze(rq);
+        const Click rq = h.analyze(58, 46, true, budget);
         QVERIFY(Harness::wait([&] { return !h.got.progress.empty() || h.failedWith(rq.id); }));
         QElapsedTimer t;
         t.start();
@@ -421,8 +361,7 @@ private Q_SLOTS:
         }
         QVERIFY(v->columns.front().notes.join(' ').contains(QLatin1String("cancelled")));
         // The next request runs normally again.
-        const AnalysisRequest next = h.click(58, 46, true, 20);
-        h.analyze(next);
+        const Click next = h.analyze(58, 46, true, 20);
         QVERIFY(Harness::wait([&] { return h.result(next.id) || h.failedWith(next.id); }));
         QVERIFY(h.result(next.id) && !h.result(next.id)->cancelled);
     }
@@ -430,8 +369,7 @@ private Q_SLOTS:
     void exportIsTheClisCompare() {
         Harness h;
         QVERIFY(h.openSamples());
-        const AnalysisRequest rq = h.click(58, 46, true, 60);
-        h.analyze(rq);
+        const Click rq = h.analyze(58, 46, true, 60);
         QVERIFY(Harness::wait([&] { return h.result(rq.id) || h.failedWith(rq.id); }));
         QVERIFY2(!h.failedWith(rq.id), qPrintable(h.failure(rq.id)));
         QTemporaryDir tmp;
@@ -462,7 +400,7 @@ private Q_SLOTS:
             const QString a = gui + "/" + name, b = cli + "/" + name;
             const Json ja = Json::parse(readAll(a + "/result.json")), jb = Json::parse(readAll(b + "/result.json"));
             QVERIFY2(sameJson(ja, jb, name, why), qPrintable(why));
-            QVERIFY(ja.at("saliency").at("forwards").asInt() > 0);
+            QVERIFY(ja.at("saliency").at("forwards").get<int64_t>() > 0);
             QCOMPARE(readAll(a + "/sampling.csv"), readAll(b + "/sampling.csv"));
             for (const char* npy : {"/erf.npy", "/saliency_mask.npy"}) {
                 const at::Tensor x = deformscope::common::readNpy((a + npy).toStdString());
@@ -495,8 +433,7 @@ private Q_SLOTS:
         QVERIFY(Harness::wait([&] { return h.failedWith(id); }));
         QVERIFY2(h.failure(id).contains(bad), qPrintable(h.failure(id)));
         QCOMPARE(h.got.models.size(), size_t{1}); // only the first, successful open
-        const AnalysisRequest rq = h.click(58, 46);
-        h.analyze(rq);
+        const Click rq = h.analyze(58, 46);
         QVERIFY(Harness::wait([&] { return h.result(rq.id) || h.failedWith(rq.id); }));
         QVERIFY2(h.result(rq.id), qPrintable(h.failure(rq.id)));
         QCOMPARE(h.result(rq.id)->columns.size(), size_t{3});
@@ -519,8 +456,7 @@ private Q_SLOTS:
         const uint64_t id = h.openModels({sampleModel("regular.pt"), path});
         QVERIFY(Harness::wait([&] { return h.failedWith(id) || h.got.models.size() > 1; }));
         QVERIFY2(h.failure(id).contains(path) && h.failure(id).contains(QLatin1String("NaN")), qPrintable(h.failure(id)));
-        const AnalysisRequest rq = h.click(10, 10);
-        h.analyze(rq);
+        const Click rq = h.analyze(10, 10);
         QVERIFY(Harness::wait([&] { return h.result(rq.id) || h.failedWith(rq.id); }));
         QVERIFY(h.result(rq.id) && h.result(rq.id)->columns.size() == 3);
     }
@@ -534,8 +470,7 @@ private Q_SLOTS:
         QVERIFY2(h.failure(id).contains(missing) && h.failure(id).contains(QLatin1String("does not exist")),
                  qPrintable(h.failure(id)));
         // The previous image stays open.
-        const AnalysisRequest rq = h.click(58, 46);
-        h.analyze(rq);
+        const Click rq = h.analyze(58, 46);
         QVERIFY(Harness::wait([&] { return h.result(rq.id) || h.failedWith(rq.id); }));
         QVERIFY2(h.result(rq.id), qPrintable(h.failure(rq.id)));
     }
@@ -546,21 +481,19 @@ private Q_SLOTS:
         QVERIFY(Harness::wait([&] { return !h.got.models.empty() || h.failedWith(m); }));
         QTemporaryDir tmp;
         ErfAverageRequest rq;
-        rq.id = h.engine->nextId();
         rq.model = sampleModel("regular.pt");
         rq.folder = QStringLiteral(DEFORMSCOPE_SOURCE_DIR) + "/resources/samples";
         rq.limit = 3;
         rq.outDirectory = tmp.filePath("avg");
-        QMetaObject::invokeMethod(h.engine.get(), "averageErf", Qt::QueuedConnection,
-                                  Q_ARG(deformscope::ui::ErfAverageRequest, rq));
-        QVERIFY(Harness::wait([&] { return !h.got.averages.empty() || h.failedWith(rq.id); }));
-        QVERIFY2(!h.failedWith(rq.id), qPrintable(h.failure(rq.id)));
+        const uint64_t id = h.engine->averageErf(rq);
+        QVERIFY(Harness::wait([&] { return !h.got.averages.empty() || h.failedWith(id); }));
+        QVERIFY2(!h.failedWith(id), qPrintable(h.failure(id)));
         QCOMPARE(std::get<2>(h.got.averages.front()), 3);
         QVERIFY(!std::get<3>(h.got.averages.front()));
         QVERIFY(QFileInfo(std::get<1>(h.got.averages.front())).size() > 1000);
         const Json doc = Json::parse(readAll(rq.outDirectory + "/result.json"));
-        QCOMPARE(doc.at("node").at("layer").asString(), std::string("block3"));
-        QCOMPARE(doc.at("node").at("fx").asInt(), int64_t{8});
+        QCOMPARE(doc.at("node").at("layer").get<std::string>(), std::string("block3"));
+        QCOMPARE(doc.at("node").at("fx").get<int64_t>(), int64_t{8});
         const at::Tensor map = deformscope::common::readNpy((rq.outDirectory + "/erf_average.npy").toStdString());
         QCOMPARE(map.sizes().vec(), (std::vector<int64_t>{128, 128}));
         QVERIFY(!h.got.progress.empty());

@@ -1,0 +1,271 @@
+#include "ui/engine/views.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace deformscope::ui {
+
+QString qs(const std::string& s) { return QString::fromStdString(s); }
+std::string ss(const QString& s) { return s.toStdString(); }
+
+namespace {
+
+QString number(double v, int digits) { return QString::number(v, 'f', digits); }
+
+QString duration(double seconds) {
+    return seconds < 1 ? QString::number(seconds * 1e3, 'f', 0) + " ms" : QString::number(seconds, 'f', 1) + " s";
+}
+
+} // namespace
+
+QImage toQImage(const figure::Image& img) {
+    QImage q(img.width, img.height, QImage::Format_RGB888);
+    for (int y = 0; y < img.height; ++y)
+        std::copy_n(img.rgb.data() + size_t(y) * size_t(img.width) * 3, size_t(img.width) * 3, q.scanLine(y));
+    return q;
+}
+
+figure::Image fromRgbTensor(const at::Tensor& rgbHwc) {
+    const at::Tensor t = rgbHwc.to(at::kCPU).contiguous();
+    figure::Image img;
+    img.height = int(t.size(0));
+    img.width = int(t.size(1));
+    img.rgb.assign(t.data_ptr<uint8_t>(), t.data_ptr<uint8_t>() + t.numel());
+    return img;
+}
+
+// The network's total stride: the largest jump of any layer (at least 1).
+int64_t totalStride(const model::LayerGraph& g) {
+    double s = 1;
+    for (const model::Layer& l : g.layers())
+        s = std::max({s, l.jump[0], l.jump[1]});
+    return std::max<int64_t>(1, std::llround(s));
+}
+
+namespace {
+
+LayerInfo layerInfo(const model::Layer& l) {
+    LayerInfo i;
+    i.name = qs(l.name);
+    i.kind = QString::fromLatin1(model::kindName(l.kind));
+    i.op = qs(l.op);
+    i.kernelH = int(l.kernel[0]);
+    i.kernelW = int(l.kernel[1]);
+    i.strideH = int(l.stride[0]);
+    i.strideW = int(l.stride[1]);
+    i.featureH = int(l.feature_size[0]);
+    i.featureW = int(l.feature_size[1]);
+    i.inChannels = l.in_channels;
+    i.outChannels = l.out_channels;
+    i.jumpY = l.jump[0];
+    i.jumpX = l.jump[1];
+    i.startY = l.start[0];
+    i.startX = l.start[1];
+    i.rfH = l.rf[0];
+    i.rfW = l.rf[1];
+    return i;
+}
+
+} // namespace
+
+ModelInfo modelInfo(const model::LoadedModel& m, const model::LayerGraph& g, const std::string& name) {
+    ModelInfo info;
+    info.path = qs(m.path());
+    info.name = qs(name);
+    info.description = qs(m.metadata().description);
+    info.device = qs(m.device().str());
+    info.suggestedLayer = qs(report::defaultLayer(m, g));
+    info.inputH = int(g.inputSize()[0]);
+    info.inputW = int(g.inputSize()[1]);
+    for (const std::string& c : m.metadata().classNames)
+        info.classNames << qs(c);
+    for (const std::string& n : m.notes())
+        info.notes << qs(n);
+    for (const model::Layer& l : g.layers())
+        info.layers.push_back(layerInfo(l));
+    const model::ModelMetadata& md = m.metadata();
+    info.hasMetadata = md.fromFile;
+    for (int c = 0; c < 3; ++c) {
+        info.mean[c] = md.mean[size_t(c)];
+        info.std[c] = md.std[size_t(c)];
+    }
+    info.bgr = md.colorOrder == "BGR";
+    info.metadataInputH = md.inputSize ? int((*md.inputSize)[0]) : 0;
+    info.metadataInputW = md.inputSize ? int((*md.inputSize)[1]) : 0;
+    return info;
+}
+
+std::string describeFailure(const std::string& context, const std::exception& e) {
+    if (const auto* oom = dynamic_cast<const c10::OutOfMemoryError*>(&e)) {
+        std::string first = oom->what_without_backtrace();
+        if (const size_t nl = first.find('\n'); nl != std::string::npos)
+            first.resize(nl);
+        return (context.empty() ? std::string() : context + ": ") + "the GPU ran out of memory (" + first +
+               "); try the CPU, a smaller image or input size, or fewer saliency masks per batch";
+    }
+    const auto* c = dynamic_cast<const c10::Error*>(&e);
+    const std::string message = c ? c->what_without_backtrace() : e.what();
+    if (context.empty() || message.find(context) != std::string::npos)
+        return message;
+    return context + ": " + message;
+}
+
+ColumnView columnView(const report::Run& r, const common::AnalysisRequest& s, double seconds) {
+    const analysis::AnalysisSession& session = *r.session;
+    const model::Layer& l = session.layer(r.node.layer);
+    ColumnView c;
+    c.model = qs(r.name);
+    c.layer = qs(r.node.layer);
+    c.layerKind = QString::fromLatin1(model::kindName(l.kind));
+    c.fy = int(r.node.fy);
+    c.fx = int(r.node.fx);
+    c.response = qs(r.node.response.toString());
+    const auto centre = session.nodeCentre(r.node);
+    c.nodeCentre = QPointF(centre[0], centre[1]);
+    c.nodeCell = QSizeF(l.jump[1], l.jump[0]);
+    const auto rf = session.receptiveFieldBox(r.node); // y0, x0, y1, x1, half-open pixel indices
+    c.receptiveField = QRectF(double(rf[1]) - 0.5, double(rf[0]) - 0.5, double(rf[3] - rf[1]), double(rf[2] - rf[0]));
+
+    figure::NodeResults nr;
+    nr.title = r.name;
+    nr.session = r.session.get();
+    nr.node = r.node;
+    nr.sampling = r.sampling;
+    nr.erf = r.erf;
+    nr.saliency = r.saliency;
+    nr.kernel = r.kernel;
+    nr.object = r.object;
+    nr.objectMetrics = r.objectMetrics;
+    nr.colormap = common::name(s.colormap);
+    nr.logScale = s.logScale;
+    c.hasSampling = r.sampling.has_value();
+    c.hasErf = r.erf.has_value();
+    c.hasSaliency = r.saliency.has_value();
+    if (c.hasSampling) {
+        c.sampling = figure::samplingPanel(nr);
+        c.levels = r.sampling->levels;
+    }
+    if (c.hasErf)
+        c.erf = figure::erfPanel(nr);
+    if (c.hasSaliency)
+        c.saliency = figure::saliencyPanel(nr);
+    c.hasKernel = r.kernel.has_value();
+    if (c.hasKernel)
+        c.kernel = figure::kernelPanel(nr);
+
+    // The chosen layer's offset field: tap t of position f samples the layer's
+    // input at f·stride − pad + tap·dilation (+ offset), mapped to input-grid
+    // pixels through the input's jump/start (output jump / stride, start shifted back).
+    if (l.deformable() && size_t(l.index) < session.capture().tensors.size()) {
+        const model::LayerTensors& t = session.capture().tensors[size_t(l.index)];
+        if (t.offset.defined()) {
+            const at::Tensor off = t.offset.detach()[0].to(at::kCPU, at::kFloat).contiguous(); // [2·G·K, Ho, Wo]
+            const at::Tensor mask = t.mask.defined() ? t.mask.detach()[0].to(at::kCPU, at::kFloat).contiguous() : at::Tensor();
+            const int64_t kh = l.kernel[0], kw = l.kernel[1], K = kh * kw;
+            const int64_t taps = off.size(0) / 2, Ho = off.size(1), Wo = off.size(2);
+            std::array<double, 2> inJump{}, inStart{};
+            for (int a = 0; a < 2; ++a) {
+                inJump[a] = l.jump[a] / double(l.stride[a]);
+                inStart[a] = l.start[a] - ((double(l.kernel[a]) - 1) * double(l.dilation[a]) / 2 - double(l.padding[a])) * inJump[a];
+            }
+            c.featureH = int(Ho);
+            c.featureW = int(Wo);
+            c.taps = int(taps);
+            c.hasModulation = mask.defined();
+            c.offsets.reserve(size_t(Ho * Wo * taps));
+            const float* o = off.data_ptr<float>();
+            const float* m = mask.defined() ? mask.data_ptr<float>() : nullptr;
+            for (int64_t fy = 0; fy < Ho; ++fy)
+                for (int64_t fx = 0; fx < Wo; ++fx)
+                    for (int64_t tap = 0; tap < taps; ++tap) {
+                        const int64_t k = tap % K, ky = k / kw, kx = k % kw;
+                        const double py = double(fy * l.stride[0] - l.padding[0] + ky * l.dilation[0]);
+                        const double px = double(fx * l.stride[1] - l.padding[1] + kx * l.dilation[1]);
+                        OffsetArrow a;
+                        a.x = float(inStart[1] + px * inJump[1]);
+                        a.y = float(inStart[0] + py * inJump[0]);
+                        a.dy = float(o[((2 * tap) * Ho + fy) * Wo + fx] * inJump[0]);
+                        a.dx = float(o[((2 * tap + 1) * Ho + fy) * Wo + fx] * inJump[1]);
+                        a.modulation = m ? m[(tap * Ho + fy) * Wo + fx] : 1.0f;
+                        c.offsets.push_back(a);
+                    }
+        }
+    }
+
+    // The comparison's numbers (value < 0: not computed).
+    auto add = [&](const char* key, const char* label, double value, const QString& text) {
+        c.metrics.push_back(Metric{QString::fromLatin1(key), QString::fromUtf8(label), value, value < 0 ? QStringLiteral("n/a") : text});
+    };
+    const analysis::ObjectMetrics obj = r.objectMetrics.value_or(analysis::ObjectMetrics{});
+    auto pct = [](double v) { return QString::number(100 * v, 'f', 1) + " %"; };
+    if (r.erf) {
+        const analysis::ErfMetrics& m = r.erf->metrics;
+        add("erf_area50", "ERF 50 % area (px)", double(m.areaPixels[0]), QString::number(m.areaPixels[0]));
+        add("erf_area90", "ERF 90 % area (px)", double(m.areaPixels[1]), QString::number(m.areaPixels[1]));
+        add("erf_area90_rf", "ERF 90 % area / RF", m.area90ToRf, number(m.area90ToRf, 2));
+    } else {
+        add("erf_area50", "ERF 50 % area (px)", -1, {});
+        add("erf_area90", "ERF 90 % area (px)", -1, {});
+        add("erf_area90_rf", "ERF 90 % area / RF", -1, {});
+    }
+    add("erf_inside", "ERF mass in object", obj.erfMassInside, pct(obj.erfMassInside));
+    double spread = -1;
+    if (r.sampling)
+        spread = analysis::weightedSpread(*r.sampling);
+    add("sampling_spread", "sampling spread (px)", spread, number(spread, 1));
+    add("sampling_inside", "sampling weight in object", obj.samplingWeightInside, pct(obj.samplingWeightInside));
+    add("saliency_area", "saliency area (of the image)", r.saliency ? r.saliency->areaFraction : -1,
+        r.saliency ? pct(r.saliency->areaFraction) : QString());
+    add("saliency_inside", "saliency area in object", obj.saliencyAreaInside, pct(obj.saliencyAreaInside));
+    add("saliency_forwards", "saliency forwards", r.saliency ? double(r.saliency->forwards) : -1,
+        r.saliency ? QString::number(r.saliency->forwards) : QString());
+    add("saliency_error", "saliency error (relative)", r.saliency ? r.saliency->error : -1,
+        r.saliency ? number(r.saliency->error, 3) : QString());
+    add("kernel_shift", "DK mean tap shift (scope cells)", r.kernel ? r.kernel->meanShift : -1,
+        r.kernel ? number(r.kernel->meanShift, 2) : QString());
+
+    for (const std::string& n : r.notes)
+        c.notes << qs(n);
+    if (r.sampling)
+        for (const std::string& n : r.sampling->notes)
+            c.notes << qs(n);
+    if (r.kernel)
+        for (const std::string& n : r.kernel->notes)
+            c.notes << qs(n);
+    if (r.saliency && !r.saliency->note.empty())
+        c.notes << qs(r.saliency->note);
+    if (r.saliency && r.saliency->cancelled)
+        c.notes << QStringLiteral("saliency search cancelled: the best verified region so far");
+    c.seconds = seconds;
+    QStringList timing;
+    if (r.sampling)
+        timing << "sampling " + duration(r.sampling->seconds);
+    if (r.erf)
+        timing << "ERF " + duration(r.erf->seconds);
+    if (r.saliency)
+        timing << "saliency " + duration(r.saliency->seconds) + " (" + QString::number(r.saliency->forwards) + " forwards)";
+    c.timing = timing.join(QStringLiteral(" · "));
+    return c;
+}
+
+
+QRectF objectBoxOf(const common::AnalysisRequest& request, const report::Run& run) {
+    if (request.object.kind == common::ObjectRegion::Kind::Box && request.object.box.grid == common::Grid::Input) {
+        const common::Box& b = request.object.box;
+        return QRectF(QPointF(b.x0, b.y0), QPointF(b.x1, b.y1));
+    }
+    if (!run.object.defined())
+        return {};
+    const at::Tensor nz = run.object.nonzero(); // [N, 2] (y, x)
+    if (nz.size(0) == 0)
+        return {};
+    const at::Tensor lo = std::get<0>(nz.min(0)), hi = std::get<0>(nz.max(0));
+    const double y0 = double(lo[0].item<int64_t>()), x0 = double(lo[1].item<int64_t>());
+    const double y1 = double(hi[0].item<int64_t>()), x1 = double(hi[1].item<int64_t>());
+    return QRectF(x0 - 0.5, y0 - 0.5, x1 - x0 + 1, y1 - y0 + 1);
+}
+
+} // namespace deformscope::ui
