@@ -6,6 +6,7 @@
 #pragma once
 
 #include "core/report/report.h"
+#include "ui/analysis_figure/analysis_figure.h"
 #include "ui/figure/figure.h"
 
 #include <string>
@@ -19,10 +20,13 @@ std::string footerOf(const report::Run& run, const report::Settings& settings);
 
 // Writes <dir>/<base>.png/.svg/.pdf of the runs' node (one column per run) and
 // returns the file names written; nothing (an empty list) when settings.figures
-// is off. Creates the QGuiApplication if there is none. Throws
-// std::runtime_error "<path>: <what went wrong>" when a file cannot be written.
+// is off. `overlays` says what the figure draws (analysisFigure): the caller's
+// request chooses it (the CLI and the GUI's export pass the default today).
+// Creates the QGuiApplication if there is none. Throws std::runtime_error
+// "<path>: <what went wrong>" when a file cannot be written.
 std::vector<std::string> writeFigures(const std::vector<const report::Run*>& runs, const report::Settings& settings,
-                                      const std::string& dir, const std::string& base, const std::string& title);
+                                      const std::string& dir, const std::string& base, const std::string& title,
+                                      const Overlays& overlays = {});
 
 // The figure of an averaged ERF (`graph` is the model's layer graph for the map's grid).
 Figure erfAverageFigure(const analysis::ErfAverageResult& result, const model::LoadedModel& model,
