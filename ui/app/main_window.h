@@ -1,6 +1,6 @@
 // DeformScope's main window: open models and an image, pick device and layer,
 // click a pixel, see each model's sampling points, ERF and saliency region side
-// by side, export figures and data, save and restore sessions.
+// by side, export figures and data, save and restore sessions. GUI thread only.
 //
 // The window never computes: every request goes to the Engine on its worker
 // thread (ui/engine) and comes back as a ClickView. Errors the user can cause
