@@ -1,6 +1,7 @@
 // DeformScope's main window: open models and an image, pick device and layer,
 // click a pixel, see each model's sampling points, ERF and saliency region side
-// by side, export figures and data, save and restore sessions. GUI thread only.
+// by side, export figures, data and the views as shown, save and restore
+// sessions. GUI thread only.
 //
 // The window never computes: every request goes to the Engine on its worker
 // thread (ui/engine) and comes back as a ClickView. Errors the user can cause
@@ -63,7 +64,11 @@ public:
     void start(const QStringList& models, const QString& image, std::optional<QPointF> imagePixel,
                const QString& layer = {});
     bool saveSessionTo(const QString& path);
-    // Exports the current result's figures (PNG, SVG, PDF) and data into `directory`.
+    // Exports the current result's figures (PNG, SVG, PDF) and data into
+    // `directory` (the engine writes them, as the CLI does), and with the
+    // figures the views as they are shown: view.png (the single view) or
+    // <model>/view.png (each comparison column) — the canvas's drawing without
+    // its HUD, made by the same composeView and figure renderer.
     void exportTo(const QString& directory, bool figures = true, bool data = true);
     void cancelAnalysis();
     // Asks how to feed a model (mean, std, colour order, input size); non-blocking.
@@ -124,13 +129,15 @@ private:
     const ModelInfo* currentModel() const;
     const LayerInfo* currentLayerInfo() const;
     void setBusy(bool busy, const QString& stage = {});
+    // Writes the shown views for exportTo; returns the files written (errors are shown).
+    QStringList exportViews(const QString& directory);
 
     // Slots for the engine's answers.
     void onModelsOpened(uint64_t id, const std::vector<ModelInfo>& models);
     void onImageOpened(uint64_t id, const QString& path, const QImage& image, double scaleX, double scaleY);
     void onProgress(uint64_t id, double fraction, const QString& stage);
     void onResult(const ClickViewPtr& result);
-    void onExported(uint64_t id, const QStringList& files);
+    void onExported(uint64_t id, const QStringList& engineFiles);
     void onErfAveraged(uint64_t id, const QString& figure, int images, bool cancelled);
     void onFailed(uint64_t id, const QString& message);
 
@@ -160,6 +167,7 @@ private:
 
     // Requests in flight.
     uint64_t m_modelsRequest = 0, m_imageRequest = 0, m_analysisRequest = 0, m_exportRequest = 0, m_erfRequest = 0;
+    QStringList m_viewFiles;             // the views the last export wrote (reported with the engine's files)
     QStringList m_requestedModels;
     QString m_requestedImage;
     bool m_busy = false;

@@ -1,5 +1,6 @@
 // The main window's files: opening models and images (and the engine's answers),
-// exporting the current click, sessions, input settings, and drag and drop. GUI
+// exporting the current click (the engine's figures and data, and the views as
+// the canvases show them), sessions, input settings, and drag and drop. GUI
 // thread only (MainWindow's members; see main_window.cpp).
 #include "ui/app/main_window.h"
 
@@ -7,6 +8,7 @@
 #include "ui/canvas/canvas.h"
 #include "ui/canvas/comparison_view.h"
 #include "ui/canvas/kernel_inset.h"
+#include "ui/canvas/view_panel.h"
 
 #include <QComboBox>
 #include <QDir>
@@ -185,13 +187,49 @@ void MainWindow::exportTo(const QString& directory, bool figures, bool data) {
     if (m_views->currentWidget() == m_single && m_currentModel < int(m_result->columns.size()))
         r.models = QStringList{m_result->columns[size_t(m_currentModel)].model};
     m_settings->setLastDirectory(directory);
+    m_viewFiles = figures ? exportViews(directory) : QStringList();
     statusBar()->showMessage(tr("Exporting to %1…").arg(directory));
     QMetaObject::invokeMethod(m_engine.get(), "exportResults", Qt::QueuedConnection, Q_ARG(deformscope::ui::ExportRequest, r));
 }
 
-void MainWindow::onExported(uint64_t id, const QStringList& files) {
+QStringList MainWindow::exportViews(const QString& directory) {
+    // What the user sees: the single view's canvas (DIR/view.png), or every
+    // comparison column's (DIR/<model>/view.png, beside its result.json).
+    std::vector<std::pair<const Canvas*, QString>> views;
+    const QDir dir(directory);
+    if (m_views->currentWidget() == m_single) {
+        views.emplace_back(m_canvas, dir.filePath(QStringLiteral("view.png")));
+    } else {
+        for (int i = 0; i < m_comparison->columnCount(); ++i) {
+            const Canvas* c = m_comparison->canvas(i);
+            if (!m_comparison->columnShowsError(i) && c->click() && c->column() < int(c->click()->columns.size()))
+                views.emplace_back(c, dir.filePath(c->click()->columns[size_t(c->column())].model + QStringLiteral("/view.png")));
+        }
+    }
+    QStringList written;
+    for (const auto& [canvas, file] : views) {
+        const ClickViewPtr click = canvas->click();
+        if (!click || !canvas->hasImage())
+            continue;
+        // The canvas's panel made again from what it shows, by the same pure function.
+        const figure::Panel panel = composeView(clickBackground(*click), click.get(), canvas->column(), canvas->overlays());
+        QString error;
+        if (!QDir().mkpath(QFileInfo(file).absolutePath()))
+            error = file + tr(": cannot create its folder");
+        else
+            error = saveView(panel, canvas->imageRect(), canvas->viewRect(), file);
+        if (!error.isEmpty())
+            showError(error);
+        else
+            written << QDir::cleanPath(file);
+    }
+    return written;
+}
+
+void MainWindow::onExported(uint64_t id, const QStringList& engineFiles) {
     if (id != m_exportRequest)
         return;
+    const QStringList files = engineFiles + m_viewFiles;
     statusBar()->showMessage(tr("Wrote %n file(s) to %1", nullptr, int(files.size()))
                                  .arg(files.isEmpty() ? QString() : QFileInfo(files.first()).absolutePath()),
                              15000);

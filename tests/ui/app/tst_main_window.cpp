@@ -1,12 +1,14 @@
 // The desktop app's main window on the offscreen platform: the samples fill the
 // layer list, a click gives the right node with its overlays drawn, rapid clicks
 // deliver only the last result, Cancel stops a saliency search, export writes
-// what the CLI writes, a bad model leaves the window usable, sessions round-trip.
+// what the CLI writes and the views as the canvases show them (offset field and
+// modulation map included), a bad model leaves the window usable, sessions round-trip.
 #include "ui/app/input_settings_dialog.h"
 #include "ui/app/main_window.h"
 #include "ui/canvas/canvas.h"
 #include "ui/canvas/comparison_view.h"
 #include "ui/canvas/kernel_inset.h"
+#include "ui/canvas/view_panel.h"
 
 #include <QApplication>
 #include <QComboBox>
@@ -26,6 +28,7 @@
 #include <memory>
 
 using namespace deformscope::ui;
+namespace figure = deformscope::figure;
 
 namespace {
 
@@ -62,6 +65,17 @@ QJsonValue withoutTimings(const QJsonValue& v) {
         return a;
     }
     return v;
+}
+
+// How many pixels of two images of one size differ in colour (-1: the sizes differ).
+int differingPixels(const QImage& a, const QImage& b) {
+    if (a.size() != b.size())
+        return -1;
+    int n = 0;
+    for (int y = 0; y < a.height(); ++y)
+        for (int x = 0; x < a.width(); ++x)
+            n += (a.pixel(x, y) & 0xffffff) != (b.pixel(x, y) & 0xffffff);
+    return n;
 }
 
 // Reads a JSON file's object.
@@ -303,6 +317,76 @@ private Q_SLOTS:
                 QCOMPARE(withoutTimings(a.value(QLatin1String(key))), withoutTimings(b.value(QLatin1String(key))));
             QVERIFY(a.value(QStringLiteral("saliency")).toObject().value(QStringLiteral("area_fraction")).toDouble() > 0);
         }
+    }
+
+    void theExportedViewIsWhatTheCanvasShows() {
+        // A real click through the engine on the DCNv2 sample with its offset
+        // field and modulation map on: the single view's canvas (without its
+        // HUD) and the view.png that the window's export writes agree in all but
+        // at most 1 pixel in 10,000.
+        auto w = loadedWindow();
+        QVERIFY(w);
+        w->setComparison(false);
+        auto* modelBox = w->findChild<QComboBox*>(QStringLiteral("modelBox"));
+        QVERIFY(modelBox);
+        modelBox->setCurrentIndex(2);
+        const CanvasOverlays saved = w->overlays();
+        CanvasOverlays o = saved;
+        o.offsets = CanvasOverlays::Offsets::PerTap;
+        o.modulation = true;
+        w->setOverlays(o);
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->selectImagePixel(QPointF(58, 46));
+        QVERIFY(waitFor(result));
+        Canvas* canvas = w->canvas();
+        QCOMPARE(canvas->column(), 2);
+        QCOMPARE(canvas->click()->columns[2].layerKind, QStringLiteral("dcn_v2"));
+        const figure::Panel& panel = canvas->composedPanel();
+        QVERIFY(panel.arrows == figure::Arrows::PerTap && panel.offsets.hasArrows());
+        QVERIFY(panel.modulationMap && panel.offsets.hasModulation());
+        canvas->setZoom(4); // zoomed in, the image cut by the widget, edges between pixels
+        canvas->setPan(QPointF(10.5, -30.25));
+        canvas->setHudShown(false);
+        const QRect view = canvas->viewRect();
+        QVERIFY(view.width() > 200 && view.height() > 200);
+        const QImage shown = canvas->grab().toImage().copy(view);
+
+        QSignalSpy exported(w.get(), &MainWindow::exportFinished);
+        const QString dir = m_dir.filePath(QStringLiteral("export-view"));
+        w->exportTo(dir, true, false);
+        QVERIFY(waitFor(exported));
+        const QString file = dir + QStringLiteral("/view.png");
+        QVERIFY2(exported.at(0).at(0).toStringList().contains(file), qPrintable(exported.at(0).at(0).toStringList().join(' ')));
+        const QImage written(file);
+        QCOMPARE(written.size(), shown.size());
+        const int limit = shown.width() * shown.height() / 10000;
+        const int differing = differingPixels(shown, written);
+        QVERIFY2(differing >= 0 && differing <= limit, qPrintable(QStringLiteral("%1 pixels differ").arg(differing)));
+
+        // The comparison sees the offset field: the same view without its arrows differs.
+        figure::Panel noArrows = panel;
+        noArrows.arrows = figure::Arrows::None;
+        const QString bare = m_dir.filePath(QStringLiteral("view-without-arrows.png"));
+        QCOMPARE(saveView(noArrows, canvas->imageRect(), view, bare), QString());
+        QVERIFY(differingPixels(shown, QImage(bare)) > 10 * (limit + 1));
+
+        // The comparison view writes each column's view beside its data (the
+        // views are written when the export starts: grab what it shows then).
+        w->setComparison(true);
+        QTest::qWait(200);
+        Canvas* column = w->comparisonView()->canvas(2);
+        column->setHudShown(false);
+        const QImage columnShown = column->grab().toImage().copy(column->viewRect());
+        QSignalSpy exportedAll(w.get(), &MainWindow::exportFinished);
+        const QString all = m_dir.filePath(QStringLiteral("export-views"));
+        w->exportTo(all, true, false);
+        QVERIFY(waitFor(exportedAll));
+        for (const char* model : {"regular", "dcn_v1", "dcn_v2"})
+            QVERIFY2(QFile::exists(all + QLatin1Char('/') + QLatin1String(model) + QStringLiteral("/view.png")), model);
+        const QImage columnWritten(all + QStringLiteral("/dcn_v2/view.png"));
+        QCOMPARE(columnWritten.size(), columnShown.size());
+        QVERIFY(differingPixels(columnShown, columnWritten) <= columnShown.width() * columnShown.height() / 10000);
+        w->setOverlays(saved);
     }
 
     void aBadModelShowsAnErrorAndLeavesTheWindowUsable() {
