@@ -1,3 +1,6 @@
+// Mass thresholds, Gaussian smoothing, region outlines and mass contours
+// (contours.h). Pure functions without LibTorch; any thread may call them —
+// ui/analysis_figure for ERF panels, ui/figure for mask outlines.
 #include "core/analysis/contours.h"
 
 #include <algorithm>

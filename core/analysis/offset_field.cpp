@@ -1,3 +1,6 @@
+// A deformable layer's offset field from the session's captured forward
+// (offset_field.h). Called on the thread that owns the session: the GUI engine's
+// worker, or the CLI's figure code through ui/analysis_figure.
 #include "core/analysis/offset_field.h"
 
 #include "core/analysis/analysis.h"

@@ -86,26 +86,20 @@ MainWindow::MainWindow(AppSettings* settings, QWidget* parent)
     buildStatusBar();
     connectEngine();
 
-    auto connectCanvas = [this](Canvas* c) {
-        connect(c, &Canvas::nodeClicked, this, &MainWindow::selectPoint);
-        connect(c, &Canvas::hovered, this, &MainWindow::hovered);
-        connect(c, &Canvas::hoverLeft, this, [this] { m_hoverLabel->clear(); });
-        connect(c, &Canvas::stepNode, this, &MainWindow::stepNode);
-        connect(c, &Canvas::objectBoxDrawn, this, [this](const QRectF& box) {
-            m_objectBox = box;
-            m_objectToolAction->setChecked(false);
-            requestAnalysis();
-        });
-    };
-    connectCanvas(m_canvas);
-    connect(m_comparison, &ComparisonView::nodeClicked, this, &MainWindow::selectPoint);
-    connect(m_comparison, &ComparisonView::hovered, this, &MainWindow::hovered);
-    connect(m_comparison, &ComparisonView::stepNode, this, &MainWindow::stepNode);
-    connect(m_comparison, &ComparisonView::objectBoxDrawn, this, [this](const QRectF& box) {
+    auto objectBoxDrawn = [this](const QRectF& box) {
         m_objectBox = box;
         m_objectToolAction->setChecked(false);
         requestAnalysis();
-    });
+    };
+    connect(m_canvas, &Canvas::nodeClicked, this, &MainWindow::selectPoint);
+    connect(m_canvas, &Canvas::hovered, this, &MainWindow::hovered);
+    connect(m_canvas, &Canvas::hoverLeft, this, [this] { m_hoverLabel->clear(); });
+    connect(m_canvas, &Canvas::stepNode, this, &MainWindow::stepNode);
+    connect(m_canvas, &Canvas::objectBoxDrawn, this, objectBoxDrawn);
+    connect(m_comparison, &ComparisonView::nodeClicked, this, &MainWindow::selectPoint);
+    connect(m_comparison, &ComparisonView::hovered, this, &MainWindow::hovered);
+    connect(m_comparison, &ComparisonView::stepNode, this, &MainWindow::stepNode);
+    connect(m_comparison, &ComparisonView::objectBoxDrawn, this, objectBoxDrawn);
 
     setOverlays(m_overlays);
     syncAnalysisControls();

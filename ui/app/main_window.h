@@ -129,6 +129,8 @@ private:
     const ModelInfo* currentModel() const;
     const LayerInfo* currentLayerInfo() const;
     void setBusy(bool busy, const QString& stage = {});
+    // Clears the message bar and shows `stage` as busy: a new request's id for opening files.
+    uint64_t startLoading(const QString& stage);
     // Writes the shown views for exportTo; returns the files written (errors are shown).
     QStringList exportViews(const QString& directory);
 

@@ -37,10 +37,8 @@ const QStringList kSessionSuffixes{QStringLiteral("dsession")};
 void MainWindow::openModels(const QStringList& paths) {
     if (paths.isEmpty())
         return;
-    clearError();
     m_requestedModels = paths;
-    m_modelsRequest = m_engine->nextId();
-    setBusy(true, tr("Loading %n model(s)", nullptr, int(paths.size())));
+    m_modelsRequest = startLoading(tr("Loading %n model(s)", nullptr, int(paths.size())));
     QMetaObject::invokeMethod(m_engine.get(), "openModels", Qt::QueuedConnection, Q_ARG(uint64_t, m_modelsRequest),
                               Q_ARG(QStringList, paths), Q_ARG(QString, m_device));
 }
@@ -48,12 +46,17 @@ void MainWindow::openModels(const QStringList& paths) {
 void MainWindow::openImage(const QString& path) {
     if (path.isEmpty())
         return;
-    clearError();
     m_requestedImage = path;
-    m_imageRequest = m_engine->nextId();
-    setBusy(true, tr("Loading %1").arg(QFileInfo(path).fileName()));
+    m_imageRequest = startLoading(tr("Loading %1").arg(QFileInfo(path).fileName()));
     QMetaObject::invokeMethod(m_engine.get(), "openImage", Qt::QueuedConnection, Q_ARG(uint64_t, m_imageRequest),
                               Q_ARG(QString, path));
+}
+
+uint64_t MainWindow::startLoading(const QString& stage) {
+    clearError();
+    const uint64_t id = m_engine->nextId();
+    setBusy(true, stage);
+    return id;
 }
 
 void MainWindow::onModelsOpened(uint64_t id, const std::vector<ModelInfo>& models) {

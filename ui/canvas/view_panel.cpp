@@ -1,3 +1,6 @@
+// composeView and the view's export (view_panel.h): pure functions of a click,
+// a column and the overlays. The Canvas calls them on the GUI thread, and so does
+// the main window's export; nothing here keeps state.
 #include "ui/canvas/view_panel.h"
 
 #include <algorithm>

@@ -63,6 +63,17 @@ struct Drawing {
     QPoint origin{0, 0}; // whole units, ≥ 0
 };
 
+// Paints the drawing's page on a vector device (figure units); false when the device cannot be painted on.
+bool paintOn(QPaintDevice& device, const Drawing& drawing)
+{
+    QPainter painter;
+    if (!painter.begin(&device))
+        return false;
+    painter.translate(-QPointF(drawing.origin));
+    drawing.paint(painter);
+    return painter.end();
+}
+
 std::string renderTo(const Drawing& drawing, const QString& format, double pngScale, QByteArray& bytes)
 {
     const QSizeF size = drawing.size;
@@ -102,12 +113,8 @@ std::string renderTo(const Drawing& drawing, const QString& format, double pngSc
         generator.setResolution(72);
         generator.setTitle(drawing.title);
         generator.setDescription(QStringLiteral("DeformScope figure"));
-        QPainter painter;
-        if (!painter.begin(&generator))
+        if (!paintOn(generator, drawing))
             return "cannot start the SVG generator";
-        painter.translate(-QPointF(drawing.origin));
-        drawing.paint(painter);
-        painter.end();
         buffer.close();
         bytes = markImagesPixelated(bytes);
     } else {
@@ -119,12 +126,8 @@ std::string renderTo(const Drawing& drawing, const QString& format, double pngSc
         if (!writer.setPageLayout(
                 QPageLayout(page, QPageLayout::Portrait, QMarginsF(0, 0, 0, 0), QPageLayout::Point)))
             return "cannot set the PDF page size";
-        QPainter painter;
-        if (!painter.begin(&writer))
+        if (!paintOn(writer, drawing))
             return "cannot start the PDF writer";
-        painter.translate(-QPointF(drawing.origin));
-        drawing.paint(painter);
-        painter.end();
     }
     return {};
 }

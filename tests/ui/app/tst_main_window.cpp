@@ -9,6 +9,7 @@
 #include "ui/canvas/comparison_view.h"
 #include "ui/canvas/kernel_inset.h"
 #include "ui/canvas/view_panel.h"
+#include "tests/ui/pixels.h"
 
 #include <QApplication>
 #include <QComboBox>
@@ -29,6 +30,7 @@
 
 using namespace deformscope::ui;
 namespace figure = deformscope::figure;
+using deformscope::test::differingPixels;
 
 namespace {
 
@@ -65,17 +67,6 @@ QJsonValue withoutTimings(const QJsonValue& v) {
         return a;
     }
     return v;
-}
-
-// How many pixels of two images of one size differ in colour (-1: the sizes differ).
-int differingPixels(const QImage& a, const QImage& b) {
-    if (a.size() != b.size())
-        return -1;
-    int n = 0;
-    for (int y = 0; y < a.height(); ++y)
-        for (int x = 0; x < a.width(); ++x)
-            n += (a.pixel(x, y) & 0xffffff) != (b.pixel(x, y) & 0xffffff);
-    return n;
 }
 
 // Reads a JSON file's object.

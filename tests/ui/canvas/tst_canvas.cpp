@@ -10,6 +10,7 @@
 #include "ui/canvas/comparison_view.h"
 #include "ui/canvas/overlays.h"
 #include "ui/canvas/view_panel.h"
+#include "tests/ui/pixels.h"
 
 #include <QApplication>
 #include <QJsonDocument>
@@ -25,6 +26,7 @@
 
 using namespace deformscope;
 using namespace deformscope::ui;
+using deformscope::test::differingPixels;
 
 namespace {
 
@@ -195,18 +197,6 @@ bool showThreeColumns(ComparisonView& view)
     view.setImage(makeImage());
     view.show();
     return QTest::qWaitForWindowExposed(&view);
-}
-
-// How many pixels of two images of one size differ in colour (-1: the sizes differ).
-int differingPixels(const QImage& a, const QImage& b)
-{
-    if (a.size() != b.size())
-        return -1;
-    int n = 0;
-    for (int y = 0; y < a.height(); ++y)
-        for (int x = 0; x < a.width(); ++x)
-            n += (a.pixel(x, y) & 0xffffff) != (b.pixel(x, y) & 0xffffff);
-    return n;
 }
 
 QColor pixelAt(Canvas& canvas, const QPointF& imagePoint)

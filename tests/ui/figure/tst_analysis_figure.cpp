@@ -13,6 +13,7 @@
 #include "core/imaging/image.h"
 #include "core/model/model.h"
 #include "ui/analysis_figure/analysis_figure.h"
+#include "tests/ui/pixels.h"
 
 #include <ATen/ATen.h>
 
@@ -27,6 +28,7 @@
 #include <vector>
 
 using namespace deformscope;
+using deformscope::test::differingPixels;
 
 namespace {
 
@@ -64,17 +66,6 @@ struct Samples {
 const Samples& samples() {
     static const Samples s;
     return s;
-}
-
-// How many pixels of two images of one size differ (-1: the sizes differ).
-int differingPixels(const QImage& a, const QImage& b) {
-    if (a.size() != b.size())
-        return -1;
-    int n = 0;
-    for (int y = 0; y < a.height(); ++y)
-        for (int x = 0; x < a.width(); ++x)
-            n += (a.pixel(x, y) & 0xffffff) != (b.pixel(x, y) & 0xffffff);
-    return n;
 }
 
 QImage render(const figure::Figure& f) {

@@ -90,6 +90,18 @@ Panel fieldPanel(std::array<int, 2> anchor)
     return p;
 }
 
+// A 20 × 20 panel of colour (200, 100, 50) whose saliency mask keeps the left half.
+Panel halfKeptPanel()
+{
+    Panel p;
+    p.background = uniformImage(20, 20, 200, 100, 50);
+    p.mask.assign(400, 0);
+    for (int y = 0; y < 20; ++y)
+        for (int x = 0; x < 10; ++x)
+            p.mask[size_t(y) * 20 + x] = 1;
+    return p;
+}
+
 // The 64 × 48 field panel painted at `scale` pixels per image pixel.
 QImage renderField(const Panel& panel, int scale)
 {
@@ -105,6 +117,13 @@ QImage renderField(const Panel& panel, int scale)
 QRgb at(const QImage& image, double x, double y, double scale)
 {
     return image.pixel(int(std::floor((x + 0.5) * scale)), int(std::floor((y + 0.5) * scale)));
+}
+
+// A file's bytes (empty when it cannot be read).
+QByteArray readFile(const QString& path)
+{
+    QFile in(path);
+    return in.open(QIODevice::ReadOnly) ? in.readAll() : QByteArray();
 }
 
 // Paints one panel into a white image of the target's size.
@@ -602,12 +621,7 @@ void TestFigure::massContoursOnTheGrid()
 
 void TestFigure::maskDimsOutside()
 {
-    Panel p;
-    p.background = uniformImage(20, 20, 200, 100, 50);
-    p.mask.assign(400, 0);
-    for (int y = 0; y < 20; ++y)
-        for (int x = 0; x < 10; ++x)
-            p.mask[size_t(y) * 20 + x] = 1;
+    Panel p = halfKeptPanel();
     const QImage image = renderPanel(p, 400); // unit 1.5625: a 2 px outline
     QCOMPARE(hex(image.pixel(80, 200)), hex(qRgb(200, 100, 50)));
     QCOMPARE(hex(image.pixel(320, 200)), hex(qRgb(60, 30, 15)));
@@ -622,12 +636,7 @@ void TestFigure::maskDimsOutside()
 
 void TestFigure::maskOutlineWithoutDimming()
 {
-    Panel p;
-    p.background = uniformImage(20, 20, 200, 100, 50);
-    p.mask.assign(400, 0);
-    for (int y = 0; y < 20; ++y)
-        for (int x = 0; x < 10; ++x)
-            p.mask[size_t(y) * 20 + x] = 1;
+    Panel p = halfKeptPanel();
     p.maskDims = false;
     const QImage image = renderPanel(p, 400);
     QCOMPARE(hex(image.pixel(320, 200)), hex(qRgb(200, 100, 50))); // nothing dimmed
@@ -699,9 +708,8 @@ void TestFigure::legendNamesTheOffsetField()
     QVERIFY(panelImageRect(f, 0, 0).top() > bare);
     const QString file = path(QStringLiteral("legend.svg"));
     QCOMPARE(QString::fromStdString(saveFigure(f, file.toStdString())), QString());
-    QFile in(file);
-    QVERIFY(in.open(QIODevice::ReadOnly));
-    const QByteArray svg = in.readAll();
+    const QByteArray svg = readFile(file);
+    QVERIFY(!svg.isEmpty());
     QVERIFY(svg.contains("mean offset of the taps"));
     QVERIFY(svg.contains("modulation"));
 }
@@ -822,9 +830,8 @@ void TestFigure::saveSvg()
     QVERIFY(renderer.isValid());
     const QSizeF size = figureSize(f);
     QCOMPARE(renderer.viewBoxF(), QRectF(QPointF(0, 0), size));
-    QFile in(file);
-    QVERIFY(in.open(QIODevice::ReadOnly));
-    const QByteArray svg = in.readAll();
+    const QByteArray svg = readFile(file);
+    QVERIFY(!svg.isEmpty());
     QCOMPARE(svg.count("<image "), qsizetype(9 + 3)); // a raster per panel and per colour bar
     QCOMPARE(svg.count("image-rendering:pixelated"), qsizetype(9)); // the panels' pixels, not the colour bars
     QCOMPARE(svg.count("data:image/png"), qsizetype(9 + 3));       // lossless
@@ -838,9 +845,8 @@ void TestFigure::savePdf()
     const Figure f = makeExampleFigure();
     const QString file = path(QStringLiteral("figure.pdf"));
     QCOMPARE(QString::fromStdString(saveFigure(f, file.toStdString())), QString());
-    QFile in(file);
-    QVERIFY(in.open(QIODevice::ReadOnly));
-    const QByteArray pdf = in.readAll();
+    const QByteArray pdf = readFile(file);
+    QVERIFY(!pdf.isEmpty());
     QVERIFY(pdf.startsWith("%PDF-"));
     QVERIFY(pdf.trimmed().endsWith("%%EOF"));
     QVERIFY(!pdf.contains("/DCTDecode")); // images lossless, not JPEG
