@@ -69,13 +69,9 @@ common::AnalysisRequest RequestOptions::request(common::AnalysisRequest base) co
     for (const auto& b : m_bound) {
         if (b->option->count() == 0)
             continue;
-        const std::string why = b->field->read(base, b->words);
-        if (why.empty())
-            continue;
-        std::string text;
-        for (const std::string& w : b->words)
-            text += (text.empty() ? "" : " ") + w;
-        problems.push_back(b->field->option + " '" + text + "': expected " + why);
+        const std::vector<std::string> words = b->flag ? std::vector<std::string>{} : b->words;
+        if (std::string problem = common::readOption(base, b->field->option, words); !problem.empty())
+            problems.push_back(std::move(problem));
     }
     for (const std::string& p : base.validate())
         problems.push_back(p);

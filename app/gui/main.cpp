@@ -9,9 +9,11 @@
 // Without a display (no DISPLAY / WAYLAND_DISPLAY and no QT_QPA_PLATFORM) it
 // says so, runs the same window offscreen and writes the comparison's figure and
 // data to --out (default ./deformscope-comparison) instead.
+#include "core/common/atomic_file.h"
 #include "ui/app/main_window.h"
 
 #include <QApplication>
+#include <QBuffer>
 #include <QCommandLineParser>
 #include <QDir>
 #include <QFileInfo>
@@ -132,9 +134,21 @@ int main(int argc, char** argv) {
             if (!shot.isEmpty()) {
                 // Let the views paint the result before grabbing.
                 QTimer::singleShot(400, &window, [&window, shot, headless, out] {
-                    const bool ok = window.grab().save(shot);
+                    QString problem;
+                    QByteArray png;
+                    QBuffer buffer(&png);
+                    buffer.open(QIODevice::WriteOnly);
+                    if (!window.grab().save(&buffer, "PNG"))
+                        problem = QStringLiteral("%1: cannot encode the screenshot").arg(shot);
+                    else
+                        try {
+                            deformscope::common::writeFileAtomically(shot.toStdString(), png.toStdString());
+                        } catch (const std::exception& e) {
+                            problem = QString::fromStdString(e.what());
+                        }
+                    const bool ok = problem.isEmpty();
                     print(ok ? stdout : stderr, ok ? QStringLiteral("screenshot: %1").arg(shot)
-                                                   : QStringLiteral("deformscope: %1: cannot write the screenshot").arg(shot));
+                                                   : QStringLiteral("deformscope: ") + problem);
                     if (headless)
                         window.exportTo(out);
                     else

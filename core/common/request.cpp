@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <sstream>
@@ -594,6 +595,24 @@ const std::vector<RequestField>& requestFields() {
     return fields;
 }
 
+std::string readOption(AnalysisRequest& request, std::string_view option, const std::vector<std::string>& words) {
+    std::string text;
+    for (const std::string& w : words)
+        text += (text.empty() ? "" : " ") + w;
+    for (const RequestField& f : requestFields())
+        if (f.option == option) {
+            if (words.size() != size_t(f.values))
+                return std::string(option) + " '" + text + "': expected " + std::to_string(f.values) + " value" +
+                       (f.values == 1 ? "" : "s");
+            AnalysisRequest attempt = request;
+            if (const std::string why = f.read(attempt, words); !why.empty())
+                return std::string(option) + " '" + text + "': expected " + why;
+            request = std::move(attempt);
+            return {};
+        }
+    return "unknown option '" + std::string(option) + "'";
+}
+
 Json toJson(const AnalysisRequest& request) {
     Json j = Json::object();
     for (const RequestField& f : requestFields())
@@ -618,7 +637,16 @@ AnalysisRequest requestFromJson(const Json& json, const AnalysisRequest& base, s
         if (!present)
             continue;
         AnalysisRequest attempt = r;
-        if (const std::string why = f.fromJson(attempt, json); !why.empty())
+        std::string why = f.fromJson(attempt, json);
+        if (why.empty()) { // a value of the right kind can still be out of range
+            const std::vector<std::string> now = attempt.validate(), was = r.validate();
+            for (const std::string& p : now)
+                if (std::find(was.begin(), was.end(), p) == was.end()) {
+                    why = p;
+                    break;
+                }
+        }
+        if (!why.empty())
             problems.push_back((f.key == "what" ? std::string() : f.key + ": ") + why);
         else
             r = std::move(attempt);

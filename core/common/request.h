@@ -207,12 +207,19 @@ struct RequestField {
 // Every field, in the order the help and the JSON list them.
 const std::vector<RequestField>& requestFields();
 
+// Reads the command-line words of `option` ("--response", {"channel:3"}) into
+// `request`: "" when they are a value of the field, else the problem naming the
+// option, the words and what is expected ("--response 'chanel:2': expected sum,
+// channel:N or class:K"), and `request` is unchanged.
+std::string readOption(AnalysisRequest& request, std::string_view option, const std::vector<std::string>& words);
+
 // The request as a JSON object (every field's key).
 nlohmann::ordered_json toJson(const AnalysisRequest& request);
 // Reads the keys present in `json` over `base` (missing keys keep base's
 // values; unknown keys are ignored, so files from older and newer versions
-// open). Problems (a key with a wrong type or value) are appended to
-// `problems` as "<key>: <what is expected>", and that key keeps base's value.
+// open). Problems (a key with a wrong type, or a value validate() refuses) are
+// appended to `problems` as "<key>: <what is expected>", and that key keeps
+// base's value.
 AnalysisRequest requestFromJson(const nlohmann::ordered_json& json, const AnalysisRequest& base,
                                 std::vector<std::string>& problems);
 

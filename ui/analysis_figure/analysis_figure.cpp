@@ -1,5 +1,8 @@
 #include "ui/analysis_figure/analysis_figure.h"
 
+#include "core/analysis/contours.h"
+#include "core/analysis/offset_field.h"
+
 #include <ATen/ATen.h>
 
 #include <QGuiApplication>
@@ -7,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 namespace deformscope::figure {
 
@@ -51,18 +55,41 @@ Image inputImage(const analysis::AnalysisSession& session) {
     return img;
 }
 
-Panel samplingPanel(const NodeResults& r) {
+OffsetField offsetField(const NodeResults& r) {
+    analysis::OffsetField f = analysis::offsetField(*r.session, r.node.layer);
+    OffsetField out;
+    out.featureH = f.featureH;
+    out.featureW = f.featureW;
+    out.taps = f.taps;
+    out.arrows = std::move(f.arrows);
+    out.modulation = std::move(f.meanModulation);
+    out.start = {f.start[1], f.start[0]};
+    out.jump = {f.jump[1], f.jump[0]};
+    out.anchor = {int(r.node.fx), int(r.node.fy)};
+    return out;
+}
+
+Panel samplingPanel(const NodeResults& r, const Overlays& overlays) {
     Panel p;
     decorate(p, r);
-    if (!r.sampling)
-        return p;
-    for (const analysis::SamplingPoint& s : r.sampling->points)
-        p.points.push_back(Point{s.x, s.y, s.level, s.weight, s.inside});
-    p.levels = r.sampling->levels;
-    p.caption.push_back(std::to_string(r.sampling->points.size()) + " points, " + std::to_string(r.sampling->levels) +
-                        " levels");
-    if (r.objectMetrics && r.objectMetrics->samplingWeightInside >= 0)
-        p.caption.push_back("weight in object: " + percent(r.objectMetrics->samplingWeightInside));
+    if (r.sampling && overlays.sampling) {
+        for (const analysis::SamplingPoint& s : r.sampling->points)
+            p.points.push_back(Point{s.x, s.y, s.level, s.weight, s.inside});
+        p.levels = r.sampling->levels;
+        p.caption.push_back(std::to_string(r.sampling->points.size()) + " points, " +
+                            std::to_string(r.sampling->levels) + " levels");
+        if (r.objectMetrics && r.objectMetrics->samplingWeightInside >= 0)
+            p.caption.push_back("weight in object: " + percent(r.objectMetrics->samplingWeightInside));
+    }
+    if (overlays.offsets || overlays.modulation) {
+        p.offsets = offsetField(r);
+        p.arrows = overlays.offsets ? Arrows::PerTap : Arrows::None;
+        p.modulationMap = overlays.modulation;
+        if (!p.offsets.hasArrows())
+            p.caption.push_back("no offsets: " + r.node.layer + " is not deformable");
+        else if (overlays.modulation && !p.offsets.hasModulation())
+            p.caption.push_back("no modulation map: " + r.node.layer + " has no mask");
+    }
     return p;
 }
 
@@ -81,6 +108,9 @@ Panel erfPanel(const NodeResults& r) {
     h.isSigned = m.min().item<float>() < 0;
     if (h.isSigned && r.colormap == "inferno")
         h.colormap = "coolwarm";
+    analysis::ContourOptions contours;
+    contours.isSigned = h.isSigned;
+    h.contours = analysis::massContours(h.values, h.width, h.height, contours);
     p.heat = std::move(h);
     const analysis::ErfMetrics& mt = r.erf->metrics;
     p.caption.push_back("90 % mass: " + std::to_string(mt.areaPixels[1]) + " px (" + fixed(mt.area90ToRf, 2) +
@@ -120,8 +150,6 @@ Panel kernelPanel(const NodeResults& r) {
     h.values.assign(m.data_ptr<float>(), m.data_ptr<float>() + m.numel());
     h.colormap = "viridis";
     h.opacity = 1.0;
-    h.contours.clear();
-    h.contourSmoothing = 0;
     p.heat = std::move(h);
     for (const analysis::KernelTap& t : k.taps) {
         p.moves.push_back({t.baseX, t.baseY, t.x, t.y});
@@ -137,7 +165,8 @@ Panel kernelPanel(const NodeResults& r) {
     return p;
 }
 
-Figure analysisFigure(const std::vector<NodeResults>& columns, const std::string& title, const std::string& footer) {
+Figure analysisFigure(const std::vector<NodeResults>& columns, const std::string& title, const std::string& footer,
+                      const Overlays& overlays) {
     Figure f;
     f.title = title;
     f.footer = footer;
@@ -145,29 +174,49 @@ Figure analysisFigure(const std::vector<NodeResults>& columns, const std::string
     if (columns.empty())
         return f;
     const NodeResults& first = columns.front();
-    std::vector<Panel (*)(const NodeResults&)> rows;
-    if (first.sampling) {
-        rows.push_back(&samplingPanel);
-        f.rowLabels.push_back("sampling points");
+    std::vector<std::vector<Panel>> rows; // rows[r][c]
+    auto row = [&](Panel (*make)(const NodeResults&)) {
+        std::vector<Panel> panels;
+        for (const NodeResults& c : columns)
+            panels.push_back(make(c));
+        return panels;
+    };
+    // The sampling row: its points, and the node layer's offset field where some column has one to draw.
+    const bool points = first.sampling && overlays.sampling;
+    if (points || overlays.offsets || overlays.modulation) {
+        std::vector<Panel> panels;
+        for (const NodeResults& c : columns)
+            panels.push_back(samplingPanel(c, overlays));
+        const bool field = std::any_of(panels.begin(), panels.end(), [&](const Panel& p) {
+            return (overlays.offsets && p.offsets.hasArrows()) || (overlays.modulation && p.offsets.hasModulation());
+        });
+        if (points || field) {
+            std::string label = points ? "sampling points" : "";
+            const std::pair<bool, const char*> shown[] = {{overlays.offsets, "offset field"}, {overlays.modulation, "modulation"}};
+            for (const auto& [on, name] : shown)
+                if (field && on)
+                    label += (label.empty() ? "" : ", ") + std::string(name);
+            rows.push_back(std::move(panels));
+            f.rowLabels.push_back(label);
+        }
     }
-    if (first.erf) {
-        rows.push_back(&erfPanel);
+    if (first.erf && overlays.erf) {
+        rows.push_back(row(&erfPanel));
         f.rowLabels.push_back("effective receptive field");
     }
-    if (first.saliency) {
-        rows.push_back(&saliencyPanel);
+    if (first.saliency && overlays.saliency) {
+        rows.push_back(row(&saliencyPanel));
         f.rowLabels.push_back("saliency region");
     }
     if (std::any_of(columns.begin(), columns.end(), [](const NodeResults& c) { return c.kernel.has_value(); })) {
-        rows.push_back(&kernelPanel);
+        rows.push_back(row(&kernelPanel));
         f.rowLabels.push_back("resampled kernel");
     }
     f.rows = int(rows.size());
     for (const NodeResults& c : columns)
         f.colLabels.push_back(c.title);
-    for (auto make : rows)
-        for (const NodeResults& c : columns) {
-            Panel p = make(c);
+    for (std::vector<Panel>& panels : rows)
+        for (Panel& p : panels) {
             if (columns.size() > 1)
                 p.title.clear(); // the column label says it
             f.panels.push_back(std::move(p));

@@ -26,10 +26,25 @@ struct NodeResults {
     bool logScale = false;
 };
 
+// Which overlays a figure draws, each in its analysis's row: the sampling points,
+// the node layer's offset field (an arrow per tap) and its modulation map
+// (DCNv2) in the sampling row, the ERF heat map with its mass contours in the
+// ERF row, the kept region in the saliency row. The default is the figure the
+// CLI has always drawn (sampling points, ERF, saliency region). The request's
+// type (core/common/request.h), so `--overlay` reaches the figure unchanged.
+using Overlays = common::Overlays;
+
 // The model's input, de-normalised back to RGB (the figure's background).
 Image inputImage(const analysis::AnalysisSession& session);
 
-Panel samplingPanel(const NodeResults& r);
+// The node layer's offset field (core/analysis's offsetField on r.session),
+// anchored on the node's cell; empty for a layer that is not deformable.
+OffsetField offsetField(const NodeResults& r);
+
+// The node's sampling row: its points (overlays.sampling), the offset field's
+// arrows (overlays.offsets) and modulation map (overlays.modulation).
+Panel samplingPanel(const NodeResults& r, const Overlays& overlays = {});
+// The ERF heat map (r.colormap, r.logScale) with its 50 % / 90 % mass contours.
 Panel erfPanel(const NodeResults& r);
 Panel saliencyPanel(const NodeResults& r);
 // The Deformable Kernel view on the scope grid (one cell per scope weight): the
@@ -38,9 +53,14 @@ Panel saliencyPanel(const NodeResults& r);
 // view: a blank panel saying there is no DK layer.
 Panel kernelPanel(const NodeResults& r);
 
-// One row per analysis present in the first column (sampling, ERF, saliency),
-// plus the resampled kernel when any column has a kernel view; one column per entry: DCNv2's Figure 1 layout. `footer` goes under it.
-Figure analysisFigure(const std::vector<NodeResults>& columns, const std::string& title, const std::string& footer);
+// One column per entry and one row per analysis with something to draw under
+// `overlays`: sampling (the first column has a trace and its points are on, or
+// some column has an offset field and its arrows or modulation map are on), ERF
+// and saliency (the first column has the analysis and its overlay is on), plus
+// the resampled kernel when any column has a kernel view: DCNv2's Figure 1
+// layout. `footer` goes under it. The default overlays give the CLI's figure.
+Figure analysisFigure(const std::vector<NodeResults>& columns, const std::string& title, const std::string& footer,
+                      const Overlays& overlays = {});
 
 // Makes sure a QGuiApplication exists (the offscreen platform unless one is set)
 // so that figures can be painted from a command-line program.

@@ -1,6 +1,6 @@
 #include "ui/analysis_figure/report_figures.h"
 
-#include "ui/analysis_figure/analysis_figure.h"
+#include "core/analysis/contours.h"
 
 #include <ATen/ATen.h>
 
@@ -49,7 +49,7 @@ std::vector<std::string> writeFigures(const std::vector<const report::Run*>& run
         c.logScale = rq.logScale;
         columns.push_back(std::move(c));
     }
-    const Figure fig = analysisFigure(columns, title, footerOf(*runs.front(), rq));
+    const Figure fig = analysisFigure(columns, title, footerOf(*runs.front(), rq), rq.overlays);
     std::vector<std::string> written;
     for (const char* ext : {".png", ".svg", ".pdf"}) {
         const std::string name = base + ext;
@@ -74,6 +74,9 @@ Figure erfAverageFigure(const analysis::ErfAverageResult& result, const model::L
     h.isSigned = isSigned;
     h.colormap = isSigned ? "coolwarm" : "inferno";
     h.opacity = 1.0;
+    analysis::ContourOptions contours;
+    contours.isSigned = isSigned;
+    h.contours = analysis::massContours(h.values, h.width, h.height, contours);
     p.heat = std::move(h);
     if (const model::Layer* l = g.find(result.node.layer)) {
         p.node = std::array<double, 2>{l->start[1] + double(result.node.fx) * l->jump[1],

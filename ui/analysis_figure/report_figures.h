@@ -6,6 +6,7 @@
 #pragma once
 
 #include "core/report/report.h"
+#include "ui/analysis_figure/analysis_figure.h"
 #include "ui/figure/figure.h"
 
 #include <string>
@@ -19,8 +20,9 @@ std::string footerOf(const report::Run& run, const common::AnalysisRequest& requ
 
 // Writes <dir>/<base>.png/.svg/.pdf of the runs' node (one column per run) and
 // returns the file names written; nothing (an empty list) when request.figures
-// is off. Creates the QGuiApplication if there is none. Throws
-// std::runtime_error "<path>: <what went wrong>" when a file cannot be written.
+// is off. request.overlays says what the figure draws (analysisFigure).
+// Creates the QGuiApplication if there is none. Throws std::runtime_error
+// "<path>: <what went wrong>" when a file cannot be written.
 std::vector<std::string> writeFigures(const std::vector<const report::Run*>& runs, const common::AnalysisRequest& request,
                                       const std::string& dir, const std::string& base, const std::string& title);
 

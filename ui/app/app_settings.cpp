@@ -58,14 +58,14 @@ CanvasOverlays AppSettings::overlays() const {
 void AppSettings::setOverlays(const CanvasOverlays& o) {
     m->setValue(QStringLiteral("overlays"), QJsonDocument(o.toJson()).toJson(QJsonDocument::Compact));
 }
-AnalysisSettings AppSettings::analysis() const {
+common::AnalysisRequest AppSettings::analysis() const {
     const QByteArray json = m->value(QStringLiteral("analysis")).toByteArray();
     if (json.isEmpty())
         return {};
-    return AnalysisSettings::fromJson(QJsonDocument::fromJson(json).object());
+    return analysisFromJson(QJsonDocument::fromJson(json).object());
 }
-void AppSettings::setAnalysis(const AnalysisSettings& a) {
-    m->setValue(QStringLiteral("analysis"), QJsonDocument(a.toJson()).toJson(QJsonDocument::Compact));
+void AppSettings::setAnalysis(const common::AnalysisRequest& a) {
+    m->setValue(QStringLiteral("analysis"), QJsonDocument(analysisToJson(a)).toJson(QJsonDocument::Compact));
 }
 
 void AppSettings::sync() { m->sync(); }

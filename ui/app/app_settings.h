@@ -44,8 +44,8 @@ public:
 
     CanvasOverlays overlays() const;
     void setOverlays(const CanvasOverlays& o);
-    AnalysisSettings analysis() const;
-    void setAnalysis(const AnalysisSettings& a);
+    common::AnalysisRequest analysis() const; // the analysis settings (session.h's analysisToJson form)
+    void setAnalysis(const common::AnalysisRequest& a);
 
     void sync();
 

@@ -1,6 +1,7 @@
 // DeformScope's main window: open models and an image, pick device and layer,
 // click a pixel, see each model's sampling points, ERF and saliency region side
-// by side, export figures and data, save and restore sessions.
+// by side, export figures, data and the views as shown, save and restore
+// sessions. GUI thread only.
 //
 // The window never computes: every request goes to the Engine on its worker
 // thread (ui/engine) and comes back as a ClickView. Errors the user can cause
@@ -63,7 +64,11 @@ public:
     void start(const QStringList& models, const QString& image, std::optional<QPointF> imagePixel,
                const QString& layer = {});
     bool saveSessionTo(const QString& path);
-    // Exports the current result's figures (PNG, SVG, PDF) and data into `directory`.
+    // Exports the current result's figures (PNG, SVG, PDF) and data into
+    // `directory` (the engine writes them, as the CLI does), and with the
+    // figures the views as they are shown: view.png (the single view) or
+    // <model>/view.png (each comparison column) — the canvas's drawing without
+    // its HUD, made by the same composeView and figure renderer.
     void exportTo(const QString& directory, bool figures = true, bool data = true);
     void cancelAnalysis();
     // Asks how to feed a model (mean, std, colour order, input size); non-blocking.
@@ -85,8 +90,9 @@ public:
     QString currentLayer() const { return m_layer; }
     CanvasOverlays overlays() const { return m_overlays; }
     void setOverlays(const CanvasOverlays& overlays);
-    AnalysisSettings analysisSettings() const { return m_analysis; }
-    void setAnalysisSettings(const AnalysisSettings& a);
+    // The analysis settings: the request clicks are made of (session.h's clickRequest).
+    common::AnalysisRequest analysisSettings() const { return m_analysis; }
+    void setAnalysisSettings(const common::AnalysisRequest& a);
     bool busy() const { return m_busy; }
 
 Q_SIGNALS:
@@ -124,19 +130,23 @@ private:
     const ModelInfo* currentModel() const;
     const LayerInfo* currentLayerInfo() const;
     void setBusy(bool busy, const QString& stage = {});
+    // Clears the message bar and shows `stage` as busy: a new request's id for opening files.
+    void startLoading(const QString& stage);
+    // Writes the shown views for exportTo; returns the files written (errors are shown).
+    QStringList exportViews(const QString& directory);
 
     // Slots for the engine's answers.
     void onModelsOpened(uint64_t id, const std::vector<ModelInfo>& models);
     void onImageOpened(uint64_t id, const QString& path, const QImage& image, double scaleX, double scaleY);
     void onProgress(uint64_t id, double fraction, const QString& stage);
     void onResult(const ClickViewPtr& result);
-    void onExported(uint64_t id, const QStringList& files);
+    void onExported(uint64_t id, const QStringList& engineFiles);
     void onErfAveraged(uint64_t id, const QString& figure, int images, bool cancelled);
     void onFailed(uint64_t id, const QString& message);
 
     std::unique_ptr<AppSettings> m_ownSettings;
     AppSettings* m_settings = nullptr;
-    std::unique_ptr<Engine, void (*)(Engine*)> m_engine;
+    std::unique_ptr<Engine> m_engine;
 
     // What is open.
     std::vector<ModelInfo> m_models;
@@ -151,7 +161,7 @@ private:
     int m_currentModel = 0;
     ClickViewPtr m_result;
     CanvasOverlays m_overlays;
-    AnalysisSettings m_analysis;
+    common::AnalysisRequest m_analysis;
     std::optional<Session> m_pendingSession; // restored in steps as the engine answers
     std::optional<QPointF> m_pendingPixel;
     bool m_restoring = false;
@@ -160,6 +170,7 @@ private:
 
     // Requests in flight.
     uint64_t m_modelsRequest = 0, m_imageRequest = 0, m_analysisRequest = 0, m_exportRequest = 0, m_erfRequest = 0;
+    QStringList m_viewFiles;             // the views the last export wrote (reported with the engine's files)
     QStringList m_requestedModels;
     QString m_requestedImage;
     bool m_busy = false;

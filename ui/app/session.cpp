@@ -1,10 +1,12 @@
 #include "ui/app/session.h"
 
+#include "core/common/atomic_file.h"
+#include "core/common/json_file.h"
+
 #include <QFile>
 #include <QFileInfo>
 #include <QJsonArray>
 #include <QJsonDocument>
-#include <QSaveFile>
 
 namespace deformscope::ui {
 
@@ -20,57 +22,39 @@ QRectF rectFromJson(const QJsonValue& v) {
 }
 } // namespace
 
-QJsonObject AnalysisSettings::toJson() const {
-    return QJsonObject{{QStringLiteral("response"), response},
-                       {QStringLiteral("sampling"), sampling},
-                       {QStringLiteral("erf"), erf},
-                       {QStringLiteral("saliency"), saliency},
-                       {QStringLiteral("levels"), levels},
-                       {QStringLiteral("offset_reading"), bilinearOffsets ? QStringLiteral("bilinear") : QStringLiteral("nearest")},
-                       {QStringLiteral("signed_erf"), signedErf},
-                       {QStringLiteral("epsilon"), epsilon},
-                       {QStringLiteral("baseline"), baseline},
-                       {QStringLiteral("forwards"), forwards}};
-}
-
-AnalysisSettings AnalysisSettings::fromJson(const QJsonObject& o) {
-    AnalysisSettings a;
-    a.response = o.value(QStringLiteral("response")).toString(a.response);
-    a.sampling = o.value(QStringLiteral("sampling")).toBool(a.sampling);
-    a.erf = o.value(QStringLiteral("erf")).toBool(a.erf);
-    a.saliency = o.value(QStringLiteral("saliency")).toBool(a.saliency);
-    a.levels = std::clamp(o.value(QStringLiteral("levels")).toInt(a.levels), 1, 8);
-    a.bilinearOffsets = o.value(QStringLiteral("offset_reading")).toString(QStringLiteral("bilinear")) != QStringLiteral("nearest");
-    a.signedErf = o.value(QStringLiteral("signed_erf")).toBool(a.signedErf);
-    a.epsilon = std::clamp(o.value(QStringLiteral("epsilon")).toDouble(a.epsilon), 0.0, 10.0);
-    a.baseline = o.value(QStringLiteral("baseline")).toString(a.baseline);
-    a.forwards = std::clamp(o.value(QStringLiteral("forwards")).toInt(a.forwards), 1, 100000);
-    return a;
-}
-
-AnalysisRequest AnalysisSettings::request(const QString& layer, QPointF point, const QRectF& objectBox,
-                                          const CanvasOverlays& overlays) const {
-    AnalysisRequest r;
-    common::AnalysisRequest& q = r.request;
+common::AnalysisRequest clickRequest(const common::AnalysisRequest& settings, const QString& layer, QPointF point,
+                                     const QRectF& objectBox, const CanvasOverlays& overlays) {
+    common::AnalysisRequest q = settings;
     q.layer = layer.toStdString();
     q.at = common::Location{common::Grid::Input, point.x(), point.y()};
-    q.response = common::Response::parse(response.toStdString()).value_or(common::Response{});
-    q.what.sampling = sampling;
-    q.what.erf = erf;
-    q.what.saliency = saliency;
-    q.levels = levels;
-    q.reading = bilinearOffsets ? common::OffsetReading::Bilinear : common::OffsetReading::Nearest;
-    q.signedErf = signedErf;
-    q.epsilon = epsilon;
-    q.baseline = common::Baseline::parse(baseline.toStdString()).value_or(common::Baseline{});
-    q.forwards = forwards;
+    q.object = common::ObjectRegion{};
     if (!objectBox.isNull()) {
         const QRectF b = objectBox.normalized();
-        q.object = common::ObjectRegion{common::ObjectRegion::Kind::Box,
-                                        common::Box{common::Grid::Input, b.left(), b.top(), b.right(), b.bottom()}, {}};
+        q.object.kind = common::ObjectRegion::Kind::Box;
+        q.object.box = common::Box{common::Grid::Input, b.left(), b.top(), b.right(), b.bottom()};
     }
     q.colormap = common::parseColormap(overlays.erfColormap.toStdString()).value_or(common::Colormap::Inferno);
     q.logScale = overlays.erfLog;
+    return q;
+}
+
+QJsonObject analysisToJson(const common::AnalysisRequest& settings) {
+    common::Json j = common::toJson(settings);
+    // The click, the device, the grid and the colour map are the session's own
+    // fields and the overlays' (the engine sets the device and the grid).
+    for (const char* key : {"layer", "at", "object", "device", "input_size", "colormap", "log_scale"})
+        j.erase(key);
+    return QJsonDocument::fromJson(QByteArray::fromStdString(j.dump())).object();
+}
+
+common::AnalysisRequest analysisFromJson(const QJsonObject& json, QStringList* problems) {
+    std::vector<std::string> found;
+    const common::AnalysisRequest r = common::requestFromJson(
+        common::Json::parse(QJsonDocument(json).toJson(QJsonDocument::Compact).toStdString()), common::AnalysisRequest{},
+        found);
+    if (problems)
+        for (const std::string& p : found)
+            *problems << QString::fromStdString(p);
     return r;
 }
 
@@ -82,7 +66,7 @@ QJsonObject Session::toJson() const {
                   {QStringLiteral("layer"), layer},
                   {QStringLiteral("comparison"), comparison},
                   {QStringLiteral("current_model"), currentModel},
-                  {QStringLiteral("analysis"), analysis.toJson()},
+                  {QStringLiteral("analysis"), analysisToJson(analysis)},
                   {QStringLiteral("overlays"), overlays.toJson()}};
     if (node)
         o.insert(QStringLiteral("node"), QJsonArray{node->x(), node->y()});
@@ -119,7 +103,7 @@ std::optional<Session> loadSession(const QString& path, QString* error) {
     s.layer = o.value(QStringLiteral("layer")).toString();
     s.comparison = o.value(QStringLiteral("comparison")).toBool(true);
     s.currentModel = o.value(QStringLiteral("current_model")).toInt(0);
-    s.analysis = AnalysisSettings::fromJson(o.value(QStringLiteral("analysis")).toObject());
+    s.analysis = analysisFromJson(o.value(QStringLiteral("analysis")).toObject());
     s.overlays = CanvasOverlays::fromJson(o.value(QStringLiteral("overlays")).toObject());
     const QJsonArray n = o.value(QStringLiteral("node")).toArray();
     if (n.size() == 2)
@@ -131,12 +115,12 @@ std::optional<Session> loadSession(const QString& path, QString* error) {
 }
 
 QString saveSession(const Session& session, const QString& path) {
-    QSaveFile f(path);
-    if (!f.open(QIODevice::WriteOnly))
-        return path + QStringLiteral(": cannot be written (") + f.errorString() + QLatin1Char(')');
-    f.write(QJsonDocument(session.toJson()).toJson(QJsonDocument::Indented));
-    if (!f.commit())
-        return path + QStringLiteral(": cannot be written (") + f.errorString() + QLatin1Char(')');
+    try {
+        common::writeFileAtomically(path.toStdString(),
+                                    QJsonDocument(session.toJson()).toJson(QJsonDocument::Indented).toStdString());
+    } catch (const std::exception& e) {
+        return QString::fromStdString(e.what());
+    }
     return {};
 }
 

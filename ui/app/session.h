@@ -1,10 +1,12 @@
 // A DeformScope session: the models, the image, the device, the node, the
 // overlays and the analysis settings — what File ▸ Save Session writes (JSON,
-// "deformscope-session/1", atomically) and File ▸ Open Session restores.
+// "deformscope-session/1", atomically) and File ▸ Open Session restores. The
+// analysis settings are the one request type (core/common/request.h), stored
+// in its own JSON form, so old session files open with the same meaning.
 #pragma once
 
+#include "core/common/request.h"
 #include "ui/canvas/overlays.h"
-#include "ui/engine/engine.h"
 
 #include <QJsonObject>
 #include <QPointF>
@@ -16,26 +18,6 @@
 
 namespace deformscope::ui {
 
-// The analysis settings the user controls (the rest of an AnalysisRequest is the click).
-struct AnalysisSettings {
-    QString response = QStringLiteral("sum"); // "sum", "channel:N", "class:K"
-    bool sampling = true, erf = true, saliency = true;
-    int levels = 3;
-    bool bilinearOffsets = true;
-    bool signedErf = false;
-    double epsilon = 0.1;
-    QString baseline = QStringLiteral("zero");
-    int forwards = 400;
-
-    QJsonObject toJson() const;
-    static AnalysisSettings fromJson(const QJsonObject& o); // missing keys keep their defaults
-    bool operator==(const AnalysisSettings&) const = default;
-
-    // The request for a click at `point` on `layer` (the overlays give the colour map).
-    AnalysisRequest request(const QString& layer, QPointF point, const QRectF& objectBox,
-                            const CanvasOverlays& overlays) const;
-};
-
 struct Session {
     QStringList models;          // absolute paths
     QString image;               // absolute path, may be empty
@@ -45,16 +27,30 @@ struct Session {
     QRectF objectBox;            // input grid; null: none
     bool comparison = true;      // the comparison view (else the single-model view)
     int currentModel = 0;        // the model the single view and the layer list show
-    AnalysisSettings analysis;
+    // The analysis settings the user controls: a request whose click (layer,
+    // point, object box), colour map and log scale are the fields above and the overlays'.
+    common::AnalysisRequest analysis;
     CanvasOverlays overlays;
 
     QJsonObject toJson() const;
     bool operator==(const Session&) const = default;
 };
 
+// The request of a click: the settings with the click's layer, its input-grid
+// point and object box (input-grid pixel edges; null: the image's mask, if any),
+// and the overlays' colour map and log scale.
+common::AnalysisRequest clickRequest(const common::AnalysisRequest& settings, const QString& layer, QPointF point,
+                                     const QRectF& objectBox, const CanvasOverlays& overlays);
+
+// The analysis settings as Qt JSON (the request's JSON form, without the click)
+// and back over the defaults; keys with a bad value keep their defaults and are
+// named in *problems ("levels: expected ...").
+QJsonObject analysisToJson(const common::AnalysisRequest& settings);
+common::AnalysisRequest analysisFromJson(const QJsonObject& json, QStringList* problems = nullptr);
+
 // Reads a session file; on failure returns nullopt and sets *error to "<path>: <problem>".
 std::optional<Session> loadSession(const QString& path, QString* error);
-// Writes atomically (a temporary file, then rename): "" on success, else "<path>: <problem>".
+// Writes atomically (common::writeFileAtomically): "" on success, else "<path>: <problem>".
 QString saveSession(const Session& session, const QString& path);
 
 } // namespace deformscope::ui

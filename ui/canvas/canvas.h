@@ -1,9 +1,10 @@
 // One model's view of the input image: the image, zoomed and panned, with the
-// overlays of one click's results for that model drawn by the figure renderer
-// (figure::paintPanel), so the screen and exported figures look alike. GUI
-// thread only. It draws what it is given (ui/view/view_data.h) and reports
-// what the user does with the mouse and keys as signals in input-grid
-// coordinates; it never computes an analysis.
+// overlays of one click's results for that model — the panel composeView
+// (ui/canvas/view_panel.h) makes of them, drawn by figure::paintPanel, the very
+// drawing an export of the view writes (saveView). GUI thread only. It draws
+// what it is given (ui/view/view_data.h) plus its own interaction marks (the
+// rubber band, the HUD) and reports what the user does with the mouse and keys
+// as signals in input-grid coordinates; it never computes an analysis.
 //
 // Coordinates: input grid, pixel centres at integers (pixel (i, j) covers
 // [i − ½, i + ½] × [j − ½, j + ½], as figure.h). Boxes (objectBoxDrawn,
@@ -25,8 +26,9 @@
 
 #include <QImage>
 #include <QPointF>
+#include <QRect>
 #include <QRectF>
-#include <QPolygonF>
+#include <QString>
 #include <QWidget>
 
 #include <optional>
@@ -102,8 +104,16 @@ public:
     QRectF imageRect() const;
 
     // The panel the canvas paints with figure::paintPanel for the current
-    // click, column and overlays (the same data an exported figure would get).
+    // click, column and overlays (composeView's, the same an export gets).
     const figure::Panel& composedPanel() const { return m_panel; }
+
+    // The HUD (zoom, the modulation map's scale, notes): on by default; off,
+    // the canvas shows the view alone, as saveView writes it.
+    void setHudShown(bool shown);
+    bool hudShown() const { return m_hudShown; }
+    // The widget pixels the view covers (visibleRect: the image rectangle cut
+    // to the widget, whole pixels); empty without an image.
+    QRect viewRect() const;
 
     QSize sizeHint() const override { return {480, 400}; }
     QSize minimumSizeHint() const override { return {120, 100}; }
@@ -135,7 +145,6 @@ private:
 
     void setBackground(figure::Image background);
     void rebuildPanel();
-    void rebuildModulation();
     void applyView(double zoom, const QPointF& pan, bool byUser);
     bool insideImage(const QPointF& imagePoint) const;
     QRectF snappedBox(const QPointF& a, const QPointF& b) const; // input-grid edges, whole pixels, clipped
@@ -143,10 +152,7 @@ private:
     void invalidate();
 
     void paintContent(QPainter& painter);
-    void paintPanelScaled(QPainter& painter, const figure::Panel& panel, const QRectF& target) const;
     void beginInteraction();
-    void paintModulation(QPainter& painter) const;
-    void paintOffsets(QPainter& painter) const;
     void paintEmpty(QPainter& painter) const;
     void paintHud(QPainter& painter) const;
 
@@ -156,11 +162,10 @@ private:
     ClickViewPtr m_click;
     int m_column = -1;
     CanvasOverlays m_overlays;
-    figure::Panel m_panel;          // composed from the above
+    figure::Panel m_panel;          // composed from the above (composeView)
     std::optional<figure::Panel> m_draftPanel; // the same without mass contours, when it has any
-    std::vector<QPolygonF> m_outline; // saliency outline drawn by the canvas (outline on, mask off), pixel edges
-    QImage m_modulation;            // featureW × featureH, ARGB (empty: none)
     bool m_objectTool = false;
+    bool m_hudShown = true;
 
     // The view.
     double m_zoom = 1;

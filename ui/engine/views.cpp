@@ -1,5 +1,8 @@
 #include "ui/engine/views.h"
 
+#include "core/analysis/offset_field.h"
+#include "ui/analysis_figure/analysis_figure.h"
+
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
@@ -156,44 +159,14 @@ ColumnView columnView(const report::Run& r, const common::AnalysisRequest& s, do
     if (c.hasKernel)
         c.kernel = figure::kernelPanel(nr);
 
-    // The chosen layer's offset field: tap t of position f samples the layer's
-    // input at f·stride − pad + tap·dilation (+ offset), mapped to input-grid
-    // pixels through the input's jump/start (output jump / stride, start shifted back).
-    if (l.deformable() && size_t(l.index) < session.capture().tensors.size()) {
-        const model::LayerTensors& t = session.capture().tensors[size_t(l.index)];
-        if (t.offset.defined()) {
-            const at::Tensor off = t.offset.detach()[0].to(at::kCPU, at::kFloat).contiguous(); // [2·G·K, Ho, Wo]
-            const at::Tensor mask = t.mask.defined() ? t.mask.detach()[0].to(at::kCPU, at::kFloat).contiguous() : at::Tensor();
-            const int64_t kh = l.kernel[0], kw = l.kernel[1], K = kh * kw;
-            const int64_t taps = off.size(0) / 2, Ho = off.size(1), Wo = off.size(2);
-            std::array<double, 2> inJump{}, inStart{};
-            for (int a = 0; a < 2; ++a) {
-                inJump[a] = l.jump[a] / double(l.stride[a]);
-                inStart[a] = l.start[a] - ((double(l.kernel[a]) - 1) * double(l.dilation[a]) / 2 - double(l.padding[a])) * inJump[a];
-            }
-            c.featureH = int(Ho);
-            c.featureW = int(Wo);
-            c.taps = int(taps);
-            c.hasModulation = mask.defined();
-            c.offsets.reserve(size_t(Ho * Wo * taps));
-            const float* o = off.data_ptr<float>();
-            const float* m = mask.defined() ? mask.data_ptr<float>() : nullptr;
-            for (int64_t fy = 0; fy < Ho; ++fy)
-                for (int64_t fx = 0; fx < Wo; ++fx)
-                    for (int64_t tap = 0; tap < taps; ++tap) {
-                        const int64_t k = tap % K, ky = k / kw, kx = k % kw;
-                        const double py = double(fy * l.stride[0] - l.padding[0] + ky * l.dilation[0]);
-                        const double px = double(fx * l.stride[1] - l.padding[1] + kx * l.dilation[1]);
-                        OffsetArrow a;
-                        a.x = float(inStart[1] + px * inJump[1]);
-                        a.y = float(inStart[0] + py * inJump[0]);
-                        a.dy = float(o[((2 * tap) * Ho + fy) * Wo + fx] * inJump[0]);
-                        a.dx = float(o[((2 * tap + 1) * Ho + fy) * Wo + fx] * inJump[1]);
-                        a.modulation = m ? m[(tap * Ho + fy) * Wo + fx] : 1.0f;
-                        c.offsets.push_back(a);
-                    }
-        }
-    }
+    // The chosen layer's offset field and modulation map, as core computes them.
+    analysis::OffsetField field = analysis::offsetField(session, r.node.layer);
+    c.featureH = field.featureH;
+    c.featureW = field.featureW;
+    c.taps = field.taps;
+    c.offsets = std::move(field.arrows);
+    c.hasModulation = field.modulated;
+    c.modulation = std::move(field.meanModulation);
 
     // The comparison's numbers (value < 0: not computed).
     auto add = [&](const char* key, const char* label, double value, const QString& text) {

@@ -55,12 +55,9 @@ struct ModelInfo {
 };
 
 // One sampling tap of the chosen (deformable) layer at one feature position,
-// in input-grid pixels: the regular grid position and where the offset moved it.
-struct OffsetArrow {
-    float x = 0, y = 0;     // regular (undeformed) sampling position
-    float dx = 0, dy = 0;   // offset, in input-grid pixels
-    float modulation = 1;   // DCNv2 mask value (1 otherwise)
-};
+// in input-grid pixels: the regular grid position (x, y), where the offset
+// moved it (dx, dy) and its DCNv2 mask value (core/analysis/offset_field.h).
+using OffsetArrow = figure::OffsetArrow;
 
 // A metric shown side by side in the comparison view. value < 0: not available.
 struct Metric {
@@ -82,8 +79,8 @@ struct ColumnView {
     QRectF receptiveField;   // theoretical RF, pixel edges, clipped to the image
 
     // The panels core's results become (ui/analysis_figure, the same as the CLI's
-    // figures). Each carries the background too; the canvas combines the parts
-    // the user has switched on with figure::paintPanel.
+    // figures). Each carries the background too; ui/canvas/view_panel.h combines
+    // the parts the user has switched on into the one panel figure::paintPanel draws.
     bool hasSampling = false, hasErf = false, hasSaliency = false;
     figure::Panel sampling, erf, saliency;
     int levels = 0;          // sampling levels reached
@@ -92,11 +89,14 @@ struct ColumnView {
     bool hasKernel = false;
     figure::Panel kernel;
 
-    // The chosen layer's offset field (deformable layers only, else empty):
-    // featureH·featureW·taps arrows, row-major over (fy, fx, tap).
+    // The chosen layer's offset field (deformable layers only, else empty), as
+    // core/analysis's offsetField returns it: featureH·featureW·taps arrows,
+    // row-major over (fy, fx, tap). Cell (fy, fx) is centred at
+    // nodeCentre + (f − node's f)·nodeCell.
     int featureH = 0, featureW = 0, taps = 0;
     std::vector<OffsetArrow> offsets;
-    bool hasModulation = false; // DCNv2
+    bool hasModulation = false;     // DCNv2: a mask was captured
+    std::vector<double> modulation; // DCNv2: featureH·featureW mean mask values, the modulation map
 
     std::vector<Metric> metrics;
     QStringList notes;

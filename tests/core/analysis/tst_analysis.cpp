@@ -126,7 +126,7 @@ private Q_SLOTS:
         // make_fixture.py: d(layer3.conv2[0, 0, 1, 2]) / d input, torchvision's kernel in Python.
         const at::Tensor x = pythonTensor("input");
         AnalysisSession s(model::LoadedModel::load(fixture("fixture_model.pt")), x);
-        const Node node{"layer3.conv2", 1, 2, Response::parse("channel:0")};
+        const Node node{"layer3.conv2", 1, 2, *Response::parse("channel:0")};
         const at::Tensor grad = pythonTensor("layer3_node_input_grad");
         ErfOptions signedErf;
         signedErf.isSigned = true;
@@ -153,8 +153,8 @@ private Q_SLOTS:
 
     void batchedErfsEqualSingleOnes() {
         AnalysisSession s(model::LoadedModel::load(sampleModel("dcn_v1")), randomInput(128, 128));
-        const std::vector<Node> nodes{s.nodeAt("block3", 30, 40), s.nodeAt("block2", 90, 100, Response::parse("channel:5")),
-                                      s.nodeAt("block3", 64, 64, Response::parse("class:2"))};
+        const std::vector<Node> nodes{s.nodeAt("block3", 30, 40), s.nodeAt("block2", 90, 100, *Response::parse("channel:5")),
+                                      s.nodeAt("block3", 64, 64, *Response::parse("class:2"))};
         const std::vector<ErfResult> batch = s.erfBatch(nodes);
         QCOMPARE(batch.size(), nodes.size());
         for (size_t i = 0; i < nodes.size(); ++i) {
@@ -276,7 +276,7 @@ private Q_SLOTS:
     void weightsAreTheGradientWithRespectToTheSamplingLocation() {
         // Deformable layer: |∂r/∂offset| of each tap at the node, by autograd.
         AnalysisSession s(model::LoadedModel::load(sampleModel("dcn_v2")), randomInput(128, 128, 5));
-        const Node node{"block3", 7, 5, Response::parse("channel:3")};
+        const Node node{"block3", 7, 5, *Response::parse("channel:3")};
         const SamplingTrace t = s.sampling(node);
         const model::Layer& l = s.layer("block3");
         const at::Tensor r = s.capture().tensors[size_t(l.index)].output[0][3][7][5];
@@ -361,7 +361,7 @@ private Q_SLOTS:
         const auto box = s.receptiveFieldBox(node);
         QCOMPARE(r.mask.sum().item<int64_t>(), r.mask.narrow(0, box[0], box[2] - box[0]).narrow(1, box[1], box[3] - box[1]).sum().item<int64_t>());
         // A blurred baseline is a different image: still bounded.
-        const SaliencyResult blurred = s.saliency(node, options, Baseline::parse("blur:4"));
+        const SaliencyResult blurred = s.saliency(node, options, *Baseline::parse("blur:4"));
         QVERIFY(blurred.withinBound);
     }
 
@@ -415,13 +415,15 @@ private Q_SLOTS:
         AnalysisSession s(model::LoadedModel::load(sampleModel("regular")), randomInput(64, 64));
         QVERIFY(messageOf([&] { s.erf(Node{"nope", 0, 0, {}}); }).find("no layer 'nope'") != std::string::npos);
         QVERIFY(messageOf([&] { s.erf(Node{"block3", 0, 99, {}}); }).find("off layer 'block3'") != std::string::npos);
-        QVERIFY(messageOf([&] { s.erf(Node{"block3", 0, 0, Response::parse("channel:64")}); }).find("64 channels") !=
+        QVERIFY(messageOf([&] { s.erf(Node{"block3", 0, 0, *Response::parse("channel:64")}); }).find("64 channels") !=
                 std::string::npos);
-        QVERIFY(messageOf([&] { s.erf(Node{"block3", 0, 0, Response::parse("class:4")}); }).find("4 outputs") !=
+        QVERIFY(messageOf([&] { s.erf(Node{"block3", 0, 0, *Response::parse("class:4")}); }).find("4 outputs") !=
                 std::string::npos);
-        QVERIFY(messageOf([] { Response::parse("chanel:2"); }).find("'chanel:2'") != std::string::npos);
-        QVERIFY(messageOf([] { Response::parse("channel:x"); }).find("'channel:x'") != std::string::npos);
-        QVERIFY(messageOf([] { Baseline::parse("blur:-1"); }).find("'blur:-1'") != std::string::npos);
+        // Text that is not a response or a baseline is refused, naming the text (the request reads it).
+        deformscope::common::AnalysisRequest rq;
+        QVERIFY(deformscope::common::readOption(rq, "--response", {"chanel:2"}).find("'chanel:2'") != std::string::npos);
+        QVERIFY(deformscope::common::readOption(rq, "--response", {"channel:x"}).find("'channel:x'") != std::string::npos);
+        QVERIFY(deformscope::common::readOption(rq, "--baseline", {"blur:-1"}).find("'blur:-1'") != std::string::npos);
         SamplingOptions none;
         none.levels = 0;
         QVERIFY(messageOf([&] { s.sampling(Node{"block3", 0, 0, {}}, none); }).find("at least 1") != std::string::npos);

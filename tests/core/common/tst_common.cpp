@@ -262,12 +262,15 @@ private Q_SLOTS:
         QCOMPARE(r.baseline.toString(), std::string("blur:3"));
         QCOMPARE(r.forwards, int64_t{250});
 
-        const Json bad = Json::parse(R"({"levels": "many", "epsilon": 0.3, "device": 7})");
+        const Json bad = Json::parse(R"({"levels": "many", "epsilon": 0.3, "forwards": 0, "device": 7})");
         const AnalysisRequest partly = requestFromJson(bad, AnalysisRequest{}, problems);
-        QCOMPARE(problems.size(), size_t{2});
+        QCOMPARE(problems.size(), size_t{3});
         QVERIFY2(problems[0].find("levels: expected a whole number from 1 to 8") == 0, problems[0].c_str());
-        QVERIFY2(problems[1].find("device: expected cpu, cuda or cuda:N") == 0, problems[1].c_str());
+        QVERIFY2(problems[1].find("forwards: --forwards '0': expected a whole number of masked forwards") == 0,
+                 problems[1].c_str());
+        QVERIFY2(problems[2].find("device: expected cpu, cuda or cuda:N") == 0, problems[2].c_str());
         QCOMPARE(partly.levels, 3); // bad keys keep their defaults, good ones are read
+        QCOMPARE(partly.forwards, int64_t{400});
         QCOMPARE(partly.epsilon, 0.3);
     }
 

@@ -1,12 +1,15 @@
 // The desktop app's main window on the offscreen platform: the samples fill the
 // layer list, a click gives the right node with its overlays drawn, rapid clicks
 // deliver only the last result, Cancel stops a saliency search, export writes
-// what the CLI writes, a bad model leaves the window usable, sessions round-trip.
+// what the CLI writes and the views as the canvases show them (offset field and
+// modulation map included), a bad model leaves the window usable, sessions round-trip.
 #include "ui/app/input_settings_dialog.h"
 #include "ui/app/main_window.h"
 #include "ui/canvas/canvas.h"
 #include "ui/canvas/comparison_view.h"
 #include "ui/canvas/kernel_inset.h"
+#include "ui/canvas/view_panel.h"
+#include "tests/ui/pixels.h"
 
 #include <QApplication>
 #include <QComboBox>
@@ -26,6 +29,8 @@
 #include <memory>
 
 using namespace deformscope::ui;
+namespace figure = deformscope::figure;
+using deformscope::test::differingPixels;
 
 namespace {
 
@@ -83,8 +88,8 @@ class TestMainWindow : public QObject {
     // A window with the three samples and sample_01 loaded; saliency off unless asked.
     std::unique_ptr<MainWindow> loadedWindow(bool saliency = false) {
         auto w = std::make_unique<MainWindow>(m_settings.get());
-        AnalysisSettings a = w->analysisSettings();
-        a.saliency = saliency;
+        deformscope::common::AnalysisRequest a = w->analysisSettings();
+        a.what.saliency = saliency;
         a.forwards = 60;
         w->setAnalysisSettings(a);
         w->resize(1400, 800);
@@ -182,8 +187,8 @@ private Q_SLOTS:
 
     void theDkSampleJoinsAsAFourthColumnWithItsKernel() {
         auto w = std::make_unique<MainWindow>(m_settings.get());
-        AnalysisSettings a = w->analysisSettings();
-        a.saliency = false;
+        deformscope::common::AnalysisRequest a = w->analysisSettings();
+        a.what.saliency = false;
         w->setAnalysisSettings(a);
         w->resize(1600, 800);
         w->show();
@@ -233,7 +238,7 @@ private Q_SLOTS:
     void cancelStopsASaliencySearch() {
         auto w = loadedWindow(true);
         QVERIFY(w);
-        AnalysisSettings a = w->analysisSettings();
+        deformscope::common::AnalysisRequest a = w->analysisSettings();
         a.forwards = 100000;
         a.epsilon = 0.01;
         w->setAnalysisSettings(a);
@@ -305,6 +310,76 @@ private Q_SLOTS:
         }
     }
 
+    void theExportedViewIsWhatTheCanvasShows() {
+        // A real click through the engine on the DCNv2 sample with its offset
+        // field and modulation map on: the single view's canvas (without its
+        // HUD) and the view.png that the window's export writes agree in all but
+        // at most 1 pixel in 10,000.
+        auto w = loadedWindow();
+        QVERIFY(w);
+        w->setComparison(false);
+        auto* modelBox = w->findChild<QComboBox*>(QStringLiteral("modelBox"));
+        QVERIFY(modelBox);
+        modelBox->setCurrentIndex(2);
+        const CanvasOverlays saved = w->overlays();
+        CanvasOverlays o = saved;
+        o.offsets = CanvasOverlays::Offsets::PerTap;
+        o.modulation = true;
+        w->setOverlays(o);
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->selectImagePixel(QPointF(58, 46));
+        QVERIFY(waitFor(result));
+        Canvas* canvas = w->canvas();
+        QCOMPARE(canvas->column(), 2);
+        QCOMPARE(canvas->click()->columns[2].layerKind, QStringLiteral("dcn_v2"));
+        const figure::Panel& panel = canvas->composedPanel();
+        QVERIFY(panel.arrows == figure::Arrows::PerTap && panel.offsets.hasArrows());
+        QVERIFY(panel.modulationMap && panel.offsets.hasModulation());
+        canvas->setZoom(4); // zoomed in, the image cut by the widget, edges between pixels
+        canvas->setPan(QPointF(10.5, -30.25));
+        canvas->setHudShown(false);
+        const QRect view = canvas->viewRect();
+        QVERIFY(view.width() > 200 && view.height() > 200);
+        const QImage shown = canvas->grab().toImage().copy(view);
+
+        QSignalSpy exported(w.get(), &MainWindow::exportFinished);
+        const QString dir = m_dir.filePath(QStringLiteral("export-view"));
+        w->exportTo(dir, true, false);
+        QVERIFY(waitFor(exported));
+        const QString file = dir + QStringLiteral("/view.png");
+        QVERIFY2(exported.at(0).at(0).toStringList().contains(file), qPrintable(exported.at(0).at(0).toStringList().join(' ')));
+        const QImage written(file);
+        QCOMPARE(written.size(), shown.size());
+        const int limit = shown.width() * shown.height() / 10000;
+        const int differing = differingPixels(shown, written);
+        QVERIFY2(differing >= 0 && differing <= limit, qPrintable(QStringLiteral("%1 pixels differ").arg(differing)));
+
+        // The comparison sees the offset field: the same view without its arrows differs.
+        figure::Panel noArrows = panel;
+        noArrows.arrows = figure::Arrows::None;
+        const QString bare = m_dir.filePath(QStringLiteral("view-without-arrows.png"));
+        QCOMPARE(saveView(noArrows, canvas->imageRect(), view, bare), QString());
+        QVERIFY(differingPixels(shown, QImage(bare)) > 10 * (limit + 1));
+
+        // The comparison view writes each column's view beside its data (the
+        // views are written when the export starts: grab what it shows then).
+        w->setComparison(true);
+        QTest::qWait(200);
+        Canvas* column = w->comparisonView()->canvas(2);
+        column->setHudShown(false);
+        const QImage columnShown = column->grab().toImage().copy(column->viewRect());
+        QSignalSpy exportedAll(w.get(), &MainWindow::exportFinished);
+        const QString all = m_dir.filePath(QStringLiteral("export-views"));
+        w->exportTo(all, true, false);
+        QVERIFY(waitFor(exportedAll));
+        for (const char* model : {"regular", "dcn_v1", "dcn_v2"})
+            QVERIFY2(QFile::exists(all + QLatin1Char('/') + QLatin1String(model) + QStringLiteral("/view.png")), model);
+        const QImage columnWritten(all + QStringLiteral("/dcn_v2/view.png"));
+        QCOMPARE(columnWritten.size(), columnShown.size());
+        QVERIFY(differingPixels(columnShown, columnWritten) <= columnShown.width() * columnShown.height() / 10000);
+        w->setOverlays(saved);
+    }
+
     void aBadModelShowsAnErrorAndLeavesTheWindowUsable() {
         auto w = loadedWindow();
         QVERIFY(w);
@@ -333,8 +408,8 @@ private Q_SLOTS:
 
     void aModelWithoutMetadataAsksForItsInputSettings() {
         MainWindow w(m_settings.get());
-        AnalysisSettings a = w.analysisSettings();
-        a.saliency = false;
+        deformscope::common::AnalysisRequest a = w.analysisSettings();
+        a.what.saliency = false;
         w.setAnalysisSettings(a);
         w.show();
         const QString model = QStringLiteral(DEFORMSCOPE_MODEL_FIXTURE_DIR) + QStringLiteral("/no_metadata.pt");

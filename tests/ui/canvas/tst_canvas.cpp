@@ -1,18 +1,23 @@
 // Tests of ui_canvas on hand-made ClickViews: what Canvas paints at known
 // pixels of grab() under zoom and pan (sampling points by level and weight,
 // the ERF heat map and its colour map and scale, the saliency region, offset
-// arrows, the modulation map, the empty state), what mouse, wheel and keys
+// arrows, the modulation map, the empty state), that the exported view is
+// what the canvas shows (composeView + saveView), what mouse, wheel and keys
 // emit and do to the view, ComparisonView's columns, synchronised view,
 // metrics table and error columns, and CanvasOverlays' JSON. Offscreen widgets.
+#include "core/analysis/contours.h"
 #include "ui/canvas/canvas.h"
 #include "ui/canvas/comparison_view.h"
 #include "ui/canvas/overlays.h"
+#include "ui/canvas/view_panel.h"
+#include "tests/ui/pixels.h"
 
 #include <QApplication>
 #include <QJsonDocument>
 #include <QMouseEvent>
 #include <QSignalSpy>
 #include <QTableWidget>
+#include <QTemporaryDir>
 #include <QTest>
 #include <QWheelEvent>
 
@@ -21,6 +26,7 @@
 
 using namespace deformscope;
 using namespace deformscope::ui;
+using deformscope::test::differingPixels;
 
 namespace {
 
@@ -106,6 +112,7 @@ ColumnView makeColumn(const QString& model, const QString& kind, const Parts& pa
         for (int y = 27; y <= 33; ++y) // a 7 × 7 hot spot around (50, 30)
             for (int x = 47; x <= 53; ++x)
                 heat.values[size_t(y) * W + x] = 1.0f;
+        heat.contours = analysis::massContours(heat.values, W, H); // 50 % / 90 %, as core gives an ERF's
         c.erf.background = makeBackground();
         c.erf.heat = heat;
     }
@@ -123,6 +130,8 @@ ColumnView makeColumn(const QString& model, const QString& kind, const Parts& pa
         c.featureW = 16;
         c.taps = 9;
         c.hasModulation = parts.modulation;
+        if (parts.modulation)
+            c.modulation.assign(size_t(c.featureH) * size_t(c.featureW), 0.8); // each cell's mean mask value
         for (int fy = 0; fy < c.featureH; ++fy)
             for (int fx = 0; fx < c.featureW; ++fx)
                 for (int t = 0; t < 9; ++t) {
@@ -158,6 +167,36 @@ CanvasOverlays nothing()
     o.sampling = o.erf = o.saliencyOutline = o.saliencyMasked = o.object = o.modulation = false;
     o.offsets = CanvasOverlays::Offsets::Off;
     return o;
+}
+
+// Shows `click`'s first column on a 400 × 300 canvas with `overlays`, at
+// zoom 5 panned to `pan`.
+void showAt(Canvas& canvas, std::shared_ptr<ClickView> click, const CanvasOverlays& overlays, const QPointF& pan)
+{
+    canvas.resize(400, 300);
+    canvas.setOverlays(overlays);
+    canvas.setColumn(std::move(click), 0);
+    canvas.setZoom(5);
+    canvas.setPan(pan);
+}
+
+// The image alone on a 400 × 300 canvas at `zoom`, panned to `pan`.
+void showImageAt(Canvas& canvas, double zoom, const QPointF& pan)
+{
+    canvas.resize(400, 300);
+    canvas.setImage(makeImage());
+    canvas.setZoom(zoom);
+    canvas.setPan(pan);
+}
+
+// Three columns showing the image in a shown 1200 × 700 comparison; false when it is never exposed.
+bool showThreeColumns(ComparisonView& view)
+{
+    view.resize(1200, 700);
+    view.setColumnCount(3);
+    view.setImage(makeImage());
+    view.show();
+    return QTest::qWaitForWindowExposed(&view);
 }
 
 QColor pixelAt(Canvas& canvas, const QPointF& imagePoint)
@@ -210,6 +249,8 @@ private Q_SLOTS:
     void offsetArrows();
     void modulationMap();
     void objectBox();
+    void viewExportIsWhatTheCanvasShows_data();
+    void viewExportIsWhatTheCanvasShows();
     void emptyState();
     void clickEmitsNode();
     void dragIsNotAClick();
@@ -294,13 +335,9 @@ void TestCanvas::samplingPointsAtZoomAndPan()
 void TestCanvas::samplingLevelsAndWeights()
 {
     Canvas canvas;
-    canvas.resize(400, 300);
     CanvasOverlays o = nothing();
     o.sampling = true;
-    canvas.setOverlays(o);
-    canvas.setColumn(makeClick(only(&Parts::sampling)), 0);
-    canvas.setZoom(5);
-    canvas.setPan(QPointF(-23, 17));
+    showAt(canvas, makeClick(only(&Parts::sampling)), o, QPointF(-23, 17));
     const QColor l1 = fromRgb(figure::levelColor(1)), l2 = fromRgb(figure::levelColor(2)), l3 = fromRgb(figure::levelColor(3));
     QVERIFY(distance(pixelAt(canvas, QPointF(12, 10)), l1) <= 3);
     QVERIFY(distance(pixelAt(canvas, QPointF(44, 36)), l2) <= 3);
@@ -325,12 +362,8 @@ void TestCanvas::samplingLevelsAndWeights()
 void TestCanvas::erfHeatMap()
 {
     Canvas canvas;
-    canvas.resize(400, 300);
     CanvasOverlays o = nothing();
-    canvas.setOverlays(o);
-    canvas.setColumn(makeClick(only(&Parts::erf)), 0);
-    canvas.setZoom(5);
-    canvas.setPan(QPointF(-40, 9));
+    showAt(canvas, makeClick(only(&Parts::erf)), o, QPointF(-40, 9));
     const QPointF hot(50, 30), cold(10, 40);
     QVERIFY(distance(pixelAt(canvas, hot), kBg) <= 1); // ERF off: the image
     QVERIFY(distance(pixelAt(canvas, cold), kBg) <= 1);
@@ -386,12 +419,8 @@ void TestCanvas::erfHeatMap()
 void TestCanvas::saliencyRegion()
 {
     Canvas canvas;
-    canvas.resize(400, 300);
     CanvasOverlays o = nothing();
-    canvas.setOverlays(o);
-    canvas.setColumn(makeClick(only(&Parts::saliency)), 0);
-    canvas.setZoom(5);
-    canvas.setPan(QPointF(20, 10));
+    showAt(canvas, makeClick(only(&Parts::saliency)), o, QPointF(20, 10));
     const QPointF inside(10, 8), outside(50, 40);
     const QColor dim(int(std::lround(kBg.red() * 0.3)), int(std::lround(kBg.green() * 0.3)), int(std::lround(kBg.blue() * 0.3)));
     // The region's left edge (pixel edge x = 4) halfway down it (y = 14).
@@ -428,12 +457,8 @@ void TestCanvas::saliencyRegion()
 void TestCanvas::offsetArrows()
 {
     Canvas canvas;
-    canvas.resize(400, 300);
     CanvasOverlays o = nothing();
-    canvas.setOverlays(o);
-    canvas.setColumn(makeClick(only(&Parts::offsets)), 0);
-    canvas.setZoom(5);
-    canvas.setPan(QPointF(20, 10));
+    showAt(canvas, makeClick(only(&Parts::offsets)), o, QPointF(20, 10));
     const QColor arrow(0x00, 0xe5, 0xff);
     // Cell (3, 2) is centred at (8, 12): its top-left tap sits at (6, 10) and
     // points to (9, 10); its mean arrow goes from (8, 12) to (11, 12).
@@ -458,12 +483,8 @@ void TestCanvas::offsetArrows()
 void TestCanvas::modulationMap()
 {
     Canvas canvas;
-    canvas.resize(400, 300);
     CanvasOverlays o = nothing();
-    canvas.setOverlays(o);
-    canvas.setColumn(makeClick(only(&Parts::modulation)), 0);
-    canvas.setZoom(5);
-    canvas.setPan(QPointF(20, 10));
+    showAt(canvas, makeClick(only(&Parts::modulation)), o, QPointF(20, 10));
     const QPointF cell(20, 36);
     QVERIFY(distance(pixelAt(canvas, cell), kBg) <= 1);
     o.modulation = true;
@@ -483,14 +504,10 @@ void TestCanvas::modulationMap()
 void TestCanvas::objectBox()
 {
     Canvas canvas;
-    canvas.resize(400, 300);
     CanvasOverlays o = nothing();
-    canvas.setOverlays(o);
     auto click = makeClick(Parts{});
     click->objectBox = QRectF(QPointF(10, 6), QPointF(30, 20)); // pixel edges
-    canvas.setColumn(click, 0);
-    canvas.setZoom(5);
-    canvas.setPan(QPointF(20, 10));
+    showAt(canvas, click, o, QPointF(20, 10));
     QVERIFY(!canvas.composedPanel().objectBox);
     o.object = true;
     canvas.setOverlays(o);
@@ -509,6 +526,59 @@ void TestCanvas::objectBox()
             if (g.pixelColor(x, y).red() > 150 && g.pixelColor(x, y).green() > 120 && g.pixelColor(x, y).blue() < 80)
                 yellow = true; // #ffe119, antialiased over its dark halo
     QVERIFY(yellow);
+}
+
+void TestCanvas::viewExportIsWhatTheCanvasShows_data()
+{
+    QTest::addColumn<double>("zoom"); // 0: fitted
+    QTest::addColumn<QPointF>("pan");
+    QTest::addColumn<int>("offsets"); // CanvasOverlays::Offsets
+    QTest::newRow("fitted, per tap") << 0.0 << QPointF() << int(CanvasOverlays::Offsets::PerTap);
+    QTest::newRow("zoom 5, cut by the widget, mean") << 5.0 << QPointF(-23, 17) << int(CanvasOverlays::Offsets::Mean);
+    QTest::newRow("zoom 2.5, per tap") << 2.5 << QPointF(100, 80) << int(CanvasOverlays::Offsets::PerTap);
+}
+
+void TestCanvas::viewExportIsWhatTheCanvasShows()
+{
+    // Every overlay on, the offset field and modulation map included: the canvas
+    // (without its HUD) and the view written through saveView agree pixel for pixel.
+    QFETCH(double, zoom);
+    QFETCH(QPointF, pan);
+    QFETCH(int, offsets);
+    CanvasOverlays o;
+    o.offsets = CanvasOverlays::Offsets(offsets);
+    o.modulation = true;
+    Parts every;
+    every.sampling = every.erf = every.saliency = every.offsets = every.modulation = true;
+    auto click = makeClick(every);
+    click->objectBox = QRectF(40, 20, 20, 20);
+    Canvas canvas;
+    canvas.resize(400, 300);
+    canvas.setOverlays(o);
+    canvas.setColumn(click, 0);
+    if (zoom > 0) {
+        canvas.setZoom(zoom);
+        canvas.setPan(pan);
+    }
+    canvas.setHudShown(false);
+    const QRect view = canvas.viewRect();
+    QVERIFY(!view.isEmpty());
+    const QImage shown = canvas.grab().toImage().copy(view);
+
+    QTemporaryDir dir;
+    const QString file = dir.filePath(QStringLiteral("view.png"));
+    const figure::Panel panel = composeView(clickBackground(*click), click.get(), 0, o);
+    QCOMPARE(saveView(panel, canvas.imageRect(), view, file), QString());
+    const QImage exported(file);
+    QCOMPARE(exported.size(), shown.size());
+    const int limit = shown.width() * shown.height() / 10000;
+    QVERIFY2(differingPixels(shown, exported) <= limit, qPrintable(QString::number(differingPixels(shown, exported))));
+
+    // The comparison sees the offset field: a view exported without it differs.
+    figure::Panel noArrows = panel;
+    noArrows.arrows = figure::Arrows::None;
+    QCOMPARE(saveView(noArrows, canvas.imageRect(), view, file), QString());
+    QVERIFY(differingPixels(shown, QImage(file)) > 10 * (limit + 1));
 }
 
 void TestCanvas::emptyState()
@@ -556,10 +626,7 @@ void TestCanvas::clickEmitsNode()
 void TestCanvas::dragIsNotAClick()
 {
     Canvas canvas;
-    canvas.resize(400, 300);
-    canvas.setImage(makeImage());
-    canvas.setZoom(4);
-    canvas.setPan(QPointF(-10, 7));
+    showImageAt(canvas, 4, QPointF(-10, 7));
     QSignalSpy spy(&canvas, &Canvas::nodeClicked);
     // 12 px: a drag, which pans by as much.
     drag(&canvas, QPointF(150, 120), QPointF(162, 120), Qt::LeftButton);
@@ -601,10 +668,7 @@ void TestCanvas::arrowKeysStep()
 void TestCanvas::shiftDragDrawsBox()
 {
     Canvas canvas;
-    canvas.resize(400, 300);
-    canvas.setImage(makeImage());
-    canvas.setZoom(4);
-    canvas.setPan(QPointF(-10, 7));
+    showImageAt(canvas, 4, QPointF(-10, 7));
     QSignalSpy boxes(&canvas, &Canvas::objectBoxDrawn);
     QSignalSpy clicks(&canvas, &Canvas::nodeClicked);
     // (55, 50) is image (15.75, 10.25); (170, 131) is (44.5, 30.5): the pixels
@@ -635,10 +699,7 @@ void TestCanvas::shiftDragDrawsBox()
 void TestCanvas::wheelZoomKeepsPointFixed()
 {
     Canvas canvas;
-    canvas.resize(400, 300);
-    canvas.setImage(makeImage());
-    canvas.setZoom(3);
-    canvas.setPan(QPointF(15, -4));
+    showImageAt(canvas, 3, QPointF(15, -4));
     QSignalSpy views(&canvas, &Canvas::viewChanged);
     const QPointF at(123, 77);
     const QPointF before = canvas.widgetToImage(at);
@@ -679,10 +740,7 @@ void TestCanvas::zoomKeys()
 void TestCanvas::hover()
 {
     Canvas canvas;
-    canvas.resize(400, 300);
-    canvas.setImage(makeImage());
-    canvas.setZoom(4);
-    canvas.setPan(QPointF(-10, 7));
+    showImageAt(canvas, 4, QPointF(-10, 7));
     QSignalSpy moves(&canvas, &Canvas::hovered), left(&canvas, &Canvas::hoverLeft);
     sendMouse(&canvas, QEvent::MouseMove, QPointF(150, 120), Qt::NoButton, Qt::NoButton);
     QCOMPARE(moves.count(), 1);
@@ -837,11 +895,7 @@ void TestCanvas::comparisonColumns()
 void TestCanvas::comparisonSyncedView()
 {
     ComparisonView view;
-    view.resize(1200, 700);
-    view.setColumnCount(3);
-    view.setImage(makeImage());
-    view.show();
-    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    QVERIFY(showThreeColumns(view));
     Canvas* a = view.canvas(0);
     Canvas* b = view.canvas(1);
     Canvas* c = view.canvas(2);
@@ -877,11 +931,7 @@ void TestCanvas::comparisonSyncedView()
 void TestCanvas::comparisonClickOnce()
 {
     ComparisonView view;
-    view.resize(1200, 700);
-    view.setColumnCount(3);
-    view.setImage(makeImage());
-    view.show();
-    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    QVERIFY(showThreeColumns(view));
     QSignalSpy spy(&view, &ComparisonView::nodeClicked);
     Canvas* b = view.canvas(1);
     const QPoint at(b->width() / 2 + 7, b->height() / 2 - 5);

@@ -1,11 +1,14 @@
-// Tests of ui_figure: colour maps, mass regions and their outlines, what
-// paintPanel() puts at known pixels, the three file formats, error paths and
-// determinism. Runs on the offscreen platform (QTEST_MAIN makes a
-// QGuiApplication: text needs fonts).
+// Tests of ui_figure: colour maps, what paintPanel() puts at known pixels
+// (points, heat maps, the contours and outlines it is given, the offset field's
+// arrows and modulation map at the target's scale), the three file formats,
+// single panels, error paths and determinism — and of core/analysis's mass
+// regions, contours and region outlines (core_contours), which the renderer
+// draws. Runs on the offscreen platform (QTEST_MAIN makes a QGuiApplication:
+// text needs fonts).
 //
 // DEFORMSCOPE_FIGURE_EXAMPLE=<dir> also writes the example figure (3 × 3 panels
 // of made-up but plausible data) as example.png, .svg and .pdf into <dir>.
-#include "ui/figure/contours.h"
+#include "core/analysis/contours.h"
 #include "ui/figure/figure.h"
 
 #include <QBuffer>
@@ -20,9 +23,10 @@
 #include <QTest>
 
 #include <cmath>
+#include <functional>
 
 using namespace deformscope::figure;
-namespace detail = deformscope::figure::detail;
+namespace analysis = deformscope::analysis;
 
 namespace {
 
@@ -47,6 +51,81 @@ Image uniformImage(int w, int h, uint8_t r, uint8_t g, uint8_t b)
     return im;
 }
 
+// A panel of an opaque width × height heat map without contours, value(x, y),
+// over a uniform background of colour (r, g, b).
+Panel heatPanel(int width, int height, uint8_t r, uint8_t g, uint8_t b, const std::function<float(int, int)>& value)
+{
+    Panel p;
+    p.background = uniformImage(width, height, r, g, b);
+    Heat heat;
+    heat.width = width, heat.height = height;
+    heat.values.resize(size_t(width) * height);
+    for (int y = 0; y < height; ++y)
+        for (int x = 0; x < width; ++x)
+            heat.values[size_t(y) * width + x] = value(x, y);
+    heat.opacity = 1;
+    p.heat = heat;
+    return p;
+}
+
+// A 64 × 48 panel with a deformable layer's field: 12 × 16 cells of 4 px
+// centred at 4·f, 3 × 3 taps of dilation 2, every offset (+3, 0), mask 0.8
+// (cell (1, 1): 0.2), anchored on the node's cell `anchor` (fx, fy).
+Panel fieldPanel(std::array<int, 2> anchor)
+{
+    Panel p;
+    p.background = uniformImage(64, 48, 90, 100, 110);
+    OffsetField& f = p.offsets;
+    f.featureH = 12, f.featureW = 16, f.taps = 9;
+    f.start = {0, 0};
+    f.jump = {4, 4};
+    f.anchor = anchor;
+    for (int fy = 0; fy < 12; ++fy)
+        for (int fx = 0; fx < 16; ++fx) {
+            for (int t = 0; t < 9; ++t)
+                f.arrows.push_back(
+                    OffsetArrow{float(4 * fx + (t % 3 - 1) * 2), float(4 * fy + (t / 3 - 1) * 2), 3.0f, 0.0f, 0.8f});
+            f.modulation.push_back(fx == 1 && fy == 1 ? 0.2 : 0.8);
+        }
+    return p;
+}
+
+// A 20 × 20 panel of colour (200, 100, 50) whose saliency mask keeps the left half.
+Panel halfKeptPanel()
+{
+    Panel p;
+    p.background = uniformImage(20, 20, 200, 100, 50);
+    p.mask.assign(400, 0);
+    for (int y = 0; y < 20; ++y)
+        for (int x = 0; x < 10; ++x)
+            p.mask[size_t(y) * 20 + x] = 1;
+    return p;
+}
+
+// The 64 × 48 field panel painted at `scale` pixels per image pixel.
+QImage renderField(const Panel& panel, int scale)
+{
+    QImage image(64 * scale, 48 * scale, QImage::Format_RGB32);
+    image.fill(Qt::white);
+    QPainter painter(&image);
+    paintPanel(painter, panel, QRectF(0, 0, 64 * scale, 48 * scale));
+    painter.end();
+    return image;
+}
+
+// The colour at image point (x, y) of a panel painted at `scale` pixels per image pixel.
+QRgb at(const QImage& image, double x, double y, double scale)
+{
+    return image.pixel(int(std::floor((x + 0.5) * scale)), int(std::floor((y + 0.5) * scale)));
+}
+
+// A file's bytes (empty when it cannot be read).
+QByteArray readFile(const QString& path)
+{
+    QFile in(path);
+    return in.open(QIODevice::ReadOnly) ? in.readAll() : QByteArray();
+}
+
 // Paints one panel into a white image of the target's size.
 QImage renderPanel(const Panel& panel, int size)
 {
@@ -58,12 +137,13 @@ QImage renderPanel(const Panel& panel, int size)
     return image;
 }
 
-double signedArea(const QPolygonF& poly)
+double signedArea(const analysis::Polygon& poly)
 {
     double a = 0;
-    for (int i = 0; i < poly.size(); ++i) {
-        const QPointF p = poly[i], q = poly[(i + 1) % poly.size()];
-        a += p.x() * q.y() - q.x() * p.y();
+    for (size_t i = 0; i < poly.size(); ++i) {
+        const auto& p = poly[i];
+        const auto& q = poly[(i + 1) % poly.size()];
+        a += p[0] * q[1] - q[0] * p[1];
     }
     return a / 2; // > 0: clockwise on screen (y down)
 }
@@ -171,6 +251,7 @@ Figure makeExampleFigure()
                             v *= 0.25;
                         heat.values[size_t(y) * W + x] = float(v * 3.2e-3 * (1 + 0.15 * std::sin(x * 1.3 + y)));
                     }
+                heat.contours = analysis::massContours(heat.values, W, H); // 50 % / 90 %, as for an ERF
                 p.heat = heat;
                 p.caption = {m == 0 ? "50 % of mass in 310 px\u00b2" : m == 1 ? "50 % of mass in 1,046 px\u00b2"
                                                                               : "50 % of mass in 884 px\u00b2"};
@@ -217,7 +298,13 @@ private Q_SLOTS:
     void heatColours();
     void heatLogScale();
     void contourOnRegionBoundary();
+    void massContoursOnTheGrid();
     void maskDimsOutside();
+    void maskOutlineWithoutDimming();
+    void offsetArrowsAtTheTargetScale();
+    void modulationMapCells();
+    void legendNamesTheOffsetField();
+    void savePanelCutsThePage();
     void paintPanelRestoresPainter();
     void fontsRender();
     void savePng();
@@ -299,24 +386,24 @@ void TestFigure::massThreshold()
     std::vector<float> v(100, 0.1f);
     v[44] = 50;
     v[43] = v[45] = v[34] = v[54] = 10;
-    QCOMPARE(detail::massThreshold(v, 0.5), 50.0); // 50 ≥ 49.75
-    QCOMPARE(detail::massThreshold(v, 0.9), 10.0); // 90 ≥ 89.55
-    std::vector<uint8_t> half = detail::massRegion(v, 0.5), most = detail::massRegion(v, 0.9);
+    QCOMPARE(analysis::massThreshold(v, 0.5), 50.0); // 50 ≥ 49.75
+    QCOMPARE(analysis::massThreshold(v, 0.9), 10.0); // 90 ≥ 89.55
+    std::vector<uint8_t> half = analysis::massRegion(v, 0.5), most = analysis::massRegion(v, 0.9);
     QCOMPARE(std::count(half.begin(), half.end(), 1), 1L);
     QCOMPARE(half[44], uint8_t(1));
     QCOMPARE(std::count(most.begin(), most.end(), 1), 5L);
     for (int i : {43, 44, 45, 34, 54})
         QCOMPARE(most[size_t(i)], uint8_t(1));
     // All of the mass: every positive pixel; none: nothing.
-    const std::vector<uint8_t> all = detail::massRegion(v, 1.0);
+    const std::vector<uint8_t> all = analysis::massRegion(v, 1.0);
     QCOMPARE(std::count(all.begin(), all.end(), 1), 100L);
-    QVERIFY(std::isinf(detail::massThreshold(v, 0.0)));
-    QVERIFY(std::isinf(detail::massThreshold(std::vector<float>(9, 0.0f), 0.5)));
+    QVERIFY(std::isinf(analysis::massThreshold(v, 0.0)));
+    QVERIFY(std::isinf(analysis::massThreshold(std::vector<float>(9, 0.0f), 0.5)));
     // Negative and non-finite values carry no mass.
     std::vector<float> odd{-100.0f, std::nanf(""), 1.0f, 3.0f};
-    QCOMPARE(detail::massThreshold(odd, 0.7), 3.0);
-    QCOMPARE(detail::massThreshold(odd, 0.8), 1.0);
-    const std::vector<uint8_t> r = detail::massRegion(odd, 0.8);
+    QCOMPARE(analysis::massThreshold(odd, 0.7), 3.0);
+    QCOMPARE(analysis::massThreshold(odd, 0.8), 1.0);
+    const std::vector<uint8_t> r = analysis::massRegion(odd, 0.8);
     QCOMPARE(r, (std::vector<uint8_t>{0, 0, 1, 1}));
 }
 
@@ -327,7 +414,7 @@ void TestFigure::massRegionWithTies()
     for (int y = 2; y < 6; ++y)
         for (int x = 2; x < 6; ++x)
             v[size_t(y) * 8 + x] = 1.0f;
-    const std::vector<uint8_t> r = detail::massRegion(v, 0.3);
+    const std::vector<uint8_t> r = analysis::massRegion(v, 0.3);
     QCOMPARE(std::count(r.begin(), r.end(), 1), 16L);
 }
 
@@ -362,21 +449,21 @@ void TestFigure::regionOutline()
     std::vector<uint8_t> region(size_t(width) * height);
     for (int i = 0; i < cells.size(); ++i)
         region[size_t(i)] = cells[i] == QLatin1Char('#');
-    const std::vector<QPolygonF> out = detail::regionOutline(region, width, height);
+    const std::vector<analysis::Polygon> out = analysis::regionOutline(region, width, height);
     QCOMPARE(int(out.size()), loops);
     int n = 0;
     double a = 0;
-    for (const QPolygonF& poly : out) {
-        n += poly.size();
+    for (const analysis::Polygon& poly : out) {
+        n += int(poly.size());
         a += signedArea(poly);
-        for (const QPointF& v : poly) { // on the pixel-edge lattice, inside the grid
-            QCOMPARE(v.x(), std::round(v.x()));
-            QVERIFY(v.x() >= 0 && v.x() <= width && v.y() >= 0 && v.y() <= height);
+        for (const auto& v : poly) { // on the pixel-edge lattice, inside the grid
+            QCOMPARE(v[0], std::round(v[0]));
+            QVERIFY(v[0] >= 0 && v[0] <= width && v[1] >= 0 && v[1] <= height);
         }
     }
     QCOMPARE(n, vertices);
     QCOMPARE(a, area);
-    QVERIFY(detail::regionOutline(region, width + 1, height).empty()); // wrong size: nothing
+    QVERIFY(analysis::regionOutline(region, width + 1, height).empty()); // wrong size: nothing
 }
 
 void TestFigure::pointHasLevelColour()
@@ -437,17 +524,8 @@ void TestFigure::moveIsALineFromARing()
 
 void TestFigure::heatColours()
 {
-    Panel p;
-    p.background = uniformImage(16, 16, 30, 200, 90);
-    Heat heat;
-    heat.width = 16, heat.height = 16;
-    heat.values.assign(256, 0.0f);
-    for (int y = 0; y < 16; ++y)
-        for (int x = 0; x < 16; ++x)
-            heat.values[size_t(y) * 16 + x] = float(std::exp(-((x - 5) * (x - 5) + (y - 9) * (y - 9)) / 8.0) - 0.001);
-    heat.opacity = 1;
-    heat.contours = {};
-    p.heat = heat;
+    Panel p = heatPanel(16, 16, 30, 200, 90,
+        [](int x, int y) { return float(std::exp(-((x - 5) * (x - 5) + (y - 9) * (y - 9)) / 8.0) - 0.001); });
     QImage image = renderPanel(p, 160); // 10 px per heat pixel
     QCOMPARE(hex(image.pixel(55, 95)), hex(qrgbOf(colormap("inferno", 1.0)))); // the hottest pixel
     QCOMPARE(hex(image.pixel(155, 5)), hex(qrgbOf(colormap("inferno", 0.0)))); // negative: bottom
@@ -477,15 +555,9 @@ void TestFigure::heatColours()
 
 void TestFigure::heatLogScale()
 {
-    Panel p;
-    p.background = uniformImage(4, 1, 0, 0, 0);
-    Heat heat;
-    heat.width = 4, heat.height = 1;
-    heat.values = {1000.0f, 1.0f, 0.0f, 100.0f};
-    heat.log = true;
-    heat.opacity = 1;
-    heat.contours = {};
-    p.heat = heat;
+    const float values[4] = {1000.0f, 1.0f, 0.0f, 100.0f};
+    Panel p = heatPanel(4, 1, 0, 0, 0, [&](int x, int) { return values[x]; });
+    p.heat->log = true;
     QImage image(400, 100, QImage::Format_RGB32);
     image.fill(Qt::white);
     QPainter painter(&image);
@@ -503,22 +575,11 @@ void TestFigure::contourOnRegionBoundary()
     // All the mass in columns 2..5 of rows 2..5: the 50 % region is that block,
     // its left edge at x = 2 heat pixels = 128 px of a 512 px panel (unit 2: a
     // 2 px white line over 127..129).
-    Panel p;
-    p.background = uniformImage(8, 8, 0, 0, 0);
-    Heat heat;
-    heat.width = 8, heat.height = 8;
-    heat.values.assign(64, 0.0f);
-    for (int y = 2; y < 6; ++y)
-        for (int x = 2; x < 6; ++x)
-            heat.values[size_t(y) * 8 + x] = 1.0f;
-    heat.opacity = 1;
-    heat.contours = {};
-    p.heat = heat;
+    Panel p = heatPanel(8, 8, 0, 0, 0, [](int x, int y) { return x >= 2 && x < 6 && y >= 2 && y < 6 ? 1.0f : 0.0f; });
     const QImage plain = renderPanel(p, 512);
     QCOMPARE(hex(plain.pixel(127, 256)), hex(qrgbOf(colormap("inferno", 0.0))));
     QCOMPARE(hex(plain.pixel(128, 256)), hex(qrgbOf(colormap("inferno", 1.0))));
-    p.heat->contours = {0.5};
-    p.heat->contourSmoothing = 0; // the exact pixel boundary
+    p.heat->contours = analysis::massContours(p.heat->values, 8, 8, {{0.5}, 0.0}); // unsmoothed: the exact pixel boundary
     const QImage contoured = renderPanel(p, 512);
     QCOMPARE(hex(contoured.pixel(127, 256)), hex(qRgb(255, 255, 255)));
     QCOMPARE(hex(contoured.pixel(128, 256)), hex(qRgb(255, 255, 255)));
@@ -526,14 +587,41 @@ void TestFigure::contourOnRegionBoundary()
     QCOMPARE(hex(contoured.pixel(256, 256)), hex(plain.pixel(256, 256))); // inside it
 }
 
+void TestFigure::massContoursOnTheGrid()
+{
+    // The 4 × 4 block of contourOnRegionBoundary, unsmoothed: one square whose
+    // corners are the block's pixel edges, in pixel-centre coordinates.
+    std::vector<float> v(64, 0.0f);
+    for (int y = 2; y < 6; ++y)
+        for (int x = 2; x < 6; ++x)
+            v[size_t(y) * 8 + x] = 1.0f;
+    const auto exact = analysis::massContours(v, 8, 8, {{0.5, 1.5}, 0.0});
+    QCOMPARE(exact.size(), size_t(2));
+    QCOMPARE(exact[0].fraction, 0.5);
+    QCOMPARE(exact[0].loops.size(), size_t(1));
+    const analysis::Polygon square{{1.5, 1.5}, {5.5, 1.5}, {5.5, 5.5}, {1.5, 5.5}};
+    QCOMPARE(exact[0].loops[0], square);
+    QVERIFY(exact[1].loops.empty()); // 150 % of the mass: no such region
+    // Signed: the mass is |v|, so a negative block is outlined alike.
+    std::vector<float> negative = v;
+    for (float& x : negative)
+        x = -x;
+    QVERIFY(analysis::massContours(negative, 8, 8, {{0.5}, 0.0})[0].loops.empty());
+    QCOMPARE(analysis::massContours(negative, 8, 8, {{0.5}, 0.0, true})[0].loops[0], square);
+    // Smoothing (the default σ = 2) spreads the mass: the 90 % region grows past the block.
+    const auto smooth = analysis::massContours(v, 8, 8);
+    QCOMPARE(smooth.size(), size_t(2));
+    double area = 0;
+    for (const analysis::Polygon& loop : smooth[1].loops)
+        area += signedArea(loop);
+    QVERIFY2(area > 16, qPrintable(QString::number(area)));
+    QCOMPARE(analysis::gaussianSmoothed(v, 8, 8, 0.0), v);
+    QVERIFY(analysis::massContours(v, 8, 7).empty()); // wrong size: nothing
+}
+
 void TestFigure::maskDimsOutside()
 {
-    Panel p;
-    p.background = uniformImage(20, 20, 200, 100, 50);
-    p.mask.assign(400, 0);
-    for (int y = 0; y < 20; ++y)
-        for (int x = 0; x < 10; ++x)
-            p.mask[size_t(y) * 20 + x] = 1;
+    Panel p = halfKeptPanel();
     const QImage image = renderPanel(p, 400); // unit 1.5625: a 2 px outline
     QCOMPARE(hex(image.pixel(80, 200)), hex(qRgb(200, 100, 50)));
     QCOMPARE(hex(image.pixel(320, 200)), hex(qRgb(60, 30, 15)));
@@ -544,6 +632,120 @@ void TestFigure::maskDimsOutside()
     p.mask.assign(10, 0);
     const QImage ignored = renderPanel(p, 400);
     QCOMPARE(hex(ignored.pixel(320, 200)), hex(qRgb(200, 100, 50)));
+}
+
+void TestFigure::maskOutlineWithoutDimming()
+{
+    Panel p = halfKeptPanel();
+    p.maskDims = false;
+    const QImage image = renderPanel(p, 400);
+    QCOMPARE(hex(image.pixel(320, 200)), hex(qRgb(200, 100, 50))); // nothing dimmed
+    QCOMPARE(hex(image.pixel(199, 200)), hex(qRgb(255, 255, 255))); // still outlined
+    QCOMPARE(hex(image.pixel(200, 200)), hex(qRgb(255, 255, 255)));
+}
+
+void TestFigure::offsetArrowsAtTheTargetScale()
+{
+    const QRgb arrow = qRgb(0x00, 0xe5, 0xff), grey = qRgb(90, 100, 110);
+    // Cell (fx 2, fy 3) is centred at (8, 12): its top-left tap at (6, 10)
+    // points to (9, 10); cell (3, 3)'s middle tap at (12, 12) to (15, 12).
+    Panel p = fieldPanel({8, 6});
+    QCOMPARE(hex(at(renderField(p, 5), 7.5, 10, 5)), hex(grey)); // arrows off
+    p.arrows = Arrows::PerTap;
+    // 5 px per image pixel: cells 20 px apart, every third drawn counted from
+    // the node's (fx 8 → 2, 5, 8, …; fy 6 → 0, 3, 6, …).
+    QImage image = renderField(p, 5);
+    QVERIFY2(channelDistance(at(image, 7.5, 10, 5), arrow) <= 40, qPrintable(hex(at(image, 7.5, 10, 5))));
+    QCOMPARE(hex(at(image, 13.5, 12, 5)), hex(grey));
+    // 15 px per image pixel: cells 60 px apart, every one drawn.
+    image = renderField(p, 15);
+    QVERIFY(channelDistance(at(image, 7.5, 10, 15), arrow) <= 40);
+    QVERIFY2(channelDistance(at(image, 13.5, 12, 15), arrow) <= 40, qPrintable(hex(at(image, 13.5, 12, 15))));
+    // The kept cells follow the node: anchored on fx 9, cell 3 is drawn and cell 2 is not.
+    Panel q = fieldPanel({9, 6});
+    q.arrows = Arrows::PerTap;
+    image = renderField(q, 5);
+    QCOMPARE(hex(at(image, 7.5, 10, 5)), hex(grey));
+    QVERIFY(channelDistance(at(image, 13.5, 12, 5), arrow) <= 40);
+    // Mean: one arrow per cell (cell 2 from (8, 12) to (11, 12)); 20 px apart is past the 16 wanted: every cell.
+    p.arrows = Arrows::Mean;
+    image = renderField(p, 5);
+    QVERIFY(channelDistance(at(image, 9.5, 12, 5), arrow) <= 40);
+    QVERIFY(channelDistance(at(image, 13.5, 12, 5), arrow) <= 40);
+    QCOMPARE(hex(at(image, 7.5, 10, 5)), hex(grey)); // no tap arrows
+    // An offset field that does not fit its size is not drawn.
+    p.offsets.arrows.pop_back();
+    QCOMPARE(hex(at(renderField(p, 5), 9.5, 12, 5)), hex(grey));
+}
+
+void TestFigure::modulationMapCells()
+{
+    Panel p = fieldPanel({8, 6});
+    auto blend = [](double m) { // viridis(m) at alpha 128 / 255 over the grey image
+        const QRgb c = qrgbOf(colormap("viridis", m));
+        const double a = 128 / 255.0;
+        return qRgb(int(std::lround(90 * (1 - a) + qRed(c) * a)), int(std::lround(100 * (1 - a) + qGreen(c) * a)),
+            int(std::lround(110 * (1 - a) + qBlue(c) * a)));
+    };
+    QCOMPARE(hex(at(renderField(p, 5), 20, 24, 5)), hex(qRgb(90, 100, 110))); // off
+    p.modulationMap = true;
+    const QImage image = renderField(p, 5);
+    QVERIFY2(channelDistance(at(image, 20, 24, 5), blend(0.8)) <= 2, qPrintable(hex(at(image, 20, 24, 5))));
+    QVERIFY2(channelDistance(at(image, 4, 4, 5), blend(0.2)) <= 2, qPrintable(hex(at(image, 4, 4, 5))));
+    // Without modulation values (DCNv1): no map.
+    p.offsets.modulation.clear();
+    QCOMPARE(hex(at(renderField(p, 5), 20, 24, 5)), hex(qRgb(90, 100, 110)));
+}
+
+void TestFigure::legendNamesTheOffsetField()
+{
+    // A panel with nothing but the offset field still gets a legend: the arrow and the modulation scale.
+    Figure f;
+    f.panels.push_back(fieldPanel({8, 6}));
+    const double bare = panelImageRect(f, 0, 0).top();
+    f.panels[0].arrows = Arrows::Mean;
+    f.panels[0].modulationMap = true;
+    QVERIFY(panelImageRect(f, 0, 0).top() > bare);
+    const QString file = path(QStringLiteral("legend.svg"));
+    QCOMPARE(QString::fromStdString(saveFigure(f, file.toStdString())), QString());
+    const QByteArray svg = readFile(file);
+    QVERIFY(!svg.isEmpty());
+    QVERIFY(svg.contains("mean offset of the taps"));
+    QVERIFY(svg.contains("modulation"));
+}
+
+void TestFigure::savePanelCutsThePage()
+{
+    // A 400 × 300 "widget" with the panel painted into (−12.5, 7.25, 320, 240):
+    // the file holds its page (30, 20, 200, 150), pixel for pixel.
+    Panel p = fieldPanel({8, 6});
+    p.arrows = Arrows::PerTap;
+    p.modulationMap = true;
+    const QRectF target(-12.5, 7.25, 320, 240);
+    const QRect page(30, 20, 200, 150);
+    const UnitRange units{0.9, 2.2};
+    QImage widget(400, 300, QImage::Format_RGB32);
+    widget.fill(Qt::white);
+    {
+        QPainter painter(&widget);
+        painter.setClipRect(page);
+        paintPanel(painter, p, target, units);
+    }
+    const QString file = path(QStringLiteral("panel.png"));
+    QCOMPARE(QString::fromStdString(savePanel(p, target, page, file.toStdString(), units)), QString());
+    const QImage saved(file);
+    QCOMPARE(saved.size(), page.size());
+    QCOMPARE(saved.convertToFormat(QImage::Format_RGB32), widget.copy(page));
+    for (const char* suffix : {"svg", "pdf"}) {
+        const QString vector = path(QStringLiteral("panel.") + QLatin1String(suffix));
+        QCOMPARE(QString::fromStdString(savePanel(p, target, page, vector.toStdString())), QString());
+        QVERIFY(QFileInfo(vector).size() > 1000);
+    }
+    // Nothing to draw: refused, nothing written.
+    const QString empty = path(QStringLiteral("empty.png"));
+    QVERIFY(!savePanel(Panel{}, target, page, empty.toStdString()).empty());
+    QVERIFY(!savePanel(p, target, QRect(30, 20, 0, 150), empty.toStdString()).empty());
+    QVERIFY(!QFile::exists(empty));
 }
 
 void TestFigure::paintPanelRestoresPainter()
@@ -628,9 +830,8 @@ void TestFigure::saveSvg()
     QVERIFY(renderer.isValid());
     const QSizeF size = figureSize(f);
     QCOMPARE(renderer.viewBoxF(), QRectF(QPointF(0, 0), size));
-    QFile in(file);
-    QVERIFY(in.open(QIODevice::ReadOnly));
-    const QByteArray svg = in.readAll();
+    const QByteArray svg = readFile(file);
+    QVERIFY(!svg.isEmpty());
     QCOMPARE(svg.count("<image "), qsizetype(9 + 3)); // a raster per panel and per colour bar
     QCOMPARE(svg.count("image-rendering:pixelated"), qsizetype(9)); // the panels' pixels, not the colour bars
     QCOMPARE(svg.count("data:image/png"), qsizetype(9 + 3));       // lossless
@@ -644,9 +845,8 @@ void TestFigure::savePdf()
     const Figure f = makeExampleFigure();
     const QString file = path(QStringLiteral("figure.pdf"));
     QCOMPARE(QString::fromStdString(saveFigure(f, file.toStdString())), QString());
-    QFile in(file);
-    QVERIFY(in.open(QIODevice::ReadOnly));
-    const QByteArray pdf = in.readAll();
+    const QByteArray pdf = readFile(file);
+    QVERIFY(!pdf.isEmpty());
     QVERIFY(pdf.startsWith("%PDF-"));
     QVERIFY(pdf.trimmed().endsWith("%%EOF"));
     QVERIFY(!pdf.contains("/DCTDecode")); // images lossless, not JPEG

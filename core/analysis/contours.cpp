@@ -1,11 +1,15 @@
-#include "ui/figure/contours.h"
+// Mass thresholds, Gaussian smoothing, region outlines and mass contours
+// (contours.h). Pure functions without LibTorch; any thread may call them —
+// ui/analysis_figure for ERF panels, ui/figure for mask outlines.
+#include "core/analysis/contours.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <functional>
 #include <limits>
 
-namespace deformscope::figure::detail {
+namespace deformscope::analysis {
 namespace {
 
 float mass(float v) { return std::isfinite(v) && v > 0 ? v : 0.0f; }
@@ -53,9 +57,9 @@ std::vector<uint8_t> massRegion(const std::vector<float>& values, double fractio
     return region;
 }
 
-std::vector<QPolygonF> regionOutline(const std::vector<uint8_t>& region, int width, int height)
+std::vector<Polygon> regionOutline(const std::vector<uint8_t>& region, int width, int height)
 {
-    std::vector<QPolygonF> loops;
+    std::vector<Polygon> loops;
     if (width <= 0 || height <= 0 || region.size() != size_t(width) * size_t(height))
         return loops;
     // Directed boundary edges between grid vertices (x, y), x ≤ width, y ≤ height,
@@ -81,7 +85,7 @@ std::vector<QPolygonF> regionOutline(const std::vector<uint8_t>& region, int wid
                 out[vertex(x, y + 1)] |= 8;
         }
     const int step[4] = {1, stride, -1, -stride};
-    auto point = [&](size_t v) { return QPointF(double(v % stride), double(v / stride)); };
+    auto point = [&](size_t v) { return std::array<double, 2>{double(v % stride), double(v / stride)}; };
     for (size_t start = 0; start < out.size(); ++start) {
         while (out[start] != 0) {
             // At a vertex where two regions touch diagonally, turning right
@@ -89,8 +93,7 @@ std::vector<QPolygonF> regionOutline(const std::vector<uint8_t>& region, int wid
             int d = 0;
             while (!(out[start] & (1 << d)))
                 ++d;
-            QPolygonF loop;
-            loop << point(start);
+            Polygon loop{point(start)};
             size_t v = start;
             for (;;) {
                 out[v] &= uint8_t(~(1 << d));
@@ -108,13 +111,67 @@ std::vector<QPolygonF> regionOutline(const std::vector<uint8_t>& region, int wid
                 if (next < 0)
                     break; // cannot happen on a consistent edge set; leave the loop open
                 if (next != d)
-                    loop << point(v);
+                    loop.push_back(point(v));
                 d = next;
             }
-            loops.push_back(loop);
+            loops.push_back(std::move(loop));
         }
     }
     return loops;
 }
 
-} // namespace deformscope::figure::detail
+std::vector<float> gaussianSmoothed(const std::vector<float>& v, int width, int height, double sigma)
+{
+    if (!(sigma > 0) || width <= 0 || height <= 0 || v.size() != size_t(width) * size_t(height))
+        return v;
+    const int r = std::max(1, int(std::ceil(3 * sigma)));
+    std::vector<double> k(size_t(2 * r + 1));
+    double sum = 0;
+    for (int i = -r; i <= r; ++i)
+        sum += k[size_t(i + r)] = std::exp(-0.5 * i * i / (sigma * sigma));
+    for (double& x : k)
+        x /= sum;
+    std::vector<float> tmp(v.size()), out(v.size());
+    for (int y = 0; y < height; ++y)
+        for (int x = 0; x < width; ++x) {
+            double acc = 0;
+            for (int i = -r; i <= r; ++i)
+                acc += k[size_t(i + r)] * double(mass(v[size_t(y) * size_t(width) + size_t(std::clamp(x + i, 0, width - 1))]));
+            tmp[size_t(y) * size_t(width) + size_t(x)] = float(acc);
+        }
+    for (int y = 0; y < height; ++y)
+        for (int x = 0; x < width; ++x) {
+            double acc = 0;
+            for (int i = -r; i <= r; ++i)
+                acc += k[size_t(i + r)] * tmp[size_t(std::clamp(y + i, 0, height - 1)) * size_t(width) + size_t(x)];
+            out[size_t(y) * size_t(width) + size_t(x)] = float(acc);
+        }
+    return out;
+}
+
+std::vector<MassContour> massContours(const std::vector<float>& values, int width, int height,
+                                      const ContourOptions& options)
+{
+    std::vector<MassContour> contours;
+    if (width <= 0 || height <= 0 || values.size() != size_t(width) * size_t(height))
+        return contours;
+    std::vector<float> m = values;
+    if (options.isSigned)
+        for (float& v : m)
+            v = std::fabs(v);
+    m = gaussianSmoothed(m, width, height, options.smoothing);
+    for (double fraction : options.fractions) {
+        MassContour c;
+        c.fraction = fraction;
+        if (fraction > 0 && fraction <= 1) {
+            c.loops = regionOutline(massRegion(m, fraction), width, height);
+            for (Polygon& loop : c.loops) // pixel edges -> pixel centres at integers
+                for (auto& p : loop)
+                    p = {p[0] - 0.5, p[1] - 0.5};
+        }
+        contours.push_back(std::move(c));
+    }
+    return contours;
+}
+
+} // namespace deformscope::analysis

@@ -1,0 +1,69 @@
+// A deformable layer's offset field from the session's captured forward
+// (offset_field.h). Called on the thread that owns the session: the GUI engine's
+// worker, or the CLI's figure code through ui/analysis_figure.
+#include "core/analysis/offset_field.h"
+
+#include "core/analysis/analysis.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+namespace deformscope::analysis {
+
+OffsetField offsetField(const AnalysisSession& session, const std::string& layer)
+{
+    const model::Layer& l = session.layer(layer);
+    OffsetField field;
+    field.layer = l.name;
+    field.start = l.start;
+    field.jump = l.jump;
+    if (!l.deformable() || size_t(l.index) >= session.capture().tensors.size())
+        return field;
+    const model::LayerTensors& t = session.capture().tensors[size_t(l.index)];
+    if (!t.offset.defined())
+        return field;
+    const at::Tensor off = t.offset.detach()[0].to(at::kCPU, at::kFloat).contiguous(); // [2·G·K, Ho, Wo]
+    const at::Tensor mask = t.mask.defined() ? t.mask.detach()[0].to(at::kCPU, at::kFloat).contiguous() : at::Tensor();
+    const int64_t kw = l.kernel[1], K = l.kernel[0] * kw;
+    const int64_t taps = off.size(0) / 2, Ho = off.size(1), Wo = off.size(2);
+    // Tap t of position f samples the layer's input at f·stride − pad + tap·dilation
+    // (+ offset), mapped to input-image pixels through the input's jump and start
+    // (the output's jump / stride, its start shifted back by the kernel's reach).
+    std::array<double, 2> inJump{}, inStart{};
+    for (int a = 0; a < 2; ++a) {
+        inJump[a] = l.jump[a] / double(l.stride[a]);
+        inStart[a] = l.start[a] - ((double(l.kernel[a]) - 1) * double(l.dilation[a]) / 2 - double(l.padding[a])) * inJump[a];
+    }
+    field.featureH = int(Ho);
+    field.featureW = int(Wo);
+    field.taps = int(taps);
+    field.modulated = mask.defined();
+    field.arrows.reserve(size_t(Ho * Wo * taps));
+    if (field.modulated)
+        field.meanModulation.reserve(size_t(Ho * Wo));
+    const float* o = off.data_ptr<float>();
+    const float* m = mask.defined() ? mask.data_ptr<float>() : nullptr;
+    for (int64_t fy = 0; fy < Ho; ++fy)
+        for (int64_t fx = 0; fx < Wo; ++fx) {
+            double sum = 0;
+            for (int64_t tap = 0; tap < taps; ++tap) {
+                const int64_t k = tap % K, ky = k / kw, kx = k % kw;
+                const double py = double(fy * l.stride[0] - l.padding[0] + ky * l.dilation[0]);
+                const double px = double(fx * l.stride[1] - l.padding[1] + kx * l.dilation[1]);
+                OffsetArrow a;
+                a.x = float(inStart[1] + px * inJump[1]);
+                a.y = float(inStart[0] + py * inJump[0]);
+                a.dy = float(o[((2 * tap) * Ho + fy) * Wo + fx] * inJump[0]);
+                a.dx = float(o[((2 * tap + 1) * Ho + fy) * Wo + fx] * inJump[1]);
+                a.modulation = m ? m[(tap * Ho + fy) * Wo + fx] : 1.0f;
+                sum += std::isfinite(a.modulation) ? double(a.modulation) : 0.0;
+                field.arrows.push_back(a);
+            }
+            if (field.modulated)
+                field.meanModulation.push_back(taps > 0 ? sum / double(taps) : 0.0);
+        }
+    return field;
+}
+
+} // namespace deformscope::analysis

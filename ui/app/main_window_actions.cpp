@@ -1,0 +1,252 @@
+// The main window's actions, menus, tool bar and recent-file menus: what each
+// command does when triggered. GUI thread only (MainWindow's members; see
+// main_window.cpp for the window's core).
+#include "ui/app/main_window.h"
+
+#include "ui/canvas/canvas.h"
+#include "ui/canvas/comparison_view.h"
+
+#include <QAction>
+#include <QComboBox>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QLabel>
+#include <QMenu>
+#include <QMenuBar>
+#include <QToolBar>
+
+#include <functional>
+
+namespace deformscope::ui {
+
+void MainWindow::buildActions() {
+    m_openModelsAction = new QAction(QIcon::fromTheme(QStringLiteral("document-open")), tr("&Open Models…"), this);
+    m_openModelsAction->setShortcut(QKeySequence::Open);
+    m_openModelsAction->setToolTip(tr("Open one or more TorchScript models (Ctrl+O)"));
+    connect(m_openModelsAction, &QAction::triggered, this, [this] {
+        const QStringList files = QFileDialog::getOpenFileNames(
+            this, tr("Open models"), m_settings->lastDirectory(),
+            tr("TorchScript models (*.pt *.pth *.ts *.torchscript);;All files (*)"));
+        if (!files.isEmpty()) {
+            m_settings->setLastDirectory(QFileInfo(files.first()).absolutePath());
+            openModels(files);
+        }
+    });
+
+    m_openImageAction = new QAction(QIcon::fromTheme(QStringLiteral("image-x-generic")), tr("Open &Image…"), this);
+    m_openImageAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_I));
+    connect(m_openImageAction, &QAction::triggered, this, [this] {
+        const QString file = QFileDialog::getOpenFileName(
+            this, tr("Open image"), m_settings->lastDirectory(),
+            tr("Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp);;All files (*)"));
+        if (!file.isEmpty()) {
+            m_settings->setLastDirectory(QFileInfo(file).absolutePath());
+            openImage(file);
+        }
+    });
+
+    m_openSessionAction = new QAction(tr("Open &Session…"), this);
+    m_openSessionAction->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
+    connect(m_openSessionAction, &QAction::triggered, this, [this] {
+        const QString file = QFileDialog::getOpenFileName(this, tr("Open session"), m_settings->lastDirectory(),
+                                                          tr("DeformScope sessions (*.dsession);;All files (*)"));
+        if (!file.isEmpty())
+            openSession(file);
+    });
+
+    m_saveSessionAction = new QAction(QIcon::fromTheme(QStringLiteral("document-save")), tr("&Save Session…"), this);
+    m_saveSessionAction->setShortcut(QKeySequence::Save);
+    connect(m_saveSessionAction, &QAction::triggered, this, [this] {
+        QString file = QFileDialog::getSaveFileName(this, tr("Save session"), m_settings->lastDirectory(),
+                                                    tr("DeformScope sessions (*.dsession)"));
+        if (file.isEmpty())
+            return;
+        if (QFileInfo(file).suffix().isEmpty())
+            file += QStringLiteral(".dsession");
+        saveSessionTo(file);
+    });
+
+    m_exportAction = new QAction(QIcon::fromTheme(QStringLiteral("document-export")), tr("&Export Figure and Data…"), this);
+    m_exportAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
+    m_exportAction->setToolTip(tr("Write the figure (PNG, SVG, PDF) and the data (JSON, NPY, CSV) of this click (Ctrl+E)"));
+    connect(m_exportAction, &QAction::triggered, this, [this] {
+        const QString dir = QFileDialog::getExistingDirectory(this, tr("Export into folder"), m_settings->lastDirectory());
+        if (!dir.isEmpty())
+            exportTo(dir, true, true);
+    });
+    m_exportDataAction = new QAction(tr("Export &Data Only…"), this);
+    connect(m_exportDataAction, &QAction::triggered, this, [this] {
+        const QString dir = QFileDialog::getExistingDirectory(this, tr("Export data into folder"), m_settings->lastDirectory());
+        if (!dir.isEmpty())
+            exportTo(dir, false, true);
+    });
+
+    m_erfAverageAction = new QAction(tr("ERF &Averaged over a Folder…"), this);
+    connect(m_erfAverageAction, &QAction::triggered, this, [this] {
+        const ModelInfo* model = currentModel();
+        if (!model) {
+            showError(tr("Open a model first: the averaged ERF is computed for one model at the chosen layer."));
+            return;
+        }
+        const QString images = QFileDialog::getExistingDirectory(this, tr("Folder of images"), m_settings->lastDirectory());
+        if (images.isEmpty())
+            return;
+        const QString out = QFileDialog::getExistingDirectory(this, tr("Write the averaged ERF into folder"), images);
+        if (out.isEmpty())
+            return;
+        ErfAverageRequest r;
+        r.model = model->path;
+        r.folder = images;
+        r.layer = m_layer;
+        r.outDirectory = out;
+        setBusy(true, tr("Averaging the ERF over %1").arg(images));
+        m_erfRequest = m_engine->averageErf(r);
+    });
+
+    m_quitAction = new QAction(tr("&Quit"), this);
+    m_quitAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_Q));
+    m_quitAction->setMenuRole(QAction::QuitRole);
+    connect(m_quitAction, &QAction::triggered, this, &QWidget::close);
+
+    m_fullScreenAction = new QAction(tr("&Full Screen"), this);
+    m_fullScreenAction->setShortcut(QKeySequence(Qt::Key_F11));
+    m_fullScreenAction->setCheckable(true);
+    connect(m_fullScreenAction, &QAction::toggled, this, [this](bool on) { on ? showFullScreen() : showNormal(); });
+
+    m_comparisonAction = new QAction(tr("&Comparison View"), this);
+    m_comparisonAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_K));
+    m_comparisonAction->setCheckable(true);
+    m_comparisonAction->setToolTip(tr("All models side by side (on) or the selected model alone (off)"));
+    connect(m_comparisonAction, &QAction::toggled, this, &MainWindow::setComparison);
+
+    m_fitAction = new QAction(tr("&Fit to Window"), this);
+    m_fitAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_0));
+    connect(m_fitAction, &QAction::triggered, this, [this] {
+        m_canvas->fitToWindow();
+        m_comparison->fitToWindow();
+    });
+
+    m_objectToolAction = new QAction(tr("Draw &Object Box"), this);
+    m_objectToolAction->setCheckable(true);
+    m_objectToolAction->setShortcut(QKeySequence(Qt::Key_B));
+    m_objectToolAction->setToolTip(tr("Drag a box around the object the metrics refer to (B; or Shift+drag)"));
+    connect(m_objectToolAction, &QAction::toggled, this, [this](bool on) {
+        m_canvas->setObjectTool(on);
+        m_comparison->setObjectTool(on);
+    });
+    m_clearObjectAction = new QAction(tr("Clear Object Box"), this);
+    connect(m_clearObjectAction, &QAction::triggered, this, [this] {
+        m_objectBox = QRectF();
+        requestAnalysis();
+    });
+
+    m_inputSettingsAction = new QAction(tr("&Input Settings…"), this);
+    m_inputSettingsAction->setToolTip(tr("How the selected model's input is prepared: mean, std, channel order, size"));
+    connect(m_inputSettingsAction, &QAction::triggered, this, [this] { editInputSettings(m_currentModel); });
+
+    m_cancelAction = new QAction(QIcon::fromTheme(QStringLiteral("process-stop")), tr("&Cancel"), this);
+    m_cancelAction->setShortcut(QKeySequence(Qt::Key_Escape));
+    m_cancelAction->setEnabled(false);
+    connect(m_cancelAction, &QAction::triggered, this, &MainWindow::cancelAnalysis);
+}
+
+void MainWindow::buildMenus() {
+    QMenu* file = menuBar()->addMenu(tr("&File"));
+    file->addAction(m_openModelsAction);
+    m_recentModelsMenu = file->addMenu(tr("Recent &Models"));
+    file->addAction(m_openImageAction);
+    m_recentImagesMenu = file->addMenu(tr("Recent I&mages"));
+    file->addSeparator();
+    file->addAction(m_openSessionAction);
+    m_recentSessionsMenu = file->addMenu(tr("Recent Sess&ions"));
+    file->addAction(m_saveSessionAction);
+    file->addSeparator();
+    file->addAction(m_exportAction);
+    file->addAction(m_exportDataAction);
+    file->addSeparator();
+    file->addAction(m_quitAction);
+
+    QMenu* view = menuBar()->addMenu(tr("&View"));
+    view->addAction(m_comparisonAction);
+    view->addAction(m_fitAction);
+    view->addAction(m_fullScreenAction);
+
+    QMenu* analysis = menuBar()->addMenu(tr("&Analysis"));
+    analysis->addAction(m_objectToolAction);
+    analysis->addAction(m_clearObjectAction);
+    analysis->addSeparator();
+    analysis->addAction(m_inputSettingsAction);
+    analysis->addAction(m_erfAverageAction);
+    analysis->addAction(m_cancelAction);
+}
+
+void MainWindow::buildToolBar() {
+    QToolBar* bar = addToolBar(tr("Main"));
+    bar->setObjectName(QStringLiteral("mainToolBar"));
+    bar->setMovable(false);
+    bar->setToolButtonStyle(Qt::ToolButtonTextBesideIcon);
+    bar->addAction(m_openModelsAction);
+    bar->addAction(m_openImageAction);
+    bar->addSeparator();
+    bar->addWidget(new QLabel(tr(" Device "), bar));
+    m_deviceBox = new QComboBox(bar);
+    m_deviceBox->setObjectName(QStringLiteral("deviceBox"));
+    m_deviceBox->addItems(Engine::devices());
+    m_deviceBox->setCurrentText(m_device);
+    m_deviceBox->setToolTip(tr("Where the models run"));
+    connect(m_deviceBox, &QComboBox::currentTextChanged, this, [this](const QString& device) {
+        if (m_syncing || device == m_device)
+            return;
+        m_device = device;
+        m_settings->setDevice(device);
+        if (!m_modelPaths.isEmpty())
+            openModels(m_modelPaths);
+    });
+    bar->addWidget(m_deviceBox);
+    bar->addWidget(new QLabel(tr("  Model "), bar));
+    m_modelBox = new QComboBox(bar);
+    m_modelBox->setObjectName(QStringLiteral("modelBox"));
+    m_modelBox->setToolTip(tr("The model the layer list and the single view show"));
+    m_modelBox->setMinimumContentsLength(12);
+    connect(m_modelBox, &QComboBox::currentIndexChanged, this, [this](int i) {
+        if (m_syncing || i < 0)
+            return;
+        m_currentModel = i;
+        fillLayerList();
+        refreshViews();
+    });
+    bar->addWidget(m_modelBox);
+    bar->addSeparator();
+    bar->addAction(m_comparisonAction);
+    bar->addAction(m_objectToolAction);
+    bar->addAction(m_exportAction);
+    bar->addAction(m_cancelAction);
+}
+
+void MainWindow::updateRecentMenus() {
+    // One entry per recent set of files: `open` reopens it.
+    auto fill = [this](QMenu* menu, const QList<QStringList>& sets, const std::function<void(const QStringList&)>& open) {
+        menu->clear();
+        for (const QStringList& set : sets) {
+            QStringList names;
+            for (const QString& p : set)
+                names.append(QFileInfo(p).fileName());
+            QAction* a = menu->addAction(names.join(QStringLiteral(", ")));
+            a->setToolTip(set.join(QLatin1Char('\n')));
+            connect(a, &QAction::triggered, this, [set, open] { open(set); });
+        }
+        menu->setEnabled(!menu->isEmpty());
+    };
+    auto single = [](const QStringList& paths) {
+        QList<QStringList> sets;
+        for (const QString& p : paths)
+            sets.append(QStringList{p});
+        return sets;
+    };
+    fill(m_recentModelsMenu, m_settings->recentModelSets(), [this](const QStringList& set) { openModels(set); });
+    fill(m_recentImagesMenu, single(m_settings->recentImages()), [this](const QStringList& p) { openImage(p.front()); });
+    fill(m_recentSessionsMenu, single(m_settings->recentSessions()), [this](const QStringList& p) { openSession(p.front()); });
+}
+
+
+} // namespace deformscope::ui
