@@ -52,6 +52,10 @@ std::string describe(const CLI::ParseError& e) {
             message += (message.empty() ? "unexpected argument '" : ", '") + w + "'";
         return message;
     }
+    if (dynamic_cast<const CLI::ArgumentMismatch*>(&e)) { // "--out: 1 required DIR missing"
+        const std::string what = e.what();
+        return "option " + what.substr(0, what.find(':')) + " needs a value (" + what + ")";
+    }
     return e.what();
 }
 

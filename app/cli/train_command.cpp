@@ -123,6 +123,10 @@ int runTrainSamples(const TrainInputs& in, Io& io) {
     const samples::TrainConfig& config = in.config;
     const std::string& outDir = in.outDir;
     const int64_t images = in.images;
+    if (outDir.empty()) {
+        err << "deformscope-cli train-samples: --out DIR is required\n";
+        return 2;
+    }
     std::vector<Variant> variants;
     {
         std::stringstream list(in.variants);
@@ -303,7 +307,8 @@ void addTrainSamples(CLI::App& app, Commands& commands) {
     auto in = std::make_shared<TrainInputs>();
     samples::TrainConfig& c = in->config;
     constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
-    sub->add_option("--out", in->outDir, "the folder to write into")->required()->type_name("DIR");
+    // Not required() for CLI11: an unknown option is reported before a missing --out.
+    sub->add_option("--out", in->outDir, "the folder to write into (required)")->type_name("DIR");
     sub->add_option("--variants", in->variants, "regular, dcn_v1, dcn_v2, dk (comma-separated)")->type_name("LIST");
     sub->add_option("--steps", c.steps, "training steps")->type_name("N")->check(
         wholeNumber(1, kMax, "--steps must be a positive integer"));

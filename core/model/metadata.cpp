@@ -47,7 +47,8 @@ ModelMetadata ModelMetadata::parse(const std::string& jsonText) {
         m.std = triple(root["std"], "std");
         for (double v : m.std)
             if (!(v > 0))
-                bad("std", "positive numbers", root["std"]);
+                throw std::runtime_error("'std' values must be positive, got " +
+                                         root["std"].dump(-1, ' ', false, Json::error_handler_t::replace));
     }
     if (root.contains("color_order")) {
         m.colorOrder = text(root["color_order"], "color_order");
