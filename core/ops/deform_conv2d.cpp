@@ -22,17 +22,12 @@ std::atomic<BackwardMode> g_backwardMode{BackwardMode::Deterministic};
 detail::DeformGeometry checkedGeometry(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
                                        const at::Tensor& mask, const at::Tensor& bias, const DeformConv2dParams& p) {
     using detail::checkShape;
-    using detail::checkTensor;
     using detail::shapeString;
     detail::checkInput(kOp, input);
-    checkTensor(kOp, weight, "weight", input);
-    checkTensor(kOp, offset, "offset", input);
-    if (p.use_mask)
-        checkTensor(kOp, mask, "mask", input);
-    if (detail::hasBias(bias))
-        checkTensor(kOp, bias, "bias", input);
-
-    detail::checkWindow(kOp, detail::windowOf(p));
+    detail::checkTensors(kOp, input,
+                         {{weight, "weight"}, {offset, "offset"}, {mask, "mask", p.use_mask},
+                          {bias, "bias", detail::hasBias(bias)}});
+    detail::checkWindow(kOp, p);
     TORCH_CHECK(p.groups > 0, "deform_conv2d: groups must be positive, got ", p.groups);
     TORCH_CHECK(p.offset_groups > 0, "deform_conv2d: offset_groups must be positive, got ", p.offset_groups);
 
@@ -49,7 +44,7 @@ detail::DeformGeometry checkedGeometry(const at::Tensor& input, const at::Tensor
     checkShape(kOp, weight, "weight", {Cout, C / p.groups, kh, kw}, "[Cout, C/groups, kh, kw]");
 
     detail::DeformGeometry g;
-    static_cast<detail::SamplingGrid&>(g) = detail::convolutionGrid(kOp, input, kh, kw, detail::windowOf(p));
+    static_cast<detail::SamplingGrid&>(g) = detail::convolutionGrid(kOp, input, kh, kw, p);
     g.offset_groups = p.offset_groups;
     g.use_mask = p.use_mask;
     const int64_t Ho = g.out_h, Wo = g.out_w;
@@ -96,7 +91,7 @@ std::vector<Chunk> chunks(const detail::DeformGeometry& g, const at::Tensor& inp
 
 at::Tensor im2col(const detail::DeviceKernels& k, const Chunk& c) {
     auto columns = at::empty({c.geom.channels * c.geom.taps(), c.geom.batch * c.geom.outPlane()}, c.input.options());
-    k.im2col(c.input, c.offset, c.mask, c.geom, columns);
+    k.forward(c.input, c.offset, c.mask, c.geom, columns);
     return columns;
 }
 
@@ -181,7 +176,7 @@ DeformConv2dGrads deformConv2dBackwardImpl(const at::Tensor& grad_output, const 
         at::Tensor gi = grad_input.narrow(0, c.first, c.geom.batch);
         at::Tensor goff = grad_offset.narrow(0, c.first, c.geom.batch);
         at::Tensor gm = p.use_mask ? grad_mask.narrow(0, c.first, c.geom.batch) : grad_mask;
-        kernels.columnsBackward(grad_columns, c.input, c.offset, c.mask, c.geom, deterministic, gi, goff, gm);
+        kernels.backward(grad_columns, c.input, c.offset, c.mask, c.geom, deterministic, gi, goff, gm);
 
         const at::Tensor columns = im2col(kernels, c);
         gw.baddbmm_(go, columns.view({p.groups, groupRows, n}).transpose(1, 2));

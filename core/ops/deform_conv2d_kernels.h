@@ -8,6 +8,7 @@
 // shapes (the driver checked them) but do check CUDA launch errors.
 #pragma once
 
+#include "core/ops/op_support.h"
 #include "core/ops/sampling_grid.h"
 
 #include <ATen/core/Tensor.h>
@@ -54,17 +55,12 @@ using ColumnsBackwardFn = void (*)(const at::Tensor& grad_columns, const at::Ten
                                    const DeformGeometry& geom, bool deterministic, at::Tensor& grad_input,
                                    at::Tensor& grad_offset, at::Tensor& grad_mask);
 
-struct DeviceKernels {
-    Im2ColFn im2col = nullptr;
-    ColumnsBackwardFn columnsBackward = nullptr;
-};
+// forward: im2col, backward: columnsBackward.
+using DeviceKernels = KernelTable<Im2ColFn, ColumnsBackwardFn>;
 
-// Defined in cpu/deform_conv2d_kernel.cpp.
+// Defined in cpu/deform_conv2d_kernel.cpp, and in cuda/deform_conv2d_kernel.cu
+// when the build has CUDA.
 DeviceKernels cpuKernels();
-
-#ifdef DEFORMSCOPE_WITH_CUDA
-// Defined in cuda/deform_conv2d_kernel.cu.
 DeviceKernels cudaKernels();
-#endif
 
 } // namespace deformscope::ops::detail

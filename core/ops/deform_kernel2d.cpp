@@ -20,19 +20,15 @@ constexpr const char* kOp = "deform_kernel2d";
 detail::DeformKernelGeometry checkedGeometry(const at::Tensor& input, const at::Tensor& weight,
                                              const at::Tensor& kernel_offset, const at::Tensor& offset,
                                              const at::Tensor& bias, const DeformKernel2dParams& p) {
-    using detail::checkTensor;
     using detail::shapeString;
     detail::checkInput(kOp, input);
-    checkTensor(kOp, weight, "weight", input);
-    checkTensor(kOp, kernel_offset, "kernel_offset", input);
-    if (p.use_offset)
-        checkTensor(kOp, offset, "offset", input);
-    if (detail::hasBias(bias))
-        checkTensor(kOp, bias, "bias", input);
+    detail::checkTensors(kOp, input,
+                         {{weight, "weight"}, {kernel_offset, "kernel_offset"}, {offset, "offset", p.use_offset},
+                          {bias, "bias", detail::hasBias(bias)}});
 
     TORCH_CHECK(p.kernel_h > 0 && p.kernel_w > 0, "deform_kernel2d: kernel size must be positive, got (",
                 p.kernel_h, ", ", p.kernel_w, ")");
-    detail::checkWindow(kOp, detail::windowOf(p));
+    detail::checkWindow(kOp, p);
 
     const int64_t N = input.size(0), C = input.size(1);
     TORCH_CHECK(weight.dim() == 4, "deform_kernel2d: weight must be 4-D [C, 1, Sh, Sw] (a depthwise scope kernel), "
@@ -47,7 +43,7 @@ detail::DeformKernelGeometry checkedGeometry(const at::Tensor& input, const at::
 
     detail::DeformKernelGeometry g;
     static_cast<detail::SamplingGrid&>(g) =
-        detail::convolutionGrid(kOp, input, p.kernel_h, p.kernel_w, detail::windowOf(p));
+        detail::convolutionGrid(kOp, input, p.kernel_h, p.kernel_w, p);
     const int64_t Ho = g.out_h, Wo = g.out_w;
 
     const int64_t K = p.kernel_h * p.kernel_w;

@@ -8,6 +8,7 @@
 // shapes (the driver checked them) but do check CUDA launch errors.
 #pragma once
 
+#include "core/ops/op_support.h"
 #include "core/ops/sampling_grid.h"
 
 #include <ATen/core/Tensor.h>
@@ -62,17 +63,11 @@ using DkBackwardFn = void (*)(const at::Tensor& grad_output, const at::Tensor& i
                               const DeformKernelGeometry& geom, bool deterministic, at::Tensor& grad_input,
                               at::Tensor& grad_weight, at::Tensor& grad_kernel_offset, at::Tensor& grad_offset);
 
-struct DeformKernelKernels {
-    DkForwardFn forward = nullptr;
-    DkBackwardFn backward = nullptr;
-};
+using DeformKernelKernels = KernelTable<DkForwardFn, DkBackwardFn>;
 
-// Defined in cpu/deform_kernel2d_kernel.cpp.
+// Defined in cpu/deform_kernel2d_kernel.cpp, and in cuda/deform_kernel2d_kernel.cu
+// when the build has CUDA.
 DeformKernelKernels cpuDeformKernelKernels();
-
-#ifdef DEFORMSCOPE_WITH_CUDA
-// Defined in cuda/deform_kernel2d_kernel.cu.
 DeformKernelKernels cudaDeformKernelKernels();
-#endif
 
 } // namespace deformscope::ops::detail

@@ -29,6 +29,12 @@ void checkTensor(const char* op, const at::Tensor& t, const char* name, const at
                 " but input has dtype ", input.scalar_type(), "; all tensors must have one floating-point dtype");
 }
 
+void checkTensors(const char* op, const at::Tensor& input, std::initializer_list<TensorArg> args) {
+    for (const TensorArg& a : args)
+        if (a.used)
+            checkTensor(op, a.tensor, a.name, input);
+}
+
 void checkInput(const char* op, const at::Tensor& input) {
     TORCH_CHECK(input.defined(), op, ": input is an undefined tensor");
     TORCH_CHECK(at::isFloatingType(input.scalar_type()), op, ": input must be a floating-point tensor, got dtype ",
@@ -49,7 +55,7 @@ at::Tensor contiguousOrPlaceholder(const at::Tensor& t, const at::Tensor& input,
     return used ? t.contiguous() : at::empty({0}, input.options());
 }
 
-void checkWindow(const char* op, const Window& w) {
+void checkWindow(const char* op, const ConvWindow& w) {
     TORCH_CHECK(w.stride_h > 0 && w.stride_w > 0, op, ": stride must be positive, got (", w.stride_h, ", ", w.stride_w,
                 ")");
     TORCH_CHECK(w.dilation_h > 0 && w.dilation_w > 0, op, ": dilation must be positive, got (", w.dilation_h, ", ",
@@ -59,20 +65,15 @@ void checkWindow(const char* op, const Window& w) {
 }
 
 SamplingGrid convolutionGrid(const char* op, const at::Tensor& input, int64_t kernel_h, int64_t kernel_w,
-                             const Window& w) {
+                             const ConvWindow& w) {
     SamplingGrid g;
+    static_cast<ConvWindow&>(g) = w;
     g.batch = input.size(0);
     g.channels = input.size(1);
     g.height = input.size(2);
     g.width = input.size(3);
     g.kernel_h = kernel_h;
     g.kernel_w = kernel_w;
-    g.stride_h = w.stride_h;
-    g.stride_w = w.stride_w;
-    g.pad_h = w.pad_h;
-    g.pad_w = w.pad_w;
-    g.dilation_h = w.dilation_h;
-    g.dilation_w = w.dilation_w;
     g.out_h = convOutputSize(g.height, kernel_h, w.stride_h, w.pad_h, w.dilation_h);
     g.out_w = convOutputSize(g.width, kernel_w, w.stride_w, w.pad_w, w.dilation_w);
     TORCH_CHECK(g.out_h > 0 && g.out_w > 0, op, ": output would be empty (", g.out_h, " x ", g.out_w, ") for input ",

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,14 @@ void checkShape(const char* op, const at::Tensor& t, const char* name, const std
 
 // `t` is defined, on input's device and of input's dtype.
 void checkTensor(const char* op, const at::Tensor& t, const char* name, const at::Tensor& input);
+
+// checkTensor for every argument the call uses.
+struct TensorArg {
+    const at::Tensor& tensor;
+    const char* name;
+    bool used = true;
+};
+void checkTensors(const char* op, const at::Tensor& input, std::initializer_list<TensorArg> args);
 
 // input is defined, floating-point and 4-D [N, C, H, W].
 void checkInput(const char* op, const at::Tensor& input);
@@ -40,23 +49,21 @@ at::Tensor orEmpty(const at::Tensor& t, const at::Tensor& input);
 // `input` (never read; it keeps the kernels' pointers valid).
 at::Tensor contiguousOrPlaceholder(const at::Tensor& t, const at::Tensor& input, bool used);
 
-// Stride, padding and dilation, as both operators' parameters name them.
-struct Window {
-    int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
-};
-
-template <class Params>
-Window windowOf(const Params& p) {
-    return {p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w};
-}
-
 // Stride and dilation positive, padding non-negative.
-void checkWindow(const char* op, const Window& w);
+void checkWindow(const char* op, const ConvWindow& w);
 
 // The grid of a kernel_h x kernel_w convolution of `input` (already through
 // checkInput), its output size checked to be non-empty.
 SamplingGrid convolutionGrid(const char* op, const at::Tensor& input, int64_t kernel_h, int64_t kernel_w,
-                             const Window& w);
+                             const ConvWindow& w);
+
+// A device's two kernels for one operator (deform_conv2d_kernels.h,
+// deform_kernel2d_kernels.h say what each operator's pair computes).
+template <class Forward, class Backward>
+struct KernelTable {
+    Forward forward = nullptr;
+    Backward backward = nullptr;
+};
 
 // The device's kernel table: `cpu()` on the CPU, `cuda()` on CUDA when the build
 // has it (pass DEFORMSCOPE_IF_CUDA(&...)), else a c10::Error naming what the

@@ -5,6 +5,7 @@
 // the CUDA kernels take it by value (host_device.h).
 #pragma once
 
+#include "core/ops/conv_window.h"
 #include "core/ops/host_device.h"
 
 #include <cstdint>
@@ -24,7 +25,7 @@ DEFORMSCOPE_HOST_DEVICE int64_t convOutputSize(int64_t in, int64_t kernel, int64
 // Tap k at output position p reads the image at
 //   y = oy*stride_h - pad_h + i*dilation_h + dy,   x = ox*stride_w - pad_w + j*dilation_w + dx
 // for the tap's learned offset (dy, dx) (0 where an operator has none).
-struct SamplingGrid {
+struct SamplingGrid : ConvWindow {
     int64_t batch = 0;
     int64_t channels = 0;
     int64_t height = 0;
@@ -33,12 +34,6 @@ struct SamplingGrid {
     int64_t out_w = 0;
     int64_t kernel_h = 0;
     int64_t kernel_w = 0;
-    int64_t stride_h = 1;
-    int64_t stride_w = 1;
-    int64_t pad_h = 0;
-    int64_t pad_w = 0;
-    int64_t dilation_h = 1;
-    int64_t dilation_w = 1;
 
     DEFORMSCOPE_HOST_DEVICE int64_t taps() const { return kernel_h * kernel_w; }
     DEFORMSCOPE_HOST_DEVICE int64_t outPlane() const { return out_h * out_w; }

@@ -60,10 +60,6 @@ void forwardTyped(const at::Tensor& input, const at::Tensor& weight, const at::T
     using acc_t = at::opmath_type<scalar_t>;
     const int64_t K = g.taps();
     const int64_t P = g.outPlane();
-    const int64_t HW = g.pixels();
-    const int64_t S = g.scopeSize();
-    const int64_t Q = g.kernelOffsetPlane();
-
     const Plans<scalar_t> plans(kernel_offset, offset, g);
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     const scalar_t* wt = weight.const_data_ptr<scalar_t>();
@@ -75,12 +71,12 @@ void forwardTyped(const at::Tensor& input, const at::Tensor& weight, const at::T
         for (int64_t task = begin; task < end; ++task) {
             const int64_t b = task / g.channels;
             const int64_t c = task % g.channels;
-            const scalar_t* plane = in + task * HW;
-            const scalar_t* scope = wt + c * S;
+            const scalar_t* plane = in + task * g.pixels();
+            const scalar_t* scope = wt + c * g.scopeSize();
             std::fill(acc.begin(), acc.end(), acc_t(0));
             for (int64_t k = 0; k < K; ++k) {
                 const BilinearCorners<acc_t>* s = plans.image.data() + (b * K + k) * P;
-                const BilinearCorners<acc_t>* kc = plans.scope.data() + (b * K + k) * Q;
+                const BilinearCorners<acc_t>* kc = plans.scope.data() + (b * K + k) * g.kernelOffsetPlane();
                 if (!g.local_kernel) {
                     const acc_t wv = kc[0].value(scope);
                     for (int64_t p = 0; p < P; ++p)

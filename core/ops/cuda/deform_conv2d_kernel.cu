@@ -80,13 +80,8 @@ struct Conv2dSource {
 template <typename scalar_t>
 Conv2dSource<scalar_t> makeSource(const DeformGeometry& g, const at::Tensor& input, const at::Tensor& offset,
                                   const at::Tensor& mask, const at::Tensor* grad_columns) {
-    return {g,
-            g.offset_groups,
-            g.channelsPerGroup(),
-            input.const_data_ptr<scalar_t>(),
-            offset.const_data_ptr<scalar_t>(),
-            g.use_mask ? mask.const_data_ptr<scalar_t>() : nullptr,
-            grad_columns ? grad_columns->const_data_ptr<scalar_t>() : nullptr};
+    return {g, g.offset_groups, g.channelsPerGroup(), dataOrNull<scalar_t>(&input), dataOrNull<scalar_t>(&offset),
+            dataOrNull<scalar_t>(&mask, g.use_mask), dataOrNull<scalar_t>(grad_columns)};
 }
 
 // ---------------------------------------------------------------------------

@@ -112,14 +112,9 @@ template <typename scalar_t>
 DkSource<scalar_t> makeSource(const DeformKernelGeometry& g, const at::Tensor& input, const at::Tensor& weight,
                               const at::Tensor& kernel_offset, const at::Tensor& offset,
                               const at::Tensor* grad_output) {
-    return {g,
-            1,
-            g.channels,
-            input.const_data_ptr<scalar_t>(),
-            weight.const_data_ptr<scalar_t>(),
-            kernel_offset.const_data_ptr<scalar_t>(),
-            g.use_offset ? offset.const_data_ptr<scalar_t>() : nullptr,
-            grad_output ? grad_output->const_data_ptr<scalar_t>() : nullptr};
+    return {g, 1, g.channels, dataOrNull<scalar_t>(&input), dataOrNull<scalar_t>(&weight),
+            dataOrNull<scalar_t>(&kernel_offset), dataOrNull<scalar_t>(&offset, g.use_offset),
+            dataOrNull<scalar_t>(grad_output)};
 }
 
 // ---------------------------------------------------------------------------
@@ -132,10 +127,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
     using opmath_t = at::opmath_type<scalar_t>;
     const int64_t P = src.geo.outPlane();
     DEFORMSCOPE_CUDA_LOOP(idx, n) {
-        const int64_t p = idx % P;
-        const int64_t bc = idx / P;
-        const int64_t c = bc % src.geo.channels;
-        const int64_t b = bc / src.geo.channels;
+        int64_t b, c, p;
+        splitImageChannel(idx, P, src.geo.channels, b, c, p);
         opmath_t acc = 0;
         for (int64_t k = 0; k < src.geo.taps(); ++k) {
             const int64_t row = b * src.geo.taps() + k;

@@ -71,6 +71,21 @@ inline unsigned int gridFor(int64_t n) {
     for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < (n);                    \
          idx += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
+// A pointer to `t`'s data, or null for a tensor the kernels do not read.
+template <typename scalar_t>
+const scalar_t* dataOrNull(const at::Tensor* t, bool used = true) {
+    return (t && used) ? t->const_data_ptr<scalar_t>() : nullptr;
+}
+
+// idx = (b*C + c)*inner + r  ->  (b, c, r): the layout of every [B, C, ...] tensor.
+__device__ __forceinline__ void splitImageChannel(int64_t idx, int64_t inner, int64_t channels, int64_t& b,
+                                                  int64_t& c, int64_t& r) {
+    r = idx % inner;
+    const int64_t bc = idx / inner;
+    c = bc % channels;
+    b = bc / channels;
+}
+
 // The entries a read scatters to: corners inside the image with a nonzero
 // weight. The atomic and the deterministic paths select exactly these.
 template <typename T>
@@ -135,10 +150,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
     const int64_t plane = src.geo.outPlane();
     DEFORMSCOPE_CUDA_LOOP(idx, n) {
         // idx = (b*C + c)*H*W + pixel, the element's offset in grad_input.
-        const int64_t pixel = idx % pixels;
-        const int64_t bc = idx / pixels;
-        const int64_t c = bc % src.geo.channels;
-        const int64_t b = bc / src.geo.channels;
+        int64_t b, c, pixel;
+        splitImageChannel(idx, pixels, src.geo.channels, b, c, pixel);
         const int64_t key = (b * src.groups + c / src.channels_per_group) * (pixels + 1) + pixel;
         const int64_t end = segment_starts[key + 1];
         opmath_t acc = 0;
