@@ -133,8 +133,7 @@ at::Tensor deformConv2dForwardImpl(const at::Tensor& input, const at::Tensor& we
         const at::Tensor res = at::bmm(w, columns.view({p.groups, groupRows, n}));
         out.narrow(0, c.first, c.geom.batch).copy_(res.view({Cout, c.geom.batch, g.out_h, g.out_w}).transpose(0, 1));
     }
-    if (detail::hasBias(bias))
-        out.add_(bias.view({1, Cout, 1, 1}));
+    detail::addBias(out, bias);
     return out;
 }
 
@@ -144,8 +143,7 @@ DeformConv2dGrads deformConv2dBackwardImpl(const at::Tensor& grad_output, const 
                                            const DeformConv2dParams& p) {
     const detail::DeformGeometry g = checkedGeometry(input, weight, offset, mask, bias, p);
     const int64_t Cout = weight.size(0);
-    detail::checkTensor(kOp, grad_output, "grad_output", input);
-    detail::checkShape(kOp, grad_output, "grad_output", {g.batch, Cout, g.out_h, g.out_w}, "[N, Cout, Ho, Wo]");
+    detail::checkGradOutput(kOp, grad_output, input, {g.batch, Cout, g.out_h, g.out_w}, "[N, Cout, Ho, Wo]");
 
     const at::Tensor in = input.contiguous();
     const at::Tensor off = offset.contiguous();
@@ -157,7 +155,7 @@ DeformConv2dGrads deformConv2dBackwardImpl(const at::Tensor& grad_output, const 
     at::Tensor grad_offset = at::zeros_like(off);
     // Without a mask the gradient has the shape of whatever placeholder was passed.
     at::Tensor grad_mask = p.use_mask ? at::zeros_like(msk) : at::zeros_like(mask);
-    at::Tensor grad_bias = detail::hasBias(bias) ? gout.sum({0, 2, 3}) : at::zeros_like(bias);
+    at::Tensor grad_bias = detail::biasGrad(gout, bias);
     if (g.batch == 0 || Cout == 0 || g.channels == 0)
         return {grad_input, grad_weight, grad_offset, grad_mask, grad_bias};
 

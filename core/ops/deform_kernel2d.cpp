@@ -107,8 +107,7 @@ at::Tensor deformKernel2dForwardImpl(const at::Tensor& input, const at::Tensor& 
                             p.use_offset ? off.narrow(0, n0, c.batch) : off, c, o);
         });
     }
-    if (detail::hasBias(bias))
-        out.add_(bias.view({1, g.channels, 1, 1}));
+    detail::addBias(out, bias);
     return out;
 }
 
@@ -117,8 +116,7 @@ DeformKernel2dGrads deformKernel2dBackwardImpl(const at::Tensor& grad_output, co
                                                const at::Tensor& offset, const at::Tensor& bias,
                                                const DeformKernel2dParams& p) {
     const detail::DeformKernelGeometry g = checkedGeometry(input, weight, kernel_offset, offset, bias, p);
-    detail::checkTensor(kOp, grad_output, "grad_output", input);
-    detail::checkShape(kOp, grad_output, "grad_output", {g.batch, g.channels, g.out_h, g.out_w}, "[N, C, Ho, Wo]");
+    detail::checkGradOutput(kOp, grad_output, input, {g.batch, g.channels, g.out_h, g.out_w}, "[N, C, Ho, Wo]");
 
     const at::Tensor in = input.contiguous();
     const at::Tensor w = weight.contiguous();
@@ -131,7 +129,7 @@ DeformKernel2dGrads deformKernel2dBackwardImpl(const at::Tensor& grad_output, co
     at::Tensor grad_kernel_offset = at::zeros_like(ko);
     // Without image offsets the gradient has the shape of whatever placeholder was passed.
     at::Tensor grad_offset = p.use_offset ? at::zeros_like(off) : at::zeros_like(offset);
-    at::Tensor grad_bias = detail::hasBias(bias) ? gout.sum({0, 2, 3}) : at::zeros_like(bias);
+    at::Tensor grad_bias = detail::biasGrad(gout, bias);
     if (gout.numel() == 0 || g.height * g.width == 0)
         return {grad_input, grad_weight, grad_kernel_offset, grad_offset, grad_bias};
 

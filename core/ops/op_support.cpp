@@ -47,6 +47,21 @@ bool hasBias(const at::Tensor& bias) {
     return bias.defined() && bias.numel() > 0;
 }
 
+void addBias(at::Tensor& out, const at::Tensor& bias) {
+    if (hasBias(bias))
+        out.add_(bias.view({1, bias.numel(), 1, 1}));
+}
+
+at::Tensor biasGrad(const at::Tensor& grad_output, const at::Tensor& bias) {
+    return hasBias(bias) ? grad_output.sum({0, 2, 3}) : at::zeros_like(bias);
+}
+
+void checkGradOutput(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
+                     const std::vector<int64_t>& expected, const char* layout) {
+    checkTensor(op, grad_output, "grad_output", input);
+    checkShape(op, grad_output, "grad_output", expected, layout);
+}
+
 at::Tensor orEmpty(const at::Tensor& t, const at::Tensor& input) {
     return t.defined() ? t : at::empty({0}, input.options());
 }

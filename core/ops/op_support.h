@@ -40,6 +40,15 @@ void checkInput(const char* op, const at::Tensor& input);
 
 // A bias is optional: an undefined or empty tensor means none.
 bool hasBias(const at::Tensor& bias);
+// out[:, c] += bias[c] when there is a bias.
+void addBias(at::Tensor& out, const at::Tensor& bias);
+// The bias gradient: grad_output summed over images and positions, or zeros
+// shaped like the (empty) bias.
+at::Tensor biasGrad(const at::Tensor& grad_output, const at::Tensor& bias);
+
+// checkTensor and checkShape of the incoming gradient of a backward op.
+void checkGradOutput(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
+                     const std::vector<int64_t>& expected, const char* layout);
 
 // `t`, or an empty tensor like `input` when `t` is undefined (the schemas take
 // every tensor, so an optional one travels as an empty tensor).
