@@ -83,8 +83,14 @@ struct KernelTable {
 #define DEFORMSCOPE_IF_CUDA(kernels) nullptr
 #endif
 
+template <class T>
+struct NotDeduced {
+    using type = T;
+};
+
 template <class Kernels>
-Kernels kernelsFor(const char* op, const at::Device& device, Kernels (*cpu)(), Kernels (*cuda)()) {
+Kernels kernelsFor(const char* op, const at::Device& device, Kernels (*cpu)(),
+                   typename NotDeduced<Kernels (*)()>::type cuda) {
     if (device.is_cpu())
         return cpu();
     if (cuda && device.is_cuda())
