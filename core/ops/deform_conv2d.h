@@ -8,6 +8,8 @@
 // names the offending argument and its expected and actual shape.
 #pragma once
 
+#include "core/ops/conv_window.h"
+
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -15,13 +17,8 @@
 
 namespace deformscope::ops {
 
-struct DeformConv2dParams {
-    int64_t stride_h = 1;
-    int64_t stride_w = 1;
-    int64_t pad_h = 0;
-    int64_t pad_w = 0;
-    int64_t dilation_h = 1;
-    int64_t dilation_w = 1;
+// Members in the schema's order: stride, padding, dilation (ConvWindow), then these.
+struct DeformConv2dParams : ConvWindow {
     int64_t groups = 1;
     int64_t offset_groups = 1;
     bool use_mask = false;

@@ -8,45 +8,33 @@
 // shapes (the driver checked them) but do check CUDA launch errors.
 #pragma once
 
+#include "core/ops/op_support.h"
+#include "core/ops/sampling_grid.h"
+
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 
 namespace deformscope::ops::detail {
 
-// Geometry of one chunk of images processed together.
+// Geometry of one chunk of images processed together (the grid: sampling_grid.h).
 //   input   [batch, channels, height, width]
 //   offset  [batch, 2 * offset_groups * K, out_h, out_w]  (K = kernel_h * kernel_w)
 //           channel g*2K + 2k is dy (rows), g*2K + 2k + 1 is dx (cols), tap k = i*kernel_w + j
 //   mask    [batch, offset_groups * K, out_h, out_w]       (only read when use_mask)
 //   columns [channels * K, batch * out_h * out_w]           row c*K + k, column b*out_h*out_w + oy*out_w + ox
-// Offset group g covers channels [g*C/G, (g+1)*C/G).
-// Sampling position of tap k=(i,j) at (oy, ox):
-//   y = oy*stride_h - pad_h + i*dilation_h + dy,  x = ox*stride_w - pad_w + j*dilation_w + dx
-// Boundary rule (torchvision's; forward and backward must agree exactly):
-//   the sample is 0 if y <= -1 || y >= height || x <= -1 || x >= width;
-//   otherwise bilinear over the 4 corners, a corner outside [0,H-1]x[0,W-1] counting as 0.
-//   In backward, a sample that is 0 by the first rule has zero gradient w.r.t. its position.
-struct DeformGeometry {
-    int64_t batch = 0;
-    int64_t channels = 0;
-    int64_t height = 0;
-    int64_t width = 0;
-    int64_t out_h = 0;
-    int64_t out_w = 0;
-    int64_t kernel_h = 0;
-    int64_t kernel_w = 0;
-    int64_t stride_h = 1;
-    int64_t stride_w = 1;
-    int64_t pad_h = 0;
-    int64_t pad_w = 0;
-    int64_t dilation_h = 1;
-    int64_t dilation_w = 1;
+// Offset group g covers channels [g*C/G, (g+1)*C/G). Tap k of offset group g
+// reads SamplingGrid::tapPosition moved by its offset, bilinearly under
+// torchvision's boundary rule (bilinear.h), which forward and backward apply
+// identically.
+struct DeformGeometry : SamplingGrid {
     int64_t offset_groups = 1;
     bool use_mask = false;
 
-    int64_t taps() const { return kernel_h * kernel_w; }
-    int64_t outPlane() const { return out_h * out_w; }
+    // C/G; 0 for offset_groups <= 0, which the driver rejects before any kernel runs.
+    DEFORMSCOPE_HOST_DEVICE int64_t channelsPerGroup() const {
+        return offset_groups > 0 ? channels / offset_groups : 0;
+    }
 };
 
 // columns[c*K + k, b*P + p] = mask(b, g(c), k, p) * bilinear(input[b, c], y, x)
@@ -67,17 +55,12 @@ using ColumnsBackwardFn = void (*)(const at::Tensor& grad_columns, const at::Ten
                                    const DeformGeometry& geom, bool deterministic, at::Tensor& grad_input,
                                    at::Tensor& grad_offset, at::Tensor& grad_mask);
 
-struct DeviceKernels {
-    Im2ColFn im2col = nullptr;
-    ColumnsBackwardFn columnsBackward = nullptr;
-};
+// forward: im2col, backward: columnsBackward.
+using DeviceKernels = KernelTable<Im2ColFn, ColumnsBackwardFn>;
 
-// Defined in cpu/deform_conv2d_kernel.cpp.
+// Defined in cpu/deform_conv2d_kernel.cpp, and in cuda/deform_conv2d_kernel.cu
+// when the build has CUDA.
 DeviceKernels cpuKernels();
-
-#ifdef DEFORMSCOPE_WITH_CUDA
-// Defined in cuda/deform_conv2d_kernel.cu.
 DeviceKernels cudaKernels();
-#endif
 
 } // namespace deformscope::ops::detail

@@ -52,6 +52,8 @@
 // Double backward is not supported. dtypes: float, double, half, bfloat16.
 #pragma once
 
+#include "core/ops/conv_window.h"
+
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -59,13 +61,8 @@
 
 namespace deformscope::ops {
 
-struct DeformKernel2dParams {
-    int64_t stride_h = 1;
-    int64_t stride_w = 1;
-    int64_t pad_h = 0;
-    int64_t pad_w = 0;
-    int64_t dilation_h = 1;
-    int64_t dilation_w = 1;
+// Members in the schema's order: stride, padding, dilation (ConvWindow), then these.
+struct DeformKernel2dParams : ConvWindow {
     int64_t kernel_h = 3;
     int64_t kernel_w = 3;
     bool use_offset = false;

@@ -8,13 +8,16 @@
 // shapes (the driver checked them) but do check CUDA launch errors.
 #pragma once
 
+#include "core/ops/op_support.h"
+#include "core/ops/sampling_grid.h"
+
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 
 namespace deformscope::ops::detail {
 
-// Geometry of one chunk of images processed together.
+// Geometry of one chunk of images processed together (the grid: sampling_grid.h).
 //   input          [batch, channels, height, width]
 //   weight         [channels, 1, scope_h, scope_w]
 //   kernel_offset  [batch, 2K, out_h, out_w] when local_kernel, else [batch, 2K, 1, 1]
@@ -22,40 +25,24 @@ namespace deformscope::ops::detail {
 //   output         [batch, channels, out_h, out_w]
 // (K = kernel_h * kernel_w, tap k = i*kernel_w + j, channel 2k is dy, 2k+1 is dx.)
 // Tap k at output (oy, ox) reads
-//   the scope at  ky = i + (scope_h - kernel_h)/2 + dky,   kx = j + (scope_w - kernel_w)/2 + dkx
-//   the image at  y  = oy*stride_h - pad_h + i*dilation_h + dy,  x = ox*stride_w - pad_w + j*dilation_w + dx
-// and contributes W_c(ky, kx) * x_c(y, x). Both reads are bilinear with torchvision's
-// boundary rule (forward and backward must agree exactly): a read at
-// y <= -1 || y >= extent_y || x <= -1 || x >= extent_x is 0 and has zero gradient
-// w.r.t. its position; otherwise a corner outside the grid counts as 0.
-struct DeformKernelGeometry {
-    int64_t batch = 0;
-    int64_t channels = 0;
-    int64_t height = 0;
-    int64_t width = 0;
-    int64_t out_h = 0;
-    int64_t out_w = 0;
-    int64_t kernel_h = 0;
-    int64_t kernel_w = 0;
+//   the scope at  ky = scopeRow(i) + dky,  kx = scopeCol(j) + dkx
+//   the image at  SamplingGrid::tapPosition moved by (dy, dx) when use_offset
+// and contributes W_c(ky, kx) * x_c(y, x). Both reads are bilinear under
+// torchvision's boundary rule (bilinear.h), which forward and backward apply
+// identically.
+struct DeformKernelGeometry : SamplingGrid {
     int64_t scope_h = 0;
     int64_t scope_w = 0;
-    int64_t stride_h = 1;
-    int64_t stride_w = 1;
-    int64_t pad_h = 0;
-    int64_t pad_w = 0;
-    int64_t dilation_h = 1;
-    int64_t dilation_w = 1;
     bool local_kernel = true; // kernel_offset per output position (else one per image)
     bool use_offset = false;
 
-    int64_t taps() const { return kernel_h * kernel_w; }
-    int64_t outPlane() const { return out_h * out_w; }
-    int64_t scopeSize() const { return scope_h * scope_w; }
+    DEFORMSCOPE_HOST_DEVICE int64_t scopeSize() const { return scope_h * scope_w; }
     // Positions per kernel_offset channel: out_h*out_w (local) or 1 (global).
-    int64_t kernelOffsetPlane() const { return local_kernel ? outPlane() : 1; }
-    // The tap's base position in the scope (exact in any floating type).
-    double baseY(int64_t i) const { return double(i) + 0.5 * double(scope_h - kernel_h); }
-    double baseX(int64_t j) const { return double(j) + 0.5 * double(scope_w - kernel_w); }
+    DEFORMSCOPE_HOST_DEVICE int64_t kernelOffsetPlane() const { return local_kernel ? outPlane() : 1; }
+    // The tap's base position in the scope, i + (scope_h - kernel_h)/2 (exact in
+    // double; the kernels round it to their arithmetic type, then add the offset).
+    DEFORMSCOPE_HOST_DEVICE double scopeRow(int64_t i) const { return double(i) + 0.5 * double(scope_h - kernel_h); }
+    DEFORMSCOPE_HOST_DEVICE double scopeCol(int64_t j) const { return double(j) + 0.5 * double(scope_w - kernel_w); }
 };
 
 // output[b, c, p] = Σ_k W_c(ky, kx) · x_c(y, x)   (no bias). `output` is
@@ -76,17 +63,11 @@ using DkBackwardFn = void (*)(const at::Tensor& grad_output, const at::Tensor& i
                               const DeformKernelGeometry& geom, bool deterministic, at::Tensor& grad_input,
                               at::Tensor& grad_weight, at::Tensor& grad_kernel_offset, at::Tensor& grad_offset);
 
-struct DeformKernelKernels {
-    DkForwardFn forward = nullptr;
-    DkBackwardFn backward = nullptr;
-};
+using DeformKernelKernels = KernelTable<DkForwardFn, DkBackwardFn>;
 
-// Defined in cpu/deform_kernel2d_kernel.cpp.
+// Defined in cpu/deform_kernel2d_kernel.cpp, and in cuda/deform_kernel2d_kernel.cu
+// when the build has CUDA.
 DeformKernelKernels cpuDeformKernelKernels();
-
-#ifdef DEFORMSCOPE_WITH_CUDA
-// Defined in cuda/deform_kernel2d_kernel.cu.
 DeformKernelKernels cudaDeformKernelKernels();
-#endif
 
 } // namespace deformscope::ops::detail

@@ -2,10 +2,12 @@
 // reference written directly from the formula in deform_kernel2d.h (bilinear
 // reads of the scope kernel and of the image, both with torchvision's boundary
 // rule, multiplied and summed over taps) out of differentiable ATen ops, so that
-// autograd supplies its five gradients; random cases; and the numeric checks
-// shared by the tests and `deformscope-cli selftest`. For checking kernels only.
-// Every function that runs the operator needs registerOperators() first; none
-// throws for a failed comparison — it returns the error for the caller to judge.
+// autograd supplies its five gradients (deform_kernel2d_reference.cpp); random
+// cases; the operator's invariants and bad inputs; and its self-test rows
+// (deform_kernel2d_checks.cpp). The checks themselves are op_checks.h's, shared
+// with deform_conv2d. For checking kernels only. Every function that runs the
+// operator needs registerOperators() first; none throws for a failed
+// comparison — it returns the error for the caller to judge.
 #pragma once
 
 #include "core/ops/checks/reference.h"
@@ -68,15 +70,25 @@ struct DkCaseTensors {
 // Deterministic for a given seed; created in float64 on the CPU, then converted.
 DkCaseTensors makeDkCase(const DkCaseSpec& spec, uint64_t seed, at::ScalarType dtype, const at::Device& device);
 
-// Our op (forward and the five gradients) in `dtype` on `device` against the
-// float64 reference on the same (rounded to `dtype`) inputs; grads are (input,
-// weight, kernel_offset, offset, bias).
+// Cases the self-test and the tests share.
+// N1 C2 5x5, scope 4x5 (fractional base rows), padding 1, both kinds of offsets
+// away from the kinks, no image offsets: finite differences.
+DkCaseSpec dkFiniteDifferenceCase();
+// N`batch` C`channels` size x size, image offsets * 3, padding 1, local or
+// global kernel offsets: many reads collide on the same pixels and scope cells.
+DkCaseSpec dkCollidingCase(bool global, int64_t batch, int64_t channels, int64_t size);
+
+// deform_kernel2d with parameters `p` for the generic checks, and a case's tensors as its arguments.
+OpUnderTest deformKernel2dUnderTest(const DeformKernel2dParams& p);
+OpArgs argsOf(const DkCaseTensors& t);
+
+// op_checks.h's compareWithReference on makeDkCase(spec, seed, dtype, device)
+// (incoming gradient seed + 1); grads are (input, weight, kernel_offset, offset, bias).
 ReferenceComparison compareDkWithReference(const DkCaseSpec& spec, uint64_t seed, at::ScalarType dtype,
                                            const at::Device& device);
 
-// Central finite differences in float64 of sum(out * R) w.r.t. up to
-// `maxPerTensor` elements of each argument, against our backward; the worst
-// |fd - analytic| / (1 + |analytic|). Use OffsetKind::AwayFromKinks for both offsets.
+// op_checks.h's finiteDifferenceError on the case in float64. Use
+// OffsetKind::AwayFromKinks for both offsets.
 double dkFiniteDifferenceError(const DkCaseSpec& spec, uint64_t seed, const at::Device& device,
                                int64_t maxPerTensor = 64);
 
@@ -99,13 +111,6 @@ double dkGlobalEqualsLocalError(const DkCaseSpec& spec, uint64_t seed, at::Scala
 
 // Calls with one bad argument, and a fragment each message must contain.
 std::vector<BadInputCase> dkBadInputCases(const at::Device& device);
-
-// One self-test row: `run` returns the measured error (held to `tolerance`) or throws.
-struct NamedCheck {
-    std::string name;
-    double tolerance = 0;
-    std::function<double()> run;
-};
 
 // The deform_kernel2d rows of `deformscope-cli selftest` for one device: the
 // reference, finite differences, the invariants and the bad inputs everywhere;

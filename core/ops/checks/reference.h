@@ -2,9 +2,11 @@
 // formula in reference/DCN.md (bilinear sampling with torchvision's boundary
 // rule, then a sum over taps and channels), built from differentiable ATen ops
 // so that autograd supplies its five gradients. For checking kernels only.
-// Also: random test cases shared by the tests and the self-test.
+// Also: random test cases shared by the tests and the self-test, and the
+// operator as the generic checks (op_checks.h) see it.
 #pragma once
 
+#include "core/ops/checks/op_checks.h"
 #include "core/ops/deform_conv2d.h"
 
 #include <ATen/core/Tensor.h>
@@ -22,15 +24,6 @@ at::Tensor referenceForward(const at::Tensor& input, const at::Tensor& weight, c
 DeformConv2dGrads referenceBackward(const at::Tensor& grad_output, const at::Tensor& input,
                                     const at::Tensor& weight, const at::Tensor& offset, const at::Tensor& mask,
                                     const at::Tensor& bias, const DeformConv2dParams& p);
-
-// How the offsets of a random case are drawn.
-enum class OffsetKind {
-    Random,        // normal * offset_scale (some samples leave the image when the scale is large)
-    AwayFromKinks, // like Random, but every sample's fractional part is in [0.15, 0.85] (finite differences)
-    Zero,
-    Integer,       // every tap shifted by the same integers (shift_y, shift_x)
-    ExactBorders,  // samples land exactly on -1, H (and W) and on the last row/column
-};
 
 struct CaseSpec {
     int64_t batch = 2;
@@ -59,7 +52,15 @@ struct CaseTensors {
 // Deterministic for a given seed; created in float64 on the CPU, then converted.
 CaseTensors makeCase(const CaseSpec& spec, uint64_t seed, at::ScalarType dtype, const at::Device& device);
 
-// Largest |a - b| / (1 + |b|) over all elements (0 for two empty tensors).
-double relativeError(const at::Tensor& a, const at::Tensor& b);
+// Cases the self-test and the tests share.
+// N1 C2 5x5 Cout2, padding 1, offsets away from the kinks, no mask: finite differences.
+CaseSpec finiteDifferenceCase();
+// N`batch` C=Cout=`channels` size x size, mask, padding 1, offsets * 3: many
+// reads collide on the same pixels (atomics would reorder their sums).
+CaseSpec collidingCase(int64_t batch, int64_t channels, int64_t size);
+
+// deform_conv2d with parameters `p` for the generic checks, and a case's tensors as its arguments.
+OpUnderTest deformConv2dUnderTest(const DeformConv2dParams& p);
+OpArgs argsOf(const CaseTensors& t);
 
 } // namespace deformscope::ops::checks

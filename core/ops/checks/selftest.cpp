@@ -7,131 +7,71 @@
 #include <ATen/Context.h>
 
 #include <algorithm>
-#include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 namespace deformscope::ops::checks {
 namespace {
 
-at::Tensor randomLike(const at::Tensor& like, uint64_t seed) {
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-    return at::randn(like.sizes(), gen, at::TensorOptions().dtype(at::kDouble)).to(like.options());
+const std::array<const char*, 5> kArgNames = {"input", "weight", "offset", "mask", "bias"};
+
+// The case with `kind` offsets and a unit mask, and our op's output on it.
+struct UnitMaskCase {
+    CaseSpec spec;
+    CaseTensors t;
+    at::Tensor ours;
+};
+
+UnitMaskCase unitMaskCase(const CaseSpec& spec, OffsetKind kind, uint64_t seed, at::ScalarType dtype,
+                          const at::Device& device) {
+    UnitMaskCase c{spec, {}, {}};
+    c.spec.offsets = kind;
+    c.t = makeCase(c.spec, seed, dtype, device);
+    if (c.spec.params.use_mask)
+        c.t.mask.fill_(1.0);
+    c.ours = deformConv2d(c.t.input, c.t.weight, c.t.offset, c.t.mask, c.t.bias, c.spec.params);
+    return c;
 }
 
-// sum(out * R) in float64.
-double projectedLoss(const CaseTensors& t, const at::Tensor& R, const DeformConv2dParams& p) {
-    return (deformConv2d(t.input, t.weight, t.offset, t.mask, t.bias, p) * R).sum().item<double>();
+// at::conv2d with the case's weight, bias, stride, dilation and groups.
+at::Tensor conv2dOf(const at::Tensor& input, const UnitMaskCase& c, std::vector<int64_t> padding) {
+    const DeformConv2dParams& p = c.spec.params;
+    return at::conv2d(input, c.t.weight, c.t.bias.numel() ? c.t.bias : at::Tensor(),
+                      std::vector<int64_t>{p.stride_h, p.stride_w}, padding,
+                      std::vector<int64_t>{p.dilation_h, p.dilation_w}, p.groups);
 }
 
 } // namespace
 
-double ReferenceComparison::worst() const {
-    return std::max(forward, *std::max_element(grads.begin(), grads.end()));
-}
-
 ReferenceComparison compareWithReference(const CaseSpec& spec, uint64_t seed, at::ScalarType dtype,
                                          const at::Device& device) {
-    const CaseTensors ours = makeCase(spec, seed, dtype, device);
-    // The reference reads exactly the values our op reads (already rounded to
-    // `dtype`): in half or bfloat16 an offset's rounding alone can move a sample
-    // across an integer, where the bilinear slope jumps, and that is not an error
-    // of the kernels (bfloat16's offset gradient was 0.47 off against unrounded values).
-    auto exact = [](const at::Tensor& t) { return t.defined() ? t.to(at::kCPU, at::kDouble) : t; };
-    CaseTensors ref = ours;
-    ref.input = exact(ours.input);
-    ref.weight = exact(ours.weight);
-    ref.offset = exact(ours.offset);
-    ref.mask = exact(ours.mask);
-    ref.bias = exact(ours.bias);
-    const DeformConv2dParams& p = spec.params;
-
-    ReferenceComparison r;
-    const at::Tensor expected = referenceForward(ref.input, ref.weight, ref.offset, ref.mask, ref.bias, p);
-    const at::Tensor actual = deformConv2d(ours.input, ours.weight, ours.offset, ours.mask, ours.bias, p);
-    r.forward = relativeError(actual, expected);
-
-    const at::Tensor gradOurs = randomLike(expected, seed + 1).to(device, dtype);
-    const at::Tensor gradRef = exact(gradOurs);
-    const auto expectedGrads = referenceBackward(gradRef, ref.input, ref.weight, ref.offset, ref.mask, ref.bias, p);
-    const auto actualGrads = deformConv2dBackward(gradOurs, ours.input, ours.weight, ours.offset, ours.mask, ours.bias, p);
-    r.grads[0] = relativeError(std::get<0>(actualGrads), std::get<0>(expectedGrads));
-    r.grads[1] = relativeError(std::get<1>(actualGrads), std::get<1>(expectedGrads));
-    r.grads[2] = relativeError(std::get<2>(actualGrads), std::get<2>(expectedGrads));
-    r.grads[3] = p.use_mask ? relativeError(std::get<3>(actualGrads), std::get<3>(expectedGrads)) : 0.0;
-    r.grads[4] = relativeError(std::get<4>(actualGrads), std::get<4>(expectedGrads));
-    return r;
+    return compareWithReference(deformConv2dUnderTest(spec.params), argsOf(makeCase(spec, seed, dtype, device)),
+                                seed + 1);
 }
 
 double finiteDifferenceError(const CaseSpec& spec, uint64_t seed, const at::Device& device, int64_t maxPerTensor) {
-    CaseTensors t = makeCase(spec, seed, at::kDouble, device);
-    const DeformConv2dParams& p = spec.params;
-    const at::Tensor out = deformConv2d(t.input, t.weight, t.offset, t.mask, t.bias, p);
-    const at::Tensor R = randomLike(out, seed + 7);
-    const auto analytic = deformConv2dBackward(R, t.input, t.weight, t.offset, t.mask, t.bias, p);
-    const at::Tensor grads[5] = {std::get<0>(analytic), std::get<1>(analytic), std::get<2>(analytic),
-                                 std::get<3>(analytic), std::get<4>(analytic)};
-    at::Tensor* args[5] = {&t.input, &t.weight, &t.offset, &t.mask, &t.bias};
-
-    constexpr double h = 1e-6;
-    double worst = 0;
-    for (int a = 0; a < 5; ++a) {
-        at::Tensor& arg = *args[a];
-        if (arg.numel() == 0 || (a == 3 && !p.use_mask))
-            continue;
-        const at::Tensor grad = grads[a].to(at::kCPU).contiguous();
-        const int64_t n = arg.numel();
-        const int64_t step = std::max<int64_t>(1, n / maxPerTensor);
-        for (int64_t i = 0; i < n; i += step) {
-            at::Tensor flat = arg.view({-1});
-            const double original = flat[i].item<double>();
-            flat[i].fill_(original + h);
-            const double plus = projectedLoss(t, R, p);
-            flat[i].fill_(original - h);
-            const double minus = projectedLoss(t, R, p);
-            flat[i].fill_(original);
-            const double fd = (plus - minus) / (2 * h);
-            const double an = grad.view({-1})[i].item<double>();
-            worst = std::max(worst, std::abs(fd - an) / (1 + std::abs(an)));
-        }
-    }
-    return worst;
+    return finiteDifferenceError(deformConv2dUnderTest(spec.params),
+                                 argsOf(makeCase(spec, seed, at::kDouble, device)), seed, maxPerTensor);
 }
 
 double zeroOffsetConvError(const CaseSpec& spec, uint64_t seed, at::ScalarType dtype, const at::Device& device) {
-    CaseSpec s = spec;
-    s.offsets = OffsetKind::Zero;
-    CaseTensors t = makeCase(s, seed, dtype, device);
-    if (s.params.use_mask)
-        t.mask.fill_(1.0);
-    const DeformConv2dParams& p = s.params;
-    const at::Tensor ours = deformConv2d(t.input, t.weight, t.offset, t.mask, t.bias, p);
-    const at::Tensor conv = at::conv2d(t.input, t.weight, t.bias.numel() ? t.bias : at::Tensor(),
-                                       std::vector<int64_t>{p.stride_h, p.stride_w}, std::vector<int64_t>{p.pad_h, p.pad_w},
-                                       std::vector<int64_t>{p.dilation_h, p.dilation_w}, p.groups);
-    return relativeError(ours, conv);
+    const UnitMaskCase c = unitMaskCase(spec, OffsetKind::Zero, seed, dtype, device);
+    return relativeError(c.ours, conv2dOf(c.t.input, c, {c.spec.params.pad_h, c.spec.params.pad_w}));
 }
 
 double integerShiftConvError(const CaseSpec& spec, uint64_t seed, at::ScalarType dtype, const at::Device& device) {
-    CaseSpec s = spec;
-    s.offsets = OffsetKind::Integer;
-    CaseTensors t = makeCase(s, seed, dtype, device);
-    if (s.params.use_mask)
-        t.mask.fill_(1.0);
+    const UnitMaskCase c = unitMaskCase(spec, OffsetKind::Integer, seed, dtype, device);
+    const CaseSpec& s = c.spec;
     const DeformConv2dParams& p = s.params;
-    const at::Tensor ours = deformConv2d(t.input, t.weight, t.offset, t.mask, t.bias, p);
-
     // Shifting every tap by (a, b) reads the zero-extended input at y + a, x + b:
     // pad generously, crop the window the shifted grid covers, convolve without padding.
     const int64_t margin = std::max({std::abs(s.shift_y), std::abs(s.shift_x)}) + std::max(p.pad_h, p.pad_w) + 1;
-    const at::Tensor padded = at::constant_pad_nd(t.input, {margin, margin, margin, margin}, 0.0);
+    const at::Tensor padded = at::constant_pad_nd(c.t.input, {margin, margin, margin, margin}, 0.0);
     const int64_t spanH = (s.outH() - 1) * p.stride_h + p.dilation_h * (s.kernel_h - 1) + 1;
     const int64_t spanW = (s.outW() - 1) * p.stride_w + p.dilation_w * (s.kernel_w - 1) + 1;
     const at::Tensor window = padded.narrow(2, margin - p.pad_h + s.shift_y, spanH)
                                   .narrow(3, margin - p.pad_w + s.shift_x, spanW);
-    const at::Tensor conv = at::conv2d(window, t.weight, t.bias.numel() ? t.bias : at::Tensor(),
-                                       std::vector<int64_t>{p.stride_h, p.stride_w}, std::vector<int64_t>{0, 0},
-                                       std::vector<int64_t>{p.dilation_h, p.dilation_w}, p.groups);
-    return relativeError(ours, conv);
+    return relativeError(c.ours, conv2dOf(window, c, {0, 0}));
 }
 
 std::string errorMessageOf(const std::function<void()>& call) {
@@ -140,6 +80,15 @@ std::string errorMessageOf(const std::function<void()>& call) {
     } catch (const c10::Error& e) {
         return e.what_without_backtrace();
     }
+    return {};
+}
+
+std::string badInputProblem(const BadInputCase& bad) {
+    const std::string message = errorMessageOf(bad.call);
+    if (message.empty())
+        return "no c10::Error thrown (expected '" + bad.expectedMessage + "')";
+    if (message.find(bad.expectedMessage) == std::string::npos)
+        return "expected '" + bad.expectedMessage + "', got '" + message + "'";
     return {};
 }
 
@@ -200,6 +149,73 @@ std::vector<at::Device> availableDevices() {
     return devices;
 }
 
+std::vector<at::Device> cudaDevices() {
+    std::vector<at::Device> cuda;
+    for (const at::Device& d : availableDevices())
+        if (d.is_cuda())
+            cuda.push_back(d);
+    return cuda;
+}
+
+NamedCheck referenceCheck(std::string name, double tolerance, std::function<ReferenceComparison()> compare,
+                          std::array<const char*, 5> describeWith) {
+    return {std::move(name), tolerance, [compare, describeWith](std::string& detail) {
+                const ReferenceComparison c = compare();
+                if (describeWith[0])
+                    detail = describe(describeWith, c);
+                return c.worst();
+            }};
+}
+
+NamedCheck errorCheck(std::string name, double tolerance, std::function<double()> error) {
+    return {std::move(name), tolerance, [error](std::string&) { return error(); }};
+}
+
+NamedCheck badInputCheck(std::string name, BadInputCase bad) {
+    return {std::move(name), 0.0, [bad](std::string& detail) {
+                detail = badInputProblem(bad);
+                return detail.empty() ? 0.0 : 1.0;
+            }};
+}
+
+NamedCheck float32VsFloat64Check(std::string name, const OpUnderTest& op,
+                                 std::function<OpArgs(at::ScalarType, const at::Device&)> makeArgs,
+                                 const at::Device& device, uint64_t gradSeed) {
+    return {std::move(name), 1e-4, [=](std::string& detail) {
+                const OpArgs args64 = makeArgs(at::kDouble, at::kCPU);
+                const auto eg = float32Errors(op, args64, makeArgs(at::kFloat, device), gradSeed);
+                const auto ec = float32Errors(op, args64, makeArgs(at::kFloat, at::kCPU), gradSeed);
+                std::ostringstream t;
+                t.precision(3);
+                t << device.str() << " (cpu) vs float64: forward " << eg[0] << " (" << ec[0] << "), grad";
+                for (int i = 0; i < 5; ++i)
+                    t << (i ? ", " : " ") << op.names[i] << " " << eg[i + 1] << " (" << ec[i + 1] << ")";
+                detail = t.str();
+                return *std::max_element(eg.begin(), eg.end());
+            }};
+}
+
+NamedCheck deterministicBackwardCheck(std::string name, const OpUnderTest& op, std::function<OpArgs()> makeArgs,
+                                      uint64_t gradSeed) {
+    return {std::move(name), 0.0, [=](std::string&) {
+                const OpArgs args = makeArgs();
+                const at::Tensor R = randomLike(op.forward(args), gradSeed);
+                const OpArgs a = backwardWith(op, R, args, BackwardMode::Deterministic);
+                const OpArgs b = backwardWith(op, R, args, BackwardMode::Deterministic);
+                return bitIdentical(a, b) ? 0.0 : 1.0;
+            }};
+}
+
+NamedCheck atomicBackwardCheck(std::string name, const OpUnderTest& op, std::function<OpArgs()> makeArgs,
+                               uint64_t gradSeed) {
+    return {std::move(name), 1e-5, [=](std::string&) {
+                const OpArgs args = makeArgs();
+                const at::Tensor R = randomLike(op.forward(args), gradSeed);
+                return worstRelativeError(backwardWith(op, R, args, BackwardMode::Atomic),
+                                          backwardWith(op, R, args, BackwardMode::Deterministic));
+            }};
+}
+
 namespace {
 
 // The fixed table the self-test runs: one case per feature the op must get right.
@@ -223,147 +239,77 @@ std::vector<CaseSpec> selfTestCases() {
 
 } // namespace
 
+std::vector<NamedCheck> deformConv2dSelfChecks(const at::Device& d) {
+    std::vector<NamedCheck> checks;
+    const auto cases = selfTestCases();
+    for (size_t i = 0; i < cases.size(); ++i) {
+        const CaseSpec spec = cases[i];
+        checks.push_back(referenceCheck("float64 vs reference: " + spec.describe(), 1e-10,
+                                        [=] { return compareWithReference(spec, 100 + i, at::kDouble, d); }));
+    }
+    checks.push_back(referenceCheck("float32 vs float64 reference", 1e-4,
+                                    [=] { return compareWithReference(cases[1], 200, at::kFloat, d); }));
+    CaseSpec fd = finiteDifferenceCase();
+    fd.params.use_mask = true;
+    checks.push_back(errorCheck("finite differences (float64): input, weight, offset, mask, bias", 1e-6,
+                                [=] { return finiteDifferenceError(fd, 300, d); }));
+    CaseSpec inv;
+    inv.params.use_mask = true;
+    inv.params.pad_h = inv.params.pad_w = 1;
+    inv.params.stride_h = 2;
+    inv.params.groups = 2;
+    checks.push_back(errorCheck("zero offsets, unit mask == conv2d (float32)", 1e-5,
+                                [=] { return zeroOffsetConvError(inv, 400, at::kFloat, d); }));
+    inv.shift_y = 2;
+    inv.shift_x = -1;
+    checks.push_back(errorCheck("integer offsets == shifted conv2d (float64)", 1e-12,
+                                [=] { return integerShiftConvError(inv, 401, at::kDouble, d); }));
+    for (const BadInputCase& bad : badInputCases(d))
+        checks.push_back(badInputCheck("bad input raises: " + bad.name, bad));
+    if (!d.is_cuda())
+        return checks;
+
+    checks.push_back(referenceCheck("half vs float64 reference", 3e-2,
+                                    [=] { return compareWithReference(cases[1], 500, at::kHalf, d); }, kArgNames));
+    checks.push_back(referenceCheck("bfloat16 vs float64 reference", 1.5e-1,
+                                    [=] { return compareWithReference(cases[1], 501, at::kBFloat16, d); },
+                                    kArgNames));
+    const CaseSpec big = collidingCase(3, 32, 40);
+    const OpUnderTest op = deformConv2dUnderTest(big.params);
+    auto bigArgs = [big](at::ScalarType dtype, const at::Device& device) {
+        return argsOf(makeCase(big, 600, dtype, device));
+    };
+    auto onDevice = [=] { return bigArgs(at::kFloat, d); };
+    checks.push_back(float32VsFloat64Check("cuda float32 vs float64 on a colliding case (forward and gradients)", op,
+                                           bigArgs, d, 601));
+    checks.push_back(deterministicBackwardCheck("deterministic backward is bit-identical (2 runs)", op, onDevice, 602));
+    checks.push_back(atomicBackwardCheck("atomic backward == deterministic backward (float32)", op, onDevice, 602));
+    return checks;
+}
+
 std::vector<CheckResult> runSelfTest(const std::vector<at::Device>& devices,
                                      const std::function<void(const CheckResult&)>& onResult) {
     std::vector<CheckResult> results;
-    auto report = [&](const at::Device& d, std::string name, double error, double tolerance, std::string detail = {}) {
-        CheckResult r{std::move(name), d.str(), error <= tolerance, error, tolerance, std::move(detail)};
+    // A check that throws fails with the exception's message instead of stopping the run.
+    auto run = [&](const at::Device& d, const NamedCheck& check) {
+        CheckResult r{check.name, d.str(), false, 0, check.tolerance, {}};
+        try {
+            r.error = check.run(r.detail);
+            r.passed = r.error <= check.tolerance;
+        } catch (const std::exception& e) {
+            r.error = 0;
+            r.detail = std::string("threw: ") + e.what();
+        }
         if (onResult)
             onResult(r);
         results.push_back(std::move(r));
     };
-    // A check that throws fails with the exception's message instead of stopping the run.
-    // A check may describe its parts (e.g. the error of each gradient) in `detail`.
-    std::string detail;
-    auto guarded = [&](const at::Device& d, const std::string& name, double tolerance, const std::function<double()>& f) {
-        try {
-            detail.clear();
-            const double error = f();
-            report(d, name, error, tolerance, detail);
-        } catch (const std::exception& e) {
-            CheckResult r{name, d.str(), false, 0, tolerance, std::string("threw: ") + e.what()};
-            if (onResult)
-                onResult(r);
-            results.push_back(std::move(r));
-        }
-    };
-
     for (const at::Device& d : devices) {
-        const auto cases = selfTestCases();
-        for (size_t i = 0; i < cases.size(); ++i) {
-            guarded(d, "float64 vs reference: " + cases[i].describe(), 1e-10,
-                    [&] { return compareWithReference(cases[i], 100 + i, at::kDouble, d).worst(); });
-        }
-        guarded(d, "float32 vs float64 reference", 1e-4,
-                [&] { return compareWithReference(cases[1], 200, at::kFloat, d).worst(); });
-        CaseSpec fd;
-        fd.params.use_mask = true;
-        fd.params.pad_h = fd.params.pad_w = 1;
-        fd.offsets = OffsetKind::AwayFromKinks;
-        fd.batch = 1;
-        fd.height = fd.width = 5;
-        fd.channels = fd.out_channels = 2;
-        guarded(d, "finite differences (float64): input, weight, offset, mask, bias", 1e-6,
-                [&] { return finiteDifferenceError(fd, 300, d); });
-        CaseSpec inv;
-        inv.params.use_mask = true;
-        inv.params.pad_h = inv.params.pad_w = 1;
-        inv.params.stride_h = 2;
-        inv.params.groups = 2;
-        guarded(d, "zero offsets, unit mask == conv2d (float32)", 1e-5,
-                [&] { return zeroOffsetConvError(inv, 400, at::kFloat, d); });
-        inv.shift_y = 2;
-        inv.shift_x = -1;
-        guarded(d, "integer offsets == shifted conv2d (float64)", 1e-12,
-                [&] { return integerShiftConvError(inv, 401, at::kDouble, d); });
-        for (const BadInputCase& bad : badInputCases(d)) {
-            const std::string message = errorMessageOf(bad.call);
-            const bool ok = message.find(bad.expectedMessage) != std::string::npos;
-            report(d, "bad input raises: " + bad.name, ok ? 0.0 : 1.0, 0.0,
-                   ok ? std::string() : "expected '" + bad.expectedMessage + "', got '" + message + "'");
-        }
+        for (const NamedCheck& check : deformConv2dSelfChecks(d))
+            run(d, check);
         // Deformable Kernels: reference, gradients, invariants, bad inputs; on CUDA also CUDA vs CPU.
         for (const NamedCheck& check : deformKernel2dSelfChecks(d))
-            guarded(d, check.name, check.tolerance, check.run);
-
-        if (!d.is_cuda())
-            continue;
-        auto parts = [](const ReferenceComparison& c) {
-            std::ostringstream t;
-            t.precision(3);
-            t << "forward " << c.forward << ", grad input " << c.grads[0] << ", weight " << c.grads[1] << ", offset "
-              << c.grads[2] << ", mask " << c.grads[3] << ", bias " << c.grads[4];
-            return t.str();
-        };
-        guarded(d, "half vs float64 reference", 3e-2, [&] {
-            const ReferenceComparison c = compareWithReference(cases[1], 500, at::kHalf, d);
-            detail = parts(c);
-            return c.worst();
-        });
-        guarded(d, "bfloat16 vs float64 reference", 1.5e-1, [&] {
-            const ReferenceComparison c = compareWithReference(cases[1], 501, at::kBFloat16, d);
-            detail = parts(c);
-            return c.worst();
-        });
-
-        // Many samples collide on the same pixels: atomics would reorder the sums.
-        CaseSpec big;
-        big.batch = 3;
-        big.channels = big.out_channels = 32;
-        big.height = big.width = 40;
-        big.params.use_mask = true;
-        big.params.pad_h = big.params.pad_w = 1;
-        big.offset_scale = 3.0;
-        const CaseTensors cpu = makeCase(big, 600, at::kFloat, at::kCPU);
-        const CaseTensors gpu = makeCase(big, 600, at::kFloat, d);
-        const DeformConv2dParams& p = big.params;
-        // CUDA and CPU float32 against the float64 CPU result on the same values: CUDA must
-        // meet the float32 tolerance (summation orders differ, so CUDA != CPU bit for bit).
-        guarded(d, "cuda float32 vs float64 on a colliding case (forward and gradients)", 1e-4, [&] {
-            const CaseTensors ref = makeCase(big, 600, at::kDouble, at::kCPU);
-            const at::Tensor o64 = deformConv2d(ref.input, ref.weight, ref.offset, ref.mask, ref.bias, p);
-            const at::Tensor R = randomLike(o64, 601);
-            const auto g64 = deformConv2dBackward(R, ref.input, ref.weight, ref.offset, ref.mask, ref.bias, p);
-            auto errors = [&](const CaseTensors& c) {
-                const at::Tensor o = deformConv2d(c.input, c.weight, c.offset, c.mask, c.bias, p);
-                const auto g = deformConv2dBackward(R.to(c.input.device(), at::kFloat), c.input, c.weight, c.offset,
-                                                    c.mask, c.bias, p);
-                return std::array<double, 6>{relativeError(o, o64), relativeError(std::get<0>(g), std::get<0>(g64)),
-                                             relativeError(std::get<1>(g), std::get<1>(g64)),
-                                             relativeError(std::get<2>(g), std::get<2>(g64)),
-                                             relativeError(std::get<3>(g), std::get<3>(g64)),
-                                             relativeError(std::get<4>(g), std::get<4>(g64))};
-            };
-            const auto eg = errors(gpu), ec = errors(cpu);
-            std::ostringstream t;
-            t.precision(3);
-            t << "cuda (cpu) vs float64: forward " << eg[0] << " (" << ec[0] << "), grad input " << eg[1] << " (" << ec[1]
-              << "), weight " << eg[2] << " (" << ec[2] << "), offset " << eg[3] << " (" << ec[3] << "), mask " << eg[4]
-              << " (" << ec[4] << "), bias " << eg[5] << " (" << ec[5] << ")";
-            detail = t.str();
-            return *std::max_element(eg.begin(), eg.end());
-        });
-        const at::Tensor R = randomLike(deformConv2d(gpu.input, gpu.weight, gpu.offset, gpu.mask, gpu.bias, p), 602);
-        auto backwardWith = [&](BackwardMode mode) {
-            const BackwardMode before = backwardMode();
-            setBackwardMode(mode);
-            auto g = deformConv2dBackward(R, gpu.input, gpu.weight, gpu.offset, gpu.mask, gpu.bias, p);
-            setBackwardMode(before);
-            return g;
-        };
-        guarded(d, "deterministic backward is bit-identical (2 runs)", 0.0, [&] {
-            const auto a = backwardWith(BackwardMode::Deterministic);
-            const auto b = backwardWith(BackwardMode::Deterministic);
-            const bool same = at::equal(std::get<0>(a), std::get<0>(b)) && at::equal(std::get<1>(a), std::get<1>(b)) &&
-                              at::equal(std::get<2>(a), std::get<2>(b)) && at::equal(std::get<3>(a), std::get<3>(b)) &&
-                              at::equal(std::get<4>(a), std::get<4>(b));
-            return same ? 0.0 : 1.0;
-        });
-        guarded(d, "atomic backward == deterministic backward (float32)", 1e-5, [&] {
-            const auto a = backwardWith(BackwardMode::Atomic);
-            const auto b = backwardWith(BackwardMode::Deterministic);
-            return relativeError(std::get<0>(a), std::get<0>(b));
-        });
+            run(d, check);
     }
     return results;
 }

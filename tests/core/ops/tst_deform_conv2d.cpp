@@ -4,11 +4,10 @@
 #include "core/ops/checks/selftest.h"
 #include "core/ops/deform_conv2d.h"
 #include "core/ops/registration.h"
+#include "op_test_support.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
-#include <torch/autograd.h>
 
 #include <QtTest/QtTest>
 
@@ -54,18 +53,12 @@ void addGeometryRows() {
     row("no bias", [](CaseSpec& s) { s.bias = false; s.params.use_mask = true; });
 }
 
-std::vector<at::Device> cudaDevices() {
-    std::vector<at::Device> cuda;
-    for (const at::Device& d : availableDevices())
-        if (d.is_cuda())
-            cuda.push_back(d);
-    return cuda;
-}
-
-bool bitIdentical(const DeformConv2dGrads& a, const DeformConv2dGrads& b) {
-    return at::equal(std::get<0>(a), std::get<0>(b)) && at::equal(std::get<1>(a), std::get<1>(b)) &&
-           at::equal(std::get<2>(a), std::get<2>(b)) && at::equal(std::get<3>(a), std::get<3>(b)) &&
-           at::equal(std::get<4>(a), std::get<4>(b));
+// A masked, padded case: the default for the tests of single properties.
+CaseSpec maskedCase() {
+    CaseSpec spec;
+    spec.params.use_mask = true;
+    spec.params.pad_h = spec.params.pad_w = 1;
+    return spec;
 }
 
 } // namespace
@@ -79,11 +72,8 @@ private Q_SLOTS:
     void float64MatchesReference_data() { addGeometryRows(); }
     void float64MatchesReference() {
         QFETCH(CaseSpec, spec);
-        const ReferenceComparison r = compareWithReference(spec, 42, at::kDouble, at::kCPU);
-        QVERIFY2(r.forward < 1e-10, qPrintable(QString("forward error %1").arg(r.forward)));
-        static const char* names[] = {"input", "weight", "offset", "mask", "bias"};
-        for (int i = 0; i < 5; ++i)
-            QVERIFY2(r.grads[i] < 1e-10, qPrintable(QString("grad %1 error %2").arg(names[i]).arg(r.grads[i])));
+        VERIFY_NO_PROBLEM(referenceProblem(deformConv2dUnderTest(spec.params),
+                                           compareWithReference(spec, 42, at::kDouble, at::kCPU), 1e-10));
     }
 
     void float32MatchesReference_data() { addGeometryRows(); }
@@ -94,9 +84,7 @@ private Q_SLOTS:
     }
 
     void halfAndBFloat16() {
-        CaseSpec spec;
-        spec.params.use_mask = true;
-        spec.params.pad_h = spec.params.pad_w = 1;
+        const CaseSpec spec = maskedCase();
         const double half = compareWithReference(spec, 44, at::kHalf, at::kCPU).worst();
         const double bf16 = compareWithReference(spec, 44, at::kBFloat16, at::kCPU).worst();
         QVERIFY2(half < 3e-2, qPrintable(QString("half error %1").arg(half)));
@@ -105,12 +93,7 @@ private Q_SLOTS:
 
     void finiteDifferences_data() {
         QTest::addColumn<CaseSpec>("spec");
-        CaseSpec s;
-        s.batch = 1;
-        s.channels = s.out_channels = 2;
-        s.height = s.width = 5;
-        s.offsets = OffsetKind::AwayFromKinks;
-        s.params.pad_h = s.params.pad_w = 1;
+        const CaseSpec s = finiteDifferenceCase();
         CaseSpec m = s;
         m.params.use_mask = true;
         QTest::newRow("no mask") << s;
@@ -139,11 +122,9 @@ private Q_SLOTS:
         QTest::addColumn<CaseSpec>("spec");
         const int shifts[][2] = {{1, 0}, {0, -2}, {-3, 2}, {5, 5}};
         for (const auto& sh : shifts) {
-            CaseSpec s;
+            CaseSpec s = maskedCase();
             s.shift_y = sh[0];
             s.shift_x = sh[1];
-            s.params.pad_h = s.params.pad_w = 1;
-            s.params.use_mask = true;
             QTest::newRow(qPrintable(QString("shift %1,%2").arg(sh[0]).arg(sh[1]))) << s;
             s.params.stride_h = s.params.stride_w = 2;
             s.params.dilation_h = 2;
@@ -157,90 +138,48 @@ private Q_SLOTS:
         QVERIFY2(err < 1e-12, qPrintable(QString("error %1").arg(err)));
     }
 
-    void badInputsThrowClearErrors_data() {
-        QTest::addColumn<int>("index");
-        const auto cases = badInputCases(at::kCPU);
-        for (size_t i = 0; i < cases.size(); ++i)
-            QTest::newRow(cases[i].name.c_str()) << int(i);
-    }
+    void badInputsThrowClearErrors_data() { testing::addBadInputRows(badInputCases(at::kCPU)); }
     void badInputsThrowClearErrors() {
         QFETCH(int, index);
-        const BadInputCase bad = badInputCases(at::kCPU)[index];
-        bool threwC10 = false;
-        std::string message;
-        try {
-            bad.call();
-        } catch (const c10::Error& e) {
-            threwC10 = true;
-            message = e.what_without_backtrace();
-        }
-        QVERIFY2(threwC10, "no c10::Error thrown");
-        QVERIFY2(message.find(bad.expectedMessage) != std::string::npos,
-                 qPrintable(QString("message '%1' lacks '%2'").arg(message.c_str(), bad.expectedMessage.c_str())));
+        VERIFY_NO_PROBLEM(badInputProblem(badInputCases(at::kCPU)[index]));
     }
 
     void emptyBatchGivesEmptyOutput() {
         CaseSpec spec;
         spec.params.use_mask = true;
-        CaseTensors t = makeCase(spec, 1, at::kFloat, at::kCPU);
-        auto empty = [](const at::Tensor& x) { return x.narrow(0, 0, 0); };
-        const at::Tensor out = deformConv2d(empty(t.input), t.weight, empty(t.offset), empty(t.mask), t.bias, spec.params);
-        QCOMPARE(out.sizes().vec(), (std::vector<int64_t>{0, spec.out_channels, spec.outH(), spec.outW()}));
-        const auto g = deformConv2dBackward(at::zeros_like(out), empty(t.input), t.weight, empty(t.offset),
-                                            empty(t.mask), t.bias, spec.params);
-        QCOMPARE(std::get<0>(g).size(0), int64_t{0});
-        QVERIFY(at::equal(std::get<1>(g), at::zeros_like(t.weight)));
+        VERIFY_NO_PROBLEM(emptyBatchProblem(deformConv2dUnderTest(spec.params),
+                                            argsOf(makeCase(spec, 1, at::kFloat, at::kCPU)),
+                                            {0, spec.out_channels, spec.outH(), spec.outW()}));
     }
 
     void nonContiguousInputsGiveSameResult() {
-        CaseSpec spec;
-        spec.params.use_mask = true;
-        spec.params.pad_h = spec.params.pad_w = 1;
+        CaseSpec spec = maskedCase();
         spec.height = spec.width = 6;
-        const CaseTensors t = makeCase(spec, 2, at::kFloat, at::kCPU);
-        // Same values, transposed storage.
-        auto strided = [](const at::Tensor& x) { return x.transpose(2, 3).contiguous().transpose(2, 3); };
-        QVERIFY(!strided(t.input).is_contiguous());
-        const at::Tensor a = deformConv2d(t.input, t.weight, t.offset, t.mask, t.bias, spec.params);
-        const at::Tensor b = deformConv2d(strided(t.input), t.weight.transpose(2, 3).contiguous().transpose(2, 3),
-                                          strided(t.offset), strided(t.mask), t.bias, spec.params);
-        QVERIFY(at::equal(a, b));
+        VERIFY_NO_PROBLEM(
+            nonContiguousProblem(deformConv2dUnderTest(spec.params), argsOf(makeCase(spec, 2, at::kFloat, at::kCPU))));
     }
 
     // Batches larger than one chunk of the column buffer must equal image-by-image results.
     void largeBatchEqualsPerImage() {
-        CaseSpec spec;
+        CaseSpec spec = maskedCase();
         spec.batch = 17; // 2.4M column elements per image: chunks of 14 and 3 images
         spec.channels = 64;
         spec.out_channels = 8;
         spec.height = spec.width = 64;
-        spec.params.use_mask = true;
-        spec.params.pad_h = spec.params.pad_w = 1;
-        const CaseTensors t = makeCase(spec, 3, at::kFloat, at::kCPU);
-        const at::Tensor all = deformConv2d(t.input, t.weight, t.offset, t.mask, t.bias, spec.params);
+        const OpUnderTest op = deformConv2dUnderTest(spec.params);
+        const OpArgs args = argsOf(makeCase(spec, 3, at::kFloat, at::kCPU));
+        const at::Tensor all = op.forward(args);
         for (int64_t n : {int64_t{0}, int64_t{13}, int64_t{14}, int64_t{16}}) {
-            const at::Tensor one = deformConv2d(t.input.narrow(0, n, 1), t.weight, t.offset.narrow(0, n, 1),
-                                                t.mask.narrow(0, n, 1), t.bias, spec.params);
+            const at::Tensor one = op.forward(imagesOf(args, n, 1));
             QVERIFY2(at::allclose(all.narrow(0, n, 1), one, 1e-5, 1e-5), qPrintable(QString("image %1").arg(n)));
         }
     }
 
     void autogradMatchesBackwardOp() {
-        CaseSpec spec;
-        spec.params.use_mask = true;
-        spec.params.pad_h = spec.params.pad_w = 1;
-        const CaseTensors t = makeCase(spec, 5, at::kDouble, at::kCPU);
-        auto leaf = [](const at::Tensor& x) { return x.clone().requires_grad_(true); };
-        const at::Tensor in = leaf(t.input), w = leaf(t.weight), off = leaf(t.offset), m = leaf(t.mask), b = leaf(t.bias);
-        const at::Tensor out = deformConv2d(in, w, off, m, b, spec.params);
-        QVERIFY(out.requires_grad());
-        out.sum().backward();
-        const auto g = deformConv2dBackward(at::ones_like(out), t.input, t.weight, t.offset, t.mask, t.bias, spec.params);
-        QVERIFY(at::allclose(in.grad(), std::get<0>(g)));
-        QVERIFY(at::allclose(w.grad(), std::get<1>(g)));
-        QVERIFY(at::allclose(off.grad(), std::get<2>(g)));
-        QVERIFY(at::allclose(m.grad(), std::get<3>(g)));
-        QVERIFY(at::allclose(b.grad(), std::get<4>(g)));
+        const CaseSpec spec = maskedCase();
+        VERIFY_NO_PROBLEM(autogradProblem(deformConv2dUnderTest(spec.params),
+                                          argsOf(makeCase(spec, 5, at::kDouble, at::kCPU)),
+                                          [](const at::Tensor& out) { return at::ones_like(out); }));
     }
 
     void torchvisionAliasesAreRegistered() {
@@ -273,27 +212,12 @@ private Q_SLOTS:
 
     // The CPU backward writes disjoint slices per task: bit-identical for any thread count.
     void cpuBackwardIsDeterministicAcrossThreadCounts() {
-        CaseSpec spec;
-        spec.batch = 3;
-        spec.channels = spec.out_channels = 16;
-        spec.height = spec.width = 24;
-        spec.params.use_mask = true;
-        spec.params.pad_h = spec.params.pad_w = 1;
-        spec.offset_scale = 3.0;
-        const CaseTensors t = makeCase(spec, 10, at::kFloat, at::kCPU);
+        const CaseSpec spec = collidingCase(3, 16, 24);
         const at::Tensor R = at::randn({spec.batch, spec.out_channels, spec.outH(), spec.outW()});
-        auto run = [&] { return deformConv2dBackward(R, t.input, t.weight, t.offset, t.mask, t.bias, spec.params); };
-        const int threads = at::get_num_threads();
-        const auto a = run();
-        const auto b = run();
-        at::set_num_threads(1);
-        const auto c = run();
-        at::set_num_threads(threads);
-        QVERIFY(bitIdentical(a, b));
         // grad_weight comes from a GEMM whose blocking may depend on threads; the sampling grads may not.
-        QVERIFY(at::equal(std::get<0>(a), std::get<0>(c)));
-        QVERIFY(at::equal(std::get<2>(a), std::get<2>(c)));
-        QVERIFY(at::equal(std::get<3>(a), std::get<3>(c)));
+        VERIFY_NO_PROBLEM(threadCountProblem(deformConv2dUnderTest(spec.params),
+                                             argsOf(makeCase(spec, 10, at::kFloat, at::kCPU)), R, {0, 1, 2, 3, 4},
+                                             {0, 2, 3}));
     }
 
     void backwardModeSetting() {
@@ -309,46 +233,29 @@ private Q_SLOTS:
 
     void cudaMatchesReferenceAndCpu_data() { addGeometryRows(); }
     void cudaMatchesReferenceAndCpu() {
-        const auto cuda = cudaDevices();
-        if (cuda.empty())
-            QSKIP("no CUDA device");
+        SKIP_WITHOUT_CUDA();
         QFETCH(CaseSpec, spec);
-        for (const at::Device& d : cuda) {
+        for (const at::Device& d : cudaDevices()) {
             QVERIFY(compareWithReference(spec, 42, at::kDouble, d).worst() < 1e-10);
             QVERIFY(compareWithReference(spec, 43, at::kFloat, d).worst() < 1e-4);
         }
     }
 
     void cudaDeterministicBackward() {
-        const auto cuda = cudaDevices();
-        if (cuda.empty())
-            QSKIP("no CUDA device");
-        CaseSpec spec;
-        spec.batch = 4;
-        spec.channels = spec.out_channels = 32;
-        spec.height = spec.width = 48;
-        spec.params.use_mask = true;
-        spec.params.pad_h = spec.params.pad_w = 1;
-        spec.offset_scale = 3.0;
-        const BackwardMode before = backwardMode();
-        setBackwardMode(BackwardMode::Deterministic);
-        for (const at::Device& d : cuda) {
-            const CaseTensors t = makeCase(spec, 11, at::kFloat, d);
+        SKIP_WITHOUT_CUDA();
+        const CaseSpec spec = collidingCase(4, 32, 48);
+        const OpUnderTest op = deformConv2dUnderTest(spec.params);
+        for (const at::Device& d : cudaDevices()) {
+            const OpArgs args = argsOf(makeCase(spec, 11, at::kFloat, d));
             const at::Tensor R = at::randn({spec.batch, spec.out_channels, spec.outH(), spec.outW()}).to(d);
-            auto run = [&] { return deformConv2dBackward(R, t.input, t.weight, t.offset, t.mask, t.bias, spec.params); };
-            QVERIFY(bitIdentical(run(), run()));
+            QVERIFY(bitIdentical(backwardWith(op, R, args, BackwardMode::Deterministic),
+                                 backwardWith(op, R, args, BackwardMode::Deterministic)));
         }
-        setBackwardMode(before);
     }
 
     void cudaBadInputs() {
-        const auto cuda = cudaDevices();
-        if (cuda.empty())
-            QSKIP("no CUDA device");
-        for (const BadInputCase& bad : badInputCases(cuda.front())) {
-            const std::string message = errorMessageOf(bad.call);
-            QVERIFY2(message.find(bad.expectedMessage) != std::string::npos, bad.name.c_str());
-        }
+        SKIP_WITHOUT_CUDA();
+        VERIFY_NO_PROBLEM(testing::cudaBadInputProblems(badInputCases(cudaDevices().front())));
     }
 };
 

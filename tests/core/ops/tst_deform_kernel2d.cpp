@@ -9,9 +9,9 @@
 #include "core/ops/deform_conv2d.h"
 #include "core/ops/deform_kernel2d.h"
 #include "core/ops/registration.h"
+#include "op_test_support.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
 
@@ -57,20 +57,13 @@ void addGeometryRows() {
     row("no bias", [](DkCaseSpec& s) { s.bias = false; s.params.use_offset = true; });
 }
 
-std::vector<at::Device> cudaDevices() {
-    std::vector<at::Device> cuda;
-    for (const at::Device& d : availableDevices())
-        if (d.is_cuda())
-            cuda.push_back(d);
-    return cuda;
+// Image offsets on, padded: the default for the tests of single properties.
+DkCaseSpec offsetCase() {
+    DkCaseSpec spec;
+    spec.params.use_offset = true;
+    spec.params.pad_h = spec.params.pad_w = 1;
+    return spec;
 }
-
-std::vector<at::Tensor> grads(const DkCaseTensors& t, const at::Tensor& R, const DeformKernel2dParams& p) {
-    const auto g = deformKernel2dBackward(R, t.input, t.weight, t.kernel_offset, t.offset, t.bias, p);
-    return {std::get<0>(g), std::get<1>(g), std::get<2>(g), std::get<3>(g), std::get<4>(g)};
-}
-
-const char* const kGradNames[] = {"input", "weight", "kernel_offset", "offset", "bias"};
 
 } // namespace
 
@@ -83,10 +76,8 @@ private Q_SLOTS:
     void float64MatchesReference_data() { addGeometryRows(); }
     void float64MatchesReference() {
         QFETCH(DkCaseSpec, spec);
-        const ReferenceComparison r = compareDkWithReference(spec, 42, at::kDouble, at::kCPU);
-        QVERIFY2(r.forward < 1e-10, qPrintable(QString("forward error %1").arg(r.forward)));
-        for (int i = 0; i < 5; ++i)
-            QVERIFY2(r.grads[i] < 1e-10, qPrintable(QString("grad %1 error %2").arg(kGradNames[i]).arg(r.grads[i])));
+        VERIFY_NO_PROBLEM(referenceProblem(deformKernel2dUnderTest(spec.params),
+                                           compareDkWithReference(spec, 42, at::kDouble, at::kCPU), 1e-10));
     }
 
     void float32MatchesReference_data() { addGeometryRows(); }
@@ -97,9 +88,7 @@ private Q_SLOTS:
     }
 
     void halfAndBFloat16() {
-        DkCaseSpec spec;
-        spec.params.use_offset = true;
-        spec.params.pad_h = spec.params.pad_w = 1;
+        const DkCaseSpec spec = offsetCase();
         const double half = compareDkWithReference(spec, 44, at::kHalf, at::kCPU).worst();
         const double bf16 = compareDkWithReference(spec, 44, at::kBFloat16, at::kCPU).worst();
         // Against the reference on the same rounded inputs: only the arithmetic differs.
@@ -146,14 +135,7 @@ private Q_SLOTS:
 
     void finiteDifferences_data() {
         QTest::addColumn<DkCaseSpec>("spec");
-        DkCaseSpec s;
-        s.batch = 1;
-        s.channels = 2;
-        s.height = s.width = 5;
-        s.scope_h = 4; // fractional base rows
-        s.params.pad_h = s.params.pad_w = 1;
-        s.kernel_offsets = OffsetKind::AwayFromKinks;
-        s.offsets = OffsetKind::AwayFromKinks;
+        DkCaseSpec s = dkFiniteDifferenceCase();
         QTest::newRow("local, no image offsets") << s;
         DkCaseSpec g = s;
         g.global = true;
@@ -229,26 +211,10 @@ private Q_SLOTS:
         QVERIFY2(err < 1e-12, qPrintable(QString("error %1").arg(err)));
     }
 
-    void badInputsThrowClearErrors_data() {
-        QTest::addColumn<int>("index");
-        const auto cases = dkBadInputCases(at::kCPU);
-        for (size_t i = 0; i < cases.size(); ++i)
-            QTest::newRow(cases[i].name.c_str()) << int(i);
-    }
+    void badInputsThrowClearErrors_data() { testing::addBadInputRows(dkBadInputCases(at::kCPU)); }
     void badInputsThrowClearErrors() {
         QFETCH(int, index);
-        const BadInputCase bad = dkBadInputCases(at::kCPU)[index];
-        bool threwC10 = false;
-        std::string message;
-        try {
-            bad.call();
-        } catch (const c10::Error& e) {
-            threwC10 = true;
-            message = e.what_without_backtrace();
-        }
-        QVERIFY2(threwC10, "no c10::Error thrown");
-        QVERIFY2(message.find(bad.expectedMessage) != std::string::npos,
-                 qPrintable(QString("message '%1' lacks '%2'").arg(message.c_str(), bad.expectedMessage.c_str())));
+        VERIFY_NO_PROBLEM(badInputProblem(dkBadInputCases(at::kCPU)[index]));
     }
 
     // Undefined offset/bias tensors are accepted by the C++ entry point when not used.
@@ -269,59 +235,38 @@ private Q_SLOTS:
     void emptyBatchGivesEmptyOutput() {
         DkCaseSpec spec;
         spec.params.use_offset = true;
-        const DkCaseTensors t = makeDkCase(spec, 1, at::kFloat, at::kCPU);
-        auto empty = [](const at::Tensor& x) { return x.narrow(0, 0, 0); };
-        const at::Tensor out = deformKernel2d(empty(t.input), t.weight, empty(t.kernel_offset), empty(t.offset), t.bias,
-                                              spec.params);
-        QCOMPARE(out.sizes().vec(), (std::vector<int64_t>{0, spec.channels, spec.outH(), spec.outW()}));
-        const auto g = deformKernel2dBackward(at::zeros_like(out), empty(t.input), t.weight, empty(t.kernel_offset),
-                                              empty(t.offset), t.bias, spec.params);
-        QCOMPARE(std::get<0>(g).size(0), int64_t{0});
-        QVERIFY(at::equal(std::get<1>(g), at::zeros_like(t.weight)));
+        VERIFY_NO_PROBLEM(emptyBatchProblem(deformKernel2dUnderTest(spec.params),
+                                            argsOf(makeDkCase(spec, 1, at::kFloat, at::kCPU)),
+                                            {0, spec.channels, spec.outH(), spec.outW()}));
     }
 
     void nonContiguousInputsGiveSameResult() {
-        DkCaseSpec spec;
-        spec.params.use_offset = true;
-        spec.params.pad_h = spec.params.pad_w = 1;
+        DkCaseSpec spec = offsetCase();
         spec.height = spec.width = 6;
-        const DkCaseTensors t = makeDkCase(spec, 2, at::kFloat, at::kCPU);
-        auto strided = [](const at::Tensor& x) { return x.transpose(2, 3).contiguous().transpose(2, 3); };
-        QVERIFY(!strided(t.input).is_contiguous());
-        const at::Tensor a = deformKernel2d(t.input, t.weight, t.kernel_offset, t.offset, t.bias, spec.params);
-        const at::Tensor b = deformKernel2d(strided(t.input), strided(t.weight), strided(t.kernel_offset),
-                                            strided(t.offset), t.bias, spec.params);
-        QVERIFY(at::equal(a, b));
+        VERIFY_NO_PROBLEM(nonContiguousProblem(deformKernel2dUnderTest(spec.params),
+                                               argsOf(makeDkCase(spec, 2, at::kFloat, at::kCPU))));
     }
 
     // Batches larger than one chunk must equal image-by-image results, and the
     // weight gradient must accumulate over the chunks.
     void largeBatchEqualsPerImage() {
-        DkCaseSpec spec;
+        DkCaseSpec spec = offsetCase();
         spec.batch = 31; // 9 taps x 1024 positions per image: chunks of 28 and 3 images
         spec.channels = 4;
         spec.height = spec.width = 32;
-        spec.params.use_offset = true;
-        spec.params.pad_h = spec.params.pad_w = 1;
-        const DkCaseTensors t = makeDkCase(spec, 3, at::kDouble, at::kCPU);
-        const DeformKernel2dParams& p = spec.params;
-        const at::Tensor all = deformKernel2d(t.input, t.weight, t.kernel_offset, t.offset, t.bias, p);
+        const OpUnderTest op = deformKernel2dUnderTest(spec.params);
+        const OpArgs args = argsOf(makeDkCase(spec, 3, at::kDouble, at::kCPU));
+        const at::Tensor all = op.forward(args);
         const at::Tensor R = at::randn_like(all);
-        const auto gAll = grads(t, R, p);
-        at::Tensor weightSum = at::zeros_like(t.weight);
+        const OpArgs gAll = op.backward(R, args);
+        at::Tensor weightSum = at::zeros_like(args[1]);
         for (int64_t n = 0; n < spec.batch; ++n) {
-            DkCaseTensors one;
-            one.input = t.input.narrow(0, n, 1);
-            one.weight = t.weight;
-            one.kernel_offset = t.kernel_offset.narrow(0, n, 1);
-            one.offset = t.offset.narrow(0, n, 1);
-            one.bias = t.bias;
-            const at::Tensor out = deformKernel2d(one.input, one.weight, one.kernel_offset, one.offset, one.bias, p);
+            const OpArgs one = imagesOf(args, n, 1);
+            const at::Tensor out = op.forward(one);
             QVERIFY2(at::allclose(all.narrow(0, n, 1), out, 1e-12, 1e-12), qPrintable(QString("image %1").arg(n)));
-            const auto g = grads(one, R.narrow(0, n, 1), p);
-            QVERIFY(at::allclose(gAll[0].narrow(0, n, 1), g[0], 1e-12, 1e-12));
-            QVERIFY(at::allclose(gAll[2].narrow(0, n, 1), g[2], 1e-12, 1e-12));
-            QVERIFY(at::allclose(gAll[3].narrow(0, n, 1), g[3], 1e-12, 1e-12));
+            const OpArgs g = op.backward(R.narrow(0, n, 1), one);
+            for (int i : {0, 2, 3})
+                QVERIFY(at::allclose(gAll[i].narrow(0, n, 1), g[i], 1e-12, 1e-12));
             weightSum += g[1];
         }
         QVERIFY(at::allclose(gAll[1], weightSum, 1e-10, 1e-10));
@@ -336,27 +281,12 @@ private Q_SLOTS:
     void autogradMatchesBackwardOp() {
         QFETCH(bool, global);
         QFETCH(bool, useOffset);
-        DkCaseSpec spec;
+        DkCaseSpec spec = offsetCase();
         spec.global = global;
         spec.params.use_offset = useOffset;
-        spec.params.pad_h = spec.params.pad_w = 1;
-        const DkCaseTensors t = makeDkCase(spec, 5, at::kDouble, at::kCPU);
-        auto leaf = [](const at::Tensor& x) { return x.clone().requires_grad_(true); };
-        const at::Tensor in = leaf(t.input), w = leaf(t.weight), ko = leaf(t.kernel_offset), off = leaf(t.offset),
-                         b = leaf(t.bias);
-        const at::Tensor out = deformKernel2d(in, w, ko, off, b, spec.params);
-        QVERIFY(out.requires_grad());
-        const at::Tensor R = at::randn_like(out);
-        (out * R).sum().backward();
-        const auto g = grads(t, R, spec.params);
-        QVERIFY(at::allclose(in.grad(), g[0]));
-        QVERIFY(at::allclose(w.grad(), g[1]));
-        QVERIFY(at::allclose(ko.grad(), g[2]));
-        if (useOffset)
-            QVERIFY(at::allclose(off.grad(), g[3]));
-        else
-            QVERIFY(!off.grad().defined()); // the unused placeholder gets no gradient
-        QVERIFY(at::allclose(b.grad(), g[4]));
+        VERIFY_NO_PROBLEM(autogradProblem(deformKernel2dUnderTest(spec.params),
+                                          argsOf(makeDkCase(spec, 5, at::kDouble, at::kCPU)),
+                                          [](const at::Tensor& out) { return at::randn_like(out); }));
     }
 
     void doubleBackwardIsRefused() {
@@ -402,91 +332,57 @@ private Q_SLOTS:
     }
     void cpuBackwardIsDeterministicAcrossThreadCounts() {
         QFETCH(bool, global);
-        DkCaseSpec spec;
-        spec.batch = 3;
-        spec.channels = 16;
-        spec.height = spec.width = 24;
-        spec.global = global;
-        spec.params.use_offset = true;
-        spec.params.pad_h = spec.params.pad_w = 1;
-        spec.offset_scale = 3.0;
-        const DkCaseTensors t = makeDkCase(spec, 10, at::kFloat, at::kCPU);
+        const DkCaseSpec spec = dkCollidingCase(global, 3, 16, 24);
         const at::Tensor R = at::randn({spec.batch, spec.channels, spec.outH(), spec.outW()});
-        const int threads = at::get_num_threads();
-        const auto a = grads(t, R, spec.params);
-        const auto b = grads(t, R, spec.params);
-        at::set_num_threads(1);
-        const auto c = grads(t, R, spec.params);
-        at::set_num_threads(threads);
-        for (int i = 0; i < 4; ++i) {
-            QVERIFY2(at::equal(a[i], b[i]), kGradNames[i]);
-            QVERIFY2(at::equal(a[i], c[i]), kGradNames[i]);
-        }
+        VERIFY_NO_PROBLEM(threadCountProblem(deformKernel2dUnderTest(spec.params),
+                                             argsOf(makeDkCase(spec, 10, at::kFloat, at::kCPU)), R, {0, 1, 2, 3},
+                                             {0, 1, 2, 3}));
     }
 
     void cudaMatchesReferenceAndCpu_data() { addGeometryRows(); }
     void cudaMatchesReferenceAndCpu() {
-        const auto cuda = cudaDevices();
-        if (cuda.empty())
-            QSKIP("no CUDA device");
+        SKIP_WITHOUT_CUDA();
         QFETCH(DkCaseSpec, spec);
-        for (const at::Device& d : cuda) {
+        const OpUnderTest op = deformKernel2dUnderTest(spec.params);
+        for (const at::Device& d : cudaDevices()) {
             const double f64 = compareDkWithReference(spec, 42, at::kDouble, d).worst();
             const double f32 = compareDkWithReference(spec, 43, at::kFloat, d).worst();
             QVERIFY2(f64 < 1e-10, qPrintable(QString("float64 error %1").arg(f64)));
             QVERIFY2(f32 < 1e-4, qPrintable(QString("float32 error %1").arg(f32)));
-            const DkCaseTensors cpu = makeDkCase(spec, 44, at::kFloat, at::kCPU);
-            const DkCaseTensors gpu = makeDkCase(spec, 44, at::kFloat, d);
-            const at::Tensor oc = deformKernel2d(cpu.input, cpu.weight, cpu.kernel_offset, cpu.offset, cpu.bias, spec.params);
-            const at::Tensor og = deformKernel2d(gpu.input, gpu.weight, gpu.kernel_offset, gpu.offset, gpu.bias, spec.params);
-            QVERIFY(relativeError(og, oc) < 1e-5);
+            const OpArgs cpu = argsOf(makeDkCase(spec, 44, at::kFloat, at::kCPU));
+            const OpArgs gpu = argsOf(makeDkCase(spec, 44, at::kFloat, d));
+            const at::Tensor oc = op.forward(cpu);
+            QVERIFY(relativeError(op.forward(gpu), oc) < 1e-5);
             const at::Tensor R = at::randn_like(oc);
-            const auto gc = grads(cpu, R, spec.params);
-            const auto gg = grads(gpu, R.to(d), spec.params);
+            const OpArgs gc = op.backward(R, cpu);
+            const OpArgs gg = op.backward(R.to(d), gpu);
             for (int i = 0; i < 5; ++i)
-                QVERIFY2(relativeError(gg[i], gc[i]) < 1e-5, kGradNames[i]);
+                QVERIFY2(relativeError(gg[i], gc[i]) < 1e-5, op.names[i]);
         }
     }
 
     void cudaBackwardModes() {
-        const auto cuda = cudaDevices();
-        if (cuda.empty())
-            QSKIP("no CUDA device");
+        SKIP_WITHOUT_CUDA();
         for (bool global : {false, true}) {
-            DkCaseSpec spec;
-            spec.batch = 4;
-            spec.channels = 32;
-            spec.height = spec.width = 48;
-            spec.global = global;
-            spec.params.use_offset = true;
-            spec.params.pad_h = spec.params.pad_w = 1;
-            spec.offset_scale = 3.0;
-            const BackwardMode before = backwardMode();
-            for (const at::Device& d : cuda) {
-                const DkCaseTensors t = makeDkCase(spec, 11, at::kFloat, d);
+            const DkCaseSpec spec = dkCollidingCase(global, 4, 32, 48);
+            const OpUnderTest op = deformKernel2dUnderTest(spec.params);
+            for (const at::Device& d : cudaDevices()) {
+                const OpArgs args = argsOf(makeDkCase(spec, 11, at::kFloat, d));
                 const at::Tensor R = at::randn({spec.batch, spec.channels, spec.outH(), spec.outW()}).to(d);
-                setBackwardMode(BackwardMode::Deterministic);
-                const auto a = grads(t, R, spec.params);
-                const auto b = grads(t, R, spec.params);
-                setBackwardMode(BackwardMode::Atomic);
-                const auto c = grads(t, R, spec.params);
-                setBackwardMode(before);
+                const OpArgs a = backwardWith(op, R, args, BackwardMode::Deterministic);
+                const OpArgs b = backwardWith(op, R, args, BackwardMode::Deterministic);
+                const OpArgs c = backwardWith(op, R, args, BackwardMode::Atomic);
                 for (int i = 0; i < 5; ++i) {
-                    QVERIFY2(at::equal(a[i], b[i]), kGradNames[i]);
-                    QVERIFY2(relativeError(c[i], a[i]) < 1e-5, kGradNames[i]);
+                    QVERIFY2(at::equal(a[i], b[i]), op.names[i]);
+                    QVERIFY2(relativeError(c[i], a[i]) < 1e-5, op.names[i]);
                 }
             }
         }
     }
 
     void cudaBadInputs() {
-        const auto cuda = cudaDevices();
-        if (cuda.empty())
-            QSKIP("no CUDA device");
-        for (const BadInputCase& bad : dkBadInputCases(cuda.front())) {
-            const std::string message = errorMessageOf(bad.call);
-            QVERIFY2(message.find(bad.expectedMessage) != std::string::npos, bad.name.c_str());
-        }
+        SKIP_WITHOUT_CUDA();
+        VERIFY_NO_PROBLEM(testing::cudaBadInputProblems(dkBadInputCases(cudaDevices().front())));
     }
 };
 

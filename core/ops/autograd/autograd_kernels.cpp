@@ -1,0 +1,83 @@
+#include "core/ops/autograd/autograd_kernels.h"
+
+#include <torch/autograd.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace deformscope::ops::detail {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::Variable;
+using torch::autograd::variable_list;
+
+void saveScalars(AutogradContext* ctx, const OpScalars& s) {
+    ctx->saved_data["ints"] = std::vector<int64_t>(s.ints.begin(), s.ints.end());
+    ctx->saved_data["flag"] = s.flag;
+}
+
+OpScalars loadScalars(AutogradContext* ctx) {
+    const std::vector<int64_t> ints = ctx->saved_data["ints"].toIntVector();
+    OpScalars s{};
+    std::copy(ints.begin(), ints.end(), s.ints.begin());
+    s.flag = ctx->saved_data["flag"].toBool();
+    return s;
+}
+
+template <class Op>
+class ForwardFunction : public torch::autograd::Function<ForwardFunction<Op>> {
+public:
+    static variable_list forward(AutogradContext* ctx, const Variable& t0, const Variable& t1, const Variable& t2,
+                                 const Variable& t3, const Variable& t4, const OpScalars& s) {
+        at::AutoDispatchBelowADInplaceOrView guard;
+        at::Tensor out = DirectKernels<Op>::forward({t0, t1, t2, t3, t4}, s);
+        ctx->save_for_backward({t0, t1, t2, t3, t4});
+        saveScalars(ctx, s);
+        return {out};
+    }
+
+    static variable_list backward(AutogradContext* ctx, const variable_list& grad_output) {
+        const auto saved = ctx->get_saved_variables();
+        const OpScalars s = loadScalars(ctx);
+        auto [g0, g1, g2, g3, g4] =
+            AutogradKernels<Op>::backward(grad_output[0], {saved[0], saved[1], saved[2], saved[3], saved[4]}, s);
+        // The fourth tensor gets no gradient when the flag leaves it out (a
+        // placeholder), as in torchvision; nor do the scalars.
+        return {g0, g1, g2, s.flag ? g3 : at::Tensor(), g4, at::Tensor()};
+    }
+};
+
+template <class Op>
+class BackwardFunction : public torch::autograd::Function<BackwardFunction<Op>> {
+public:
+    static variable_list forward(AutogradContext* /*ctx*/, const Variable& grad, const Variable& t0,
+                                 const Variable& t1, const Variable& t2, const Variable& t3, const Variable& t4,
+                                 const OpScalars& s) {
+        at::AutoDispatchBelowADInplaceOrView guard;
+        auto [g0, g1, g2, g3, g4] = DirectKernels<Op>::backward(grad, {t0, t1, t2, t3, t4}, s);
+        return {g0, g1, g2, g3, g4};
+    }
+
+    static variable_list backward(AutogradContext* /*ctx*/, const variable_list& /*grad_output*/) {
+        TORCH_CHECK(false, Op::kName, ": double backward (gradients of gradients) is not supported");
+    }
+};
+
+} // namespace
+
+template <class Op>
+at::Tensor AutogradKernels<Op>::forward(const OpTensors& t, const OpScalars& s) {
+    return ForwardFunction<Op>::apply(t[0], t[1], t[2], t[3], t[4], s)[0];
+}
+
+template <class Op>
+typename Op::Grads AutogradKernels<Op>::backward(const at::Tensor& grad, const OpTensors& t, const OpScalars& s) {
+    const auto r = BackwardFunction<Op>::apply(grad, t[0], t[1], t[2], t[3], t[4], s);
+    return {r[0], r[1], r[2], r[3], r[4]};
+}
+
+template struct AutogradKernels<DeformConv2dOp>;
+template struct AutogradKernels<DeformKernel2dOp>;
+
+} // namespace deformscope::ops::detail
