@@ -30,6 +30,19 @@ namespace deformscope::cli {
 
 namespace {
 
+// What each command does, for its --help and the tool's list of commands.
+constexpr const char* kAnalyzeHelp =
+    "one node's sampling points, effective receptive field and error-bounded saliency region (and a "
+    "Deformable Kernel layer's resampled kernel): DIR/result.json, erf.npy, saliency_mask.npy, sampling.csv, "
+    "kernel_scope.npy and analysis.png/.svg/.pdf";
+constexpr const char* kCompareHelp =
+    "the same node in several models: one grid figure DIR/compare.png/.svg/.pdf (rows sampling, ERF, "
+    "saliency, resampled kernel; one column per model), DIR/compare.json and each model's data in DIR/<model>/";
+constexpr const char* kErfAverageHelp =
+    "the ERF of one node (default: the layer's centre) averaged over a folder of images (RepLKNet's protocol): "
+    "DIR/erf_average.npy, result.json, erf_average.png/.svg/.pdf";
+
+
 namespace fs = std::filesystem;
 using common::Json;
 using report::UsageError;
@@ -246,9 +259,9 @@ void addAnalysisInputs(CLI::App* sub, AnalysisInputs& in, bool compare) {
     if (compare)
         sub->add_option("--models", in.models, "the model files, one column each")->required()->type_name("A B C ...");
     else
-        sub->add_option("--model", in.model, "the model file")->required()->type_name("M");
-    sub->add_option("--image", in.image, "the image")->required()->type_name("I");
-    sub->add_option("--out", in.out, "the folder to write into")->required()->type_name("DIR");
+        addRequired(sub, "--model", in.model, "M", "the model file");
+    addRequired(sub, "--image", in.image, "I", "the image");
+    addRequired(sub, "--out", in.out, "DIR", "the folder to write into");
     in.request = std::make_unique<RequestOptions>(*sub);
 }
 
@@ -256,46 +269,25 @@ void addAnalysisInputs(CLI::App* sub, AnalysisInputs& in, bool compare) {
 
 void addAnalysisCommands(CLI::App& app, Commands& commands) {
     {
-        CLI::App* sub = app.add_subcommand(
-            "analyze", "one node's sampling points, effective receptive field and error-bounded saliency region "
-                       "(and a Deformable Kernel layer's resampled kernel): DIR/result.json, erf.npy, "
-                       "saliency_mask.npy, sampling.csv, kernel_scope.npy and analysis.png/.svg/.pdf");
-        auto in = std::make_shared<AnalysisInputs>();
+        auto [sub, in] = addCommand<AnalysisInputs>(app, commands, "analyze", kAnalyzeHelp, runAnalyze);
         addAnalysisInputs(sub, *in, false);
-        commands.push_back({sub, [in](Io& io) { return runAnalyze(*in, io); }});
     }
     {
-        CLI::App* sub = app.add_subcommand(
-            "compare", "the same node in several models: one grid figure DIR/compare.png/.svg/.pdf (rows sampling, "
-                       "ERF, saliency, resampled kernel; one column per model), DIR/compare.json and each model's "
-                       "data in DIR/<model>/");
-        auto in = std::make_shared<AnalysisInputs>();
+        auto [sub, in] = addCommand<AnalysisInputs>(app, commands, "compare", kCompareHelp, runCompare);
         addAnalysisInputs(sub, *in, true);
-        commands.push_back({sub, [in](Io& io) { return runCompare(*in, io); }});
     }
-    {
-        CLI::App* sub = app.add_subcommand(
-            "erf-average", "the ERF of one node (default: the layer's centre) averaged over a folder of images "
-                           "(RepLKNet's protocol): DIR/erf_average.npy, result.json, erf_average.png/.svg/.pdf");
-        auto in = std::make_shared<ErfAverageInputs>();
-        sub->add_option("--model", in->model, "the model file")->required()->type_name("M");
-        sub->add_option("--images", in->images, "a folder of images (*_mask images are left out)")
-            ->required()
-            ->type_name("DIR");
-        sub->add_option("--out", in->out, "the folder to write into")->required()->type_name("DIR");
-        sub->add_option("--node", in->node, "the node's feature position (default: the layer's centre)")
-            ->type_name("fy,fx");
-        sub->add_option("--limit", in->limit, "use at most N images (default: all)")
-            ->type_name("N")
-            ->check(CLI::PositiveNumber);
-        sub->add_option("--batch", in->batch, "images per forward/backward (1 to 1024)")
-            ->type_name("B")
-            ->check(CLI::Range(int64_t{1}, int64_t{1024}));
-        in->request = std::make_unique<RequestOptions>(
-            *sub, std::vector<std::string>{"--layer", "--response", "--input-size", "--signed", "--device",
-                                           "--no-figures", "--log"});
-        commands.push_back({sub, [in](Io& io) { return runErfAverage(*in, io); }});
-    }
+    auto [sub, in] = addCommand<ErfAverageInputs>(app, commands, "erf-average", kErfAverageHelp, runErfAverage);
+    addRequired(sub, "--model", in->model, "M", "the model file");
+    addRequired(sub, "--images", in->images, "DIR", "a folder of images (*_mask images are left out)");
+    addRequired(sub, "--out", in->out, "DIR", "the folder to write into");
+    sub->add_option("--node", in->node, "the node's feature position (default: the layer's centre)")->type_name("fy,fx");
+    sub->add_option("--limit", in->limit, "use at most N images (default: all)")->type_name("N")->check(CLI::PositiveNumber);
+    sub->add_option("--batch", in->batch, "images per forward/backward (1 to 1024)")
+        ->type_name("B")
+        ->check(CLI::Range(int64_t{1}, int64_t{1024}));
+    in->request = std::make_unique<RequestOptions>(
+        *sub, std::vector<std::string>{"--layer", "--response", "--input-size", "--signed", "--device", "--no-figures",
+                                       "--log"});
 }
 
 } // namespace deformscope::cli

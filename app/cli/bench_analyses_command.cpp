@@ -20,6 +20,11 @@ namespace deformscope::cli {
 
 namespace {
 
+// What each command does, for its --help and the tool's list of commands.
+constexpr const char* kBenchAnalysesHelp =
+    "per-click times of the sampling trace, ERF and saliency search (medians; docs/benchmarks.md)";
+
+
 using common::Json;
 using report::UsageError;
 
@@ -124,10 +129,7 @@ int runBenchAnalyses(const BenchAnalysesInputs& in, Io& io) {
 } // namespace
 
 void addBenchAnalyses(CLI::App& app, Commands& commands) {
-    CLI::App* sub = app.add_subcommand(
-        "bench-analyses", "per-click times of the sampling trace, ERF and saliency search (medians; "
-                          "docs/benchmarks.md)");
-    auto in = std::make_shared<BenchAnalysesInputs>();
+    auto [sub, in] = addCommand<BenchAnalysesInputs>(app, commands, "bench-analyses", kBenchAnalysesHelp, runBenchAnalyses);
     sub->add_option("--models", in->models, "the model files")->required()->type_name("A B ...");
     sub->add_option("--sizes", in->sizes, "input sizes (square), comma-separated")->type_name("256,512");
     sub->add_option("--clicks", in->clicks, "clicks timed per model and size")->type_name("N")->check(CLI::PositiveNumber);
@@ -136,7 +138,6 @@ void addBenchAnalyses(CLI::App& app, Commands& commands) {
         ->check(CLI::NonNegativeNumber);
     sub->add_option("--json", in->json, "also write the rows as JSON")->type_name("FILE");
     in->request = std::make_unique<RequestOptions>(*sub, std::vector<std::string>{"--layer", "--epsilon", "--device"});
-    commands.push_back({sub, [in](Io& io) { return runBenchAnalyses(*in, io); }});
 }
 
 } // namespace deformscope::cli

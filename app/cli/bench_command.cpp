@@ -26,6 +26,13 @@
 namespace deformscope::cli {
 namespace {
 
+// What each command does, for its --help and the tool's list of commands.
+constexpr const char* kBenchHelp =
+    "forward and forward+backward times of deform_conv2d and of conv2d of the same shape (--ops dcn, the default); "
+    "--ops dk: deform_kernel2d (local, global, with image offsets; scope SxS) next to a depthwise deform_conv2d "
+    "and a depthwise conv2d of the same shape";
+
+
 // Named shapes; tools/bench_torchvision.py uses the same names and numbers.
 struct BenchShape {
     std::string name;
@@ -312,12 +319,8 @@ int runBench(const BenchInputs& in, Io& io) {
 } // namespace
 
 void addBench(CLI::App& app, Commands& commands) {
-    CLI::App* sub = app.add_subcommand(
-        "bench", "forward and forward+backward times of deform_conv2d and of conv2d of the same shape (--ops dcn, the "
-                 "default); --ops dk: deform_kernel2d (local, global, with image offsets; scope SxS) next to a "
-                 "depthwise deform_conv2d and a depthwise conv2d of the same shape");
-    auto in = std::make_shared<BenchInputs>();
-    sub->add_option("--device", in->device, "cpu, cuda or cuda:N")->type_name("D");
+    auto [sub, in] = addCommand<BenchInputs>(app, commands, "bench", kBenchHelp, runBench);
+    addDevice(sub, in->device);
     sub->add_option("--shapes", in->shapes, "named shapes: tiny, small, large")->type_name("LIST");
     sub->add_option("--ops", in->ops, "dcn, dk or both")->type_name("LIST");
     sub->add_option("--scope", in->scope, "the Deformable Kernel scope side (--ops dk)")
@@ -335,7 +338,6 @@ void addBench(CLI::App& app, Commands& commands) {
         });
     sub->add_flag("--fast-backward", in->fastBackward, "the atomic (non-deterministic) CUDA backward");
     sub->add_option("--json", in->jsonPath, "also write the results as JSON")->type_name("FILE");
-    commands.push_back({sub, [in](Io& io) { return runBench(*in, io); }});
 }
 
 } // namespace deformscope::cli

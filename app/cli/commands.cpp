@@ -24,19 +24,22 @@ int guarded(const std::string& command, std::ostream& err, const std::function<i
     } catch (const report::UsageError& e) {
         lines(e.what());
         return 2;
-    } catch (const model::ModelError& e) {
-        err << "deformscope-cli " << command << ": " << e.what() << "\n";
-        return 2;
-    } catch (const analysis::AnalysisError& e) {
-        err << "deformscope-cli " << command << ": " << e.what() << "\n";
-        return 2;
-    } catch (const c10::Error& e) {
-        err << "deformscope-cli " << command << ": " << e.what_without_backtrace() << "\n";
-        return 1;
     } catch (const std::exception& e) {
-        err << "deformscope-cli " << command << ": " << e.what() << "\n";
-        return 1;
+        // A model that cannot be loaded or run and a node that does not exist are the user's to fix.
+        const bool users = dynamic_cast<const model::ModelError*>(&e) || dynamic_cast<const analysis::AnalysisError*>(&e);
+        const auto* c10error = dynamic_cast<const c10::Error*>(&e);
+        err << "deformscope-cli " << command << ": " << (c10error ? c10error->what_without_backtrace() : e.what()) << "\n";
+        return users ? 2 : 1;
     }
+}
+
+CLI::Option* addRequired(CLI::App* sub, const std::string& option, std::string& target, const std::string& valueName,
+                         const std::string& help) {
+    return sub->add_option(option, target, help)->required()->type_name(valueName);
+}
+
+CLI::Option* addDevice(CLI::App* sub, std::string& target) {
+    return sub->add_option("--device", target, "cpu, cuda or cuda:N")->type_name("D");
 }
 
 RequestOptions::RequestOptions(CLI::App& app, const std::vector<std::string>& only) {

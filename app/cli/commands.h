@@ -32,6 +32,24 @@ struct Command {
 };
 using Commands = std::vector<Command>;
 
+// Adds subcommand `name` with `description`; its options fill an `Inputs`
+// (kept alive with the command) and `run(inputs, io)` runs it. Returns the
+// subcommand and the inputs, for the caller to add the options.
+template <typename Inputs>
+std::pair<CLI::App*, Inputs*> addCommand(CLI::App& app, Commands& commands, const std::string& name,
+                                         const std::string& description, int (*run)(const Inputs&, Io&)) {
+    CLI::App* sub = app.add_subcommand(name, description);
+    auto inputs = std::make_shared<Inputs>();
+    commands.push_back({sub, [inputs, run](Io& io) { return run(*inputs, io); }});
+    return {sub, inputs.get()};
+}
+
+// The options most commands share: a required file or folder (`--model M`, ...)
+// and the device (cpu, cuda or cuda:N, resolved by report::resolveDevice).
+CLI::Option* addRequired(CLI::App* sub, const std::string& option, std::string& target, const std::string& valueName,
+                         const std::string& help);
+CLI::Option* addDevice(CLI::App* sub, std::string& target);
+
 void addSelfTest(CLI::App& app, Commands& commands);
 void addModelCommands(CLI::App& app, Commands& commands);    // info, capture
 void addAnalysisCommands(CLI::App& app, Commands& commands); // analyze, compare, erf-average

@@ -22,6 +22,15 @@ namespace deformscope::cli {
 
 namespace {
 
+// What each command does, for its --help and the tool's list of commands.
+constexpr const char* kInfoHelp =
+    "the model's conv-like layers for one input size: kind (conv, dcn_v1, dcn_v2, dk, pool, upsample, "
+    "conv_transpose), geometry, feature size, jump/start/receptive field, which layers feed each";
+constexpr const char* kCaptureHelp =
+    "run the model on the image and write that layer's input.npy, output.npy, offset.npy and mask.npy "
+    "(deformable layers) plus capture.json";
+
+
 using common::Json;
 using report::UsageError;
 
@@ -147,31 +156,21 @@ int runCapture(const CaptureOptions& o, Io& io) {
 
 void addModelCommands(CLI::App& app, Commands& commands) {
     {
-        CLI::App* sub = app.add_subcommand(
-            "info", "the model's conv-like layers for one input size: kind (conv, dcn_v1, dcn_v2, dk, pool, upsample, "
-                    "conv_transpose), geometry, feature size, jump/start/receptive field, which layers feed each");
-        auto o = std::make_shared<InfoOptions>();
+        auto [sub, o] = addCommand<InfoOptions>(app, commands, "info", kInfoHelp, runInfo);
         sub->add_option("MODEL", o->model, "the model file (TorchScript)");
-        sub->add_option("--input-size", o->inputSize, "the input size to list the layers for (default: the model's "
-                                                      "metadata size, else 224 x 224)")
+        sub->add_option("--input-size", o->inputSize,
+                        "the input size to list the layers for (default: the model's metadata size, else 224 x 224)")
             ->type_name("H W")
             ->expected(2);
         sub->add_flag("--json", o->json, "the layers as JSON");
-        sub->add_option("--device", o->device, "cpu, cuda or cuda:N")->type_name("D");
-        commands.push_back({sub, [o](Io& io) { return runInfo(*o, io); }});
+        addDevice(sub, o->device);
     }
-    {
-        CLI::App* sub = app.add_subcommand(
-            "capture", "run the model on the image and write that layer's input.npy, output.npy, offset.npy and "
-                       "mask.npy (deformable layers) plus capture.json");
-        auto o = std::make_shared<CaptureOptions>();
-        sub->add_option("--model", o->model, "the model file")->required()->type_name("M");
-        sub->add_option("--image", o->image, "the image")->required()->type_name("I");
-        sub->add_option("--layer", o->layer, "the layer to capture")->required()->type_name("NAME");
-        sub->add_option("--out", o->out, "the folder to write into")->required()->type_name("DIR");
-        sub->add_option("--device", o->device, "cpu, cuda or cuda:N")->type_name("D");
-        commands.push_back({sub, [o](Io& io) { return runCapture(*o, io); }});
-    }
+    auto [sub, o] = addCommand<CaptureOptions>(app, commands, "capture", kCaptureHelp, runCapture);
+    addRequired(sub, "--model", o->model, "M", "the model file");
+    addRequired(sub, "--image", o->image, "I", "the image");
+    addRequired(sub, "--layer", o->layer, "NAME", "the layer to capture");
+    addRequired(sub, "--out", o->out, "DIR", "the folder to write into");
+    addDevice(sub, o->device);
 }
 
 } // namespace deformscope::cli

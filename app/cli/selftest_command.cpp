@@ -12,7 +12,18 @@ namespace deformscope::cli {
 
 namespace {
 
-int runSelfTest(const std::string& which, Io& io) {
+// What each command does, for its --help and the tool's list of commands.
+constexpr const char* kSelftestHelp =
+    "numeric checks of the deformable convolution, Deformable Kernels and the analyses on every available device "
+    "(CPU, and each CUDA GPU); prints a pass/fail table; exit 0 only if all pass";
+
+
+struct SelfTestInputs {
+    std::string device = "all";
+};
+
+int runSelfTest(const SelfTestInputs& in, Io& io) {
+    const std::string& which = in.device;
     std::ostream& out = io.out;
     std::ostream& err = io.err;
     std::vector<at::Device> devices;
@@ -57,15 +68,10 @@ int runSelfTest(const std::string& which, Io& io) {
 } // namespace
 
 void addSelfTest(CLI::App& app, Commands& commands) {
-    CLI::App* sub = app.add_subcommand(
-        "selftest", "numeric checks of the deformable convolution, Deformable Kernels and the analyses on every "
-                    "available device (CPU, and each CUDA GPU); prints a pass/fail table; exit 0 only if all pass");
-    auto which = std::make_shared<std::string>("all");
-    sub->add_option("--device", *which, "cpu, cuda or all")
-        ->check([](const std::string& v) {
-            return v == "cpu" || v == "cuda" || v == "all" ? std::string() : "--device must be cpu, cuda or all, got '" + v + "'";
-        });
-    commands.push_back({sub, [which](Io& io) { return runSelfTest(*which, io); }});
+    auto [sub, in] = addCommand<SelfTestInputs>(app, commands, "selftest", kSelftestHelp, runSelfTest);
+    sub->add_option("--device", in->device, "cpu, cuda or all")->check([](const std::string& v) {
+        return v == "cpu" || v == "cuda" || v == "all" ? std::string() : "--device must be cpu, cuda or all, got '" + v + "'";
+    });
 }
 
 } // namespace deformscope::cli

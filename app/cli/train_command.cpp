@@ -28,6 +28,12 @@
 namespace deformscope::cli {
 namespace {
 
+// What each command does, for its --help and the tool's list of commands.
+constexpr const char* kTrainSamplesHelp =
+    "the sample models' recipe: generate the synthetic data, train each variant on the CPU, write "
+    "DIR/<variant>.pt, DIR/training.json and sample images (sample_models/MODELS.md)";
+
+
 namespace fs = std::filesystem;
 using samples::Variant;
 
@@ -301,10 +307,7 @@ std::function<std::string(const std::string&)> wholeNumber(int64_t least, int64_
 } // namespace
 
 void addTrainSamples(CLI::App& app, Commands& commands) {
-    CLI::App* sub = app.add_subcommand(
-        "train-samples", "the sample models' recipe: generate the synthetic data, train each variant on the CPU, "
-                         "write DIR/<variant>.pt, DIR/training.json and sample images (sample_models/MODELS.md)");
-    auto in = std::make_shared<TrainInputs>();
+    auto [sub, in] = addCommand<TrainInputs>(app, commands, "train-samples", kTrainSamplesHelp, runTrainSamples);
     samples::TrainConfig& c = in->config;
     constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
     // Not required() for CLI11: an unknown option is reported before a missing --out.
@@ -338,7 +341,6 @@ void addTrainSamples(CLI::App& app, Commands& commands) {
             return CLI::detail::lexical_cast(v, x) && x >= 0 ? std::string()
                                                              : std::string("--offset-lr-scale must be a non-negative number");
         });
-    commands.push_back({sub, [in](Io& io) { return runTrainSamples(*in, io); }});
 }
 
 } // namespace deformscope::cli

@@ -21,8 +21,10 @@ double secondsSince(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Whether a deformable layer lies on a data path below `start` (its support is then not bounded by the RF).
-bool deformableBelow(const std::vector<Layer>& layers, int start) {
+// Visits layer `start` and every layer feeding it (through inputs, each once)
+// until `visit` returns false; returns false when it stopped early.
+template <typename Visit>
+bool visitBelow(const std::vector<Layer>& layers, int start, Visit visit) {
     std::vector<int> stack{start};
     std::vector<bool> seen(layers.size(), false);
     while (!stack.empty()) {
@@ -32,14 +34,18 @@ bool deformableBelow(const std::vector<Layer>& layers, int start) {
             continue;
         seen[size_t(i)] = true;
         const Layer& l = layers[size_t(i)];
-        if (l.deformable())
-            return true;
+        if (!visit(l))
+            return false;
         for (int j : l.inputs)
             stack.push_back(j);
     }
-    return false;
+    return true;
 }
 
+// Whether a deformable layer lies on a data path below `start` (its support is then not bounded by the RF).
+bool deformableBelow(const std::vector<Layer>& layers, int start) {
+    return !visitBelow(layers, start, [](const Layer& l) { return !l.deformable(); });
+}
 
 // A crop of the input, aligned to the strides of every layer below `l`, that
 // contains `box`; none when some layer below resamples (upsampling, transposed
@@ -49,30 +55,23 @@ std::optional<std::array<int64_t, 4>> cropFor(const std::vector<Layer>& layers, 
                                               std::array<int64_t, 4> box, std::array<int64_t, 2> size) {
     if (node.response.kind == Response::Kind::ClassScore)
         return std::nullopt;
-    std::vector<int> stack{l.index};
-    std::vector<bool> seen(layers.size(), false);
     int64_t align = 1;
     std::vector<int64_t> jumps;
-    while (!stack.empty()) {
-        const int i = stack.back();
-        stack.pop_back();
-        if (i < 0 || seen[size_t(i)])
-            continue;
-        seen[size_t(i)] = true;
-        const Layer& x = layers[size_t(i)];
+    const bool regular = visitBelow(layers, l.index, [&](const Layer& x) {
         if (x.kind != model::LayerKind::Conv && x.kind != model::LayerKind::Pool)
-            return std::nullopt;
+            return false;
         if (x.mode.find("adaptive") != std::string::npos)
-            return std::nullopt;
+            return false;
         for (double j : {x.jump[0], x.jump[1]}) {
             if (j < 1 || std::abs(j - std::round(j)) > 1e-9)
-                return std::nullopt;
+                return false;
             jumps.push_back(int64_t(std::llround(j)));
             align = std::max(align, jumps.back());
         }
-        for (int j : x.inputs)
-            stack.push_back(j);
-    }
+        return true;
+    });
+    if (!regular)
+        return std::nullopt;
     for (int64_t j : jumps)
         if (align % j != 0)
             return std::nullopt;

@@ -382,25 +382,20 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
     for (Layer& l : layers) {
         const size_t e = eventOfLayer[static_cast<size_t>(l.index)];
         l.inputs = sourcesOf(e, 0);
+        // The layer that produced argument `i` (its last source), -1 for none.
+        auto producer = [&](int i) {
+            const auto sources = sourcesOf(e, i);
+            return sources.empty() ? -1 : sources.back();
+        };
         if (l.kind == LayerKind::Dk) {
-            const auto koff = sourcesOf(e, 2);
-            if (!koff.empty())
-                l.kernel_offset_source = koff.back();
-            if (l.use_offset) {
-                const auto off = sourcesOf(e, 3);
-                if (!off.empty())
-                    l.offset_source = off.back();
-            }
+            l.kernel_offset_source = producer(2);
+            if (l.use_offset)
+                l.offset_source = producer(3);
         }
         if (l.deformable()) {
-            const auto off = sourcesOf(e, 2);
-            if (!off.empty())
-                l.offset_source = off.back();
-            if (l.use_mask) {
-                const auto msk = sourcesOf(e, 3);
-                if (!msk.empty())
-                    l.mask_source = msk.back();
-            }
+            l.offset_source = producer(2);
+            if (l.use_mask)
+                l.mask_source = producer(3);
         }
         computeReceptiveField(l, layers);
         if (options.keepTensors) {

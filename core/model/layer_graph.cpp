@@ -92,50 +92,30 @@ void computeReceptiveField(Layer& layer, const std::vector<Layer>& earlier) {
 
 nlohmann::ordered_json LayerGraph::toJson() const {
     using Json = nlohmann::ordered_json;
-    auto pair = [](auto a) {
-        Json j = Json::array();
-        j.push_back(Json(a[0]));
-        j.push_back(Json(a[1]));
-        return j;
-    };
+    auto pair = [](auto a) { return Json::array({a[0], a[1]}); };
     Json root = Json::object();
     root["input_size"] = pair(m_inputSize);
     Json layers = Json::array();
+    auto nameOf = [&](int i) { return i >= 0 ? Json(m_layers[static_cast<size_t>(i)].name) : Json(); };
     for (const Layer& l : m_layers) {
-        Json j = Json::object();
-        j["index"] = Json(int64_t(l.index));
-        j["name"] = Json(l.name);
-        j["kind"] = Json(kindName(l.kind));
-        j["op"] = Json(l.op);
-        j["kernel"] = pair(l.kernel);
-        j["stride"] = pair(l.stride);
-        j["padding"] = pair(l.padding);
-        j["dilation"] = pair(l.dilation);
-        j["groups"] = Json(l.groups);
-        j["offset_groups"] = Json(l.offset_groups);
-        j["use_mask"] = Json(l.use_mask);
+        Json j = Json::object({{"index", l.index}, {"name", l.name}, {"kind", kindName(l.kind)}, {"op", l.op},
+                               {"kernel", pair(l.kernel)}, {"stride", pair(l.stride)}, {"padding", pair(l.padding)},
+                               {"dilation", pair(l.dilation)}, {"groups", l.groups}, {"offset_groups", l.offset_groups},
+                               {"use_mask", l.use_mask}});
         if (!l.mode.empty())
-            j["mode"] = Json(l.mode);
-        j["in_channels"] = Json(l.in_channels);
-        j["out_channels"] = Json(l.out_channels);
-        j["input_size"] = pair(l.input_size);
-        j["feature_size"] = pair(l.feature_size);
-        j["jump"] = pair(l.jump);
-        j["start"] = pair(l.start);
-        j["rf"] = pair(l.rf);
+            j["mode"] = l.mode;
         Json inputs = Json::array();
         for (int i : l.inputs)
-            inputs.push_back(Json(m_layers[static_cast<size_t>(i)].name));
-        j["inputs"] = inputs;
-        j["offset_source"] = l.offset_source >= 0 ? Json(m_layers[static_cast<size_t>(l.offset_source)].name) : Json();
-        j["mask_source"] = l.mask_source >= 0 ? Json(m_layers[static_cast<size_t>(l.mask_source)].name) : Json();
-        if (l.kind == LayerKind::Dk) {
-            j["scope"] = pair(l.scope);
-            j["use_offset"] = Json(l.use_offset);
-            j["global_kernel_offsets"] = Json(l.global_kernel_offsets);
-            j["kernel_offset_source"] =
-                l.kernel_offset_source >= 0 ? Json(m_layers[static_cast<size_t>(l.kernel_offset_source)].name) : Json();
-        }
+            inputs.push_back(nameOf(i));
+        j.update(Json::object({{"in_channels", l.in_channels}, {"out_channels", l.out_channels},
+                               {"input_size", pair(l.input_size)}, {"feature_size", pair(l.feature_size)},
+                               {"jump", pair(l.jump)}, {"start", pair(l.start)}, {"rf", pair(l.rf)},
+                               {"inputs", inputs}, {"offset_source", nameOf(l.offset_source)},
+                               {"mask_source", nameOf(l.mask_source)}}));
+        if (l.kind == LayerKind::Dk)
+            j.update(Json::object({{"scope", pair(l.scope)}, {"use_offset", l.use_offset},
+                                   {"global_kernel_offsets", l.global_kernel_offsets},
+                                   {"kernel_offset_source", nameOf(l.kernel_offset_source)}}));
         layers.push_back(j);
     }
     root["layers"] = layers;

@@ -23,8 +23,10 @@ void checkRequest(const common::AnalysisRequest& request) {
 namespace {
 [[noreturn]] void unavailable(const std::string& name, const std::vector<at::Device>& devices) {
     std::string message = "device '" + name + "' is not available (have:";
-    for (const at::Device& d : devices)
-        message += " " + d.str();
+    for (const at::Device& d : devices) {
+        message += ' '; // (appended in two steps: GCC 12 warns falsely about " " + string)
+        message += d.str();
+    }
     throw UsageError(message + ")");
 }
 } // namespace

@@ -199,6 +199,13 @@ Json writeData(const Run& r, const common::AnalysisRequest& rq, const std::strin
     doc["node"] = node;
 
     Json files = Json::array();
+    // A data file and its section of result.json (the analysis's numbers, the file's name, then `extra`).
+    auto section = [&](const char* key, const char* file, Json numbers) -> Json& {
+        numbers["file"] = file;
+        files.push_back(file);
+        doc[key] = std::move(numbers);
+        return doc[key];
+    };
     if (r.sampling) {
         std::ostringstream csv;
         csv.precision(9);
@@ -210,43 +217,28 @@ Json writeData(const Run& r, const common::AnalysisRequest& rq, const std::strin
                 << p.modulation << ',' << layers[size_t(p.layer)].name << ',' << p.parent << ',' << p.tap << ','
                 << (std::isnan(p.kernelWeight) ? std::string() : std::to_string(p.kernelWeight)) << '\n';
         common::writeFileAtomically((dir / "sampling.csv").string(), csv.str());
-        Json j = analysis::toJson(*r.sampling);
-        j["file"] = "sampling.csv";
+        Json& j = section("sampling", "sampling.csv", analysis::toJson(*r.sampling));
         j["levels_requested"] = rq.levels;
         j["reading"] = common::name(rq.reading);
-        j["weight_sum"] = [&] {
-            double w = 0;
-            for (const auto& p : r.sampling->points)
-                w += p.weight;
-            return w;
-        }();
-        doc["sampling"] = j;
-        files.push_back("sampling.csv");
+        double weight = 0;
+        for (const auto& p : r.sampling->points)
+            weight += p.weight;
+        j["weight_sum"] = weight;
     }
     if (r.erf) {
         common::writeNpy((dir / "erf.npy").string(), r.erf->map.to(at::kFloat).contiguous());
-        Json j = analysis::toJson(r.erf->metrics);
-        j["file"] = "erf.npy";
+        Json& j = section("erf", "erf.npy", analysis::toJson(r.erf->metrics));
         j["signed"] = rq.signedErf;
         j["seconds"] = r.erf->seconds;
         j["sum"] = r.erf->map.to(at::kDouble).sum().item<double>();
-        doc["erf"] = j;
-        files.push_back("erf.npy");
     }
     if (r.saliency) {
         common::writeNpy((dir / "saliency_mask.npy").string(), r.saliency->mask.to(at::kByte).contiguous());
-        Json j = analysis::toJson(*r.saliency);
-        j["file"] = "saliency_mask.npy";
-        j["baseline"] = rq.baseline.toString();
-        doc["saliency"] = j;
-        files.push_back("saliency_mask.npy");
+        section("saliency", "saliency_mask.npy", analysis::toJson(*r.saliency))["baseline"] = rq.baseline.toString();
     }
     if (r.kernel) {
         common::writeNpy((dir / "kernel_scope.npy").string(), r.kernel->scopeWeight.to(at::kFloat).contiguous());
-        Json j = analysis::toJson(*r.kernel);
-        j["file"] = "kernel_scope.npy";
-        doc["kernel"] = j;
-        files.push_back("kernel_scope.npy");
+        section("kernel", "kernel_scope.npy", analysis::toJson(*r.kernel));
     }
     if (r.objectMetrics) {
         Json j = analysis::toJson(*r.objectMetrics);

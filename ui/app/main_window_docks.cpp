@@ -27,18 +27,17 @@ namespace {
 
 // The badge text and colour of a layer kind (layer list, column titles).
 std::pair<QString, QColor> badge(const QString& kind) {
-    if (kind == QLatin1String("dcn_v1"))
-        return {QStringLiteral("DCNv1"), QColor(0xe0, 0x8a, 0x1e)};
-    if (kind == QLatin1String("dcn_v2"))
-        return {QStringLiteral("DCNv2"), QColor(0xd6, 0x45, 0x45)};
-    if (kind == QLatin1String("dk"))
-        return {QStringLiteral("DK"), QColor(0x9b, 0x59, 0xd0)};
-    if (kind == QLatin1String("pool"))
-        return {QStringLiteral("Pool"), QColor(0x5c, 0x8d, 0xd6)};
-    if (kind == QLatin1String("upsample"))
-        return {QStringLiteral("Up"), QColor(0x4a, 0xa8, 0x9a)};
-    if (kind == QLatin1String("conv_transpose"))
-        return {QStringLiteral("ConvT"), QColor(0x7f, 0x8c, 0x8d)};
+    struct Badge {
+        const char* kind;
+        const char* text;
+        QRgb colour;
+    };
+    static const Badge badges[] = {{"dcn_v1", "DCNv1", 0xe08a1e}, {"dcn_v2", "DCNv2", 0xd64545},
+                                   {"dk", "DK", 0x9b59d0},         {"pool", "Pool", 0x5c8dd6},
+                                   {"upsample", "Up", 0x4aa89a},   {"conv_transpose", "ConvT", 0x7f8c8d}};
+    for (const Badge& b : badges)
+        if (kind == QLatin1String(b.kind))
+            return {QString::fromLatin1(b.text), QColor(b.colour)};
     return {QStringLiteral("Conv"), QColor(0x6c, 0x7a, 0x89)};
 }
 

@@ -60,6 +60,13 @@ struct Engine::Impl {
         Q_EMIT q->imageOpened(id, qs(cache.imagePath()), p.image, p.scaleX, p.scaleY);
     }
 
+    // The models' layer lists, then the image prepared for them when one is open.
+    void emitModels(uint64_t id) {
+        Q_EMIT q->modelsOpened(id, cache.infos());
+        if (cache.hasImage())
+            emitImage(id);
+    }
+
     void analyze(uint64_t id, common::AnalysisRequest rq, JobToken& token) {
         const std::vector<report::Run*> runs = cache.runs();
         if (cache.infos().empty())
@@ -224,9 +231,7 @@ Engine::~Engine() = default;
 uint64_t Engine::openModels(const QStringList& paths, const QString& device) {
     return d->submit(Job::Kind::Other, [this, paths, device](uint64_t id, JobToken&) {
         d->cache.openModels(paths, device);
-        Q_EMIT modelsOpened(id, d->cache.infos());
-        if (d->cache.hasImage())
-            d->emitImage(id);
+        d->emitModels(id);
     });
 }
 
@@ -258,9 +263,7 @@ uint64_t Engine::averageErf(const ErfAverageRequest& request) {
 uint64_t Engine::setInputSettings(const QString& modelPath, const InputSettings& settings) {
     return d->submit(Job::Kind::Other, [this, modelPath, settings](uint64_t id, JobToken&) {
         d->cache.setInputSettings(modelPath, settings);
-        Q_EMIT modelsOpened(id, d->cache.infos());
-        if (d->cache.hasImage())
-            d->emitImage(id);
+        d->emitModels(id);
     });
 }
 
