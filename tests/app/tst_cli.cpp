@@ -374,6 +374,58 @@ private Q_SLOTS:
         QCOMPARE(noImages.exitCode, 2);
         QVERIFY(noImages.err.contains("has no images"));
     }
+
+    // Every option is checked before any work, and every problem is named at once
+    // with the option, the value and what is allowed.
+    void everyBadValueIsNamedBeforeAnyWork() {
+        QTemporaryDir dir;
+        const Run r = cli({"analyze", "--model", sample("regular.pt"), "--image", sampleImage("sample_01.png"), "--out",
+                           dir.filePath("x"), "--levels", "9", "--colormap", "bogus", "--epsilon", "-1", "--pixel",
+                           "nan,3", "--overlay", "arrows"});
+        QCOMPARE(r.exitCode, 2);
+        for (const char* message : {"--colormap 'bogus': expected one of inferno, viridis, magma, plasma, gray, coolwarm",
+                                    "--overlay 'arrows': expected a comma-separated list of sampling, offsets, modulation",
+                                    "--levels '9': expected a whole number from 1 to 8",
+                                    "--epsilon '-1': expected a number from 0 to 10",
+                                    "--pixel 'nan,3': expected two finite numbers x,y"})
+            QVERIFY2(r.err.contains(QString::fromUtf8(message)), qPrintable(r.err));
+        QVERIFY(!QDir(dir.filePath("x")).exists()); // nothing was run
+        // Exclusive spellings of one setting are refused by the parser.
+        const Run both = cli({"analyze", "--model", sample("regular.pt"), "--image", sampleImage("sample_01.png"),
+                              "--out", dir.filePath("x"), "--object", "1,1,5,5", "--no-object"});
+        QCOMPARE(both.exitCode, 2);
+        QVERIFY2(both.err.contains("excludes"), qPrintable(both.err));
+    }
+
+    // The tool and each command print their generated help and exit 0.
+    void helpListsCommandsAndOptions() {
+        const Run tool = cli({"--help"});
+        QCOMPARE(tool.exitCode, 0);
+        for (const char* command : {"selftest", "info", "capture", "analyze", "compare", "erf-average", "bench"})
+            QVERIFY2(tool.out.contains(QString::fromUtf8(command)), command);
+        const Run analyze = cli({"analyze", "--help"});
+        QCOMPARE(analyze.exitCode, 0);
+        for (const char* option : {"--model", "--what", "--levels", "--epsilon", "--baseline", "--object-mask",
+                                   "--input-size", "--colormap", "--overlay"})
+            QVERIFY2(analyze.out.contains(QString::fromUtf8(option)), option);
+    }
+
+    // --overlay reaches the figure: the offset field and the modulation map are
+    // drawn in the sampling row, and result.json records what was asked.
+    void overlaysDrawTheOffsetFieldInTheFigure() {
+        QTemporaryDir dir;
+        const QStringList common{"analyze", "--model", sample("dcn_v2.pt"), "--image", sampleImage("sample_01.png"),
+                                 "--pixel", "58,46", "--what", "sampling", "--no-object"};
+        const Run plain = cli(common + QStringList{"--out", dir.filePath("plain")});
+        const Run arrows = cli(common + QStringList{"--out", dir.filePath("arrows"), "--overlay", "sampling,offsets,modulation"});
+        QVERIFY2(plain.exitCode == 0 && arrows.exitCode == 0, qPrintable(plain.err + arrows.err));
+        const Json doc = Json::parse(readAll(dir.filePath("arrows/result.json")));
+        QCOMPARE(doc.at("request").at("overlays").get<std::string>(), std::string("sampling,offsets,modulation"));
+        // The same points; the arrows and the modulation map add to the drawing.
+        QCOMPARE(readAll(dir.filePath("plain/sampling.csv")), readAll(dir.filePath("arrows/sampling.csv")));
+        const std::string a = readAll(dir.filePath("plain/analysis.svg")), b = readAll(dir.filePath("arrows/analysis.svg"));
+        QVERIFY2(b.size() > a.size() + 1000, qPrintable(QString::number(a.size()) + " vs " + QString::number(b.size())));
+    }
 };
 
 QTEST_GUILESS_MAIN(TestCli)

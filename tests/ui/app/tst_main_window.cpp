@@ -443,6 +443,52 @@ private Q_SLOTS:
         QVERIFY(!w.findChild<InputSettingsDialog*>());
     }
 
+    // A session file written before the analysis settings became the one request
+    // type opens with the same meaning, and a value out of range keeps its default.
+    void anOldSessionFileOpensWithItsSettings() {
+        const QString path = m_dir.filePath(QStringLiteral("old.dsession"));
+        QFile f(path);
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        f.write(R"({"format": "deformscope-session/1", "models": ["/m/regular.pt"], "image": "/i/sample_01.png",
+            "device": "cpu", "layer": "block2", "node": [40, 50], "object_box": [10, 12, 30, 20],
+            "comparison": false, "current_model": 0,
+            "analysis": {"response": "channel:2", "sampling": true, "erf": false, "saliency": true, "levels": 4,
+                         "offset_reading": "nearest", "signed_erf": true, "epsilon": 0.2, "baseline": "blur:3",
+                         "forwards": 250},
+            "overlays": {"offsets": "mean", "erfColormap": "viridis"}})");
+        f.close();
+        QString error;
+        const std::optional<Session> s = loadSession(path, &error);
+        QVERIFY2(s, qPrintable(error));
+        const deformscope::common::AnalysisRequest& a = s->analysis;
+        QCOMPARE(a.response.toString(), std::string("channel:2"));
+        QVERIFY(a.what.sampling && !a.what.erf && a.what.saliency);
+        QCOMPARE(a.levels, 4);
+        QVERIFY(a.reading == deformscope::common::OffsetReading::Nearest);
+        QVERIFY(a.signedErf);
+        QCOMPARE(a.epsilon, 0.2);
+        QCOMPARE(a.baseline.toString(), std::string("blur:3"));
+        QCOMPARE(a.forwards, int64_t{250});
+        QCOMPARE(s->layer, QStringLiteral("block2"));
+        QCOMPARE(*s->node, QPointF(40, 50));
+        QCOMPARE(s->objectBox, QRectF(10, 12, 30, 20));
+        QCOMPARE(s->overlays.erfColormap, QStringLiteral("viridis"));
+        // The click's request: the settings at the node, the box on the input grid, the overlays' colour map.
+        const deformscope::common::AnalysisRequest click = clickRequest(a, s->layer, *s->node, s->objectBox, s->overlays);
+        QVERIFY(click.at && click.at->grid == deformscope::common::Grid::Input && click.at->x == 40);
+        QVERIFY(click.object.kind == deformscope::common::ObjectRegion::Kind::Box && click.object.box.x1 == 40);
+        QVERIFY(click.colormap == deformscope::common::Colormap::Viridis);
+        QVERIFY(click.validate().empty());
+
+        QStringList problems;
+        const deformscope::common::AnalysisRequest clamped =
+            analysisFromJson(QJsonDocument::fromJson(R"({"levels": 12, "epsilon": 0.5})").object(), &problems);
+        QCOMPARE(clamped.levels, 3);
+        QCOMPARE(clamped.epsilon, 0.5);
+        QCOMPARE(problems.size(), 1);
+        QVERIFY2(problems[0].startsWith(QStringLiteral("levels: --levels '12'")), qPrintable(problems[0]));
+    }
+
     void aSessionSavesAndRestoresUnchanged() {
         auto w = loadedWindow();
         QVERIFY(w);
