@@ -58,7 +58,10 @@ const DtypeInfo* dtypeFor(at::ScalarType type) {
 
 // "<f4"; single bytes have no byte order, which NumPy writes as '|'.
 std::string descrFor(const DtypeInfo& d) {
-    return (d.size == 1 ? "|" : "<") + std::string(1, d.kind) + std::to_string(d.size);
+    std::string descr(1, d.size == 1 ? '|' : '<'); // (built in steps: GCC 12 warns falsely about "x" + string)
+    descr += d.kind;
+    descr += std::to_string(d.size);
+    return descr;
 }
 
 struct FileCloser {

@@ -36,12 +36,16 @@ Q_DECLARE_METATYPE(Shape)
 
 namespace {
 
-// The request field with this command-line option.
-const RequestField* fieldOf(const std::string& option) {
+// Reads `words` with the request field of command-line option `option` into
+// `r`: what the field says is expected ("" when they were read).
+QString readField(const QString& option, const QStringList& words, AnalysisRequest& r) {
+    std::vector<std::string> w;
+    for (const QString& x : words)
+        w.push_back(x.toStdString());
     for (const RequestField& f : deformscope::common::requestFields())
-        if (f.option == option)
-            return &f;
-    return nullptr;
+        if (f.option == option.toStdString())
+            return QString::fromStdString(f.read(r, w));
+    return QStringLiteral("<no field for ") + option + QLatin1Char('>');
 }
 
 // The message of the std::runtime_error `f` throws.
@@ -172,13 +176,8 @@ private Q_SLOTS:
         QFETCH(QString, option);
         QFETCH(QStringList, words);
         QFETCH(QString, json);
-        const RequestField* field = fieldOf(option.toStdString());
-        QVERIFY(field);
         AnalysisRequest r;
-        std::vector<std::string> w;
-        for (const QString& x : words)
-            w.push_back(x.toStdString());
-        QCOMPARE(qs(field->read(r, w)), QString());
+        QCOMPARE(readField(option, words, r), QString());
         QCOMPARE(r.validate(), std::vector<std::string>{});
         const Json all = toJson(r);
         const Json expected = Json::parse(json.toStdString());
@@ -211,13 +210,8 @@ private Q_SLOTS:
         QFETCH(QString, option);
         QFETCH(QStringList, words);
         QFETCH(QString, expected);
-        const RequestField* field = fieldOf(option.toStdString());
-        QVERIFY(field);
         AnalysisRequest r;
-        std::vector<std::string> w;
-        for (const QString& x : words)
-            w.push_back(x.toStdString());
-        const QString why = qs(field->read(r, w));
+        const QString why = readField(option, words, r);
         QVERIFY2(why.contains(expected), qPrintable(why));
         QVERIFY(r == AnalysisRequest{}); // nothing changed
     }
