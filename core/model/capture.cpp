@@ -1,4 +1,6 @@
 #include "core/model/capture.h"
+#include "core/model/capture_internal.h"
+#include "core/model/op_adapter.h"
 
 #include <ATen/ATen.h>
 #include <ATen/record_function.h>
@@ -13,17 +15,45 @@
 #include <unordered_map>
 
 namespace deformscope::model {
+namespace detail {
+
+int64_t intOf(const c10::IValue& v) {
+    return v.isInt() ? v.toInt() : v.toSymInt().guard_int(__FILE__, __LINE__);
+}
+
+bool isGridSampler(const std::string& op) { return op == "aten::grid_sampler" || op == "aten::grid_sampler_2d"; }
+
+bool isConvLike(const std::string& op) {
+    static const std::set<std::string> ops = {
+        "aten::conv2d", "aten::convolution", "aten::_convolution", "aten::conv_transpose2d",
+        "torchvision::deform_conv2d", "deformscope::deform_conv2d", "deformscope::deform_kernel2d", "aten::max_pool2d",
+        "aten::max_pool2d_with_indices", "aten::avg_pool2d", "aten::adaptive_avg_pool2d",
+        "aten::adaptive_max_pool2d", "aten::upsample_nearest2d", "aten::upsample_bilinear2d",
+        "aten::upsample_bicubic2d", "aten::_upsample_nearest_exact2d", "aten::_upsample_bilinear2d_aa"};
+    return ops.count(op) > 0 || isGridSampler(op);
+}
+
+const at::Tensor* tensorArg(const OpEvent& e, size_t i) {
+    return i < e.inputs.size() && e.inputs[i].isTensor() ? &e.inputs[i].toTensor() : nullptr;
+}
+
+const at::Tensor* firstOutput(const OpEvent& e) {
+    for (const c10::IValue& v : e.outputs) {
+        if (v.isTensor())
+            return &v.toTensor();
+        if (v.isTuple())
+            for (const c10::IValue& x : v.toTupleRef().elements())
+                if (x.isTensor())
+                    return &x.toTensor();
+    }
+    return nullptr;
+}
+
+} // namespace detail
+
 namespace {
 
-// One top-level operator call seen during the forward.
-struct OpEvent {
-    std::string op;          // "aten::conv2d"
-    std::string overload;    // "" or "vec", ...
-    std::string modulePath;  // "layer2.conv2" ("" at the top level)
-    std::string function;    // innermost CALL_FUNCTION name, e.g. "interpolate"
-    std::vector<c10::IValue> inputs;
-    std::vector<c10::IValue> outputs;
-};
+using namespace detail;
 
 struct Recorder {
     std::vector<OpEvent> events;
@@ -107,53 +137,9 @@ private:
 
 // ---- reading operator arguments ------------------------------------------
 
-std::array<int64_t, 2> pairOf(const c10::IValue& v, int64_t fallback) {
-    if (v.isInt())
-        return {v.toInt(), v.toInt()};
-    if (v.isList()) {
-        std::vector<int64_t> l;
-        for (const c10::IValue& x : v.toListRef())
-            l.push_back(x.isInt() ? x.toInt() : x.toSymInt().guard_int(__FILE__, __LINE__));
-        if (l.size() == 1)
-            return {l[0], l[0]};
-        if (l.size() >= 2)
-            return {l[l.size() - 2], l[l.size() - 1]};
-    }
-    return {fallback, fallback};
-}
-
-int64_t intOf(const c10::IValue& v) {
-    return v.isInt() ? v.toInt() : v.toSymInt().guard_int(__FILE__, __LINE__);
-}
-
-bool isConvLike(const std::string& op) {
-    static const std::set<std::string> ops = {
-        "aten::conv2d", "aten::convolution", "aten::_convolution", "aten::conv_transpose2d",
-        "torchvision::deform_conv2d", "deformscope::deform_conv2d", "deformscope::deform_kernel2d", "aten::max_pool2d",
-        "aten::max_pool2d_with_indices", "aten::avg_pool2d", "aten::adaptive_avg_pool2d",
-        "aten::adaptive_max_pool2d", "aten::upsample_nearest2d", "aten::upsample_bilinear2d",
-        "aten::upsample_bicubic2d", "aten::_upsample_nearest_exact2d", "aten::_upsample_bilinear2d_aa"};
-    return ops.count(op) > 0;
-}
-
-const at::Tensor* tensorArg(const OpEvent& e, size_t i) {
-    return i < e.inputs.size() && e.inputs[i].isTensor() ? &e.inputs[i].toTensor() : nullptr;
-}
-
-const at::Tensor* firstOutput(const OpEvent& e) {
-    for (const c10::IValue& v : e.outputs) {
-        if (v.isTensor())
-            return &v.toTensor();
-        if (v.isTuple())
-            for (const c10::IValue& x : v.toTupleRef().elements())
-                if (x.isTensor())
-                    return &x.toTensor();
-    }
-    return nullptr;
-}
 
 // Fills the geometry of a conv-like event; false if the event is not 2-D.
-bool describeLayer(const OpEvent& e, Layer& l) {
+bool describeLayer(const OpEvent& e, Layer& l, int64_t imageBatch) {
     const at::Tensor* in = tensorArg(e, 0);
     const at::Tensor* out = firstOutput(e);
     if (!in || !out || in->dim() != 4 || out->dim() != 4)
@@ -164,7 +150,9 @@ bool describeLayer(const OpEvent& e, Layer& l) {
     l.input_size = {in->size(2), in->size(3)};
     l.feature_size = {out->size(2), out->size(3)};
     const auto& a = e.inputs;
-    if (e.op == "torchvision::deform_conv2d" || e.op == "deformscope::deform_conv2d") {
+    if (isGridSampler(e.op)) {
+        describeGridSampler(e, imageBatch, l);
+    } else if (e.op == "torchvision::deform_conv2d" || e.op == "deformscope::deform_conv2d") {
         const at::Tensor* w = tensorArg(e, 1);
         l.use_mask = a.size() > 13 && a[13].toBool();
         l.kind = l.use_mask ? LayerKind::DcnV2 : LayerKind::DcnV1;
@@ -244,10 +232,8 @@ bool describeLayer(const OpEvent& e, Layer& l) {
 
 // ---- dataflow ---------------------------------------------------------------
 
-constexpr int kNoProducer = -1;
-
 // For every event, the producers (event indices) of each tensor in each input.
-std::vector<std::vector<std::vector<int>>> resolveProducers(const std::vector<OpEvent>& events) {
+Producers resolveProducers(const std::vector<OpEvent>& events) {
     std::unordered_map<const c10::TensorImpl*, int> producer;
     std::vector<std::vector<std::vector<int>>> result(events.size());
     auto lookup = [&](const at::Tensor& t) {
@@ -311,6 +297,7 @@ bool looksLikeSizeError(const std::string& m) {
            m.find("must be greater than") != std::string::npos;
 }
 
+
 Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const CaptureOptions& options) {
     Recorder recorder;
     Capture capture;
@@ -326,22 +313,116 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
     const auto& events = recorder.events;
     const auto producers = resolveProducers(events);
 
+    // Hand-written samplers: a recognised one turns the conv reading its values into
+    // the deformable layer; one not understood stands as a layer at its first gather.
+    const auto handWritten = findHandWrittenSamplers(events, producers);
+    std::map<size_t, size_t> dcnAt, unrecognisedAt; // event -> handWritten index
+    for (size_t h = 0; h < handWritten.size(); ++h) {
+        if (handWritten[h].recognised)
+            dcnAt[size_t(handWritten[h].conv)] = h;
+        else
+            unrecognisedAt[size_t(handWritten[h].gathers.front())] = h;
+    }
+    const int64_t imageBatch = input.size(0);
+
     // Map conv-like events to layer indices.
     std::vector<int> layerOf(events.size(), -1);
     std::vector<Layer> layers;
     std::vector<size_t> eventOfLayer;
+    std::vector<int> handOfLayer; // handWritten index per layer, -1 for none
+    std::vector<const OpAdapter*> adapterOfLayer; // custom operators read through a declared adapter
     std::map<std::string, int> used;
     for (size_t i = 0; i < events.size(); ++i) {
-        if (!isConvLike(events[i].op))
-            continue;
         Layer l;
-        if (!describeLayer(events[i], l))
+        int hand = -1;
+        const OpAdapter* adapter = nullptr;
+        if (const auto u = unrecognisedAt.find(i); u != unrecognisedAt.end()) {
+            const HandWrittenSampler& h = handWritten[u->second];
+            hand = int(u->second);
+            l.kind = LayerKind::UnrecognisedSampler;
+            l.op = events[i].op;
+            l.reason = "a hand-written sampler (" + std::to_string(h.gathers.size()) + " data-dependent gathers): " + h.reason;
+            if (h.value.dim() == 4) {
+                l.in_channels = l.out_channels = h.value.size(1);
+                l.input_size = l.feature_size = {h.value.size(2), h.value.size(3)};
+            }
+        } else if (const OpAdapter* a = adapterFor(model, events[i].op); a && isCustomOp(events[i])) {
+            std::string why;
+            adapter = a;
+            if (!describeAdapted(events[i], *a, l, why)) {
+                adapter = nullptr;
+                const at::Tensor& out = *firstOutput(events[i]);
+                l = Layer{};
+                l.kind = LayerKind::UnrecognisedSampler;
+                l.op = events[i].op;
+                l.reason = "custom operator " + events[i].op + " does not fit its declared adapter: " + why;
+                l.in_channels = tensorArg(events[i], 0)->size(1);
+                l.out_channels = out.size(1);
+                l.input_size = {tensorArg(events[i], 0)->size(2), tensorArg(events[i], 0)->size(3)};
+                l.feature_size = {out.size(2), out.size(3)};
+            }
+        } else if (isCustomOp(events[i])) {
+            const at::Tensor& in = *tensorArg(events[i], 0);
+            const at::Tensor& out = *firstOutput(events[i]);
+            l.kind = LayerKind::UnrecognisedSampler;
+            l.op = events[i].op;
+            l.reason = "custom operator " + events[i].op +
+                       " is not known to DeformScope: its reads are not understood (declare it with an adapter)";
+            l.in_channels = in.size(1);
+            l.out_channels = out.size(1);
+            l.input_size = {in.size(2), in.size(3)};
+            l.feature_size = {out.size(2), out.size(3)};
+        } else if (!isConvLike(events[i].op) || !describeLayer(events[i], l, imageBatch)) {
             continue;
+        }
         l.index = static_cast<int>(layers.size());
         l.name = uniqueName(events[i], used);
+        if (const auto d = dcnAt.find(i); d != dcnAt.end()) {
+            const HandWrittenSampler& h = handWritten[d->second];
+            hand = int(d->second);
+            const std::string name = l.name;
+            l = h.geometry;
+            l.index = static_cast<int>(layers.size());
+            l.name = name;
+            l.reason = h.reason;
+            // Named after the module that holds the gathers (the DeformConv2d itself) when free.
+            if (!h.name.empty() && !used.count(h.name)) {
+                used.erase(name);
+                used[h.name] = 1;
+                l.name = h.name;
+            }
+        }
         layerOf[i] = l.index;
+        if (hand >= 0 && !handWritten[size_t(hand)].recognised)
+            for (int g : handWritten[size_t(hand)].gathers)
+                layerOf[size_t(g)] = l.index;
         layers.push_back(std::move(l));
         eventOfLayer.push_back(i);
+        handOfLayer.push_back(hand);
+        adapterOfLayer.push_back(adapter);
+    }
+    // The grid_sample calls of each module call, in order (deformable attention's levels):
+    // a call reading a map size already seen in the run starts a new run.
+    std::map<size_t, std::vector<size_t>> siblingsOf;
+    {
+        std::map<std::string, std::vector<std::vector<size_t>>> runs;
+        for (size_t i = 0; i < events.size(); ++i) {
+            if (!isGridSampler(events[i].op) || layerOf[i] < 0)
+                continue;
+            auto& list = runs[events[i].modulePath];
+            const auto size = tensorArg(events[i], 0)->sizes().vec();
+            bool repeat = list.empty();
+            if (!repeat)
+                for (size_t j : list.back())
+                    repeat = repeat || tensorArg(events[j], 0)->sizes().vec() == size;
+            if (repeat)
+                list.emplace_back();
+            list.back().push_back(i);
+        }
+        for (const auto& [path, calls] : runs)
+            for (const auto& call : calls)
+                for (size_t i : call)
+                    siblingsOf[i] = call;
     }
 
     // The layers that produced a set of producer events: a conv-like producer is
@@ -381,7 +462,12 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
     capture.tensors.resize(layers.size());
     for (Layer& l : layers) {
         const size_t e = eventOfLayer[static_cast<size_t>(l.index)];
-        l.inputs = sourcesOf(e, 0);
+        const HandWrittenSampler* hand =
+            handOfLayer[size_t(l.index)] >= 0 ? &handWritten[size_t(handOfLayer[size_t(l.index)])] : nullptr;
+        const OpAdapter* adapter = adapterOfLayer[size_t(l.index)];
+        l.inputs = hand      ? sourcesOf(size_t(hand->inputEvent), size_t(hand->inputArg))
+                   : adapter ? sourcesOf(e, size_t(adapter->input))
+                             : sourcesOf(e, 0);
         // The layer that produced argument `i` (its last source), -1 for none.
         auto producer = [&](int i) {
             const auto sources = sourcesOf(e, i);
@@ -392,16 +478,54 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
             if (l.use_offset)
                 l.offset_source = producer(3);
         }
-        if (l.deformable()) {
+        if (hand && hand->recognised) {
+            l.offset_source = layerOf[size_t(hand->offsetEvent)];
+            if (hand->maskEvent >= 0) {
+                const auto m = sourcesOf(size_t(hand->maskEvent), 0);
+                l.mask_source = m.empty() ? -1 : m.back();
+            }
+        } else if (hand) {
+            const auto g = sourcesOf(size_t(hand->gathers.front()), 2);
+            l.grid_source = g.empty() ? -1 : g.back();
+        } else if (adapter) {
+            l.offset_source = producer(adapter->offset);
+            if (l.use_mask)
+                l.mask_source = producer(adapter->mask);
+        } else if (l.deformable()) {
             l.offset_source = producer(2);
             if (l.use_mask)
                 l.mask_source = producer(3);
         }
+        if (isGridSampler(events[e].op))
+            settleGridSampler(l, layers, e, events, producers, sourcesOf, siblingsOf[e]);
         computeReceptiveField(l, layers);
         if (options.keepTensors) {
             LayerTensors& t = capture.tensors[static_cast<size_t>(l.index)];
             t.input = *tensorArg(events[e], 0);
             t.output = *firstOutput(events[e]);
+            if (l.kind == LayerKind::UnrecognisedSampler && !hand)
+                t.reads = {t.input};
+            if (adapter) {
+                t.input = *tensorArg(events[e], size_t(adapter->input));
+                t.weight = *tensorArg(events[e], size_t(adapter->weight));
+                t.offset = torchvisionOffsets(*tensorArg(events[e], size_t(adapter->offset)), adapter->planar);
+                if (l.use_mask)
+                    t.mask = *tensorArg(events[e], size_t(adapter->mask));
+                continue;
+            }
+            if (hand) {
+                t.input = hand->recognised ? hand->input : hand->value;
+                t.reads = hand->reads;
+                t.offset = hand->offset;
+                t.mask = hand->mask;
+                if (hand->recognised && tensorArg(events[e], 1))
+                    t.weight = *tensorArg(events[e], 1);
+                continue;
+            }
+            if (l.isSampler()) {
+                t.grid = *tensorArg(events[e], 1);
+                continue;
+            }
             const bool hasWeight =
                 l.kind == LayerKind::Conv || l.kind == LayerKind::ConvTranspose || l.deformable() || l.kind == LayerKind::Dk;
             if (hasWeight && tensorArg(events[e], 1))

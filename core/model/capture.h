@@ -1,6 +1,7 @@
 // Run-time capture: one forward pass with an operator observer records every
 // conv-like operator that ran (convolutions, deformable convolutions — ours or
-// torchvision's kernel alike —, pooling, upsampling) with its arguments, module
+// torchvision's kernel alike —, pooling, upsampling, grid_sample samplers, hand-
+// written gather samplers: capture_samplers.cpp) with its arguments, module
 // path and tensors, and how data flowed between them. From that it builds the
 // LayerGraph for that input size. Call from one thread at a time per model.
 #pragma once
@@ -24,6 +25,10 @@ struct LayerTensors {
     at::Tensor mask;   // DCNv2: [N, G*kh*kw, Ho, Wo]
     at::Tensor kernelOffset; // DK: [N, 2*kh*kw, Ho, Wo] (local) or [N, 2*kh*kw, 1, 1] (global); weight is then the scope [C, 1, Sh, Sw]
     at::Tensor weight; // convolutions and deformable layers: [Cout, Cin/groups, kh, kw] (transposed: [Cin, Cout/groups, kh, kw])
+    at::Tensor grid;   // grid_sample samplers: the normalised grid [B, Ho, Wo, 2] or [B, Q, P, 2], (x, y) order
+    // Unrecognised hand-written samplers: the tensors their gathers read (the
+    // gradient of a response with respect to them is the sampler's read footprint).
+    std::vector<at::Tensor> reads;
 };
 
 struct Capture {

@@ -18,8 +18,31 @@ const char* kindName(LayerKind kind) {
     case LayerKind::Pool: return "pool";
     case LayerKind::Upsample: return "upsample";
     case LayerKind::Dk: return "dk";
+    case LayerKind::Sampler: return "sampler";
+    case LayerKind::DcnV3: return "dcn_v3";
+    case LayerKind::DeformAttn: return "deform_attn";
+    case LayerKind::FlowWarp: return "flow_warp";
+    case LayerKind::UnrecognisedSampler: return "unrecognised_sampler";
     }
     return "?";
+}
+
+double SamplerInfo::pixelOf(double g, int64_t size) const {
+    const double n = double(size);
+    double p = alignCorners ? (g + 1) / 2 * (n - 1) : ((g + 1) * n - 1) / 2;
+    if (padding == "border") {
+        p = std::clamp(p, 0.0, n - 1);
+    } else if (padding == "reflection") {
+        // Reflect about the edges (pixel centres 0 and n-1 with align_corners, else
+        // the outer borders -0.5 and n-0.5), then clamp as grid_sample does.
+        const double lo = alignCorners ? 0.0 : -0.5, span = alignCorners ? n - 1 : n;
+        if (span > 0) {
+            double t = std::fmod(std::abs(p - lo), 2 * span);
+            p = lo + (t > span ? 2 * span - t : t);
+        }
+        p = std::clamp(p, 0.0, n - 1);
+    }
+    return p;
 }
 
 LayerGraph::LayerGraph(std::vector<Layer> layers, std::array<int64_t, 2> inputSize)
@@ -71,6 +94,27 @@ void computeReceptiveField(Layer& layer, const std::vector<Layer>& earlier) {
             // The inputs feeding one output lie at most floor((k-1)*d/s) steps apart.
             layer.rf[a] = rf[a] + std::floor((k - 1) * d / s) * jump[a];
             break;
+        case LayerKind::Sampler:
+        case LayerKind::DcnV3:
+        case LayerKind::DeformAttn:
+        case LayerKind::FlowWarp:
+        case LayerKind::UnrecognisedSampler: {
+            // Where the reads land is data-dependent: the frame below only places the
+            // output positions. Queries lie on their query map; a spatial output is
+            // spread over the value map as a resize would (flow warping: 1:1).
+            const int q = layer.sampler.querySource;
+            if (layer.sampler.layout == SamplerInfo::Layout::Queries && q >= 0) {
+                const Layer& src = earlier.at(static_cast<size_t>(q));
+                layer.jump[a] = src.jump[a];
+                layer.start[a] = src.start[a];
+            } else {
+                const double in = double(layer.input_size[a]), out = double(std::max<int64_t>(1, layer.feature_size[a]));
+                layer.jump[a] = jump[a] * in / out;
+                layer.start[a] = start[a] + (0.5 * in / out - 0.5) * jump[a];
+            }
+            layer.rf[a] = rf[a] + (layer.sampler.interpolation == "nearest" ? 0.0 : jump[a]);
+            break;
+        }
         case LayerKind::Upsample: {
             const double in = double(layer.input_size[a]), out = double(layer.feature_size[a]);
             const bool alignCorners = layer.mode.find("align_corners") != std::string::npos;
@@ -116,6 +160,18 @@ nlohmann::ordered_json LayerGraph::toJson() const {
             j.update(Json::object({{"scope", pair(l.scope)}, {"use_offset", l.use_offset},
                                    {"global_kernel_offsets", l.global_kernel_offsets},
                                    {"kernel_offset_source", nameOf(l.kernel_offset_source)}}));
+        if (l.isSampler()) {
+            const SamplerInfo& si = l.sampler;
+            j["sampler"] = Json::object(
+                {{"layout", si.layout == SamplerInfo::Layout::Queries ? "queries" : "spatial"},
+                 {"value_map", l.inputs.empty() ? Json("image") : nameOf(l.inputs.back())},
+                 {"value_size", pair(si.valueSize)}, {"points", si.points}, {"rows", si.rows},
+                 {"level", si.level}, {"levels", si.levels}, {"align_corners", si.alignCorners},
+                 {"padding_mode", si.padding}, {"mode", si.interpolation},
+                 {"query_map", nameOf(si.querySource)}, {"grid_source", nameOf(l.grid_source)}});
+        }
+        if (!l.reason.empty())
+            j["reason"] = l.reason;
         layers.push_back(j);
     }
     root["layers"] = layers;
@@ -145,6 +201,8 @@ std::string LayerGraph::toTable() const {
             inputs += "  offsets<-" + m_layers[static_cast<size_t>(l.offset_source)].name;
         if (l.mask_source >= 0)
             inputs += "  mask<-" + m_layers[static_cast<size_t>(l.mask_source)].name;
+        if (l.grid_source >= 0)
+            inputs += "  grid<-" + m_layers[static_cast<size_t>(l.grid_source)].name;
         if (l.kernel_offset_source >= 0)
             inputs += "  kernel offsets<-" + m_layers[static_cast<size_t>(l.kernel_offset_source)].name;
         std::string kind = kindName(l.kind);
@@ -152,7 +210,12 @@ std::string LayerGraph::toTable() const {
             kind += " og" + std::to_string(l.offset_groups);
         if (l.kind == LayerKind::Dk)
             kind += " s" + yx(l.scope) + (l.global_kernel_offsets ? " global" : "") + (l.use_offset ? "+dcn" : "");
-        if (!l.mode.empty() && !l.deformable())
+        if (l.isSampler()) {
+            kind += " p" + std::to_string(l.sampler.points) + "x" + std::to_string(l.sampler.rows);
+            if (l.sampler.levels > 1)
+                kind += " L" + std::to_string(l.sampler.level) + "/" + std::to_string(l.sampler.levels);
+        }
+        if (!l.mode.empty() && !l.deformable() && !l.isSampler())
             kind += " " + l.mode.substr(0, l.mode.find(' '));
         const std::string channels = std::to_string(l.in_channels) + ">" + std::to_string(l.out_channels);
         const std::string feature = std::to_string(l.feature_size[0]) + "x" + std::to_string(l.feature_size[1]);
@@ -162,6 +225,8 @@ std::string LayerGraph::toTable() const {
                       channels.c_str(), feature.c_str(), yx(l.jump).c_str(), yx(l.start).c_str(), yx(l.rf).c_str(),
                       inputs.c_str());
         s << line;
+        if (!l.reason.empty())
+            s << "    " << (l.kind == LayerKind::UnrecognisedSampler ? "not understood: " : "read as: ") << l.reason << "\n";
     }
     return s.str();
 }

@@ -16,10 +16,41 @@ namespace deformscope::model {
 
 // Dk: Deformable Kernels (deformscope::deform_kernel2d), a depthwise conv whose
 // kernel is resampled from a larger scope kernel at learned kernel-space offsets.
-enum class LayerKind { Conv, ConvTranspose, DcnV1, DcnV2, Pool, Upsample, Dk };
+// Samplers (F.grid_sample, aten::grid_sampler_2d) read a value map at positions
+// captured at run time: DcnV3 (InternImage-style: points per query, summed under a
+// mask), DeformAttn (Deformable DETR's multi-scale attention: one call per level),
+// FlowWarp (each pixel reads near itself, base grid + flow), Sampler (any other
+// grid_sample). UnrecognisedSampler: a layer that samples in a way DeformScope does
+// not understand (an unknown custom operator, a hand-written gather that does not
+// match the known pattern); traced by its gradient footprint, with `reason`.
+enum class LayerKind { Conv, ConvTranspose, DcnV1, DcnV2, Pool, Upsample, Dk, Sampler, DcnV3, DeformAttn, FlowWarp,
+                       UnrecognisedSampler };
 
-// "conv", "conv_transpose", "dcn_v1", "dcn_v2", "pool", "upsample", "dk"
+// "conv", "conv_transpose", "dcn_v1", "dcn_v2", "pool", "upsample", "dk", "sampler",
+// "dcn_v3", "deform_attn", "flow_warp", "unrecognised_sampler"
 const char* kindName(LayerKind kind);
+
+// How a grid_sample sampler's reads relate to its output positions.
+struct SamplerInfo {
+    // Spatial: grid [B, Ho, Wo, 2], output position (y, x) reads grid[b, y, x].
+    // Queries: grid [B, Q, P, 2], output [B, C, Q, P]; query q sits at (q / queryW,
+    // q % queryW) on the query map (the layer's feature_size, jump and start).
+    enum class Layout { Spatial, Queries };
+    Layout layout = Layout::Spatial;
+    std::array<int64_t, 2> valueSize{0, 0}; // H, W of the value map read
+    int64_t points = 1;                     // reads per output position and batch row
+    int64_t rows = 1;                       // grid batch rows per image (heads, groups)
+    int level = 0, levels = 1;              // feature level of this call (deform_attn), and how many
+    bool alignCorners = false;
+    std::string padding = "zeros";          // "zeros", "border", "reflection"
+    std::string interpolation = "bilinear"; // "bilinear", "nearest", "bicubic"
+    int querySource = -1;                   // Queries: the layer whose output grid the queries lie on, -1: the value map
+
+    // Value-map pixel position (centres at integers) of a normalised grid
+    // coordinate g along an axis of `size` pixels, as grid_sample reads it
+    // (padding_mode border/reflection folded in).
+    double pixelOf(double g, int64_t size) const;
+};
 
 // Coordinates: image pixel centres are at integer positions 0..W-1. Position i
 // on a layer's feature map has its centre at image coordinate start + i * jump
@@ -56,11 +87,22 @@ struct Layer {
     bool use_offset = false;            // image-space offsets too (DK combined with DCN); offset_source then names their layer
     bool global_kernel_offsets = false; // one kernel per image ([N, 2K, 1, 1]) instead of per position
     int kernel_offset_source = -1;      // layer producing the kernel-space offsets, -1 if none
+    // Samplers only:
+    SamplerInfo sampler;
+    int grid_source = -1;  // the layer the sampling grid is computed from (offsets, flow), -1 if none
+    std::string reason;    // unrecognised samplers: what was not understood; hand-written DCNs: how they were read
 
     // DCN layers: samples move (offsets). DK layers move their kernel's weights, not
     // their samples (unless combined with image offsets: movesSamples()).
     bool deformable() const { return kind == LayerKind::DcnV1 || kind == LayerKind::DcnV2; }
     bool movesSamples() const { return deformable() || (kind == LayerKind::Dk && use_offset); }
+    // A grid_sample layer (any of its kinds).
+    bool isSampler() const {
+        return kind == LayerKind::Sampler || kind == LayerKind::DcnV3 || kind == LayerKind::DeformAttn ||
+               kind == LayerKind::FlowWarp;
+    }
+    // Where it reads depends on the data: deformable convs, samplers, unrecognised samplers.
+    bool dataDependentReads() const { return movesSamples() || isSampler() || kind == LayerKind::UnrecognisedSampler; }
 };
 
 class LayerGraph {

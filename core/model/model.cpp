@@ -1,6 +1,9 @@
 #include "core/model/model.h"
 
+#include "core/model/op_adapter.h"
 #include "core/ops/registration.h"
+
+#include <dlfcn.h>
 
 #include <torch/script.h>
 
@@ -15,6 +18,7 @@ struct LoadedModel::Impl {
     c10::Device device{c10::kCPU};
     ModelMetadata metadata;
     std::vector<std::string> notes;
+    std::vector<OpAdapter> adapters;
     mutable torch::jit::Module module;
 };
 
@@ -41,7 +45,8 @@ std::string explainLoadError(const std::string& path, const std::string& raw) {
         return path + ": the model uses the operator " + op +
                ", which no loaded library provides. DeformScope provides torchvision::deform_conv2d and "
                "deformscope::deform_conv2d: export the model with torchvision.ops.DeformConv2d, or load the "
-               "library that defines " + op + ".";
+               "library that defines " + op + " (list it under \"libraries\" in " + sideFileOf(path) +
+               ", with a \"custom_ops\" adapter: README, Custom deformable operators).";
     }
     if (!startsWithZipMagic(path))
         return path + ": not a TorchScript model (TorchScript files are zip archives written by torch.jit.save; "
@@ -105,6 +110,21 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
     auto impl = std::make_shared<Impl>();
     impl->path = path;
     impl->device = device;
+    // Declared custom operators: their libraries load before the model does.
+    OpDeclarations declared;
+    try {
+        declared = readSideFile(path);
+    } catch (const std::exception& e) {
+        throw ModelError(e.what());
+    }
+    for (const std::string& library : declared.libraries) {
+        if (!dlopen(library.c_str(), RTLD_NOW | RTLD_GLOBAL)) {
+            const char* why = dlerror();
+            throw ModelError(declared.sideFile + ": cannot load the library " + library + " it names" +
+                             (why ? std::string(" (") + why + ")" : std::string()));
+        }
+        impl->notes.push_back("loaded " + library + " (named by " + declared.sideFile + ")");
+    }
     torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
     try {
         impl->module = torch::jit::load(path, device, extra);
@@ -139,10 +159,12 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
     } else {
         try {
             impl->metadata = ModelMetadata::parse(json);
+            addEmbeddedAdapters(declared, json, path + ": " + kMetadataFile);
         } catch (const std::exception& e) {
             throw ModelError(path + ": " + kMetadataFile + ": " + e.what());
         }
     }
+    impl->adapters = declared.adapters;
 
     LoadedModel model;
     model.d = std::move(impl);
@@ -155,6 +177,7 @@ const ModelMetadata& LoadedModel::metadata() const { return d->metadata; }
 void LoadedModel::setMetadata(const ModelMetadata& metadata) { d->metadata = metadata; }
 const std::vector<std::string>& LoadedModel::notes() const { return d->notes; }
 torch::jit::Module& LoadedModel::module() const { return d->module; }
+const std::vector<OpAdapter>& LoadedModel::adapters() const { return d->adapters; }
 
 at::Tensor LoadedModel::forward(const at::Tensor& input, std::string* note) const {
     c10::IValue out;

@@ -23,6 +23,8 @@ struct Module;
 
 namespace deformscope::model {
 
+struct OpAdapter;
+
 class ModelError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
@@ -47,6 +49,8 @@ public:
     at::Tensor forward(const at::Tensor& input, std::string* note = nullptr) const;
 
     torch::jit::Module& module() const;
+    // Custom deformable operators declared for this model (op_adapter.h).
+    const std::vector<OpAdapter>& adapters() const;
 
 private:
     struct Impl;

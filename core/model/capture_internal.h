@@ -1,0 +1,100 @@
+// Internals shared by the run-time capture (capture.cpp) and its reading of
+// samplers (capture_samplers.cpp): the recorded operator calls and the dataflow
+// between them. Not part of core/model's interface.
+#pragma once
+
+#include "core/model/capture.h"
+
+#include <ATen/core/ivalue.h>
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace deformscope::model {
+struct OpAdapter;
+}
+
+namespace deformscope::model::detail {
+
+// One top-level operator call seen during the forward.
+struct OpEvent {
+    std::string op;          // "aten::conv2d"
+    std::string overload;    // "" or "vec", ...
+    std::string modulePath;  // "layer2.conv2" ("" at the top level)
+    std::string function;    // innermost CALL_FUNCTION name, e.g. "interpolate"
+    std::vector<c10::IValue> inputs;
+    std::vector<c10::IValue> outputs;
+};
+
+inline constexpr int kNoProducer = -1;
+// For every event, for each of its arguments, the events that produced its tensors.
+using Producers = std::vector<std::vector<std::vector<int>>>;
+
+const at::Tensor* tensorArg(const OpEvent& e, size_t i);
+const at::Tensor* firstOutput(const OpEvent& e);
+int64_t intOf(const c10::IValue& v);
+bool isConvLike(const std::string& op);
+bool isGridSampler(const std::string& op);
+
+// The events upstream of argument `arg` of event `e` (all arguments when arg < 0),
+// walking back through operators for which `stop` is false; the events where
+// `stop` held are collected in `stops` and not passed. Ascending event order.
+std::vector<int> upstream(const Producers& producers, const std::vector<OpEvent>& events, size_t e, int arg,
+                          const std::function<bool(int)>& stop, std::vector<int>* stops = nullptr);
+
+// A sampler written by hand with aten::gather (indices computed from the data).
+// Either the seed article's DeformConv2d (recognised: its consuming conv becomes a
+// dcn_v1/dcn_v2 layer read exactly), or not understood (an unrecognised_sampler
+// layer standing at its first gather).
+struct HandWrittenSampler {
+    std::vector<int> gathers; // the aten::gather events
+    bool recognised = false;
+    std::string reason;       // how it was read, or why it could not be
+    // Recognised:
+    int conv = -1;            // the conv event reading the sampled values (stride = kernel)
+    Layer geometry;           // kind, kernel, stride, padding, dilation, groups, sizes, op
+    std::string name;         // the DCN module's path ("" when at the top level)
+    at::Tensor input, offset, mask; // x (unpadded), offsets in torchvision layout (clamp applied), sigmoid mask
+    int offsetEvent = -1;     // conv-like event producing the offsets
+    int maskEvent = -1;       // the sigmoid event; its argument 0 comes from the mask layer
+    // Both: where the value map x enters (its producers are the layer's inputs).
+    int inputEvent = -1, inputArg = 0;
+    at::Tensor value;                 // the map the gathers read [N, C, H, W] (padded for the DCN)
+    std::vector<at::Tensor> reads;    // the gathers' source tensors (their gradient is the read footprint)
+};
+
+// Finds the hand-written samplers among the events.
+std::vector<HandWrittenSampler> findHandWrittenSamplers(const std::vector<OpEvent>& events, const Producers& producers);
+
+// Geometry of a grid_sample event (layout, sizes, options); the kind is settled
+// later, with the graph (settleGridSamplers).
+void describeGridSampler(const OpEvent& e, int64_t imageBatch, Layer& l);
+
+// Settles a grid_sample layer once the layers before it are complete: its layout
+// (a query map among the layers its grid comes from), its kind (dcn_v3, deform_attn
+// when `siblings` — the grid_sample events of the same module call, in order — read
+// maps of several sizes, flow_warp, or sampler) and its grid source.
+// `sourcesOf(event, arg)` lists the layers feeding an argument.
+void settleGridSampler(Layer& l, const std::vector<Layer>& layers, size_t event, const std::vector<OpEvent>& events,
+                       const Producers& producers, const std::function<std::vector<int>(size_t, size_t)>& sourcesOf,
+                       const std::vector<size_t>& siblings);
+
+// An int or int-list argument as a (y, x) pair (the last two of a list).
+std::array<int64_t, 2> pairOf(const c10::IValue& v, int64_t fallback);
+
+// ---- custom operators (capture_custom.cpp) ----
+
+// A custom operator (not ATen's, TorchScript's, torchvision's or ours) mapping a
+// feature map to a feature map.
+bool isCustomOp(const OpEvent& e);
+// The adapter declared for an operator, nullptr if none.
+const OpAdapter* adapterFor(const LoadedModel& model, const std::string& op);
+// A custom operator read through its adapter as a deformable convolution; false
+// (with `why`) when its arguments do not fit the declaration.
+bool describeAdapted(const OpEvent& e, const OpAdapter& a, Layer& l, std::string& why);
+// Offsets in torchvision's layout (y, x per tap) from a declared layout.
+at::Tensor torchvisionOffsets(const at::Tensor& off, bool planar);
+
+} // namespace deformscope::model::detail
