@@ -24,7 +24,8 @@ namespace {
 
 // What each command does, for its --help and the tool's list of commands.
 constexpr const char* kInfoHelp =
-    "the model's conv-like layers for one input size: kind (conv, dcn_v1, dcn_v2, dk, pool, upsample, "
+    "the model's conv-like layers for one input size: kind (conv, dcn_v1, dcn_v2, dk, dcn_v3, deform_attn, flow_warp, "
+    "sampler, unrecognised_sampler, pool, upsample, "
     "conv_transpose), geometry, feature size, jump/start/receptive field, which layers feed each";
 constexpr const char* kCaptureHelp =
     "run the model on the image and write that layer's input.npy, output.npy, offset.npy and mask.npy "
@@ -121,6 +122,7 @@ int runCapture(const CaptureOptions& o, Io& io) {
         save("offset.npy", t.offset);
         save("mask.npy", t.mask);
         save("kernel_offset.npy", t.kernelOffset); // Deformable Kernels
+        save("grid.npy", t.grid);                   // grid_sample samplers
         if (layer->kind == model::LayerKind::Dk)
             save("scope_weight.npy", t.weight);
 
@@ -138,7 +140,12 @@ int runCapture(const CaptureOptions& o, Io& io) {
         for (const std::string& f : written)
             io.out << ' ' << f;
         io.out << " capture.json\n";
-        if (layer->kind == model::LayerKind::Dk)
+        if (layer->isSampler())
+            io.out << "note: " << layer->name << " is a grid_sample sampler (" << model::kindName(layer->kind)
+                   << "): grid.npy holds the normalised positions it read ((x, y) in [-1, 1], as grid_sample takes them)\n";
+        else if (layer->kind == model::LayerKind::UnrecognisedSampler)
+            io.out << "note: " << layer->name << " samples in a way DeformScope does not understand: " << layer->reason << "\n";
+        else if (layer->kind == model::LayerKind::Dk)
             io.out << "note: " << layer->name << " is a Deformable Kernel layer: kernel_offset.npy holds its kernel-space "
                    << "offsets (same layout as offsets), scope_weight.npy its scope kernel\n";
         else if (!layer->deformable())

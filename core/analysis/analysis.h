@@ -60,7 +60,10 @@ struct SamplingOptions {
 struct SamplingPoint {
     double x = 0, y = 0;     // input-image coordinates
     int level = 1;           // 1: the node's own layer's taps
-    double weight = 0;       // |∂ response / ∂ sampling location| (0 when weights are off)
+    double weight = 0;       // |∂ response / ∂ sampling location| (0 when weights are off); for a
+                             // sampler's read Σ_c |∂ response / ∂ sampled value| (bilinear weight,
+                             // mask or attention weight included), for an unrecognised one the footprint
+
     double modulation = 1;   // DCNv2 mask value of this tap (1 otherwise)
     // Deformable Kernel taps: the resampled kernel's effective weight at this tap,
     // mean over channels of |W_c(q_k + Δk)| (DK moves weights, not samples); NaN otherwise.
@@ -68,9 +71,10 @@ struct SamplingPoint {
     bool inside = true;      // within the image (pixel areas: −0.5 ≤ x < W − 0.5, same for y)
     int layer = -1;          // index of the layer whose tap this is
     int parent = -1;         // index of the spawning point in `points`, −1 for level 1
-    int tap = 0;             // tap index (row-major over the kernel)
-    int group = 0;           // offset group
-    double fy = 0, fx = 0;   // position on the layer's input feature map
+    int tap = 0;             // tap index (row-major over the kernel); a sampler's point index
+    int group = 0;           // offset group; a sampler's grid row (head or group)
+    double fy = 0, fx = 0;   // position on the layer's input feature map (a sampler's value map)
+    int featureLevel = 0;    // deformable attention: the feature level read (0 otherwise)
 };
 
 struct SamplingTrace {

@@ -8,8 +8,8 @@
 
 namespace deformscope::analysis::detail {
 
-// Layers that spawn taps in the sampling trace: k×k convolutions (k > 1) and
-// every deformable layer.
+// Layers that spawn taps in the sampling trace: k×k convolutions (k > 1),
+// every deformable layer and every sampler (grid_sample, hand-written ones).
 bool spawns(const model::Layer& layer);
 
 // The spawning layers a trace from layer `start` reaches within `levels` levels.
@@ -44,8 +44,10 @@ int kernelViewLayer(const std::vector<model::Layer>& layers, int layer);
 // `centre`, `notes` about the node and `seconds`.
 KernelView kernelView(const model::Capture& capture, int layer, int64_t fy, int64_t fx, int64_t channel);
 
-// The trace itself; gradOutputs maps layer index -> ∂r/∂output of that layer.
+// The trace itself; gradOutputs maps layer index -> ∂r/∂output of that layer;
+// footprints maps an unrecognised sampler's index -> Σ|∂r/∂(the map it reads)|
+// over channels, [H, W] (its reads, approximated by their gradient footprint).
 SamplingTrace traceSampling(const model::Capture& capture, const Node& node, const SamplingOptions& options,
-                            const std::map<int, at::Tensor>& gradOutputs);
+                            const std::map<int, at::Tensor>& gradOutputs, const std::map<int, at::Tensor>& footprints);
 
 } // namespace deformscope::analysis::detail

@@ -7,9 +7,56 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace deformscope::analysis {
+namespace {
+
+// A grid_sample sampler's reads as arrows: from each output position's centre (a
+// query's reference position, or the pixel itself for flow warping) to where each
+// grid row and point reads the value map, in input-image pixels.
+OffsetField samplerField(const AnalysisSession& session, const model::Layer& l, OffsetField field) {
+    const model::LayerTensors& t = session.capture().tensors[size_t(l.index)];
+    if (!t.grid.defined())
+        return field;
+    const model::SamplerInfo& si = l.sampler;
+    const at::Tensor grid = t.grid.detach().to(at::kCPU, at::kDouble).contiguous();
+    const auto g = grid.accessor<double, 4>();
+    const bool queries = si.layout == model::SamplerInfo::Layout::Queries;
+    const int64_t rows = std::min<int64_t>(grid.size(0), si.rows), points = queries ? grid.size(2) : 1;
+    const int64_t Ho = l.feature_size[0], Wo = l.feature_size[1];
+    // The value map's frame: the layer it comes from, or the image.
+    std::array<double, 2> vJump{1, 1}, vStart{0, 0};
+    if (!l.inputs.empty()) {
+        const model::Layer& v = session.graph().layers()[size_t(l.inputs.back())];
+        vJump = v.jump;
+        vStart = v.start;
+    }
+    field.featureH = int(Ho);
+    field.featureW = int(Wo);
+    field.taps = int(rows * points);
+    field.arrows.reserve(size_t(Ho * Wo * rows * points));
+    for (int64_t fy = 0; fy < Ho; ++fy)
+        for (int64_t fx = 0; fx < Wo; ++fx)
+            for (int64_t b = 0; b < rows; ++b)
+                for (int64_t p = 0; p < points; ++p) {
+                    const int64_t a = queries ? fy * Wo + fx : fy, c = queries ? p : fx;
+                    OffsetArrow arrow;
+                    arrow.y = float(l.start[0] + double(fy) * l.jump[0]);
+                    arrow.x = float(l.start[1] + double(fx) * l.jump[1]);
+                    if (a < grid.size(1) && c < grid.size(2)) {
+                        const double ry = vStart[0] + si.pixelOf(g[b][a][c][1], si.valueSize[0]) * vJump[0];
+                        const double rx = vStart[1] + si.pixelOf(g[b][a][c][0], si.valueSize[1]) * vJump[1];
+                        arrow.dy = float(ry - double(arrow.y));
+                        arrow.dx = float(rx - double(arrow.x));
+                    }
+                    field.arrows.push_back(arrow);
+                }
+    return field;
+}
+
+} // namespace
 
 OffsetField offsetField(const AnalysisSession& session, const std::string& layer)
 {
@@ -18,7 +65,11 @@ OffsetField offsetField(const AnalysisSession& session, const std::string& layer
     field.layer = l.name;
     field.start = l.start;
     field.jump = l.jump;
-    if (!l.deformable() || size_t(l.index) >= session.capture().tensors.size())
+    if (size_t(l.index) >= session.capture().tensors.size())
+        return field;
+    if (l.isSampler())
+        return samplerField(session, l, std::move(field));
+    if (!l.deformable())
         return field;
     const model::LayerTensors& t = session.capture().tensors[size_t(l.index)];
     if (!t.offset.defined())

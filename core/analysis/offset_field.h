@@ -41,8 +41,11 @@ struct OffsetField {
     bool empty() const { return arrows.empty(); }
 };
 
-// The offset field of `layer` on the session's image. Empty (no arrows) when the
-// layer is not a deformable convolution or its offsets were not captured;
+// The offset field of `layer` on the session's image. For a grid_sample sampler,
+// one arrow per output position, grid row and point, from the position's centre
+// (a query's reference, a flow-warped pixel) to where it reads (no modulation).
+// Empty (no arrows) when the layer is neither a deformable convolution nor a
+// sampler, or its offsets were not captured;
 // AnalysisError (naming the layers) when the model has no such layer.
 OffsetField offsetField(const AnalysisSession& session, const std::string& layer);
 

@@ -17,7 +17,7 @@ using model::LayerKind;
 using namespace at::indexing;
 
 bool spawns(const Layer& l) {
-    if (l.deformable() || l.kind == LayerKind::Dk)
+    if (l.deformable() || l.kind == LayerKind::Dk || l.dataDependentReads())
         return true;
     return l.kind == LayerKind::Conv && (l.kernel[0] > 1 || l.kernel[1] > 1);
 }
@@ -74,6 +74,92 @@ void settle(const std::vector<Layer>& layers, Item item, std::vector<Item>& out,
             stack.push_back(Item{g, f[0], f[1], it.level, it.parent});
         }
     }
+}
+
+// The output positions around (fy, fx) on an h × w grid with their bilinear
+// weights (one position, weight 1, when reading the nearest).
+std::vector<std::pair<std::array<int64_t, 2>, double>> cornersOf(double fy, double fx, int64_t h, int64_t w,
+                                                                 OffsetReading reading) {
+    const double qy = std::clamp(fy, 0.0, double(h - 1)), qx = std::clamp(fx, 0.0, double(w - 1));
+    if (reading == OffsetReading::Nearest)
+        return {{{int64_t(std::lround(qy)), int64_t(std::lround(qx))}, 1.0}};
+    const int64_t y0 = std::min<int64_t>(int64_t(std::floor(qy)), h - 1), x0 = std::min<int64_t>(int64_t(std::floor(qx)), w - 1);
+    const int64_t y1 = std::min(y0 + 1, h - 1), x1 = std::min(x0 + 1, w - 1);
+    const double ay = qy - double(y0), ax = qx - double(x0);
+    std::vector<std::pair<std::array<int64_t, 2>, double>> c{{{y0, x0}, (1 - ay) * (1 - ax)}};
+    for (const auto& [pos, cw] : {std::pair<std::array<int64_t, 2>, double>{{y0, x1}, (1 - ay) * ax},
+                                  {{y1, x0}, ay * (1 - ax)},
+                                  {{y1, x1}, ay * ax}})
+        if (cw > 0)
+            c.push_back({pos, cw});
+    return c;
+}
+
+// A grid_sample layer's reads for the items on its output grid: every grid row
+// (head, group) and point at the item's output position (a query's position on
+// its query map), where it reads the value map (align_corners and padding_mode
+// as grid_sample) and Σ_c |∂r/∂sampled value| as the weight.
+template <typename Emit>
+void samplerReads(const Layer& l, const model::LayerTensors& t, const at::Tensor& gradOutput,
+                  const std::vector<Item>& frontier, const std::vector<size_t>& members, const SamplingOptions& options,
+                  Emit& emit) {
+    if (!t.grid.defined())
+        return;
+    const model::SamplerInfo& si = l.sampler;
+    const auto cpuDouble = at::TensorOptions().dtype(at::kDouble).device(at::kCPU);
+    const at::Tensor grid = t.grid.detach().to(cpuDouble).contiguous(); // [B, A, Bd, 2] (x, y)
+    const int64_t B = std::min<int64_t>(grid.size(0), si.rows);         // the first image's rows
+    const bool queries = si.layout == model::SamplerInfo::Layout::Queries;
+    const int64_t points = queries ? grid.size(2) : 1;
+    at::Tensor weights = at::zeros({grid.size(0), grid.size(1), grid.size(2)}, cpuDouble);
+    if (options.weights && gradOutput.defined() && gradOutput.dim() == 4)
+        weights = gradOutput.detach().abs().sum(1).to(cpuDouble).contiguous(); // [B, A, Bd]
+    const auto g = grid.accessor<double, 4>();
+    const auto wt = weights.accessor<double, 3>();
+    const int64_t Hf = l.feature_size[0], Wf = l.feature_size[1];
+    for (size_t m : members) {
+        const Item& it = frontier[m];
+        const auto corners = cornersOf(it.fy, it.fx, Hf, Wf, options.reading);
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t p = 0; p < points; ++p) {
+                SamplingPoint s;
+                s.fy = s.fx = s.weight = 0;
+                for (const auto& [pos, cw] : corners) {
+                    // Spatial: output (y, x) reads grid[b, y, x]; queries: query y·Wf + x reads grid[b, q, p].
+                    const int64_t a = queries ? pos[0] * Wf + pos[1] : pos[0], c = queries ? p : pos[1];
+                    if (a >= grid.size(1) || c >= grid.size(2))
+                        continue;
+                    s.fx += cw * si.pixelOf(g[b][a][c][0], si.valueSize[1]);
+                    s.fy += cw * si.pixelOf(g[b][a][c][1], si.valueSize[0]);
+                    s.weight += cw * wt[b][a][c];
+                }
+                s.group = int(b);
+                s.tap = int(p);
+                s.featureLevel = si.level;
+                if (!emit(l, it, s))
+                    return;
+            }
+    }
+}
+
+// An unrecognised sampler's reads, approximated by its gradient footprint: every
+// position of the map it reads with a non-zero gradient of the response.
+template <typename Emit>
+void footprintReads(const Layer& l, const at::Tensor& footprint, const Item& it, Emit& emit) {
+    const at::Tensor f = footprint.detach().to(at::kCPU, at::kDouble).contiguous();
+    const auto a = f.accessor<double, 2>();
+    int tap = 0;
+    for (int64_t y = 0; y < f.size(0); ++y)
+        for (int64_t x = 0; x < f.size(1); ++x)
+            if (a[y][x] > 0) {
+                SamplingPoint s;
+                s.fy = double(y);
+                s.fx = double(x);
+                s.weight = a[y][x];
+                s.tap = tap++;
+                if (!emit(l, it, s))
+                    return;
+            }
 }
 
 } // namespace
@@ -208,7 +294,7 @@ at::Tensor locationGrads(const Layer& l, const model::LayerTensors& t, const at:
 }
 
 SamplingTrace traceSampling(const model::Capture& capture, const Node& node, const SamplingOptions& options,
-                            const std::map<int, at::Tensor>& gradOutputs) {
+                            const std::map<int, at::Tensor>& gradOutputs, const std::map<int, at::Tensor>& footprints) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::vector<Layer>& layers = capture.graph.layers();
     const Layer* target = capture.graph.find(node.layer);
@@ -220,6 +306,39 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
     std::vector<Item> frontier;
     settle(layers, Item{target->index, double(node.fy), double(node.fx), 0, -1}, frontier, notes);
     bool capped = false;
+    std::vector<Item> next;
+    // Adds point p (p.fy, p.fx on the layer's input map, weights filled) spawned
+    // by item `it`, and queues it for the levels below while it reads inside the map.
+    auto emit = [&](const Layer& l, const Item& it, SamplingPoint p) {
+        if (int64_t(trace.points.size()) >= options.maxPoints) {
+            capped = true;
+            return false;
+        }
+        // The input grid is the output grid of the first feeding layer (or the image).
+        const std::vector<int> feeds = inputGrids(l);
+        const auto img = toImage(layers, feeds[0], p.fy, p.fx);
+        p.y = img[0];
+        p.x = img[1];
+        p.level = it.level + 1;
+        p.inside = p.x >= -0.5 && p.x < double(imageSize[1]) - 0.5 && p.y >= -0.5 && p.y < double(imageSize[0]) - 0.5;
+        p.layer = l.index;
+        p.parent = it.parent;
+        const int index = int(trace.points.size());
+        trace.points.push_back(p);
+        if (size_t(p.level) > levelLayers.size())
+            levelLayers.resize(size_t(p.level));
+        levelLayers[size_t(p.level - 1)].insert(l.name);
+        trace.levels = std::max(trace.levels, p.level);
+        // Samples beyond the bilinear support read zeros: nothing further to trace.
+        if (p.fy <= -1 || p.fy >= double(l.input_size[0]) || p.fx <= -1 || p.fx >= double(l.input_size[1]))
+            return true;
+        for (int fg : feeds) {
+            const auto f = fromImage(layers, fg, img[0], img[1]);
+            settle(layers, Item{fg, f[0], f[1], p.level, index}, next, notes);
+        }
+        return true;
+    };
+    std::set<int> footprintDone; // an unrecognised sampler's footprint is the node's: added once
     while (!frontier.empty()) {
         // Group the frontier's expandable items by layer and read every layer's
         // offsets, masks and location gradients at the positions needed, at once.
@@ -227,9 +346,24 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
         for (size_t i = 0; i < frontier.size(); ++i)
             if (frontier[i].grid >= 0 && frontier[i].level < options.levels)
                 byLayer[frontier[i].grid].push_back(i);
-        std::vector<Item> next;
+        next.clear();
         for (const auto& [li, members] : byLayer) {
             const Layer& l = layers[size_t(li)];
+            if (l.isSampler()) {
+                const auto g = gradOutputs.find(li);
+                samplerReads(l, capture.tensors[size_t(li)], g == gradOutputs.end() ? at::Tensor() : g->second, frontier,
+                             members, options, emit);
+                continue;
+            }
+            if (l.kind == LayerKind::UnrecognisedSampler) {
+                notes.insert(l.name + " is a sampler DeformScope does not understand (" + l.reason +
+                             "): its sampling points are approximated by its gradient footprint (every position of "
+                             "the map it reads with a non-zero gradient of the response)");
+                const auto f = footprints.find(li);
+                if (f != footprints.end() && footprintDone.insert(li).second)
+                    footprintReads(l, f->second, frontier[members.front()], emit);
+                continue;
+            }
             const model::LayerTensors& t = capture.tensors[size_t(li)];
             const int64_t Ho = l.feature_size[0], Wo = l.feature_size[1];
             const int64_t K = l.kernel[0] * l.kernel[1];
@@ -257,25 +391,11 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
             std::vector<Read> reads(members.size());
             for (size_t m = 0; m < members.size(); ++m) {
                 const Item& it = frontier[members[m]];
-                const double qy = std::clamp(it.fy, 0.0, double(Ho - 1)), qx = std::clamp(it.fx, 0.0, double(Wo - 1));
                 Read& r = reads[m];
-                if (options.reading == OffsetReading::Nearest) {
-                    r.pos[0] = rowOf(int64_t(std::lround(qy)), int64_t(std::lround(qx)));
-                    r.w[0] = 1;
-                    r.n = 1;
-                } else {
-                    const int64_t y0 = std::min<int64_t>(int64_t(std::floor(qy)), Ho - 1),
-                                  x0 = std::min<int64_t>(int64_t(std::floor(qx)), Wo - 1);
-                    const int64_t y1 = std::min(y0 + 1, Ho - 1), x1 = std::min(x0 + 1, Wo - 1);
-                    const double ay = qy - double(y0), ax = qx - double(x0);
-                    const std::array<std::array<int64_t, 2>, 4> c{{{y0, x0}, {y0, x1}, {y1, x0}, {y1, x1}}};
-                    const std::array<double, 4> cw{(1 - ay) * (1 - ax), (1 - ay) * ax, ay * (1 - ax), ay * ax};
-                    for (int k = 0; k < 4; ++k)
-                        if (cw[size_t(k)] > 0 || k == 0) {
-                            r.pos[size_t(r.n)] = rowOf(c[size_t(k)][0], c[size_t(k)][1]);
-                            r.w[size_t(r.n)] = cw[size_t(k)];
-                            ++r.n;
-                        }
+                for (const auto& [pos, cw] : cornersOf(it.fy, it.fx, Ho, Wo, options.reading)) {
+                    r.pos[size_t(r.n)] = rowOf(pos[0], pos[1]);
+                    r.w[size_t(r.n)] = cw;
+                    ++r.n;
                 }
             }
             const auto cpuDouble = at::TensorOptions().dtype(at::kDouble).device(at::kCPU); // .to() keeps the device unless named
@@ -304,17 +424,11 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
             const auto msk = masks.accessor<double, 3>();
             const auto grd = grads.accessor<double, 4>();
 
-            const std::vector<int> feeds = inputGrids(l);
-            const int64_t Hin = l.input_size[0], Win = l.input_size[1];
             for (size_t m = 0; m < members.size(); ++m) {
                 const Item& it = frontier[members[m]];
                 const Read& r = reads[m];
                 for (int64_t gi = 0; gi < G; ++gi) {
                     for (int64_t k = 0; k < K; ++k) {
-                        if (int64_t(trace.points.size()) >= options.maxPoints) {
-                            capped = true;
-                            break;
-                        }
                         double oy = 0, ox = 0, mod = 0, gy = 0, gx = 0, kwt = 0;
                         for (int c = 0; c < r.n; ++c) {
                             const int64_t row = r.pos[size_t(c)];
@@ -327,38 +441,16 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
                             kwt += cw * kwa[row][k];
                         }
                         const double ky = double(k / l.kernel[1]), kx = double(k % l.kernel[1]);
-                        const double py = it.fy * double(l.stride[0]) - double(l.padding[0]) + ky * double(l.dilation[0]) + oy;
-                        const double px = it.fx * double(l.stride[1]) - double(l.padding[1]) + kx * double(l.dilation[1]) + ox;
-                        // The input grid is the output grid of the first feeding layer (or the image).
-                        const auto img = toImage(layers, feeds[0], py, px);
                         SamplingPoint p;
-                        p.y = img[0];
-                        p.x = img[1];
-                        p.level = it.level + 1;
+                        p.fy = it.fy * double(l.stride[0]) - double(l.padding[0]) + ky * double(l.dilation[0]) + oy;
+                        p.fx = it.fx * double(l.stride[1]) - double(l.padding[1]) + kx * double(l.dilation[1]) + ox;
                         p.weight = std::hypot(gy, gx);
                         p.modulation = l.use_mask ? mod : 1.0;
                         p.kernelWeight = kwt;
-                        p.inside = p.x >= -0.5 && p.x < double(imageSize[1]) - 0.5 && p.y >= -0.5 &&
-                                   p.y < double(imageSize[0]) - 0.5;
-                        p.layer = li;
-                        p.parent = it.parent;
                         p.tap = int(k);
                         p.group = int(gi);
-                        p.fy = py;
-                        p.fx = px;
-                        const int index = int(trace.points.size());
-                        trace.points.push_back(p);
-                        if (size_t(p.level) > levelLayers.size())
-                            levelLayers.resize(size_t(p.level));
-                        levelLayers[size_t(p.level - 1)].insert(l.name);
-                        trace.levels = std::max(trace.levels, p.level);
-                        // Samples beyond the bilinear support read zeros: nothing further to trace.
-                        if (py <= -1 || py >= double(Hin) || px <= -1 || px >= double(Win))
-                            continue;
-                        for (int fg : feeds) {
-                            const auto f = fromImage(layers, fg, img[0], img[1]);
-                            settle(layers, Item{fg, f[0], f[1], p.level, index}, next, notes);
-                        }
+                        if (!emit(l, it, p))
+                            break;
                     }
                 }
             }

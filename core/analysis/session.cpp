@@ -42,9 +42,10 @@ bool visitBelow(const std::vector<Layer>& layers, int start, Visit visit) {
     return true;
 }
 
-// Whether a deformable layer lies on a data path below `start` (its support is then not bounded by the RF).
+// Whether a layer that reads where its data says (deformable convs, samplers) lies
+// on a data path below `start` (its support is then not bounded by the RF).
 bool deformableBelow(const std::vector<Layer>& layers, int start) {
-    return !visitBelow(layers, start, [](const Layer& l) { return !l.deformable(); });
+    return !visitBelow(layers, start, [](const Layer& l) { return !l.dataDependentReads(); });
 }
 
 // A crop of the input, aligned to the strides of every layer below `l`, that
@@ -148,6 +149,14 @@ void AnalysisSession::validate(const Node& node) const {
         throw AnalysisError("node (" + std::to_string(node.fx) + ", " + std::to_string(node.fy) + ") is off layer '" +
                             l.name + "', whose feature map is " + std::to_string(l.feature_size[1]) + " x " +
                             std::to_string(l.feature_size[0]) + " (x, y)");
+    // A sampler whose output is not one feature map of the image (points per query,
+    // heads as batch rows, a hand-written sampler's flat reads) has no node to click.
+    const bool notAMap = l.kind == model::LayerKind::UnrecognisedSampler ||
+                         (l.isSampler() && (l.sampler.layout == model::SamplerInfo::Layout::Queries || l.sampler.rows != 1));
+    if (notAMap)
+        throw AnalysisError("layer '" + l.name + "' (" + model::kindName(l.kind) +
+                            ") does not output a feature map of the image (its output is per query, point or head): "
+                            "pick a node on a layer that reads it");
     if (node.response.kind == Response::Kind::Channel && node.response.index >= l.out_channels)
         throw AnalysisError("channel " + std::to_string(node.response.index) + " does not exist: layer '" + l.name +
                             "' has " + std::to_string(l.out_channels) + " channels");
@@ -261,9 +270,30 @@ SamplingTrace AnalysisSession::sampling(const Node& node, const SamplingOptions&
         throw AnalysisError("sampling levels must be at least 1, got " + std::to_string(options.levels));
     const Layer& l = layer(node.layer);
     const auto& layers = graph().layers();
-    std::map<int, at::Tensor> gradOutputs;
+    std::map<int, at::Tensor> gradOutputs, footprints;
+    const std::set<int> traced = detail::tracedLayers(layers, l.index, options.levels);
+    // Unrecognised samplers: the response's gradient with respect to what their gathers read.
+    for (int i : traced) {
+        const model::LayerTensors& t = d->capture.tensors[size_t(i)];
+        if (layers[size_t(i)].kind != model::LayerKind::UnrecognisedSampler || t.reads.empty() || !t.input.defined())
+            continue;
+        std::vector<at::Tensor> reads;
+        for (const at::Tensor& r : t.reads)
+            if (r.requires_grad())
+                reads.push_back(r);
+        if (reads.empty())
+            continue;
+        at::AutoGradMode grad(true);
+        const at::Tensor r = responseOf(d->capture, l, node, nodeCentre(node), inputSize(), 0).sum();
+        const auto grads = torch::autograd::grad({r}, reads, {}, /*retain_graph=*/true, false, /*allow_unused=*/true);
+        const int64_t H = t.input.size(2), W = t.input.size(3);
+        at::Tensor sum = at::zeros({H, W}, at::kDouble);
+        for (const at::Tensor& g : grads)
+            if (g.defined() && g.numel() % (H * W) == 0) // [N, C, H·W] views of the map (first image)
+                sum += g.detach()[0].abs().to(at::kCPU, at::kDouble).reshape({-1, H * W}).sum(0).reshape({H, W});
+        footprints[i] = sum;
+    }
     if (options.weights) {
-        const std::set<int> traced = detail::tracedLayers(layers, l.index, options.levels);
         std::vector<int> ids;
         std::vector<at::Tensor> outputs;
         for (int i : traced)
@@ -279,7 +309,7 @@ SamplingTrace AnalysisSession::sampling(const Node& node, const SamplingOptions&
                 gradOutputs[ids[i]] = grads[i].defined() ? grads[i] : at::zeros_like(outputs[i]);
         }
     }
-    SamplingTrace trace = detail::traceSampling(d->capture, node, options, gradOutputs);
+    SamplingTrace trace = detail::traceSampling(d->capture, node, options, gradOutputs, footprints);
     trace.seconds = secondsSince(t0);
     return trace;
 }

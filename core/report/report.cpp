@@ -10,7 +10,9 @@
 #include <cctype>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <set>
+#include <tuple>
 #include <sstream>
 
 namespace deformscope::report {
@@ -210,14 +212,29 @@ Json writeData(const Run& r, const common::AnalysisRequest& rq, const std::strin
         std::ostringstream csv;
         csv.precision(9);
         // kernel_weight: Deformable Kernel taps only (the resampled kernel's mean |weight|), else empty.
-        csv << "x,y,level,weight,inside,modulation,layer,parent,tap,kernel_weight\n";
+        // kind: the kind of the layer whose tap or read it is; feature_level: the level a deformable
+        // attention read (0 otherwise); row: the offset group, or a sampler's grid row (head, group).
+        csv << "x,y,level,weight,inside,modulation,layer,parent,tap,kernel_weight,kind,feature_level,row\n";
         const auto& layers = r.session->graph().layers();
-        for (const analysis::SamplingPoint& p : r.sampling->points)
+        // Points per (layer, kind, feature level), for result.json.
+        std::map<std::tuple<int, int>, int64_t> perLayer;
+        for (const analysis::SamplingPoint& p : r.sampling->points) {
+            const model::Layer& pl = layers[size_t(p.layer)];
             csv << p.x << ',' << p.y << ',' << p.level << ',' << p.weight << ',' << (p.inside ? 1 : 0) << ','
-                << p.modulation << ',' << layers[size_t(p.layer)].name << ',' << p.parent << ',' << p.tap << ','
-                << (std::isnan(p.kernelWeight) ? std::string() : std::to_string(p.kernelWeight)) << '\n';
+                << p.modulation << ',' << pl.name << ',' << p.parent << ',' << p.tap << ','
+                << (std::isnan(p.kernelWeight) ? std::string() : std::to_string(p.kernelWeight)) << ','
+                << model::kindName(pl.kind) << ',' << p.featureLevel << ',' << p.group << '\n';
+            ++perLayer[{p.layer, p.featureLevel}];
+        }
         common::writeFileAtomically((dir / "sampling.csv").string(), csv.str());
         Json& j = section("sampling", "sampling.csv", analysis::toJson(*r.sampling));
+        Json byLayer = Json::array();
+        for (const auto& [key, count] : perLayer) {
+            const model::Layer& pl = layers[size_t(std::get<0>(key))];
+            byLayer.push_back(Json::object({{"layer", pl.name}, {"kind", model::kindName(pl.kind)},
+                                            {"feature_level", std::get<1>(key)}, {"points", count}}));
+        }
+        j["by_layer"] = byLayer;
         j["levels_requested"] = rq.levels;
         j["reading"] = common::name(rq.reading);
         double weight = 0;
