@@ -3,6 +3,7 @@
 // CanvasOverlays and the analysis settings), the hover, timing and progress labels.
 // GUI thread only (MainWindow's members; see main_window.cpp).
 #include "ui/app/main_window.h"
+#include "ui/view/kind_badge.h"
 
 #include <QCheckBox>
 #include <QComboBox>
@@ -24,22 +25,6 @@
 namespace deformscope::ui {
 
 namespace {
-
-// The badge text and colour of a layer kind (layer list, column titles).
-std::pair<QString, QColor> badge(const QString& kind) {
-    struct Badge {
-        const char* kind;
-        const char* text;
-        QRgb colour;
-    };
-    static const Badge badges[] = {{"dcn_v1", "DCNv1", 0xe08a1e}, {"dcn_v2", "DCNv2", 0xd64545},
-                                   {"dk", "DK", 0x9b59d0},         {"pool", "Pool", 0x5c8dd6},
-                                   {"upsample", "Up", 0x4aa89a},   {"conv_transpose", "ConvT", 0x7f8c8d}};
-    for (const Badge& b : badges)
-        if (kind == QLatin1String(b.kind))
-            return {QString::fromLatin1(b.text), QColor(b.colour)};
-    return {QStringLiteral("Conv"), QColor(0x6c, 0x7a, 0x89)};
-}
 
 } // namespace
 
@@ -269,11 +254,15 @@ void MainWindow::fillLayerList() {
     if (const ModelInfo* m = currentModel()) {
         for (const LayerInfo& l : m->layers) {
             auto* item = new QTreeWidgetItem(m_layers);
-            const auto [text, colour] = badge(l.kind);
+            const auto [text, colour] = kindBadge(l.kind);
             item->setText(0, l.name);
             item->setData(0, Qt::UserRole, l.name);
-            item->setToolTip(0, tr("%1 · %2 → %3 channels · kernel %4×%5").arg(l.op).arg(l.inChannels).arg(l.outChannels)
-                                    .arg(l.kernelH).arg(l.kernelW));
+            QString tip = tr("%1 · %2 → %3 channels · kernel %4×%5").arg(l.op).arg(l.inChannels).arg(l.outChannels)
+                              .arg(l.kernelH).arg(l.kernelW);
+            if (!l.detail.isEmpty())
+                tip += QStringLiteral("\n") + l.detail;
+            item->setToolTip(0, tip);
+            item->setToolTip(1, tip);
             item->setText(1, QStringLiteral(" %1 ").arg(text));
             item->setBackground(1, colour);
             item->setForeground(1, Qt::white);

@@ -1,4 +1,5 @@
 #include "ui/canvas/comparison_view.h"
+#include "ui/view/kind_badge.h"
 
 #include <QFrame>
 #include <QHBoxLayout>
@@ -17,30 +18,15 @@ namespace {
 
 QString kindLabel(const QString& kind)
 {
-    if (kind == QLatin1String("dcn_v1"))
-        return QStringLiteral("DCNv1");
-    if (kind == QLatin1String("dcn_v2"))
-        return QStringLiteral("DCNv2");
-    if (kind == QLatin1String("dk"))
-        return QStringLiteral("DK");
-    return kind;
+    return kindBadge(kind).text;
 }
 
 } // namespace
 
 QString ComparisonView::badgeStyle(const QString& kind)
 {
-    QString colour = QStringLiteral("#546e7a");
-    if (kind == QLatin1String("conv"))
-        colour = QStringLiteral("#5f6368");
-    else if (kind == QLatin1String("dcn_v1"))
-        colour = QStringLiteral("#b86e00");
-    else if (kind == QLatin1String("dcn_v2"))
-        colour = QStringLiteral("#7048b8");
-    else if (kind == QLatin1String("dk"))
-        colour = QStringLiteral("#2e7d32");
     return QStringLiteral("QLabel { background: %1; color: white; border-radius: 7px; padding: 1px 7px; font-weight: 600; }")
-        .arg(colour);
+        .arg(kindBadge(kind).colour.name());
 }
 
 ComparisonView::ComparisonView(QWidget* parent) : QWidget(parent)

@@ -55,6 +55,19 @@ LayerInfo layerInfo(const model::Layer& l) {
     i.name = qs(l.name);
     i.kind = QString::fromLatin1(model::kindName(l.kind));
     i.op = qs(l.op);
+    if (l.isSampler()) {
+        const model::SamplerInfo& s = l.sampler;
+        i.detail = QStringLiteral("%1 reads %2×%3 · %4 point(s) × %5 row(s) per output%6 · %7, padding %8%9")
+                       .arg(s.layout == model::SamplerInfo::Layout::Queries ? QStringLiteral("each query")
+                                                                             : QStringLiteral("each pixel"))
+                       .arg(s.valueSize[0]).arg(s.valueSize[1]).arg(s.points).arg(s.rows)
+                       .arg(s.levels > 1 ? QStringLiteral(" · level %1 of %2").arg(s.level).arg(s.levels) : QString())
+                       .arg(qs(s.interpolation)).arg(qs(s.padding))
+                       .arg(s.alignCorners ? QStringLiteral(", align_corners") : QString());
+    } else if (!l.reason.empty()) {
+        i.detail = (l.kind == model::LayerKind::UnrecognisedSampler ? QStringLiteral("not understood: ")
+                                                                     : QStringLiteral("read as: ")) + qs(l.reason);
+    }
     i.kernelH = int(l.kernel[0]);
     i.kernelW = int(l.kernel[1]);
     i.strideH = int(l.stride[0]);

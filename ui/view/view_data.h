@@ -26,8 +26,11 @@ namespace deformscope::ui {
 // One conv-like layer of a loaded model (core/model/layer_graph.h's Layer, flattened).
 struct LayerInfo {
     QString name;          // module path, e.g. "block3.conv"
-    QString kind;          // "conv", "conv_transpose", "dcn_v1", "dcn_v2", "dk", "pool", "upsample"
+    QString kind;          // model::kindName: "conv", "dcn_v1", "dcn_v2", "dk", "dcn_v3", "deform_attn",
+                           // "flow_warp", "sampler", "unrecognised_sampler", "pool", "upsample", ...
     QString op;            // the operator that ran
+    QString detail;        // samplers: the value map, points, rows, levels; hand-written or
+                           // unrecognised samplers: how they were read, or what was not understood
     int kernelH = 1, kernelW = 1;
     int strideH = 1, strideW = 1;
     int featureH = 0, featureW = 0;   // output feature map
