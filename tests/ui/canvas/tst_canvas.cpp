@@ -831,7 +831,7 @@ void TestCanvas::comparisonColumns()
     view.setClick(click);
 
     QCOMPARE(view.columnCount(), 3);
-    QCOMPARE(view.columnBadge(0), QStringLiteral("conv"));
+    QCOMPARE(view.columnBadge(0), QStringLiteral("Conv")); // as the layer list names it (ui/view/kind_badge.h)
     QCOMPARE(view.columnBadge(1), QStringLiteral("DCNv1"));
     QVERIFY(view.columnTiming(1).contains(QStringLiteral("sampling 31 ms")));
     // The error column shows its message instead of a canvas.
