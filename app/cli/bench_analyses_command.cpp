@@ -7,6 +7,7 @@
 #include "core/analysis/analysis.h"
 #include "core/common/atomic_file.h"
 #include "core/common/json_file.h"
+#include "core/model/capture.h"
 #include "core/model/model.h"
 #include "core/report/inputs.h"
 
@@ -32,7 +33,7 @@ struct BenchAnalysesInputs {
     std::vector<std::string> models;
     std::string sizes = "256,512", json;
     int64_t clicks = 5, saliencyClicks = 1;
-    std::unique_ptr<RequestOptions> request; // --layer, --epsilon, --device
+    std::unique_ptr<RequestOptions> request; // --layer, --levels, --epsilon, --device
 };
 
 double median(std::vector<double> v) {
@@ -79,7 +80,9 @@ int runBenchAnalyses(const BenchAnalysesInputs& in, Io& io) {
                     const double fx = double(size) * (0.2 + 0.6 * double(c % 4) / 3), fy = double(size) * (0.3 + 0.1 * double(c % 5));
                     const analysis::Node node = s.nodeAt(layer, fx, fy);
                     auto t = std::chrono::steady_clock::now();
-                    const auto trace = s.sampling(node);
+                    analysis::SamplingOptions so;
+                    so.levels = rq.levels;
+                    const auto trace = s.sampling(node, so);
                     sync();
                     const double ts = secondsSince(t);
                     t = std::chrono::steady_clock::now();
@@ -126,7 +129,73 @@ int runBenchAnalyses(const BenchAnalysesInputs& in, Io& io) {
     });
 }
 
+constexpr const char* kBenchLoadHelp =
+    "what reading samplers adds to loading a model: load + layer graph with samplers read and without (medians; "
+    "docs/benchmarks.md)";
+
+struct BenchLoadInputs {
+    std::vector<std::string> models;
+    std::string sizes = "256";
+    int64_t repeats = 7;
+};
+
+int runBenchLoad(const BenchLoadInputs& in, Io& io) {
+    return guarded("bench-load", io.err, [&]() -> int {
+        const std::vector<int64_t> sizes = wholeNumbers("--sizes", in.sizes, 1);
+        std::ostream& out = io.out;
+        out << "| model | input | layers | samplers | load + graph ms | of which reading samplers ms | share | "
+               "samplers not read ms | reading samplers, tensors kept ms |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+        for (const std::string& path : in.models)
+            for (int64_t size : sizes) {
+                int64_t layers = 0, samplers = 0;
+                std::vector<double> reading, kept;
+                // What `info` does: load the file, one forward of zeros with the capture.
+                auto once = [&](bool read) {
+                    const auto t0 = std::chrono::steady_clock::now();
+                    const model::LoadedModel m = model::LoadedModel::load(path);
+                    model::CaptureOptions options;
+                    options.keepTensors = false;
+                    options.readSamplers = read;
+                    const model::Capture c = model::captureForward(m, at::zeros({1, 3, size, size}), options);
+                    const double t = secondsSince(t0);
+                    if (read) {
+                        reading.push_back(c.samplerSeconds);
+                        layers = int64_t(c.graph.layers().size());
+                        samplers = 0;
+                        for (const model::Layer& l : c.graph.layers())
+                            samplers += l.dataDependentReads() && (l.op.rfind("torchvision::", 0) != 0 &&
+                                                                   l.op.rfind("deformscope::", 0) != 0);
+                    }
+                    return t;
+                };
+                once(true);
+                once(false);
+                std::vector<double> with, without;
+                for (int64_t r = 0; r < in.repeats; ++r) { // interleaved, so drift hits both alike
+                    with.push_back(once(true));
+                    without.push_back(once(false));
+                    // An analysis session keeps the tensors: a recognised hand-written DCN's offsets are built too.
+                    const model::LoadedModel m = model::LoadedModel::load(path);
+                    kept.push_back(model::captureForward(m, at::zeros({1, 3, size, size})).samplerSeconds);
+                }
+                const double a = median(with) * 1e3, b = median(without) * 1e3, r = median(reading) * 1e3;
+                out << "| " << report::stemOf(path) << " | " << size << "x" << size << " | " << layers << " | " << samplers
+                    << " | " << a << " | " << r << " | " << 100 * r / a << " % | " << b << " | " << median(kept) * 1e3
+                    << " |\n";
+                out.flush();
+            }
+        return 0;
+    });
+}
+
 } // namespace
+
+void addBenchLoad(CLI::App& app, Commands& commands) {
+    auto [sub, in] = addCommand<BenchLoadInputs>(app, commands, "bench-load", kBenchLoadHelp, runBenchLoad);
+    sub->add_option("--models", in->models, "the model files")->required()->type_name("A B ...");
+    sub->add_option("--sizes", in->sizes, "input sizes (square), comma-separated")->type_name("256");
+    sub->add_option("--repeats", in->repeats, "timed loads per model, size and setting")->type_name("N")->check(CLI::PositiveNumber);
+}
 
 void addBenchAnalyses(CLI::App& app, Commands& commands) {
     auto [sub, in] = addCommand<BenchAnalysesInputs>(app, commands, "bench-analyses", kBenchAnalysesHelp, runBenchAnalyses);
@@ -137,7 +206,7 @@ void addBenchAnalyses(CLI::App& app, Commands& commands) {
         ->type_name("N")
         ->check(CLI::NonNegativeNumber);
     sub->add_option("--json", in->json, "also write the rows as JSON")->type_name("FILE");
-    in->request = std::make_unique<RequestOptions>(*sub, std::vector<std::string>{"--layer", "--epsilon", "--device"});
+    in->request = std::make_unique<RequestOptions>(*sub, std::vector<std::string>{"--layer", "--levels", "--epsilon", "--device"});
 }
 
 } // namespace deformscope::cli

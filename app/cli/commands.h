@@ -54,6 +54,7 @@ void addSelfTest(CLI::App& app, Commands& commands);
 void addModelCommands(CLI::App& app, Commands& commands);    // info, capture
 void addAnalysisCommands(CLI::App& app, Commands& commands); // analyze, compare, erf-average
 void addBenchAnalyses(CLI::App& app, Commands& commands);    // bench-analyses
+void addBenchLoad(CLI::App& app, Commands& commands);        // bench-load
 void addBench(CLI::App& app, Commands& commands);            // bench (the operators)
 #ifdef DEFORMSCOPE_WITH_SAMPLE_RECIPE
 void addTrainSamples(CLI::App& app, Commands& commands);     // train-samples

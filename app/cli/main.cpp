@@ -77,6 +77,7 @@ int main(int argc, char** argv) {
     addModelCommands(app, commands);
     addAnalysisCommands(app, commands);
     addBenchAnalyses(app, commands);
+    addBenchLoad(app, commands);
     addBench(app, commands);
 #ifdef DEFORMSCOPE_WITH_SAMPLE_RECIPE
     addTrainSamples(app, commands);

@@ -117,4 +117,21 @@ OffsetField offsetField(const AnalysisSession& session, const std::string& layer
     return field;
 }
 
+std::string offsetFieldLayer(const AnalysisSession& session, const std::string& layer) {
+    const auto& layers = session.graph().layers();
+    std::vector<int> queue{session.layer(layer).index};
+    std::vector<bool> seen(layers.size(), false);
+    for (size_t i = 0; i < queue.size(); ++i) { // breadth first: the nearest one
+        const model::Layer& l = layers[size_t(queue[i])];
+        if (l.deformable() || l.isSampler())
+            return l.name;
+        for (int in : l.inputs)
+            if (in >= 0 && !seen[size_t(in)]) {
+                seen[size_t(in)] = true;
+                queue.push_back(in);
+            }
+    }
+    return {};
+}
+
 } // namespace deformscope::analysis

@@ -49,4 +49,10 @@ struct OffsetField {
 // AnalysisError (naming the layers) when the model has no such layer.
 OffsetField offsetField(const AnalysisSession& session, const std::string& layer);
 
+// The layer whose offset field a node's view shows: the node's own layer when it
+// reads where its data says (a deformable convolution, a grid_sample sampler), else
+// the nearest such layer below it through its inputs (e.g. the DCNv3 or deformable
+// attention sampler a 1×1 projection reads); "" when there is none.
+std::string offsetFieldLayer(const AnalysisSession& session, const std::string& layer);
+
 } // namespace deformscope::analysis

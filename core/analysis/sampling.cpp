@@ -107,28 +107,53 @@ void samplerReads(const Layer& l, const model::LayerTensors& t, const at::Tensor
         return;
     const model::SamplerInfo& si = l.sampler;
     const auto cpuDouble = at::TensorOptions().dtype(at::kDouble).device(at::kCPU);
-    const at::Tensor grid = t.grid.detach().to(cpuDouble).contiguous(); // [B, A, Bd, 2] (x, y)
-    const int64_t B = std::min<int64_t>(grid.size(0), si.rows);         // the first image's rows
     const bool queries = si.layout == model::SamplerInfo::Layout::Queries;
-    const int64_t points = queries ? grid.size(2) : 1;
-    at::Tensor weights = at::zeros({grid.size(0), grid.size(1), grid.size(2)}, cpuDouble);
+    const int64_t Hf = l.feature_size[0], Wf = l.feature_size[1];
+    const int64_t B = std::min<int64_t>(t.grid.size(0), si.rows); // the first image's rows
+    const int64_t points = queries ? t.grid.size(2) : 1;
+    // Only the grid entries the items read: rows (dim 1) and columns (dim 2) of the
+    // grid, compacted — a 256² map's full grid would cost more than the trace.
+    std::vector<std::vector<std::pair<std::array<int64_t, 2>, double>>> corners;
+    std::map<int64_t, int64_t> rowOf, colOf;
+    for (size_t m : members) {
+        corners.push_back(cornersOf(frontier[m].fy, frontier[m].fx, Hf, Wf, options.reading));
+        for (const auto& [pos, cw] : corners.back()) {
+            rowOf.emplace(queries ? pos[0] * Wf + pos[1] : pos[0], 0);
+            if (!queries)
+                colOf.emplace(pos[1], 0);
+        }
+    }
+    if (queries)
+        for (int64_t p = 0; p < points; ++p)
+            colOf.emplace(p, 0);
+    std::vector<int64_t> rows, cols;
+    for (auto& [a, i] : rowOf) {
+        i = int64_t(rows.size());
+        rows.push_back(std::min(a, t.grid.size(1) - 1));
+    }
+    for (auto& [c, i] : colOf) {
+        i = int64_t(cols.size());
+        cols.push_back(std::min(c, t.grid.size(2) - 1));
+    }
+    const auto dev = t.grid.device();
+    const at::Tensor ri = at::tensor(rows, at::kLong).to(dev), ci = at::tensor(cols, at::kLong).to(dev);
+    const at::Tensor grid = t.grid.detach().narrow(0, 0, B).index_select(1, ri).index_select(2, ci).to(cpuDouble).contiguous();
+    at::Tensor weights = at::zeros({B, int64_t(rows.size()), int64_t(cols.size())}, cpuDouble);
     if (options.weights && gradOutput.defined() && gradOutput.dim() == 4)
-        weights = gradOutput.detach().abs().sum(1).to(cpuDouble).contiguous(); // [B, A, Bd]
+        weights = gradOutput.detach().narrow(0, 0, B).index_select(2, ri.to(gradOutput.device()))
+                      .index_select(3, ci.to(gradOutput.device())).abs().sum(1).to(cpuDouble).contiguous();
     const auto g = grid.accessor<double, 4>();
     const auto wt = weights.accessor<double, 3>();
-    const int64_t Hf = l.feature_size[0], Wf = l.feature_size[1];
-    for (size_t m : members) {
-        const Item& it = frontier[m];
-        const auto corners = cornersOf(it.fy, it.fx, Hf, Wf, options.reading);
+    for (size_t mi = 0; mi < members.size(); ++mi) {
+        const Item& it = frontier[members[mi]];
         for (int64_t b = 0; b < B; ++b)
             for (int64_t p = 0; p < points; ++p) {
                 SamplingPoint s;
                 s.fy = s.fx = s.weight = 0;
-                for (const auto& [pos, cw] : corners) {
+                for (const auto& [pos, cw] : corners[mi]) {
                     // Spatial: output (y, x) reads grid[b, y, x]; queries: query y·Wf + x reads grid[b, q, p].
-                    const int64_t a = queries ? pos[0] * Wf + pos[1] : pos[0], c = queries ? p : pos[1];
-                    if (a >= grid.size(1) || c >= grid.size(2))
-                        continue;
+                    const int64_t a = rowOf.at(queries ? pos[0] * Wf + pos[1] : pos[0]);
+                    const int64_t c = colOf.at(queries ? p : pos[1]);
                     s.fx += cw * si.pixelOf(g[b][a][c][0], si.valueSize[1]);
                     s.fy += cw * si.pixelOf(g[b][a][c][1], si.valueSize[0]);
                     s.weight += cw * wt[b][a][c];

@@ -9,6 +9,7 @@
 #include <torch/script.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <set>
@@ -315,7 +316,10 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
 
     // Hand-written samplers: a recognised one turns the conv reading its values into
     // the deformable layer; one not understood stands as a layer at its first gather.
-    const auto handWritten = findHandWrittenSamplers(events, producers);
+    const auto samplers0 = std::chrono::steady_clock::now();
+    const auto handWritten =
+        options.readSamplers ? findHandWrittenSamplers(events, producers, options.keepTensors)
+                             : std::vector<HandWrittenSampler>{};
     std::map<size_t, size_t> dcnAt, unrecognisedAt; // event -> handWritten index
     for (size_t h = 0; h < handWritten.size(); ++h) {
         if (handWritten[h].recognised)
@@ -324,6 +328,7 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
             unrecognisedAt[size_t(handWritten[h].gathers.front())] = h;
     }
     const int64_t imageBatch = input.size(0);
+    capture.samplerSeconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - samplers0).count();
 
     // Map conv-like events to layer indices.
     std::vector<int> layerOf(events.size(), -1);
@@ -346,6 +351,8 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
                 l.in_channels = l.out_channels = h.value.size(1);
                 l.input_size = l.feature_size = {h.value.size(2), h.value.size(3)};
             }
+        } else if (!options.readSamplers && (isGridSampler(events[i].op) || isCustomOp(events[i]))) {
+            continue;
         } else if (const OpAdapter* a = adapterFor(model, events[i].op); a && isCustomOp(events[i])) {
             std::string why;
             adapter = a;
@@ -496,8 +503,11 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
             if (l.use_mask)
                 l.mask_source = producer(3);
         }
-        if (isGridSampler(events[e].op))
+        if (isGridSampler(events[e].op)) {
+            const auto t0 = std::chrono::steady_clock::now();
             settleGridSampler(l, layers, e, events, producers, sourcesOf, siblingsOf[e]);
+            capture.samplerSeconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        }
         computeReceptiveField(l, layers);
         if (options.keepTensors) {
             LayerTensors& t = capture.tensors[static_cast<size_t>(l.index)];

@@ -36,10 +36,15 @@ struct Capture {
     at::Tensor output;                 // the model's (first tensor) output
     std::vector<LayerTensors> tensors; // per layer index; empty tensors unless keepTensors
     std::vector<std::string> notes;    // e.g. which element of a tuple output was used
+    double samplerSeconds = 0;         // spent recognising samplers (benchmarks: bench-load)
 };
 
 struct CaptureOptions {
     bool keepTensors = true; // keep every layer's input/output/offset/mask
+    // Read samplers (grid_sample, hand-written gathers, custom operators); off, the
+    // capture sees only the built-in conv-like operators (for benchmarks: the cost
+    // of reading samplers, docs/benchmarks.md).
+    bool readSamplers = true;
 };
 
 // One forward of `input` ([N, 3, H, W]) with capture. Throws ModelError; an

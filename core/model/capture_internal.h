@@ -65,8 +65,10 @@ struct HandWrittenSampler {
     std::vector<at::Tensor> reads;    // the gathers' source tensors (their gradient is the read footprint)
 };
 
-// Finds the hand-written samplers among the events.
-std::vector<HandWrittenSampler> findHandWrittenSamplers(const std::vector<OpEvent>& events, const Producers& producers);
+// Finds the hand-written samplers among the events; `keepTensors`: also the
+// recognised ones' offsets in torchvision's layout.
+std::vector<HandWrittenSampler> findHandWrittenSamplers(const std::vector<OpEvent>& events, const Producers& producers,
+                                                       bool keepTensors);
 
 // Geometry of a grid_sample event (layout, sizes, options); the kind is settled
 // later, with the graph (settleGridSamplers).

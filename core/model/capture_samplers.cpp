@@ -164,7 +164,7 @@ struct AxisFit {
     double c0 = 0, s = 1, d = 1, err = 0;
 };
 AxisFit fitAxis(const at::Tensor& base, int64_t kh, int64_t kw, bool rows) {
-    // base [K, h, w] float64 for one axis.
+    // base [K, h, w] for one axis.
     const int64_t h = base.size(1), w = base.size(2);
     auto at3 = [&](int64_t k, int64_t y, int64_t x) { return base[k][y][x].item<double>(); };
     AxisFit f;
@@ -178,6 +178,8 @@ AxisFit fitAxis(const at::Tensor& base, int64_t kh, int64_t kw, bool rows) {
     }
     f.s = std::round(f.s);
     f.d = std::round(f.d);
+    if (std::abs(f.c0 - std::round(f.c0)) < 1e-3) // float32 rounding of p - offset: the origin is a pixel
+        f.c0 = std::round(f.c0);
     const auto opts = base.options();
     const at::Tensor k = at::arange(kh * kw, opts);
     const at::Tensor r = rows ? (k / double(kw)).floor() : k - (k / double(kw)).floor() * double(kw);
@@ -190,7 +192,7 @@ AxisFit fitAxis(const at::Tensor& base, int64_t kh, int64_t kw, bool rows) {
 // Tries to read a gather group as the seed article's DeformConv2d; fills `s` or
 // says in s.reason what did not match.
 void matchDeformConv(HandWrittenSampler& s, const std::vector<OpEvent>& events, const Producers& producers,
-                     const std::vector<int>& floors, const std::vector<int>& sigmoids) {
+                     const std::vector<int>& floors, const std::vector<int>& sigmoids, bool keepTensors) {
     const OpEvent& conv = events[size_t(s.conv)];
     const at::Tensor* w = tensorArg(conv, 1);
     const at::Tensor* out = firstOutput(conv);
@@ -210,7 +212,8 @@ void matchDeformConv(HandWrittenSampler& s, const std::vector<OpEvent>& events, 
         return;
     }
     const at::Tensor* floored = tensorArg(events[size_t(floors.back())], 0);
-    const at::Tensor P = floored ? planar(floored->detach().to(at::kDouble), K) : at::Tensor();
+    // float32 as captured: the grid's integers and a 1e-3 tolerance are exact enough, and cheap.
+    const at::Tensor P = floored ? planar(floored->detach().to(at::kFloat), K) : at::Tensor();
     if (!P.defined() || P.size(2) != out->size(2) || P.size(3) != out->size(3)) {
         s.reason = "its floored positions do not have 2·" + std::to_string(K) + " values per output position";
         return;
@@ -235,7 +238,7 @@ void matchDeformConv(HandWrittenSampler& s, const std::vector<OpEvent>& events, 
     padTop = (H - x.size(2)) / 2;
     padLeft = (W - x.size(3)) / 2;
     // p = p_0 + p_n + offset: what remains after the offsets must be a regular grid.
-    const at::Tensor base = P - offsets->detach().to(at::kDouble); // [N, 2K, h, w], planar
+    const at::Tensor base = P - offsets->detach().to(at::kFloat); // [N, 2K, h, w], planar
     const AxisFit fy = fitAxis(base[0].narrow(0, 0, K), kh, kw, true);
     const AxisFit fx = fitAxis(base[0].narrow(0, K, K), kh, kw, false);
     if (fy.err > 1e-3 || fx.err > 1e-3 || fy.s < 1 || fx.s < 1 || fy.d < 1 || fx.d < 1) {
@@ -243,15 +246,18 @@ void matchDeformConv(HandWrittenSampler& s, const std::vector<OpEvent>& events, 
                    " (planar layout: rows first, then columns)";
         return;
     }
+    s.offsetEvent = convs.back();
     // Positions as the reads use them: clamped to the padded map, then unpadded.
-    const at::Tensor py = P.narrow(1, 0, K).clamp(0, double(H - 1)), px = P.narrow(1, K, K).clamp(0, double(W - 1));
-    const auto opts = P.options();
+    if (keepTensors) {
+    const at::Tensor& Pd = P; // float32, as the model computed the positions
+    const at::Tensor py = Pd.narrow(1, 0, K).clamp(0, double(H - 1)), px = Pd.narrow(1, K, K).clamp(0, double(W - 1));
+    const auto opts = Pd.options();
     const at::Tensor k = at::arange(K, opts), r = (k / double(kw)).floor(), c = k - r * double(kw);
     const at::Tensor gy = fy.c0 + at::arange(P.size(2), opts).view({1, 1, -1, 1}) * fy.s + r.view({1, K, 1, 1}) * fy.d;
     const at::Tensor gx = fx.c0 + at::arange(P.size(3), opts).view({1, 1, 1, -1}) * fx.s + c.view({1, K, 1, 1}) * fx.d;
     // torchvision layout: channel 2k the row offset of tap k, 2k+1 its column offset.
     s.offset = at::stack({py - gy, px - gx}, 2).reshape({P.size(0), 2 * K, P.size(2), P.size(3)}).to(at::kFloat);
-    s.offsetEvent = convs.back();
+    }
 
     Layer& l = s.geometry;
     l.op = "aten::gather (hand-written deformable convolution)";
@@ -292,7 +298,8 @@ void matchDeformConv(HandWrittenSampler& s, const std::vector<OpEvent>& events, 
 
 } // namespace
 
-std::vector<HandWrittenSampler> findHandWrittenSamplers(const std::vector<OpEvent>& events, const Producers& producers) {
+std::vector<HandWrittenSampler> findHandWrittenSamplers(const std::vector<OpEvent>& events, const Producers& producers,
+                                                       bool keepTensors) {
     const auto isLayer = [&](int i) { return isConvLike(events[size_t(i)].op); };
     // Group the data-dependent gathers by module and the map they read.
     std::map<std::pair<std::string, const void*>, size_t> groupOf;
@@ -366,7 +373,7 @@ std::vector<HandWrittenSampler> findHandWrittenSamplers(const std::vector<OpEven
         for (int u : upstream(producers, events, size_t(s.conv), 0, isLayer))
             if (events[size_t(u)].op == "aten::sigmoid")
                 sigmoids.push_back(u);
-        matchDeformConv(s, events, producers, floors, sigmoids);
+        matchDeformConv(s, events, producers, floors, sigmoids, keepTensors);
         if (s.recognised)
             s.name = events[size_t(s.gathers.front())].modulePath;
     }

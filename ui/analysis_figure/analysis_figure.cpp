@@ -8,6 +8,7 @@
 #include <QGuiApplication>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <utility>
@@ -56,7 +57,9 @@ Image inputImage(const analysis::AnalysisSession& session) {
 }
 
 OffsetField offsetField(const NodeResults& r) {
-    analysis::OffsetField f = analysis::offsetField(*r.session, r.node.layer);
+    // The node's layer's field, or that of the nearest deformable layer or sampler below it.
+    const std::string layer = analysis::offsetFieldLayer(*r.session, r.node.layer);
+    analysis::OffsetField f = layer.empty() ? analysis::OffsetField{} : analysis::offsetField(*r.session, layer);
     OffsetField out;
     out.featureH = f.featureH;
     out.featureW = f.featureW;
@@ -66,6 +69,10 @@ OffsetField offsetField(const NodeResults& r) {
     out.start = {f.start[1], f.start[0]};
     out.jump = {f.jump[1], f.jump[0]};
     out.anchor = {int(r.node.fx), int(r.node.fy)};
+    if (!layer.empty() && layer != r.node.layer) { // the node's centre on that layer's grid
+        const auto centre = r.session->nodeCentre(r.node);
+        out.anchor = {int(std::lround((centre[0] - f.start[1]) / f.jump[1])), int(std::lround((centre[1] - f.start[0]) / f.jump[0]))};
+    }
     return out;
 }
 
@@ -85,8 +92,11 @@ Panel samplingPanel(const NodeResults& r, const Overlays& overlays) {
         p.offsets = offsetField(r);
         p.arrows = overlays.offsets ? Arrows::PerTap : Arrows::None;
         p.modulationMap = overlays.modulation;
+        const std::string below = analysis::offsetFieldLayer(*r.session, r.node.layer);
         if (!p.offsets.hasArrows())
             p.caption.push_back("no offsets: " + r.node.layer + " is not deformable");
+        else if (below != r.node.layer)
+            p.caption.push_back("offsets of " + below + ", below the node");
         else if (overlays.modulation && !p.offsets.hasModulation())
             p.caption.push_back("no modulation map: " + r.node.layer + " has no mask");
     }

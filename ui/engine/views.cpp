@@ -173,7 +173,8 @@ ColumnView columnView(const report::Run& r, const common::AnalysisRequest& s, do
         c.kernel = figure::kernelPanel(nr);
 
     // The chosen layer's offset field and modulation map, as core computes them.
-    analysis::OffsetField field = analysis::offsetField(session, r.node.layer);
+    const std::string fieldLayer = analysis::offsetFieldLayer(session, r.node.layer);
+    analysis::OffsetField field = fieldLayer.empty() ? analysis::OffsetField{} : analysis::offsetField(session, fieldLayer);
     c.featureH = field.featureH;
     c.featureW = field.featureW;
     c.taps = field.taps;

@@ -17,6 +17,7 @@
 #include <QtTest>
 
 #include <QDir>
+#include <QProcess>
 
 #include <algorithm>
 #include <cmath>
@@ -146,9 +147,13 @@ private Q_SLOTS:
         const SamplingTrace trace = s.sampling(c.node, SamplingOptions{1});
         compareLevelOne(c, s.graph(), trace);
         compareErf(c, s);
-        // The offset field draws every read (samplers) or tap (DCN).
+        // The offset field draws every read (samplers) or tap (DCN); a node on the layer
+        // reading the sampler shows the sampler's field.
         const OffsetField field = offsetField(s, l->name);
         QVERIFY(!field.empty());
+        QCOMPARE(offsetFieldLayer(s, c.node.layer), l->name);
+        if (l->isSampler())
+            QCOMPARE(field.taps, int(l->sampler.rows * l->sampler.points));
     }
 
     void theGatherDcnPointsAreGridPlusClampedOffsets() {
@@ -258,6 +263,38 @@ private Q_SLOTS:
         } catch (const model::ModelError& e) {
             QVERIFY2(std::string(e.what()).find("offset_layout") != std::string::npos, e.what());
         }
+    }
+
+    void theCliListsAndAnalysesThroughSamplers() {
+        // info: kinds and sampler geometry; analyze: per-point kinds and the honest note.
+        const QString cli = QStringLiteral(DEFORMSCOPE_CLI);
+        QProcess info;
+        info.start(cli, {QStringLiteral("info"), QString::fromStdString(fixture("deform_attn.pt")), QStringLiteral("--json")});
+        QVERIFY(info.waitForFinished(120000));
+        QCOMPARE(info.exitCode(), 0);
+        const auto layers = common::parseJson(info.readAllStandardOutput().toStdString(), "info --json").at("layers");
+        int attn = 0;
+        for (const auto& l : layers)
+            attn += l.at("kind") == "deform_attn" && l.at("sampler").at("value_map").is_string();
+        QCOMPARE(attn, 2);
+
+        const QString out = QDir::tempPath() + QStringLiteral("/deformscope_tst_samplers_unrecognised");
+        QProcess analyze;
+        analyze.start(cli, {QStringLiteral("analyze"), QStringLiteral("--model"), QString::fromStdString(fixture("unrecognised.pt")),
+                            QStringLiteral("--image"), QStringLiteral(DEFORMSCOPE_SOURCE_DIR "/resources/samples/sample_01.png"),
+                            QStringLiteral("--layer"), QStringLiteral("head"), QStringLiteral("--what"),
+                            QStringLiteral("sampling"), QStringLiteral("--no-figures"), QStringLiteral("--out"), out});
+        QVERIFY(analyze.waitForFinished(120000));
+        QCOMPARE(analyze.exitCode(), 0);
+        const auto result = common::readJsonFile((out + QStringLiteral("/result.json")).toStdString());
+        bool said = false;
+        for (const auto& n : result.at("sampling").at("notes"))
+            said = said || n.get<std::string>().find("approximated by its gradient footprint") != std::string::npos;
+        QVERIFY(said);
+        bool listed = false;
+        for (const auto& l : result.at("sampling").at("by_layer"))
+            listed = listed || l.at("kind") == "unrecognised_sampler";
+        QVERIFY(listed);
     }
 
     void aNodeOnAQuerySamplerIsRefusedClearly() {
