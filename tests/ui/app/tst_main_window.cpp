@@ -127,6 +127,61 @@ private Q_SLOTS:
         QVERIFY(dcnBadge);
     }
 
+    void samplerModelsShowTheirKindsAndTraceThroughThem() {
+        // Models written with grid_sample cores and a hand-written sampler
+        // (tests/python/make_samplers.py), side by side.
+        auto w = std::make_unique<MainWindow>(m_settings.get());
+        deformscope::common::AnalysisRequest a = w->analysisSettings();
+        a.what.saliency = false;
+        w->setAnalysisSettings(a);
+        w->resize(1400, 800);
+        w->show();
+        QSignalSpy image(w.get(), &MainWindow::imageShown);
+        const QString dir = QStringLiteral(DEFORMSCOPE_SAMPLER_FIXTURE_DIR);
+        w->start({dir + QStringLiteral("/dcn_v3.pt"), dir + QStringLiteral("/deform_attn.pt"),
+                  dir + QStringLiteral("/unrecognised.pt")},
+                 sampleImage(), std::nullopt);
+        QVERIFY(waitFor(image));
+        QCOMPARE(int(w->models().size()), 3);
+        // Each model's list marks its sampler with a badge and says in the tooltip what it reads, or why not.
+        auto* modelBox = w->findChild<QComboBox*>(QStringLiteral("modelBox"));
+        QVERIFY(modelBox);
+        const char* badges[] = {"DCNv3", "DefAttn", "?Sampler"};
+        const char* tips[] = {"each query reads", "level 1 of 2", "not understood"};
+        for (int m = 0; m < 3; ++m) {
+            modelBox->setCurrentIndex(m);
+            QTreeWidget* list = w->layerList();
+            bool found = false;
+            for (int i = 0; i < list->topLevelItemCount(); ++i) {
+                QTreeWidgetItem* item = list->topLevelItem(i);
+                if (item->text(1).trimmed() == QLatin1String(badges[m]) && item->toolTip(0).contains(QLatin1String(tips[m])))
+                    found = true;
+            }
+            QVERIFY2(found, badges[m]);
+        }
+        // A click on the layer reading the samplers traces through them in every column.
+        modelBox->setCurrentIndex(0);
+        w->setLayer(QStringLiteral("head"));
+        QTest::qWait(50);
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->selectPoint(QPointF(16, 16));
+        QVERIFY(waitFor(result));
+        ClickViewPtr r = w->result();
+        for (int tries = 0; tries < 20 && r && r->columns.size() == 3 && r->columns[0].fx != 16; ++tries) {
+            QVERIFY(waitFor(result, result.count() + 1));
+            r = w->result();
+        }
+        QVERIFY(r);
+        QCOMPARE(int(r->columns.size()), 3);
+        for (const ColumnView& c : r->columns) {
+            QVERIFY2(c.error.isEmpty(), qPrintable(c.error));
+            QVERIFY(c.hasSampling && !c.sampling.points.empty());
+        }
+        // The DCNv3 column's offset field is its sampler's reads; the unrecognised one says how it was traced.
+        QVERIFY(!r->columns[0].offsets.empty());
+        QVERIFY(r->columns[2].notes.join(QLatin1Char(' ')).contains(QLatin1String("gradient footprint")));
+    }
+
     void aClickGivesTheNodeUnderItWithItsOverlays() {
         auto w = loadedWindow();
         QVERIFY(w);
