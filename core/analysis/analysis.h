@@ -64,7 +64,7 @@ struct SamplingPoint {
                              // sampler's read Σ_c |∂ response / ∂ sampled value| (bilinear weight,
                              // mask or attention weight included), for an unrecognised one the footprint
 
-    double modulation = 1;   // DCNv2 mask value of this tap (1 otherwise)
+    double modulation = 1;   // DCNv2 mask value of this tap; a query sampler's attention/mask weight (1 otherwise)
     // Deformable Kernel taps: the resampled kernel's effective weight at this tap,
     // mean over channels of |W_c(q_k + Δk)| (DK moves weights, not samples); NaN otherwise.
     double kernelWeight = std::numeric_limits<double>::quiet_NaN();

@@ -33,13 +33,21 @@ OffsetField samplerField(const AnalysisSession& session, const model::Layer& l, 
         vJump = v.jump;
         vStart = v.start;
     }
+    // The attention/mask weights of the reads (DCNv3's softmax mask, deformable attention's weights).
+    const bool weighted = queries && t.mask.defined() && t.mask.dim() == 3;
+    const at::Tensor mask =
+        weighted ? t.mask.detach().to(at::kCPU, at::kDouble).contiguous() : at::zeros({1, 1, 1}, at::kDouble);
+    const auto mk = mask.accessor<double, 3>();
     field.featureH = int(Ho);
     field.featureW = int(Wo);
     field.taps = int(rows * points);
+    field.modulated = weighted;
     field.arrows.reserve(size_t(Ho * Wo * rows * points));
     for (int64_t fy = 0; fy < Ho; ++fy)
-        for (int64_t fx = 0; fx < Wo; ++fx)
-            for (int64_t b = 0; b < rows; ++b)
+        for (int64_t fx = 0; fx < Wo; ++fx) {
+            double peak = 0; // Σ over rows of the largest weight among the row's points
+            for (int64_t b = 0; b < rows; ++b) {
+                double largest = 0;
                 for (int64_t p = 0; p < points; ++p) {
                     const int64_t a = queries ? fy * Wo + fx : fy, c = queries ? p : fx;
                     OffsetArrow arrow;
@@ -50,9 +58,18 @@ OffsetField samplerField(const AnalysisSession& session, const model::Layer& l, 
                         const double rx = vStart[1] + si.pixelOf(g[b][a][c][0], si.valueSize[1]) * vJump[1];
                         arrow.dy = float(ry - double(arrow.y));
                         arrow.dx = float(rx - double(arrow.x));
+                        if (weighted && a < mask.size(1) && c < mask.size(2)) {
+                            arrow.modulation = float(mk[b][a][c]);
+                            largest = std::max(largest, double(arrow.modulation));
+                        }
                     }
                     field.arrows.push_back(arrow);
                 }
+                peak += largest;
+            }
+            if (weighted)
+                field.meanModulation.push_back(rows > 0 ? peak / double(rows) : 0.0);
+        }
     return field;
 }
 

@@ -43,7 +43,10 @@ struct OffsetField {
 
 // The offset field of `layer` on the session's image. For a grid_sample sampler,
 // one arrow per output position, grid row and point, from the position's centre
-// (a query's reference, a flow-warped pixel) to where it reads (no modulation).
+// (a query's reference, a flow-warped pixel) to where it reads, with the read's
+// attention/mask weight where the capture found one (DCNv3, deformable attention);
+// the modulation map is then, per position, the largest weight among each row's
+// points, averaged over rows (1/points for uniform attention, 1 for one point).
 // Empty (no arrows) when the layer is neither a deformable convolution nor a
 // sampler, or its offsets were not captured;
 // AnalysisError (naming the layers) when the model has no such layer.

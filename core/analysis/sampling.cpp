@@ -142,14 +142,21 @@ void samplerReads(const Layer& l, const model::LayerTensors& t, const at::Tensor
     if (options.weights && gradOutput.defined() && gradOutput.dim() == 4)
         weights = gradOutput.detach().narrow(0, 0, B).index_select(2, ri.to(gradOutput.device()))
                       .index_select(3, ci.to(gradOutput.device())).abs().sum(1).to(cpuDouble).contiguous();
+    // The attention/mask weight of each read, where the capture found one.
+    at::Tensor mask = at::ones({B, int64_t(rows.size()), int64_t(cols.size())}, cpuDouble);
+    const bool weighted = queries && t.mask.defined() && t.mask.dim() == 3;
+    if (weighted)
+        mask = t.mask.detach().narrow(0, 0, B).index_select(1, ri.to(t.mask.device()))
+                   .index_select(2, ci.to(t.mask.device())).to(cpuDouble).contiguous();
     const auto g = grid.accessor<double, 4>();
     const auto wt = weights.accessor<double, 3>();
+    const auto mk = mask.accessor<double, 3>();
     for (size_t mi = 0; mi < members.size(); ++mi) {
         const Item& it = frontier[members[mi]];
         for (int64_t b = 0; b < B; ++b)
             for (int64_t p = 0; p < points; ++p) {
                 SamplingPoint s;
-                s.fy = s.fx = s.weight = 0;
+                s.fy = s.fx = s.weight = s.modulation = 0;
                 for (const auto& [pos, cw] : corners[mi]) {
                     // Spatial: output (y, x) reads grid[b, y, x]; queries: query y·Wf + x reads grid[b, q, p].
                     const int64_t a = rowOf.at(queries ? pos[0] * Wf + pos[1] : pos[0]);
@@ -157,6 +164,7 @@ void samplerReads(const Layer& l, const model::LayerTensors& t, const at::Tensor
                     s.fx += cw * si.pixelOf(g[b][a][c][0], si.valueSize[1]);
                     s.fy += cw * si.pixelOf(g[b][a][c][1], si.valueSize[0]);
                     s.weight += cw * wt[b][a][c];
+                    s.modulation += cw * mk[b][a][c];
                 }
                 s.group = int(b);
                 s.tap = int(p);

@@ -534,6 +534,7 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
             }
             if (l.isSampler()) {
                 t.grid = *tensorArg(events[e], 1);
+                t.mask = attentionWeights(events, e, l);
                 continue;
             }
             const bool hasWeight =

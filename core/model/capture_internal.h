@@ -83,6 +83,12 @@ void settleGridSampler(Layer& l, const std::vector<Layer>& layers, size_t event,
                        const Producers& producers, const std::function<std::vector<int>(size_t, size_t)>& sourcesOf,
                        const std::vector<size_t>& siblings);
 
+// The weights a query sampler's reads are multiplied by (DCNv3's softmax mask,
+// deformable attention's attention weights), found as the other operand of the
+// first multiplication its output reaches through reshapes and a stack over levels:
+// [B, Q, P] for this layer's rows, queries and points; undefined when there is none.
+at::Tensor attentionWeights(const std::vector<OpEvent>& events, size_t event, const Layer& l);
+
 // An int or int-list argument as a (y, x) pair (the last two of a list).
 std::array<int64_t, 2> pairOf(const c10::IValue& v, int64_t fallback);
 

@@ -44,6 +44,15 @@ std::vector<int> upstream(const Producers& producers, const std::vector<OpEvent>
     return std::vector<int>(seen.begin(), seen.end());
 }
 
+namespace {
+
+bool isReshape(const std::string& op) {
+    return op == "aten::view" || op == "aten::reshape" || op == "aten::contiguous" || op == "aten::flatten" ||
+           op == "aten::unsqueeze" || op == "aten::expand" || op == "aten::clone";
+}
+
+} // namespace
+
 // ---- grid_sample ---------------------------------------------------------------
 
 void describeGridSampler(const OpEvent& e, int64_t imageBatch, Layer& l) {
@@ -129,6 +138,54 @@ void settleGridSampler(Layer& l, const std::vector<Layer>& layers, size_t event,
     l.kind = sameSize && !affine && l.grid_source >= 0 ? LayerKind::FlowWarp : LayerKind::Sampler;
 }
 
+at::Tensor attentionWeights(const std::vector<OpEvent>& events, size_t event, const Layer& l) {
+    const SamplerInfo& si = l.sampler;
+    const at::Tensor* out = firstOutput(events[event]);
+    if (si.layout != SamplerInfo::Layout::Queries || !out || out->dim() != 4)
+        return {};
+    const int64_t B = out->size(0), Q = out->size(2), P = out->size(3);
+    std::set<const void*> carried{out->unsafeGetTensorImpl()}; // the output and its reshapes
+    auto carries = [&](const c10::IValue& v) {
+        if (v.isTensor())
+            return carried.count(v.toTensor().unsafeGetTensorImpl()) > 0;
+        if (v.isTensorList())
+            for (const at::Tensor& t : v.toTensorVector())
+                if (carried.count(t.unsafeGetTensorImpl()))
+                    return true;
+        return false;
+    };
+    bool stacked = false;
+    // A sampler's weighting follows within its own core: a few dozen operators at most.
+    for (size_t i = event + 1; i < events.size() && i < event + 200; ++i) {
+        const OpEvent& e = events[i];
+        bool reads = false;
+        for (const c10::IValue& v : e.inputs)
+            reads = reads || carries(v);
+        if (!reads)
+            continue;
+        if (e.op == "aten::mul") {
+            for (const c10::IValue& v : e.inputs) {
+                if (!v.isTensor() || carries(v))
+                    continue;
+                const at::Tensor w = v.toTensor().detach();
+                // Broadcast over channels: B·Q·P weights (times the levels when the levels were stacked).
+                if (w.numel() == B * Q * P && !stacked)
+                    return w.reshape({B, Q, P});
+                if (stacked && si.levels > 1 && w.numel() == B * Q * si.levels * P)
+                    return w.reshape({B, Q, si.levels, P}).select(2, si.level);
+            }
+            return {};
+        }
+        if (e.op == "aten::stack" || e.op == "aten::cat")
+            stacked = true;
+        else if (!isReshape(e.op)) // a transpose or anything else: the layout is no longer known
+            return {};
+        if (const at::Tensor* o = firstOutput(e))
+            carried.insert(o->unsafeGetTensorImpl());
+    }
+    return {};
+}
+
 // ---- hand-written samplers (aten::gather) ------------------------------------------
 
 namespace {
@@ -137,10 +194,6 @@ bool isPad(const std::string& op) {
     return op == "aten::pad" || op == "aten::constant_pad_nd" || op == "aten::zero_pad2d";
 }
 
-bool isReshape(const std::string& op) {
-    return op == "aten::view" || op == "aten::reshape" || op == "aten::contiguous" || op == "aten::flatten" ||
-           op == "aten::unsqueeze" || op == "aten::expand" || op == "aten::clone";
-}
 
 // The events producing argument `arg` of `e` (kNoProducer: a model input or constant).
 int producerOf(const Producers& producers, size_t e, size_t arg) {

@@ -147,6 +147,25 @@ private Q_SLOTS:
         const SamplingTrace trace = s.sampling(c.node, SamplingOptions{1});
         compareLevelOne(c, s.graph(), trace);
         compareErf(c, s);
+        if (kind == "dcn_v3" || kind == "deform_attn") {
+            // The reads' softmax weights were found: per group (DCNv3) or head (over both levels), they sum to 1.
+            std::map<int, double> perRow;
+            for (const SamplingPoint& p : trace.points)
+                if (p.level == 1 && s.graph().layers()[size_t(p.layer)].isSampler()) {
+                    QVERIFY(p.modulation > 0 && p.modulation < 1);
+                    perRow[p.group] += p.modulation;
+                }
+            QCOMPARE(int(perRow.size()), 2);
+            for (const auto& [row, sum] : perRow)
+                QVERIFY2(std::abs(sum - 1) < 1e-5, std::to_string(sum).c_str());
+            const OffsetField f = offsetField(s, l->name);
+            QVERIFY(f.modulated);
+            // DCNv3: each group's largest of P softmax weights is at least 1/P; one level of the
+            // attention holds only part of a softmax over both levels.
+            const double floor = kind == "dcn_v3" ? 1 / double(l->sampler.points) - 1e-6 : 0.0;
+            for (double m : f.meanModulation)
+                QVERIFY(m > floor && m <= 1 + 1e-6);
+        }
         // The offset field draws every read (samplers) or tap (DCN); a node on the layer
         // reading the sampler shows the sampler's field.
         const OffsetField field = offsetField(s, l->name);
