@@ -272,41 +272,40 @@ SamplingTrace AnalysisSession::sampling(const Node& node, const SamplingOptions&
     const auto& layers = graph().layers();
     std::map<int, at::Tensor> gradOutputs, footprints;
     const std::set<int> traced = detail::tracedLayers(layers, l.index, options.levels);
-    // Unrecognised samplers: the response's gradient with respect to what their gathers read.
+    // One backward of the node's response gives both: ∂r/∂output of the traced layers
+    // (the points' weights) and ∂r/∂(what an unrecognised sampler's gathers read), its footprint.
+    std::vector<at::Tensor> wrt;
+    std::vector<std::pair<int, bool>> owner; // (layer, is a footprint read) per entry of wrt
     for (int i : traced) {
         const model::LayerTensors& t = d->capture.tensors[size_t(i)];
-        if (layers[size_t(i)].kind != model::LayerKind::UnrecognisedSampler || t.reads.empty() || !t.input.defined())
-            continue;
-        std::vector<at::Tensor> reads;
-        for (const at::Tensor& r : t.reads)
-            if (r.requires_grad())
-                reads.push_back(r);
-        if (reads.empty())
-            continue;
+        if (options.weights && t.output.defined() && t.output.requires_grad()) {
+            wrt.push_back(t.output);
+            owner.push_back({i, false});
+        }
+        if (layers[size_t(i)].kind == model::LayerKind::UnrecognisedSampler && t.input.defined())
+            for (const at::Tensor& r : t.reads)
+                if (r.requires_grad()) {
+                    wrt.push_back(r);
+                    owner.push_back({i, true});
+                }
+    }
+    if (!wrt.empty()) {
         at::AutoGradMode grad(true);
         const at::Tensor r = responseOf(d->capture, l, node, nodeCentre(node), inputSize(), 0).sum();
-        const auto grads = torch::autograd::grad({r}, reads, {}, /*retain_graph=*/true, false, /*allow_unused=*/true);
-        const int64_t H = t.input.size(2), W = t.input.size(3);
-        at::Tensor sum = at::zeros({H, W}, at::kDouble);
-        for (const at::Tensor& g : grads)
-            if (g.defined() && g.numel() % (H * W) == 0) // [N, C, H·W] views of the map (first image)
-                sum += g.detach()[0].abs().to(at::kCPU, at::kDouble).reshape({-1, H * W}).sum(0).reshape({H, W});
-        footprints[i] = sum;
-    }
-    if (options.weights) {
-        std::vector<int> ids;
-        std::vector<at::Tensor> outputs;
-        for (int i : traced)
-            if (d->capture.tensors[size_t(i)].output.defined() && d->capture.tensors[size_t(i)].output.requires_grad()) {
-                ids.push_back(i);
-                outputs.push_back(d->capture.tensors[size_t(i)].output);
+        const auto grads = torch::autograd::grad({r}, wrt, {}, /*retain_graph=*/true, false, /*allow_unused=*/true);
+        for (size_t k = 0; k < wrt.size(); ++k) {
+            const auto [i, read] = owner[k];
+            if (!read) {
+                gradOutputs[i] = grads[k].defined() ? grads[k] : at::zeros_like(wrt[k]);
+                continue;
             }
-        if (!outputs.empty()) {
-            at::AutoGradMode grad(true);
-            const at::Tensor r = responseOf(d->capture, l, node, nodeCentre(node), inputSize(), 0).sum();
-            const auto grads = torch::autograd::grad({r}, outputs, {}, /*retain_graph=*/true, false, /*allow_unused=*/true);
-            for (size_t i = 0; i < ids.size(); ++i)
-                gradOutputs[ids[i]] = grads[i].defined() ? grads[i] : at::zeros_like(outputs[i]);
+            const at::Tensor& map = d->capture.tensors[size_t(i)].input; // [N, C, H, W]; the reads are views of it
+            const int64_t H = map.size(2), W = map.size(3);
+            at::Tensor& sum = footprints[i];
+            if (!sum.defined())
+                sum = at::zeros({H, W}, at::kDouble);
+            if (grads[k].defined() && grads[k].numel() % (H * W) == 0) // [N, C, H·W] (first image)
+                sum += grads[k].detach()[0].abs().to(at::kCPU, at::kDouble).reshape({-1, H * W}).sum(0).reshape({H, W});
         }
     }
     SamplingTrace trace = detail::traceSampling(d->capture, node, options, gradOutputs, footprints);

@@ -298,7 +298,6 @@ bool looksLikeSizeError(const std::string& m) {
            m.find("must be greater than") != std::string::npos;
 }
 
-
 Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const CaptureOptions& options) {
     Recorder recorder;
     Capture capture;
@@ -358,27 +357,11 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
             adapter = a;
             if (!describeAdapted(events[i], *a, l, why)) {
                 adapter = nullptr;
-                const at::Tensor& out = *firstOutput(events[i]);
-                l = Layer{};
-                l.kind = LayerKind::UnrecognisedSampler;
-                l.op = events[i].op;
-                l.reason = "custom operator " + events[i].op + " does not fit its declared adapter: " + why;
-                l.in_channels = tensorArg(events[i], 0)->size(1);
-                l.out_channels = out.size(1);
-                l.input_size = {tensorArg(events[i], 0)->size(2), tensorArg(events[i], 0)->size(3)};
-                l.feature_size = {out.size(2), out.size(3)};
+                l = unrecognisedCustomOp(events[i], "does not fit its declared adapter: " + why);
             }
         } else if (isCustomOp(events[i])) {
-            const at::Tensor& in = *tensorArg(events[i], 0);
-            const at::Tensor& out = *firstOutput(events[i]);
-            l.kind = LayerKind::UnrecognisedSampler;
-            l.op = events[i].op;
-            l.reason = "custom operator " + events[i].op +
-                       " is not known to DeformScope: its reads are not understood (declare it with an adapter)";
-            l.in_channels = in.size(1);
-            l.out_channels = out.size(1);
-            l.input_size = {in.size(2), in.size(3)};
-            l.feature_size = {out.size(2), out.size(3)};
+            l = unrecognisedCustomOp(events[i], "is not known to DeformScope: its reads are not understood "
+                                                "(declare it with an adapter)");
         } else if (!isConvLike(events[i].op) || !describeLayer(events[i], l, imageBatch)) {
             continue;
         }

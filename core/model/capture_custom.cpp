@@ -94,6 +94,20 @@ bool isCustomOp(const OpEvent& e) {
     return in && out && in->dim() == 4 && out->dim() == 4;
 }
 
+Layer unrecognisedCustomOp(const OpEvent& e, const std::string& why) {
+    const at::Tensor& in = *tensorArg(e, 0);
+    const at::Tensor& out = *firstOutput(e);
+    Layer l;
+    l.kind = LayerKind::UnrecognisedSampler;
+    l.op = e.op;
+    l.reason = "custom operator " + e.op + " " + why;
+    l.in_channels = in.size(1);
+    l.out_channels = out.size(1);
+    l.input_size = {in.size(2), in.size(3)};
+    l.feature_size = {out.size(2), out.size(3)};
+    return l;
+}
+
 const OpAdapter* adapterFor(const LoadedModel& model, const std::string& op) {
     for (const OpAdapter& a : model.adapters())
         if (a.op == op)

@@ -97,6 +97,9 @@ std::array<int64_t, 2> pairOf(const c10::IValue& v, int64_t fallback);
 // A custom operator (not ATen's, TorchScript's, torchvision's or ours) mapping a
 // feature map to a feature map.
 bool isCustomOp(const OpEvent& e);
+// A custom operator (isCustomOp) listed as an unrecognised sampler; `why` follows
+// "custom operator <name> " in its reason.
+Layer unrecognisedCustomOp(const OpEvent& e, const std::string& why);
 // The adapter declared for an operator, nullptr if none.
 const OpAdapter* adapterFor(const LoadedModel& model, const std::string& op);
 // A custom operator read through its adapter as a deformable convolution; false
