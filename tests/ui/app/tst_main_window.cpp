@@ -85,8 +85,8 @@ class TestMainWindow : public QObject {
     QTemporaryDir m_dir;
     std::unique_ptr<AppSettings> m_settings;
 
-    // A window with the three samples and sample_01 loaded; saliency off unless asked.
-    std::unique_ptr<MainWindow> loadedWindow(bool saliency = false) {
+    // A window with the three samples (or `models`) and sample_01 loaded; saliency off unless asked.
+    std::unique_ptr<MainWindow> loadedWindow(bool saliency = false, const QStringList& models = sampleModels()) {
         auto w = std::make_unique<MainWindow>(m_settings.get());
         deformscope::common::AnalysisRequest a = w->analysisSettings();
         a.what.saliency = saliency;
@@ -95,7 +95,7 @@ class TestMainWindow : public QObject {
         w->resize(1400, 800);
         w->show();
         QSignalSpy image(w.get(), &MainWindow::imageShown);
-        w->start(sampleModels(), sampleImage(), std::nullopt);
+        w->start(models, sampleImage(), std::nullopt);
         if (!waitFor(image))
             return nullptr;
         return w;
@@ -130,18 +130,10 @@ private Q_SLOTS:
     void samplerModelsShowTheirKindsAndTraceThroughThem() {
         // Models written with grid_sample cores and a hand-written sampler
         // (tests/python/make_samplers.py), side by side.
-        auto w = std::make_unique<MainWindow>(m_settings.get());
-        deformscope::common::AnalysisRequest a = w->analysisSettings();
-        a.what.saliency = false;
-        w->setAnalysisSettings(a);
-        w->resize(1400, 800);
-        w->show();
-        QSignalSpy image(w.get(), &MainWindow::imageShown);
         const QString dir = QStringLiteral(DEFORMSCOPE_SAMPLER_FIXTURE_DIR);
-        w->start({dir + QStringLiteral("/dcn_v3.pt"), dir + QStringLiteral("/deform_attn.pt"),
-                  dir + QStringLiteral("/unrecognised.pt")},
-                 sampleImage(), std::nullopt);
-        QVERIFY(waitFor(image));
+        auto w = loadedWindow(false, {dir + QStringLiteral("/dcn_v3.pt"), dir + QStringLiteral("/deform_attn.pt"),
+                                      dir + QStringLiteral("/unrecognised.pt")});
+        QVERIFY(w);
         QCOMPARE(int(w->models().size()), 3);
         // Each model's list marks its sampler with a badge and says in the tooltip what it reads, or why not.
         auto* modelBox = w->findChild<QComboBox*>(QStringLiteral("modelBox"));
