@@ -49,7 +49,7 @@ OffsetField samplerField(const AnalysisSession& session, const model::Layer& l, 
             for (int64_t b = 0; b < rows; ++b) {
                 double largest = 0;
                 for (int64_t p = 0; p < points; ++p) {
-                    const int64_t a = queries ? fy * Wo + fx : fy, c = queries ? p : fx;
+                    const auto [a, c] = si.gridEntry(fy, fx, p, Wo);
                     OffsetArrow arrow;
                     arrow.y = float(l.start[0] + double(fy) * l.jump[0]);
                     arrow.x = float(l.start[1] + double(fx) * l.jump[1]);

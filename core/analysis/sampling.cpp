@@ -17,7 +17,7 @@ using model::LayerKind;
 using namespace at::indexing;
 
 bool spawns(const Layer& l) {
-    if (l.deformable() || l.kind == LayerKind::Dk || l.dataDependentReads())
+    if (l.kind == LayerKind::Dk || l.dataDependentReads()) // dataDependentReads: deformable convs, samplers
         return true;
     return l.kind == LayerKind::Conv && (l.kernel[0] > 1 || l.kernel[1] > 1);
 }
@@ -117,15 +117,13 @@ void samplerReads(const Layer& l, const model::LayerTensors& t, const at::Tensor
     std::map<int64_t, int64_t> rowOf, colOf;
     for (size_t m : members) {
         corners.push_back(cornersOf(frontier[m].fy, frontier[m].fx, Hf, Wf, options.reading));
-        for (const auto& [pos, cw] : corners.back()) {
-            rowOf.emplace(queries ? pos[0] * Wf + pos[1] : pos[0], 0);
-            if (!queries)
-                colOf.emplace(pos[1], 0);
-        }
+        for (const auto& [pos, cw] : corners.back())
+            for (int64_t p = 0; p < points; ++p) {
+                const auto [a, c] = si.gridEntry(pos[0], pos[1], p, Wf);
+                rowOf.emplace(a, 0);
+                colOf.emplace(c, 0);
+            }
     }
-    if (queries)
-        for (int64_t p = 0; p < points; ++p)
-            colOf.emplace(p, 0);
     std::vector<int64_t> rows, cols;
     for (auto& [a, i] : rowOf) {
         i = int64_t(rows.size());
@@ -159,8 +157,8 @@ void samplerReads(const Layer& l, const model::LayerTensors& t, const at::Tensor
                 s.fy = s.fx = s.weight = s.modulation = 0;
                 for (const auto& [pos, cw] : corners[mi]) {
                     // Spatial: output (y, x) reads grid[b, y, x]; queries: query y·Wf + x reads grid[b, q, p].
-                    const int64_t a = rowOf.at(queries ? pos[0] * Wf + pos[1] : pos[0]);
-                    const int64_t c = colOf.at(queries ? p : pos[1]);
+                    const auto entry = si.gridEntry(pos[0], pos[1], p, Wf);
+                    const int64_t a = rowOf.at(entry[0]), c = colOf.at(entry[1]);
                     s.fx += cw * si.pixelOf(g[b][a][c][0], si.valueSize[1]);
                     s.fy += cw * si.pixelOf(g[b][a][c][1], si.valueSize[0]);
                     s.weight += cw * wt[b][a][c];

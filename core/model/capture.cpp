@@ -455,7 +455,7 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
         const HandWrittenSampler* hand =
             handOfLayer[size_t(l.index)] >= 0 ? &handWritten[size_t(handOfLayer[size_t(l.index)])] : nullptr;
         const OpAdapter* adapter = adapterOfLayer[size_t(l.index)];
-        l.inputs = hand      ? sourcesOf(size_t(hand->inputEvent), size_t(hand->inputArg))
+        l.inputs = hand      ? sourcesOf(size_t(hand->inputEvent), 0)
                    : adapter ? sourcesOf(e, size_t(adapter->input))
                              : sourcesOf(e, 0);
         // The layer that produced argument `i` (its last source), -1 for none.

@@ -41,7 +41,7 @@ bool isGridSampler(const std::string& op);
 // The events upstream of argument `arg` of event `e` (all arguments when arg < 0),
 // walking back through operators for which `stop` is false; the events where
 // `stop` held are collected in `stops` and not passed. Ascending event order.
-std::vector<int> upstream(const Producers& producers, const std::vector<OpEvent>& events, size_t e, int arg,
+std::vector<int> upstream(const Producers& producers, size_t e, int arg,
                           const std::function<bool(int)>& stop, std::vector<int>* stops = nullptr);
 
 // A sampler written by hand with aten::gather (indices computed from the data).
@@ -60,7 +60,7 @@ struct HandWrittenSampler {
     int offsetEvent = -1;     // conv-like event producing the offsets
     int maskEvent = -1;       // the sigmoid event; its argument 0 comes from the mask layer
     // Both: where the value map x enters (its producers are the layer's inputs).
-    int inputEvent = -1, inputArg = 0;
+    int inputEvent = -1; // its argument 0 is x
     at::Tensor value;                 // the map the gathers read [N, C, H, W] (padded for the DCN)
     std::vector<at::Tensor> reads;    // the gathers' source tensors (their gradient is the read footprint)
 };

@@ -13,7 +13,7 @@
 
 namespace deformscope::model::detail {
 
-std::vector<int> upstream(const Producers& producers, const std::vector<OpEvent>& events, size_t e, int arg,
+std::vector<int> upstream(const Producers& producers, size_t e, int arg,
                           const std::function<bool(int)>& stop, std::vector<int>* stops) {
     std::set<int> seen, stopped;
     std::vector<int> stack;
@@ -37,7 +37,6 @@ std::vector<int> upstream(const Producers& producers, const std::vector<OpEvent>
         }
         seen.insert(p);
         push(size_t(p), -1);
-        (void)events;
     }
     if (stops)
         stops->assign(stopped.begin(), stopped.end());
@@ -131,7 +130,7 @@ void settleGridSampler(Layer& l, const std::vector<Layer>& layers, size_t event,
     // (not an affine transform of a fixed base grid).
     bool affine = false;
     const auto isLayer = [&](int i) { return isConvLike(events[size_t(i)].op); };
-    for (int i : upstream(producers, events, event, 1, isLayer))
+    for (int i : upstream(producers, event, 1, isLayer))
         if (events[size_t(i)].op == "aten::affine_grid_generator")
             affine = true;
     const bool sameSize = l.feature_size == s.valueSize;
@@ -273,7 +272,7 @@ void matchDeformConv(HandWrittenSampler& s, const std::vector<OpEvent>& events, 
     }
     // The offsets: the conv-like layer the positions come from.
     std::vector<int> convs;
-    upstream(producers, events, size_t(floors.back()), 0, [&](int i) { return isConvLike(events[size_t(i)].op); },
+    upstream(producers, size_t(floors.back()), 0, [&](int i) { return isConvLike(events[size_t(i)].op); },
              &convs);
     const at::Tensor* offsets = convs.empty() ? nullptr : firstOutput(events[size_t(convs.back())]);
     if (!offsets || offsets->dim() != 4 || offsets->size(1) != 2 * K || offsets->size(2) != P.size(2) ||
@@ -357,16 +356,17 @@ std::vector<HandWrittenSampler> findHandWrittenSamplers(const std::vector<OpEven
     // Group the data-dependent gathers by module and the map they read.
     std::map<std::pair<std::string, const void*>, size_t> groupOf;
     std::vector<HandWrittenSampler> found;
+    std::vector<std::vector<int>> floorsOf; // per group: the floor() events its indices come from
     for (size_t i = 0; i < events.size(); ++i) {
         if (events[i].op != "aten::gather" || !tensorArg(events[i], 0))
             continue;
         std::vector<int> layersUp;
-        upstream(producers, events, i, 2, isLayer, &layersUp);
+        const std::vector<int> indexUp = upstream(producers, i, 2, isLayer, &layersUp);
         if (layersUp.empty()) // indices that do not depend on the data: an ordinary gather
             continue;
         // The map it reads: back through reshapes to a 4-D tensor.
         at::Tensor value = *tensorArg(events[i], 0);
-        int from = int(i), arg = 0;
+        int from = int(i);
         for (int p = producerOf(producers, i, 0); value.dim() != 4 && p != kNoProducer && isReshape(events[size_t(p)].op);
              p = producerOf(producers, size_t(p), 0)) {
             if (!tensorArg(events[size_t(p)], 0))
@@ -380,7 +380,6 @@ std::vector<HandWrittenSampler> findHandWrittenSamplers(const std::vector<OpEven
             HandWrittenSampler s;
             s.value = value;
             s.inputEvent = from;
-            s.inputArg = arg;
             s.input = value;
             // A padding right before (through no-op reshapes): the layer's input is the unpadded map.
             int pad = producerOf(producers, size_t(from), 0);
@@ -392,22 +391,29 @@ std::vector<HandWrittenSampler> findHandWrittenSamplers(const std::vector<OpEven
                 s.input = *tensorArg(events[size_t(pad)], 0);
             }
             found.push_back(std::move(s));
+            floorsOf.emplace_back();
         }
         HandWrittenSampler& s = found[it->second];
         s.gathers.push_back(int(i));
         s.reads.push_back(*tensorArg(events[i], 0));
+        for (int u : indexUp)
+            if (events[size_t(u)].op == "aten::floor")
+                floorsOf[it->second].push_back(u);
     }
-    for (HandWrittenSampler& s : found) {
+    for (size_t h = 0; h < found.size(); ++h) {
+        HandWrittenSampler& s = found[h];
         if (s.value.dim() != 4) {
             s.reason = "the map its gathers read is not a 4-D feature map";
             continue;
         }
         // The convolution that reads the sampled values.
         const std::set<int> mine(s.gathers.begin(), s.gathers.end());
+        std::vector<int> convUp; // what the reading convolution's input comes from
         for (size_t c = size_t(s.gathers.back()) + 1; c < events.size() && s.conv < 0; ++c) {
             if (!isConvLike(events[c].op))
                 continue;
-            for (int u : upstream(producers, events, c, 0, isLayer))
+            convUp = upstream(producers, c, 0, isLayer);
+            for (int u : convUp)
                 if (mine.count(u)) {
                     s.conv = int(c);
                     break;
@@ -417,13 +423,10 @@ std::vector<HandWrittenSampler> findHandWrittenSamplers(const std::vector<OpEven
             s.reason = "no convolution reads the sampled values";
             continue;
         }
-        std::vector<int> floors, sigmoids;
-        for (int g : s.gathers)
-            for (int u : upstream(producers, events, size_t(g), 2, isLayer))
-                if (events[size_t(u)].op == "aten::floor")
-                    floors.push_back(u);
+        std::vector<int>& floors = floorsOf[h];
         std::sort(floors.begin(), floors.end());
-        for (int u : upstream(producers, events, size_t(s.conv), 0, isLayer))
+        std::vector<int> sigmoids;
+        for (int u : convUp)
             if (events[size_t(u)].op == "aten::sigmoid")
                 sigmoids.push_back(u);
         matchDeformConv(s, events, producers, floors, sigmoids, keepTensors);

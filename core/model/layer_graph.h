@@ -46,6 +46,11 @@ struct SamplerInfo {
     std::string interpolation = "bilinear"; // "bilinear", "nearest", "bicubic"
     int querySource = -1;                   // Queries: the layer whose output grid the queries lie on, -1: the value map
 
+    // The grid entry (dim 1, dim 2) output position (y, x) of a map `width` wide reads
+    // with point `point`: grid[b, y, x] (spatial) or grid[b, y·width + x, point] (queries).
+    std::array<int64_t, 2> gridEntry(int64_t y, int64_t x, int64_t point, int64_t width) const {
+        return layout == Layout::Queries ? std::array<int64_t, 2>{y * width + x, point} : std::array<int64_t, 2>{y, x};
+    }
     // Value-map pixel position (centres at integers) of a normalised grid
     // coordinate g along an axis of `size` pixels, as grid_sample reads it
     // (padding_mode border/reflection folded in).

@@ -71,6 +71,27 @@ OpAdapter OpAdapter::fromJson(const nlohmann::json& j, const std::string& where)
     return a;
 }
 
+namespace {
+
+// Adds the adapters under "custom_ops" of a deformscope.json object (a side file's or
+// the model's); an operator already declared keeps its first adapter.
+void addAdapters(OpDeclarations& d, const nlohmann::json& j, const std::string& where) {
+    if (!j.is_object() || !j.contains("custom_ops"))
+        return;
+    if (!j.at("custom_ops").is_array())
+        throw std::runtime_error(where + ": \"custom_ops\" must be a list of adapters");
+    for (const auto& e : j.at("custom_ops")) {
+        OpAdapter a = OpAdapter::fromJson(e, where);
+        bool known = false;
+        for (const OpAdapter& x : d.adapters)
+            known = known || x.op == a.op; // the side file's wins
+        if (!known)
+            d.adapters.push_back(std::move(a));
+    }
+}
+
+} // namespace
+
 std::string sideFileOf(const std::string& modelPath) {
     std::filesystem::path p(modelPath);
     return (p.parent_path() / (p.stem().string() + ".deformscope.json")).string();
@@ -104,7 +125,7 @@ OpDeclarations readSideFile(const std::string& modelPath) {
             d.libraries.push_back(p.string());
         }
     }
-    addEmbeddedAdapters(d, j.dump(), side);
+    addAdapters(d, nlohmann::json(j), side);
     return d;
 }
 
@@ -112,18 +133,8 @@ void addEmbeddedAdapters(OpDeclarations& d, const std::string& embeddedJson, con
     if (embeddedJson.empty())
         return;
     const auto j = nlohmann::json::parse(embeddedJson, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("custom_ops"))
-        return;
-    if (!j.at("custom_ops").is_array())
-        throw std::runtime_error(where + ": \"custom_ops\" must be a list of adapters");
-    for (const auto& e : j.at("custom_ops")) {
-        OpAdapter a = OpAdapter::fromJson(e, where);
-        bool known = false;
-        for (const OpAdapter& x : d.adapters)
-            known = known || x.op == a.op; // the side file's wins
-        if (!known)
-            d.adapters.push_back(std::move(a));
-    }
+    if (!j.is_discarded())
+        addAdapters(d, j, where);
 }
 
 } // namespace deformscope::model

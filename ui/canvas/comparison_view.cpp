@@ -14,14 +14,6 @@
 #include <map>
 
 namespace deformscope::ui {
-namespace {
-
-QString kindLabel(const QString& kind)
-{
-    return kindBadge(kind).text;
-}
-
-} // namespace
 
 QString ComparisonView::badgeStyle(const QString& kind)
 {
@@ -178,7 +170,7 @@ void ComparisonView::setColumnTitle(int column, const QString& title, const QStr
     Column& c = m_columns[size_t(column)];
     c.title->setText(title);
     c.title->setToolTip(title);
-    c.badge->setText(kindLabel(layerKind));
+    c.badge->setText(kindBadge(layerKind).text);
     c.badge->setStyleSheet(badgeStyle(layerKind));
     c.badge->setToolTip(layerKind.isEmpty() ? QString() : tr("layer kind: %1").arg(layerKind));
     c.badge->setVisible(!layerKind.isEmpty());
