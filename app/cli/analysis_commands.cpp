@@ -51,7 +51,9 @@ using report::UsageError;
 struct AnalysisInputs {
     std::string model;
     std::vector<std::string> models;
-    std::string image, out;
+    std::vector<std::string> images; // one per input frame, in forward's order
+    std::string video, frames;       // or frames of a video: --video FILE --frames t,u
+    std::string out;
     std::unique_ptr<RequestOptions> request;
 };
 
@@ -59,9 +61,29 @@ struct AnalysisInputs {
 
 using report::Run;
 
-Run analyseOne(const std::string& modelPath, const std::string& image, const common::AnalysisRequest& rq,
+// The model's inputs the options name: --image (repeated) or --video with --frames.
+report::InputSource inputSource(const AnalysisInputs& in) {
+    report::InputSource s;
+    if (!in.video.empty() && !in.images.empty())
+        throw UsageError("give either --image (once per input frame) or --video FILE --frames t,u, not both");
+    if (in.video.empty() && in.images.empty())
+        throw UsageError("no input: give --image FILE (once per input frame, in forward's order) or --video FILE --frames t,u");
+    if (!in.video.empty()) {
+        if (in.frames.empty())
+            throw UsageError("--video needs --frames t,u (the frame numbers, counted from 0, one per input)");
+        s.video = in.video;
+        s.frames = wholeNumbers("--frames", in.frames, 0);
+        return s;
+    }
+    if (!in.frames.empty())
+        throw UsageError("--frames is for --video; with images, give --image once per input frame");
+    s.images = in.images;
+    return s;
+}
+
+Run analyseOne(const std::string& modelPath, const report::InputSource& inputs, const common::AnalysisRequest& rq,
                std::ostream& err) {
-    Run r = report::prepareRun(modelPath, image, rq);
+    Run r = report::prepareRun(modelPath, inputs, rq);
     int64_t lastReported = -1;
     report::analyseNode(r, rq, [&](const analysis::SaliencyProgress& p) {
         const int64_t pct = int64_t(p.fraction * 10);
@@ -106,7 +128,7 @@ int runAnalyze(const AnalysisInputs& in, Io& io) {
         requireImaging();
 #ifdef DEFORMSCOPE_WITH_IMAGING
         std::ostream& out = io.out;
-        const Run r = analyseOne(in.model, in.image, rq, io.err);
+        const Run r = analyseOne(in.model, inputSource(in), rq, io.err);
         report::makeDirectory(in.out);
         const auto figures = writeFigures({&r}, rq, in.out, "analysis", report::analyzeTitle(r), io.err);
         const Json doc = report::writeData(r, rq, in.out, figures);
@@ -122,6 +144,20 @@ int runAnalyze(const AnalysisInputs& in, Io& io) {
             out << "  saliency: " << r.saliency->areaFraction * 100 << " % of the image, error " << r.saliency->error
                 << " (ε " << r.saliency->epsilon << "), " << r.saliency->forwards << " forwards, "
                 << r.saliency->seconds << " s\n";
+        if (r.motion) {
+            const report::MotionReport& m = *r.motion;
+            out << "  motion: " << m.field.layer << ", mean |offset| " << m.field.meanOffsetPx << " px, diversity "
+                << m.field.offsetDiversityPx << " px, EPE vs DIS flow " << m.vsFlow.epePx << " px, cosine "
+                << m.vsFlow.cosine;
+            if (m.vsTruth)
+                out << ", EPE vs truth " << m.vsTruth->epePx << " px (DIS flow: " << m.flowVsTruth->epePx << " px)";
+            out << (m.field.alarm ? "  ALARM: offsets implausibly large" : "") << "\n";
+            if (m.iouReads >= 0)
+                out << "  propagation: IoU " << m.iouReads << " through the reads, " << m.iouFlow << " through the flow\n";
+            if (m.distanceReads >= 0)
+                out << "  propagation: mean distance " << m.distanceReads << " px through the reads, " << m.distanceFlow
+                    << " px through the flow\n";
+        }
         if (r.kernel)
             out << "  kernel: " << r.kernel->layer << " (" << r.kernel->fx << ", " << r.kernel->fy << "), "
                 << r.kernel->kernel[0] << "x" << r.kernel->kernel[1] << " taps from a " << r.kernel->scope[0] << "x"
@@ -153,7 +189,7 @@ int runCompare(const AnalysisInputs& in, Io& io) {
             each.what.kernel = common::Analyses::Kernel::IfAvailable;
         for (const std::string& m : in.models) {
             io.err << "compare: " << m << "\n";
-            runs.push_back(analyseOne(m, in.image, each, io.err));
+            runs.push_back(analyseOne(m, inputSource(in), each, io.err));
         }
         if (rq.what.kernel == common::Analyses::Kernel::Required &&
             std::none_of(runs.begin(), runs.end(), [](const Run& r) { return r.kernel.has_value(); }))
@@ -260,7 +296,11 @@ void addAnalysisInputs(CLI::App* sub, AnalysisInputs& in, bool compare) {
         sub->add_option("--models", in.models, "the model files, one column each")->required()->type_name("A B C ...");
     else
         addRequired(sub, "--model", in.model, "M", "the model file");
-    addRequired(sub, "--image", in.image, "I", "the image");
+    sub->add_option("--image", in.images,
+                    "the image; a model with several input frames takes one --image per frame, in forward's order")
+        ->type_name("I");
+    sub->add_option("--video", in.video, "a video (OpenCV reads it) whose --frames are the model's inputs")->type_name("FILE");
+    sub->add_option("--frames", in.frames, "the video's frames, one per input, counted from 0")->type_name("t,u[,...]");
     addRequired(sub, "--out", in.out, "DIR", "the folder to write into");
     in.request = std::make_unique<RequestOptions>(*sub);
 }

@@ -65,7 +65,8 @@ int runBenchAnalyses(const BenchAnalysesInputs& in, Io& io) {
             const model::LoadedModel m = model::LoadedModel::load(path, device);
             for (int64_t size : sizes) {
                 auto gen = at::detail::createCPUGenerator(1234);
-                const at::Tensor x = at::randn({1, 3, size, size}, gen);
+                // A model with several input frames gets them side by side (one canvas).
+                const at::Tensor x = at::randn({1, 3, size, size * m.inputCount()}, gen);
                 // Warm-up, then the timed forward (the cached forward every click of this image uses).
                 { analysis::AnalysisSession warm(m, x); }
                 sync();
@@ -156,7 +157,7 @@ int runBenchLoad(const BenchLoadInputs& in, Io& io) {
                     model::CaptureOptions options;
                     options.keepTensors = false;
                     options.readSamplers = read;
-                    const model::Capture c = model::captureForward(m, at::zeros({1, 3, size, size}), options);
+                    const model::Capture c = model::captureForward(m, at::zeros({1, 3, size, size * m.inputCount()}), options);
                     const double t = secondsSince(t0);
                     if (read) {
                         reading.push_back(c.samplerSeconds);
@@ -176,7 +177,7 @@ int runBenchLoad(const BenchLoadInputs& in, Io& io) {
                     without.push_back(once(false));
                     // An analysis session keeps the tensors: a recognised hand-written DCN's offsets are built too.
                     const model::LoadedModel m = model::LoadedModel::load(path);
-                    kept.push_back(model::captureForward(m, at::zeros({1, 3, size, size})).samplerSeconds);
+                    kept.push_back(model::captureForward(m, at::zeros({1, 3, size, size * m.inputCount()})).samplerSeconds);
                 }
                 const double a = median(with) * 1e3, b = median(without) * 1e3, r = median(reading) * 1e3;
                 out << "| " << report::stemOf(path) << " | " << size << "x" << size << " | " << layers << " | " << samplers

@@ -1,6 +1,7 @@
 // info and capture: a model's layer graph, and one layer's captured tensors.
 #include "app/cli/commands.h"
 
+#include "core/analysis/motion.h"
 #include "core/common/json_file.h"
 #include "core/common/npy.h"
 #include "core/model/capture.h"
@@ -60,8 +61,11 @@ int runInfo(const InfoOptions& o, Io& io) {
         }
         model::CaptureOptions shapesOnly;
         shapesOnly.keepTensors = false;
-        const model::Capture capture = model::captureForward(m, at::zeros({1, 3, size[0], size[1]}), shapesOnly);
+        const model::Capture capture =
+            model::captureForward(m, at::zeros({1, 3, size[0], size[1] * m.inputCount()}), shapesOnly);
         const model::LayerGraph& g = capture.graph;
+        const auto aligned = analysis::alignmentLayers(g);
+        const auto branches = analysis::branchGroups(g);
         std::vector<std::string> notes = m.notes();
         notes.insert(notes.end(), capture.notes.begin(), capture.notes.end());
         if (o.json) {
@@ -69,11 +73,45 @@ int runInfo(const InfoOptions& o, Io& io) {
             j["model"] = m.path();
             j["input_size_source"] = sizeSource;
             j["metadata"] = m.metadata().toJson();
+            Json inputs = Json::array();
+            for (const auto& n : m.inputNames())
+                inputs.push_back(n);
+            j["inputs"] = Json::object({{"names", inputs}, {"form", m.inputFormName()}});
+            Json align = Json::array();
+            for (int i : aligned)
+                align.push_back(g.layers()[size_t(i)].name);
+            j["alignment_layers"] = align;
+            Json groups = Json::array();
+            for (const auto& group : branches) {
+                Json names = Json::array();
+                for (int i : group)
+                    names.push_back(g.layers()[size_t(i)].name);
+                groups.push_back(names);
+            }
+            j["branches"] = groups;
             j["notes"] = notes;
             io.out << common::jsonText(j);
         } else {
             io.out << m.path() << ": " << g.layers().size() << " conv-like layers for a " << size[0] << " x " << size[1]
                    << " input (from " << sizeSource << ")\n";
+            if (m.inputCount() > 1) {
+                io.out << "inputs: " << m.inputCount() << " frames (";
+                for (size_t i = 0; i < m.inputNames().size(); ++i)
+                    io.out << (i ? ", " : "") << m.inputNames()[i];
+                io.out << "), " << m.inputFormName() << "\n";
+            }
+            for (int i : aligned) {
+                const model::Layer& l = g.layers()[size_t(i)];
+                io.out << "alignment layer: " << l.name << " reads " << g.inputNames()[size_t(l.frames.front())]
+                       << " where offsets from " << g.frameNames(g.layers()[size_t(l.isSampler() ? l.grid_source : l.offset_source)])
+                       << " say\n";
+            }
+            for (const auto& group : branches) {
+                io.out << "branches (" << group.size() << " deformable layers on the same features, summed):";
+                for (int i : group)
+                    io.out << " " << g.layers()[size_t(i)].name << " (dilation " << g.layers()[size_t(i)].dilation[0] << ")";
+                io.out << "\n";
+            }
             for (const std::string& n : notes)
                 io.err << "note: " << n << "\n";
             io.out << "feature position i is centred on image pixel start + i * jump; rf: theoretical receptive field "

@@ -8,6 +8,13 @@
 // centres are at integers; a node at feature (fy, fx) of a layer is centred at
 // start + f * jump (Layer::start / Layer::jump, per axis). A session is used
 // from one thread at a time.
+//
+// A model with several input frames (video models) is analysed on a canvas: the
+// frames side by side, [1, 3, H, I·W] (LoadedModel::splitFrames). Coordinates on
+// the canvas are "input-image coordinates"; frame i holds x in [i·W, (i+1)·W). A
+// layer's positions lie on its home frame (Layer::homeFrame), sampling points on
+// the frame whose features their layer reads (SamplingPoint::input), and the ERF
+// and the saliency region cover every frame.
 #pragma once
 
 #include "core/analysis/saliency.h"
@@ -75,6 +82,7 @@ struct SamplingPoint {
     int group = 0;           // offset group; a sampler's grid row (head or group)
     double fy = 0, fx = 0;   // position on the layer's input feature map (a sampler's value map)
     int featureLevel = 0;    // deformable attention: the feature level read (0 otherwise)
+    int input = 0;           // the input frame it lies on (x is on the canvas: frame x + input·W)
 };
 
 struct SamplingTrace {
@@ -114,8 +122,12 @@ struct ErfMetrics {
 };
 
 struct ErfResult {
-    at::Tensor map; // [H, W] float32 on the CPU, on the input grid
+    at::Tensor map; // [H, W] float32 on the CPU, on the input grid (the canvas: [H, I·W] for I frames)
     ErfMetrics metrics;
+    // Several input frames: the metrics of each frame's part of the map (the node's
+    // centre at its place in that frame) and each frame's share of the mass.
+    std::vector<ErfMetrics> inputs;
+    std::vector<double> inputShare;
     double seconds = 0;
 };
 
@@ -185,15 +197,23 @@ public:
     const model::LoadedModel& model() const;
     const model::LayerGraph& graph() const;
     const model::Capture& capture() const;
-    at::Tensor input() const; // [1, 3, H, W]
+    at::Tensor input() const; // [1, 3, H, W] (the canvas: W = I·frame width)
     std::array<int64_t, 2> inputSize() const;
+    // The input frames I (1 for an ordinary model) and one frame's (H, W).
+    int64_t frames() const;
+    std::array<int64_t, 2> frameSize() const;
+    // The frame under canvas x (clamped to the frames).
+    int frameAt(double x) const;
 
     // The layer, or AnalysisError listing the layers.
     const model::Layer& layer(const std::string& name) const;
-    // The node of `layer` whose centre is nearest to input-image point (x, y).
+    // The node of `layer` whose centre is nearest to input-image point (x, y) (on
+    // any frame: the same position of every frame picks the same node).
     Node nodeAt(const std::string& layer, double x, double y, Response response = {}) const;
-    // The node's centre in input-image coordinates (x, y).
+    // The node's centre in input-image coordinates (x, y), on its layer's home frame.
     std::array<double, 2> nodeCentre(const Node& node) const;
+    // The same within its frame (x < frame width).
+    std::array<double, 2> frameCentre(const Node& node) const;
     // Throws AnalysisError when the node is not on its layer or the response index is out of range.
     void validate(const Node& node) const;
     // The node's response on the full image: [D] (D = channels for Sum, else 1), CPU float.
@@ -217,6 +237,7 @@ public:
     at::Tensor baselineImage(const Baseline& baseline) const;
 
 private:
+    static at::Tensor blurred(const at::Tensor& image, double sigma);
     struct Impl;
     std::unique_ptr<Impl> d;
 };

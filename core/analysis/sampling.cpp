@@ -255,7 +255,8 @@ at::Tensor dkEffectiveKernel(const Layer& l, const model::LayerTensors& t, const
 
 at::Tensor locationGrads(const Layer& l, const model::LayerTensors& t, const at::Tensor& gradOutput,
                          const at::Tensor& iy, const at::Tensor& ix) {
-    const at::Tensor in = t.input.detach()[0];      // [Cin, H, W]
+    // [Cin, H, W]; contiguous: a first layer reads its frame, a view of the side-by-side input.
+    const at::Tensor in = t.input.detach()[0].contiguous();
     const at::Tensor w = t.weight.detach();         // [Cout, Cin/groups, kh, kw]
     const int64_t cin = in.size(0), H = in.size(1), W = in.size(2);
     const int64_t cout = w.size(0), kh = l.kernel[0], kw = l.kernel[1], K = kh * kw;
@@ -352,6 +353,12 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
         p.x = img[1];
         p.level = it.level + 1;
         p.inside = p.x >= -0.5 && p.x < double(imageSize[1]) - 0.5 && p.y >= -0.5 && p.y < double(imageSize[0]) - 0.5;
+        // On the canvas of several frames: on the frame whose features the layer reads.
+        p.input = l.frames.empty() ? 0 : l.frames.front();
+        p.x += double(p.input * imageSize[1]);
+        if (l.frames.size() > 1)
+            notes.insert(l.name + " reads several inputs (" + capture.graph.frameNames(l) +
+                         ") at the same positions: its points are drawn on the first");
         p.layer = l.index;
         p.parent = it.parent;
         const int index = int(trace.points.size());

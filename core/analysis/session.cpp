@@ -120,6 +120,13 @@ const model::LayerGraph& AnalysisSession::graph() const { return d->capture.grap
 const model::Capture& AnalysisSession::capture() const { return d->capture; }
 at::Tensor AnalysisSession::input() const { return d->input.detach(); }
 std::array<int64_t, 2> AnalysisSession::inputSize() const { return {d->input.size(2), d->input.size(3)}; }
+int64_t AnalysisSession::frames() const { return graph().inputCount(); }
+std::array<int64_t, 2> AnalysisSession::frameSize() const { return graph().inputSize(); }
+
+int AnalysisSession::frameAt(double x) const {
+    const double w = double(frameSize()[1]);
+    return int(std::clamp<int64_t>(int64_t(std::floor((x + 0.5) / w)), 0, frames() - 1));
+}
 
 const Layer& AnalysisSession::layer(const std::string& name) const {
     const Layer* l = graph().find(name);
@@ -134,11 +141,18 @@ Node AnalysisSession::nodeAt(const std::string& layerName, double x, double y, R
     n.layer = l.name;
     n.response = response;
     n.fy = std::clamp<int64_t>(std::llround((y - l.start[0]) / l.jump[0]), 0, l.feature_size[0] - 1);
+    x -= double(frameAt(x) * frameSize()[1]); // a click on any frame: the same position
     n.fx = std::clamp<int64_t>(std::llround((x - l.start[1]) / l.jump[1]), 0, l.feature_size[1] - 1);
     return n;
 }
 
 std::array<double, 2> AnalysisSession::nodeCentre(const Node& node) const {
+    const Layer& l = layer(node.layer);
+    const auto c = frameCentre(node);
+    return {c[0] + double(l.homeFrame() * frameSize()[1]), c[1]};
+}
+
+std::array<double, 2> AnalysisSession::frameCentre(const Node& node) const {
     const Layer& l = layer(node.layer);
     return {l.start[1] + double(node.fx) * l.jump[1], l.start[0] + double(node.fy) * l.jump[0]};
 }
@@ -209,12 +223,30 @@ at::Tensor erfMap(const at::Tensor& grad, bool isSigned) {
     return (isSigned ? grad.sum(1) : grad.abs().sum(1)).detach().to(at::kCPU, at::kFloat).contiguous();
 }
 
+// Several input frames: each frame's part of the map, its metrics (the node's
+// centre at its position in that frame) and its share of the gradient mass.
+void splitByFrame(ErfResult& r, int64_t frames, std::array<double, 2> frameCentre, std::array<double, 2> rf) {
+    if (frames < 2)
+        return;
+    const int64_t w = r.map.size(1) / frames;
+    double total = 0;
+    std::vector<double> mass;
+    for (int64_t f = 0; f < frames; ++f) {
+        const at::Tensor part = r.map.narrow(1, f * w, w).contiguous();
+        r.inputs.push_back(erfMetrics(part, frameCentre, rf));
+        mass.push_back(part.abs().sum().item<double>());
+        total += mass.back();
+    }
+    for (double m : mass)
+        r.inputShare.push_back(total > 0 ? m / total : 0);
+}
+
 } // namespace
 
 at::Tensor AnalysisSession::response(const Node& node) const {
     validate(node);
     const Layer& l = layer(node.layer);
-    return responseOf(d->capture, l, node, nodeCentre(node), inputSize(), 0).detach().to(at::kCPU, at::kFloat);
+    return responseOf(d->capture, l, node, frameCentre(node), frameSize(), 0).detach().to(at::kCPU, at::kFloat);
 }
 
 ErfResult AnalysisSession::erf(const Node& node, const ErfOptions& options) const {
@@ -222,12 +254,13 @@ ErfResult AnalysisSession::erf(const Node& node, const ErfOptions& options) cons
     validate(node);
     const Layer& l = layer(node.layer);
     at::AutoGradMode grad(true);
-    const at::Tensor r = responseOf(d->capture, l, node, nodeCentre(node), inputSize(), 0).sum();
+    const at::Tensor r = responseOf(d->capture, l, node, frameCentre(node), frameSize(), 0).sum();
     const auto grads = torch::autograd::grad({r}, {d->input}, {}, /*retain_graph=*/true, false, /*allow_unused=*/true);
     const at::Tensor g = grads[0].defined() ? grads[0] : at::zeros_like(d->input);
     ErfResult result;
     result.map = erfMap(g, options.isSigned)[0];
     result.metrics = erfMetrics(result.map, nodeCentre(node), l.rf);
+    splitByFrame(result, frames(), frameCentre(node), l.rf);
     result.seconds = secondsSince(t0);
     return result;
 }
@@ -247,7 +280,7 @@ std::vector<ErfResult> AnalysisSession::erfBatch(const std::vector<Node>& nodes,
     for (int64_t b = 0; b < B; ++b) {
         const Node& n = nodes[size_t(b)];
         const Layer& l = layer(n.layer);
-        total = total + responseOf(c, l, n, nodeCentre(n), inputSize(), b).sum();
+        total = total + responseOf(c, l, n, frameCentre(n), frameSize(), b).sum();
     }
     const auto grads = torch::autograd::grad({total}, {batch}, {}, false, false, true);
     const at::Tensor maps = erfMap(grads[0].defined() ? grads[0] : at::zeros_like(batch), options.isSigned);
@@ -257,6 +290,7 @@ std::vector<ErfResult> AnalysisSession::erfBatch(const std::vector<Node>& nodes,
         ErfResult r;
         r.map = maps[b].clone();
         r.metrics = erfMetrics(r.map, nodeCentre(nodes[size_t(b)]), layer(nodes[size_t(b)].layer).rf);
+        splitByFrame(r, frames(), frameCentre(nodes[size_t(b)]), layer(nodes[size_t(b)].layer).rf);
         r.seconds = each;
         results.push_back(std::move(r));
     }
@@ -291,7 +325,7 @@ SamplingTrace AnalysisSession::sampling(const Node& node, const SamplingOptions&
     }
     if (!wrt.empty()) {
         at::AutoGradMode grad(true);
-        const at::Tensor r = responseOf(d->capture, l, node, nodeCentre(node), inputSize(), 0).sum();
+        const at::Tensor r = responseOf(d->capture, l, node, frameCentre(node), frameSize(), 0).sum();
         const auto grads = torch::autograd::grad({r}, wrt, {}, /*retain_graph=*/true, false, /*allow_unused=*/true);
         for (size_t k = 0; k < wrt.size(); ++k) {
             const auto [i, read] = owner[k];
@@ -364,6 +398,19 @@ at::Tensor AnalysisSession::baselineImage(const Baseline& baseline) const {
     const at::Tensor x = d->input.detach();
     if (baseline.kind == Baseline::Kind::Zero)
         return at::zeros_like(x);
+    // Several frames side by side: each is blurred on its own (no blur across the seam).
+    if (frames() > 1) {
+        std::vector<at::Tensor> parts;
+        for (const at::Tensor& f : x.chunk(frames(), 3))
+            parts.push_back(blurred(f.contiguous(), baseline.sigma));
+        return at::cat(parts, 3);
+    }
+    return blurred(x, baseline.sigma);
+}
+
+at::Tensor AnalysisSession::blurred(const at::Tensor& x, double sigma) {
+    Baseline baseline;
+    baseline.sigma = sigma;
     // Separable Gaussian blur, reflect-padded, per colour channel.
     const int64_t radius = std::max<int64_t>(1, int64_t(std::ceil(3 * baseline.sigma)));
     const at::Tensor t = at::arange(-radius, radius + 1, x.options()).to(at::kDouble);
@@ -384,8 +431,9 @@ SaliencyResult AnalysisSession::saliency(const Node& node, const SaliencyOptions
                                          const SaliencyProgressFn& progress) const {
     validate(node);
     const Layer& l = layer(node.layer);
-    const auto centre = nodeCentre(node);
+    const auto centre = frameCentre(node); // dense outputs are read at the node's place in its frame
     const auto size = inputSize();
+    const auto frame = frameSize();
     const at::Tensor image = d->input.detach();
     const at::Tensor base = baselineImage(baseline);
 
@@ -394,11 +442,11 @@ SaliencyResult AnalysisSession::saliency(const Node& node, const SaliencyOptions
     problem.width = size[1];
     problem.device = d->model.device();
     // The saliency bound uses every channel for a Sum response (DCNv2's feature vector).
-    problem.reference = responseOf(d->capture, l, node, centre, size, 0).detach().to(at::kCPU, at::kFloat);
+    problem.reference = responseOf(d->capture, l, node, centre, frame, 0).detach().to(at::kCPU, at::kFloat);
     const model::LoadedModel model = d->model;
     const Node n = node;
     // Responses of masked images: [B, 1, H, W] masks -> [B, D], running the model on `crop` of the image.
-    auto evaluator = [model, image, base, l, n, centre, size](std::array<int64_t, 4> crop) {
+    auto evaluator = [model, image, base, l, n, centre, frame](std::array<int64_t, 4> crop) {
         return [=](const at::Tensor& masks) {
             at::NoGradGuard noGrad;
             const int64_t y0 = crop[0], x0 = crop[1], h = crop[2] - crop[0], w = crop[3] - crop[1];
@@ -411,8 +459,11 @@ SaliencyResult AnalysisSession::saliency(const Node& node, const SaliencyOptions
             Node shifted = n;
             shifted.fy = n.fy - int64_t(std::llround(double(y0) / l.jump[0]));
             shifted.fx = n.fx - int64_t(std::llround(double(x0) / l.jump[1]));
+            // Crops are taken only from single-frame inputs; a whole canvas keeps the frame's size.
+            const bool whole = y0 == 0 && x0 == 0 && h == image.size(2) && w == image.size(3);
             const std::array<double, 2> c2{centre[0] - double(x0), centre[1] - double(y0)};
-            return responsesOf(c, *lc, shifted, c2, {h, w}).detach().to(at::kCPU, at::kFloat);
+            return responsesOf(c, *lc, shifted, c2, whole ? frame : std::array<int64_t, 2>{h, w})
+                .detach().to(at::kCPU, at::kFloat);
         };
     };
     const std::array<int64_t, 4> whole{0, 0, size[0], size[1]};
@@ -420,15 +471,16 @@ SaliencyResult AnalysisSession::saliency(const Node& node, const SaliencyOptions
     // Importance: |∂(r · r_ref)/∂I ⊙ (I − B)|, summed over colours.
     {
         at::AutoGradMode grad(true);
-        const at::Tensor r = responseOf(d->capture, l, node, centre, size, 0);
+        const at::Tensor r = responseOf(d->capture, l, node, centre, frame, 0);
         const at::Tensor s = (r * problem.reference.to(r.device())).sum();
         const auto grads = torch::autograd::grad({s}, {d->input}, {}, /*retain_graph=*/true, false, true);
         if (grads[0].defined())
             problem.importance = (grads[0].detach() * (image - base)).abs().sum(1)[0].to(at::kCPU, at::kFloat);
     }
     std::string cropNote;
-    if (deformableBelow(graph().layers(), l.index)) {
-        problem.box = whole; // offsets can reach beyond the regular receptive field
+    if (frames() > 1 || deformableBelow(graph().layers(), l.index)) {
+        // Offsets can reach beyond the regular receptive field; several frames are searched jointly.
+        problem.box = whole;
     } else {
         problem.box = receptiveFieldBox(node);
         // Nothing outside the receptive field reaches the node, so the search's

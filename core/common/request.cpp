@@ -107,16 +107,18 @@ std::string listNames(std::initializer_list<std::pair<const char*, bool>> names)
 } // namespace
 
 std::optional<Analyses> Analyses::parse(std::string_view text) {
-    Analyses a{false, false, false, Kernel::Off};
+    Analyses a{false, false, false, Kernel::Off, false};
     bool kernel = false;
-    if (!readNames(text, {{"sampling", &a.sampling}, {"erf", &a.erf}, {"saliency", &a.saliency}, {"kernel", &kernel}}))
+    if (!readNames(text, {{"sampling", &a.sampling}, {"erf", &a.erf}, {"saliency", &a.saliency}, {"kernel", &kernel},
+                          {"motion", &a.motion}}))
         return std::nullopt;
     a.kernel = kernel ? Kernel::Required : Kernel::Off;
     return a;
 }
 
 std::string Analyses::toString() const {
-    return listNames({{"sampling", sampling}, {"erf", erf}, {"saliency", saliency}, {"kernel", kernel == Kernel::Required}});
+    return listNames({{"sampling", sampling}, {"erf", erf}, {"saliency", saliency}, {"kernel", kernel == Kernel::Required},
+                      {"motion", motion}});
 }
 
 std::optional<Overlays> Overlays::parse(std::string_view text) {
@@ -159,7 +161,7 @@ std::vector<std::string> AnalysisRequest::validate() const {
     auto problem = [&](const std::string& option, const std::string& value, const std::string& expected) {
         problems.push_back(option + " '" + value + "': expected " + expected);
     };
-    if (!what.sampling && !what.erf && !what.saliency && what.kernel == Analyses::Kernel::Off)
+    if (!what.sampling && !what.erf && !what.saliency && what.kernel == Analyses::Kernel::Off && !what.motion)
         problem("--what", what.toString(), Analyses::kFormat);
     if (at && !(std::isfinite(at->x) && std::isfinite(at->y)))
         problem("--pixel", shortest(at->x) + "," + shortest(at->y), "two finite numbers x,y");
@@ -177,6 +179,10 @@ std::vector<std::string> AnalysisRequest::validate() const {
         problem("--batch", std::to_string(batch), "a whole number from 1 to 1024");
     if (minCell < 1)
         problem("--min-cell", std::to_string(minCell), "a whole number of pixels ≥ 1");
+    if (!(motionAlarmPx > 0 && motionAlarmPx < 1e6))
+        problem("--motion-alarm-px", shortest(motionAlarmPx), "a number of pixels above 0");
+    if (!propagateTruth.empty() && propagate.empty())
+        problem("--propagate-truth", propagateTruth, "--propagate FILE as well (the label to carry)");
     if (object.kind == ObjectRegion::Kind::Box) {
         const Box& b = object.box;
         const std::string text = shortest(b.x0) + "," + shortest(b.y0) + "," + shortest(b.x1) + "," + shortest(b.y1);

@@ -84,9 +84,10 @@ struct Analyses {
     enum class Kernel { Off, IfAvailable, Required };
     bool sampling = true, erf = true, saliency = true;
     Kernel kernel = Kernel::IfAvailable;
-
-    static constexpr const char* kFormat = "a comma-separated list of sampling, erf, saliency, kernel";
-    // "sampling,erf,saliency,kernel" (any subset, any order, at least one);
+    // Offsets read as motion (models with several input frames: motion.h), off by default.
+    bool motion = false;
+    static constexpr const char* kFormat = "a comma-separated list of sampling, erf, saliency, kernel, motion";
+    // "sampling,erf,saliency,kernel,motion" (any subset, any order, at least one);
     // what is not listed is off, a listed kernel is Required.
     static std::optional<Analyses> parse(std::string_view text);
     std::string toString() const; // the listed form; IfAvailable is not listed
@@ -160,6 +161,16 @@ struct AnalysisRequest {
     int64_t minCell = 2;    // refinement stops at cells of minCell … 2·minCell − 1 pixels
 
     ObjectRegion object;
+    // Motion (video models: --what motion): the alignment layer ("": the last), the
+    // alarm threshold on the mean offset magnitude, the true motion ([2, H, W] .npy,
+    // dx then dy, on the model's input grid) when known; a label of the reference
+    // frame to carry to the support frame (a mask image or a keypoints JSON), and the
+    // support frame's own label to score it against.
+    std::string motionLayer;
+    double motionAlarmPx = 50;
+    std::string trueMotion;
+    std::string propagate;
+    std::string propagateTruth;
 
     // Input.
     std::optional<std::array<int64_t, 2>> inputSize; // H, W; nullopt: the model's metadata size, else the image's own

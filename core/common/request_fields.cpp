@@ -279,6 +279,30 @@ std::vector<RequestField> makeFields() {
         };
         fields.push_back(std::move(f));
     }
+    auto textField = [](std::string option, std::string key, std::string valueName, std::string help,
+                        std::string AnalysisRequest::*member) {
+        return valueField<std::string>(
+            std::move(option), std::move(key), std::move(valueName), std::move(help), member,
+            [](std::string_view t) { return std::optional<std::string>(std::string(t)); },
+            [](const std::string& s) { return Json(s); }, "text");
+    };
+    fields.push_back(textField("--motion-layer", "motion_layer", "NAME",
+                               "--what motion: the alignment layer whose offsets are read as motion (default: the last)",
+                               &R::motionLayer));
+    fields.push_back(valueField<double>(
+        "--motion-alarm-px", "motion_alarm_px", "PX",
+        "--what motion: the alarm threshold on the mean offset magnitude, pixels (BasicSR warns above 50)",
+        &R::motionAlarmPx, &number<double>, [](const double& v) { return Json(v); }, "a number of pixels above 0"));
+    fields.push_back(textField("--true-motion", "true_motion", "FILE",
+                               "--what motion: the true motion, a [2, H, W] .npy (dx, dy) on the model's input grid",
+                               &R::trueMotion));
+    fields.push_back(textField("--propagate", "propagate", "FILE",
+                               "a label of the reference frame to carry to the support frame: a mask image, or a JSON "
+                               "file {\"keypoints\": [[x, y], ...]} (original image pixels)",
+                               &R::propagate));
+    fields.push_back(textField("--propagate-truth", "propagate_truth", "FILE",
+                               "the support frame's own label (same kind as --propagate) to score the propagation",
+                               &R::propagateTruth));
     {
         // Command-line spellings of the object region (its JSON is the "object" field's).
         RequestField f = field("--object-mask", "", "FILE",

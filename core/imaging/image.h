@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace deformscope::imaging {
 
@@ -100,5 +101,30 @@ void writeImage(const std::string& path, const at::Tensor& image);
 // unchanged; CPU, owns its data. Throws like loadImage, and "<path>: is a colour
 // image, not a class map (grey values as ids)" for a colour image.
 at::Tensor readMask(const std::string& path);
+
+// ---- several frames (models with several inputs) ----------------------------------
+
+// Frames laid side by side on one canvas (frames.cpp): tensor [1, 3, H, I·W],
+// rgb [H0, I·W0, 3], sizes the canvas's, so originalToInput/inputToOriginal map
+// canvas points. Throws std::runtime_error "<name>: the frame is W x H but <first
+// name> is ..." when the frames' sizes differ (`names`: one per frame, for messages).
+InputImage sideBySide(const std::vector<InputImage>& frames, const std::vector<std::string>& names = {});
+// loadImage of each path, side by side.
+InputImage loadFrames(const std::vector<std::string>& paths, std::optional<InputSize> inputSize = std::nullopt,
+                      const Normalization& norm = {});
+// Frames `numbers` (counted from 0) of a video OpenCV can read, as [H, W, 3] uint8
+// RGB, in the order asked; `frameCount` (if given) receives the video's length.
+// Throws std::runtime_error "<path>: frame N is past the end of the video (it has
+// M frames, 0 to M-1)", "<path>: is not a video OpenCV can read", ...
+std::vector<at::Tensor> readVideoFrames(const std::string& path, const std::vector<int64_t>& numbers,
+                                        int64_t* frameCount = nullptr);
+// readVideoFrames, prepared (fromRgb) and side by side.
+InputImage loadVideoFrames(const std::string& path, const std::vector<int64_t>& numbers,
+                           std::optional<InputSize> inputSize = std::nullopt, const Normalization& norm = {});
+
+// Dense optical flow from frame A to frame B ([H, W, 3] uint8 RGB each, one size):
+// [2, H, W] float32 (dx, dy), A(x) ≈ B(x + flow(x)). DIS (medium preset) or Farnebäck.
+enum class FlowMethod { Dis, Farneback };
+at::Tensor opticalFlow(const at::Tensor& rgbA, const at::Tensor& rgbB, FlowMethod method = FlowMethod::Dis);
 
 } // namespace deformscope::imaging

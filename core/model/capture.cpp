@@ -301,17 +301,21 @@ bool looksLikeSizeError(const std::string& m) {
 Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const CaptureOptions& options) {
     Recorder recorder;
     Capture capture;
+    // Several input frames lie side by side in the input: forward gets them apart.
+    const std::vector<at::Tensor> frames = model.splitFrames(input);
+    model.settleFrameLayout(frames);
     {
         // Unoptimised execution keeps the module call structure that names layers.
         torch::jit::GraphOptimizerEnabledGuard unoptimized(false);
         ObserverScope observe(recorder);
         std::string note;
-        capture.output = model.forward(input, &note);
+        capture.output = model.forwardFrames(frames, &note);
         if (!note.empty())
             capture.notes.push_back(note);
     }
     const auto& events = recorder.events;
     const auto producers = resolveProducers(events);
+    const auto fromFrames = frameMasks(events, frames);
 
     // Hand-written samplers: a recognised one turns the conv reading its values into
     // the deformable layer; one not understood stands as a layer at its first gather.
@@ -458,6 +462,22 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
         l.inputs = hand      ? sourcesOf(size_t(hand->inputEvent), 0)
                    : adapter ? sourcesOf(e, size_t(adapter->input))
                              : sourcesOf(e, 0);
+        {
+            const size_t fe = hand ? size_t(hand->inputEvent) : e, arg = adapter ? size_t(adapter->input) : 0;
+            const uint32_t mask = arg < fromFrames[fe].size() ? fromFrames[fe][arg] : 0;
+            l.frames.clear();
+            for (int f = 0; f < 32; ++f)
+                if (mask & (uint32_t(1) << f))
+                    l.frames.push_back(f);
+            if (l.frames.empty()) // a constant (or a frame the capture lost): drawn on the first
+                l.frames = {0};
+            uint32_t all = 0;
+            for (uint32_t m : fromFrames[e])
+                all |= m;
+            l.home = 0;
+            while (all && !(all & (uint32_t(1) << l.home)))
+                ++l.home;
+        }
         // The layer that produced argument `i` (its last source), -1 for none.
         auto producer = [&](int i) {
             const auto sources = sourcesOf(e, i);
@@ -537,7 +557,7 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
             }
         }
     }
-    capture.graph = LayerGraph(std::move(layers), {input.size(2), input.size(3)});
+    capture.graph = LayerGraph(std::move(layers), {input.size(2), frames.front().size(3)}, model.inputNames());
     return capture;
 }
 
@@ -559,6 +579,8 @@ Capture captureForward(const LoadedModel& model, const at::Tensor& input, const 
     const auto atLeast = [](int64_t stride) {
         return "use an input of at least " + std::to_string(stride) + " x " + std::to_string(stride) + " pixels";
     };
+    // One frame's width (several frames lie side by side).
+    const int64_t frameW = input.size(3) / std::max<int64_t>(1, model.inputCount());
     Capture capture;
     try {
         capture = buildCapture(model, input, options);
@@ -573,15 +595,15 @@ Capture captureForward(const LoadedModel& model, const at::Tensor& input, const 
         } catch (const std::exception&) {
         }
         throw ModelError(model.path() + ": the input (" + std::to_string(input.size(2)) + " x " +
-                         std::to_string(input.size(3)) + ") is smaller than the network's total stride allows." +
+                         std::to_string(frameW) + ") is smaller than the network's total stride allows." +
                          hint + " (" + e.what() + ")");
     }
     // Padded layers still run on inputs smaller than the total stride, but every
     // deep feature map then sees padding only: refuse, and say why.
     const int64_t stride = totalStride(capture.graph);
-    if (std::min(input.size(2), input.size(3)) < stride)
+    if (std::min(input.size(2), frameW) < stride)
         throw ModelError(model.path() + ": the input (" + std::to_string(input.size(2)) + " x " +
-                         std::to_string(input.size(3)) + ") is smaller than the network's total stride (" +
+                         std::to_string(frameW) + ") is smaller than the network's total stride (" +
                          std::to_string(stride) + "): " + atLeast(stride));
     return capture;
 }
@@ -589,7 +611,7 @@ Capture captureForward(const LoadedModel& model, const at::Tensor& input, const 
 LayerGraph layerGraph(const LoadedModel& model, std::array<int64_t, 2> size) {
     CaptureOptions options;
     options.keepTensors = false;
-    const at::Tensor zeros = at::zeros({1, 3, size[0], size[1]});
+    const at::Tensor zeros = at::zeros({1, 3, size[0], size[1] * model.inputCount()});
     return captureForward(model, zeros, options).graph;
 }
 

@@ -47,11 +47,13 @@ struct CaptureOptions {
     bool readSamplers = true;
 };
 
-// One forward of `input` ([N, 3, H, W]) with capture. Throws ModelError; an
+// One forward of `input` ([N, 3, H, W]; several frames side by side, W = I·frame
+// width, LoadedModel::splitFrames) with capture. Throws ModelError; an
 // input smaller than the network's total stride gets a message saying so.
 Capture captureForward(const LoadedModel& model, const at::Tensor& input, const CaptureOptions& options = {});
 
-// The layer graph for an input of `size` (H, W): a forward of zeros, no tensors kept.
+// The layer graph for an input of `size` (H, W; each frame's, for a model with
+// several input frames): a forward of zeros, no tensors kept.
 LayerGraph layerGraph(const LoadedModel& model, std::array<int64_t, 2> size);
 
 } // namespace deformscope::model

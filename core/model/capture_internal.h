@@ -44,6 +44,11 @@ bool isGridSampler(const std::string& op);
 std::vector<int> upstream(const Producers& producers, size_t e, int arg,
                           const std::function<bool(int)>& stop, std::vector<int>* stops = nullptr);
 
+// For every event, for each of its arguments, the model inputs its tensors derive
+// from (bit i: frame i of `frames`, the tensors forward was given); pieces of the
+// tensor the frames were stacked into get their own frames (capture_frames.cpp).
+std::vector<std::vector<uint32_t>> frameMasks(const std::vector<OpEvent>& events, const std::vector<at::Tensor>& frames);
+
 // A sampler written by hand with aten::gather (indices computed from the data).
 // Either the seed article's DeformConv2d (recognised: its consuming conv becomes a
 // dcn_v1/dcn_v2 layer read exactly), or not understood (an unrecognised_sampler

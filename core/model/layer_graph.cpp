@@ -45,8 +45,11 @@ double SamplerInfo::pixelOf(double g, int64_t size) const {
     return p;
 }
 
-LayerGraph::LayerGraph(std::vector<Layer> layers, std::array<int64_t, 2> inputSize)
-    : m_layers(std::move(layers)), m_inputSize(inputSize) {}
+LayerGraph::LayerGraph(std::vector<Layer> layers, std::array<int64_t, 2> inputSize, std::vector<std::string> inputNames)
+    : m_layers(std::move(layers)), m_inputSize(inputSize), m_inputNames(std::move(inputNames)) {
+    if (m_inputNames.empty())
+        m_inputNames = {"image"};
+}
 
 const Layer* LayerGraph::find(const std::string& name) const {
     for (const Layer& l : m_layers)
@@ -139,6 +142,9 @@ nlohmann::ordered_json LayerGraph::toJson() const {
     auto pair = [](auto a) { return Json::array({a[0], a[1]}); };
     Json root = Json::object();
     root["input_size"] = pair(m_inputSize);
+    const bool frames = m_inputNames.size() > 1;
+    if (frames)
+        root["model_inputs"] = m_inputNames;
     Json layers = Json::array();
     auto nameOf = [&](int i) { return i >= 0 ? Json(m_layers[static_cast<size_t>(i)].name) : Json(); };
     for (const Layer& l : m_layers) {
@@ -172,10 +178,24 @@ nlohmann::ordered_json LayerGraph::toJson() const {
         }
         if (!l.reason.empty())
             j["reason"] = l.reason;
+        if (frames) {
+            Json from = Json::array();
+            for (int f : l.frames)
+                from.push_back(f >= 0 && size_t(f) < m_inputNames.size() ? Json(m_inputNames[size_t(f)]) : Json(f));
+            j["from_inputs"] = from;
+        }
         layers.push_back(j);
     }
     root["layers"] = layers;
     return root;
+}
+
+std::string LayerGraph::frameNames(const Layer& l) const {
+    std::string names;
+    for (int f : l.frames)
+        names += (names.empty() ? "" : ",") +
+                 (f >= 0 && size_t(f) < m_inputNames.size() ? m_inputNames[size_t(f)] : std::to_string(f));
+    return names;
 }
 
 std::string LayerGraph::toTable() const {
@@ -196,7 +216,9 @@ std::string LayerGraph::toTable() const {
         for (int i : l.inputs)
             inputs += (inputs.empty() ? "" : ",") + m_layers[static_cast<size_t>(i)].name;
         if (inputs.empty())
-            inputs = "image";
+            inputs = m_inputNames.size() > 1 ? "input " + frameNames(l) : "image";
+        else if (m_inputNames.size() > 1)
+            inputs += "  from " + frameNames(l);
         if (l.offset_source >= 0)
             inputs += "  offsets<-" + m_layers[static_cast<size_t>(l.offset_source)].name;
         if (l.mask_source >= 0)

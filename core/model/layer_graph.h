@@ -96,6 +96,14 @@ struct Layer {
     SamplerInfo sampler;
     int grid_source = -1;  // the layer the sampling grid is computed from (offsets, flow), -1 if none
     std::string reason;    // unrecognised samplers: what was not understood; hand-written DCNs: how they were read
+    // The model inputs (frames, LoadedModel::inputNames) its data input derives from,
+    // ascending; {0} for an ordinary model. Several for a layer fed from several frames.
+    std::vector<int> frames{0};
+    // The frame its output positions are drawn on: the first frame its output derives
+    // from (data, offsets or grid): an alignment layer reading the support frame where
+    // offsets from the reference say has its positions on the reference.
+    int home = 0;
+    int homeFrame() const { return home; }
 
     // DCN layers: samples move (offsets). DK layers move their kernel's weights, not
     // their samples (unless combined with image offsets: movesSamples()).
@@ -113,10 +121,14 @@ struct Layer {
 class LayerGraph {
 public:
     LayerGraph() = default;
-    explicit LayerGraph(std::vector<Layer> layers, std::array<int64_t, 2> inputSize);
+    // `inputSize`: one frame's (H, W); `inputNames`: the model's inputs (frames), default one "image".
+    explicit LayerGraph(std::vector<Layer> layers, std::array<int64_t, 2> inputSize,
+                        std::vector<std::string> inputNames = {"image"});
 
     const std::vector<Layer>& layers() const { return m_layers; }
     std::array<int64_t, 2> inputSize() const { return m_inputSize; }
+    const std::vector<std::string>& inputNames() const { return m_inputNames; }
+    int64_t inputCount() const { return int64_t(m_inputNames.size()); }
     // nullptr when no layer has that name.
     const Layer* find(const std::string& name) const;
     // Names of all layers, comma separated (for error messages).
@@ -128,10 +140,13 @@ public:
     nlohmann::ordered_json toJson() const;
     // A fixed-width table for terminals.
     std::string toTable() const;
+    // The names of the inputs a layer's features come from, comma separated.
+    std::string frameNames(const Layer& l) const;
 
 private:
     std::vector<Layer> m_layers;
     std::array<int64_t, 2> m_inputSize{0, 0};
+    std::vector<std::string> m_inputNames{"image"};
 };
 
 // Receptive-field arithmetic: fills jump/start/rf of `layer` from its geometry

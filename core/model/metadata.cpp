@@ -68,6 +68,34 @@ ModelMetadata ModelMetadata::parse(const std::string& jsonText) {
         m.task = text(root["task"], "task");
     if (root.contains("description"))
         m.description = text(root["description"], "description");
+    if (root.contains("inputs")) {
+        const Json& inputs = root["inputs"];
+        if (!inputs.is_array() || inputs.empty())
+            bad("inputs", "an array of objects with a \"name\"", inputs);
+        for (const Json& i : inputs) {
+            if (i.is_string()) {
+                m.inputNames.push_back(i.get<std::string>());
+                continue;
+            }
+            if (!i.is_object() || !i.contains("name") || !i["name"].is_string() || i["name"].get<std::string>().empty())
+                bad("inputs", "an array of objects with a \"name\"", inputs);
+            m.inputNames.push_back(i["name"].get<std::string>());
+        }
+    }
+    if (root.contains("frames")) {
+        const Json& f = root["frames"];
+        if (!f.is_number_integer() || f.get<int64_t>() < 1 || f.get<int64_t>() > 64)
+            bad("frames", "a whole number of frames from 1 to 64", f);
+        m.frames = f.get<int64_t>();
+    }
+    if (root.contains("frame_layout")) {
+        m.frameLayout = text(root["frame_layout"], "frame_layout");
+        if (m.frameLayout != "channels" && m.frameLayout != "time")
+            bad("frame_layout", "\"channels\" or \"time\"", root["frame_layout"]);
+    }
+    if (m.frames > 0 && !m.inputNames.empty() && int64_t(m.inputNames.size()) != m.frames)
+        throw std::runtime_error("'frames' (" + std::to_string(m.frames) + ") and 'inputs' (" +
+                                 std::to_string(m.inputNames.size()) + " names) disagree");
     return m;
 }
 
@@ -82,6 +110,12 @@ Json ModelMetadata::toJson() const {
     j["suggested_layer"] = suggestedLayer;
     j["task"] = task;
     j["description"] = description;
+    if (!inputNames.empty())
+        j["inputs"] = inputNames;
+    if (frames > 0)
+        j["frames"] = frames;
+    if (!frameLayout.empty())
+        j["frame_layout"] = frameLayout;
     return j;
 }
 

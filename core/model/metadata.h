@@ -22,6 +22,15 @@ struct ModelMetadata {
     std::string suggestedLayer;
     std::string task;
     std::string description;
+    // Several input frames (video models): "inputs": [{"name": ...}, ...] names a
+    // forward that takes one tensor per frame (or, with one forward argument, the
+    // frames stacked); "frames": T says one tensor holds T frames stacked, on the
+    // channels ([N, T·3, H, W], "frame_layout": "channels") or on a time axis
+    // ([N, T, 3, H, W], "frame_layout": "time"; without the key it is tried when
+    // the channel layout fails). Empty / 0: not declared.
+    std::vector<std::string> inputNames;
+    int64_t frames = 0;
+    std::string frameLayout; // "", "channels" or "time"
     bool fromFile = false;
 
     // Parses deformscope.json. Unknown keys are ignored; a present key with a

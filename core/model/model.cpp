@@ -19,6 +19,9 @@ struct LoadedModel::Impl {
     ModelMetadata metadata;
     std::vector<std::string> notes;
     std::vector<OpAdapter> adapters;
+    InputForm form = InputForm::Image;
+    std::vector<std::string> inputNames;
+    bool layoutSettled = true; // a stacked model without "frame_layout": settled at the first forward
     mutable torch::jit::Module module;
 };
 
@@ -95,7 +98,41 @@ std::optional<at::Tensor> firstTensor(const c10::IValue& v, std::string& where) 
     return std::nullopt;
 }
 
+std::string joined(const std::vector<std::string>& names) {
+    std::string list;
+    for (const auto& n : names)
+        list += (list.empty() ? "" : ", ") + n;
+    return list;
+}
+
 } // namespace
+
+// How forward takes its frames, from its arguments and the metadata.
+void LoadedModel::settleInputs(Impl& impl, const std::vector<std::string>& required) {
+    const ModelMetadata& md = impl.metadata;
+    const auto declared = int64_t(md.inputNames.size());
+    const int64_t n = int64_t(required.size());
+    if (n > 1) {
+        if ((declared > 0 && declared != n) || (md.frames > 0 && md.frames != n))
+            throw ModelError(impl.path + ": forward takes " + std::to_string(n) + " inputs (" + joined(required) +
+                             ") but its " + kMetadataFile + " declares " +
+                             std::to_string(declared > 0 ? declared : md.frames) + (declared > 0 ? " inputs" : " frames"));
+        impl.form = InputForm::Arguments;
+        impl.inputNames = declared > 0 ? md.inputNames : required;
+        return;
+    }
+    const int64_t frames = std::max(declared, md.frames);
+    if (frames > 1) {
+        impl.form = md.frameLayout == "time" ? InputForm::StackedTime : InputForm::StackedChannels;
+        impl.layoutSettled = !md.frameLayout.empty();
+        impl.inputNames = md.inputNames;
+        for (int64_t i = int64_t(impl.inputNames.size()); i < frames; ++i)
+            impl.inputNames.push_back("frame" + std::to_string(i));
+        return;
+    }
+    impl.form = InputForm::Image;
+    impl.inputNames = {declared == 1 ? md.inputNames[0] : required[0]};
+}
 
 LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device) {
     ops::registerOperators();
@@ -142,15 +179,8 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
     for (size_t i = 1; i < schema.arguments().size(); ++i) // 0 is self
         if (!schema.arguments()[i].default_value())
             required.push_back(schema.arguments()[i].name());
-    if (required.size() != 1) {
-        std::string list;
-        for (const auto& n : required)
-            list += (list.empty() ? "" : ", ") + n;
-        throw ModelError(path + ": forward takes " + std::to_string(required.size()) + " inputs (" + list +
-                         "); DeformScope feeds one image tensor [N, 3, H, W]. Wrap the model in a module whose "
-                         "forward takes one tensor.");
-    }
-
+    if (required.empty())
+        throw ModelError(path + ": forward takes no inputs; DeformScope feeds image tensors [N, 3, H, W]");
     const std::string& json = extra[kMetadataFile];
     if (json.empty()) {
         impl->notes.push_back(std::string("no ") + kMetadataFile +
@@ -165,6 +195,7 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
         }
     }
     impl->adapters = declared.adapters;
+    settleInputs(*impl, required);
 
     LoadedModel model;
     model.d = std::move(impl);
@@ -179,15 +210,88 @@ const std::vector<std::string>& LoadedModel::notes() const { return d->notes; }
 torch::jit::Module& LoadedModel::module() const { return d->module; }
 const std::vector<OpAdapter>& LoadedModel::adapters() const { return d->adapters; }
 
-at::Tensor LoadedModel::forward(const at::Tensor& input, std::string* note) const {
+LoadedModel::InputForm LoadedModel::inputForm() const { return d->form; }
+int64_t LoadedModel::inputCount() const { return int64_t(d->inputNames.size()); }
+const std::vector<std::string>& LoadedModel::inputNames() const { return d->inputNames; }
+
+std::string LoadedModel::inputFormName() const {
+    switch (d->form) {
+    case InputForm::Image:
+        return "image";
+    case InputForm::Arguments:
+        return "arguments";
+    case InputForm::StackedChannels:
+        return d->layoutSettled ? "stacked on channels" : "stacked (channels or time: settled at the first forward)";
+    case InputForm::StackedTime:
+        return "stacked on time";
+    }
+    return "image";
+}
+
+std::vector<at::Tensor> LoadedModel::splitFrames(const at::Tensor& canvas) const {
+    const int64_t I = inputCount();
+    if (I == 1)
+        return {canvas};
+    if (canvas.dim() != 4 || canvas.size(3) % I != 0)
+        throw ModelError(d->path + ": the " + std::to_string(I) + " frames (" + joined(d->inputNames) +
+                         ") must lie side by side in an input [N, 3, H, " + std::to_string(I) + "·W], got " +
+                         c10::str(canvas.sizes()));
+    return canvas.chunk(I, 3);
+}
+
+void LoadedModel::settleFrameLayout(const std::vector<at::Tensor>& frames) const {
+    if (d->layoutSettled)
+        return;
+    at::NoGradGuard noGrad;
+    forwardFrames(frames);
+}
+
+at::Tensor LoadedModel::forward(const at::Tensor& canvas, std::string* note) const {
+    return forwardFrames(splitFrames(canvas), note);
+}
+
+at::Tensor LoadedModel::forwardFrames(const std::vector<at::Tensor>& frames, std::string* note) const {
+    if (int64_t(frames.size()) != inputCount())
+        throw ModelError(d->path + ": the model takes " + std::to_string(inputCount()) + " input frames (" +
+                         joined(d->inputNames) + "), got " + std::to_string(frames.size()));
+    std::vector<at::Tensor> onDevice;
+    for (const at::Tensor& f : frames) {
+        if (f.sizes() != frames.front().sizes())
+            throw ModelError(d->path + ": the input frames differ in size (" + c10::str(frames.front().sizes()) +
+                             " and " + c10::str(f.sizes()) + ")");
+        onDevice.push_back(f.to(d->device));
+    }
+    const auto shape = [&] {
+        return frames.size() == 1 ? c10::str(frames[0].sizes())
+                                  : std::to_string(frames.size()) + " frames of " + c10::str(frames[0].sizes());
+    };
+    auto run = [&](InputForm form) {
+        std::vector<c10::IValue> args;
+        if (form == InputForm::Image || form == InputForm::Arguments)
+            args.assign(onDevice.begin(), onDevice.end());
+        else if (form == InputForm::StackedChannels)
+            args.push_back(at::cat(onDevice, 1));
+        else
+            args.push_back(at::stack(onDevice, 1));
+        return d->module.forward(args);
+    };
     c10::IValue out;
     try {
-        out = d->module.forward({input.to(d->device)});
+        try {
+            out = run(d->form);
+        } catch (const c10::Error&) {
+            // A stacked model without "frame_layout": the time layout is the other one.
+            if (d->layoutSettled)
+                throw;
+            out = run(InputForm::StackedTime);
+            d->form = InputForm::StackedTime;
+        }
+        d->layoutSettled = true;
     } catch (const c10::Error& e) {
-        throw ModelError(d->path + ": forward failed on an input of shape " + c10::str(input.sizes()) + ": " +
+        throw ModelError(d->path + ": forward failed on an input of shape " + shape() + ": " +
                          firstLine(e.what_without_backtrace()));
     } catch (const std::exception& e) {
-        throw ModelError(d->path + ": forward failed on an input of shape " + c10::str(input.sizes()) + ": " + e.what());
+        throw ModelError(d->path + ": forward failed on an input of shape " + shape() + ": " + e.what());
     }
     std::string where;
     auto t = firstTensor(out, where);

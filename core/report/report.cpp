@@ -47,15 +47,42 @@ Run prepareRun(const std::string& modelPath, const std::string& image, const com
 }
 
 Run prepareRun(const model::LoadedModel& m, const std::string& image, const common::AnalysisRequest& rq) {
+    InputSource inputs;
+    inputs.images = {image};
+    return prepareRun(m, inputs, rq);
+}
+
+Run prepareRun(const std::string& modelPath, const InputSource& inputs, const common::AnalysisRequest& rq) {
+    return prepareRun(model::LoadedModel::load(modelPath, resolveDevice(rq.device)), inputs, rq);
+}
+
+Run prepareRun(const model::LoadedModel& m, const InputSource& inputs, const common::AnalysisRequest& rq) {
     Run r;
     r.name = stemOf(m.path());
     r.model = m;
-    r.imagePath = image;
+    r.framePaths = inputs.frameNames();
+    r.imagePath = r.framePaths.empty() ? std::string() : r.framePaths.front();
+    if (!inputs.video.empty())
+        r.imagePath = inputs.video;
     for (const std::string& n : r.model.notes())
         r.notes.push_back(n);
+    const int64_t I = m.inputCount();
+    const int64_t given = int64_t(inputs.video.empty() ? inputs.images.size() : inputs.frames.size());
+    if (given != I) {
+        std::string names;
+        for (const auto& n : m.inputNames())
+            names += (names.empty() ? "" : ", ") + n;
+        throw UsageError(m.path() + " takes " + std::to_string(I) + (I == 1 ? " input" : " input frames") + " (" + names +
+                         ") but " + std::to_string(given) + (inputs.video.empty() ? " images were" : " video frames were") +
+                         " given (" + inputs.describe() + ")" +
+                         (I > 1 ? ": give --image once per input, in forward's order, or --video FILE --frames "
+                                  "t,u" : ""));
+    }
+    const auto size = rq.inputSize ? rq.inputSize : r.model.metadata().inputSize;
     try {
-        r.image = imaging::loadImage(image, rq.inputSize ? rq.inputSize : r.model.metadata().inputSize,
-                                     normalizationOf(r.model.metadata()));
+        r.image = inputs.video.empty()
+                      ? imaging::loadFrames(inputs.images, size, normalizationOf(r.model.metadata()))
+                      : imaging::loadVideoFrames(inputs.video, inputs.frames, size, normalizationOf(r.model.metadata()));
     } catch (const std::exception& e) {
         throw UsageError(e.what());
     }
@@ -98,6 +125,10 @@ void findObject(Run& r, const common::AnalysisRequest& rq) {
     } catch (const std::exception& e) {
         throw UsageError(e.what());
     }
+    // Several frames: a mask of one frame is the first (reference) frame's.
+    const int64_t frames = r.session->frames();
+    if (frames > 1 && ids.size(0) == r.image.originalHeight && ids.size(1) * frames == r.image.originalWidth)
+        ids = at::cat({ids, at::zeros({ids.size(0), ids.size(1) * (frames - 1)}, ids.options())}, 1);
     if (ids.size(0) != r.image.originalHeight || ids.size(1) != r.image.originalWidth)
         throw UsageError(maskPath + ": the mask is " + std::to_string(ids.size(1)) + " x " + std::to_string(ids.size(0)) +
                          " but the image is " + std::to_string(r.image.originalWidth) + " x " +
@@ -132,8 +163,9 @@ void analyseNode(Run& r, const common::AnalysisRequest& rq, const analysis::Sali
         r.inputXY = {x, y};
         r.pixel = imaging::inputToOriginal(r.image, x, y);
     } else {
+        // Default: the centre of the (first) frame.
         r.pixel = rq.at ? std::array<double, 2>{rq.at->x, rq.at->y}
-                        : std::array<double, 2>{(double(r.image.originalWidth) - 1) / 2,
+                        : std::array<double, 2>{(double(r.image.originalWidth / r.session->frames()) - 1) / 2,
                                                 (double(r.image.originalHeight) - 1) / 2};
         if (!(r.pixel[0] >= -0.5 && r.pixel[1] >= -0.5 && r.pixel[0] <= double(r.image.originalWidth) - 0.5 &&
               r.pixel[1] <= double(r.image.originalHeight) - 0.5))
@@ -168,6 +200,9 @@ void analyseNode(Run& r, const common::AnalysisRequest& rq, const analysis::Sali
         r.objectMetrics = analysis::objectMetrics(r.object, r.erf ? &*r.erf : nullptr,
                                                   r.sampling ? &*r.sampling : nullptr,
                                                   r.saliency ? &*r.saliency : nullptr);
+    r.motion.reset();
+    if (rq.what.motion || !rq.propagate.empty())
+        analyseMotion(r, rq);
 }
 
 // ---- data files ----------------------------------------------------------------------
@@ -182,6 +217,17 @@ Json writeData(const Run& r, const common::AnalysisRequest& rq, const std::strin
     doc["model"] = r.model.path();
     doc["model_name"] = r.name;
     doc["image"] = r.imagePath;
+    const auto& inputNames = r.session->graph().inputNames();
+    const int64_t frames = r.session->frames(), frameW = r.session->frameSize()[1];
+    if (frames > 1) {
+        Json inputs = Json::array();
+        for (size_t i = 0; i < inputNames.size(); ++i)
+            inputs.push_back(Json::object({{"name", inputNames[i]},
+                                           {"image", i < r.framePaths.size() ? Json(r.framePaths[i]) : Json()}}));
+        doc["inputs"] = inputs;
+        doc["layout"] = "the frames side by side on one input grid: frame i holds x in [i·W, (i+1)·W), W = " +
+                        std::to_string(frameW) + "; sampling.csv gives x within its frame (column input)";
+    }
     doc["device"] = r.model.device().str();
     doc["original_size"] = Json::array({r.image.originalHeight, r.image.originalWidth});
     doc["input_size"] = Json::array({r.image.height, r.image.width});
@@ -214,16 +260,20 @@ Json writeData(const Run& r, const common::AnalysisRequest& rq, const std::strin
         // kernel_weight: Deformable Kernel taps only (the resampled kernel's mean |weight|), else empty.
         // kind: the kind of the layer whose tap or read it is; feature_level: the level a deformable
         // attention read (0 otherwise); row: the offset group, or a sampler's grid row (head, group).
-        csv << "x,y,level,weight,inside,modulation,layer,parent,tap,kernel_weight,kind,feature_level,row\n";
+        // input: the input frame the point lies on (x is within that frame).
+        csv << "x,y,level,weight,inside,modulation,layer,parent,tap,kernel_weight,kind,feature_level,row,input\n";
         const auto& layers = r.session->graph().layers();
         // Points per (layer, kind, feature level), for result.json.
         std::map<std::tuple<int, int>, int64_t> perLayer;
+        std::vector<std::pair<int64_t, double>> perInput(size_t(frames), {0, 0.0});
         for (const analysis::SamplingPoint& p : r.sampling->points) {
             const model::Layer& pl = layers[size_t(p.layer)];
-            csv << p.x << ',' << p.y << ',' << p.level << ',' << p.weight << ',' << (p.inside ? 1 : 0) << ','
+            perInput[size_t(std::clamp<int64_t>(p.input, 0, frames - 1))].first += 1;
+            perInput[size_t(std::clamp<int64_t>(p.input, 0, frames - 1))].second += p.weight;
+            csv << p.x - double(p.input * frameW) << ',' << p.y << ',' << p.level << ',' << p.weight << ',' << (p.inside ? 1 : 0) << ','
                 << p.modulation << ',' << pl.name << ',' << p.parent << ',' << p.tap << ','
                 << (std::isnan(p.kernelWeight) ? std::string() : std::to_string(p.kernelWeight)) << ','
-                << model::kindName(pl.kind) << ',' << p.featureLevel << ',' << p.group << '\n';
+                << model::kindName(pl.kind) << ',' << p.featureLevel << ',' << p.group << ',' << p.input << '\n';
             ++perLayer[{p.layer, p.featureLevel}];
         }
         common::writeFileAtomically((dir / "sampling.csv").string(), csv.str());
@@ -235,6 +285,13 @@ Json writeData(const Run& r, const common::AnalysisRequest& rq, const std::strin
                                             {"feature_level", std::get<1>(key)}, {"points", count}}));
         }
         j["by_layer"] = byLayer;
+        if (frames > 1) {
+            Json byInput = Json::array();
+            for (size_t i = 0; i < perInput.size(); ++i)
+                byInput.push_back(Json::object({{"input", inputNames[i]}, {"points", perInput[i].first},
+                                                {"weight_sum", perInput[i].second}}));
+            j["by_input"] = byInput;
+        }
         j["levels_requested"] = rq.levels;
         j["reading"] = common::name(rq.reading);
         double weight = 0;
@@ -243,8 +300,21 @@ Json writeData(const Run& r, const common::AnalysisRequest& rq, const std::strin
         j["weight_sum"] = weight;
     }
     if (r.erf) {
-        common::writeNpy((dir / "erf.npy").string(), r.erf->map.to(at::kFloat).contiguous());
+        // Several frames: one map per input, [I, H, W].
+        const at::Tensor map = frames > 1 ? r.erf->map.view({r.erf->map.size(0), frames, frameW}).permute({1, 0, 2})
+                                          : r.erf->map;
+        common::writeNpy((dir / "erf.npy").string(), map.to(at::kFloat).contiguous());
         Json& j = section("erf", "erf.npy", analysis::toJson(r.erf->metrics));
+        if (frames > 1) {
+            Json perInput = Json::array();
+            for (size_t i = 0; i < r.erf->inputs.size(); ++i) {
+                Json m = analysis::toJson(r.erf->inputs[i]);
+                m["input"] = inputNames[i];
+                m["mass_share"] = r.erf->inputShare[i];
+                perInput.push_back(m);
+            }
+            j["inputs"] = perInput;
+        }
         j["signed"] = rq.signedErf;
         j["seconds"] = r.erf->seconds;
         j["sum"] = r.erf->map.to(at::kDouble).sum().item<double>();
@@ -262,6 +332,7 @@ Json writeData(const Run& r, const common::AnalysisRequest& rq, const std::strin
         j["source"] = r.objectSource;
         doc["object"] = j;
     }
+    writeMotion(r, dirPath, doc, files);
     doc["figures"] = stringArray(figures);
     doc["files"] = files;
     Json notes = stringArray(r.notes);

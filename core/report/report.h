@@ -22,6 +22,7 @@
 #include "core/model/model.h"
 #include "core/common/request.h"
 #include "core/report/inputs.h"
+#include "core/report/video.h"
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
@@ -40,8 +41,9 @@ namespace deformscope::report {
 struct Run {
     std::string name; // the model file's stem (compare makes it unique: uniqueNames)
     model::LoadedModel model;
-    std::string imagePath;
-    imaging::InputImage image;
+    std::string imagePath;              // the (first) image
+    std::vector<std::string> framePaths; // every input frame's image (a video's as FILE#N)
+    imaging::InputImage image;          // several frames: side by side (imaging::sideBySide)
     std::shared_ptr<analysis::AnalysisSession> session;
     analysis::Node node;
     std::array<double, 2> pixel{0, 0};   // original image x, y
@@ -50,6 +52,7 @@ struct Run {
     std::optional<analysis::ErfResult> erf;
     std::optional<analysis::SaliencyResult> saliency;
     std::optional<analysis::KernelView> kernel;
+    std::optional<MotionReport> motion; // --what motion / --propagate (video.h)
     at::Tensor object; // [H, W] uint8 on the input grid, or undefined
     std::string objectSource;
     std::optional<analysis::ObjectMetrics> objectMetrics;
@@ -65,6 +68,11 @@ Run prepareRun(const std::string& modelPath, const std::string& image, const com
 // else the metadata's input size) and runs the captured forward. Throws UsageError
 // for an image that cannot be read ("<path>: <problem>"), model::ModelError.
 Run prepareRun(const model::LoadedModel& model, const std::string& image, const common::AnalysisRequest& request);
+// The same with the model's input frames (video.h): as many images as the model
+// has inputs, or frames of a video; UsageError when their number or sizes are
+// wrong, a frame is past the video's end, ...
+Run prepareRun(const model::LoadedModel& model, const InputSource& inputs, const common::AnalysisRequest& request);
+Run prepareRun(const std::string& modelPath, const InputSource& inputs, const common::AnalysisRequest& request);
 
 // The node is at request.at (on the original image or the input grid; default:
 // the image's centre). Clears the run's previous results, picks the node of

@@ -4,6 +4,7 @@
 // in main_window_actions.cpp, the docks in main_window_docks.cpp, opening,
 // exporting and sessions in main_window_files.cpp.
 #include "ui/app/main_window.h"
+#include "ui/app/video_dialog.h"
 
 #include "ui/canvas/canvas.h"
 #include "ui/canvas/comparison_view.h"
@@ -311,7 +312,7 @@ void MainWindow::updateWindowTitle() {
         parts.append(m.name);
     QString title = parts.isEmpty() ? QStringLiteral("DeformScope") : parts.join(QStringLiteral(" · "));
     if (!m_imagePath.isEmpty())
-        title += QStringLiteral(" — ") + QFileInfo(m_imagePath).fileName();
+        title += QStringLiteral(" — ") + inputsDisplayName(m_imagePath);
     if (!m_layer.isEmpty())
         title += QStringLiteral(" @ ") + m_layer;
     setWindowTitle(parts.isEmpty() ? title : title + QStringLiteral(" — DeformScope"));

@@ -52,6 +52,10 @@ public:
     // Opening things (the same as the menus, drag and drop and recent files do).
     void openModels(const QStringList& paths);
     void openImage(const QString& path);
+    // Several images as a model's input frames (in this order), side by side.
+    void openFrames(const QStringList& paths);
+    // Frames of a video, chosen in a dialog with a frame slider.
+    void openVideo(const QString& path);
     // Selects the node nearest to an input-grid point of the current layer and analyses it.
     void selectPoint(QPointF inputGridPoint);
     // The same, in the original image's pixels.
@@ -218,6 +222,8 @@ private:
 
     QAction* m_openModelsAction = nullptr;
     QAction* m_openImageAction = nullptr;
+    QAction* m_openFramesAction = nullptr;
+    QAction* m_openVideoAction = nullptr;
     QAction* m_openSessionAction = nullptr;
     QAction* m_saveSessionAction = nullptr;
     QAction* m_exportAction = nullptr;

@@ -45,6 +45,30 @@ void MainWindow::buildActions() {
         }
     });
 
+    m_openFramesAction = new QAction(tr("Open Frame &Pair…"), this);
+    m_openFramesAction->setObjectName(QStringLiteral("openFramesAction"));
+    m_openFramesAction->setToolTip(tr("Open two (or more) images as the input frames of a video model, in order"));
+    connect(m_openFramesAction, &QAction::triggered, this, [this] {
+        QStringList files = QFileDialog::getOpenFileNames(
+            this, tr("Open frames (in order: reference first)"), m_settings->lastDirectory(),
+            tr("Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp);;All files (*)"));
+        if (files.isEmpty())
+            return;
+        m_settings->setLastDirectory(QFileInfo(files.front()).absolutePath());
+        files.sort(); // file dialogs return the selection in no fixed order: frames by name
+        openFrames(files);
+    });
+    m_openVideoAction = new QAction(tr("Open &Video…"), this);
+    m_openVideoAction->setObjectName(QStringLiteral("openVideoAction"));
+    connect(m_openVideoAction, &QAction::triggered, this, [this] {
+        const QString file = QFileDialog::getOpenFileName(this, tr("Open video"), m_settings->lastDirectory(),
+                                                          tr("Videos (*.mp4 *.avi *.mov *.mkv *.webm);;All files (*)"));
+        if (file.isEmpty())
+            return;
+        m_settings->setLastDirectory(QFileInfo(file).absolutePath());
+        openVideo(file);
+    });
+
     m_openSessionAction = new QAction(tr("Open &Session…"), this);
     m_openSessionAction->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
     connect(m_openSessionAction, &QAction::triggered, this, [this] {
@@ -155,6 +179,8 @@ void MainWindow::buildMenus() {
     file->addAction(m_openModelsAction);
     m_recentModelsMenu = file->addMenu(tr("Recent &Models"));
     file->addAction(m_openImageAction);
+    file->addAction(m_openFramesAction);
+    file->addAction(m_openVideoAction);
     m_recentImagesMenu = file->addMenu(tr("Recent I&mages"));
     file->addSeparator();
     file->addAction(m_openSessionAction);

@@ -5,6 +5,9 @@
 #include "ui/app/main_window.h"
 
 #include "ui/app/input_settings_dialog.h"
+#include "ui/app/video_dialog.h"
+#include "core/imaging/image.h"
+#include "core/report/video.h"
 #include "ui/canvas/canvas.h"
 #include "ui/canvas/comparison_view.h"
 #include "ui/canvas/kernel_inset.h"
@@ -46,8 +49,37 @@ void MainWindow::openImage(const QString& path) {
     if (path.isEmpty())
         return;
     m_requestedImage = path;
-    startLoading(tr("Loading %1").arg(QFileInfo(path).fileName()));
+    startLoading(tr("Loading %1").arg(inputsDisplayName(path)));
     m_imageRequest = m_engine->openImage(path);
+}
+
+void MainWindow::openFrames(const QStringList& paths) {
+    if (paths.size() < 2) {
+        if (!paths.isEmpty())
+            openImage(paths.front());
+        return;
+    }
+    report::InputSource inputs;
+    for (const QString& p : paths)
+        inputs.images.push_back(p.toStdString());
+    openImage(QString::fromStdString(inputs.toText()));
+}
+
+void MainWindow::openVideo(const QString& path) {
+    int64_t count = 0;
+    try {
+        imaging::readVideoFrames(path.toStdString(), {0}, &count);
+    } catch (const std::exception& e) {
+        showError(QString::fromStdString(e.what()));
+        return;
+    }
+    if (count < 2) {
+        showError(tr("%1: the video has %2 frame(s); a frame pair needs two").arg(path).arg(count));
+        return;
+    }
+    VideoFramesDialog dialog(path, int(count), this);
+    if (dialog.exec() == QDialog::Accepted)
+        openImage(dialog.inputsText());
 }
 
 void MainWindow::startLoading(const QString& stage) {
@@ -350,7 +382,13 @@ void MainWindow::dropEvent(QDropEvent* event) {
     } else {
         if (!models.isEmpty())
             openModels(models);
-        if (!images.isEmpty())
+        // Several images for models taking several input frames: the frames, by name.
+        const bool frames = !m_models.empty() && m_models.front().inputs.size() > 1 && images.size() > 1;
+        if (frames) {
+            images.sort();
+            openFrames(images);
+        }
+        else if (!images.isEmpty())
             openImage(images.first());
     }
     event->acceptProposedAction();

@@ -69,12 +69,20 @@ std::array<int64_t, 2> ModelCache::gridFor(const std::vector<OpenModel>& ms,
     return {std::max(stride, (*image)[0] / stride * stride), std::max(stride, (*image)[1] / stride * stride)};
 }
 
-void ModelCache::prepare(std::vector<OpenModel>& ms, const std::string& path, std::array<int64_t, 2> g,
+bool ModelCache::fits(const std::vector<OpenModel>& ms, const report::InputSource& inputs) {
+    const auto given = int64_t(inputs.video.empty() ? inputs.images.size() : inputs.frames.size());
+    for (const OpenModel& m : ms)
+        if (m.model.inputCount() != given)
+            return false;
+    return true;
+}
+
+void ModelCache::prepare(std::vector<OpenModel>& ms, const report::InputSource& inputs, std::array<int64_t, 2> g,
                          std::string& context) const {
     for (OpenModel& m : ms) {
         context = m.model.path();
-        report::Run r = report::prepareRun(m.model, path, gridRequest(g));
-        checkFinite(r, path);
+        report::Run r = report::prepareRun(m.model, inputs, gridRequest(g));
+        checkFinite(r, inputs.describe());
         r.name = m.name;
         m.info = modelInfo(m.model, r.session->graph(), m.name);
         m.run = std::move(r);
@@ -114,8 +122,10 @@ void ModelCache::openModels(const QStringList& paths, const QString& deviceName)
     const std::array<int64_t, 2> g = gridFor(ms, image);
     std::string context;
     try {
-        if (hasImage())
-            prepare(ms, m_imagePath, g, context);
+        // Models taking another number of frames than the open image(s) give open without them
+        // (their layer lists only); opening a frame pair or an image then prepares it.
+        if (hasImage() && fits(ms, m_inputs))
+            prepare(ms, m_inputs, g, context);
         else
             for (OpenModel& m : ms)
                 if (m.info.inputH != g[0] || m.info.inputW != g[1]) {
@@ -133,20 +143,24 @@ void ModelCache::openModels(const QStringList& paths, const QString& deviceName)
 
 void ModelCache::openImage(const QString& pathText) {
     const std::string path = ss(pathText);
-    const std::array<int64_t, 2> size = within(path, [&] {
-        const imaging::InputImage img = imaging::loadImage(path);
-        return std::array<int64_t, 2>{img.originalHeight, img.originalWidth};
+    const report::InputSource inputs = report::InputSource::fromText(path);
+    const std::array<int64_t, 2> size = within(inputs.describe(), [&] {
+        const imaging::InputImage img = inputs.video.empty() ? imaging::loadFrames(inputs.images)
+                                                             : imaging::loadVideoFrames(inputs.video, inputs.frames);
+        const int64_t frames = int64_t(inputs.video.empty() ? inputs.images.size() : inputs.frames.size());
+        return std::array<int64_t, 2>{img.originalHeight, img.originalWidth / std::max<int64_t>(frames, 1)};
     });
     std::vector<OpenModel> ms = m_models; // prepared on copies: a failure keeps the open image
     const std::array<int64_t, 2> g = gridFor(ms, size);
     std::string context;
     try {
-        prepare(ms, path, g, context);
+        prepare(ms, inputs, g, context);
     } catch (const std::exception& e) {
         throw std::runtime_error(describeFailure(context, e));
     }
     m_models = std::move(ms);
     m_imagePath = path;
+    m_inputs = inputs;
     m_originalSize = size;
     m_grid = g;
 }
@@ -174,7 +188,7 @@ void ModelCache::setInputSettings(const QString& modelPath, const InputSettings&
     md.inputSize = in.inputH > 0 ? std::optional<std::array<int64_t, 2>>(std::array<int64_t, 2>{in.inputH, in.inputW})
                                  : std::nullopt;
     om->model.setMetadata(md);
-    if (!hasImage()) {
+    if (!hasImage() || !fits(m_models, m_inputs)) {
         om->info = within(context, [&] {
             return modelInfo(om->model, model::layerGraph(om->model, gridFor(m_models, std::nullopt)), om->name);
         });
@@ -184,7 +198,7 @@ void ModelCache::setInputSettings(const QString& modelPath, const InputSettings&
     const std::array<int64_t, 2> g = gridFor(ms, m_originalSize);
     std::string failing;
     try {
-        prepare(ms, m_imagePath, g, failing);
+        prepare(ms, m_inputs, g, failing);
     } catch (const std::exception& e) {
         om->model.setMetadata(before); // keep what worked before
         throw std::runtime_error(describeFailure(failing.empty() ? context : failing, e));
@@ -210,7 +224,8 @@ std::vector<report::Run*> ModelCache::runs() {
 
 ModelCache::Picture ModelCache::picture() const {
     if (m_models.empty() || !m_models.front().run) {
-        const imaging::InputImage img = imaging::loadImage(m_imagePath);
+        const imaging::InputImage img = m_inputs.video.empty() ? imaging::loadFrames(m_inputs.images)
+                                                               : imaging::loadVideoFrames(m_inputs.video, m_inputs.frames);
         return {toQImage(fromRgbTensor(img.rgb)), 1.0, 1.0};
     }
     const report::Run& r = *m_models.front().run;

@@ -27,6 +27,8 @@ public:
     // ones only when every file loads, and prepares the open image for them.
     void openModels(const QStringList& paths, const QString& device);
     // Prepares `path` for every open model (or just remembers it when none is open).
+    // `path` may name several input frames (report::InputSource::toText: one image
+    // per line, or a video and "frames:t,u"): they lie side by side.
     void openImage(const QString& path);
     // Sets how the open model `modelPath` is fed and prepares the open image again.
     void setInputSettings(const QString& modelPath, const InputSettings& settings);
@@ -57,13 +59,16 @@ private:
     };
 
     std::array<int64_t, 2> gridFor(const std::vector<OpenModel>& ms, std::optional<std::array<int64_t, 2>> image) const;
-    void prepare(std::vector<OpenModel>& ms, const std::string& path, std::array<int64_t, 2> grid,
+    void prepare(std::vector<OpenModel>& ms, const report::InputSource& inputs, std::array<int64_t, 2> grid,
                  std::string& context) const;
+    // Whether every model takes as many input frames as `inputs` holds.
+    static bool fits(const std::vector<OpenModel>& ms, const report::InputSource& inputs);
 
     std::vector<OpenModel> m_models;
     c10::Device m_device{c10::kCPU};
-    std::string m_imagePath;                     // "" when none is open
-    std::array<int64_t, 2> m_originalSize{0, 0}; // H, W of the open image
+    std::string m_imagePath;                     // "" when none is open (InputSource text)
+    report::InputSource m_inputs;                // the open image(s)
+    std::array<int64_t, 2> m_originalSize{0, 0}; // H, W of the open image (one frame's)
     std::array<int64_t, 2> m_grid{0, 0};         // the shared input grid of the prepared runs
 };
 

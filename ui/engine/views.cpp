@@ -111,6 +111,12 @@ ModelInfo modelInfo(const model::LoadedModel& m, const model::LayerGraph& g, con
     info.bgr = md.colorOrder == "BGR";
     info.metadataInputH = md.inputSize ? int((*md.inputSize)[0]) : 0;
     info.metadataInputW = md.inputSize ? int((*md.inputSize)[1]) : 0;
+    for (const std::string& n : m.inputNames())
+        info.inputs << qs(n);
+    if (m.inputCount() > 1)
+        info.notes << QStringLiteral("%1 input frames (%2): open them with File > Open Frame Pair or Open Video")
+                          .arg(m.inputCount())
+                          .arg(info.inputs.join(QStringLiteral(", ")));
     return info;
 }
 

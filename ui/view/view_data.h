@@ -55,6 +55,7 @@ struct ModelInfo {
     double std[3] = {0.229, 0.224, 0.225};
     bool bgr = false;
     int metadataInputH = 0, metadataInputW = 0; // the size images are resized to; 0: the image's own
+    QStringList inputs;           // the model's input frames (one name for an ordinary model)
 };
 
 // One sampling tap of the chosen (deformable) layer at one feature position,
