@@ -3,8 +3,8 @@
 //   deformscope [FILES...] [--image I] [--pixel x,y] [--layer L] [--session S]
 //               [--out DIR] [--screenshot PNG] [--comparison|--single]
 //
-// FILES are models (.pt, .pth, .ts), an image and/or a session (.dsession), as
-// if dropped on the window. With nothing given it opens the three sample models
+// FILES are models (.pt, .pth, .ts), an image (several: a video model's input
+// frames, in order) and/or a session (.dsession), as if dropped on the window. With nothing given it opens the three sample models
 // on a sample image with a node selected: the comparison a new user sees first.
 // Without a display (no DISPLAY / WAYLAND_DISPLAY and no QT_QPA_PLATFORM) it
 // says so, runs the same window offscreen and writes the comparison's figure and
@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
     parser.addOptions({imageOpt, pixelOpt, layerOpt, sessionOpt, outOpt, shotOpt, singleOpt, sizeOpt});
     parser.process(app);
 
-    QStringList models;
+    QStringList models, images;
     QString image = parser.value(imageOpt), session = parser.value(sessionOpt);
     for (const QString& f : parser.positionalArguments()) {
         const QString suffix = QFileInfo(f).suffix().toLower();
@@ -88,8 +88,13 @@ int main(int argc, char** argv) {
         else if (suffix == QLatin1String("dsession"))
             session = f;
         else
-            image = f;
+            images.append(f);
     }
+    // Several images: a video model's input frames, in the order given (side by side).
+    if (images.size() == 1)
+        image = images.front();
+    else if (images.size() > 1)
+        image = images.join(QLatin1Char('\n'));
     std::optional<QPointF> pixel;
     if (parser.isSet(pixelOpt)) {
         const QStringList xy = parser.value(pixelOpt).split(QLatin1Char(','));
@@ -114,6 +119,12 @@ int main(int argc, char** argv) {
     }
 
     MainWindow window;
+    {
+        const QString root = samplesRoot();
+        window.setSampleVideo(samplePath(root, QStringLiteral("models"), QStringLiteral("align.pt")),
+                              {samplePath(root, QStringLiteral("samples"), QStringLiteral("pair_01_a.png")),
+                               samplePath(root, QStringLiteral("samples"), QStringLiteral("pair_01_b.png"))});
+    }
     if (parser.isSet(sizeOpt)) {
         const QStringList wh = parser.value(sizeOpt).split(QLatin1Char('x'));
         if (wh.size() == 2)

@@ -124,8 +124,9 @@ std::vector<RequestField> makeFields() {
     // have always had) and the kernel view's mode.
     {
         RequestField f = field("--what", "what", "LIST",
-                               "the analyses: sampling, erf, saliency, kernel (default: the first three, and the kernel "
-                               "view where the node has a Deformable Kernel layer at or below it)");
+                               "the analyses: sampling, erf, saliency, kernel, motion (default: the first three, and the "
+                               "kernel view where the node has a Deformable Kernel layer at or below it; motion: a video "
+                               "model's offsets read as motion)");
         f.read = [](R& r, const std::vector<std::string>& words) -> std::string {
             const auto a = Analyses::parse(words.at(0));
             if (!a)
@@ -140,6 +141,7 @@ std::vector<RequestField> makeFields() {
             j["kernel"] = r.what.kernel == Analyses::Kernel::Off        ? "off"
                           : r.what.kernel == Analyses::Kernel::Required ? "required"
                                                                          : "if_available";
+            j["motion"] = r.what.motion;
         };
         f.fromJson = [](R& r, const Json& j) -> std::string {
             std::string problem;
@@ -154,6 +156,7 @@ std::vector<RequestField> makeFields() {
             flag("sampling", r.what.sampling);
             flag("erf", r.what.erf);
             flag("saliency", r.what.saliency);
+            flag("motion", r.what.motion);
             if (j.contains("kernel")) {
                 const Json& k = j.at("kernel");
                 const std::string v = k.is_string() ? k.get<std::string>() : "";
@@ -407,7 +410,8 @@ AnalysisRequest requestFromJson(const Json& json, const AnalysisRequest& base, s
             continue;
         // The "what" field reads several keys of its own; the others one key.
         const bool present = f.key == "what" ? (json.contains("sampling") || json.contains("erf") ||
-                                                json.contains("saliency") || json.contains("kernel"))
+                                                json.contains("saliency") || json.contains("kernel") ||
+                                                json.contains("motion"))
                                              : json.contains(f.key);
         if (!present)
             continue;

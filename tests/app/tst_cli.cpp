@@ -206,9 +206,10 @@ private Q_SLOTS:
 
         // sampling.csv: one row per point, the per-level counts of the JSON, inside = within the image.
         const QStringList lines = QString::fromStdString(readAll(out + "/sampling.csv")).split('\n', Qt::SkipEmptyParts);
-        QCOMPARE(lines.front(), QString("x,y,level,weight,inside,modulation,layer,parent,tap,kernel_weight,kind,feature_level,row"));
-        // Every point names its layer's kind; result.json counts them per layer.
-        QVERIFY2(lines.at(1).endsWith(QStringLiteral(",dcn_v2,0,0")), qPrintable(lines.at(1)));
+        QCOMPARE(lines.front(),
+                 QString("x,y,level,weight,inside,modulation,layer,parent,tap,kernel_weight,kind,feature_level,row,input"));
+        // Every point names its layer's kind and its input (one image: 0); result.json counts them per layer.
+        QVERIFY2(lines.at(1).endsWith(QStringLiteral(",dcn_v2,0,0,0")), qPrintable(lines.at(1)));
         int64_t byLayer = 0;
         for (const auto& l : doc.at("sampling").at("by_layer"))
             byLayer += l.at("points").get<int64_t>();
@@ -218,7 +219,8 @@ private Q_SLOTS:
         std::map<int, int64_t> perLevel;
         for (int i = 1; i < lines.size(); ++i) {
             const QStringList f = lines[i].split(',');
-            QCOMPARE(f.size(), 13);
+            QCOMPARE(f.size(), 14);
+            QCOMPARE(f[13], QStringLiteral("0"));
             QVERIFY(f[9].isEmpty());   // DCN points carry no Deformable-Kernel weight
             QVERIFY(f[10] == QStringLiteral("dcn_v2") || f[10] == QStringLiteral("conv"));
             QCOMPARE(f[11], QStringLiteral("0")); // no feature levels outside deformable attention

@@ -13,7 +13,8 @@ Outputs, in the directory given as the only argument:
 and the bad inputs the loader must explain:
   no_metadata.pt    the same model without deformscope.json
   mmcv_op.pt        its code calls mmcv::modulated_deform_conv2d (no one registers it)
-  two_inputs.pt     forward(x, y)
+  two_inputs.pt     forward(x, y): a model with two input frames (loads; its frames lie side by side)
+  three_declared.pt forward(x, y) whose deformscope.json declares three inputs
   tuple_output.pt   forward returns (logits, features); dict_output.pt returns a dict
   state_dict.pt     torch.save(state_dict): a zip archive, but not TorchScript
   truncated.pt      the first 60 % of fixture_model.pt
@@ -156,6 +157,9 @@ def write_bad_inputs(out_dir, net, scripted):
                 data = data.replace(b"ops.torchvision.deform_conv2d", b"ops.mmcv.modulated_deform_conv2d")
             dst.writestr(item, data)
     torch.jit.script(TwoInputs()).save(os.path.join(out_dir, "two_inputs.pt"))
+    three = {"inputs": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}
+    torch.jit.script(TwoInputs()).save(os.path.join(out_dir, "three_declared.pt"),
+                                       _extra_files={"deformscope.json": json.dumps(three)})
     torch.jit.script(TupleOutput()).save(os.path.join(out_dir, "tuple_output.pt"))
     torch.jit.script(DictOutput()).save(os.path.join(out_dir, "dict_output.pt"))
     torch.save(net.state_dict(), os.path.join(out_dir, "state_dict.pt"))

@@ -56,6 +56,9 @@ public:
     void openFrames(const QStringList& paths);
     // Frames of a video, chosen in a dialog with a frame slider.
     void openVideo(const QString& path);
+    // The bundled video model and frame pair File > Open Sample Video Model opens
+    // (the action is enabled once they are set and exist).
+    void setSampleVideo(const QString& model, const QStringList& frames);
     // Selects the node nearest to an input-grid point of the current layer and analyses it.
     void selectPoint(QPointF inputGridPoint);
     // The same, in the original image's pixels.
@@ -224,6 +227,9 @@ private:
     QAction* m_openImageAction = nullptr;
     QAction* m_openFramesAction = nullptr;
     QAction* m_openVideoAction = nullptr;
+    QAction* m_openSampleVideoAction = nullptr;
+    QString m_sampleVideoModel;
+    QStringList m_sampleVideoFrames;
     QAction* m_openSessionAction = nullptr;
     QAction* m_saveSessionAction = nullptr;
     QAction* m_exportAction = nullptr;

@@ -69,6 +69,15 @@ void MainWindow::buildActions() {
         openVideo(file);
     });
 
+    m_openSampleVideoAction = new QAction(tr("Open Sample Vi&deo Model"), this);
+    m_openSampleVideoAction->setObjectName(QStringLiteral("openSampleVideoAction"));
+    m_openSampleVideoAction->setToolTip(tr("The bundled two-frame alignment model (align.pt) on its sample frame pair"));
+    m_openSampleVideoAction->setEnabled(false);
+    connect(m_openSampleVideoAction, &QAction::triggered, this, [this] {
+        openModels({m_sampleVideoModel});
+        openFrames(m_sampleVideoFrames);
+    });
+
     m_openSessionAction = new QAction(tr("Open &Session…"), this);
     m_openSessionAction->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
     connect(m_openSessionAction, &QAction::triggered, this, [this] {
@@ -181,6 +190,7 @@ void MainWindow::buildMenus() {
     file->addAction(m_openImageAction);
     file->addAction(m_openFramesAction);
     file->addAction(m_openVideoAction);
+    file->addAction(m_openSampleVideoAction);
     m_recentImagesMenu = file->addMenu(tr("Recent I&mages"));
     file->addSeparator();
     file->addAction(m_openSessionAction);

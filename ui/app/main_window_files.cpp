@@ -65,6 +65,15 @@ void MainWindow::openFrames(const QStringList& paths) {
     openImage(QString::fromStdString(inputs.toText()));
 }
 
+void MainWindow::setSampleVideo(const QString& model, const QStringList& frames) {
+    m_sampleVideoModel = model;
+    m_sampleVideoFrames = frames;
+    bool present = QFileInfo::exists(model) && frames.size() > 1;
+    for (const QString& f : frames)
+        present = present && QFileInfo::exists(f);
+    m_openSampleVideoAction->setEnabled(present);
+}
+
 void MainWindow::openVideo(const QString& path) {
     int64_t count = 0;
     try {

@@ -272,9 +272,12 @@ private Q_SLOTS:
     void requestDefaultJson() {
         const Json j = toJson(AnalysisRequest{});
         QCOMPARE(qs(j.dump()),
-                 QStringLiteral(R"({"sampling":true,"erf":true,"saliency":true,"kernel":"if_available","layer":"","at":null,)"
+                 QStringLiteral(R"({"sampling":true,"erf":true,"saliency":true,"kernel":"if_available","motion":false,)"
+                                R"("layer":"","at":null,)"
                                 R"("response":"sum","levels":3,"offset_reading":"bilinear","signed_erf":false,"epsilon":0.1,)"
-                                R"("baseline":"zero","forwards":400,"batch":0,"min_cell":2,"object":"auto","input_size":null,)"
+                                R"("baseline":"zero","forwards":400,"batch":0,"min_cell":2,"object":"auto",)"
+                                R"("motion_layer":"","motion_alarm_px":50.0,"true_motion":"","propagate":"",)"
+                                R"("propagate_truth":"","input_size":null,)"
                                 R"("device":"cpu","figures":true,"colormap":"inferno","log_scale":false,)"
                                 R"("overlays":"sampling,erf,saliency"})"));
     }

@@ -192,7 +192,8 @@ private Q_SLOTS:
         QTest::newRow("truncated archive") << "truncated.pt" << "truncated.pt: the model archive is truncated or corrupt";
         QTest::newRow("unregistered operator") << "mmcv_op.pt"
                                                << "uses the operator mmcv::modulated_deform_conv2d, which no loaded library provides";
-        QTest::newRow("several inputs") << "two_inputs.pt" << "forward takes 2 inputs (x, y)";
+        QTest::newRow("inputs declared wrongly") << "three_declared.pt"
+                                                 << "forward takes 2 inputs (x, y) but its deformscope.json declares 3 inputs";
         QTest::newRow("a directory") << "" << "is a directory, not a model file";
     }
     void badModelsGiveClearErrors() {
@@ -200,6 +201,19 @@ private Q_SLOTS:
         QFETCH(QString, expected);
         const std::string message = messageOf([&] { LoadedModel::load(fixture(file.toUtf8().constData()).toStdString()); });
         QVERIFY2(message.find(expected.toStdString()) != std::string::npos, message.c_str());
+    }
+
+    // forward(x, y): two input frames, named after forward's arguments, fed side by side.
+    void severalInputsAreFrames() {
+        const LoadedModel m = LoadedModel::load(path("two_inputs.pt"));
+        QCOMPARE(m.inputCount(), int64_t{2});
+        QCOMPARE(m.inputNames(), (std::vector<std::string>{"x", "y"}));
+        QVERIFY(m.inputForm() == LoadedModel::InputForm::Arguments);
+        const Capture c = captureForward(m, at::zeros({1, 3, 16, 32}));
+        QCOMPARE(c.graph.inputSize(), (std::array<int64_t, 2>{16, 16}));
+        QCOMPARE(c.graph.inputNames(), (std::vector<std::string>{"x", "y"}));
+        const std::string odd = messageOf([&] { captureForward(m, at::zeros({1, 3, 16, 31})); });
+        QVERIFY2(odd.find("must lie side by side") != std::string::npos, odd.c_str());
     }
 
     void tupleAndDictOutputsUseTheFirstTensor_data() {
