@@ -38,6 +38,8 @@ OffsetField samplerField(const AnalysisSession& session, const model::Layer& l, 
     const at::Tensor mask =
         weighted ? t.mask.detach().to(at::kCPU, at::kDouble).contiguous() : at::zeros({1, 1, 1}, at::kDouble);
     const auto mk = mask.accessor<double, 3>();
+    // Several input frames side by side: drawn on the frame the layer reads.
+    const double shift = double(l.frames.empty() ? 0 : l.frames.front()) * double(session.frameSize()[1]);
     field.featureH = int(Ho);
     field.featureW = int(Wo);
     field.taps = int(rows * points);
@@ -52,10 +54,10 @@ OffsetField samplerField(const AnalysisSession& session, const model::Layer& l, 
                     const auto [a, c] = si.gridEntry(fy, fx, p, Wo);
                     OffsetArrow arrow;
                     arrow.y = float(l.start[0] + double(fy) * l.jump[0]);
-                    arrow.x = float(l.start[1] + double(fx) * l.jump[1]);
+                    arrow.x = float(l.start[1] + double(fx) * l.jump[1] + shift);
                     if (a < grid.size(1) && c < grid.size(2)) {
                         const double ry = vStart[0] + si.pixelOf(g[b][a][c][1], si.valueSize[0]) * vJump[0];
-                        const double rx = vStart[1] + si.pixelOf(g[b][a][c][0], si.valueSize[1]) * vJump[1];
+                        const double rx = vStart[1] + si.pixelOf(g[b][a][c][0], si.valueSize[1]) * vJump[1] + shift;
                         arrow.dy = float(ry - double(arrow.y));
                         arrow.dx = float(rx - double(arrow.x));
                         if (weighted && a < mask.size(1) && c < mask.size(2)) {
@@ -103,6 +105,9 @@ OffsetField offsetField(const AnalysisSession& session, const std::string& layer
         inJump[a] = l.jump[a] / double(l.stride[a]);
         inStart[a] = l.start[a] - ((double(l.kernel[a]) - 1) * double(l.dilation[a]) / 2 - double(l.padding[a])) * inJump[a];
     }
+    // Several input frames side by side: drawn on the frame the layer reads (an alignment
+    // layer's taps on the support frame).
+    const double shift = double(l.frames.empty() ? 0 : l.frames.front()) * double(session.frameSize()[1]);
     field.featureH = int(Ho);
     field.featureW = int(Wo);
     field.taps = int(taps);
@@ -120,7 +125,7 @@ OffsetField offsetField(const AnalysisSession& session, const std::string& layer
                 const double py = double(fy * l.stride[0] - l.padding[0] + ky * l.dilation[0]);
                 const double px = double(fx * l.stride[1] - l.padding[1] + kx * l.dilation[1]);
                 OffsetArrow a;
-                a.x = float(inStart[1] + px * inJump[1]);
+                a.x = float(inStart[1] + px * inJump[1] + shift);
                 a.y = float(inStart[0] + py * inJump[0]);
                 a.dy = float(o[((2 * tap) * Ho + fy) * Wo + fx] * inJump[0]);
                 a.dx = float(o[((2 * tap + 1) * Ho + fy) * Wo + fx] * inJump[1]);

@@ -8,6 +8,7 @@
 // and offsets read as motion.
 #include "core/analysis/analysis.h"
 #include "core/analysis/motion.h"
+#include "core/analysis/offset_field.h"
 #include "core/common/json_file.h"
 #include "core/common/npy.h"
 #include "core/model/capture.h"
@@ -139,6 +140,11 @@ private Q_SLOTS:
             compareReads(c, t, s.graph());
             // The node is drawn on the reference frame, its points on the support.
             QVERIFY(s.nodeCentre(nodeOf(c, "align"))[0] < double(c.width));
+            // So is the offset field: every arrow starts on the support frame.
+            const OffsetField f = offsetField(s, "align");
+            QCOMPARE(f.arrows.size(), size_t(32 * 32 * 9));
+            for (const OffsetArrow& a : f.arrows)
+                QVERIFY(a.x >= double(c.width) - 1.5);
         }
     }
 
