@@ -64,17 +64,20 @@ uint32_t framesOf(const Origin& o, int64_t start, int64_t end, int64_t step = 1)
     return m;
 }
 
+// Argument `i` of `e` as an axis of a tensor of `rank` axes (negative ones wrapped);
+// −100 when it is not an int.
+int64_t axisArgument(const OpEvent& e, size_t i, int64_t rank) {
+    if (i >= e.inputs.size() || !(e.inputs[i].isInt() || e.inputs[i].isSymInt()))
+        return -100;
+    const int64_t d = intOf(e.inputs[i]);
+    return d < 0 ? d + rank : d;
+}
+
 // For an operator taking pieces of the stacked tensor along its stacking axis:
 // each output's frames (empty when the operator is not such a split).
 std::vector<uint32_t> splitPieces(const OpEvent& e, const Origin& o, const at::Tensor& self) {
     const auto& a = e.inputs;
-    const int64_t rank = self.dim();
-    auto dimArg = [&](size_t i) {
-        if (i >= a.size() || !(a[i].isInt() || a[i].isSymInt()))
-            return int64_t(-100);
-        const int64_t d = intOf(a[i]);
-        return d < 0 ? d + rank : d;
-    };
+    auto dimArg = [&](size_t i) { return axisArgument(e, i, self.dim()); };
     const int64_t size = self.size(o.dim);
     auto wrap = [&](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + size : v, 0, size); };
     const std::string& op = e.op;
@@ -124,14 +127,7 @@ std::vector<uint32_t> splitPieces(const OpEvent& e, const Origin& o, const at::T
 // Where the stacking axis lies in the output of an operator that indexes or
 // copies along other axes only; −1 for any other operator.
 int64_t keptAxis(const OpEvent& e, const Origin& o, const at::Tensor& self) {
-    const auto& a = e.inputs;
-    const int64_t rank = self.dim();
-    auto dimArg = [&](size_t i) {
-        if (i >= a.size() || !(a[i].isInt() || a[i].isSymInt()))
-            return int64_t(-100);
-        const int64_t d = intOf(a[i]);
-        return d < 0 ? d + rank : d;
-    };
+    auto dimArg = [&](size_t i) { return axisArgument(e, i, self.dim()); };
     const std::string& op = e.op;
     if (op == "aten::contiguous" || op == "aten::clone" || op == "aten::to" || op == "aten::detach" ||
         op == "aten::alias" || op == "aten::type_as")

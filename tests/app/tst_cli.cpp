@@ -1,6 +1,7 @@
 // Tests of deformscope-cli as a user runs it: exit codes and what it prints.
 #include "core/common/json_file.h"
 #include "core/common/npy.h"
+#include "tests/support/cli_run.h"
 
 #include <ATen/ATen.h>
 
@@ -15,22 +16,8 @@
 
 namespace {
 
-struct Run {
-    int exitCode = -1;
-    QString out, err;
-};
-
-Run cli(const QStringList& args) {
-    QProcess p;
-    p.start(QStringLiteral(DEFORMSCOPE_CLI), args);
-    Run r;
-    if (!p.waitForFinished(600000))
-        return r;
-    r.exitCode = p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1;
-    r.out = QString::fromUtf8(p.readAllStandardOutput());
-    r.err = QString::fromUtf8(p.readAllStandardError());
-    return r;
-}
+using Run = deformscope::test::CliRun;
+using deformscope::test::cli;
 
 QString fixture(const char* name) {
     return QDir(QStringLiteral(DEFORMSCOPE_MODEL_FIXTURE_DIR)).filePath(QString::fromUtf8(name));

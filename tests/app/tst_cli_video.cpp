@@ -3,6 +3,7 @@
 // --propagate, and the bad inputs a user makes, each a clear message and exit 2.
 #include "core/common/json_file.h"
 #include "core/common/npy.h"
+#include "tests/support/cli_run.h"
 #include "core/imaging/image.h"
 
 #include <ATen/ATen.h>
@@ -23,22 +24,8 @@ namespace {
 
 using deformscope::common::Json;
 
-struct Run {
-    int exitCode = -1;
-    QString out, err;
-};
-
-Run cli(const QStringList& args) {
-    QProcess p;
-    p.start(QStringLiteral(DEFORMSCOPE_CLI), args);
-    Run r;
-    if (!p.waitForFinished(600000))
-        return r;
-    r.exitCode = p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1;
-    r.out = QString::fromUtf8(p.readAllStandardOutput());
-    r.err = QString::fromUtf8(p.readAllStandardError());
-    return r;
-}
+using Run = deformscope::test::CliRun;
+using deformscope::test::cli;
 
 QString video(const char* name) { return QDir(QStringLiteral(DEFORMSCOPE_VIDEO_FIXTURE_DIR)).filePath(QString::fromUtf8(name)); }
 QString sampleImage(const char* name) {
