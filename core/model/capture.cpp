@@ -231,50 +231,6 @@ bool describeLayer(const OpEvent& e, Layer& l, int64_t imageBatch) {
     return true;
 }
 
-// ---- dataflow ---------------------------------------------------------------
-
-// For every event, the producers (event indices) of each tensor in each input.
-Producers resolveProducers(const std::vector<OpEvent>& events) {
-    std::unordered_map<const c10::TensorImpl*, int> producer;
-    std::vector<std::vector<std::vector<int>>> result(events.size());
-    auto lookup = [&](const at::Tensor& t) {
-        auto it = producer.find(t.unsafeGetTensorImpl());
-        return it == producer.end() ? kNoProducer : it->second;
-    };
-    for (size_t i = 0; i < events.size(); ++i) {
-        // Inputs are resolved before this event's outputs are registered, so an
-        // in-place op (output is its input) still points at the earlier producer.
-        for (const c10::IValue& v : events[i].inputs) {
-            std::vector<int> ps;
-            if (v.isTensor() && v.toTensor().defined()) {
-                ps.push_back(lookup(v.toTensor()));
-            } else if (v.isTensorList()) {
-                for (const at::Tensor& t : v.toTensorVector())
-                    if (t.defined())
-                        ps.push_back(lookup(t));
-            } else if (v.isList()) {
-                for (const c10::IValue& x : v.toListRef())
-                    if (x.isTensor() && x.toTensor().defined())
-                        ps.push_back(lookup(x.toTensor()));
-            }
-            result[i].push_back(std::move(ps));
-        }
-        std::function<void(const c10::IValue&)> registerOutput = [&](const c10::IValue& v) {
-            if (v.isTensor() && v.toTensor().defined())
-                producer[v.toTensor().unsafeGetTensorImpl()] = static_cast<int>(i);
-            else if (v.isTuple())
-                for (const c10::IValue& x : v.toTupleRef().elements())
-                    registerOutput(x);
-            else if (v.isList())
-                for (const c10::IValue& x : v.toListRef())
-                    registerOutput(x);
-        };
-        for (const c10::IValue& v : events[i].outputs)
-            registerOutput(v);
-    }
-    return result;
-}
-
 // Module paths are unique per layer: a module whose forward ran several
 // conv-like ops (or ran twice) gets ":op" and "#n" suffixes.
 std::string uniqueName(const OpEvent& e, std::map<std::string, int>& used) {
@@ -464,19 +420,7 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
                              : sourcesOf(e, 0);
         {
             const size_t fe = hand ? size_t(hand->inputEvent) : e, arg = adapter ? size_t(adapter->input) : 0;
-            const uint32_t mask = arg < fromFrames[fe].size() ? fromFrames[fe][arg] : 0;
-            l.frames.clear();
-            for (int f = 0; f < 32; ++f)
-                if (mask & (uint32_t(1) << f))
-                    l.frames.push_back(f);
-            if (l.frames.empty()) // a constant (or a frame the capture lost): drawn on the first
-                l.frames = {0};
-            uint32_t all = 0;
-            for (uint32_t m : fromFrames[e])
-                all |= m;
-            l.home = 0;
-            while (all && !(all & (uint32_t(1) << l.home)))
-                ++l.home;
+            assignFrames(l, arg < fromFrames[fe].size() ? fromFrames[fe][arg] : 0, fromFrames[e]);
         }
         // The layer that produced argument `i` (its last source), -1 for none.
         auto producer = [&](int i) {

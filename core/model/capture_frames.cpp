@@ -1,4 +1,6 @@
-// Which model inputs (frames) each recorded tensor derives from: the frames are
+// The dataflow of the recorded operators: which events produced each event's
+// tensors (resolveProducers), and which model inputs (frames) each recorded
+// tensor derives from: the frames are
 // seeded with one bit each, every operator's outputs get the union of its inputs'
 // bits, except where a model splits its stacked frames again (x[:, :3], x[:, 0],
 // chunk, unbind ... of the tensor the frames were stacked into): those pieces get
@@ -8,6 +10,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <algorithm>
+#include <functional>
 #include <unordered_map>
 
 namespace deformscope::model::detail {
@@ -140,6 +143,63 @@ int64_t keptAxis(const OpEvent& e, const Origin& o, const at::Tensor& self) {
 }
 
 } // namespace
+
+// For every event, the producers (event indices) of each tensor in each input.
+Producers resolveProducers(const std::vector<OpEvent>& events) {
+    std::unordered_map<const c10::TensorImpl*, int> producer;
+    std::vector<std::vector<std::vector<int>>> result(events.size());
+    auto lookup = [&](const at::Tensor& t) {
+        auto it = producer.find(t.unsafeGetTensorImpl());
+        return it == producer.end() ? kNoProducer : it->second;
+    };
+    for (size_t i = 0; i < events.size(); ++i) {
+        // Inputs are resolved before this event's outputs are registered, so an
+        // in-place op (output is its input) still points at the earlier producer.
+        for (const c10::IValue& v : events[i].inputs) {
+            std::vector<int> ps;
+            if (v.isTensor() && v.toTensor().defined()) {
+                ps.push_back(lookup(v.toTensor()));
+            } else if (v.isTensorList()) {
+                for (const at::Tensor& t : v.toTensorVector())
+                    if (t.defined())
+                        ps.push_back(lookup(t));
+            } else if (v.isList()) {
+                for (const c10::IValue& x : v.toListRef())
+                    if (x.isTensor() && x.toTensor().defined())
+                        ps.push_back(lookup(x.toTensor()));
+            }
+            result[i].push_back(std::move(ps));
+        }
+        std::function<void(const c10::IValue&)> registerOutput = [&](const c10::IValue& v) {
+            if (v.isTensor() && v.toTensor().defined())
+                producer[v.toTensor().unsafeGetTensorImpl()] = static_cast<int>(i);
+            else if (v.isTuple())
+                for (const c10::IValue& x : v.toTupleRef().elements())
+                    registerOutput(x);
+            else if (v.isList())
+                for (const c10::IValue& x : v.toListRef())
+                    registerOutput(x);
+        };
+        for (const c10::IValue& v : events[i].outputs)
+            registerOutput(v);
+    }
+    return result;
+}
+
+void assignFrames(Layer& l, uint32_t dataMask, const std::vector<uint32_t>& argumentMasks) {
+    l.frames.clear();
+    for (int f = 0; f < 32; ++f)
+        if (dataMask & (uint32_t(1) << f))
+            l.frames.push_back(f);
+    if (l.frames.empty()) // a constant (or a frame the capture lost): drawn on the first
+        l.frames = {0};
+    uint32_t all = 0;
+    for (uint32_t m : argumentMasks)
+        all |= m;
+    l.home = 0;
+    while (all && !(all & (uint32_t(1) << l.home)))
+        ++l.home;
+}
 
 std::vector<std::vector<uint32_t>> frameMasks(const std::vector<OpEvent>& events, const std::vector<at::Tensor>& frames) {
     std::unordered_map<const c10::TensorImpl*, Origin> origin;

@@ -44,10 +44,16 @@ bool isGridSampler(const std::string& op);
 std::vector<int> upstream(const Producers& producers, size_t e, int arg,
                           const std::function<bool(int)>& stop, std::vector<int>* stops = nullptr);
 
+// For every event, the producers (event indices) of each tensor in each input (capture_frames.cpp).
+Producers resolveProducers(const std::vector<OpEvent>& events);
+
 // For every event, for each of its arguments, the model inputs its tensors derive
 // from (bit i: frame i of `frames`, the tensors forward was given); pieces of the
 // tensor the frames were stacked into get their own frames (capture_frames.cpp).
 std::vector<std::vector<uint32_t>> frameMasks(const std::vector<OpEvent>& events, const std::vector<at::Tensor>& frames);
+// A layer's frames (Layer::frames) from its data argument's mask, and its home
+// frame (the first its output derives from) from the masks of all its event's arguments.
+void assignFrames(Layer& layer, uint32_t dataMask, const std::vector<uint32_t>& argumentMasks);
 
 // A sampler written by hand with aten::gather (indices computed from the data).
 // Either the seed article's DeformConv2d (recognised: its consuming conv becomes a
