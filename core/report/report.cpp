@@ -268,8 +268,9 @@ Json writeData(const Run& r, const common::AnalysisRequest& rq, const std::strin
         std::vector<std::pair<int64_t, double>> perInput(size_t(frames), {0, 0.0});
         for (const analysis::SamplingPoint& p : r.sampling->points) {
             const model::Layer& pl = layers[size_t(p.layer)];
-            perInput[size_t(std::clamp<int64_t>(p.input, 0, frames - 1))].first += 1;
-            perInput[size_t(std::clamp<int64_t>(p.input, 0, frames - 1))].second += p.weight;
+            auto& counted = perInput[size_t(std::clamp<int64_t>(p.input, 0, frames - 1))];
+            counted.first += 1;
+            counted.second += p.weight;
             csv << p.x - double(p.input * frameW) << ',' << p.y << ',' << p.level << ',' << p.weight << ',' << (p.inside ? 1 : 0) << ','
                 << p.modulation << ',' << pl.name << ',' << p.parent << ',' << p.tap << ','
                 << (std::isnan(p.kernelWeight) ? std::string() : std::to_string(p.kernelWeight)) << ','

@@ -95,15 +95,18 @@ double secondsSince(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Frame `i` of the run's canvas on the model's input grid, [H, W, 3] uint8 RGB.
-at::Tensor frameRgb(const Run& r, int64_t i) {
-    const int64_t I = r.session->frames(), H = r.image.height, W = r.image.width / I;
+// The run's frames on the model's input grid, each [H, W, 3] uint8 RGB (the canvas resized once).
+std::vector<at::Tensor> framesRgb(const Run& r) {
+    const int64_t I = r.session->frames(), H = r.image.height;
     at::Tensor rgb = r.image.rgb;
     if (rgb.size(0) != H || rgb.size(1) != r.image.width) {
         const at::Tensor f = rgb.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat);
         rgb = at::upsample_bilinear2d(f, {H, r.image.width}, false)[0].permute({1, 2, 0}).round().clamp(0, 255).to(at::kByte);
     }
-    return rgb.narrow(1, i * W, W).contiguous();
+    std::vector<at::Tensor> frames;
+    for (const at::Tensor& f : rgb.chunk(I, 1))
+        frames.push_back(f.contiguous());
+    return frames;
 }
 
 // A label file: a mask image (nonzero = labelled) of one original frame, on the
@@ -194,7 +197,9 @@ void analyseMotion(Run& r, const common::AnalysisRequest& rq) {
     m.seconds = secondsSince(t0);
     const int64_t I = r.session->frames(), H = r.image.height, W = r.image.width / I;
     const auto t1 = std::chrono::steady_clock::now();
-    const at::Tensor a = frameRgb(r, m.field.reference), b = frameRgb(r, m.field.support);
+    const std::vector<at::Tensor> frames = framesRgb(r);
+    const at::Tensor& a = frames.at(size_t(m.field.reference));
+    const at::Tensor& b = frames.at(size_t(m.field.support));
     m.flow = imaging::opticalFlow(a, b, imaging::FlowMethod::Dis);
     m.flowSeconds = secondsSince(t1);
     m.farneback = imaging::opticalFlow(a, b, imaging::FlowMethod::Farneback);
