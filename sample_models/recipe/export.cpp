@@ -30,13 +30,15 @@ std::string description(Variant v) {
                "8-96 px on textured backgrounds); block1-3 are DCNv2 modulated deformable 3x3 convs "
                "(torchvision::deform_conv2d; conv 'offset' gives 18 offsets + 9 mask logits, mask = sigmoid)";
     case Variant::Align:
-        return "DeformScope sample: two-frame alignment net (EDVR-style). forward(reference, support): shared "
-               "features 'feat' of both frames, offsets from 'motion' (dilated convs on both frames' features) "
-               "through the conv 'align.offset' (18 offsets + 9 mask logits), the DCNv2 layer 'align' "
-               "(torchvision::deform_conv2d) samples the support frame's features, 'recon' rebuilds the reference "
-               "frame [N,3,H,W] (normalised). Stride 1 throughout: the mean offset over the 9 taps is the motion "
-               "(dy, dx) in input pixels from reference to support. Trained on synthetic moving shapes "
-               "(objects shifted up to 6 px and rotated up to 5 degrees, still background)";
+        return "DeformScope sample: two-frame alignment net (EDVR-style). forward(reference, support) -> the "
+               "reference frame rebuilt, [N,3,H,W] (normalised). 'feat' (shared weights) gives features of both "
+               "frames; 'motion' turns a fixed matching cost (squared differences of the frames over +-6 px, 5x5 "
+               "and multi-scale windows) and both frames' features into offset features (dilated 3x3 convs); the "
+               "conv 'align.offset' gives 18 offsets + 9 mask logits; the DCNv2 layer 'align' "
+               "(torchvision::deform_conv2d, 3x3, 32->32) samples the support frame's features; 'recon' rebuilds "
+               "the reference. Stride 1 throughout: the mean offset over the 9 taps is the motion (dy, dx) in input "
+               "pixels from reference to support. Trained on synthetic moving shapes (objects shifted up to 6 px "
+               "per axis and rotated up to 5 degrees; still background)";
     case Variant::DK:
         return "DeformScope sample: small fully-convolutional segmentation net (discs, squares, triangles of "
                "8-96 px on textured backgrounds); block1-3 are depthwise-separable Deformable Kernels blocks: "
