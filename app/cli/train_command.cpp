@@ -4,6 +4,7 @@
 
 #include "core/common/json_file.h"
 
+#include "sample_models/recipe/align.h"
 #include "sample_models/recipe/analysis.h"
 #include "sample_models/recipe/export.h"
 #include "sample_models/recipe/network.h"
@@ -31,7 +32,8 @@ namespace {
 // What each command does, for its --help and the tool's list of commands.
 constexpr const char* kTrainSamplesHelp =
     "the sample models' recipe: generate the synthetic data, train each variant on the CPU, write "
-    "DIR/<variant>.pt, DIR/training.json and sample images (sample_models/MODELS.md)";
+    "DIR/<variant>.pt, DIR/training.json and sample images (sample_models/MODELS.md); --variants align "
+    "trains the two-frame alignment sample and writes the held-out pair DIR/pair_01_*";
 
 
 namespace fs = std::filesystem;
@@ -91,6 +93,7 @@ struct VariantResult {
     samples::TrainReport report;
     std::vector<samples::SamplingSpread> spread;
     std::string file;
+    Json alignEntry; // Variant::Align: its whole training.json entry
 };
 
 constexpr int64_t kSpreadImages = 64; // held-out images for the sampling-spread numbers
@@ -121,7 +124,160 @@ struct TrainInputs {
     std::string outDir;
     std::string variants = "regular,dcn_v1,dcn_v2,dk";
     int64_t images = 12;
+    // The options align takes over from the command line when they are given
+    // (otherwise its own defaults, samples::AlignConfig, apply).
+    CLI::Option *steps = nullptr, *batch = nullptr, *size = nullptr, *seed = nullptr, *lr = nullptr,
+                *offsetLrScale = nullptr, *evalImages = nullptr;
 };
+
+// The held-out pair train-samples writes as DIR/pair_01_*: three objects of 16 to 41 px.
+constexpr uint64_t kAlignPairSeed = samples::kHeldOutSeedBase + 5;
+
+samples::AlignConfig alignConfig(const TrainInputs& in) {
+    samples::AlignConfig a;
+    const samples::TrainConfig& c = in.config;
+    auto given = [](const CLI::Option* o) { return o && o->count() > 0; };
+    if (given(in.steps))
+        a.steps = c.steps;
+    if (given(in.batch))
+        a.batch = c.batch;
+    if (given(in.size)) { // the training crop; pairs are generated at 128 unless that is smaller
+        a.crop = c.size;
+        a.pairSize = std::max(a.pairSize, c.size);
+    }
+    if (given(in.seed))
+        a.seed = c.seed;
+    if (given(in.lr))
+        a.lr = c.lr;
+    if (given(in.offsetLrScale))
+        a.offsetLrScale = c.offsetLrScale;
+    if (given(in.evalImages))
+        a.evalPairs = c.evalImages;
+    return a;
+}
+
+Json epeJson(const samples::AlignEval& e) {
+    return Json::object({{"all", rounded(e.epeAll, 3)},
+                         {"objects", rounded(e.epeObjects, 3)},
+                         {"background", rounded(e.epeBackground, 3)},
+                         {"small_objects", rounded(e.epeSmall, 3)},
+                         {"medium_objects", rounded(e.epeMedium, 3)},
+                         {"large_objects", rounded(e.epeLarge, 3)},
+                         {"zero_motion_objects", rounded(e.zeroMotionEpeObjects, 3)}});
+}
+
+double tailMean(const std::vector<double>& v, size_t n) {
+    const size_t tail = std::min(n, v.size());
+    double sum = 0;
+    for (size_t k = v.size() - tail; k < v.size(); ++k)
+        sum += v[k];
+    return tail ? sum / static_cast<double>(tail) : 0.0;
+}
+
+// Trains align.pt, writes it and the held-out pair; returns its training.json entry.
+Json trainAlignSample(const TrainInputs& in, std::ostream& out) {
+    const samples::AlignConfig a = alignConfig(in);
+    out << "  align: " << a.steps << " steps x " << a.batch << " pairs, crops of " << a.crop << "x" << a.crop
+        << " from " << a.pairSize << "x" << a.pairSize << " pairs, lr " << a.lr << " (align.offset x"
+        << a.offsetLrScale << "), motion weight " << a.motionWeight << ", seed " << a.seed << "\n"
+        << std::flush;
+    torch::jit::Module model = samples::buildAlignModel(a.seed);
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t every = std::max<int64_t>(1, std::min<int64_t>(50, a.steps / 10));
+    double sums[3] = {};
+    int64_t count = 0;
+    samples::AlignReport report = samples::trainAlign(model, a, [&](int64_t step, double loss, double recon,
+                                                                    double motion) {
+        sums[0] += loss;
+        sums[1] += recon;
+        sums[2] += motion;
+        ++count;
+        if (step % every == 0 || step == a.steps) {
+            const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            out << "  align step " << step << "/" << a.steps << "  loss " << fixed(sums[0] / count, 4) << " (recon "
+                << fixed(sums[1] / count, 4) << ", motion EPE " << fixed(sums[2] / count, 3) << " px)  ("
+                << fixed(s, 1) << " s)\n"
+                << std::flush;
+            sums[0] = sums[1] = sums[2] = 0;
+            count = 0;
+        }
+    });
+    const samples::AlignEval& e = report.heldOut;
+    const fs::path file = fs::path(in.outDir) / "align.pt";
+    const Json training = Json::object({{"steps", Json(a.steps)},
+                                        {"batch", Json(a.batch)},
+                                        {"crop", Json(a.crop)},
+                                        {"seed", Json(a.seed)},
+                                        {"motion_weight", Json(a.motionWeight)},
+                                        {"held_out_pairs", Json(a.evalPairs)},
+                                        {"held_out_first_seed", Json(samples::kHeldOutSeedBase)},
+                                        {"held_out_epe_all_px", rounded(e.epeAll, 3)},
+                                        {"held_out_epe_objects_px", rounded(e.epeObjects, 3)},
+                                        {"held_out_epe_background_px", rounded(e.epeBackground, 3)}});
+    samples::saveModel(model, file.string(),
+                       samples::modelMetadataJson(Variant::Align, a.evalSize, Json::object({{"training", training}})));
+    out << "  align: trained in " << fixed(report.seconds, 1) << " s; held-out (" << e.pairs << " pairs of "
+        << a.evalSize << "x" << a.evalSize << ") EPE of the offsets' motion: " << fixed(e.epeAll, 3)
+        << " px over the frame, " << fixed(e.epeObjects, 3) << " px on the moving objects (small / medium / large "
+        << fixed(e.epeSmall, 3) << " / " << fixed(e.epeMedium, 3) << " / " << fixed(e.epeLarge, 3)
+        << "; no motion would score " << fixed(e.zeroMotionEpeObjects, 3) << "), " << fixed(e.epeBackground, 3)
+        << " px on the background; reconstruction L1 " << fixed(e.reconL1, 4) << "; wrote " << file.string()
+        << "\n"
+        << std::flush;
+
+    Json entry = Json::object(
+        {{"variant", Json("align")},
+         {"file", Json("align.pt")},
+         {"settings", Json::object({{"steps", Json(a.steps)},
+                                    {"batch", Json(a.batch)},
+                                    {"crop", Json(a.crop)},
+                                    {"pair_size", Json(a.pairSize)},
+                                    {"lr", Json(a.lr)},
+                                    {"seed", Json(a.seed)},
+                                    {"optimizer", Json("AdamW")},
+                                    {"weight_decay", Json(a.weightDecay)},
+                                    {"offset_lr_scale", Json(a.offsetLrScale)},
+                                    {"motion_weight", Json(a.motionWeight)},
+                                    {"loss", Json("mean |output - reference| + motion_weight * mean over object "
+                                                  "pixels of |mean-over-taps offset - true motion| (px)")},
+                                    {"warmup_steps", Json(a.warmupSteps)},
+                                    {"held_out_pairs", Json(a.evalPairs)},
+                                    {"held_out_size", Json(a.evalSize)},
+                                    {"held_out_first_seed", Json(samples::kHeldOutSeedBase)}})},
+         {"train_seconds", rounded(report.seconds, 1)},
+         {"eval_seconds", rounded(report.evalSeconds, 1)},
+         {"held_out_epe_px", epeJson(e)},
+         {"held_out_object_fraction", rounded(e.objectFraction, 4)},
+         {"held_out_recon_l1", rounded(e.reconL1, 4)},
+         {"final_loss", rounded(tailMean(report.losses, 50), 4)},
+         {"final_recon_l1", rounded(tailMean(report.reconLosses, 50), 4)},
+         {"final_motion_epe_px", rounded(tailMean(report.motionLosses, 50), 3)},
+         {"loss_curve", lossCurve(report.losses, std::max<int64_t>(1, a.steps / 40))}});
+
+    // The held-out pair, with the model's numbers on it.
+    if (in.images > 0 && samples::canWriteImages()) {
+        const samples::SyntheticPair pair = samples::generatePair(kAlignPairSeed, a.evalSize);
+        samples::writePairFiles(pair, (fs::path(in.outDir) / "pair_01").string());
+        const samples::AlignEval p =
+            samples::evaluateAlign(model, 1, a.evalSize, kAlignPairSeed - samples::kHeldOutSeedBase);
+        Json objects = objectsJson(pair.a);
+        for (size_t k = 0; k < pair.motions.size(); ++k)
+            objects[k]["motion"] = Json::object({{"dx", rounded(pair.motions[k].dx, 3)},
+                                                 {"dy", rounded(pair.motions[k].dy, 3)},
+                                                 {"rotation_deg", rounded(pair.motions[k].rotation * 180.0 / 3.14159265358979, 3)}});
+        entry["pair"] = Json::object({{"files", Json("pair_01_a.png, pair_01_b.png, pair_01_a_mask.png, "
+                                                     "pair_01_b_mask.png, pair_01_motion.npy")},
+                                      {"seed", Json(kAlignPairSeed)},
+                                      {"objects", objects},
+                                      {"epe_px", epeJson(p)}});
+        out << "  align: wrote the held-out pair " << (fs::path(in.outDir) / "pair_01_*").string() << " (seed "
+            << kAlignPairSeed << "); on it the EPE is " << fixed(p.epeAll, 3) << " px over the frame, "
+            << fixed(p.epeObjects, 3) << " px on the objects\n"
+            << std::flush;
+    }
+    model.eval();
+    return entry;
+}
 
 int runTrainSamples(const TrainInputs& in, Io& io) {
     std::ostream& out = io.out;
@@ -161,15 +317,22 @@ int runTrainSamples(const TrainInputs& in, Io& io) {
     for (const std::string& a : io.words)
         command += " " + a;
 
-    out << "train-samples: " << config.steps << " steps x " << config.batch << " images of " << config.size << "x"
-        << config.size << ", lr " << config.lr << " (offset convs x" << config.offsetLrScale << "), seed " << config.seed
-        << ", CPU, " << at::get_num_threads() << " threads\n"
-        << std::flush;
+    if (std::any_of(variants.begin(), variants.end(), [](Variant v) { return v != Variant::Align; }))
+        out << "train-samples: " << config.steps << " steps x " << config.batch << " images of " << config.size << "x"
+            << config.size << ", lr " << config.lr << " (offset convs x" << config.offsetLrScale << "), seed "
+            << config.seed << ", CPU, " << at::get_num_threads() << " threads\n"
+            << std::flush;
+    else
+        out << "train-samples: CPU, " << at::get_num_threads() << " threads\n" << std::flush;
 
     std::vector<VariantResult> results;
     for (Variant variant : variants) {
         const std::string name = samples::variantName(variant);
         out << "\n[" << name << "]\n" << std::flush;
+        if (variant == Variant::Align) {
+            results.push_back({variant, {}, {}, "align.pt", trainAlignSample(in, out)});
+            continue;
+        }
         torch::jit::Module model = samples::buildModel(variant, config.seed);
         const auto t0 = std::chrono::steady_clock::now();
         double windowSum = 0;
@@ -214,7 +377,7 @@ int runTrainSamples(const TrainInputs& in, Io& io) {
                                        : std::string())
                 << "\n";
         out << std::flush;
-        results.push_back({variant, std::move(report), std::move(spread), file});
+        results.push_back({variant, std::move(report), std::move(spread), file, Json()});
     }
 
     // Sample images from held-out seeds.
@@ -269,6 +432,14 @@ int runTrainSamples(const TrainInputs& in, Io& io) {
         const auto& r = results[i];
         const auto& rep = r.report;
         const std::string name = samples::variantName(r.variant);
+        if (r.variant == Variant::Align) {
+            const Json& epe = r.alignEntry["held_out_epe_px"];
+            out << "| align | " << fixed(r.alignEntry["train_seconds"].get<double>(), 1) << " | EPE "
+                << fixed(epe["all"].get<double>(), 3) << " px (frame), " << fixed(epe["objects"].get<double>(), 3)
+                << " px (objects) | | |\n";
+            variantReports.push_back(r.alignEntry);
+            continue;
+        }
         std::string ious;
         for (size_t k = 0; k < rep.heldOutClassIoU.size(); ++k)
             ious += (k ? " / " : "") + fixed(rep.heldOutClassIoU[k], 3);
@@ -312,29 +483,31 @@ void addTrainSamples(CLI::App& app, Commands& commands) {
     constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
     // Not required() for CLI11: an unknown option is reported before a missing --out.
     sub->add_option("--out", in->outDir, "the folder to write into (required)")->type_name("DIR");
-    sub->add_option("--variants", in->variants, "regular, dcn_v1, dcn_v2, dk (comma-separated)")->type_name("LIST");
-    sub->add_option("--steps", c.steps, "training steps")->type_name("N")->check(
+    sub->add_option("--variants", in->variants,
+                    "regular, dcn_v1, dcn_v2, dk (comma-separated; these four by default), align (only when named)")
+        ->type_name("LIST");
+    in->steps = sub->add_option("--steps", c.steps, "training steps")->type_name("N")->check(
         wholeNumber(1, kMax, "--steps must be a positive integer"));
-    sub->add_option("--batch", c.batch, "images per step")->type_name("B")->check(
+    in->batch = sub->add_option("--batch", c.batch, "images per step")->type_name("B")->check(
         wholeNumber(1, kMax, "--batch must be a positive integer"));
-    sub->add_option("--size", c.size, "image side (a multiple of 8, at least 16)")->type_name("S")->check(
+    in->size = sub->add_option("--size", c.size, "image side (a multiple of 8, at least 16; align: the training crop)")->type_name("S")->check(
         [](const std::string& v) {
             int64_t n = 0;
             return CLI::detail::lexical_cast(v, n) && n >= 16 && n % 8 == 0
                        ? std::string()
                        : std::string("--size must be a multiple of 8, at least 16");
         });
-    sub->add_option("--seed", c.seed, "random seed")->type_name("S")->check(
+    in->seed = sub->add_option("--seed", c.seed, "random seed")->type_name("S")->check(
         wholeNumber(0, kMax, "--seed must be a non-negative integer"));
     sub->add_option("--images", in->images, "sample images to write (0 to 99)")->type_name("N")->check(
         wholeNumber(0, 99, "--images must be an integer from 0 to 99"));
-    sub->add_option("--eval-images", c.evalImages, "held-out images for the accuracy")->type_name("N")->check(
+    in->evalImages = sub->add_option("--eval-images", c.evalImages, "held-out images for the accuracy")->type_name("N")->check(
         wholeNumber(0, kMax, "--eval-images must be a non-negative integer"));
-    sub->add_option("--lr", c.lr, "learning rate")->type_name("LR")->check([](const std::string& v) {
+    in->lr = sub->add_option("--lr", c.lr, "learning rate")->type_name("LR")->check([](const std::string& v) {
         double x = 0;
         return CLI::detail::lexical_cast(v, x) && x > 0 ? std::string() : std::string("--lr must be a positive number");
     });
-    sub->add_option("--offset-lr-scale", c.offsetLrScale, "learning-rate factor of the offset convolutions")
+    in->offsetLrScale = sub->add_option("--offset-lr-scale", c.offsetLrScale, "learning-rate factor of the offset convolutions")
         ->type_name("X")
         ->check([](const std::string& v) {
             double x = 0;

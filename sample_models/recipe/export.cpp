@@ -8,6 +8,7 @@
 #endif
 
 #include "core/common/atomic_file.h"
+#include "core/common/npy.h"
 
 #include <sstream>
 #include <stdexcept>
@@ -28,6 +29,16 @@ std::string description(Variant v) {
         return "DeformScope sample: small fully-convolutional segmentation net (discs, squares, triangles of "
                "8-96 px on textured backgrounds); block1-3 are DCNv2 modulated deformable 3x3 convs "
                "(torchvision::deform_conv2d; conv 'offset' gives 18 offsets + 9 mask logits, mask = sigmoid)";
+    case Variant::Align:
+        return "DeformScope sample: two-frame alignment net (EDVR-style). forward(reference, support) -> the "
+               "reference frame rebuilt, [N,3,H,W] (normalised). 'feat' (shared weights) gives features of both "
+               "frames; 'motion' turns a fixed matching cost (squared differences of the frames over +-6 px, 5x5 "
+               "and multi-scale windows) and both frames' features into offset features (dilated 3x3 convs); the "
+               "conv 'align.offset' gives 18 offsets + 9 mask logits; the DCNv2 layer 'align' "
+               "(torchvision::deform_conv2d, 3x3, 32->32) samples the support frame's features; 'recon' rebuilds "
+               "the reference. Stride 1 throughout: the mean offset over the 9 taps is the motion (dy, dx) in input "
+               "pixels from reference to support. Trained on synthetic moving shapes (objects shifted up to 6 px "
+               "per axis and rotated up to 5 degrees; still background)";
     case Variant::DK:
         return "DeformScope sample: small fully-convolutional segmentation net (discs, squares, triangles of "
                "8-96 px on textured backgrounds); block1-3 are depthwise-separable Deformable Kernels blocks: "
@@ -42,6 +53,23 @@ std::string description(Variant v) {
 
 std::string modelMetadataJson(Variant variant, int64_t inputSize, const common::Json& extra) {
     using common::Json;
+    if (variant == Variant::Align) {
+        Json j = Json::object(
+            {{"format", Json("deformscope-model/1")},
+             {"task", Json("alignment")},
+             {"inputs", Json::array({Json::object({{"name", Json("reference")}}),
+                                     Json::object({{"name", Json("support")}})})},
+             {"input_size", Json::array({Json(inputSize), Json(inputSize)})},
+             {"mean", Json::array({Json(kMean[0]), Json(kMean[1]), Json(kMean[2])})},
+             {"std", Json::array({Json(kStd[0]), Json(kStd[1]), Json(kStd[2])})},
+             {"color_order", Json("RGB")},
+             {"suggested_layer", Json("align")},
+             {"variant", Json(variantName(variant))},
+             {"description", Json(description(variant))}});
+        for (const auto& [key, value] : extra.items())
+            j[key] = value;
+        return j.dump(1) + "\n";
+    }
     Json names = Json::array();
     for (const std::string& n : classNames())
         names.push_back(Json(n));
@@ -83,6 +111,23 @@ void writeSampleImages(const SyntheticSample& sample, const std::string& imagePa
     (void)sample;
     (void)imagePath;
     (void)maskPath;
+    throw std::runtime_error("this build has no image writer (core/imaging was not built)");
+#endif
+}
+
+void writePairFiles(const SyntheticPair& pair, const std::string& stem) {
+#ifdef DEFORMSCOPE_WITH_IMAGING
+    auto rgb = [](const at::Tensor& image) {
+        return (image * 255.0).round().clamp(0, 255).to(at::kByte).permute({1, 2, 0}).contiguous();
+    };
+    imaging::writeImage(stem + "_a.png", rgb(pair.a.image));
+    imaging::writeImage(stem + "_b.png", rgb(pair.b));
+    imaging::writeImage(stem + "_a_mask.png", pair.a.instances.to(at::kByte).contiguous());
+    imaging::writeImage(stem + "_b_mask.png", pair.bInstances.to(at::kByte).contiguous());
+    common::writeNpy(stem + "_motion.npy", pair.motion.contiguous());
+#else
+    (void)pair;
+    (void)stem;
     throw std::runtime_error("this build has no image writer (core/imaging was not built)");
 #endif
 }

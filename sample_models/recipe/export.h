@@ -22,7 +22,9 @@ using model::kMetadataFile;
 // The metadata JSON of a sample model (format "deformscope-model/1"): task,
 // input size, mean/std (the ones in network.h), colour order, class names,
 // suggested layer, variant and a one-line description, followed by the members
-// of `extra` (a JSON object, e.g. {"training": {...}}).
+// of `extra` (a JSON object, e.g. {"training": {...}}). Variant::Align: task
+// "alignment", "inputs" [{"name": "reference"}, {"name": "support"}], no class
+// names, suggested layer "align".
 std::string modelMetadataJson(Variant variant, int64_t inputSize = 128,
                               const common::Json& extra = common::Json::object());
 
@@ -38,5 +40,11 @@ bool canWriteImages();
 // class ids (0..3). Throws std::runtime_error on failure or when
 // canWriteImages() is false.
 void writeSampleImages(const SyntheticSample& sample, const std::string& imagePath, const std::string& maskPath);
+
+// Writes a frame pair (synthetic.h) as STEM_a.png and STEM_b.png (8-bit RGB),
+// STEM_a_mask.png and STEM_b_mask.png (8-bit grey: 0 background, k where object
+// k is visible in that frame) and STEM_motion.npy (float32 [2, H, W]: dx, dy of
+// every pixel of frame A). Throws like writeSampleImages.
+void writePairFiles(const SyntheticPair& pair, const std::string& stem);
 
 } // namespace deformscope::samples

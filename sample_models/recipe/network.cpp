@@ -1,5 +1,8 @@
 #include "sample_models/recipe/network.h"
 
+#include "sample_models/recipe/align.h"
+#include "sample_models/recipe/layers.h"
+
 #include "core/model/script.h"
 #include "core/ops/registration.h"
 
@@ -14,7 +17,7 @@
 #include <string>
 
 namespace deformscope::samples {
-namespace {
+namespace detail {
 
 using torch::jit::Module;
 
@@ -37,8 +40,6 @@ void addParameter(Module& m, const std::string& name, at::Tensor value) {
     m.register_parameter(name, value.set_requires_grad(true), /*is_buffer=*/false);
 }
 
-// weight [out, in, k, k] Kaiming-normal (fan-in; gain √2 before a ReLU, 1 otherwise)
-// or zero; bias zero.
 void addConvParameters(Module& m, int64_t in, int64_t out, int64_t k, bool relu, bool zero, uint64_t seed) {
     at::Tensor w = at::zeros({out, in, k, k}, at::kFloat);
     if (!zero) {
@@ -50,17 +51,23 @@ void addConvParameters(Module& m, int64_t in, int64_t out, int64_t k, bool relu,
     addParameter(m, "bias", at::zeros({out}, at::kFloat));
 }
 
-// An ordinary conv layer: forward(x) = [relu](conv2d(x, weight, bias, stride, padding)).
 Module convLayer(const std::shared_ptr<torch::jit::CompilationUnit>& cu, int64_t in, int64_t out, int64_t k,
-                 int64_t stride, bool relu, bool zero, uint64_t seed) {
+                 int64_t stride, bool relu, bool zero, uint64_t seed, int64_t dilation) {
     Module m = newModule(cu, "Conv2d");
     addConvParameters(m, in, out, k, relu, zero, seed);
-    const std::string s = std::to_string(stride), p = std::to_string(k / 2);
-    const std::string conv =
-        "torch.conv2d(x, self.weight, self.bias, [" + s + ", " + s + "], [" + p + ", " + p + "], [1, 1], 1)";
+    const std::string s = std::to_string(stride), p = std::to_string(dilation * (k / 2)),
+                      d = std::to_string(dilation);
+    const std::string conv = "torch.conv2d(x, self.weight, self.bias, [" + s + ", " + s + "], [" + p + ", " + p +
+                             "], [" + d + ", " + d + "], 1)";
     model::defineScript(m, "def forward(self, x):\n    return " + (relu ? "torch.relu(" + conv + ")" : conv) + "\n");
     return m;
 }
+
+} // namespace detail
+
+namespace {
+
+using namespace detail;
 
 // A 3×3, stride 1, padding 1 deformable block with ReLU. Its `offset` conv
 // predicts 18 offsets (dy, dx per tap, torchvision's layout) and, for DCNv2,
@@ -135,6 +142,8 @@ std::string variantName(Variant v) {
         return "dcn_v2";
     case Variant::DK:
         return "dk";
+    case Variant::Align:
+        return "align";
     }
     throw std::invalid_argument("variantName: unknown variant");
 }
@@ -143,7 +152,9 @@ Variant variantFromName(const std::string& name) {
     for (Variant v : kAllVariants)
         if (variantName(v) == name)
             return v;
-    throw std::invalid_argument("unknown variant '" + name + "' (known: regular, dcn_v1, dcn_v2, dk)");
+    if (name == variantName(Variant::Align))
+        return Variant::Align;
+    throw std::invalid_argument("unknown variant '" + name + "' (known: regular, dcn_v1, dcn_v2, dk, align)");
 }
 
 at::Tensor normalizeImage(const at::Tensor& image) {
@@ -175,6 +186,8 @@ std::vector<at::Tensor> offsetConvOutputs(const torch::jit::Module& model, const
 }
 
 torch::jit::Module buildModel(Variant variant, uint64_t seed) {
+    if (variant == Variant::Align)
+        return buildAlignModel(seed);
     // The deformable blocks' source names torchvision::deform_conv2d or deformscope::deform_kernel2d.
     ops::registerOperators();
     auto cu = std::make_shared<torch::jit::CompilationUnit>();
@@ -201,6 +214,8 @@ torch::jit::Module buildModel(Variant variant, uint64_t seed) {
         case Variant::DK:
             net.register_module(name, deformableKernelBlock(cu, 64, s));
             break;
+        case Variant::Align:
+            break; // built above
         }
     }
     net.register_module("head", convLayer(cu, 64, 4, 1, 1, /*relu=*/false, false, mixSeed(seed, index++)));

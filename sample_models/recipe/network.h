@@ -29,9 +29,11 @@ namespace deformscope::samples {
 // layer, or a depthwise-separable Deformable Kernels block (DK: a depthwise 3×3
 // deform_kernel2d with a 5×5 scope and per-position kernel offsets, then a 1×1
 // conv; DK is a depthwise operator, hence the pointwise conv that mixes channels).
-enum class Variant { Regular, DCNv1, DCNv2, DK };
+// Align is another network altogether: the two-frame alignment sample
+// (align.h), trained only when asked for by name.
+enum class Variant { Regular, DCNv1, DCNv2, DK, Align };
 
-std::string variantName(Variant v); // "regular", "dcn_v1", "dcn_v2", "dk"
+std::string variantName(Variant v); // "regular", "dcn_v1", "dcn_v2", "dk", "align"
 // Inverse of variantName; throws std::invalid_argument for an unknown name.
 Variant variantFromName(const std::string& name);
 
@@ -43,7 +45,8 @@ constexpr std::array<double, 3> kStd = {0.25, 0.25, 0.25};
 // [3,H,W] or [N,3,H,W] float in [0, 1] → normalised float32, same shape.
 at::Tensor normalizeImage(const at::Tensor& image);
 
-// Every variant, in the order train-samples uses by default.
+// The segmentation variants, in the order train-samples uses by default
+// (Variant::Align is not among them: it is trained only when named).
 constexpr std::array<Variant, 4> kAllVariants = {Variant::Regular, Variant::DCNv1, Variant::DCNv2, Variant::DK};
 
 // The DK blocks' scope: the depthwise kernel [64, 1, kDkScope, kDkScope] from
@@ -70,7 +73,8 @@ constexpr int64_t kDkScope = 5;
 // Other weights: Kaiming normal (fan-in, ReLU gain) from a generator seeded per
 // layer by (seed, layer), so every variant built with the same seed shares the
 // same initial weights in the layers it has in common.
-// The module starts in training mode.
+// The module starts in training mode. Variant::Align gives buildAlignModel(seed)
+// (align.h) instead.
 torch::jit::Module buildModel(Variant variant, uint64_t seed);
 
 // True for the parameters of the offset convs: qualified names such as
@@ -85,7 +89,8 @@ bool isOffsetParameter(const std::string& qualifiedName);
 // for DCNv1, [N, 27, h, w] offsets then mask logits for DCNv2, and for DK the
 // output of its `kernel_offset` conv: [N, 18, h, w] kernel-space offsets (dy, dx
 // per tap, in cells of the scope kernel; DK samples the image on the regular
-// grid). Empty for the regular variant. Runs without gradients.
+// grid). Empty for the regular variant. Runs without gradients. Segmentation
+// variants only (not Variant::Align).
 std::vector<at::Tensor> offsetConvOutputs(const torch::jit::Module& model, const at::Tensor& input);
 
 } // namespace deformscope::samples

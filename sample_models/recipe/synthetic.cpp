@@ -159,46 +159,52 @@ double maxObjectSize(int64_t size) {
     return 96.0 * static_cast<double>(size) / 128.0;
 }
 
-SyntheticSample generateSample(uint64_t seed, int64_t size) {
-    if (size < 16)
-        throw std::invalid_argument("generateSample: size must be at least 16, got " + std::to_string(size));
-    Rng rng(seed);
+namespace {
+
+// What an object looks like, apart from its outline: a base colour, a linear
+// shading ramp across it and, on some objects, a faint grating of its own.
+struct ObjectLook {
+    Colour base{};
+    double sx = 0, sy = 0; // the ramp's gradient (per pixel, in the object's own frame)
+    double contrast = 0;   // the grating's; 0: none
+    Grating pattern;
+};
+
+// A drawn scene, before rendering: the background, the objects and the noise level.
+struct Scene {
+    int64_t size = 0;
+    double weight = 0; // of background grating 0 (1 - weight for grating 1)
+    Colour a[2]{}, b[2]{};
+    Grating g[2];
+    std::vector<SyntheticObject> objects;
+    std::vector<ObjectLook> looks;
+    double sigma = 0; // sensor noise
+};
+
+// Draws a scene from `rng`. The order of the draws is generateSample's since the
+// start, so every seed keeps its image.
+Scene drawScene(Rng& rng, int64_t size) {
+    Scene scene;
+    scene.size = size;
     const double S = static_cast<double>(size);
-    const int64_t n = size * size;
-    // Planar RGB, as the [3, H, W] tensor it becomes; pixel (i, j) has its centre at (j + 0.5, i + 0.5).
-    std::vector<float> image(static_cast<size_t>(3 * n));
-    std::vector<int64_t> mask(static_cast<size_t>(n), kBackground), instances(static_cast<size_t>(n), 0);
-    auto at3 = [&](int c, int64_t i, int64_t j) -> float& { return image[static_cast<size_t>(c * n + i * size + j)]; };
 
     // Background: two coloured sinusoid gratings of random frequency, orientation
     // and phase, blended; colours from the same distribution as the objects'.
     Colour backgroundMean = {0, 0, 0};
-    {
-        Colour a[2], b[2];
-        Grating g[2];
-        const double weight = rng.uniform(0.45, 0.8);
-        for (int k = 0; k < 2; ++k) {
-            // Colours anywhere in the objects' range; a moderate contrast within a
-            // grating, so object outlines stay the strongest edges.
-            a[k] = randomColour(rng);
-            const double contrast = rng.uniform(0.1, 0.35);
-            for (int c = 0; c < 3; ++c)
-                b[k][c] = std::clamp(a[k][c] + rng.uniform(-contrast, contrast), 0.0, 1.0);
-            const double cycles = std::exp(rng.uniform(std::log(1.5), std::log(S / 5.0)));
-            const double theta = rng.uniform(0, kPi);
-            g[k] = Grating(S, cycles, theta, rng.uniform(0, 2 * kPi));
-            const double w = k == 0 ? weight : 1.0 - weight;
-            for (int c = 0; c < 3; ++c)
-                backgroundMean[c] += w * (a[k][c] + b[k][c]) / 2.0;
-        }
-        for (int64_t i = 0; i < size; ++i)
-            for (int64_t j = 0; j < size; ++j) {
-                const double x = j + 0.5, y = i + 0.5;
-                const double v0 = g[0](x, y), v1 = g[1](x, y);
-                for (int c = 0; c < 3; ++c)
-                    at3(c, i, j) = static_cast<float>(weight * (a[0][c] + (b[0][c] - a[0][c]) * v0) +
-                                                      (1.0 - weight) * (a[1][c] + (b[1][c] - a[1][c]) * v1));
-            }
+    scene.weight = rng.uniform(0.45, 0.8);
+    for (int k = 0; k < 2; ++k) {
+        // Colours anywhere in the objects' range; a moderate contrast within a
+        // grating, so object outlines stay the strongest edges.
+        scene.a[k] = randomColour(rng);
+        const double contrast = rng.uniform(0.1, 0.35);
+        for (int c = 0; c < 3; ++c)
+            scene.b[k][c] = std::clamp(scene.a[k][c] + rng.uniform(-contrast, contrast), 0.0, 1.0);
+        const double cycles = std::exp(rng.uniform(std::log(1.5), std::log(S / 5.0)));
+        const double theta = rng.uniform(0, kPi);
+        scene.g[k] = Grating(S, cycles, theta, rng.uniform(0, 2 * kPi));
+        const double w = k == 0 ? scene.weight : 1.0 - scene.weight;
+        for (int c = 0; c < 3; ++c)
+            backgroundMean[c] += w * (scene.a[k][c] + scene.b[k][c]) / 2.0;
     }
 
     // Objects: 1 to 3, sizes log-uniform; the largest drawn first, so a smaller
@@ -209,7 +215,6 @@ SyntheticSample generateSample(uint64_t seed, int64_t size) {
         sizes.push_back(std::exp(rng.uniform(std::log(minObjectSize(size)), std::log(maxObjectSize(size)))));
     std::sort(sizes.rbegin(), sizes.rend());
 
-    SyntheticSample sample;
     for (int64_t k = 0; k < count; ++k) {
         SyntheticObject o;
         o.cls = 1 + rng.below(3);
@@ -224,7 +229,7 @@ SyntheticSample generateSample(uint64_t seed, int64_t size) {
             o.cx = placeCentre(rng, box[0], box[1], S);
             o.cy = placeCentre(rng, box[2], box[3], S);
             bool clear = true;
-            for (const SyntheticObject& p : sample.objects) {
+            for (const SyntheticObject& p : scene.objects) {
                 const double d = std::hypot(o.cx - p.cx, o.cy - p.cy);
                 clear = clear && d >= 0.8 * (circumradius(o) + circumradius(p));
             }
@@ -234,58 +239,184 @@ SyntheticSample generateSample(uint64_t seed, int64_t size) {
         o.expectedArea = area(o);
         o.fullyInside = o.cx + box[0] >= 0 && o.cx + box[1] <= S && o.cy + box[2] >= 0 && o.cy + box[3] <= S;
 
+        ObjectLook look;
         // Colour: random, but not the background's average (or the object could vanish).
-        Colour base = randomColour(rng);
-        for (int attempt = 0; attempt < 20 && distance(base, backgroundMean) < 0.3; ++attempt)
-            base = randomColour(rng);
+        look.base = randomColour(rng);
+        for (int attempt = 0; attempt < 20 && distance(look.base, backgroundMean) < 0.3; ++attempt)
+            look.base = randomColour(rng);
         // Shading: a linear ramp across the object, and on some objects a faint grating of their own.
         const double shade = rng.uniform(0.05, 0.25) / std::max(o.size / 2.0, 1.0);
         const double shadeAngle = rng.uniform(0, 2 * kPi);
-        const double sx = shade * std::cos(shadeAngle), sy = shade * std::sin(shadeAngle);
-        double contrast = 0;
-        Grating pattern;
+        look.sx = shade * std::cos(shadeAngle);
+        look.sy = shade * std::sin(shadeAngle);
         if (rng.chance(0.3)) {
-            contrast = rng.uniform(0.1, 0.25);
+            look.contrast = rng.uniform(0.1, 0.25);
             const double cycles = S / rng.uniform(4.0, 16.0);
             const double theta = rng.uniform(0, kPi);
-            pattern = Grating(S, cycles, theta, rng.uniform(0, 2 * kPi));
+            look.pattern = Grating(S, cycles, theta, rng.uniform(0, 2 * kPi));
+        }
+        scene.objects.push_back(o);
+        scene.looks.push_back(look);
+    }
+    scene.sigma = rng.uniform(0.01, 0.06);
+    return scene;
+}
+
+// A rendered frame, before noise: planar RGB, class ids and instance ids.
+struct Frame {
+    std::vector<float> image;
+    std::vector<int64_t> mask, instances;
+};
+
+// Renders `scene`; with `motions` (one per object), each object k moved rigidly:
+// rotated by motions[k].rotation about its centre, then translated by
+// (motions[k].dx, motions[k].dy), its shading and grating moving with it. The
+// background stays still. Without motions, the scene as drawn, bit for bit as
+// generateSample has always rendered it.
+Frame render(const Scene& scene, const std::vector<ObjectMotion>* motions) {
+    const int64_t size = scene.size;
+    const int64_t n = size * size;
+    Frame f;
+    // Planar RGB, as the [3, H, W] tensor it becomes; pixel (i, j) has its centre at (j + 0.5, i + 0.5).
+    f.image.resize(static_cast<size_t>(3 * n));
+    f.mask.assign(static_cast<size_t>(n), kBackground);
+    f.instances.assign(static_cast<size_t>(n), 0);
+    auto at3 = [&](int c, int64_t i, int64_t j) -> float& { return f.image[static_cast<size_t>(c * n + i * size + j)]; };
+
+    const double weight = scene.weight;
+    for (int64_t i = 0; i < size; ++i)
+        for (int64_t j = 0; j < size; ++j) {
+            const double x = j + 0.5, y = i + 0.5;
+            const double v0 = scene.g[0](x, y), v1 = scene.g[1](x, y);
+            for (int c = 0; c < 3; ++c)
+                at3(c, i, j) = static_cast<float>(weight * (scene.a[0][c] + (scene.b[0][c] - scene.a[0][c]) * v0) +
+                                                  (1.0 - weight) * (scene.a[1][c] + (scene.b[1][c] - scene.a[1][c]) * v1));
         }
 
+    for (size_t k = 0; k < scene.objects.size(); ++k) {
+        const SyntheticObject& o = scene.objects[k];
+        const ObjectLook& look = scene.looks[k];
+        const ObjectMotion* m = motions ? &(*motions)[k] : nullptr;
+        // Where the object is in this frame (for its bounding box).
+        SyntheticObject placed = o;
+        if (m) {
+            placed.cx += m->dx;
+            placed.cy += m->dy;
+            placed.angle += m->rotation;
+        }
+        const double cr = m ? std::cos(m->rotation) : 1.0, sr = m ? std::sin(m->rotation) : 0.0;
         // Only the object's bounding box (plus the anti-aliasing margin) can change.
-        const int64_t i0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(o.cy + box[2] - 1)));
-        const int64_t i1 = std::min<int64_t>(size, static_cast<int64_t>(std::ceil(o.cy + box[3] + 1)));
-        const int64_t j0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(o.cx + box[0] - 1)));
-        const int64_t j1 = std::min<int64_t>(size, static_cast<int64_t>(std::ceil(o.cx + box[1] + 1)));
+        const auto box = extent(placed);
+        const int64_t i0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(placed.cy + box[2] - 1)));
+        const int64_t i1 = std::min<int64_t>(size, static_cast<int64_t>(std::ceil(placed.cy + box[3] + 1)));
+        const int64_t j0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(placed.cx + box[0] - 1)));
+        const int64_t j1 = std::min<int64_t>(size, static_cast<int64_t>(std::ceil(placed.cx + box[1] + 1)));
         for (int64_t i = i0; i < i1; ++i)
             for (int64_t j = j0; j < j1; ++j) {
-                const double x = j + 0.5, y = i + 0.5;
+                double x = j + 0.5, y = i + 0.5;
+                if (m) { // the point of the undisplaced object that lands here
+                    const double ux = x - placed.cx, uy = y - placed.cy;
+                    x = o.cx + cr * ux + sr * uy;
+                    y = o.cy - sr * ux + cr * uy;
+                }
                 const double d = signedDistance(o, x, y);
                 const double alpha = std::clamp(0.5 - d, 0.0, 1.0); // anti-aliased edge
                 if (alpha <= 0.0)
                     continue;
                 if (d < 0) { // pixel centre inside
-                    mask[static_cast<size_t>(i * size + j)] = o.cls;
-                    instances[static_cast<size_t>(i * size + j)] = k + 1;
+                    f.mask[static_cast<size_t>(i * size + j)] = o.cls;
+                    f.instances[static_cast<size_t>(i * size + j)] = static_cast<int64_t>(k) + 1;
                 }
-                const double ramp = (x - o.cx) * sx + (y - o.cy) * sy +
-                                    (contrast > 0 ? (pattern(x, y) - 0.5) * contrast : 0.0);
+                const double ramp = (x - o.cx) * look.sx + (y - o.cy) * look.sy +
+                                    (look.contrast > 0 ? (look.pattern(x, y) - 0.5) * look.contrast : 0.0);
                 for (int c = 0; c < 3; ++c) {
                     float& p = at3(c, i, j);
-                    p = static_cast<float>(p * (1.0 - alpha) + (base[c] + ramp) * alpha);
+                    p = static_cast<float>(p * (1.0 - alpha) + (look.base[c] + ramp) * alpha);
                 }
             }
-        sample.objects.push_back(o);
     }
+    return f;
+}
 
-    // Sensor noise over everything.
-    const double sigma = rng.uniform(0.01, 0.06);
+// Sensor noise over everything, values clipped to [0, 1].
+void addNoise(Rng& rng, double sigma, std::vector<float>& image) {
     for (float& p : image)
         p = static_cast<float>(std::clamp(p + sigma * rng.normal(), 0.0, 1.0));
+}
 
-    sample.image = at::from_blob(image.data(), {3, size, size}, at::kFloat).clone();
-    sample.mask = at::from_blob(mask.data(), {size, size}, at::kLong).clone();
-    sample.instances = at::from_blob(instances.data(), {size, size}, at::kLong).clone();
+at::Tensor imageTensor(std::vector<float>& image, int64_t size) {
+    return at::from_blob(image.data(), {3, size, size}, at::kFloat).clone();
+}
+
+at::Tensor mapTensor(std::vector<int64_t>& map, int64_t size) {
+    return at::from_blob(map.data(), {size, size}, at::kLong).clone();
+}
+
+} // namespace
+
+SyntheticSample generateSample(uint64_t seed, int64_t size) {
+    if (size < 16)
+        throw std::invalid_argument("generateSample: size must be at least 16, got " + std::to_string(size));
+    Rng rng(seed);
+    const Scene scene = drawScene(rng, size);
+    Frame frame = render(scene, nullptr);
+    addNoise(rng, scene.sigma, frame.image);
+
+    SyntheticSample sample;
+    sample.objects = scene.objects;
+    sample.image = imageTensor(frame.image, size);
+    sample.mask = mapTensor(frame.mask, size);
+    sample.instances = mapTensor(frame.instances, size);
     return sample;
+}
+
+SyntheticPair generatePair(uint64_t seed, int64_t size) {
+    if (size < 16)
+        throw std::invalid_argument("generatePair: size must be at least 16, got " + std::to_string(size));
+    // Frame A is generateSample(seed, size) itself; the motions and frame B's noise
+    // come from a second generator, so they do not disturb frame A's draws.
+    Rng rng(seed);
+    const Scene scene = drawScene(rng, size);
+    Frame a = render(scene, nullptr);
+    addNoise(rng, scene.sigma, a.image);
+
+    Rng moves(seed ^ 0xA1165EED0F1E1DULL);
+    SyntheticPair pair;
+    for (size_t k = 0; k < scene.objects.size(); ++k) {
+        ObjectMotion m;
+        m.dx = moves.uniform(-kPairMaxShift, kPairMaxShift);
+        m.dy = moves.uniform(-kPairMaxShift, kPairMaxShift);
+        m.rotation = moves.uniform(-kPairMaxRotationDeg, kPairMaxRotationDeg) * kPi / 180.0;
+        pair.motions.push_back(m);
+    }
+    Frame b = render(scene, &pair.motions);
+    addNoise(moves, scene.sigma, b.image);
+
+    // The true motion of every pixel of frame A: where its centre's content is in frame B.
+    const int64_t n = size * size;
+    std::vector<float> motion(static_cast<size_t>(2 * n), 0.0f);
+    for (int64_t i = 0; i < size; ++i)
+        for (int64_t j = 0; j < size; ++j) {
+            const int64_t id = a.instances[static_cast<size_t>(i * size + j)];
+            if (id == 0)
+                continue; // the background stays still
+            const SyntheticObject& o = scene.objects[static_cast<size_t>(id - 1)];
+            const ObjectMotion& m = pair.motions[static_cast<size_t>(id - 1)];
+            const double ux = j + 0.5 - o.cx, uy = i + 0.5 - o.cy;
+            const double cr = std::cos(m.rotation), sr = std::sin(m.rotation);
+            motion[static_cast<size_t>(i * size + j)] = static_cast<float>(cr * ux - sr * uy + m.dx - ux);
+            motion[static_cast<size_t>(n + i * size + j)] = static_cast<float>(sr * ux + cr * uy + m.dy - uy);
+        }
+
+    pair.a.objects = scene.objects;
+    pair.a.image = imageTensor(a.image, size);
+    pair.a.mask = mapTensor(a.mask, size);
+    pair.a.instances = mapTensor(a.instances, size);
+    pair.b = imageTensor(b.image, size);
+    pair.bMask = mapTensor(b.mask, size);
+    pair.bInstances = mapTensor(b.instances, size);
+    pair.motion = at::from_blob(motion.data(), {2, size, size}, at::kFloat).clone();
+    return pair;
 }
 
 } // namespace deformscope::samples

@@ -6,7 +6,8 @@
 // kernels); the same seed gives the same sample bit for bit with the same C
 // library (the random numbers come from our own generator, not from the standard
 // library's distributions or torch's; only std::sin and friends could differ in
-// the last bit elsewhere). Thread-safe.
+// the last bit elsewhere). Thread-safe. generatePair(seed) moves the objects of
+// that image to make a second frame, with the true motion of every pixel.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -46,6 +47,40 @@ struct SyntheticSample {
 // Deterministic per (seed, size). Object sizes scale with `size` (8 to 96 px at
 // size 128); size must be at least 16. Throws std::invalid_argument otherwise.
 SyntheticSample generateSample(uint64_t seed, int64_t size = 128);
+
+// A rigid motion of one object from frame A to frame B of a pair: a rotation by
+// `rotation` radians about the object's centre (positive turns +x towards +y,
+// i.e. clockwise on screen), then a translation by (dx, dy) pixels.
+struct ObjectMotion {
+    double dx = 0, dy = 0, rotation = 0;
+};
+
+// The motions of generatePair: each axis of the translation uniform in
+// [-kPairMaxShift, kPairMaxShift] px, the rotation uniform in ±kPairMaxRotationDeg
+// degrees; not scaled with the image size.
+constexpr double kPairMaxShift = 6.0;
+constexpr double kPairMaxRotationDeg = 5.0;
+
+// Two frames of one scene for alignment: frame A is exactly generateSample(seed,
+// size); in frame B every object has moved rigidly (its outline, shading and
+// grating alike; stacking order kept) and the background has not moved; frame B
+// has its own sensor noise of the same strength.
+struct SyntheticPair {
+    SyntheticSample a;         // frame A (the reference): image, class mask, instances, objects
+    at::Tensor b;              // frame B (the support): [3, H, W] float32 in [0, 1], RGB
+    at::Tensor bMask;          // [H, W] int64 class ids in frame B
+    at::Tensor bInstances;     // [H, W] int64: 0 background, k where objects[k - 1] is visible in frame B
+    // [2, H, W] float32, (dx, dy) per pixel of frame A: where the content at that
+    // pixel's centre is in frame B, minus the pixel's centre. On object k (by
+    // a.instances) the rigid motion of object k, exact; zero on the background.
+    // Content that is hidden in frame B (behind a moved object, or moved out of
+    // the image) still has its motion.
+    at::Tensor motion;
+    std::vector<ObjectMotion> motions; // per object, as a.objects
+};
+
+// Deterministic per (seed, size); throws std::invalid_argument for size < 16.
+SyntheticPair generatePair(uint64_t seed, int64_t size = 128);
 
 // Smallest and largest object size for an image of `size` pixels.
 double minObjectSize(int64_t size);

@@ -22,13 +22,8 @@ double seconds(std::chrono::steady_clock::time_point since) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
 
-// Learning-rate factor at `step` (0-based): linear warm-up, then cosine decay.
 double lrFactor(const TrainConfig& c, int64_t step) {
-    const int64_t warmup = std::min(c.warmupSteps, c.steps / 10);
-    if (step < warmup)
-        return static_cast<double>(step + 1) / static_cast<double>(warmup);
-    const double t = static_cast<double>(step - warmup) / static_cast<double>(std::max<int64_t>(1, c.steps - warmup));
-    return c.minLrScale + (1.0 - c.minLrScale) * 0.5 * (1.0 + std::cos(std::numbers::pi * t));
+    return scheduleFactor(c.steps, c.warmupSteps, c.minLrScale, step);
 }
 
 std::vector<uint64_t> stepSeeds(const TrainConfig& c, int64_t step) {
@@ -49,6 +44,14 @@ Batch generateBatch(const std::vector<uint64_t>& seeds, int64_t size) {
 }
 
 } // namespace
+
+double scheduleFactor(int64_t steps, int64_t warmupSteps, double minLrScale, int64_t step) {
+    const int64_t warmup = std::min(warmupSteps, steps / 10);
+    if (step < warmup)
+        return static_cast<double>(step + 1) / static_cast<double>(warmup);
+    const double t = static_cast<double>(step - warmup) / static_cast<double>(std::max<int64_t>(1, steps - warmup));
+    return minLrScale + (1.0 - minLrScale) * 0.5 * (1.0 + std::cos(std::numbers::pi * t));
+}
 
 uint64_t trainingSeed(uint64_t configSeed, int64_t index) {
     // A different stretch of [0, 10^6) per config seed; wraps around.

@@ -53,6 +53,10 @@ struct TrainReport {
     double evalSeconds = 0;
 };
 
+// Learning-rate factor at `step` (0-based): a linear warm-up over
+// min(warmupSteps, steps / 10) steps, then a cosine decay to minLrScale.
+double scheduleFactor(int64_t steps, int64_t warmupSteps, double minLrScale, int64_t step);
+
 // Seed of training sample `index` (step * batch + b) for a config seed.
 uint64_t trainingSeed(uint64_t configSeed, int64_t index);
 
