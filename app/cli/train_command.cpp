@@ -11,9 +11,14 @@
 #include "sample_models/recipe/synthetic.h"
 #include "sample_models/recipe/train.h"
 
+#ifdef DEFORMSCOPE_WITH_IMAGING
+#include "core/imaging/image.h"
+#endif
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/serialization/import.h>
 
 #include <algorithm>
 #include <chrono>
@@ -24,6 +29,7 @@
 #include <limits>
 #include <ostream>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 namespace deformscope::cli {
@@ -128,10 +134,21 @@ struct TrainInputs {
     // (otherwise its own defaults, samples::AlignConfig, apply).
     CLI::Option *steps = nullptr, *batch = nullptr, *size = nullptr, *seed = nullptr, *lr = nullptr,
                 *offsetLrScale = nullptr, *evalImages = nullptr;
+    std::string evaluate; // --evaluate FILE: score a trained align.pt instead of training
 };
 
 // The held-out pair train-samples writes as DIR/pair_01_*: three objects of 16 to 41 px.
 constexpr uint64_t kAlignPairSeed = samples::kHeldOutSeedBase + 5;
+
+// OpenCV's DIS flow (core/imaging), the comparison the held-out EPEs are shown
+// beside; none without image support.
+samples::FlowEstimator disFlow() {
+#ifdef DEFORMSCOPE_WITH_IMAGING
+    return [](const at::Tensor& a, const at::Tensor& b) { return imaging::opticalFlow(a, b, imaging::FlowMethod::Dis); };
+#else
+    return {};
+#endif
+}
 
 samples::AlignConfig alignConfig(const TrainInputs& in) {
     samples::AlignConfig a;
@@ -153,6 +170,7 @@ samples::AlignConfig alignConfig(const TrainInputs& in) {
         a.offsetLrScale = c.offsetLrScale;
     if (given(in.evalImages))
         a.evalPairs = c.evalImages;
+    a.evalFlow = disFlow();
     return a;
 }
 
@@ -164,6 +182,28 @@ Json epeJson(const samples::AlignEval& e) {
                          {"medium_objects", rounded(e.epeMedium, 3)},
                          {"large_objects", rounded(e.epeLarge, 3)},
                          {"zero_motion_objects", rounded(e.zeroMotionEpeObjects, 3)}});
+}
+
+// The same EPEs of OpenCV's DIS flow on the same pairs (null when not measured).
+Json flowEpeJson(const samples::AlignEval& e) {
+    if (e.flowEpeAll < 0)
+        return Json(nullptr);
+    return Json::object({{"method", Json("OpenCV DISOpticalFlow (PRESET_MEDIUM), frame A to frame B")},
+                         {"all", rounded(e.flowEpeAll, 3)},
+                         {"objects", rounded(e.flowEpeObjects, 3)},
+                         {"background", rounded(e.flowEpeBackground, 3)},
+                         {"small_objects", rounded(e.flowEpeSmall, 3)},
+                         {"medium_objects", rounded(e.flowEpeMedium, 3)},
+                         {"large_objects", rounded(e.flowEpeLarge, 3)}});
+}
+
+// "; DIS flow on the same pairs: ... px over the frame, ... on the objects, ... on the background" (or "").
+std::string flowEpeText(const samples::AlignEval& e) {
+    if (e.flowEpeAll < 0)
+        return {};
+    return "; DIS optical flow on the same pairs: " + fixed(e.flowEpeAll, 3) + " px over the frame, " +
+           fixed(e.flowEpeObjects, 3) + " px on the moving objects, " + fixed(e.flowEpeBackground, 3) +
+           " px on the background";
 }
 
 double tailMean(const std::vector<double>& v, size_t n) {
@@ -221,7 +261,7 @@ Json trainAlignSample(const TrainInputs& in, std::ostream& out) {
         << " px over the frame, " << fixed(e.epeObjects, 3) << " px on the moving objects (small / medium / large "
         << fixed(e.epeSmall, 3) << " / " << fixed(e.epeMedium, 3) << " / " << fixed(e.epeLarge, 3)
         << "; no motion would score " << fixed(e.zeroMotionEpeObjects, 3) << "), " << fixed(e.epeBackground, 3)
-        << " px on the background; reconstruction L1 " << fixed(e.reconL1, 4) << "; wrote " << file.string()
+        << " px on the background; reconstruction L1 " << fixed(e.reconL1, 4) << flowEpeText(e) << "; wrote " << file.string()
         << "\n"
         << std::flush;
 
@@ -247,6 +287,7 @@ Json trainAlignSample(const TrainInputs& in, std::ostream& out) {
          {"train_seconds", rounded(report.seconds, 1)},
          {"eval_seconds", rounded(report.evalSeconds, 1)},
          {"held_out_epe_px", epeJson(e)},
+         {"held_out_dis_flow_epe_px", flowEpeJson(e)},
          {"held_out_object_fraction", rounded(e.objectFraction, 4)},
          {"held_out_recon_l1", rounded(e.reconL1, 4)},
          {"final_loss", rounded(tailMean(report.losses, 50), 4)},
@@ -259,7 +300,7 @@ Json trainAlignSample(const TrainInputs& in, std::ostream& out) {
         const samples::SyntheticPair pair = samples::generatePair(kAlignPairSeed, a.evalSize);
         samples::writePairFiles(pair, (fs::path(in.outDir) / "pair_01").string());
         const samples::AlignEval p =
-            samples::evaluateAlign(model, 1, a.evalSize, kAlignPairSeed - samples::kHeldOutSeedBase);
+            samples::evaluateAlign(model, 1, a.evalSize, kAlignPairSeed - samples::kHeldOutSeedBase, a.evalFlow);
         Json objects = objectsJson(pair.a);
         for (size_t k = 0; k < pair.motions.size(); ++k)
             objects[k]["motion"] = Json::object({{"dx", rounded(pair.motions[k].dx, 3)},
@@ -269,7 +310,8 @@ Json trainAlignSample(const TrainInputs& in, std::ostream& out) {
                                                      "pair_01_b_mask.png, pair_01_motion.npy")},
                                       {"seed", Json(kAlignPairSeed)},
                                       {"objects", objects},
-                                      {"epe_px", epeJson(p)}});
+                                      {"epe_px", epeJson(p)},
+                                      {"dis_flow_epe_px", flowEpeJson(p)}});
         out << "  align: wrote the held-out pair " << (fs::path(in.outDir) / "pair_01_*").string() << " (seed "
             << kAlignPairSeed << "); on it the EPE is " << fixed(p.epeAll, 3) << " px over the frame, "
             << fixed(p.epeObjects, 3) << " px on the objects\n"
@@ -279,9 +321,59 @@ Json trainAlignSample(const TrainInputs& in, std::ostream& out) {
     return entry;
 }
 
+// train-samples --evaluate FILE: a trained alignment model on the held-out pairs,
+// beside DIS flow on the same pairs; DIR/evaluation.json when --out is given.
+int runEvaluateAlign(const TrainInputs& in, std::ostream& out, std::ostream& err) {
+    const samples::AlignConfig a = alignConfig(in);
+    torch::jit::Module model;
+    try {
+        model = torch::jit::load(in.evaluate);
+        if (!model.find_method("forward_with_offsets"))
+            throw std::runtime_error("it has no method forward_with_offsets");
+    } catch (const std::exception& e) {
+        std::string what = e.what();
+        what = what.substr(0, what.find('\n'));
+        err << "deformscope-cli train-samples: " << in.evaluate
+            << ": not an alignment sample model (TorchScript with forward_with_offsets, as --variants align "
+               "writes): "
+            << what << "\n";
+        return 2;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    const samples::AlignEval e = samples::evaluateAlign(model, a.evalPairs, a.evalSize, 0, a.evalFlow);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    out << in.evaluate << ": held-out (" << e.pairs << " pairs of " << a.evalSize << "x" << a.evalSize
+        << ", first seed " << samples::kHeldOutSeedBase << ") EPE of the offsets' motion: " << fixed(e.epeAll, 3)
+        << " px over the frame, " << fixed(e.epeObjects, 3) << " px on the moving objects (small / medium / large "
+        << fixed(e.epeSmall, 3) << " / " << fixed(e.epeMedium, 3) << " / " << fixed(e.epeLarge, 3) << "), "
+        << fixed(e.epeBackground, 3) << " px on the background" << flowEpeText(e) << " (" << fixed(s, 1) << " s)\n";
+    if (!in.outDir.empty()) {
+        const fs::path file = fs::path(in.outDir) / "evaluation.json";
+        const Json doc = Json::object({{"model", Json(in.evaluate)},
+                                       {"held_out_pairs", Json(e.pairs)},
+                                       {"held_out_size", Json(a.evalSize)},
+                                       {"held_out_first_seed", Json(samples::kHeldOutSeedBase)},
+                                       {"held_out_object_fraction", rounded(e.objectFraction, 4)},
+                                       {"held_out_epe_px", epeJson(e)},
+                                       {"held_out_dis_flow_epe_px", flowEpeJson(e)},
+                                       {"seconds", rounded(s, 1)}});
+        try {
+            fs::create_directories(in.outDir);
+            common::writeFileAtomically(file.string(), doc.dump(2) + "\n");
+        } catch (const std::exception& ex) {
+            err << "deformscope-cli train-samples: " << ex.what() << "\n";
+            return 2;
+        }
+        out << "wrote " << file.string() << "\n";
+    }
+    return 0;
+}
+
 int runTrainSamples(const TrainInputs& in, Io& io) {
     std::ostream& out = io.out;
     std::ostream& err = io.err;
+    if (!in.evaluate.empty())
+        return runEvaluateAlign(in, out, err);
     const samples::TrainConfig& config = in.config;
     const std::string& outDir = in.outDir;
     const int64_t images = in.images;
@@ -507,6 +599,10 @@ void addTrainSamples(CLI::App& app, Commands& commands) {
         double x = 0;
         return CLI::detail::lexical_cast(v, x) && x > 0 ? std::string() : std::string("--lr must be a positive number");
     });
+    sub->add_option("--evaluate", in->evaluate,
+                    "score a trained align.pt on the held-out pairs (--eval-images, default 256) beside OpenCV's DIS "
+                    "flow instead of training; with --out, DIR/evaluation.json")
+        ->type_name("FILE");
     in->offsetLrScale = sub->add_option("--offset-lr-scale", c.offsetLrScale, "learning-rate factor of the offset convolutions")
         ->type_name("X")
         ->check([](const std::string& v) {

@@ -62,7 +62,8 @@ at::Tensor offsetMotion(const at::Tensor& offsetConvOutput);
 // that belong to an object (all objects move), 0 elsewhere, and `objectSize`
 // [N,S,S] the size (px) of the object at each pixel, 0 on the background.
 struct AlignBatch {
-    at::Tensor reference, support, motion, objects, objectSize;
+    at::Tensor reference, support, motion, objects, objectSize; // reference / support normalised
+    at::Tensor referenceRgb, supportRgb;                         // the same frames, [N, 3, H, W] in [0, 1]
 };
 
 // generatePair(seed, pairSize) for every seed, then a crop of side `crop` (at
@@ -70,6 +71,10 @@ struct AlignBatch {
 // one of the pair's objects, jittered by up to ±crop/4 and kept inside the frame
 // (object and jitter drawn from the seed), so that every crop has moving pixels.
 AlignBatch makeAlignBatch(const std::vector<uint64_t>& seeds, int64_t pairSize, int64_t crop);
+
+// A flow estimator for the comparison: frames A and B as [H, W, 3] uint8 RGB ->
+// [2, H, W] float (dx, dy) with A(x) ≈ B(x + flow(x)).
+using FlowEstimator = std::function<at::Tensor(const at::Tensor& rgbA, const at::Tensor& rgbB)>;
 
 // The defaults are the settings the shipped align.pt was trained with.
 struct AlignConfig {
@@ -86,6 +91,7 @@ struct AlignConfig {
     double minLrScale = 0.02;
     int64_t evalPairs = 256;     // held-out pairs measured after training (0: skip)
     int64_t evalSize = 128;      // their side
+    FlowEstimator evalFlow;      // given: the held-out pairs score this flow too (the CLI: OpenCV's DIS)
 };
 
 // Held-out end-point errors (image px) of offsetMotion against the true motion.
@@ -98,6 +104,10 @@ struct AlignEval {
     double zeroMotionEpeObjects = 0; // what predicting no motion would score on the objects (mean |truth|)
     double objectFraction = 0;       // share of the pixels that belong to objects
     double reconL1 = 0;        // mean |output - reference| (normalised space)
+    // The same EPEs of an optical flow estimated from the two frames (when a flow
+    // estimator was given, e.g. OpenCV's DIS: the CLI passes core/imaging's), else -1.
+    double flowEpeAll = -1, flowEpeObjects = -1, flowEpeBackground = -1;
+    double flowEpeSmall = -1, flowEpeMedium = -1, flowEpeLarge = -1;
 };
 
 struct AlignReport {
@@ -120,7 +130,9 @@ AlignReport trainAlign(torch::jit::Module& model, const AlignConfig& config,
                        const std::function<void(int64_t step, double loss, double recon, double motion)>& progress = {});
 
 // Held-out pairs kHeldOutSeedBase + first .. + pairs - 1 at `size`, in eval mode
-// without gradients (the training flag is restored).
-AlignEval evaluateAlign(torch::jit::Module& model, int64_t pairs, int64_t size = 128, uint64_t first = 0);
+// without gradients (the training flag is restored); with `flow`, its EPEs on the
+// same pairs and pixels too.
+AlignEval evaluateAlign(torch::jit::Module& model, int64_t pairs, int64_t size = 128, uint64_t first = 0,
+                        const FlowEstimator& flow = {});
 
 } // namespace deformscope::samples

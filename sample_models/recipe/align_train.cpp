@@ -71,8 +71,10 @@ AlignBatch makeAlignBatch(const std::vector<uint64_t>& seeds, int64_t pairSize, 
         sizes.push_back(cut(objectSize));
     }
     AlignBatch b;
-    b.reference = normalizeImage(at::stack(ref));
-    b.support = normalizeImage(at::stack(sup));
+    b.referenceRgb = at::stack(ref);
+    b.supportRgb = at::stack(sup);
+    b.reference = normalizeImage(b.referenceRgb);
+    b.support = normalizeImage(b.supportRgb);
     b.motion = at::stack(motion);
     b.objects = at::stack(objects);
     b.objectSize = at::stack(sizes);
@@ -146,19 +148,23 @@ AlignReport trainAlign(torch::jit::Module& model, const AlignConfig& c,
 
     if (c.evalPairs > 0) {
         const auto evalStart = std::chrono::steady_clock::now();
-        report.heldOut = evaluateAlign(model, c.evalPairs, c.evalSize);
+        report.heldOut = evaluateAlign(model, c.evalPairs, c.evalSize, 0, c.evalFlow);
         report.evalSeconds = seconds(evalStart);
     }
     model.eval();
     return report;
 }
 
-AlignEval evaluateAlign(torch::jit::Module& model, int64_t pairs, int64_t size, uint64_t first) {
+AlignEval evaluateAlign(torch::jit::Module& model, int64_t pairs, int64_t size, uint64_t first,
+                        const FlowEstimator& flow) {
     const bool wasTraining = model.is_training();
     model.eval();
     torch::NoGradGuard noGrad;
     // Sums of the EPE and pixel counts: all, objects, background, small, medium, large; zero motion; recon.
-    double sum[6] = {}, count[6] = {}, zeroSum = 0, reconSum = 0;
+    double sum[6] = {}, count[6] = {}, zeroSum = 0, reconSum = 0, flowSum[6] = {};
+    auto rgb8 = [](const at::Tensor& chw) { // [3, H, W] in [0, 1] -> [H, W, 3] uint8
+        return (chw * 255).round().clamp(0, 255).to(at::kByte).permute({1, 2, 0}).contiguous();
+    };
     constexpr int64_t kChunk = 4; // the matching cost holds 3 x 169 values per pixel
     for (int64_t i = 0; i < pairs; i += kChunk) {
         std::vector<uint64_t> seeds;
@@ -175,9 +181,18 @@ AlignEval evaluateAlign(torch::jit::Module& model, int64_t pairs, int64_t size, 
                                      b.objects * (b.objectSize >= kSmallObjectBelow * scale) *
                                          (b.objectSize < kLargeObjectFrom * scale),
                                      b.objects * (b.objectSize >= kLargeObjectFrom * scale)};
+        at::Tensor flowEpe;
+        if (flow) {
+            std::vector<at::Tensor> flows;
+            for (int64_t j = 0; j < b.referenceRgb.size(0); ++j)
+                flows.push_back(flow(rgb8(b.referenceRgb[j]), rgb8(b.supportRgb[j])).to(at::kFloat));
+            flowEpe = (at::stack(flows) - b.motion).pow(2).sum(1).sqrt().to(at::kDouble);
+        }
         for (int k = 0; k < 6; ++k) {
             sum[k] += (epe * masks[k]).sum().item<double>();
             count[k] += masks[k].sum().item<double>();
+            if (flow)
+                flowSum[k] += (flowEpe * masks[k]).sum().item<double>();
         }
         zeroSum += (b.motion.pow(2).sum(1).sqrt() * b.objects).sum().item<double>();
     }
@@ -194,6 +209,14 @@ AlignEval evaluateAlign(torch::jit::Module& model, int64_t pairs, int64_t size, 
     r.zeroMotionEpeObjects = mean(zeroSum, count[1]);
     r.objectFraction = mean(count[1], count[0]);
     r.reconL1 = mean(reconSum, static_cast<double>(pairs));
+    if (flow) {
+        r.flowEpeAll = mean(flowSum[0], count[0]);
+        r.flowEpeObjects = mean(flowSum[1], count[1]);
+        r.flowEpeBackground = mean(flowSum[2], count[2]);
+        r.flowEpeSmall = mean(flowSum[3], count[3]);
+        r.flowEpeMedium = mean(flowSum[4], count[4]);
+        r.flowEpeLarge = mean(flowSum[5], count[5]);
+    }
     return r;
 }
 

@@ -271,9 +271,63 @@ private Q_SLOTS:
         if (samples::canWriteImages()) {
             for (const char* f : {"_a.png", "_b.png", "_a_mask.png", "_b_mask.png", "_motion.npy"})
                 QVERIFY2(QFile::exists(dir.path() + "/pair_01" + f), f);
+            // DIS flow scored beside the offsets on the same held-out pairs.
+            QVERIFY(entry.value("held_out_dis_flow_epe_px").toObject().value("objects").toDouble() > 0);
             const at::Tensor motion = common::readNpy((dir.path() + "/pair_01_motion.npy").toStdString());
             QVERIFY(at::equal(motion, samples::generatePair(entry.value("pair").toObject().value("seed").toInteger()).motion));
         }
+    }
+
+    void aFlowEstimatorIsScoredOnTheSamePixels() {
+        // A "flow" that is the true motion scores 0; one that is zero scores what no motion scores.
+        torch::jit::Module model = samples::buildAlignModel(3);
+        std::vector<at::Tensor> truths;
+        for (uint64_t k = 0; k < 2; ++k)
+            truths.push_back(samples::generatePair(samples::kHeldOutSeedBase + k, 64).motion);
+        size_t next = 0;
+        const samples::AlignEval exact = samples::evaluateAlign(model, 2, 64, 0, [&](const at::Tensor& a, const at::Tensor& b) {
+            [&] {
+                QCOMPARE(a.sizes().vec(), (std::vector<int64_t>{64, 64, 3}));
+                QCOMPARE(a.scalar_type(), at::kByte);
+                QCOMPARE(b.sizes().vec(), a.sizes().vec());
+            }();
+            return truths.at(next++);
+        });
+        QCOMPARE(next, size_t(2));
+        QVERIFY(exact.flowEpeAll < 1e-6 && exact.flowEpeObjects < 1e-6 && exact.flowEpeBackground < 1e-6);
+        const samples::AlignEval still = samples::evaluateAlign(model, 2, 64, 0, [](const at::Tensor& a, const at::Tensor&) {
+            return at::zeros({2, a.size(0), a.size(1)});
+        });
+        QVERIFY(std::abs(still.flowEpeObjects - still.zeroMotionEpeObjects) < 1e-6);
+        QCOMPARE(samples::evaluateAlign(model, 1, 64).flowEpeAll, -1.0); // none given: not measured
+    }
+
+    void cliEvaluatesAShippedModelBesideDisFlow() {
+        QTemporaryDir dir;
+        QProcess p;
+        p.start(QStringLiteral(DEFORMSCOPE_CLI), {"train-samples", "--variants", "align", "--evaluate",
+                                                  kModelsDir + "/align.pt", "--eval-images", "4", "--out", dir.path()});
+        QVERIFY(p.waitForFinished(120000));
+        const QString out = QString::fromUtf8(p.readAllStandardOutput());
+        QVERIFY2(p.exitCode() == 0, qPrintable(out + QString::fromUtf8(p.readAllStandardError())));
+        QVERIFY(!QFile::exists(dir.path() + "/align.pt")); // nothing trained
+        const QJsonObject doc = readJson(dir.path() + "/evaluation.json");
+        QCOMPARE(doc.value("held_out_pairs").toInt(), 4);
+        const double offsets = doc.value("held_out_epe_px").toObject().value("objects").toDouble();
+        QVERIFY(offsets > 0 && offsets < 3);
+#ifdef DEFORMSCOPE_TEST_WITH_IMAGING
+        const QJsonObject dis = doc.value("held_out_dis_flow_epe_px").toObject();
+        QVERIFY2(dis.value("objects").toDouble() > 0 && dis.value("objects").toDouble() < 4, qPrintable(out));
+        QVERIFY(out.contains("DIS optical flow on the same pairs"));
+#endif
+        // Not an alignment model: a clear message naming the file, exit 2.
+        QProcess bad;
+        bad.start(QStringLiteral(DEFORMSCOPE_CLI), {"train-samples", "--variants", "align", "--evaluate",
+                                                    kModelsDir + "/regular.pt"});
+        QVERIFY(bad.waitForFinished(60000));
+        const QString err = QString::fromUtf8(bad.readAllStandardError());
+        QCOMPARE(bad.exitCode(), 2);
+        QVERIFY2(err.contains("regular.pt") && err.contains("forward_with_offsets"), qPrintable(err));
     }
 
     // ---- the shipped files ---------------------------------------------------------
