@@ -74,9 +74,17 @@ int main(int argc, char** argv) {
     const QCommandLineOption shotOpt(QStringLiteral("screenshot"),
                                      QStringLiteral("Grab the window into this PNG once the first result is shown, then quit."),
                                      QStringLiteral("png"));
+    const QCommandLineOption labelOpt(QStringLiteral("label"),
+                                      QStringLiteral("Video models: a label (mask image or keypoints JSON) of the "
+                                                     "reference frame to propagate; given twice, the second is the "
+                                                     "support frame's own, to score it."),
+                                      QStringLiteral("file"));
+    const QCommandLineOption motionOpt(QStringLiteral("motion"),
+                                       QStringLiteral("Video models: show the alignment layer's offsets as motion "
+                                                      "beside optical flow."));
     const QCommandLineOption singleOpt(QStringLiteral("single"), QStringLiteral("Start in the single-model view."));
     const QCommandLineOption sizeOpt(QStringLiteral("size"), QStringLiteral("Window size."), QStringLiteral("WxH"));
-    parser.addOptions({imageOpt, pixelOpt, layerOpt, sessionOpt, outOpt, shotOpt, singleOpt, sizeOpt});
+    parser.addOptions({imageOpt, pixelOpt, layerOpt, sessionOpt, outOpt, shotOpt, singleOpt, sizeOpt, labelOpt, motionOpt});
     parser.process(app);
 
     QStringList models, images;
@@ -123,7 +131,9 @@ int main(int argc, char** argv) {
         const QString root = samplesRoot();
         window.setSampleVideo(samplePath(root, QStringLiteral("models"), QStringLiteral("align.pt")),
                               {samplePath(root, QStringLiteral("samples"), QStringLiteral("pair_01_a.png")),
-                               samplePath(root, QStringLiteral("samples"), QStringLiteral("pair_01_b.png"))});
+                               samplePath(root, QStringLiteral("samples"), QStringLiteral("pair_01_b.png"))},
+                              {samplePath(root, QStringLiteral("samples"), QStringLiteral("pair_01_a_mask.png")),
+                               samplePath(root, QStringLiteral("samples"), QStringLiteral("pair_01_b_mask.png"))});
     }
     if (parser.isSet(sizeOpt)) {
         const QStringList wh = parser.value(sizeOpt).split(QLatin1Char('x'));
@@ -132,6 +142,12 @@ int main(int argc, char** argv) {
     }
     if (parser.isSet(singleOpt))
         window.setComparison(false);
+    if (parser.isSet(motionOpt)) {
+        deformscope::ui::CanvasOverlays o = window.overlays();
+        o.motion = true;
+        window.setOverlays(o);
+    }
+    window.setLabelsForNextFrames(parser.values(labelOpt));
     window.setAskForInputSettings(!headless);
 
     int exitCode = 0;

@@ -256,6 +256,10 @@ void analyseMotion(Run& r, const common::AnalysisRequest& rq) {
     r.motion = std::move(m);
 }
 
+double motionColourScale(const MotionReport& m) {
+    return std::max({m.field.mean.abs().max().item<double>(), m.flow.abs().max().item<double>(), 1e-9}) * std::sqrt(2.0);
+}
+
 at::Tensor motionColours(const at::Tensor& field, double maxPx) {
     const at::Tensor f = field.to(at::kCPU, at::kDouble);
     const at::Tensor dx = f[0], dy = f[1];
@@ -287,8 +291,7 @@ void writeMotion(const Run& r, const std::string& dirPath, Json& doc, Json& file
     common::writeNpy(file("motion_points.npy"), m.field.points.to(at::kFloat).contiguous());
     common::writeNpy(file("flow.npy"), m.flow.to(at::kFloat).contiguous());
     common::writeNpy(file("flow_farneback.npy"), m.farneback.to(at::kFloat).contiguous());
-    // One scale for both colour wheels, so equal colours mean equal motion.
-    const double top = std::max({m.field.mean.abs().max().item<double>(), m.flow.abs().max().item<double>(), 1e-9}) * std::sqrt(2.0);
+    const double top = motionColourScale(m); // one scale for both colour wheels
     const at::Tensor motionImage = motionColours(m.field.mean, top), flowImage = motionColours(m.flow, top);
     imaging::writeImage(file("motion.png"), motionImage);
     imaging::writeImage(file("flow.png"), flowImage);

@@ -63,6 +63,11 @@ void analyseMotion(Run& run, const common::AnalysisRequest& request);
 // sections of result.json into `doc`, listing the files in `files`.
 void writeMotion(const Run& run, const std::string& dir, nlohmann::ordered_json& doc, nlohmann::ordered_json& files);
 
+// The colour scale the motion figures share (px at full saturation): √2 × the
+// largest component of the learned motion or the DIS flow, so equal colours
+// mean equal motion in both.
+double motionColourScale(const MotionReport& motion);
+
 // A [2, H, W] motion field as a colour-wheel image [H, W, 3] uint8 (hue: direction,
 // saturation: magnitude relative to `maxPx`; maxPx ≤ 0: the field's own maximum).
 at::Tensor motionColours(const at::Tensor& field, double maxPx = 0);

@@ -65,7 +65,11 @@ common::AnalysisRequest AppSettings::analysis() const {
     return analysisFromJson(QJsonDocument::fromJson(json).object());
 }
 void AppSettings::setAnalysis(const common::AnalysisRequest& a) {
-    m->setValue(QStringLiteral("analysis"), QJsonDocument(analysisToJson(a)).toJson(QJsonDocument::Compact));
+    // Labels belong to the frames they were drawn on (a session keeps them), not to the next launch.
+    common::AnalysisRequest defaults = a;
+    defaults.propagate.clear();
+    defaults.propagateTruth.clear();
+    m->setValue(QStringLiteral("analysis"), QJsonDocument(analysisToJson(defaults)).toJson(QJsonDocument::Compact));
 }
 
 void AppSettings::sync() { m->sync(); }

@@ -270,10 +270,14 @@ void MainWindow::onFailed(uint64_t id, const QString& message) {
 // ---- settings and state ----------------------------------------------------------------------
 
 void MainWindow::setOverlays(const CanvasOverlays& overlays) {
+    const bool motionChanged = overlays.motion != m_overlays.motion;
     m_overlays = overlays;
     m_canvas->setOverlays(overlays);
     m_comparison->setOverlays(overlays);
     syncOverlayControls();
+    // The motion analysis runs only while its overlay is on (it needs optical flow).
+    if (motionChanged && overlays.motion && m_result)
+        requestAnalysis();
 }
 
 void MainWindow::setAnalysisSettings(const common::AnalysisRequest& a) {

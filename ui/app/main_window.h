@@ -57,8 +57,20 @@ public:
     // Frames of a video, chosen in a dialog with a frame slider.
     void openVideo(const QString& path);
     // The bundled video model and frame pair File > Open Sample Video Model opens
-    // (the action is enabled once they are set and exist).
-    void setSampleVideo(const QString& model, const QStringList& frames);
+    // (the action is enabled once they are set and exist), and the labels of its
+    // reference and support frames (empty: none) it propagates with the motion
+    // overlay on.
+    void setSampleVideo(const QString& model, const QStringList& frames, const QStringList& labels = {});
+    // A label of the reference frame (a mask image or keypoints JSON, original
+    // image pixels) carried to the support frame by the alignment layer's reads
+    // and by optical flow (the click's columns show it: core/report/video.h);
+    // `supportFrame`: the support frame's own label, to score the propagation.
+    // Cleared when other frames open.
+    void openLabel(const QString& path, bool supportFrame = false);
+    // The same for the frames being opened now (start(), the sample video): the
+    // reference frame's label [, the support frame's], set once they are shown.
+    void setLabelsForNextFrames(const QStringList& labels) { m_pendingLabels = labels; }
+    void clearLabels();
     // Selects the node nearest to an input-grid point of the current layer and analyses it.
     void selectPoint(QPointF inputGridPoint);
     // The same, in the original image's pixels.
@@ -229,7 +241,13 @@ private:
     QAction* m_openVideoAction = nullptr;
     QAction* m_openSampleVideoAction = nullptr;
     QString m_sampleVideoModel;
-    QStringList m_sampleVideoFrames;
+    QStringList m_sampleVideoFrames, m_sampleVideoLabels;
+    QStringList m_pendingLabels; // reference [, support] labels to set once the frames opening now are shown
+    QAction* m_openLabelAction = nullptr;
+    QAction* m_openSupportLabelAction = nullptr;
+    QAction* m_clearLabelsAction = nullptr;
+    QCheckBox* m_showMotion = nullptr;
+    QCheckBox* m_showLabels = nullptr;
     QAction* m_openSessionAction = nullptr;
     QAction* m_saveSessionAction = nullptr;
     QAction* m_exportAction = nullptr;

@@ -75,8 +75,40 @@ void MainWindow::buildActions() {
     m_openSampleVideoAction->setEnabled(false);
     connect(m_openSampleVideoAction, &QAction::triggered, this, [this] {
         openModels({m_sampleVideoModel});
+        setLabelsForNextFrames(m_sampleVideoLabels);
+        if (!m_sampleVideoLabels.isEmpty() && !m_overlays.motion) {
+            CanvasOverlays o = m_overlays;
+            o.motion = true;
+            setOverlays(o);
+        }
         openFrames(m_sampleVideoFrames);
     });
+
+    const QString labelFilter = tr("Labels (*.png *.bmp *.tif *.tiff *.json);;All files (*)");
+    m_openLabelAction = new QAction(tr("Open &Label of the Reference Frame…"), this);
+    m_openLabelAction->setObjectName(QStringLiteral("openLabelAction"));
+    m_openLabelAction->setToolTip(tr("A mask image or keypoints JSON ({\"keypoints\": [[x, y], ...]}) on the "
+                                     "reference frame: the click shows where the alignment layer's reads and "
+                                     "optical flow carry it on the support frame"));
+    connect(m_openLabelAction, &QAction::triggered, this, [this, labelFilter] {
+        const QString file = QFileDialog::getOpenFileName(this, tr("Label of the reference frame"),
+                                                          m_settings->lastDirectory(), labelFilter);
+        if (!file.isEmpty())
+            openLabel(file);
+    });
+    m_openSupportLabelAction = new QAction(tr("Open Label of the &Support Frame…"), this);
+    m_openSupportLabelAction->setObjectName(QStringLiteral("openSupportLabelAction"));
+    m_openSupportLabelAction->setToolTip(tr("The support frame's own label: the propagated label is scored "
+                                            "against it (IoU for masks, distance for keypoints)"));
+    connect(m_openSupportLabelAction, &QAction::triggered, this, [this, labelFilter] {
+        const QString file = QFileDialog::getOpenFileName(this, tr("Label of the support frame"),
+                                                          m_settings->lastDirectory(), labelFilter);
+        if (!file.isEmpty())
+            openLabel(file, true);
+    });
+    m_clearLabelsAction = new QAction(tr("Clear Labels"), this);
+    m_clearLabelsAction->setEnabled(false);
+    connect(m_clearLabelsAction, &QAction::triggered, this, &MainWindow::clearLabels);
 
     m_openSessionAction = new QAction(tr("Open &Session…"), this);
     m_openSessionAction->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
@@ -191,6 +223,9 @@ void MainWindow::buildMenus() {
     file->addAction(m_openFramesAction);
     file->addAction(m_openVideoAction);
     file->addAction(m_openSampleVideoAction);
+    file->addAction(m_openLabelAction);
+    file->addAction(m_openSupportLabelAction);
+    file->addAction(m_clearLabelsAction);
     m_recentImagesMenu = file->addMenu(tr("Recent I&mages"));
     file->addSeparator();
     file->addAction(m_openSessionAction);

@@ -72,6 +72,8 @@ void MainWindow::buildDocks() {
         o.saliencyOutline = m_saliencyOutline->isChecked();
         o.saliencyMasked = m_saliencyMasked->isChecked();
         o.object = m_showObject->isChecked();
+        o.motion = m_showMotion->isChecked();
+        o.labels = m_showLabels->isChecked();
         setOverlays(o);
     };
 
@@ -121,8 +123,17 @@ void MainWindow::buildDocks() {
     ol->addWidget(m_saliencyMasked);
     m_showObject = new QCheckBox(tr("Object region"), overlayBox);
     ol->addWidget(m_showObject);
+    m_showMotion = new QCheckBox(tr("Motion: offsets | optical flow (video models)"), overlayBox);
+    m_showMotion->setObjectName(QStringLiteral("showMotion"));
+    m_showMotion->setToolTip(tr("The alignment layer's offsets read as motion, colour-wheel coded over the reference "
+                                "frame, beside OpenCV's DIS optical flow over the support frame (one colour scale); "
+                                "their end-point error and cosine join the metrics"));
+    ol->addWidget(m_showMotion);
+    m_showLabels = new QCheckBox(tr("Propagated label (File > Open Label…)"), overlayBox);
+    m_showLabels->setObjectName(QStringLiteral("showLabels"));
+    ol->addWidget(m_showLabels);
     for (QCheckBox* c : {m_showSampling, m_weightShading, m_showModulation, m_showErf, m_erfLog, m_erfContours,
-                         m_saliencyOutline, m_saliencyMasked, m_showObject})
+                         m_saliencyOutline, m_saliencyMasked, m_showObject, m_showMotion, m_showLabels})
         connect(c, &QCheckBox::toggled, this, onOverlay);
     connect(m_offsetMode, &QComboBox::currentIndexChanged, this, onOverlay);
     connect(m_colormap, &QComboBox::currentTextChanged, this, onOverlay);
@@ -233,6 +244,8 @@ void MainWindow::syncOverlayControls() {
     m_saliencyOutline->setChecked(m_overlays.saliencyOutline);
     m_saliencyMasked->setChecked(m_overlays.saliencyMasked);
     m_showObject->setChecked(m_overlays.object);
+    m_showMotion->setChecked(m_overlays.motion);
+    m_showLabels->setChecked(m_overlays.labels);
     m_syncing = false;
 }
 

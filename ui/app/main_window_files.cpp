@@ -65,13 +65,44 @@ void MainWindow::openFrames(const QStringList& paths) {
     openImage(QString::fromStdString(inputs.toText()));
 }
 
-void MainWindow::setSampleVideo(const QString& model, const QStringList& frames) {
+void MainWindow::setSampleVideo(const QString& model, const QStringList& frames, const QStringList& labels) {
     m_sampleVideoModel = model;
     m_sampleVideoFrames = frames;
+    m_sampleVideoLabels.clear();
+    for (const QString& l : labels)
+        if (QFileInfo::exists(l))
+            m_sampleVideoLabels << l;
+        else
+            break; // a support label without its reference label means nothing
     bool present = QFileInfo::exists(model) && frames.size() > 1;
     for (const QString& f : frames)
         present = present && QFileInfo::exists(f);
     m_openSampleVideoAction->setEnabled(present);
+}
+
+void MainWindow::openLabel(const QString& path, bool supportFrame) {
+    if (path.isEmpty())
+        return;
+    if (!supportFrame)
+        m_analysis.propagate = path.toStdString();
+    else if (m_analysis.propagate.empty()) {
+        showError(tr("%1: open the reference frame's label first (File > Open Label of the Reference Frame); "
+                     "this one scores where it travels").arg(path));
+        return;
+    } else {
+        m_analysis.propagateTruth = path.toStdString();
+    }
+    m_clearLabelsAction->setEnabled(true);
+    requestAnalysis();
+}
+
+void MainWindow::clearLabels() {
+    const bool had = !m_analysis.propagate.empty();
+    m_analysis.propagate.clear();
+    m_analysis.propagateTruth.clear();
+    m_clearLabelsAction->setEnabled(false);
+    if (had)
+        requestAnalysis();
 }
 
 void MainWindow::openVideo(const QString& path) {
@@ -182,6 +213,15 @@ void MainWindow::onImageOpened(uint64_t id, const QString& path, const QImage& i
     m_singleKernel->setColumn(nullptr);
     m_comparison->setImage(image);
     updateWindowTitle();
+    // Labels belong to the frames they were drawn on: new frames drop them, unless
+    // labels for these frames are waiting (start(), the sample video) or a session
+    // brings its own.
+    if (!m_pendingLabels.isEmpty() || (!sameImage && !m_pendingSession)) {
+        m_analysis.propagate = m_pendingLabels.size() > 0 ? m_pendingLabels[0].toStdString() : std::string();
+        m_analysis.propagateTruth = m_pendingLabels.size() > 1 ? m_pendingLabels[1].toStdString() : std::string();
+        m_pendingLabels.clear();
+    }
+    m_clearLabelsAction->setEnabled(!m_analysis.propagate.empty());
     Q_EMIT imageShown();
 
     if (m_pendingSession) {

@@ -35,6 +35,7 @@ common::AnalysisRequest clickRequest(const common::AnalysisRequest& settings, co
     }
     q.colormap = common::parseColormap(overlays.erfColormap.toStdString()).value_or(common::Colormap::Inferno);
     q.logScale = overlays.erfLog;
+    q.what.motion = q.what.motion || overlays.motion;
     return q;
 }
 

@@ -38,7 +38,8 @@ struct Session {
 
 // The request of a click: the settings with the click's layer, its input-grid
 // point and object box (input-grid pixel edges; null: the image's mask, if any),
-// and the overlays' colour map and log scale.
+// and the overlays' colour map and log scale; the motion overlay asks for the
+// motion analysis (the engine runs it for models with an alignment layer).
 common::AnalysisRequest clickRequest(const common::AnalysisRequest& settings, const QString& layer, QPointF point,
                                      const QRectF& objectBox, const CanvasOverlays& overlays);
 

@@ -378,6 +378,31 @@ void Canvas::paintHud(QPainter& painter) const
                 QColor(0xff, 0x8a, 0x80), false);
         else if (m_click->cancelled)
             chip(QPointF(8, 8), tr("search cancelled \u2014 best verified region shown"), QColor(0xff, 0xd5, 0x80), false);
+        // Video models: what the motion tint's two halves are, and the label colours.
+        double y = height() - 8 - h;
+        if (m_panel.modulationMap && m_panel.offsets.hasModulation())
+            y -= h + 4;
+        if (!m_panel.labels.empty() || !m_panel.markers.empty()) {
+            auto shown = [&](uint32_t color) {
+                return std::any_of(m_panel.labels.begin(), m_panel.labels.end(),
+                           [&](const figure::LabelOutline& l) { return l.color == color; })
+                    || std::any_of(m_panel.markers.begin(), m_panel.markers.end(),
+                           [&](const figure::Marker& mk) { return mk.color == color; });
+            };
+            double x = 8;
+            for (const auto& [text, color] : std::initializer_list<std::pair<QString, uint32_t>>{
+                     {tr("label given"), kLabelGivenColor}, {tr("carried by the reads"), kLabelReadsColor},
+                     {tr("by the flow (dashed)"), kLabelFlowColor}, {tr("the frame's own label"), kLabelTruthColor}})
+                if (shown(color))
+                    x = chip(QPointF(x, y), text, rgbColor(color), false).right() + 4;
+            y -= h + 4;
+        }
+        if (m_panel.tint && col.hasMotion)
+            chip(QPointF(8, y),
+                tr("motion: %1's offsets (reference frame) | DIS optical flow (support frame) \u00b7 full colour at %2 px")
+                    .arg(col.motionLayer)
+                    .arg(col.motionScalePx, 0, 'f', 1),
+                QColor(0xd0, 0xd2, 0xd8), false);
     }
     painter.restore();
 }

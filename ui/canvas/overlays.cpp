@@ -48,6 +48,8 @@ QJsonObject CanvasOverlays::toJson() const
     o.insert(QStringLiteral("saliencyOutline"), saliencyOutline);
     o.insert(QStringLiteral("saliencyMasked"), saliencyMasked);
     o.insert(QStringLiteral("object"), object);
+    o.insert(QStringLiteral("motion"), motion);
+    o.insert(QStringLiteral("labels"), labels);
     return o;
 }
 
@@ -68,6 +70,8 @@ CanvasOverlays CanvasOverlays::fromJson(const QJsonObject& json)
     readBool("saliencyOutline", o.saliencyOutline);
     readBool("saliencyMasked", o.saliencyMasked);
     readBool("object", o.object);
+    readBool("motion", o.motion);
+    readBool("labels", o.labels);
     const QJsonValue levels = json.value(QStringLiteral("levels"));
     if (levels.isArray()) {
         o.levels.fill(false);
@@ -93,7 +97,7 @@ bool CanvasOverlays::operator==(const CanvasOverlays& b) const
     return sampling == b.sampling && levels == b.levels && weightShading == b.weightShading && offsets == b.offsets
         && modulation == b.modulation && erf == b.erf && erfColormap == b.erfColormap && erfLog == b.erfLog
         && erfContours == b.erfContours && saliencyOutline == b.saliencyOutline && saliencyMasked == b.saliencyMasked
-        && object == b.object;
+        && object == b.object && motion == b.motion && labels == b.labels;
 }
 
 } // namespace deformscope::ui

@@ -34,11 +34,18 @@ struct CanvasOverlays {
 
     bool object = true; // the object region: ClickView::objectBox, else the panels' object mask
 
+    // Video models: the alignment layer's offsets read as motion beside DIS optical
+    // flow (ColumnView::motionTint; switching it on asks the engine for the motion
+    // analysis), and a label's outlines where it was given and where it travelled.
+    bool motion = false;
+    bool labels = true;
+
     bool levelShown(int level) const; // level < 1: never
     void setLevelShown(int level, bool shown); // level outside 1..8: ignored
 
     // {"sampling": true, "levels": [1, 2, 3], "weightShading": true, "offsets": "off"|"per_tap"|"mean",
-    //  "modulation", "erf", "erfColormap", "erfLog", "erfContours", "saliencyOutline", "saliencyMasked", "object"}
+    //  "modulation", "erf", "erfColormap", "erfLog", "erfContours", "saliencyOutline", "saliencyMasked", "object",
+    //  "motion", "labels"}
     QJsonObject toJson() const;
     // Missing or mistyped keys keep their defaults; unknown keys are ignored.
     static CanvasOverlays fromJson(const QJsonObject& json);

@@ -122,6 +122,13 @@ figure::Panel composeView(const figure::Image& background, const ClickView* clic
                 }
         }
     }
+    if (o.motion && col.hasMotion && col.motionTint.width == background.width
+        && col.motionTint.height == background.height)
+        panel.tint = col.motionTint;
+    if (o.labels) {
+        panel.labels = col.labels;
+        panel.markers = col.markers;
+    }
     const bool arrows = o.offsets != CanvasOverlays::Offsets::Off;
     if (arrows || o.modulation) {
         panel.offsets = offsetFieldOf(col);

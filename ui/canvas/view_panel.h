@@ -33,7 +33,8 @@ figure::Image clickBackground(const ClickView& click);
 // switches on: sampling points (shown levels, optional weight shading), the ERF
 // heat map (colour map, log scale, mass contours), the saliency region (outline
 // and/or masked image), the node, the object (the click's box, else the
-// panels' object mask), and the node layer's offset arrows and modulation map.
+// panels' object mask), the node layer's offset arrows and modulation map, and
+// for video models the motion tint and the propagated label's outlines or markers.
 figure::Panel composeView(const figure::Image& background, const ClickView* click, int column,
                           const CanvasOverlays& overlays);
 

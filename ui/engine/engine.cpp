@@ -94,8 +94,15 @@ struct Engine::Impl {
             report::Run& r = *runs[i];
             QElapsedTimer timer;
             timer.start();
+            // Motion and label propagation: for models with an alignment layer, after the
+            // node's analyses, so that a bad label file costs a note, not the column.
+            common::AnalysisRequest nodeRequest = rq;
+            nodeRequest.what.motion = false;
+            nodeRequest.propagate.clear();
+            nodeRequest.propagateTruth.clear();
+            const bool motion = rq.what.motion || !rq.propagate.empty();
             try {
-                report::analyseNode(r, rq, [&](const analysis::SaliencyProgress& p) {
+                report::analyseNode(r, nodeRequest, [&](const analysis::SaliencyProgress& p) {
                     if (token.stop())
                         return false;
                     Q_EMIT q->progress(id, (double(i) + std::clamp(p.fraction, 0.0, 1.0)) / double(n),
@@ -107,7 +114,21 @@ struct Engine::Impl {
                     return;
                 if (r.erf && !at::isfinite(r.erf->map).all().item<bool>())
                     throw report::UsageError(r.model.path() + ": the effective receptive field has NaN or Inf values");
+                std::string motionNote;
+                if (motion && !analysis::alignmentLayers(r.session->graph()).empty()) {
+                    try {
+                        report::analyseMotion(r, rq);
+                    } catch (const std::exception& e) {
+                        motionNote = "motion not shown: " + describeFailure({}, e);
+                    }
+                } else if (motion && r.session->frames() > 1) {
+                    motionNote = "motion not shown: " + r.model.path() +
+                                 " has no alignment layer (a deformable layer whose offsets come from two frames "
+                                 "and which reads the other)";
+                }
                 view->columns.push_back(columnView(r, rq, double(timer.nsecsElapsed()) * 1e-9));
+                if (!motionNote.empty())
+                    view->columns.back().notes << qs(motionNote);
                 view->cancelled = view->cancelled || (r.saliency && r.saliency->cancelled);
                 delivered.push_back(r);
             } catch (const std::exception& e) {

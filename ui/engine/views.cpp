@@ -1,6 +1,7 @@
 #include "ui/engine/views.h"
 
 #include "core/analysis/offset_field.h"
+#include "core/report/video.h"
 #include "ui/analysis_figure/analysis_figure.h"
 
 #include <ATen/ATen.h>
@@ -83,6 +84,93 @@ LayerInfo layerInfo(const model::Layer& l) {
     i.rfH = l.rf[0];
     i.rfW = l.rf[1];
     return i;
+}
+
+// A label on one frame's grid ([H, W], > ½ inside) as a mask on the side-by-side grid.
+figure::LabelOutline frameLabel(const at::Tensor& label, int64_t frame, int64_t frames, uint32_t color, bool dashed) {
+    const at::Tensor inside = label.to(at::kCPU).gt(0.5).to(at::kByte);
+    const int64_t H = inside.size(0), W = inside.size(1);
+    at::Tensor canvas = at::zeros({H, W * frames}, at::kByte);
+    canvas.narrow(1, frame * W, W).copy_(inside);
+    canvas = canvas.contiguous();
+    figure::LabelOutline o;
+    o.mask.assign(canvas.data_ptr<uint8_t>(), canvas.data_ptr<uint8_t>() + canvas.numel());
+    o.color = color;
+    o.dashed = dashed;
+    return o;
+}
+
+// The motion part of a column: the colour-wheel tint, the label outlines or
+// markers, the metrics and a legend note.
+void addMotion(const report::Run& r, ColumnView& c) {
+    const report::MotionReport& m = *r.motion;
+    const int64_t frames = r.session->frames();
+    const int64_t H = m.field.mean.size(1), W = m.field.mean.size(2);
+    const auto& names = r.session->graph().inputNames();
+    const std::string reference = names.at(size_t(m.field.reference)), support = names.at(size_t(m.field.support));
+    c.hasMotion = true;
+    c.motionLayer = qs(m.field.layer);
+    c.motionScalePx = report::motionColourScale(m);
+    at::Tensor rgba = at::zeros({H, W * frames, 4}, at::kByte);
+    auto paint = [&](const at::Tensor& field, int64_t frame) {
+        at::Tensor part = rgba.narrow(1, frame * W, W);
+        part.narrow(2, 0, 3).copy_(report::motionColours(field, c.motionScalePx));
+        part.select(2, 3).fill_(170);
+    };
+    paint(m.flow, m.field.support);
+    paint(m.field.mean, m.field.reference);
+    rgba = rgba.contiguous();
+    c.motionTint.width = int(W * frames);
+    c.motionTint.height = int(H);
+    c.motionTint.rgba.assign(rgba.data_ptr<uint8_t>(), rgba.data_ptr<uint8_t>() + rgba.numel());
+    c.notes << QStringLiteral("motion: %1's offsets as motion over %2 | OpenCV DIS flow %2 → %3 over %3 "
+                              "(one colour wheel, full colour at %4 px); mean |offset| %5 px, diversity %6 px%7")
+                   .arg(c.motionLayer, qs(reference), qs(support))
+                   .arg(c.motionScalePx, 0, 'f', 1)
+                   .arg(m.field.meanOffsetPx, 0, 'f', 2)
+                   .arg(m.field.offsetDiversityPx, 0, 'f', 2)
+                   .arg(m.field.alarm ? QStringLiteral(" — ALARM: above %1 px").arg(m.field.alarmThresholdPx)
+                                      : QString());
+    for (const std::string& n : m.field.notes)
+        c.notes << qs(n);
+    auto add = [&](const char* key, const char* label, double value, int digits) {
+        c.metrics.push_back(Metric{QString::fromLatin1(key), QString::fromUtf8(label), value,
+                                   value < 0 ? QStringLiteral("n/a") : QString::number(value, 'f', digits)});
+    };
+    add("motion_epe_flow", "offset motion EPE vs flow (px)", m.vsFlow.epePx, 2);
+    add("motion_cosine_flow", "offset motion cosine vs flow", m.vsFlow.cosine, 3);
+    add("motion_mean_offset", "mean |offset| (px)", m.field.meanOffsetPx, 2);
+    add("motion_diversity", "offset diversity (px)", m.field.offsetDiversityPx, 2);
+    if (m.vsTruth)
+        add("motion_epe_truth", "offset motion EPE vs truth (px)", m.vsTruth->epePx, 2);
+
+    if (m.propagateKind == "mask") {
+        if (m.labelSupport.defined()) // first: under the propagated ones it scores
+            c.labels.push_back(frameLabel(m.labelSupport, m.field.support, frames, kLabelTruthColor, true));
+        c.labels.push_back(frameLabel(m.labelReference, m.field.reference, frames, kLabelGivenColor, false));
+        c.labels.push_back(frameLabel(m.byFlow, m.field.support, frames, kLabelFlowColor, true));
+        c.labels.push_back(frameLabel(m.byReads, m.field.support, frames, kLabelReadsColor, false));
+        add("propagation_iou_reads", "label IoU through the reads", m.iouReads, 3);
+        add("propagation_iou_flow", "label IoU through the flow", m.iouFlow, 3);
+    } else if (m.propagateKind == "keypoints") {
+        auto mark = [&](const std::vector<std::array<double, 2>>& points, int64_t frame, uint32_t color) {
+            for (const auto& p : points)
+                c.markers.push_back(figure::Marker{p[0] + double(frame * W), p[1], color});
+        };
+        mark(m.pointsSupport, m.field.support, kLabelTruthColor);
+        mark(m.points, m.field.reference, kLabelGivenColor);
+        mark(m.pointsByFlow, m.field.support, kLabelFlowColor);
+        mark(m.pointsByReads, m.field.support, kLabelReadsColor);
+        add("propagation_distance_reads", "keypoint distance through the reads (px)", m.distanceReads, 2);
+        add("propagation_distance_flow", "keypoint distance through the flow (px)", m.distanceFlow, 2);
+    }
+    if (!m.propagateKind.empty())
+        c.notes << QStringLiteral("label: given on %1 (green), carried to %2 by the reads (magenta) and by the flow "
+                                  "(cyan, dashed)%3")
+                       .arg(qs(reference), qs(support),
+                            m.labelSupport.defined() || !m.pointsSupport.empty()
+                                ? QStringLiteral("; %1's own label orange, dashed").arg(qs(support))
+                                : QString());
 }
 
 } // namespace
@@ -220,6 +308,8 @@ ColumnView columnView(const report::Run& r, const common::AnalysisRequest& s, do
     add("kernel_shift", "DK mean tap shift (scope cells)", r.kernel ? r.kernel->meanShift : -1,
         r.kernel ? number(r.kernel->meanShift, 2) : QString());
 
+    if (r.motion)
+        addMotion(r, c);
     for (const std::string& n : r.notes)
         c.notes << qs(n);
     if (r.sampling)

@@ -84,6 +84,27 @@ inline constexpr const char* kModulationColormap = "viridis";
 // position, or one arrow per cell (the mean position and offset of its taps).
 enum class Arrows { None, PerTap, Mean };
 
+// A colour image laid over the background on its grid (e.g. an offset field read
+// as motion, colour-wheel coded): each pixel blended at its own alpha.
+struct Tint {
+    int width = 0, height = 0;
+    std::vector<uint8_t> rgba; // width·height·4, row-major; alpha 0: the background shows
+};
+
+// A label region outlined in its colour (e.g. a mask of one video frame and where
+// it was propagated on the next): a mask on the background's grid, 1 = inside.
+struct LabelOutline {
+    std::vector<uint8_t> mask;
+    uint32_t color = 0xffffff; // 0xRRGGBB
+    bool dashed = false;
+};
+
+// A labelled point (e.g. a keypoint and where it was propagated), image pixels.
+struct Marker {
+    double x = 0, y = 0;
+    uint32_t color = 0xffffff;
+};
+
 struct Panel {
     std::string title;                       // above the panel
     Image background;                        // may be empty (then a neutral grey of its width × height, else of the heat map's grid)
@@ -109,6 +130,12 @@ struct Panel {
     OffsetField offsets;
     Arrows arrows = Arrows::None;
     bool modulationMap = false;
+    // A colour tint over the background and heat map (under the dimmed mask and
+    // every line); label outlines (solid or dashed, in their colour) with the
+    // other outlines, and markers (diamonds) under the points.
+    std::optional<Tint> tint;
+    std::vector<LabelOutline> labels;
+    std::vector<Marker> markers;
 };
 
 // A grid of panels: rows × cols, row-major; missing panels are left blank.

@@ -1,5 +1,5 @@
-// paintPanel and its painters: the panel raster (background, heat map, dimmed
-// mask), outlines, points, moves, the node, the modulation map and the offset
+// paintPanel and its painters: the panel raster (background, heat map, tint,
+// dimmed mask), outlines and label outlines, moves, markers, points, the node, the modulation map and the offset
 // arrows. Called by paintFigure (layout.cpp) for every panel and by the GUI
 // canvas (ui/canvas) for its view, on whichever thread owns the painter.
 #include "ui/figure/figure.h"
@@ -166,6 +166,8 @@ QImage panelRaster(const Panel& p, Grid grid)
 {
     const bool heat = validHeat(p.heat);
     const bool mask = p.maskDims && p.mask.size() == grid.count();
+    const bool tint = p.tint && p.tint->width == grid.width && p.tint->height == grid.height &&
+        p.tint->rgba.size() == grid.count() * 4;
     Grid r = grid;
     if (heat) {
         r.width = std::max(r.width, p.heat->width);
@@ -194,6 +196,12 @@ QImage panelRaster(const Panel& p, Grid grid)
                 const double hc[3] = {double((h >> 16) & 0xff), double((h >> 8) & 0xff), double(h & 0xff)};
                 for (int k = 0; k < 3; ++k)
                     c[k] = (1 - opacity) * l + opacity * hc[k];
+            }
+            if (tint) { // over the heat map: switched on, it is what the user looks at
+                const uint8_t* t = &p.tint->rgba[(size_t(gy) * grid.width + gx) * 4];
+                const double a = t[3] / 255.0;
+                for (int k = 0; k < 3; ++k)
+                    c[k] = (1 - a) * c[k] + a * t[k];
             }
             if (mask && p.mask[size_t(gy) * grid.width + gx] == 0)
                 for (double& v : c)
@@ -417,6 +425,14 @@ void drawRegions(QPainter& painter, const Panel& panel, Grid grid, const QRectF&
         if (!loops.empty())
             strokeWithHalo(painter, outlinePath(loops, target, sx, sy, 0), Qt::white, 1.3 * unit);
     }
+    for (const LabelOutline& label : panel.labels) {
+        if (label.mask.size() != grid.count())
+            continue;
+        const auto loops = analysis::regionOutline(label.mask, grid.width, grid.height);
+        if (!loops.empty())
+            strokeWithHalo(painter, outlinePath(loops, target, sx, sy, 0), rgbColor(label.color), 1.5 * unit,
+                label.dashed ? QList<qreal>{3.0, 2.0} : QList<qreal>{});
+    }
     const QColor objectColor = rgbColor(0xffe119);
     const QList<qreal> objectDashes{4.0, 2.5};
     if (panel.objectMask.size() == grid.count()) {
@@ -461,6 +477,23 @@ void drawMoves(QPainter& painter, const Panel& panel, const QRectF& target, doub
     }
 }
 
+void drawMarkers(QPainter& painter, const Panel& panel, const QRectF& target, double sx, double sy, double unit)
+{
+    for (const Marker& m : panel.markers) {
+        if (!std::isfinite(m.x) || !std::isfinite(m.y))
+            continue;
+        const QPointF c(target.left() + (m.x + 0.5) * sx, target.top() + (m.y + 0.5) * sy);
+        const double r = 4.0 * unit;
+        QPainterPath path;
+        path.moveTo(c.x(), c.y() - r);
+        path.lineTo(c.x() + r, c.y());
+        path.lineTo(c.x(), c.y() + r);
+        path.lineTo(c.x() - r, c.y());
+        path.closeSubpath();
+        strokeWithHalo(painter, path, rgbColor(m.color), 1.4 * unit, {}, 0.7);
+    }
+}
+
 void drawNode(QPainter& painter, const Panel& panel, const QRectF& target, double sx, double sy, double unit)
 {
     if (!panel.node || !std::isfinite((*panel.node)[0]) || !std::isfinite((*panel.node)[1]))
@@ -496,6 +529,7 @@ void paintPanel(QPainter& painter, const Panel& panel, const QRectF& target, con
 
     drawRegions(painter, panel, grid, target, sx, sy, unit);
     drawMoves(painter, panel, target, sx, sy, unit);
+    drawMarkers(painter, panel, target, sx, sy, unit);
     drawPoints(painter, panel, target, sx, sy, unit);
     drawNode(painter, panel, target, sx, sy, unit);
     if (panel.modulationMap && panel.offsets.hasModulation())

@@ -71,6 +71,12 @@ struct Metric {
     QString text;   // formatted value
 };
 
+// The colours of a propagated label (ColumnView::labels, markers), 0xRRGGBB.
+inline constexpr uint32_t kLabelGivenColor = 0x3cdc3c;  // the label given on the reference frame
+inline constexpr uint32_t kLabelReadsColor = 0xff3cff;  // carried by the alignment layer's reads
+inline constexpr uint32_t kLabelFlowColor = 0x3cdcff;   // carried by the optical flow
+inline constexpr uint32_t kLabelTruthColor = 0xffa030;  // the support frame's own label
+
 // One model's results for the click (one column of the comparison).
 struct ColumnView {
     QString model;           // ModelInfo::name
@@ -101,6 +107,21 @@ struct ColumnView {
     std::vector<OffsetArrow> offsets;
     bool hasModulation = false;     // DCNv2: a mask was captured
     std::vector<double> modulation; // DCNv2: featureH·featureW mean mask values, the modulation map
+
+    // Video models (the request's motion or label propagation, core/report/video.h):
+    // the alignment layer whose offsets were read as motion, a tint on the input
+    // grid with that motion's colour wheel over the reference frame and DIS
+    // flow's over the support frame (one colour scale: motionScalePx at full
+    // saturation), and the label's outlines: given on the reference frame
+    // (green), carried by the layer's reads (magenta) and by the flow (cyan,
+    // dashed), and the support frame's own label when one was given (orange,
+    // dashed; drawn first, under the others); keypoints as markers in the same colours.
+    bool hasMotion = false;         // (colours: kLabel*Color below)
+    QString motionLayer;
+    double motionScalePx = 0;
+    figure::Tint motionTint;
+    std::vector<figure::LabelOutline> labels;
+    std::vector<figure::Marker> markers;
 
     std::vector<Metric> metrics;
     QStringList notes;

@@ -1,9 +1,12 @@
 // The desktop app with a video model (tests/python/make_video.py): a frame pair
 // opens side by side, a click on either frame picks the same node, and the
-// alignment layer's points are drawn on the support frame.
+// alignment layer's points are drawn on the support frame; the motion overlay
+// and a label carried from one frame to the other; the bundled sample pair.
 #include "ui/app/app_settings.h"
 #include "ui/app/main_window.h"
 #include "ui/app/video_dialog.h"
+#include "ui/canvas/canvas.h"
+#include "ui/canvas/view_panel.h"
 
 #include <QApplication>
 #include <QSignalSpy>
@@ -12,7 +15,12 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include <QAction>
+
+#include <algorithm>
+#include <cmath>
 #include <memory>
+#include <utility>
 
 using namespace deformscope::ui;
 
@@ -25,6 +33,40 @@ bool waitFor(QSignalSpy& spy, int count = 1, int ms = 120000) {
 }
 
 QString video(const char* name) { return QStringLiteral(DEFORMSCOPE_VIDEO_FIXTURE_DIR "/") + QString::fromUtf8(name); }
+
+const Metric* metric(const ColumnView& c, const char* key) {
+    for (const Metric& m : c.metrics)
+        if (m.key == QLatin1String(key))
+            return &m;
+    return nullptr;
+}
+
+// A window on translate.pt and the square pair, layer align, sampling only.
+std::unique_ptr<MainWindow> squarePairWindow(AppSettings* settings) {
+    auto w = std::make_unique<MainWindow>(settings);
+    auto a = w->analysisSettings();
+    a.what.saliency = false;
+    a.what.erf = false;
+    a.levels = 1;
+    w->setAnalysisSettings(a);
+    w->resize(1200, 700);
+    w->show();
+    QSignalSpy models(w.get(), &MainWindow::modelsShown);
+    QSignalSpy image(w.get(), &MainWindow::imageShown);
+    w->openModels({video("translate.pt")});
+    if (!waitFor(models)) {
+        qWarning("the model did not open: %s", qPrintable(w->errorText()));
+        return nullptr;
+    }
+    w->openFrames({video("square_a.png"), video("square_b.png")});
+    if (!waitFor(image)) {
+        qWarning("the frame pair did not open: %s", qPrintable(w->errorText()));
+        return nullptr;
+    }
+    w->setComparison(false);
+    w->setLayer(QStringLiteral("align"));
+    return w;
+}
 
 } // namespace
 
@@ -83,6 +125,142 @@ private Q_SLOTS:
         r = w->result();
         QCOMPARE(r->columns[0].fx, 25);
         QCOMPARE(r->columns[0].fy, 20);
+    }
+
+    void theMotionOverlayAndAPropagatedLabel() {
+        auto w = squarePairWindow(m_settings.get());
+        QVERIFY(w);
+        QVERIFY(w->canvas()->imageSize() == QSize(96, 48));
+        w->openLabel(video("square_a_mask.png"));
+        w->openLabel(video("square_b_mask.png"), true);
+        CanvasOverlays o = w->overlays();
+        o.motion = true;
+        o.labels = true;
+        w->setOverlays(o);
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->selectPoint(QPointF(25, 20));
+        QVERIFY(waitFor(result));
+        const ColumnView& c = w->result()->columns.at(0);
+        QVERIFY2(c.error.isEmpty(), qPrintable(c.error));
+        QVERIFY(c.hasMotion);
+        QCOMPARE(c.motionLayer, QStringLiteral("align"));
+        // The offsets are (−3, 2) everywhere: mean |offset| 2.5 px, no spread between taps.
+        QVERIFY(metric(c, "motion_mean_offset") && std::abs(metric(c, "motion_mean_offset")->value - 2.5) < 1e-3);
+        QVERIFY(metric(c, "motion_diversity") && metric(c, "motion_diversity")->value < 1e-3);
+        QVERIFY(metric(c, "motion_epe_flow") && metric(c, "motion_epe_flow")->value >= 0);
+        // The square's mask travels with the translation through the layer's reads.
+        const Metric* iou = metric(c, "propagation_iou_reads");
+        QVERIFY(iou);
+        QVERIFY2(iou->value > 0.95, qPrintable(iou->text));
+        QVERIFY(metric(c, "propagation_iou_flow") && metric(c, "propagation_iou_flow")->value >= 0);
+        // Drawn: the tint over both frames (the reference frame's pixel coloured by the
+        // offsets' direction, the support frame's by DIS flow), four outlines.
+        const deformscope::figure::Panel& p = w->canvas()->composedPanel();
+        QVERIFY(p.tint);
+        QCOMPARE(p.tint->width, 96);
+        QCOMPARE(p.tint->height, 48);
+        const uint8_t* ref = &p.tint->rgba[size_t(20 * 96 + 25) * 4];
+        QVERIFY(ref[3] > 0);
+        QVERIFY(!(ref[0] == ref[1] && ref[1] == ref[2])); // saturated: the field is not zero there
+        QCOMPARE(p.labels.size(), size_t(4));
+        // The given label lies on the reference frame, the carried ones on the support frame.
+        auto columnsOf = [](const deformscope::figure::LabelOutline& l) {
+            int lo = 96, hi = -1;
+            for (int i = 0; i < int(l.mask.size()); ++i)
+                if (l.mask[size_t(i)]) {
+                    lo = std::min(lo, i % 96);
+                    hi = std::max(hi, i % 96);
+                }
+            return std::pair<int, int>(lo, hi);
+        };
+        // In drawing order: the support frame's own label, the given one, by the flow, by the reads.
+        QCOMPARE(p.labels[0].color, kLabelTruthColor);
+        QCOMPARE(columnsOf(p.labels[0]), std::make_pair(48 + 15, 48 + 30));
+        QCOMPARE(p.labels[1].color, kLabelGivenColor);
+        QCOMPARE(columnsOf(p.labels[1]), std::make_pair(18, 33));
+        QCOMPARE(p.labels[3].color, kLabelReadsColor);
+        QCOMPARE(columnsOf(p.labels[3]), std::make_pair(48 + 15, 48 + 30));
+        // A session keeps the labels and the overlay; a window opened from it shows them.
+        const QString sessionPath = m_dir.filePath(QStringLiteral("labels.dsession"));
+        QVERIFY(w->saveSessionTo(sessionPath));
+        {
+            auto again = std::make_unique<MainWindow>(m_settings.get());
+            again->resize(1200, 700);
+            again->show();
+            QSignalSpy restored(again.get(), &MainWindow::sessionRestored);
+            again->openSession(sessionPath);
+            QVERIFY(waitFor(restored));
+            QCOMPARE(QString::fromStdString(again->analysisSettings().propagate), video("square_a_mask.png"));
+            QCOMPARE(QString::fromStdString(again->analysisSettings().propagateTruth), video("square_b_mask.png"));
+            QVERIFY(again->result() && again->result()->columns.at(0).hasMotion);
+            QCOMPARE(again->result()->columns.at(0).labels.size(), size_t(4));
+        }
+        // Overlays off: neither is drawn.
+        o.motion = false;
+        o.labels = false;
+        w->setOverlays(o);
+        QVERIFY(!w->canvas()->composedPanel().tint);
+        QVERIFY(w->canvas()->composedPanel().labels.empty());
+    }
+
+    void aBadLabelCostsANoteNotTheClick() {
+        auto w = squarePairWindow(m_settings.get());
+        QVERIFY(w);
+        const QString missing = m_dir.filePath(QStringLiteral("no_such_label.png"));
+        w->openLabel(missing);
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->selectPoint(QPointF(25, 20));
+        QVERIFY(waitFor(result));
+        const ColumnView& c = w->result()->columns.at(0);
+        QVERIFY2(c.error.isEmpty(), qPrintable(c.error));
+        QVERIFY(c.hasSampling);
+        QVERIFY(!c.hasMotion);
+        QVERIFY2(c.notes.join('\n').contains(QStringLiteral("motion not shown")) &&
+                     c.notes.join('\n').contains(QStringLiteral("no_such_label.png")),
+                 qPrintable(c.notes.join('\n')));
+        // A support label without the reference label: refused with a message.
+        w.reset();
+        auto fresh = squarePairWindow(m_settings.get());
+        QVERIFY(fresh);
+        QSignalSpy error(fresh.get(), &MainWindow::errorShown);
+        fresh->openLabel(video("square_b_mask.png"), true);
+        QCOMPARE(error.count(), 1);
+        QVERIFY(fresh->analysisSettings().propagateTruth.empty());
+    }
+
+    void theSampleVideoOpensWithItsLabels() {
+        const QString root = QStringLiteral(DEFORMSCOPE_SOURCE_DIR);
+        auto w = std::make_unique<MainWindow>(m_settings.get());
+        auto a = w->analysisSettings();
+        a.what.saliency = false;
+        a.what.erf = false;
+        a.levels = 1;
+        w->setAnalysisSettings(a);
+        w->resize(1200, 700);
+        w->show();
+        w->setSampleVideo(root + "/sample_models/align.pt",
+                          {root + "/resources/samples/pair_01_a.png", root + "/resources/samples/pair_01_b.png"},
+                          {root + "/resources/samples/pair_01_a_mask.png", root + "/resources/samples/pair_01_b_mask.png"});
+        auto* action = w->findChild<QAction*>(QStringLiteral("openSampleVideoAction"));
+        QVERIFY(action && action->isEnabled());
+        QSignalSpy image(w.get(), &MainWindow::imageShown);
+        action->trigger();
+        QVERIFY(waitFor(image));
+        QVERIFY(w->overlays().motion);
+        QCOMPARE(QString::fromStdString(w->analysisSettings().propagate), root + "/resources/samples/pair_01_a_mask.png");
+        QCOMPARE(QString::fromStdString(w->analysisSettings().propagateTruth), root + "/resources/samples/pair_01_b_mask.png");
+        w->setComparison(false);
+        w->setLayer(QStringLiteral("align"));
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->selectPoint(QPointF(64, 64));
+        QVERIFY(waitFor(result));
+        const ColumnView& c = w->result()->columns.at(0);
+        QVERIFY2(c.error.isEmpty(), qPrintable(c.error));
+        QVERIFY(c.hasMotion);
+        const Metric* iou = metric(c, "propagation_iou_reads");
+        QVERIFY(iou && iou->value > 0);
+        QVERIFY(metric(c, "motion_epe_truth") == nullptr); // no true motion is given in the GUI
+        QCOMPARE(c.labels.size(), size_t(4));
     }
 
     void theVideoDialogKeepsBothFramesInTheVideo() {
