@@ -9,6 +9,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include <atomic>
+#include <optional>
 #include <vector>
 
 namespace deformscope::ops {
@@ -95,6 +96,49 @@ at::Tensor im2col(const detail::DeviceKernels& k, const Chunk& c) {
     return columns;
 }
 
+// The output positions a backward's gradient reaches, as a box [y0, y1) x [x0, x1)
+// of the output plane, when it covers at most a quarter of the plane (one node's
+// gradient, as an ERF or a sampling trace asks, reaches a handful); else none.
+struct OutputBox {
+    int64_t y0 = 0, y1 = 0, x0 = 0, x1 = 0;
+};
+std::optional<OutputBox> reachedBox(const at::Tensor& grad_output) { // [B, Cout, Ho, Wo]
+    const int64_t Ho = grad_output.size(2), Wo = grad_output.size(3);
+    const at::Tensor reached = grad_output.ne(0).any(1).any(0); // [Ho, Wo]
+    const at::Tensor rows = reached.any(1).nonzero(), cols = reached.any(0).nonzero();
+    OutputBox b;
+    if (rows.numel() > 0) {
+        b.y0 = rows.min().item<int64_t>();
+        b.y1 = rows.max().item<int64_t>() + 1;
+        b.x0 = cols.min().item<int64_t>();
+        b.x1 = cols.max().item<int64_t>() + 1;
+    }
+    if ((b.y1 - b.y0) * (b.x1 - b.x0) * 4 > Ho * Wo)
+        return std::nullopt;
+    return b;
+}
+
+// The chunk restricted to the output positions of `box`: the same reads of the
+// whole input (the grid shifted by the box's origin), the offsets and mask of
+// those positions.
+Chunk restrictedTo(const Chunk& c, const OutputBox& box) {
+    Chunk r = c;
+    r.geom.out_h = box.y1 - box.y0;
+    r.geom.out_w = box.x1 - box.x0;
+    r.geom.pad_h = c.geom.pad_h - box.y0 * c.geom.stride_h;
+    r.geom.pad_w = c.geom.pad_w - box.x0 * c.geom.stride_w;
+    auto cut = [&](const at::Tensor& t) {
+        return t.view({c.geom.batch, -1, c.geom.out_h, c.geom.out_w})
+            .narrow(2, box.y0, r.geom.out_h)
+            .narrow(3, box.x0, r.geom.out_w)
+            .contiguous();
+    };
+    r.offset = cut(c.offset);
+    if (c.geom.use_mask)
+        r.mask = cut(c.mask);
+    return r;
+}
+
 } // namespace
 
 void setBackwardMode(BackwardMode mode) {
@@ -155,7 +199,8 @@ DeformConv2dGrads deformConv2dBackwardImpl(const at::Tensor& grad_output, const 
     at::Tensor grad_offset = at::zeros_like(off);
     // Without a mask the gradient has the shape of whatever placeholder was passed.
     at::Tensor grad_mask = p.use_mask ? at::zeros_like(msk) : at::zeros_like(mask);
-    at::Tensor grad_bias = detail::biasGrad(gout, bias);
+    const bool parameters = !detail::ParameterGradsUnneeded::active();
+    at::Tensor grad_bias = parameters || !bias.defined() ? detail::biasGrad(gout, bias) : at::zeros_like(bias);
     if (g.batch == 0 || Cout == 0 || g.channels == 0)
         return {grad_input, grad_weight, grad_offset, grad_mask, grad_bias};
 
@@ -165,17 +210,43 @@ DeformConv2dGrads deformConv2dBackwardImpl(const at::Tensor& grad_output, const 
     const at::Tensor w = weight.contiguous().view({p.groups, Cout / p.groups, groupRows});
     at::Tensor gw = grad_weight.view({p.groups, Cout / p.groups, groupRows});
 
-    for (const Chunk& c : chunks(g, in, off, msk)) {
+    for (const Chunk& whole : chunks(g, in, off, msk)) {
+        at::Tensor gout_c = gout.narrow(0, whole.first, whole.geom.batch);
+        at::Tensor gi = grad_input.narrow(0, whole.first, whole.geom.batch);
+        at::Tensor goff = grad_offset.narrow(0, whole.first, whole.geom.batch);
+        at::Tensor gm = p.use_mask ? grad_mask.narrow(0, whole.first, whole.geom.batch) : grad_mask;
+        // A gradient that reaches few output positions: the backward of those alone
+        // (positions it does not reach contribute exactly nothing to any gradient).
+        // (CPU only: the CUDA kernels have not run with a shifted grid.)
+        const std::optional<OutputBox> box = in.device().is_cpu() ? reachedBox(gout_c) : std::nullopt;
+        const Chunk c = box ? restrictedTo(whole, *box) : whole;
+        if (box && c.geom.outPlane() == 0)
+            continue; // no gradient reaches this chunk: every gradient of it stays zero
+        at::Tensor goffBox = goff, gmBox = gm;
+        if (box) {
+            gout_c = gout_c.narrow(2, box->y0, c.geom.out_h).narrow(3, box->x0, c.geom.out_w);
+            goffBox = at::zeros_like(c.offset);
+            gmBox = p.use_mask ? at::zeros_like(c.mask) : gm;
+        }
         const int64_t n = c.geom.batch * c.geom.outPlane();
         // grad_output chunk as [groups, Cout/groups, B*P] (column order b*P + p, as in im2col)
-        const at::Tensor go = gout.narrow(0, c.first, c.geom.batch).transpose(0, 1).reshape({p.groups, Cout / p.groups, n});
+        const at::Tensor go = gout_c.transpose(0, 1).reshape({p.groups, Cout / p.groups, n});
         const at::Tensor grad_columns = at::bmm(w.transpose(1, 2), go).view({g.channels * g.taps(), n});
+        kernels.backward(grad_columns, c.input, c.offset, c.mask, c.geom, deterministic, gi, goffBox, gmBox);
+        if (box) {
+            auto place = [&](at::Tensor& into, const at::Tensor& part) {
+                into.view({c.geom.batch, -1, g.out_h, g.out_w})
+                    .narrow(2, box->y0, c.geom.out_h)
+                    .narrow(3, box->x0, c.geom.out_w)
+                    .copy_(part);
+            };
+            place(goff, goffBox);
+            if (p.use_mask)
+                place(gm, gmBox);
+        }
 
-        at::Tensor gi = grad_input.narrow(0, c.first, c.geom.batch);
-        at::Tensor goff = grad_offset.narrow(0, c.first, c.geom.batch);
-        at::Tensor gm = p.use_mask ? grad_mask.narrow(0, c.first, c.geom.batch) : grad_mask;
-        kernels.backward(grad_columns, c.input, c.offset, c.mask, c.geom, deterministic, gi, goff, gm);
-
+        if (!parameters)
+            continue;
         const at::Tensor columns = im2col(kernels, c);
         gw.baddbmm_(go, columns.view({p.groups, groupRows, n}).transpose(1, 2));
     }

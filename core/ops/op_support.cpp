@@ -101,4 +101,16 @@ int64_t imagesPerChunk(int64_t batch, int64_t perImage, int64_t budget) {
     return std::max<int64_t>(1, std::min<int64_t>(batch, budget / std::max<int64_t>(1, perImage)));
 }
 
+namespace {
+thread_local bool t_parameterGradsUnneeded = false;
+} // namespace
+
+ParameterGradsUnneeded::ParameterGradsUnneeded(bool unneeded) : m_previous(t_parameterGradsUnneeded) {
+    t_parameterGradsUnneeded = unneeded;
+}
+
+ParameterGradsUnneeded::~ParameterGradsUnneeded() { t_parameterGradsUnneeded = m_previous; }
+
+bool ParameterGradsUnneeded::active() { return t_parameterGradsUnneeded; }
+
 } // namespace deformscope::ops::detail

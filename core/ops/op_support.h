@@ -58,6 +58,24 @@ at::Tensor orEmpty(const at::Tensor& t, const at::Tensor& input);
 // `input` (never read; it keeps the kernels' pointers valid).
 at::Tensor contiguousOrPlaceholder(const at::Tensor& t, const at::Tensor& input, bool used);
 
+// While one is alive on a thread, autograd needs no gradient of the weight and
+// bias of the deform_conv2d backward it runs there (an ERF or a sampling trace:
+// the gradient of one response to the image or to layer outputs). The backward
+// then returns them as zeros without the work they cost (a second im2col and a
+// GEMM). Set by the operator's autograd function from needs_input_grad; the
+// backward op called directly always computes every gradient.
+class ParameterGradsUnneeded {
+public:
+    explicit ParameterGradsUnneeded(bool unneeded);
+    ~ParameterGradsUnneeded();
+    ParameterGradsUnneeded(const ParameterGradsUnneeded&) = delete;
+    ParameterGradsUnneeded& operator=(const ParameterGradsUnneeded&) = delete;
+    static bool active();
+
+private:
+    bool m_previous;
+};
+
 // Stride and dilation positive, padding non-negative.
 void checkWindow(const char* op, const ConvWindow& w);
 

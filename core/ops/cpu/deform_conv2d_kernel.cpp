@@ -110,9 +110,13 @@ void columnsBackwardTyped(const at::Tensor& grad_columns, const at::Tensor& inpu
             const scalar_t* plane = in + (b * g.channels + c) * HW;
             const scalar_t* src = gcol + (c * K + k) * cols + b * P + p0;
             for (int64_t q = 0; q < n; ++q) {
+                // Positions the gradient does not reach (most of them, for one node's
+                // gradient) contribute nothing: their bilinear reads are skipped.
+                const acc_t gc = acc_t(src[q]);
+                if (gc == acc_t(0))
+                    continue;
                 acc_t v, dy, dx;
                 s[q].valueWithGrad(plane, v, dy, dx);
-                const acc_t gc = acc_t(src[q]);
                 ay[q] += gc * dy;
                 ax[q] += gc * dx;
                 am[q] += gc * v;

@@ -77,8 +77,13 @@ void scatterInputGrad(const SamplingPlan<acc_t>& plan, const SamplingGrid& g, in
             for (int64_t k = 0; k < K; ++k) {
                 const BilinearCorners<acc_t>* s = plan.data() + ((b * groups + grp) * K + k) * P;
                 const auto factor = tapFactors(b, c, k);
-                for (int64_t p = 0; p < P; ++p)
-                    s[p].scatter(acc.data(), factor(p));
+                for (int64_t p = 0; p < P; ++p) {
+                    // A zero factor adds exactly nothing: skipped, which makes the
+                    // gradient of one node (an ERF: zero almost everywhere) cheap.
+                    const acc_t f = factor(p);
+                    if (f != acc_t(0))
+                        s[p].scatter(acc.data(), f);
+                }
             }
             scalar_t* dst = grad_input + task * HW;
             for (int64_t q = 0; q < HW; ++q)

@@ -3,11 +3,13 @@
 // determinism; CUDA rows run when a GPU is present and skip otherwise.
 #include "core/ops/checks/selftest.h"
 #include "core/ops/deform_conv2d.h"
+#include "core/ops/op_support.h"
 #include "core/ops/registration.h"
 #include "op_test_support.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include <QtTest/QtTest>
 
@@ -180,6 +182,61 @@ private Q_SLOTS:
         VERIFY_NO_PROBLEM(autogradProblem(deformConv2dUnderTest(spec.params),
                                           argsOf(makeCase(spec, 5, at::kDouble, at::kCPU)),
                                           [](const at::Tensor& out) { return at::ones_like(out); }));
+    }
+
+    // One node's gradient reaches a few output positions: the backward then runs on
+    // the box they span (a shifted grid) and must equal the float64 reference.
+    void sparseGradientMatchesReference_data() { addGeometryRows(); }
+    void sparseGradientMatchesReference() {
+        QFETCH(CaseSpec, spec);
+        spec.height = std::max<int64_t>(spec.height, 15);
+        spec.width = std::max<int64_t>(spec.width, 14);
+        const CaseTensors t = makeCase(spec, 21, at::kDouble, at::kCPU);
+        at::Tensor go = at::zeros({spec.batch, spec.out_channels, spec.outH(), spec.outW()}, at::kDouble);
+        go.narrow(0, 0, 1).narrow(2, 1, 2).narrow(3, 2, 2).normal_();
+        go[spec.batch - 1][0][std::min<int64_t>(3, spec.outH() - 1)][1] = 0.75;
+        const auto [gi, gw, goff, gm, gb] =
+            deformConv2dBackward(go, t.input, t.weight, t.offset, t.mask, t.bias, spec.params);
+        const auto [ri, rw, roff, rm, rb] =
+            referenceBackward(go, t.input, t.weight, t.offset, t.mask, t.bias, spec.params);
+        QVERIFY(at::allclose(gi, ri, 1e-10, 1e-10));
+        QVERIFY(at::allclose(gw, rw, 1e-10, 1e-10));
+        QVERIFY(at::allclose(goff, roff, 1e-10, 1e-10));
+        if (spec.params.use_mask)
+            QVERIFY(at::allclose(gm, rm, 1e-10, 1e-10));
+        QVERIFY(at::allclose(gb, rb, 1e-10, 1e-10));
+        // No gradient at all: every gradient zero.
+        const auto [zi, zw, zoff, zm, zb] =
+            deformConv2dBackward(at::zeros_like(go), t.input, t.weight, t.offset, t.mask, t.bias, spec.params);
+        QCOMPARE(zi.abs().max().item<double>() + zw.abs().max().item<double>() + zoff.abs().max().item<double>(), 0.0);
+    }
+
+    // An ERF asks autograd for the image's gradient alone: the backward then skips the
+    // weight and bias gradients (their im2col and GEMM), and the others are unchanged.
+    void imageGradientAloneSkipsTheParameters() {
+        const CaseSpec spec = maskedCase();
+        const OpArgs a = argsOf(makeCase(spec, 11, at::kDouble, at::kCPU));
+        const at::Tensor out = deformConv2d(a[0], a[1], a[2], a[3], a[4], spec.params);
+        const at::Tensor go = at::randn_like(out);
+        const auto [gi, gw, goff, gm, gb] = deformConv2dBackward(go, a[0], a[1], a[2], a[3], a[4], spec.params);
+        QVERIFY(gw.abs().max().item<double>() > 0);
+        {
+            deformscope::ops::detail::ParameterGradsUnneeded skip(true);
+            const auto [si, sw, soff, sm, sb] = deformConv2dBackward(go, a[0], a[1], a[2], a[3], a[4], spec.params);
+            QVERIFY(at::equal(si, gi) && at::equal(soff, goff) && at::equal(sm, gm));
+            QCOMPARE(sw.abs().max().item<double>(), 0.0);
+            QCOMPARE(sw.sizes(), gw.sizes());
+        }
+        QVERIFY(!deformscope::ops::detail::ParameterGradsUnneeded::active());
+        // Through autograd: the input's gradient alone, then the weight's, each equal to the backward op's.
+        const at::Tensor input = a[0].clone().requires_grad_(true), weight = a[1].clone().requires_grad_(true);
+        const at::Tensor offset = a[2].clone().requires_grad_(true);
+        const at::Tensor r = (deformConv2d(input, weight, offset, a[3], a[4], spec.params) * go).sum();
+        const auto onlyInput = torch::autograd::grad({r}, {input}, {}, /*retain_graph=*/true);
+        QVERIFY(at::allclose(onlyInput[0], gi, 1e-12, 1e-12));
+        const auto withWeight = torch::autograd::grad({r}, {weight, offset}, {}, /*retain_graph=*/true);
+        QVERIFY(at::allclose(withWeight[0], gw, 1e-12, 1e-12));
+        QVERIFY(at::allclose(withWeight[1], goff, 1e-12, 1e-12));
     }
 
     void torchvisionAliasesAreRegistered() {
