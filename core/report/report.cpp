@@ -111,22 +111,57 @@ void findObject(Run& r, const common::AnalysisRequest& rq) {
         return;
     }
     std::string maskPath = rq.object.kind == Kind::Mask ? rq.object.maskFile : std::string();
+    const int64_t frames = r.session->frames();
+    // Auto: the image's <name>_mask.png; with several frames, each frame's own
+    // (the same ids name the same object in every frame, as a labelled pair has it).
+    std::vector<std::string> frameMasks(static_cast<size_t>(frames));
     if (rq.object.kind == Kind::Auto) {
-        const fs::path img(r.imagePath);
-        const fs::path sibling = img.parent_path() / (img.stem().string() + "_mask.png");
-        if (fs::exists(sibling))
-            maskPath = sibling.string();
+        for (size_t i = 0; i < frameMasks.size(); ++i) {
+            const std::string& image = frames > 1 && r.framePaths.size() == size_t(frames) ? r.framePaths[i]
+                                       : i == 0                                             ? r.imagePath
+                                                                                            : std::string();
+            if (image.empty())
+                continue;
+            const fs::path img(image);
+            const fs::path sibling = img.parent_path() / (img.stem().string() + "_mask.png");
+            if (fs::exists(sibling))
+                frameMasks[i] = sibling.string();
+        }
+        maskPath = frameMasks[0];
+        for (const std::string& m : frameMasks)
+            if (maskPath.empty())
+                maskPath = m;
     }
     if (maskPath.empty())
         return;
     at::Tensor ids;
+    std::string sources = maskPath;
     try {
-        ids = imaging::readMask(maskPath);
+        if (frames > 1 && rq.object.kind == Kind::Auto) {
+            // One frame's mask per frame, side by side (zeros for a frame without one).
+            const int64_t W0 = r.image.originalWidth / frames, H0 = r.image.originalHeight;
+            ids = at::zeros({H0, W0 * frames}, at::kLong);
+            sources.clear();
+            for (int64_t i = 0; i < frames; ++i) {
+                if (frameMasks[size_t(i)].empty())
+                    continue;
+                const at::Tensor m = imaging::readMask(frameMasks[size_t(i)]);
+                if (m.size(0) != H0 || m.size(1) != W0)
+                    throw UsageError(frameMasks[size_t(i)] + ": the mask is " + std::to_string(m.size(1)) + " x " +
+                                     std::to_string(m.size(0)) + " but each frame is " + std::to_string(W0) + " x " +
+                                     std::to_string(H0));
+                ids.narrow(1, i * W0, W0).copy_(m);
+                sources += (sources.empty() ? "" : " + ") + frameMasks[size_t(i)];
+            }
+        } else {
+            ids = imaging::readMask(maskPath);
+        }
+    } catch (const UsageError&) {
+        throw;
     } catch (const std::exception& e) {
         throw UsageError(e.what());
     }
-    // Several frames: a mask of one frame is the first (reference) frame's.
-    const int64_t frames = r.session->frames();
+    // Several frames: a mask of one frame (--object-mask) is the first (reference) frame's.
     if (frames > 1 && ids.size(0) == r.image.originalHeight && ids.size(1) * frames == r.image.originalWidth)
         ids = at::cat({ids, at::zeros({ids.size(0), ids.size(1) * (frames - 1)}, ids.options())}, 1);
     if (ids.size(0) != r.image.originalHeight || ids.size(1) != r.image.originalWidth)
@@ -138,7 +173,7 @@ void findObject(Run& r, const common::AnalysisRequest& rq) {
     const int64_t py = std::clamp<int64_t>(std::llround(r.pixel[1]), 0, ids.size(0) - 1);
     const int64_t id = ids[py][px].item<int64_t>();
     at::Tensor object = id != 0 ? ids.eq(id) : ids.ne(0);
-    r.objectSource = maskPath + (id != 0 ? " (id " + std::to_string(id) + ", under the node)" : " (every labelled pixel: the node is on background)");
+    r.objectSource = sources + (id != 0 ? " (id " + std::to_string(id) + ", under the node)" : " (every labelled pixel: the node is on background)");
     if (object.size(0) != H || object.size(1) != W)
         object = at::upsample_nearest2d(object.to(at::kFloat).view({1, 1, object.size(0), object.size(1)}), {H, W})[0][0].gt(0.5);
     r.object = object.to(at::kByte).contiguous();

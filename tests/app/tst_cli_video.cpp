@@ -72,6 +72,12 @@ private Q_SLOTS:
             }
         }
         QCOMPARE(onSupport, 9);
+        // Each frame's own mask (square_a_mask.png, square_b_mask.png beside the frames) is the
+        // object on that frame: the points reading the moved square lie inside it.
+        const Json& object = doc.at("object");
+        QVERIFY2(object.at("source").get<std::string>().find("square_b_mask.png") != std::string::npos, object.dump().c_str());
+        QCOMPARE(object.at("sampling_weight_inside").get<double>(), 1.0);
+        QCOMPARE(object.at("object_px").get<int64_t>(), int64_t(2 * 16 * 16));
         const at::Tensor erf = deformscope::common::readNpy((out + "/erf.npy").toStdString());
         QCOMPARE(erf.sizes().vec(), (std::vector<int64_t>{2, 48, 48}));
         QCOMPARE(doc.at("erf").at("inputs").size(), size_t(2));
