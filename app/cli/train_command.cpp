@@ -174,27 +174,30 @@ samples::AlignConfig alignConfig(const TrainInputs& in) {
     return a;
 }
 
+// The EPEs of one estimate over the frame, objects, background and object sizes.
+Json epeBuckets(double all, double objects, double background, double small, double medium, double large) {
+    return Json::object({{"all", rounded(all, 3)},
+                         {"objects", rounded(objects, 3)},
+                         {"background", rounded(background, 3)},
+                         {"small_objects", rounded(small, 3)},
+                         {"medium_objects", rounded(medium, 3)},
+                         {"large_objects", rounded(large, 3)}});
+}
+
 Json epeJson(const samples::AlignEval& e) {
-    return Json::object({{"all", rounded(e.epeAll, 3)},
-                         {"objects", rounded(e.epeObjects, 3)},
-                         {"background", rounded(e.epeBackground, 3)},
-                         {"small_objects", rounded(e.epeSmall, 3)},
-                         {"medium_objects", rounded(e.epeMedium, 3)},
-                         {"large_objects", rounded(e.epeLarge, 3)},
-                         {"zero_motion_objects", rounded(e.zeroMotionEpeObjects, 3)}});
+    Json j = epeBuckets(e.epeAll, e.epeObjects, e.epeBackground, e.epeSmall, e.epeMedium, e.epeLarge);
+    j["zero_motion_objects"] = rounded(e.zeroMotionEpeObjects, 3);
+    return j;
 }
 
 // The same EPEs of OpenCV's DIS flow on the same pairs (null when not measured).
 Json flowEpeJson(const samples::AlignEval& e) {
     if (e.flowEpeAll < 0)
         return Json(nullptr);
-    return Json::object({{"method", Json("OpenCV DISOpticalFlow (PRESET_MEDIUM), frame A to frame B")},
-                         {"all", rounded(e.flowEpeAll, 3)},
-                         {"objects", rounded(e.flowEpeObjects, 3)},
-                         {"background", rounded(e.flowEpeBackground, 3)},
-                         {"small_objects", rounded(e.flowEpeSmall, 3)},
-                         {"medium_objects", rounded(e.flowEpeMedium, 3)},
-                         {"large_objects", rounded(e.flowEpeLarge, 3)}});
+    Json j = Json::object({{"method", Json("OpenCV DISOpticalFlow (PRESET_MEDIUM), frame A to frame B")}});
+    j.update(epeBuckets(e.flowEpeAll, e.flowEpeObjects, e.flowEpeBackground, e.flowEpeSmall, e.flowEpeMedium,
+                        e.flowEpeLarge));
+    return j;
 }
 
 // "; DIS flow on the same pairs: ... px over the frame, ... on the objects, ... on the background" (or "").

@@ -41,8 +41,8 @@ const Metric* metric(const ColumnView& c, const char* key) {
     return nullptr;
 }
 
-// A window on translate.pt and the square pair, layer align, sampling only.
-std::unique_ptr<MainWindow> squarePairWindow(AppSettings* settings) {
+// A window shown, analysing the sampling points of one level only.
+std::unique_ptr<MainWindow> samplingWindow(AppSettings* settings) {
     auto w = std::make_unique<MainWindow>(settings);
     auto a = w->analysisSettings();
     a.what.saliency = false;
@@ -51,6 +51,12 @@ std::unique_ptr<MainWindow> squarePairWindow(AppSettings* settings) {
     w->setAnalysisSettings(a);
     w->resize(1200, 700);
     w->show();
+    return w;
+}
+
+// Such a window on translate.pt and the square pair, layer align.
+std::unique_ptr<MainWindow> squarePairWindow(AppSettings* settings) {
+    auto w = samplingWindow(settings);
     QSignalSpy models(w.get(), &MainWindow::modelsShown);
     QSignalSpy image(w.get(), &MainWindow::imageShown);
     w->openModels({video("translate.pt")});
@@ -230,14 +236,7 @@ private Q_SLOTS:
 
     void theSampleVideoOpensWithItsLabels() {
         const QString root = QStringLiteral(DEFORMSCOPE_SOURCE_DIR);
-        auto w = std::make_unique<MainWindow>(m_settings.get());
-        auto a = w->analysisSettings();
-        a.what.saliency = false;
-        a.what.erf = false;
-        a.levels = 1;
-        w->setAnalysisSettings(a);
-        w->resize(1200, 700);
-        w->show();
+        auto w = samplingWindow(m_settings.get());
         w->setSampleVideo(root + "/sample_models/align.pt",
                           {root + "/resources/samples/pair_01_a.png", root + "/resources/samples/pair_01_b.png"},
                           {root + "/resources/samples/pair_01_a_mask.png", root + "/resources/samples/pair_01_b_mask.png"});
