@@ -234,6 +234,38 @@ private Q_SLOTS:
         QVERIFY(fresh->analysisSettings().propagateTruth.empty());
     }
 
+    // Keypoints as the label: markers where they were given and where the reads carry
+    // them on the support frame ((20, 20) moves by (−3, 2)), with their distance.
+    void keypointsTravelAsMarkers() {
+        QFile a(m_dir.filePath(QStringLiteral("a.json"))), b(m_dir.filePath(QStringLiteral("b.json")));
+        QVERIFY(a.open(QIODevice::WriteOnly) && b.open(QIODevice::WriteOnly));
+        a.write(R"({"keypoints": [[20, 20]]})");
+        b.write(R"({"keypoints": [[17, 22]]})");
+        a.close();
+        b.close();
+        auto w = squarePairWindow(m_settings.get());
+        QVERIFY(w);
+        w->openLabel(a.fileName());
+        w->openLabel(b.fileName(), true);
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->selectPoint(QPointF(25, 20));
+        QVERIFY(waitFor(result));
+        const ColumnView& c = w->result()->columns.at(0);
+        QVERIFY2(c.error.isEmpty(), qPrintable(c.error));
+        QVERIFY(c.labels.empty());
+        bool given = false, carried = false;
+        for (const auto& m : c.markers) {
+            if (m.color == kLabelGivenColor)
+                given = std::abs(m.x - 20) < 1e-6 && std::abs(m.y - 20) < 1e-6;
+            if (m.color == kLabelReadsColor)
+                carried = std::abs(m.x - (48 + 17)) < 1e-3 && std::abs(m.y - 22) < 1e-3;
+        }
+        QVERIFY(given && carried);
+        const Metric* d = metric(c, "propagation_distance_reads");
+        QVERIFY(d && d->value < 1e-3);
+        QVERIFY(!w->canvas()->composedPanel().markers.empty());
+    }
+
     void theSampleVideoOpensWithItsLabels() {
         const QString root = QStringLiteral(DEFORMSCOPE_SOURCE_DIR);
         auto w = samplingWindow(m_settings.get());
