@@ -162,9 +162,6 @@ AlignEval evaluateAlign(torch::jit::Module& model, int64_t pairs, int64_t size, 
     torch::NoGradGuard noGrad;
     // Sums of the EPE and pixel counts: all, objects, background, small, medium, large; zero motion; recon.
     double sum[6] = {}, count[6] = {}, zeroSum = 0, reconSum = 0, flowSum[6] = {};
-    auto rgb8 = [](const at::Tensor& chw) { // [3, H, W] in [0, 1] -> [H, W, 3] uint8
-        return (chw * 255).round().clamp(0, 255).to(at::kByte).permute({1, 2, 0}).contiguous();
-    };
     constexpr int64_t kChunk = 4; // the matching cost holds 3 x 169 values per pixel
     for (int64_t i = 0; i < pairs; i += kChunk) {
         std::vector<uint64_t> seeds;
@@ -185,7 +182,7 @@ AlignEval evaluateAlign(torch::jit::Module& model, int64_t pairs, int64_t size, 
         if (flow) {
             std::vector<at::Tensor> flows;
             for (int64_t j = 0; j < b.referenceRgb.size(0); ++j)
-                flows.push_back(flow(rgb8(b.referenceRgb[j]), rgb8(b.supportRgb[j])).to(at::kFloat));
+                flows.push_back(flow(imageBytes(b.referenceRgb[j]), imageBytes(b.supportRgb[j])).to(at::kFloat));
             flowEpe = (at::stack(flows) - b.motion).pow(2).sum(1).sqrt().to(at::kDouble);
         }
         for (int k = 0; k < 6; ++k) {

@@ -104,8 +104,7 @@ bool canWriteImages() {
 
 void writeSampleImages(const SyntheticSample& sample, const std::string& imagePath, const std::string& maskPath) {
 #ifdef DEFORMSCOPE_WITH_IMAGING
-    const at::Tensor rgb = (sample.image * 255.0).round().clamp(0, 255).to(at::kByte).permute({1, 2, 0}).contiguous();
-    imaging::writeImage(imagePath, rgb);
+    imaging::writeImage(imagePath, imageBytes(sample.image));
     imaging::writeImage(maskPath, sample.mask.to(at::kByte).contiguous());
 #else
     (void)sample;
@@ -117,11 +116,8 @@ void writeSampleImages(const SyntheticSample& sample, const std::string& imagePa
 
 void writePairFiles(const SyntheticPair& pair, const std::string& stem) {
 #ifdef DEFORMSCOPE_WITH_IMAGING
-    auto rgb = [](const at::Tensor& image) {
-        return (image * 255.0).round().clamp(0, 255).to(at::kByte).permute({1, 2, 0}).contiguous();
-    };
-    imaging::writeImage(stem + "_a.png", rgb(pair.a.image));
-    imaging::writeImage(stem + "_b.png", rgb(pair.b));
+    imaging::writeImage(stem + "_a.png", imageBytes(pair.a.image));
+    imaging::writeImage(stem + "_b.png", imageBytes(pair.b));
     imaging::writeImage(stem + "_a_mask.png", pair.a.instances.to(at::kByte).contiguous());
     imaging::writeImage(stem + "_b_mask.png", pair.bInstances.to(at::kByte).contiguous());
     common::writeNpy(stem + "_motion.npy", pair.motion.contiguous());

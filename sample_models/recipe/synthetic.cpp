@@ -354,6 +354,10 @@ at::Tensor mapTensor(std::vector<int64_t>& map, int64_t size) {
 
 } // namespace
 
+at::Tensor imageBytes(const at::Tensor& image) {
+    return (image * 255.0).round().clamp(0, 255).to(at::kByte).permute({1, 2, 0}).contiguous();
+}
+
 SyntheticSample generateSample(uint64_t seed, int64_t size) {
     if (size < 16)
         throw std::invalid_argument("generateSample: size must be at least 16, got " + std::to_string(size));

@@ -44,6 +44,10 @@ struct SyntheticSample {
     std::vector<SyntheticObject> objects; // in drawing order (later ones occlude earlier ones)
 };
 
+// A generated image ([3, H, W] float in [0, 1]) as 8-bit RGB [H, W, 3], as the
+// sample PNGs store it and as OpenCV takes it.
+at::Tensor imageBytes(const at::Tensor& image);
+
 // Deterministic per (seed, size). Object sizes scale with `size` (8 to 96 px at
 // size 128); size must be at least 16. Throws std::invalid_argument otherwise.
 SyntheticSample generateSample(uint64_t seed, int64_t size = 128);
