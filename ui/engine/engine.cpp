@@ -114,17 +114,15 @@ struct Engine::Impl {
                     return;
                 if (r.erf && !at::isfinite(r.erf->map).all().item<bool>())
                     throw report::UsageError(r.model.path() + ": the effective receptive field has NaN or Inf values");
+                // (An ordinary one-frame model in the comparison gets none, silently; a video
+                // model without an alignment layer gets motionField's message.)
                 std::string motionNote;
-                if (motion && !analysis::alignmentLayers(r.session->graph()).empty()) {
+                if (motion && r.session->frames() > 1) {
                     try {
                         report::analyseMotion(r, rq);
                     } catch (const std::exception& e) {
                         motionNote = "motion not shown: " + describeFailure({}, e);
                     }
-                } else if (motion && r.session->frames() > 1) {
-                    motionNote = "motion not shown: " + r.model.path() +
-                                 " has no alignment layer (a deformable layer whose offsets come from two frames "
-                                 "and which reads the other)";
                 }
                 view->columns.push_back(columnView(r, rq, double(timer.nsecsElapsed()) * 1e-9));
                 if (!motionNote.empty())

@@ -86,6 +86,12 @@ LayerInfo layerInfo(const model::Layer& l) {
     return i;
 }
 
+// A metric row of the comparison table (value < 0: not computed, shown as n/a).
+void addMetric(ColumnView& c, const char* key, const char* label, double value, const QString& text) {
+    c.metrics.push_back(
+        Metric{QString::fromLatin1(key), QString::fromUtf8(label), value, value < 0 ? QStringLiteral("n/a") : text});
+}
+
 // A label on one frame's grid ([H, W], > ½ inside) as a mask on the side-by-side grid.
 figure::LabelOutline frameLabel(const at::Tensor& label, int64_t frame, int64_t frames, uint32_t color, bool dashed) {
     const at::Tensor inside = label.to(at::kCPU).gt(0.5).to(at::kByte);
@@ -134,8 +140,7 @@ void addMotion(const report::Run& r, ColumnView& c) {
     for (const std::string& n : m.field.notes)
         c.notes << qs(n);
     auto add = [&](const char* key, const char* label, double value, int digits) {
-        c.metrics.push_back(Metric{QString::fromLatin1(key), QString::fromUtf8(label), value,
-                                   value < 0 ? QStringLiteral("n/a") : QString::number(value, 'f', digits)});
+        addMetric(c, key, label, value, number(value, digits));
     };
     add("motion_epe_flow", "offset motion EPE vs flow (px)", m.vsFlow.epePx, 2);
     add("motion_cosine_flow", "offset motion cosine vs flow", m.vsFlow.cosine, 3);
@@ -278,7 +283,7 @@ ColumnView columnView(const report::Run& r, const common::AnalysisRequest& s, do
 
     // The comparison's numbers (value < 0: not computed).
     auto add = [&](const char* key, const char* label, double value, const QString& text) {
-        c.metrics.push_back(Metric{QString::fromLatin1(key), QString::fromUtf8(label), value, value < 0 ? QStringLiteral("n/a") : text});
+        addMetric(c, key, label, value, text);
     };
     const analysis::ObjectMetrics obj = r.objectMetrics.value_or(analysis::ObjectMetrics{});
     auto pct = [](double v) { return QString::number(100 * v, 'f', 1) + " %"; };
