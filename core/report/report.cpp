@@ -110,62 +110,52 @@ void findObject(Run& r, const common::AnalysisRequest& rq) {
         r.objectSource = "box";
         return;
     }
-    std::string maskPath = rq.object.kind == Kind::Mask ? rq.object.maskFile : std::string();
     const int64_t frames = r.session->frames();
-    // Auto: the image's <name>_mask.png; with several frames, each frame's own
-    // (the same ids name the same object in every frame, as a labelled pair has it).
-    std::vector<std::string> frameMasks(static_cast<size_t>(frames));
+    // Auto: each frame's own <name>_mask.png ("" where there is none; the same ids
+    // name the same object in every frame, as a labelled pair has it).
+    std::vector<std::string> frameMasks;
     if (rq.object.kind == Kind::Auto) {
-        for (size_t i = 0; i < frameMasks.size(); ++i) {
-            const std::string& image = frames > 1 && r.framePaths.size() == size_t(frames) ? r.framePaths[i]
-                                       : i == 0                                             ? r.imagePath
-                                                                                            : std::string();
-            if (image.empty())
-                continue;
+        const bool perFrame = frames > 1 && r.framePaths.size() == size_t(frames);
+        for (const std::string& image : perFrame ? r.framePaths : std::vector<std::string>{r.imagePath}) {
             const fs::path img(image);
             const fs::path sibling = img.parent_path() / (img.stem().string() + "_mask.png");
-            if (fs::exists(sibling))
-                frameMasks[i] = sibling.string();
+            frameMasks.push_back(fs::exists(sibling) ? sibling.string() : std::string());
         }
-        maskPath = frameMasks[0];
-        for (const std::string& m : frameMasks)
-            if (maskPath.empty())
-                maskPath = m;
     }
-    if (maskPath.empty())
-        return;
+    std::string sources = rq.object.kind == Kind::Mask ? rq.object.maskFile : std::string();
     at::Tensor ids;
-    std::string sources = maskPath;
     try {
-        if (frames > 1 && rq.object.kind == Kind::Auto) {
-            // One frame's mask per frame, side by side (zeros for a frame without one).
+        if (frameMasks.size() > 1) {
+            // One mask per frame, side by side (zeros for a frame without one).
             const int64_t W0 = r.image.originalWidth / frames, H0 = r.image.originalHeight;
             ids = at::zeros({H0, W0 * frames}, at::kLong);
-            sources.clear();
-            for (int64_t i = 0; i < frames; ++i) {
-                if (frameMasks[size_t(i)].empty())
+            for (size_t i = 0; i < frameMasks.size(); ++i) {
+                if (frameMasks[i].empty())
                     continue;
-                const at::Tensor m = imaging::readMask(frameMasks[size_t(i)]);
+                const at::Tensor m = imaging::readMask(frameMasks[i]);
                 if (m.size(0) != H0 || m.size(1) != W0)
-                    throw UsageError(frameMasks[size_t(i)] + ": the mask is " + std::to_string(m.size(1)) + " x " +
+                    throw UsageError(frameMasks[i] + ": the mask is " + std::to_string(m.size(1)) + " x " +
                                      std::to_string(m.size(0)) + " but each frame is " + std::to_string(W0) + " x " +
                                      std::to_string(H0));
-                ids.narrow(1, i * W0, W0).copy_(m);
-                sources += (sources.empty() ? "" : " + ") + frameMasks[size_t(i)];
+                ids.narrow(1, int64_t(i) * W0, W0).copy_(m);
+                sources += (sources.empty() ? "" : " + ") + frameMasks[i];
             }
         } else {
-            ids = imaging::readMask(maskPath);
+            if (frameMasks.size() == 1)
+                sources = frameMasks[0];
+            if (!sources.empty())
+                ids = imaging::readMask(sources);
         }
-    } catch (const UsageError&) {
-        throw;
     } catch (const std::exception& e) {
         throw UsageError(e.what());
     }
+    if (sources.empty())
+        return; // no mask given or found
     // Several frames: a mask of one frame (--object-mask) is the first (reference) frame's.
     if (frames > 1 && ids.size(0) == r.image.originalHeight && ids.size(1) * frames == r.image.originalWidth)
         ids = at::cat({ids, at::zeros({ids.size(0), ids.size(1) * (frames - 1)}, ids.options())}, 1);
     if (ids.size(0) != r.image.originalHeight || ids.size(1) != r.image.originalWidth)
-        throw UsageError(maskPath + ": the mask is " + std::to_string(ids.size(1)) + " x " + std::to_string(ids.size(0)) +
+        throw UsageError(sources + ": the mask is " + std::to_string(ids.size(1)) + " x " + std::to_string(ids.size(0)) +
                          " but the image is " + std::to_string(r.image.originalWidth) + " x " +
                          std::to_string(r.image.originalHeight));
     // The object under the clicked pixel (its id); on background, every labelled pixel.
