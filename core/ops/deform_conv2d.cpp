@@ -118,6 +118,12 @@ std::optional<OutputBox> reachedBox(const at::Tensor& grad_output) { // [B, Cout
     return b;
 }
 
+// The part of `t` ([B, *, out_h, out_w] of `g`'s output plane, any view that
+// reshapes so) at the positions of `box`: a view.
+at::Tensor inBox(const at::Tensor& t, const detail::DeformGeometry& g, const OutputBox& box) {
+    return t.view({g.batch, -1, g.out_h, g.out_w}).narrow(2, box.y0, box.y1 - box.y0).narrow(3, box.x0, box.x1 - box.x0);
+}
+
 // The chunk restricted to the output positions of `box`: the same reads of the
 // whole input (the grid shifted by the box's origin), the offsets and mask of
 // those positions.
@@ -127,15 +133,9 @@ Chunk restrictedTo(const Chunk& c, const OutputBox& box) {
     r.geom.out_w = box.x1 - box.x0;
     r.geom.pad_h = c.geom.pad_h - box.y0 * c.geom.stride_h;
     r.geom.pad_w = c.geom.pad_w - box.x0 * c.geom.stride_w;
-    auto cut = [&](const at::Tensor& t) {
-        return t.view({c.geom.batch, -1, c.geom.out_h, c.geom.out_w})
-            .narrow(2, box.y0, r.geom.out_h)
-            .narrow(3, box.x0, r.geom.out_w)
-            .contiguous();
-    };
-    r.offset = cut(c.offset);
+    r.offset = inBox(c.offset, c.geom, box).contiguous();
     if (c.geom.use_mask)
-        r.mask = cut(c.mask);
+        r.mask = inBox(c.mask, c.geom, box).contiguous();
     return r;
 }
 
@@ -224,7 +224,7 @@ DeformConv2dGrads deformConv2dBackwardImpl(const at::Tensor& grad_output, const 
             continue; // no gradient reaches this chunk: every gradient of it stays zero
         at::Tensor goffBox = goff, gmBox = gm;
         if (box) {
-            gout_c = gout_c.narrow(2, box->y0, c.geom.out_h).narrow(3, box->x0, c.geom.out_w);
+            gout_c = inBox(gout_c, whole.geom, *box);
             goffBox = at::zeros_like(c.offset);
             gmBox = p.use_mask ? at::zeros_like(c.mask) : gm;
         }
@@ -234,15 +234,9 @@ DeformConv2dGrads deformConv2dBackwardImpl(const at::Tensor& grad_output, const 
         const at::Tensor grad_columns = at::bmm(w.transpose(1, 2), go).view({g.channels * g.taps(), n});
         kernels.backward(grad_columns, c.input, c.offset, c.mask, c.geom, deterministic, gi, goffBox, gmBox);
         if (box) {
-            auto place = [&](at::Tensor& into, const at::Tensor& part) {
-                into.view({c.geom.batch, -1, g.out_h, g.out_w})
-                    .narrow(2, box->y0, c.geom.out_h)
-                    .narrow(3, box->x0, c.geom.out_w)
-                    .copy_(part);
-            };
-            place(goff, goffBox);
+            inBox(goff, whole.geom, *box).copy_(goffBox);
             if (p.use_mask)
-                place(gm, gmBox);
+                inBox(gm, whole.geom, *box).copy_(gmBox);
         }
 
         if (!parameters)
