@@ -376,15 +376,18 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
     }
 
     // The layers that produced a set of producer events: a conv-like producer is
-    // itself the answer; any other op is looked through to its own inputs (memoised).
+    // itself the answer; any other op is looked through to its own inputs (memoised),
+    // except the arguments that only weight a sampler's reads (`weighting`).
     std::vector<std::optional<std::vector<int>>> memo(events.size());
+    std::set<std::pair<size_t, size_t>> weighting; // (event, argument)
     std::function<void(const std::vector<int>&, std::set<int>&)> collect;
     auto ancestorsOf = [&](int e) -> const std::vector<int>& {
         if (!memo[e]) {
             memo[e].emplace(); // guards against revisiting
             std::set<int> found;
-            for (const auto& arg : producers[e])
-                collect(arg, found);
+            for (size_t a = 0; a < producers[e].size(); ++a)
+                if (!weighting.count({size_t(e), a}))
+                    collect(producers[e][a], found);
             memo[e] = std::vector<int>(found.begin(), found.end());
         }
         return *memo[e];
@@ -450,9 +453,21 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
             if (l.use_mask)
                 l.mask_source = producer(3);
         }
+        std::optional<SamplerWeighting> weights;
         if (isGridSampler(events[e].op)) {
             const auto t0 = std::chrono::steady_clock::now();
             settleGridSampler(l, layers, e, events, producers, sourcesOf, siblingsOf[e]);
+            // The attention / mask weights multiply the reads: a modulation, not data the
+            // layers after it read. Their branch is left out of those layers' inputs (it
+            // would trace the mask's own convolution as if it were read); its layer is the
+            // sampler's mask source. The multiplication comes after this sampler, so no
+            // layer settled before here has looked through it (layers go in event order).
+            weights = attentionWeights(events, e, l);
+            if (weights) {
+                weighting.insert({weights->event, weights->arg});
+                const auto m = sourcesOf(weights->event, weights->arg);
+                l.mask_source = m.empty() ? -1 : m.back();
+            }
             capture.samplerSeconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         }
         computeReceptiveField(l, layers);
@@ -481,7 +496,8 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
             }
             if (l.isSampler()) {
                 t.grid = *tensorArg(events[e], 1);
-                t.mask = attentionWeights(events, e, l);
+                if (weights)
+                    t.mask = weights->weights;
                 continue;
             }
             const bool hasWeight =

@@ -5,6 +5,7 @@
 
 #include "core/model/capture.h"
 
+#include <optional>
 #include <ATen/core/ivalue.h>
 
 #include <cstddef>
@@ -97,8 +98,14 @@ void settleGridSampler(Layer& l, const std::vector<Layer>& layers, size_t event,
 // The weights a query sampler's reads are multiplied by (DCNv3's softmax mask,
 // deformable attention's attention weights), found as the other operand of the
 // first multiplication its output reaches through reshapes and a stack over levels:
-// [B, Q, P] for this layer's rows, queries and points; undefined when there is none.
-at::Tensor attentionWeights(const std::vector<OpEvent>& events, size_t event, const Layer& l);
+// `weights` [B, Q, P] for this layer's rows, queries and points, and where they
+// enter (the multiplication's event and argument). Empty when there is none.
+struct SamplerWeighting {
+    at::Tensor weights;
+    size_t event = 0;
+    size_t arg = 0;
+};
+std::optional<SamplerWeighting> attentionWeights(const std::vector<OpEvent>& events, size_t event, const Layer& l);
 
 // An int or int-list argument as a (y, x) pair (the last two of a list).
 std::array<int64_t, 2> pairOf(const c10::IValue& v, int64_t fallback);

@@ -137,11 +137,11 @@ void settleGridSampler(Layer& l, const std::vector<Layer>& layers, size_t event,
     l.kind = sameSize && !affine && l.grid_source >= 0 ? LayerKind::FlowWarp : LayerKind::Sampler;
 }
 
-at::Tensor attentionWeights(const std::vector<OpEvent>& events, size_t event, const Layer& l) {
+std::optional<SamplerWeighting> attentionWeights(const std::vector<OpEvent>& events, size_t event, const Layer& l) {
     const SamplerInfo& si = l.sampler;
     const at::Tensor* out = firstOutput(events[event]);
     if (si.layout != SamplerInfo::Layout::Queries || !out || out->dim() != 4)
-        return {};
+        return std::nullopt;
     const int64_t B = out->size(0), Q = out->size(2), P = out->size(3);
     std::set<const void*> carried{out->unsafeGetTensorImpl()}; // the output and its reshapes
     auto carries = [&](const c10::IValue& v) {
@@ -163,17 +163,18 @@ at::Tensor attentionWeights(const std::vector<OpEvent>& events, size_t event, co
         if (!reads)
             continue;
         if (e.op == "aten::mul") {
-            for (const c10::IValue& v : e.inputs) {
+            for (size_t a = 0; a < e.inputs.size(); ++a) {
+                const c10::IValue& v = e.inputs[a];
                 if (!v.isTensor() || carries(v))
                     continue;
                 const at::Tensor w = v.toTensor().detach();
                 // Broadcast over channels: B·Q·P weights (times the levels when the levels were stacked).
                 if (w.numel() == B * Q * P && !stacked)
-                    return w.reshape({B, Q, P});
+                    return SamplerWeighting{w.reshape({B, Q, P}), i, a};
                 if (stacked && si.levels > 1 && w.numel() == B * Q * si.levels * P)
-                    return w.reshape({B, Q, si.levels, P}).select(2, si.level);
+                    return SamplerWeighting{w.reshape({B, Q, si.levels, P}).select(2, si.level), i, a};
             }
-            return {};
+            return std::nullopt;
         }
         if (e.op == "aten::stack" || e.op == "aten::cat")
             stacked = true;

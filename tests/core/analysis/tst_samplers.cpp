@@ -23,6 +23,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <set>
 
 using namespace deformscope;
 using namespace deformscope::analysis;
@@ -61,8 +62,7 @@ const model::Layer* firstOfKind(const model::LayerGraph& g, const std::string& k
 }
 
 // Level-1 points of the sampling layers against PyTorch's, matched by (feature
-// level, row, point). (Convolutions on a gating path — DETR's attention weights —
-// add level-1 taps of their own, as residual branches do.)
+// level, row, point).
 void compareLevelOne(const Case& c, const model::LayerGraph& g, const SamplingTrace& trace) {
     const std::string kind = c.expect.at("kind").get<std::string>();
     std::map<std::tuple<int, int, int>, const SamplingPoint*> mine;
@@ -158,6 +158,22 @@ private Q_SLOTS:
             QCOMPARE(int(perRow.size()), 2);
             for (const auto& [row, sum] : perRow)
                 QVERIFY2(std::abs(sum - 1) < 1e-5, std::to_string(sum).c_str());
+            // The weights are a modulation, as DCNv2's mask: their convolution is the sampler's
+            // mask source, not a layer the node reads, so level 1 holds the sampler's reads alone
+            // (the mask or attention-weight convolution's own taps were traced as read points).
+            QVERIFY(l->mask_source >= 0);
+            QCOMPARE(s.graph().layers()[size_t(l->mask_source)].name,
+                     std::string(kind == "dcn_v3" ? "mask" : "attention_weights"));
+            for (const SamplingPoint& p : trace.points)
+                QVERIFY2(s.graph().layers()[size_t(p.layer)].isSampler(),
+                         (s.graph().layers()[size_t(p.layer)].name + " traced at level 1").c_str());
+            const SamplingTrace two = s.sampling(c.node, SamplingOptions{2});
+            std::set<std::string> belowTheSampler;
+            for (const SamplingPoint& p : two.points)
+                if (p.level == 2)
+                    belowTheSampler.insert(s.graph().layers()[size_t(p.layer)].name);
+            QCOMPARE(belowTheSampler, (kind == "dcn_v3" ? std::set<std::string>{"stem"}
+                                                        : std::set<std::string>{"down", "stem"}));
             const OffsetField f = offsetField(s, l->name);
             QVERIFY(f.modulated);
             // DCNv3: each group's largest of P softmax weights is at least 1/P; one level of the
