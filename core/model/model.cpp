@@ -1,6 +1,7 @@
 #include "core/model/model.h"
 
 #include "core/model/op_adapter.h"
+#include "core/ops/grid_sampler_backward.h"
 #include "core/ops/registration.h"
 
 #include <dlfcn.h>
@@ -136,6 +137,7 @@ void LoadedModel::settleInputs(Impl& impl, const std::vector<std::string>& requi
 
 LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device) {
     ops::registerOperators();
+    ops::registerSparseGridSamplerBackward();
     std::error_code ec;
     if (!std::filesystem::exists(path, ec))
         throw ModelError(path + ": no such file");
