@@ -71,6 +71,7 @@ int runInfo(const InfoOptions& o, Io& io) {
         if (o.json) {
             Json j = g.toJson();
             j["model"] = m.path();
+            j["format"] = m.format();
             j["input_size_source"] = sizeSource;
             j["metadata"] = m.metadata().toJson();
             Json inputs = Json::array();
@@ -94,6 +95,7 @@ int runInfo(const InfoOptions& o, Io& io) {
         } else {
             io.out << m.path() << ": " << g.layers().size() << " conv-like layers for a " << size[0] << " x " << size[1]
                    << " input (from " << sizeSource << ")\n";
+            io.out << "format: " << m.format() << "\n";
             if (m.inputCount() > 1) {
                 io.out << "inputs: " << m.inputCount() << " frames (";
                 for (size_t i = 0; i < m.inputNames().size(); ++i)
@@ -202,7 +204,7 @@ int runCapture(const CaptureOptions& o, Io& io) {
 void addModelCommands(CLI::App& app, Commands& commands) {
     {
         auto [sub, o] = addCommand<InfoOptions>(app, commands, "info", kInfoHelp, runInfo);
-        sub->add_option("MODEL", o->model, "the model file (TorchScript)");
+        sub->add_option("MODEL", o->model, "the model file (TorchScript .pt, or torch.export .pt2)");
         sub->add_option("--input-size", o->inputSize,
                         "the input size to list the layers for (default: the model's metadata size, else 224 x 224)")
             ->type_name("H W")

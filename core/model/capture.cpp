@@ -64,12 +64,19 @@ struct Recorder {
 thread_local Recorder* t_recorder = nullptr;
 
 // "TOP(Net)::forward", "layer2(Block)::forward", "SELF(Conv2d)::_conv_forward",
-// "CALL_FUNCTION::interpolate()::interpolate" -> module path "layer2", function "interpolate".
+// "CALL_FUNCTION::interpolate()::interpolate" -> module path "layer2", function "interpolate";
+// "::deform_conv2d" (a free function inlined into a method) -> function "deform_conv2d".
 void splitHierarchy(const std::vector<std::string>& entries, std::string& path, std::string& function) {
     for (const std::string& e : entries) {
         if (e.rfind("CALL_FUNCTION::", 0) == 0) {
             const auto name = e.substr(15);
             function = name.substr(0, name.find("()"));
+            continue;
+        }
+        // "::deform_conv2d": a free function inlined into the method that called it (an
+        // optimised graph's call stack; torchvision's DeformConv2d.forward calls one).
+        if (e.rfind("::", 0) == 0) {
+            function = e.substr(2);
             continue;
         }
         if (e.rfind("TOP(", 0) == 0 || e.rfind("SELF(", 0) == 0)

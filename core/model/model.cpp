@@ -1,6 +1,7 @@
 #include "core/model/model.h"
 
 #include "core/model/op_adapter.h"
+#include "core/model/import_pt2.h"
 #include "core/ops/grid_sampler_backward.h"
 #include "core/ops/registration.h"
 
@@ -23,6 +24,7 @@ struct LoadedModel::Impl {
     InputForm form = InputForm::Image;
     std::vector<std::string> inputNames;
     bool layoutSettled = true; // a stacked model without "frame_layout": settled at the first forward
+    std::string format = "TorchScript";
     mutable torch::jit::Module module;
 };
 
@@ -165,12 +167,19 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
         impl->notes.push_back("loaded " + library + " (named by " + declared.sideFile + ")");
     }
     torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
-    try {
-        impl->module = torch::jit::load(path, device, extra);
-    } catch (const c10::Error& e) {
-        throw ModelError(explainLoadError(path, e.what_without_backtrace()));
-    } catch (const std::exception& e) {
-        throw ModelError(explainLoadError(path, e.what()));
+    if (isPt2Path(path)) {
+        Pt2Import imported = importPt2(path, device, impl->module);
+        impl->format = imported.format;
+        extra[kMetadataFile] = imported.metadata;
+        impl->notes.insert(impl->notes.end(), imported.notes.begin(), imported.notes.end());
+    } else {
+        try {
+            impl->module = torch::jit::load(path, device, extra);
+        } catch (const c10::Error& e) {
+            throw ModelError(explainLoadError(path, e.what_without_backtrace()));
+        } catch (const std::exception& e) {
+            throw ModelError(explainLoadError(path, e.what()));
+        }
     }
     impl->module.eval();
 
@@ -205,6 +214,7 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
 }
 
 const std::string& LoadedModel::path() const { return d->path; }
+const std::string& LoadedModel::format() const { return d->format; }
 c10::Device LoadedModel::device() const { return d->device; }
 const ModelMetadata& LoadedModel::metadata() const { return d->metadata; }
 void LoadedModel::setMetadata(const ModelMetadata& metadata) { d->metadata = metadata; }

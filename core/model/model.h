@@ -1,4 +1,5 @@
-// A TorchScript model loaded for analysis.
+// A TorchScript model loaded for analysis (a torch.export .pt2 archive is translated
+// into one on load: import_pt2.h).
 //
 // LoadedModel::load() registers the project's operators, loads the file on a
 // device and reads its metadata; every failure a user can cause (missing file,
@@ -41,6 +42,8 @@ public:
     static LoadedModel load(const std::string& path, const c10::Device& device = c10::Device(c10::kCPU));
 
     const std::string& path() const;
+    // What the file was: "TorchScript", or "torch.export (.pt2), schema 8.17, written by torch 2.11.0".
+    const std::string& format() const;
     c10::Device device() const;
     const ModelMetadata& metadata() const;
     // Replaces the metadata (e.g. input settings the user gave for a model without

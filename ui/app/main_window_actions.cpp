@@ -26,7 +26,7 @@ void MainWindow::buildActions() {
     connect(m_openModelsAction, &QAction::triggered, this, [this] {
         const QStringList files = QFileDialog::getOpenFileNames(
             this, tr("Open models"), m_settings->lastDirectory(),
-            tr("TorchScript models (*.pt *.pth *.ts *.torchscript);;All files (*)"));
+            tr("Models (*.pt *.pth *.ts *.torchscript *.pt2);;TorchScript (*.pt *.pth *.ts *.torchscript);;torch.export (*.pt2);;All files (*)"));
         if (!files.isEmpty()) {
             m_settings->setLastDirectory(QFileInfo(files.first()).absolutePath());
             openModels(files);

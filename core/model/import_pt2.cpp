@@ -1,0 +1,700 @@
+#include "core/model/import_pt2.h"
+
+#include "core/model/model.h"
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <caffe2/serialize/inline_container.h>
+#include <nlohmann/json.hpp>
+#include <torch/csrc/jit/frontend/resolver.h>
+#include <torch/csrc/jit/frontend/sugared_value.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+
+namespace deformscope::model {
+
+namespace {
+
+using Json = nlohmann::json;
+
+// The export schema this reader follows (torch/_export/serde/schema.py, torch 2.11: 8.17).
+constexpr int kSchemaMajor = 8;
+constexpr int kSchemaMinor = 17;
+
+class Importer {
+public:
+    Importer(std::string path, const c10::Device& device) : m_path(std::move(path)), m_device(device) {}
+
+    Pt2Import run(torch::jit::Module& out);
+
+private:
+    [[noreturn]] void fail(const std::string& what) const { throw ModelError(m_path + ": " + what); }
+
+    std::string record(const std::string& name);
+    Json jsonRecord(const std::string& name);
+    at::Tensor readTensor(const std::string& record, const Json& meta, const std::string& fqn);
+    void readTensors(const std::string& folder, std::map<std::string, std::pair<at::Tensor, bool>>& into);
+
+    torch::jit::Module& moduleAt(const std::vector<std::string>& path);
+    void addAttribute(const std::string& fqn, const at::Tensor& t, bool parameter);
+
+    std::string variable(const std::string& exportName);
+    std::string inputVariable(const std::string& exportName);
+    std::string argument(const Json& arg, const std::string& node, std::vector<std::string>& tensors);
+    std::string tensorRef(const std::string& name, std::vector<std::string>& tensors);
+    void emitNode(const Json& node, size_t index);
+
+    std::string m_path;
+    c10::Device m_device;
+    std::unique_ptr<caffe2::serialize::PyTorchStreamReader> m_reader;
+    std::shared_ptr<torch::jit::CompilationUnit> m_cu;
+    torch::jit::Module* m_top = nullptr;
+    std::map<std::string, torch::jit::Module> m_modules; // dotted path -> submodule
+    std::map<std::string, std::string> m_vars;           // export value name -> source variable
+    std::set<std::string> m_usedVars;
+    std::set<std::string> m_defined;                     // export value names defined so far
+    std::string m_forward;                               // forward's body
+    // Methods per module path (dotted; "" never), defined deepest first.
+    std::map<std::string, std::string> m_methods;
+    int m_classes = 0;
+};
+
+// Resolves the operator namespaces the generated source calls ("ops_aten.conv2d",
+// "ops_torchvision.deform_conv2d") and "torch" (torch.device) to builtin operators.
+struct OpsResolver : torch::jit::Resolver {
+    std::shared_ptr<torch::jit::SugaredValue> resolveValue(const std::string& name, torch::jit::GraphFunction&,
+                                                           const torch::jit::SourceRange&) override {
+        if (name == "torch")
+            return std::make_shared<torch::jit::BuiltinModule>("aten");
+        if (name.rfind("ops_", 0) == 0)
+            return std::make_shared<torch::jit::BuiltinModule>(name.substr(4));
+        return nullptr;
+    }
+    c10::TypePtr resolveType(const std::string&, const torch::jit::SourceRange&) override { return nullptr; }
+};
+
+std::string pyString(const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '\\' || c == '"')
+            out += '\\';
+        if (c == '\n') {
+            out += "\\n";
+            continue;
+        }
+        out += c;
+    }
+    return out + "\"";
+}
+
+std::string pyFloat(const Json& v) {
+    double d = 0;
+    if (v.is_string()) { // the schema writes non-finite floats as strings
+        const std::string s = v.get<std::string>();
+        if (s == "Infinity")
+            return "float(\"inf\")";
+        if (s == "-Infinity")
+            return "float(\"-inf\")";
+        if (s == "NaN")
+            return "float(\"nan\")";
+        d = std::stod(s);
+    } else {
+        d = v.get<double>();
+    }
+    if (std::isinf(d))
+        return d > 0 ? "float(\"inf\")" : "float(\"-inf\")";
+    if (std::isnan(d))
+        return "float(\"nan\")";
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", d);
+    std::string s = buf;
+    if (s.find_first_of(".eE") == std::string::npos)
+        s += ".0";
+    return s;
+}
+
+std::string pyBool(const Json& v) { return v.get<bool>() ? "True" : "False"; }
+
+// The export schema's ScalarType -> c10's.
+std::optional<c10::ScalarType> scalarType(int code) {
+    switch (code) {
+    case 1: return c10::ScalarType::Byte;
+    case 2: return c10::ScalarType::Char;
+    case 3: return c10::ScalarType::Short;
+    case 4: return c10::ScalarType::Int;
+    case 5: return c10::ScalarType::Long;
+    case 6: return c10::ScalarType::Half;
+    case 7: return c10::ScalarType::Float;
+    case 8: return c10::ScalarType::Double;
+    case 9: return c10::ScalarType::ComplexHalf;
+    case 10: return c10::ScalarType::ComplexFloat;
+    case 11: return c10::ScalarType::ComplexDouble;
+    case 12: return c10::ScalarType::Bool;
+    case 13: return c10::ScalarType::BFloat16;
+    case 28: return c10::ScalarType::UInt16;
+    case 29: return c10::ScalarType::Float8_e4m3fn;
+    case 30: return c10::ScalarType::Float8_e5m2;
+    case 31: return c10::ScalarType::Float8_e4m3fnuz;
+    case 32: return c10::ScalarType::Float8_e5m2fnuz;
+    default: return std::nullopt;
+    }
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+    std::vector<std::string> parts;
+    std::string cur;
+    for (char c : s) {
+        if (c == sep) {
+            parts.push_back(cur);
+            cur.clear();
+        } else {
+            cur += c;
+        }
+    }
+    parts.push_back(cur);
+    return parts;
+}
+
+std::string join(const std::vector<std::string>& parts, size_t count, const std::string& sep) {
+    std::string out;
+    for (size_t i = 0; i < count && i < parts.size(); ++i)
+        out += (i ? sep : "") + parts[i];
+    return out;
+}
+
+// The module the node ran in, from its nn_module_stack ("key,path,type;..."): the
+// last entry's path, "" for the root.
+std::string modulePathOf(const Json& node) {
+    const auto md = node.find("metadata");
+    if (md == node.end() || !md->is_object() || !md->contains("nn_module_stack"))
+        return "";
+    const std::string stack = md->at("nn_module_stack").get<std::string>();
+    const auto entries = split(stack, ';');
+    const auto fields = split(entries.back(), ',');
+    return fields.size() >= 2 ? fields[1] : "";
+}
+
+// A simple int of a SymInt argument ({"as_int": n}); nullopt for a symbol.
+std::optional<int64_t> staticInt(const Json& v) {
+    if (v.is_number_integer())
+        return v.get<int64_t>();
+    if (v.is_object() && v.contains("as_int"))
+        return v.at("as_int").get<int64_t>();
+    return std::nullopt;
+}
+
+std::string Importer::record(const std::string& name) {
+    if (!m_reader->hasRecord(name))
+        fail("the archive has no " + name);
+    auto [data, size] = m_reader->getRecord(name);
+    return std::string(static_cast<const char*>(data.get()), size);
+}
+
+Json Importer::jsonRecord(const std::string& name) {
+    const std::string text = record(name);
+    try {
+        return Json::parse(text);
+    } catch (const std::exception& e) {
+        fail(name + " is not valid JSON (" + e.what() + ")");
+    }
+}
+
+at::Tensor Importer::readTensor(const std::string& rec, const Json& meta, const std::string& fqn) {
+    const auto dtype = scalarType(meta.at("dtype").get<int>());
+    if (!dtype)
+        fail(fqn + ": unsupported dtype code " + std::to_string(meta.at("dtype").get<int>()));
+    std::vector<int64_t> sizes, strides;
+    for (const Json& s : meta.at("sizes")) {
+        const auto v = staticInt(s);
+        if (!v)
+            fail(fqn + ": a symbolic size (dynamic shapes are not read)");
+        sizes.push_back(*v);
+    }
+    for (const Json& s : meta.at("strides")) {
+        const auto v = staticInt(s);
+        if (!v)
+            fail(fqn + ": a symbolic stride (dynamic shapes are not read)");
+        strides.push_back(*v);
+    }
+    int64_t offset = 0;
+    if (meta.contains("storage_offset"))
+        offset = staticInt(meta.at("storage_offset")).value_or(0);
+    if (sizes.size() != strides.size())
+        fail(fqn + ": sizes and strides of different lengths");
+    auto [data, bytes] = m_reader->getRecord(rec);
+    const int64_t item = int64_t(c10::elementSize(*dtype));
+    int64_t needed = offset + 1;
+    bool empty = false;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+        empty = empty || sizes[i] == 0;
+        needed += (sizes[i] - 1) * strides[i];
+    }
+    if (empty)
+        needed = 0;
+    if (int64_t(bytes) % item != 0 || int64_t(bytes) / item < needed)
+        fail(fqn + ": its data (" + rec + ", " + std::to_string(bytes) + " bytes) is too short for a tensor of size " +
+             c10::str(c10::IntArrayRef(sizes)) + " (the archive is truncated or damaged)");
+    at::Tensor storage = at::empty({int64_t(bytes) / item}, at::TensorOptions().dtype(*dtype));
+    if (bytes)
+        std::memcpy(storage.data_ptr(), data.get(), bytes);
+    return storage.as_strided(sizes, strides, offset).clone().to(m_device);
+}
+
+void Importer::readTensors(const std::string& folder, std::map<std::string, std::pair<at::Tensor, bool>>& into) {
+    const std::string configName = folder + "/" + (folder.ends_with("weights") ? "model_weights_config.json"
+                                                                               : "model_constants_config.json");
+    if (!m_reader->hasRecord(configName))
+        return;
+    const Json config = jsonRecord(configName);
+    if (!config.contains("config"))
+        return;
+    for (const auto& [fqn, entry] : config.at("config").items()) {
+        if (entry.value("use_pickle", false))
+            fail(fqn + " is stored pickled; DeformScope reads the raw tensors torch.export.save writes by default");
+        const bool param = entry.value("is_param", false);
+        into[fqn] = {readTensor(folder + "/" + entry.at("path_name").get<std::string>(), entry.at("tensor_meta"), fqn),
+                     param};
+    }
+}
+
+torch::jit::Module& Importer::moduleAt(const std::vector<std::string>& path) {
+    torch::jit::Module* cur = m_top;
+    std::string dotted;
+    for (const std::string& part : path) {
+        dotted += (dotted.empty() ? "" : ".") + part;
+        auto it = m_modules.find(dotted);
+        if (it == m_modules.end()) {
+            torch::jit::Module sub("__torch__.deformscope.pt2.Module" + std::to_string(m_classes++), m_cu, true);
+            cur->register_module(part, sub);
+            it = m_modules.emplace(dotted, sub).first;
+        }
+        cur = &it->second;
+    }
+    return *cur;
+}
+
+void Importer::addAttribute(const std::string& fqn, const at::Tensor& t, bool parameter) {
+    auto parts = split(fqn, '.');
+    const std::string leaf = parts.back();
+    parts.pop_back();
+    torch::jit::Module& m = moduleAt(parts);
+    if (m.hasattr(leaf))
+        return;
+    if (parameter)
+        m.register_parameter(leaf, t, false);
+    else
+        m.register_buffer(leaf, t);
+}
+
+std::string Importer::variable(const std::string& exportName) {
+    auto it = m_vars.find(exportName);
+    if (it != m_vars.end())
+        return it->second;
+    std::string base = "v_";
+    for (char c : exportName)
+        base += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+    std::string name = base;
+    for (int n = 2; m_usedVars.count(name); ++n)
+        name = base + "_" + std::to_string(n);
+    m_usedVars.insert(name);
+    m_vars[exportName] = name;
+    return name;
+}
+
+// A user input keeps its name as forward's argument (DeformScope names the frames by
+// them) when it is a plain identifier; otherwise it is a variable like the others.
+std::string Importer::inputVariable(const std::string& exportName) {
+    static const std::set<std::string> reserved{"self", "and", "as", "assert", "break", "class", "continue", "def",
+                                                "del", "elif", "else", "except", "False", "finally", "for", "from",
+                                                "global", "if", "import", "in", "is", "lambda", "None", "nonlocal",
+                                                "not", "or", "pass", "raise", "return", "True", "try", "while",
+                                                "with", "yield", "torch", "float", "int", "bool", "str", "len"};
+    bool plain = !exportName.empty() && !std::isdigit(static_cast<unsigned char>(exportName[0])) &&
+                 exportName.rfind("ops_", 0) != 0 && !reserved.count(exportName) && !m_usedVars.count(exportName);
+    for (char c : exportName)
+        plain = plain && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+    if (!plain)
+        return variable(exportName);
+    m_usedVars.insert(exportName);
+    m_vars[exportName] = exportName;
+    return exportName;
+}
+
+// A tensor value in a node's call: a placeholder for the node's i-th tensor argument
+// (`tensors` lists their variables), filled by render() with the variables themselves
+// (in forward) or with the arguments a0, a1, ... (in a module's method).
+std::string Importer::tensorRef(const std::string& name, std::vector<std::string>& tensors) {
+    if (!m_defined.count(name))
+        fail("the graph uses " + name + " before defining it");
+    const std::string v = variable(name);
+    auto it = std::find(tensors.begin(), tensors.end(), v);
+    const size_t i = size_t(it - tensors.begin());
+    if (it == tensors.end())
+        tensors.push_back(v);
+    return "\x01" + std::to_string(i) + "\x02";
+}
+
+std::string render(const std::string& call, const std::vector<std::string>& names) {
+    std::string out;
+    for (size_t pos = 0; pos < call.size();) {
+        if (call[pos] != '\x01') {
+            out += call[pos++];
+            continue;
+        }
+        const size_t end = call.find('\x02', pos);
+        out += names[std::stoul(call.substr(pos + 1, end - pos - 1))];
+        pos = end + 1;
+    }
+    return out;
+}
+
+std::string Importer::argument(const Json& arg, const std::string& node, std::vector<std::string>& tensors) {
+    if (!arg.is_object() || arg.empty())
+        fail("node " + node + ": an argument the reader does not know (" + arg.dump() + ")");
+    const std::string kind = arg.begin().key();
+    const Json& v = arg.begin().value();
+    auto list = [&](auto&& each) {
+        std::string out = "[";
+        bool first = true;
+        for (const Json& x : v) {
+            out += (first ? "" : ", ") + each(x);
+            first = false;
+        }
+        return out + "]";
+    };
+    auto symInt = [&](const Json& x) {
+        const auto i = staticInt(x);
+        if (!i)
+            fail("node " + node + " has a symbolic size: the graph was exported with dynamic shapes, which "
+                 "DeformScope does not read yet; export with static shapes (no dynamic_shapes=)");
+        return std::to_string(*i);
+    };
+    if (kind == "as_none")
+        return "None";
+    if (kind == "as_tensor")
+        return tensorRef(v.at("name").get<std::string>(), tensors);
+    if (kind == "as_tensors")
+        return list([&](const Json& x) { return tensorRef(x.at("name").get<std::string>(), tensors); });
+    if (kind == "as_optional_tensor") {
+        if (v.contains("as_tensor"))
+            return tensorRef(v.at("as_tensor").at("name").get<std::string>(), tensors);
+        return "None";
+    }
+    if (kind == "as_optional_tensors")
+        return list([&](const Json& x) {
+            return x.contains("as_tensor") ? tensorRef(x.at("as_tensor").at("name").get<std::string>(), tensors)
+                                           : std::string("None");
+        });
+    if (kind == "as_int")
+        return std::to_string(v.get<int64_t>());
+    if (kind == "as_ints")
+        return list([](const Json& x) { return std::to_string(x.get<int64_t>()); });
+    if (kind == "as_float")
+        return pyFloat(v);
+    if (kind == "as_floats")
+        return list([](const Json& x) { return pyFloat(x); });
+    if (kind == "as_bool")
+        return pyBool(v);
+    if (kind == "as_bools")
+        return list([](const Json& x) { return pyBool(x); });
+    if (kind == "as_string")
+        return pyString(v.get<std::string>());
+    if (kind == "as_strings")
+        return list([](const Json& x) { return pyString(x.get<std::string>()); });
+    if (kind == "as_sym_int")
+        return symInt(v);
+    if (kind == "as_sym_ints")
+        return list(symInt);
+    if (kind == "as_scalar_type") {
+        const auto t = scalarType(v.get<int>());
+        if (!t)
+            fail("node " + node + ": unsupported dtype code " + std::to_string(v.get<int>()));
+        return std::to_string(int(*t));
+    }
+    if (kind == "as_memory_format") {
+        switch (v.get<int>()) {
+        case 1: return std::to_string(int(c10::MemoryFormat::Contiguous));
+        case 2: return std::to_string(int(c10::MemoryFormat::ChannelsLast));
+        case 3: return std::to_string(int(c10::MemoryFormat::ChannelsLast3d));
+        case 4: return std::to_string(int(c10::MemoryFormat::Preserve));
+        default: fail("node " + node + ": unsupported memory format code " + std::to_string(v.get<int>()));
+        }
+    }
+    if (kind == "as_layout") {
+        if (v.get<int>() != 7)
+            fail("node " + node + ": only strided tensors are read (layout code " + std::to_string(v.get<int>()) + ")");
+        return std::to_string(int(c10::Layout::Strided));
+    }
+    if (kind == "as_device") // the model runs where DeformScope puts it
+        return "torch.device(" + pyString(m_device.str()) + ")";
+    if (kind == "as_graph")
+        fail("node " + node + " calls a higher-order operator with a subgraph (cond, map, while_loop, ...), which "
+             "DeformScope does not read");
+    fail("node " + node + ": an argument of kind " + kind + ", which DeformScope does not read");
+}
+
+void Importer::emitNode(const Json& node, size_t index) {
+    const std::string target = node.at("target").get<std::string>();
+    std::string nodeName = target;
+    for (const Json& o : node.at("outputs"))
+        if (o.contains("as_tensor")) {
+            nodeName = o.at("as_tensor").at("name").get<std::string>();
+            break;
+        }
+    std::vector<std::string> tensors;
+    std::string call;
+    if (target == "_operator.getitem" || target == "operator.getitem") {
+        const auto& in = node.at("inputs");
+        if (in.size() != 2)
+            fail("node " + nodeName + ": getitem with " + std::to_string(in.size()) + " arguments");
+        call = argument(in[0].at("arg"), nodeName, tensors) + "[" + argument(in[1].at("arg"), nodeName, tensors) + "]";
+    } else if (target.rfind("torch.ops.", 0) == 0) {
+        // torch.ops.<ns>.<op>.<overload>: the operator must be registered here.
+        const auto parts = split(target.substr(10), '.');
+        if (parts.size() != 3)
+            fail("node " + nodeName + " calls " + target + ", which DeformScope does not read");
+        const std::string qualified = parts[0] + "::" + parts[1];
+        const std::string overload = parts[2] == "default" ? "" : parts[2];
+        if (!c10::Dispatcher::singleton().findSchema({qualified, overload}))
+            fail("node " + nodeName + " calls " + qualified + (overload.empty() ? "" : "." + overload) +
+                 ", an operator not registered here (a custom op: load its library through the model's side file "
+                 "<model>.deformscope.json, \"libraries\")");
+        std::string positional, keywords;
+        for (const Json& in : node.at("inputs")) {
+            const std::string value = argument(in.at("arg"), nodeName, tensors);
+            if (in.value("kind", 1) == 2)
+                keywords += (keywords.empty() ? "" : ", ") + in.at("name").get<std::string>() + "=" + value;
+            else
+                positional += (positional.empty() ? "" : ", ") + value;
+        }
+        call = "ops_" + parts[0] + "." + parts[1] + "(" + positional +
+               (positional.empty() || keywords.empty() ? "" : ", ") + keywords + ")";
+    } else {
+        fail("node " + nodeName + " calls " + target + ", which DeformScope does not read (only torch.ops operators)");
+    }
+
+    // Where the node ran: called through its module's methods so the layer keeps its name.
+    const std::string path = modulePathOf(node);
+    std::string expr = render(call, tensors);
+    if (!path.empty()) {
+        const std::string method = "n" + std::to_string(index);
+        std::vector<std::string> args;
+        std::string params;
+        for (size_t i = 0; i < tensors.size(); ++i) {
+            args.push_back("a" + std::to_string(i));
+            params += ", " + args.back();
+        }
+        const std::string passed = join(args, args.size(), ", ");
+        const auto parts = split(path, '.');
+        for (size_t depth = 0; depth < parts.size(); ++depth) {
+            const std::string body = depth + 1 == parts.size() ? render(call, args)
+                                                               : "getattr(self, " + pyString(parts[depth + 1]) + ")." +
+                                                                     method + "(" + passed + ")";
+            m_methods[join(parts, depth + 1, ".")] += "def " + method + "(self" + params + "):\n    return " + body + "\n";
+        }
+        expr = "getattr(self, " + pyString(parts[0]) + ")." + method + "(" + join(tensors, tensors.size(), ", ") + ")";
+    }
+
+    const Json& outs = node.at("outputs");
+    if (outs.size() == 1 && outs[0].contains("as_tensor")) {
+        const std::string out = outs[0].at("as_tensor").at("name").get<std::string>();
+        m_forward += "    " + variable(out) + " = " + expr + "\n";
+        m_defined.insert(out);
+        return;
+    }
+    const std::string tmp = "t" + std::to_string(index);
+    m_forward += "    " + tmp + " = " + expr + "\n";
+    auto bind = [&](const Json& o, const std::string& from) {
+        if (o.contains("as_tensor")) {
+            const std::string out = o.at("as_tensor").at("name").get<std::string>();
+            m_forward += "    " + variable(out) + " = " + from + "\n";
+            m_defined.insert(out);
+        } else if (!o.contains("as_none")) {
+            fail("node " + nodeName + " returns " + o.dump() + ", which DeformScope does not read");
+        }
+    };
+    if (outs.size() == 1 && outs[0].contains("as_tensors")) {
+        const Json& list = outs[0].at("as_tensors");
+        for (size_t i = 0; i < list.size(); ++i)
+            bind(Json{{"as_tensor", list[i]}}, tmp + "[" + std::to_string(i) + "]");
+        return;
+    }
+    for (size_t i = 0; i < outs.size(); ++i)
+        bind(outs[i], tmp + "[" + std::to_string(i) + "]");
+}
+
+Pt2Import Importer::run(torch::jit::Module& out) {
+    try {
+        m_reader = std::make_unique<caffe2::serialize::PyTorchStreamReader>(m_path);
+    } catch (const c10::Error& e) {
+        // A zip archive starts with "PK"; anything else is not an archive at all.
+        char magic[2] = {0, 0};
+        if (FILE* f = std::fopen(m_path.c_str(), "rb")) {
+            if (std::fread(magic, 1, 2, f) != 2)
+                magic[0] = 0;
+            std::fclose(f);
+        }
+        std::string why = e.what_without_backtrace();
+        why = why.substr(0, why.find(". This is an internal miniz error"));
+        if (magic[0] != 'P' || magic[1] != 'K')
+            fail("not a torch.export archive (.pt2 files are zip archives; this one is not a zip file)");
+        fail("a damaged .pt2 archive, truncated or cut short in copying (" + why + ")");
+    }
+    Pt2Import result;
+    try {
+        if (m_reader->hasRecord("byteorder")) {
+            std::string order = record("byteorder");
+            if (order.rfind("little", 0) != 0)
+                fail("the archive's data is " + order + "-endian; DeformScope reads little-endian archives");
+        }
+        if (!m_reader->hasRecord("models/model.json")) {
+            std::string models;
+            for (const std::string& r : m_reader->getAllRecords())
+                if (r.rfind("models/", 0) == 0)
+                    models += " " + r;
+            fail("the archive has no models/model.json" +
+                 (models.empty() ? std::string(" (not written by torch.export.save?)") : " (it has:" + models + ")"));
+        }
+        const Json program = jsonRecord("models/model.json");
+        const int major = program.at("schema_version").at("major").get<int>();
+        const int minor = program.at("schema_version").at("minor").get<int>();
+        const std::string torchVersion = program.value("torch_version", std::string("?"));
+        if (major != kSchemaMajor)
+            fail("written with torch.export schema " + std::to_string(major) + "." + std::to_string(minor) +
+                 " (torch " + torchVersion + "); DeformScope reads schema " + std::to_string(kSchemaMajor) + ".x");
+        if (minor > kSchemaMinor)
+            result.notes.push_back(m_path + ": written with export schema " + std::to_string(major) + "." +
+                                   std::to_string(minor) + ", newer than the " + std::to_string(kSchemaMajor) + "." +
+                                   std::to_string(kSchemaMinor) + " DeformScope knows: read as " +
+                                   std::to_string(kSchemaMajor) + "." + std::to_string(kSchemaMinor));
+        result.format = "torch.export (.pt2), schema " + std::to_string(major) + "." + std::to_string(minor) +
+                        ", written by torch " + torchVersion;
+        if (m_reader->hasRecord("extra/deformscope.json"))
+            result.metadata = record("extra/deformscope.json");
+
+        const Json& gm = program.at("graph_module");
+        const Json& graph = gm.at("graph");
+        const Json& signature = gm.at("signature");
+        // Dynamic shapes: sizes are symbols the graph computes with (sym_size, arithmetic on them).
+        if (graph.contains("sym_int_values") && !graph.at("sym_int_values").empty()) {
+            std::string symbols;
+            const Json ranges = program.value("range_constraints", Json::object());
+            for (const auto& [name, value] : ranges.items())
+                symbols += (symbols.empty() ? "" : ", ") + name;
+            fail("exported with dynamic shapes" + (symbols.empty() ? std::string() : " (symbols " + symbols + ")") +
+                 ", which DeformScope does not read yet: export with static shapes (torch.export.export without "
+                 "dynamic_shapes=) at the input size you will analyse");
+        }
+
+        m_cu = std::make_shared<torch::jit::CompilationUnit>();
+        out = torch::jit::Module("__torch__.deformscope.pt2.Program", m_cu, true);
+        m_top = &out;
+
+        std::map<std::string, std::pair<at::Tensor, bool>> tensors;
+        readTensors("data/weights", tensors);
+        readTensors("data/constants", tensors);
+
+        // The graph's inputs: parameters, buffers and constants become attributes, the user's inputs forward's arguments.
+        std::string params;
+        std::string loads;
+        for (const Json& spec : signature.at("input_specs")) {
+            const std::string kind = spec.begin().key();
+            const Json& s = spec.begin().value();
+            std::string value, fqn;
+            if (kind == "user_input") {
+                if (!s.at("arg").contains("as_tensor"))
+                    fail("an input that is not a tensor (" + s.at("arg").dump() + "): DeformScope feeds images");
+                value = s.at("arg").at("as_tensor").at("name").get<std::string>();
+                params += ", " + inputVariable(value) + ": Tensor";
+                m_defined.insert(value);
+                continue;
+            }
+            if (kind == "parameter") {
+                value = s.at("arg").at("name").get<std::string>();
+                fqn = s.at("parameter_name").get<std::string>();
+            } else if (kind == "buffer") {
+                value = s.at("arg").at("name").get<std::string>();
+                fqn = s.at("buffer_name").get<std::string>();
+            } else if (kind == "tensor_constant") {
+                value = s.at("arg").at("name").get<std::string>();
+                fqn = s.at("tensor_constant_name").get<std::string>();
+            } else {
+                fail("an input of kind " + kind + " (custom objects and tokens are not read)");
+            }
+            const auto t = tensors.find(fqn);
+            if (t == tensors.end())
+                fail("the weights of " + fqn + " are missing from the archive");
+            addAttribute(fqn, t->second.first, kind == "parameter");
+            std::string access = "self";
+            for (const std::string& part : split(fqn, '.'))
+                access = "getattr(" + access + ", " + pyString(part) + ")";
+            loads += "    " + variable(value) + " = " + access + "\n";
+            m_defined.insert(value);
+        }
+        m_forward = loads;
+        const Json& nodes = graph.at("nodes");
+        for (size_t i = 0; i < nodes.size(); ++i)
+            emitNode(nodes[i], i);
+
+        std::vector<std::string> returns;
+        for (const Json& spec : signature.at("output_specs")) {
+            const std::string kind = spec.begin().key();
+            if (kind != "user_output")
+                continue; // buffer mutations (a model exported in training mode) are not outputs
+            const Json& arg = spec.begin().value().at("arg");
+            if (!arg.contains("as_tensor"))
+                fail("an output that is not a tensor (" + arg.dump() + ")");
+            const std::string name = arg.at("as_tensor").at("name").get<std::string>();
+            if (!m_defined.count(name))
+                fail("the program returns " + name + ", which its graph does not define");
+            returns.push_back(variable(name));
+        }
+        if (returns.empty())
+            fail("the program returns no tensor");
+        std::string ret = returns.size() == 1 ? returns[0] : "(" + join(returns, returns.size(), ", ") + ")";
+
+        const auto resolver = std::make_shared<OpsResolver>();
+        // Methods deepest first (a method calls its child's of the same name).
+        std::vector<std::pair<std::string, std::string>> ordered(m_methods.begin(), m_methods.end());
+        std::stable_sort(ordered.begin(), ordered.end(), [](const auto& a, const auto& b) {
+            return std::count(a.first.begin(), a.first.end(), '.') > std::count(b.first.begin(), b.first.end(), '.');
+        });
+        for (const auto& [path, source] : ordered) {
+            torch::jit::Module& m = moduleAt(split(path, '.'));
+            m.define(source, resolver);
+        }
+        out.define("def forward(self" + params + "):\n" + m_forward + "    return " + ret + "\n", resolver);
+        out.eval();
+    } catch (const ModelError&) {
+        throw;
+    } catch (const c10::Error& e) {
+        fail(std::string("cannot translate the exported program: ") + e.what_without_backtrace());
+    } catch (const nlohmann::json::exception& e) {
+        fail(std::string("models/model.json does not follow the torch.export schema (") + e.what() + ")");
+    } catch (const std::exception& e) {
+        fail(std::string("cannot translate the exported program: ") + e.what());
+    }
+    return result;
+}
+
+} // namespace
+
+bool isPt2Path(const std::string& path) {
+    std::string ext = std::filesystem::path(path).extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    return ext == ".pt2";
+}
+
+Pt2Import importPt2(const std::string& path, const c10::Device& device, torch::jit::Module& module) {
+    return Importer(path, device).run(module);
+}
+
+} // namespace deformscope::model

@@ -1,0 +1,141 @@
+// One network (a DCNv1 and a DCNv2 in residual blocks with batch norm, a flow warp
+// through grid_sample, a 1x1 head; tests/python/make_formats.py) written as
+// TorchScript and as a torch.export archive: DeformScope reads both the same — the
+// layer list, the forward output (and PyTorch's eager output), the sampling points
+// and the ERF — and refuses damaged or unsupported archives with the file and the reason.
+#include "core/analysis/analysis.h"
+#include "core/common/json_file.h"
+#include "core/common/npy.h"
+#include "core/model/capture.h"
+#include "core/model/model.h"
+
+#include <ATen/ATen.h>
+
+#include <QProcess>
+#include <QtTest>
+
+#include <string>
+
+using namespace deformscope;
+using namespace deformscope::analysis;
+
+namespace {
+
+std::string fixture(const std::string& file) { return std::string(DEFORMSCOPE_FORMAT_FIXTURE_DIR) + "/" + file; }
+
+Node theNode() {
+    const common::Json e = common::readJsonFile(fixture("formats_expect.json")).at("node");
+    Node n;
+    n.layer = e.at("layer").get<std::string>();
+    n.fy = e.at("y").get<int64_t>();
+    n.fx = e.at("x").get<int64_t>();
+    n.response.kind = Response::Kind::Channel;
+    n.response.index = e.at("channel").get<int64_t>();
+    return n;
+}
+
+double relativeL1(const at::Tensor& a, const at::Tensor& b) {
+    return (a.to(at::kDouble) - b.to(at::kDouble)).abs().sum().item<double>() /
+           std::max(b.to(at::kDouble).abs().sum().item<double>(), 1e-30);
+}
+
+// The CLI's message and exit code for a file.
+std::pair<int, QString> cliInfo(const std::string& file) {
+    QProcess p;
+    p.start(QStringLiteral(DEFORMSCOPE_CLI), {QStringLiteral("info"), QString::fromStdString(fixture(file))});
+    p.waitForFinished(120000);
+    return {p.exitCode(), QString::fromUtf8(p.readAllStandardError() + p.readAllStandardOutput())};
+}
+
+} // namespace
+
+class TestFormats : public QObject {
+    Q_OBJECT
+
+private Q_SLOTS:
+    void thePt2ReadsAsTheTorchScriptFile() {
+        const model::LoadedModel ts = model::LoadedModel::load(fixture("net.pt"));
+        const model::LoadedModel pt2 = model::LoadedModel::load(fixture("net.pt2"));
+        QCOMPARE(ts.format(), std::string("TorchScript"));
+        QVERIFY2(pt2.format().rfind("torch.export (.pt2), schema 8.", 0) == 0, pt2.format().c_str());
+        // The metadata travels in the archive's extra files.
+        QVERIFY(pt2.metadata().fromFile);
+        QCOMPARE(pt2.metadata().suggestedLayer, std::string("head"));
+        QCOMPARE(pt2.inputNames(), ts.inputNames());
+
+        const at::Tensor x = common::readNpy(fixture("net_input.npy")).to(at::kFloat);
+        const at::Tensor eager = common::readNpy(fixture("net_output.npy")).to(at::kFloat);
+        const at::Tensor yTs = ts.forward(x).detach(), yPt2 = pt2.forward(x).detach();
+        QVERIFY2(relativeL1(yPt2, eager) < 1e-5, std::to_string(relativeL1(yPt2, eager)).c_str());
+        QVERIFY2(relativeL1(yTs, eager) < 1e-5, std::to_string(relativeL1(yTs, eager)).c_str());
+
+        const AnalysisSession a(ts, x), b(pt2, x);
+        // The same layers, named as in PyTorch, with the same kinds, geometry and wiring.
+        const QStringList la = QString::fromStdString(a.graph().toTable()).split(QLatin1Char('\n'));
+        const QStringList lb = QString::fromStdString(b.graph().toTable()).split(QLatin1Char('\n'));
+        QCOMPARE(lb.size(), la.size());
+        for (qsizetype i = 0; i < la.size(); ++i)
+            QVERIFY2(la[i] == lb[i], qPrintable(QStringLiteral("TorchScript: ") + la[i] + QStringLiteral("\n.pt2:        ") + lb[i]));
+        const common::Json kinds = common::readJsonFile(fixture("formats_expect.json")).at("layers");
+        for (const auto& [name, kind] : kinds.items()) {
+            const model::Layer* l = b.graph().find(name);
+            QVERIFY2(l, name.c_str());
+            QCOMPARE(std::string(model::kindName(l->kind)), kind.get<std::string>());
+        }
+        // Sampling points: the same positions; weights to float precision.
+        const Node node = theNode();
+        const SamplingTrace ta = a.sampling(node), tb = b.sampling(node);
+        QCOMPARE(tb.points.size(), ta.points.size());
+        QVERIFY(ta.points.size() > 100);
+        double maxWeight = 0;
+        for (const SamplingPoint& p : ta.points)
+            maxWeight = std::max(maxWeight, p.weight);
+        for (size_t i = 0; i < ta.points.size(); ++i) {
+            const SamplingPoint &p = ta.points[i], &q = tb.points[i];
+            QCOMPARE(q.level, p.level);
+            QCOMPARE(b.graph().layers()[size_t(q.layer)].name, a.graph().layers()[size_t(p.layer)].name);
+            QCOMPARE(q.x, p.x);
+            QCOMPARE(q.y, p.y);
+            QVERIFY(std::abs(q.weight - p.weight) <= 1e-5 * maxWeight);
+        }
+        // ERF: ≤ 1e-5 relative L1.
+        const at::Tensor ea = a.erf(node).map, eb = b.erf(node).map;
+        QVERIFY2(relativeL1(eb, ea) < 1e-5, std::to_string(relativeL1(eb, ea)).c_str());
+    }
+
+    void damagedOrUnsupportedArchivesAreRefusedClearly_data() {
+        QTest::addColumn<QString>("file");
+        QTest::addColumn<QString>("says");
+        QTest::newRow("truncated") << "bad_truncated.pt2" << "a damaged .pt2 archive, truncated";
+        QTest::newRow("not an archive") << "bad_not_an_archive.pt2" << "not a torch.export archive";
+        QTest::newRow("newer schema") << "bad_newer_schema.pt2" << "written with torch.export schema 99.";
+        QTest::newRow("dynamic shapes") << "bad_dynamic.pt2" << "exported with dynamic shapes";
+        QTest::newRow("unregistered op") << "bad_unregistered.pt2" << "node roi_align calls torchvision::roi_align";
+    }
+    void damagedOrUnsupportedArchivesAreRefusedClearly() {
+        QFETCH(QString, file);
+        QFETCH(QString, says);
+        try {
+            model::LoadedModel::load(fixture(file.toStdString()));
+            QFAIL("loaded");
+        } catch (const model::ModelError& e) {
+            const QString what = QString::fromStdString(e.what());
+            QVERIFY2(what.startsWith(QString::fromStdString(fixture(file.toStdString())) + QStringLiteral(": ")),
+                     e.what());
+            QVERIFY2(what.contains(says), e.what());
+        }
+        const auto [code, text] = cliInfo(file.toStdString());
+        QCOMPARE(code, 2);
+        QVERIFY2(text.contains(says), qPrintable(text));
+    }
+
+    void infoSaysTheFormat() {
+        const auto [code, text] = cliInfo("net.pt2");
+        QCOMPARE(code, 0);
+        QVERIFY2(text.contains(QStringLiteral("format: torch.export (.pt2), schema 8.")), qPrintable(text));
+        QVERIFY(text.contains(QStringLiteral("layer1.1.dcn")));
+    }
+};
+
+QTEST_APPLESS_MAIN(TestFormats)
+#include "tst_formats.moc"

@@ -1,0 +1,179 @@
+"""Writes one network in the formats DeformScope opens, and damaged archives.
+
+The network (`FormatNet`) has the deformable layers people export: a DCNv1 and a
+DCNv2 (torchvision's DeformConv2d, each in a residual block with batch norm) and a
+flow warp (F.grid_sample on a meshgrid + predicted flow), then a 1x1 `head`.
+Input x [1, 3, 40, 48]; DeformScope's tests compare what it reads from each file.
+
+Usage: make_formats.py OUTDIR
+
+Written into OUTDIR:
+  net.pt                 TorchScript (torch.jit.script), with a deformscope.json extra file
+  net.pt2                torch.export.save of the same module, deformscope.json as an extra file
+  net_input.npy          x, float32 [1, 3, 40, 48]
+  net_output.npy         the eager module's output for x, float32 [1, 4, 40, 48]
+  bad_truncated.pt2      net.pt2 cut to its first half
+  bad_not_an_archive.pt2 text
+  bad_newer_schema.pt2   net.pt2 with models/model.json's schema major raised to 99
+  bad_dynamic.pt2        the network exported with a dynamic height and width
+  bad_unregistered.pt2   a model calling torchvision's roi_align (an operator DeformScope does not register)
+  formats_expect.json    what the tests check: node, layer names and kinds
+"""
+import json
+import os
+import sys
+import zipfile
+from typing import List
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision  # noqa: F401  (registers torchvision::deform_conv2d)
+from torch import Tensor
+from torchvision.ops import DeformConv2d, roi_align
+
+H, W = 40, 48
+METADATA = {"input_size": [H, W], "suggested_layer": "head", "description": "formats test network"}
+
+
+class DeformBlock(nn.Module):
+    """x + relu(bn(dcn(x))): offsets (and a sigmoid mask for DCNv2) from 3x3 convs."""
+
+    def __init__(self, channels: int, modulated: bool) -> None:
+        super().__init__()
+        self.modulated = modulated
+        self.offset = nn.Conv2d(channels, 18, 3, padding=1)
+        self.mask = nn.Conv2d(channels, 9, 3, padding=1)
+        self.dcn = DeformConv2d(channels, channels, 3, padding=1)
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        offset = self.offset(x)
+        if self.modulated:
+            y = self.dcn(x, offset, torch.sigmoid(self.mask(x)))
+        else:
+            y = self.dcn(x, offset)
+        return x + F.relu(self.bn(y))
+
+
+class FlowWarp(nn.Module):
+    """BasicVSR's flow_warp: grid = base grid + flow, normalised, grid_sample(align_corners=True)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.flow = nn.Conv2d(channels, 2, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        flow = self.flow(x).permute(0, 2, 3, 1) * 2.0
+        gy, gx = torch.meshgrid(torch.arange(h, dtype=x.dtype, device=x.device),
+                                torch.arange(w, dtype=x.dtype, device=x.device), indexing="ij")
+        grid = torch.stack((gx, gy), 2)[None] + flow
+        gx_n = 2.0 * grid[..., 0] / max(w - 1, 1) - 1.0
+        gy_n = 2.0 * grid[..., 1] / max(h - 1, 1) - 1.0
+        return F.grid_sample(x, torch.stack((gx_n, gy_n), 3), mode="bilinear", padding_mode="zeros",
+                             align_corners=True)
+
+
+class FormatNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.layer1 = nn.Sequential(DeformBlock(8, modulated=False), DeformBlock(8, modulated=True))
+        self.warp = FlowWarp(8)
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.warp(self.layer1(F.relu(self.stem(x)))))
+
+
+class RoiNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        boxes = torch.tensor([[0.0, 2.0, 2.0, 20.0, 20.0]], dtype=x.dtype)
+        return roi_align(self.stem(x), boxes, [7, 7])
+
+
+def make() -> FormatNet:
+    torch.manual_seed(11)
+    net = FormatNet()
+    with torch.no_grad():
+        for block in net.layer1:
+            # Offsets of a few pixels that vary over the map, as a trained DCN's do.
+            block.offset.weight.normal_(0, 0.3)
+            block.offset.bias.uniform_(-1.5, 1.5)
+            block.bn.running_mean.uniform_(-0.2, 0.2)
+            block.bn.running_var.uniform_(0.5, 1.5)
+        net.warp.flow.weight.normal_(0, 0.2)
+    return net.eval()
+
+
+def rewrite(src: str, dst: str, edit) -> None:
+    """Copies the zip archive src to dst, passing each member through edit(name, data)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info, edit(info.filename, zin.read(info.filename)))
+
+
+def main(argv: List[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    out = argv[1]
+    os.makedirs(out, exist_ok=True)
+    net = make()
+    x = torch.rand(1, 3, H, W, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        y = net(x)
+    np.save(os.path.join(out, "net_input.npy"), x.numpy())
+    np.save(os.path.join(out, "net_output.npy"), y.numpy())
+    meta = json.dumps(METADATA)
+
+    scripted = torch.jit.script(net)
+    torch.jit.save(scripted, os.path.join(out, "net.pt"), _extra_files={"deformscope.json": meta})
+    program = torch.export.export(net, (x,))
+    pt2 = os.path.join(out, "net.pt2")
+    torch.export.save(program, pt2, extra_files={"deformscope.json": meta})
+    # Each file gives the eager output back (the exporter's own check of what the tests compare).
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.load(os.path.join(out, "net.pt"))(x), y, atol=1e-5)
+        assert torch.allclose(torch.export.load(pt2).module()(x), y, atol=1e-5)
+
+    data = open(pt2, "rb").read()
+    with open(os.path.join(out, "bad_truncated.pt2"), "wb") as f:
+        f.write(data[: len(data) // 2])
+    with open(os.path.join(out, "bad_not_an_archive.pt2"), "w") as f:
+        f.write("this is not a torch.export archive\n")
+
+    def newer(name: str, content: bytes) -> bytes:
+        if name.endswith("models/model.json"):
+            program_json = json.loads(content)
+            program_json["schema_version"]["major"] = 99
+            return json.dumps(program_json).encode()
+        return content
+    rewrite(pt2, os.path.join(out, "bad_newer_schema.pt2"), newer)
+
+    dim_h = torch.export.Dim("h", min=16, max=128)
+    dim_w = torch.export.Dim("w", min=16, max=128)
+    dynamic = torch.export.export(net, (x,), dynamic_shapes={"x": {2: dim_h, 3: dim_w}})
+    torch.export.save(dynamic, os.path.join(out, "bad_dynamic.pt2"))
+    torch.export.save(torch.export.export(RoiNet().eval(), (x,)), os.path.join(out, "bad_unregistered.pt2"))
+
+    expect = {
+        "input_size": [H, W],
+        "node": {"layer": "head", "y": 17, "x": 29, "channel": 2},
+        "layers": {"stem": "conv", "layer1.0.dcn": "dcn_v1", "layer1.1.dcn": "dcn_v2", "head": "conv"},
+        "flow_warp_layer_kind": "flow_warp",
+    }
+    with open(os.path.join(out, "formats_expect.json"), "w") as f:
+        json.dump(expect, f, indent=1)
+    print(f"wrote {out}: net.pt, net.pt2 and 5 damaged archives")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
