@@ -49,7 +49,9 @@ private:
     std::string variable(const std::string& exportName);
     std::string inputVariable(const std::string& exportName);
     std::string argument(const Json& arg, const std::string& node, std::vector<std::string>& tensors);
-    std::string tensorRef(const std::string& name, std::vector<std::string>& tensors);
+    std::string valueRef(const std::string& name, std::vector<std::string>& refs);
+    std::string symbolic(const Json& v, const std::string& node, std::vector<std::string>& refs);
+    void bindOutput(const Json& o, const std::string& from, const std::string& node);
     void emitNode(const Json& node, size_t index);
 
     std::string m_path;
@@ -60,7 +62,8 @@ private:
     std::map<std::string, torch::jit::Module> m_modules; // dotted path -> submodule
     std::map<std::string, std::string> m_vars;           // export value name -> source variable
     std::set<std::string> m_usedVars;
-    std::set<std::string> m_defined;                     // export value names defined so far
+    std::map<std::string, std::string> m_fqnOf;          // export value name -> parameter/buffer name
+    std::map<std::string, std::string> m_types;          // export value name -> TorchScript type, when defined
     std::string m_forward;                               // forward's body
     // Methods per module path (dotted; "" never), defined deepest first.
     std::map<std::string, std::string> m_methods;
@@ -328,18 +331,32 @@ std::string Importer::inputVariable(const std::string& exportName) {
     return exportName;
 }
 
-// A tensor value in a node's call: a placeholder for the node's i-th tensor argument
-// (`tensors` lists their variables), filled by render() with the variables themselves
-// (in forward) or with the arguments a0, a1, ... (in a module's method).
-std::string Importer::tensorRef(const std::string& name, std::vector<std::string>& tensors) {
-    if (!m_defined.count(name))
+// A value in a node's call (a tensor, or a symbolic size computed at run time): a
+// placeholder for the node's i-th reference (`refs` lists their export names), filled
+// by render() with the variables themselves (in forward) or with the arguments a0, a1,
+// ... (in a module's method).
+std::string Importer::valueRef(const std::string& name, std::vector<std::string>& refs) {
+    if (!m_types.count(name))
         fail("the graph uses " + name + " before defining it");
-    const std::string v = variable(name);
-    auto it = std::find(tensors.begin(), tensors.end(), v);
-    const size_t i = size_t(it - tensors.begin());
-    if (it == tensors.end())
-        tensors.push_back(v);
+    auto it = std::find(refs.begin(), refs.end(), name);
+    const size_t i = size_t(it - refs.begin());
+    if (it == refs.end())
+        refs.push_back(name);
     return "\x01" + std::to_string(i) + "\x02";
+}
+
+// A SymInt / SymFloat / SymBool argument: its value, or the symbol computed at run time
+// (dynamic shapes: sizes read from the tensors, so any input size runs).
+std::string Importer::symbolic(const Json& v, const std::string& node, std::vector<std::string>& refs) {
+    if (v.contains("as_name"))
+        return valueRef(v.at("as_name").get<std::string>(), refs);
+    if (v.contains("as_int"))
+        return std::to_string(v.at("as_int").get<int64_t>());
+    if (v.contains("as_float"))
+        return pyFloat(v.at("as_float"));
+    if (v.contains("as_bool"))
+        return pyBool(v.at("as_bool"));
+    fail("node " + node + ": a symbolic value the reader does not know (" + v.dump() + ")");
 }
 
 std::string render(const std::string& call, const std::vector<std::string>& names) {
@@ -356,7 +373,7 @@ std::string render(const std::string& call, const std::vector<std::string>& name
     return out;
 }
 
-std::string Importer::argument(const Json& arg, const std::string& node, std::vector<std::string>& tensors) {
+std::string Importer::argument(const Json& arg, const std::string& node, std::vector<std::string>& refs) {
     if (!arg.is_object() || arg.empty())
         fail("node " + node + ": an argument the reader does not know (" + arg.dump() + ")");
     const std::string kind = arg.begin().key();
@@ -370,27 +387,21 @@ std::string Importer::argument(const Json& arg, const std::string& node, std::ve
         }
         return out + "]";
     };
-    auto symInt = [&](const Json& x) {
-        const auto i = staticInt(x);
-        if (!i)
-            fail("node " + node + " has a symbolic size: the graph was exported with dynamic shapes, which "
-                 "DeformScope does not read yet; export with static shapes (no dynamic_shapes=)");
-        return std::to_string(*i);
-    };
+    auto sym = [&](const Json& x) { return symbolic(x, node, refs); };
     if (kind == "as_none")
         return "None";
     if (kind == "as_tensor")
-        return tensorRef(v.at("name").get<std::string>(), tensors);
+        return valueRef(v.at("name").get<std::string>(), refs);
     if (kind == "as_tensors")
-        return list([&](const Json& x) { return tensorRef(x.at("name").get<std::string>(), tensors); });
+        return list([&](const Json& x) { return valueRef(x.at("name").get<std::string>(), refs); });
     if (kind == "as_optional_tensor") {
         if (v.contains("as_tensor"))
-            return tensorRef(v.at("as_tensor").at("name").get<std::string>(), tensors);
+            return valueRef(v.at("as_tensor").at("name").get<std::string>(), refs);
         return "None";
     }
     if (kind == "as_optional_tensors")
         return list([&](const Json& x) {
-            return x.contains("as_tensor") ? tensorRef(x.at("as_tensor").at("name").get<std::string>(), tensors)
+            return x.contains("as_tensor") ? valueRef(x.at("as_tensor").at("name").get<std::string>(), refs)
                                            : std::string("None");
         });
     if (kind == "as_int")
@@ -409,10 +420,10 @@ std::string Importer::argument(const Json& arg, const std::string& node, std::ve
         return pyString(v.get<std::string>());
     if (kind == "as_strings")
         return list([](const Json& x) { return pyString(x.get<std::string>()); });
-    if (kind == "as_sym_int")
-        return symInt(v);
-    if (kind == "as_sym_ints")
-        return list(symInt);
+    if (kind == "as_sym_int" || kind == "as_sym_float" || kind == "as_sym_bool")
+        return sym(v);
+    if (kind == "as_sym_ints" || kind == "as_sym_floats" || kind == "as_sym_bools")
+        return list(sym);
     if (kind == "as_scalar_type") {
         const auto t = scalarType(v.get<int>());
         if (!t)
@@ -441,6 +452,38 @@ std::string Importer::argument(const Json& arg, const std::string& node, std::ve
     fail("node " + node + ": an argument of kind " + kind + ", which DeformScope does not read");
 }
 
+// Python's operators on symbolic sizes (the graph's arithmetic on dynamic shapes).
+const std::map<std::string, std::string>& infixOperators() {
+    static const std::map<std::string, std::string> ops{
+        {"add", "+"}, {"sub", "-"}, {"mul", "*"}, {"floordiv", "//"}, {"truediv", "/"}, {"mod", "%"},
+        {"pow", "**"}, {"eq", "=="}, {"ne", "!="}, {"lt", "<"}, {"le", "<="}, {"gt", ">"}, {"ge", ">="},
+        {"and_", "and"}, {"or_", "or"}};
+    return ops;
+}
+
+void Importer::bindOutput(const Json& o, const std::string& from, const std::string& node) {
+    std::string name, type;
+    if (o.contains("as_tensor")) {
+        name = o.at("as_tensor").at("name").get<std::string>();
+        type = "Tensor";
+    } else if (o.contains("as_sym_int") && o.at("as_sym_int").contains("as_name")) {
+        name = o.at("as_sym_int").at("as_name").get<std::string>();
+        type = "int";
+    } else if (o.contains("as_sym_float") && o.at("as_sym_float").contains("as_name")) {
+        name = o.at("as_sym_float").at("as_name").get<std::string>();
+        type = "float";
+    } else if (o.contains("as_sym_bool") && o.at("as_sym_bool").contains("as_name")) {
+        name = o.at("as_sym_bool").at("as_name").get<std::string>();
+        type = "bool";
+    } else if (o.contains("as_none")) {
+        return;
+    } else {
+        fail("node " + node + " returns " + o.dump() + ", which DeformScope does not read");
+    }
+    m_forward += "    " + variable(name) + " = " + from + "\n";
+    m_types[name] = type;
+}
+
 void Importer::emitNode(const Json& node, size_t index) {
     const std::string target = node.at("target").get<std::string>();
     std::string nodeName = target;
@@ -449,18 +492,38 @@ void Importer::emitNode(const Json& node, size_t index) {
             nodeName = o.at("as_tensor").at("name").get<std::string>();
             break;
         }
-    std::vector<std::string> tensors;
+    const Json& inputs = node.at("inputs");
+    std::vector<std::string> refs;
     std::string call;
-    if (target == "_operator.getitem" || target == "operator.getitem") {
-        const auto& in = node.at("inputs");
-        if (in.size() != 2)
-            fail("node " + nodeName + ": getitem with " + std::to_string(in.size()) + " arguments");
-        call = argument(in[0].at("arg"), nodeName, tensors) + "[" + argument(in[1].at("arg"), nodeName, tensors) + "]";
+    const std::string pyOp = target.rfind("_operator.", 0) == 0 ? target.substr(10)
+                             : target.rfind("operator.", 0) == 0 ? target.substr(9)
+                                                                 : std::string();
+    if (pyOp == "getitem") {
+        if (inputs.size() != 2)
+            fail("node " + nodeName + ": getitem with " + std::to_string(inputs.size()) + " arguments");
+        call = argument(inputs[0].at("arg"), nodeName, refs) + "[" + argument(inputs[1].at("arg"), nodeName, refs) + "]";
+    } else if (infixOperators().count(pyOp) && inputs.size() == 2) {
+        call = "(" + argument(inputs[0].at("arg"), nodeName, refs) + " " + infixOperators().at(pyOp) + " " +
+               argument(inputs[1].at("arg"), nodeName, refs) + ")";
+    } else if ((pyOp == "neg" || pyOp == "not_") && inputs.size() == 1) {
+        call = (pyOp == "neg" ? "(-" : "(not ") + argument(inputs[0].at("arg"), nodeName, refs) + ")";
+    } else if ((target == "torch.sym_max" || target == "torch.sym_min") && inputs.size() == 2) {
+        call = std::string(target == "torch.sym_max" ? "max(" : "min(") + argument(inputs[0].at("arg"), nodeName, refs) +
+               ", " + argument(inputs[1].at("arg"), nodeName, refs) + ")";
+    } else if ((target == "torch.sym_float" || target == "torch.sym_int" || target == "torch.sym_not") &&
+               inputs.size() == 1) {
+        const std::string f = target == "torch.sym_float" ? "float(" : target == "torch.sym_int" ? "int(" : "(not ";
+        call = f + argument(inputs[0].at("arg"), nodeName, refs) + ")";
     } else if (target.rfind("torch.ops.", 0) == 0) {
         // torch.ops.<ns>.<op>.<overload>: the operator must be registered here.
-        const auto parts = split(target.substr(10), '.');
+        auto parts = split(target.substr(10), '.');
         if (parts.size() != 3)
             fail("node " + nodeName + " calls " + target + ", which DeformScope does not read");
+        // A symbolic size, stride or numel is the tensor's own at run time.
+        if (parts[0] == "aten" && (parts[1] == "sym_size" || parts[1] == "sym_stride" || parts[1] == "sym_numel")) {
+            parts[1] = parts[1] == "sym_size" ? "size" : parts[1] == "sym_stride" ? "stride" : "numel";
+            parts[2] = parts[1] == "numel" ? "default" : "int";
+        }
         const std::string qualified = parts[0] + "::" + parts[1];
         const std::string overload = parts[2] == "default" ? "" : parts[2];
         if (!c10::Dispatcher::singleton().findSchema({qualified, overload}))
@@ -468,8 +531,8 @@ void Importer::emitNode(const Json& node, size_t index) {
                  ", an operator not registered here (a custom op: load its library through the model's side file "
                  "<model>.deformscope.json, \"libraries\")");
         std::string positional, keywords;
-        for (const Json& in : node.at("inputs")) {
-            const std::string value = argument(in.at("arg"), nodeName, tensors);
+        for (const Json& in : inputs) {
+            const std::string value = argument(in.at("arg"), nodeName, refs);
             if (in.value("kind", 1) == 2)
                 keywords += (keywords.empty() ? "" : ", ") + in.at("name").get<std::string>() + "=" + value;
             else
@@ -478,19 +541,32 @@ void Importer::emitNode(const Json& node, size_t index) {
         call = "ops_" + parts[0] + "." + parts[1] + "(" + positional +
                (positional.empty() || keywords.empty() ? "" : ", ") + keywords + ")";
     } else {
-        fail("node " + nodeName + " calls " + target + ", which DeformScope does not read (only torch.ops operators)");
+        fail("node " + nodeName + " calls " + target +
+             ", which DeformScope does not read (torch.ops operators and Python's arithmetic on sizes)");
     }
 
+    std::vector<std::string> vars;
+    for (const std::string& r : refs)
+        vars.push_back(variable(r));
     // Where the node ran: called through its module's methods so the layer keeps its name.
-    const std::string path = modulePathOf(node);
-    std::string expr = render(call, tensors);
+    std::string path = modulePathOf(node);
+    if (path.empty()) // no nn_module_stack (TorchScript converted by TS2EPConverter): the module of its weight
+        for (const Json& in : inputs)
+            if (in.at("arg").contains("as_tensor")) {
+                const auto f = m_fqnOf.find(in.at("arg").at("as_tensor").at("name").get<std::string>());
+                if (f != m_fqnOf.end() && f->second.find('.') != std::string::npos) {
+                    path = f->second.substr(0, f->second.rfind('.'));
+                    break;
+                }
+            }
+    std::string expr = render(call, vars);
     if (!path.empty()) {
         const std::string method = "n" + std::to_string(index);
         std::vector<std::string> args;
         std::string params;
-        for (size_t i = 0; i < tensors.size(); ++i) {
+        for (size_t i = 0; i < refs.size(); ++i) {
             args.push_back("a" + std::to_string(i));
-            params += ", " + args.back();
+            params += ", " + args.back() + ": " + m_types.at(refs[i]);
         }
         const std::string passed = join(args, args.size(), ", ");
         const auto parts = split(path, '.');
@@ -500,35 +576,24 @@ void Importer::emitNode(const Json& node, size_t index) {
                                                                      method + "(" + passed + ")";
             m_methods[join(parts, depth + 1, ".")] += "def " + method + "(self" + params + "):\n    return " + body + "\n";
         }
-        expr = "getattr(self, " + pyString(parts[0]) + ")." + method + "(" + join(tensors, tensors.size(), ", ") + ")";
+        expr = "getattr(self, " + pyString(parts[0]) + ")." + method + "(" + join(vars, vars.size(), ", ") + ")";
     }
 
     const Json& outs = node.at("outputs");
-    if (outs.size() == 1 && outs[0].contains("as_tensor")) {
-        const std::string out = outs[0].at("as_tensor").at("name").get<std::string>();
-        m_forward += "    " + variable(out) + " = " + expr + "\n";
-        m_defined.insert(out);
+    if (outs.size() == 1 && !outs[0].contains("as_tensors")) {
+        bindOutput(outs[0], expr, nodeName);
         return;
     }
     const std::string tmp = "t" + std::to_string(index);
     m_forward += "    " + tmp + " = " + expr + "\n";
-    auto bind = [&](const Json& o, const std::string& from) {
-        if (o.contains("as_tensor")) {
-            const std::string out = o.at("as_tensor").at("name").get<std::string>();
-            m_forward += "    " + variable(out) + " = " + from + "\n";
-            m_defined.insert(out);
-        } else if (!o.contains("as_none")) {
-            fail("node " + nodeName + " returns " + o.dump() + ", which DeformScope does not read");
-        }
-    };
-    if (outs.size() == 1 && outs[0].contains("as_tensors")) {
+    if (outs.size() == 1) {
         const Json& list = outs[0].at("as_tensors");
         for (size_t i = 0; i < list.size(); ++i)
-            bind(Json{{"as_tensor", list[i]}}, tmp + "[" + std::to_string(i) + "]");
+            bindOutput(Json{{"as_tensor", list[i]}}, tmp + "[" + std::to_string(i) + "]", nodeName);
         return;
     }
     for (size_t i = 0; i < outs.size(); ++i)
-        bind(outs[i], tmp + "[" + std::to_string(i) + "]");
+        bindOutput(outs[i], tmp + "[" + std::to_string(i) + "]", nodeName);
 }
 
 Pt2Import Importer::run(torch::jit::Module& out) {
@@ -583,16 +648,6 @@ Pt2Import Importer::run(torch::jit::Module& out) {
         const Json& gm = program.at("graph_module");
         const Json& graph = gm.at("graph");
         const Json& signature = gm.at("signature");
-        // Dynamic shapes: sizes are symbols the graph computes with (sym_size, arithmetic on them).
-        if (graph.contains("sym_int_values") && !graph.at("sym_int_values").empty()) {
-            std::string symbols;
-            const Json ranges = program.value("range_constraints", Json::object());
-            for (const auto& [name, value] : ranges.items())
-                symbols += (symbols.empty() ? "" : ", ") + name;
-            fail("exported with dynamic shapes" + (symbols.empty() ? std::string() : " (symbols " + symbols + ")") +
-                 ", which DeformScope does not read yet: export with static shapes (torch.export.export without "
-                 "dynamic_shapes=) at the input size you will analyse");
-        }
 
         m_cu = std::make_shared<torch::jit::CompilationUnit>();
         out = torch::jit::Module("__torch__.deformscope.pt2.Program", m_cu, true);
@@ -614,7 +669,7 @@ Pt2Import Importer::run(torch::jit::Module& out) {
                     fail("an input that is not a tensor (" + s.at("arg").dump() + "): DeformScope feeds images");
                 value = s.at("arg").at("as_tensor").at("name").get<std::string>();
                 params += ", " + inputVariable(value) + ": Tensor";
-                m_defined.insert(value);
+                m_types[value] = "Tensor";
                 continue;
             }
             if (kind == "parameter") {
@@ -637,7 +692,8 @@ Pt2Import Importer::run(torch::jit::Module& out) {
             for (const std::string& part : split(fqn, '.'))
                 access = "getattr(" + access + ", " + pyString(part) + ")";
             loads += "    " + variable(value) + " = " + access + "\n";
-            m_defined.insert(value);
+            m_fqnOf[value] = fqn;
+            m_types[value] = "Tensor";
         }
         m_forward = loads;
         const Json& nodes = graph.at("nodes");
@@ -653,7 +709,7 @@ Pt2Import Importer::run(torch::jit::Module& out) {
             if (!arg.contains("as_tensor"))
                 fail("an output that is not a tensor (" + arg.dump() + ")");
             const std::string name = arg.at("as_tensor").at("name").get<std::string>();
-            if (!m_defined.count(name))
+            if (!m_types.count(name))
                 fail("the program returns " + name + ", which its graph does not define");
             returns.push_back(variable(name));
         }

@@ -12,10 +12,13 @@
 // aten::grid_sampler and the rest are the same operators a TorchScript file
 // calls, so capture, autograd and the samplers read them unchanged.
 //
+// Dynamic shapes: the graph's symbolic sizes (sym_size and Python arithmetic on
+// them) become sizes read from the tensors at run time, so such a program runs at
+// any input size its operators allow.
+//
 // Not read (each a ModelError naming the file and what): another major schema
-// version, symbolic (dynamic) shapes, higher-order operators (cond, map, ...),
-// custom objects, pickled weights, and operators nobody registered (named with
-// their node).
+// version, higher-order operators (cond, map, ...), custom objects, pickled
+// weights, and operators nobody registered (named with their node).
 #pragma once
 
 #include <c10/core/Device.h>

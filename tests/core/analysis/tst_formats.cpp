@@ -109,7 +109,6 @@ private Q_SLOTS:
         QTest::newRow("truncated") << "bad_truncated.pt2" << "a damaged .pt2 archive, truncated";
         QTest::newRow("not an archive") << "bad_not_an_archive.pt2" << "not a torch.export archive";
         QTest::newRow("newer schema") << "bad_newer_schema.pt2" << "written with torch.export schema 99.";
-        QTest::newRow("dynamic shapes") << "bad_dynamic.pt2" << "exported with dynamic shapes";
         QTest::newRow("unregistered op") << "bad_unregistered.pt2" << "node roi_align calls torchvision::roi_align";
     }
     void damagedOrUnsupportedArchivesAreRefusedClearly() {
@@ -127,6 +126,23 @@ private Q_SLOTS:
         const auto [code, text] = cliInfo(file.toStdString());
         QCOMPARE(code, 2);
         QVERIFY2(text.contains(says), qPrintable(text));
+    }
+
+    void dynamicShapesRunAtAnySize() {
+        // Exported with a dynamic height and width: the symbolic sizes are read from the
+        // tensors at run time, so the program runs at the export size and at others.
+        const model::LoadedModel dynamic = model::LoadedModel::load(fixture("dynamic.pt2"));
+        const model::LoadedModel fixed = model::LoadedModel::load(fixture("net.pt2"));
+        const at::Tensor x = common::readNpy(fixture("net_input.npy")).to(at::kFloat);
+        const at::Tensor eager = common::readNpy(fixture("net_output.npy")).to(at::kFloat);
+        QVERIFY(relativeL1(dynamic.forward(x).detach(), eager) < 1e-5);
+        const at::Tensor other = at::rand({1, 3, 32, 36});
+        const at::Tensor y = dynamic.forward(other).detach();
+        QCOMPARE(y.sizes().vec(), (std::vector<int64_t>{1, 4, 32, 36}));
+        const AnalysisSession a(fixed, x), b(dynamic, x);
+        QCOMPARE(b.graph().toTable(), a.graph().toTable());
+        const AnalysisSession small(dynamic, other);
+        QCOMPARE(small.graph().find("layer1.1.dcn")->feature_size, (std::array<int64_t, 2>{32, 36}));
     }
 
     void infoSaysTheFormat() {
