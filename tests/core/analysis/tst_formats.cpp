@@ -145,6 +145,30 @@ private Q_SLOTS:
         QCOMPARE(small.graph().find("layer1.1.dcn")->feature_size, (std::array<int64_t, 2>{32, 36}));
     }
 
+    void theBundledSamplePt2ReadsAsItsTorchScript() {
+        // sample_models/dcn_v2.pt2 (sample_models/export_pt2.py from dcn_v2.pt): same metadata,
+        // layers, output, sampling points and ERF.
+        const std::string dir = std::string(DEFORMSCOPE_SOURCE_DIR) + "/sample_models/";
+        const model::LoadedModel ts = model::LoadedModel::load(dir + "dcn_v2.pt");
+        const model::LoadedModel pt2 = model::LoadedModel::load(dir + "dcn_v2.pt2");
+        QCOMPARE(pt2.metadata().toJson().dump(), ts.metadata().toJson().dump());
+        const at::Tensor x = at::rand({1, 3, 128, 128});
+        QVERIFY(relativeL1(pt2.forward(x).detach(), ts.forward(x).detach()) < 1e-5);
+        const AnalysisSession a(ts, x), b(pt2, x);
+        QCOMPARE(b.graph().toTable(), a.graph().toTable());
+        Node node;
+        node.layer = "block3";
+        node.fy = 9;
+        node.fx = 6;
+        const SamplingTrace ta = a.sampling(node), tb = b.sampling(node);
+        QCOMPARE(tb.points.size(), ta.points.size());
+        for (size_t i = 0; i < ta.points.size(); ++i) {
+            QCOMPARE(tb.points[i].x, ta.points[i].x);
+            QCOMPARE(tb.points[i].y, ta.points[i].y);
+        }
+        QVERIFY(relativeL1(b.erf(node).map, a.erf(node).map) < 1e-5);
+    }
+
     void infoSaysTheFormat() {
         const auto [code, text] = cliInfo("net.pt2");
         QCOMPARE(code, 0);
