@@ -427,6 +427,56 @@ private Q_SLOTS:
         w->setOverlays(saved);
     }
 
+    void aPt2OpensBesideTheTorchScriptModels() {
+        // The sample DCNv2 as a torch.export archive next to the TorchScript samples:
+        // listed with its layers and badges, traced on a click like the others.
+        const QString pt2 = QStringLiteral(DEFORMSCOPE_SOURCE_DIR) + QStringLiteral("/sample_models/dcn_v2.pt2");
+        QStringList models = sampleModels();
+        models.append(pt2);
+        auto w = loadedWindow(false, models);
+        QVERIFY(w);
+        QCOMPARE(int(w->models().size()), 4);
+        QCOMPARE(w->models()[3].layers.size(), w->models()[2].layers.size());
+        auto* modelBox = w->findChild<QComboBox*>(QStringLiteral("modelBox"));
+        QVERIFY(modelBox);
+        modelBox->setCurrentIndex(3);
+        QTreeWidget* list = w->layerList();
+        bool dcnBadge = false;
+        for (int i = 0; i < list->topLevelItemCount(); ++i)
+            dcnBadge = dcnBadge || (list->topLevelItem(i)->text(0) == QLatin1String("block3") &&
+                                    list->topLevelItem(i)->text(1).trimmed() == QLatin1String("DCNv2"));
+        QVERIFY(dcnBadge);
+        modelBox->setCurrentIndex(0);
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->selectPoint(QPointF(64, 64));
+        QVERIFY(waitFor(result));
+        ClickViewPtr r = w->result();
+        for (int tries = 0; tries < 20 && r && r->columns.size() != 4; ++tries) {
+            QVERIFY(waitFor(result, result.count() + 1));
+            r = w->result();
+        }
+        QVERIFY(r);
+        QCOMPARE(int(r->columns.size()), 4);
+        // The archive's column traces the same points as dcn_v2.pt's.
+        QVERIFY2(r->columns[3].error.isEmpty(), qPrintable(r->columns[3].error));
+        QCOMPARE(r->columns[3].sampling.points.size(), r->columns[2].sampling.points.size());
+        QVERIFY(!r->columns[3].sampling.points.empty());
+
+        // A damaged archive: an error naming it; the four models stay.
+        const QString bad = m_dir.filePath(QStringLiteral("cut.pt2"));
+        {
+            QFile in(pt2), out(bad);
+            QVERIFY(in.open(QIODevice::ReadOnly) && out.open(QIODevice::WriteOnly));
+            out.write(in.read(in.size() / 2));
+        }
+        QSignalSpy error(w.get(), &MainWindow::errorShown);
+        w->openModels({bad});
+        QVERIFY(waitFor(error));
+        QVERIFY2(w->errorText().contains(bad) && w->errorText().contains(QStringLiteral("damaged .pt2 archive")),
+                 qPrintable(w->errorText()));
+        QCOMPARE(int(w->models().size()), 4);
+    }
+
     void aBadModelShowsAnErrorAndLeavesTheWindowUsable() {
         auto w = loadedWindow();
         QVERIFY(w);
