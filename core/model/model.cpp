@@ -1,6 +1,7 @@
 #include "core/model/model.h"
 
 #include "core/model/op_adapter.h"
+#include "core/common/json_file.h"
 #include "core/model/import_pt2.h"
 #include "core/ops/grid_sampler_backward.h"
 #include "core/ops/registration.h"
@@ -137,6 +138,17 @@ void LoadedModel::settleInputs(Impl& impl, const std::vector<std::string>& requi
     impl.inputNames = {declared == 1 ? md.inputNames[0] : required[0]};
 }
 
+// The side file's text when it holds any of deformscope.json's metadata keys, else "".
+static std::string sideMetadata(const std::string& sideFile) {
+    static const char* keys[] = {"input_size", "mean",    "std",    "color_order", "class_names", "suggested_layer",
+                                 "task",       "description", "inputs", "frames",      "frame_layout"};
+    const common::Json j = common::readJsonFile(sideFile); // already read once: valid JSON
+    for (const char* k : keys)
+        if (j.contains(k))
+            return j.dump();
+    return "";
+}
+
 LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device) {
     ops::registerOperators();
     ops::registerSparseGridSamplerBackward();
@@ -193,7 +205,17 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
     if (required.empty())
         throw ModelError(path + ": forward takes no inputs; DeformScope feeds image tensors [N, 3, H, W]");
     const std::string& json = extra[kMetadataFile];
-    if (json.empty()) {
+    // Without an embedded deformscope.json, the side file's metadata keys (a model
+    // exported without extra files: a converted .pt2, someone else's TorchScript file).
+    const std::string side = json.empty() && !declared.sideFile.empty() ? sideMetadata(declared.sideFile) : "";
+    if (!side.empty()) {
+        try {
+            impl->metadata = ModelMetadata::parse(side);
+        } catch (const std::exception& e) {
+            throw ModelError(declared.sideFile + ": " + e.what());
+        }
+        impl->notes.push_back("input settings from " + declared.sideFile + " (the model has no " + kMetadataFile + ")");
+    } else if (json.empty()) {
         impl->notes.push_back(std::string("no ") + kMetadataFile +
                               " in the model: using defaults (the image's own size, RGB in [0,1], ImageNet "
                               "mean/std)");

@@ -11,7 +11,9 @@
 
 #include <ATen/ATen.h>
 
+#include <QFile>
 #include <QProcess>
+#include <QTemporaryDir>
 #include <QtTest>
 
 #include <string>
@@ -167,6 +169,39 @@ private Q_SLOTS:
             QCOMPARE(tb.points[i].y, ta.points[i].y);
         }
         QVERIFY(relativeL1(b.erf(node).map, a.erf(node).map) < 1e-5);
+    }
+
+    void aSideFileGivesTheInputSettingsOfAnArchiveWithout() {
+        // dynamic.pt2 was saved without extra files: <model>.deformscope.json next to it
+        // gives its input settings; a wrong value there names the side file.
+        QTemporaryDir dir;
+        QVERIFY(dir.isValid());
+        const std::string model = dir.filePath(QStringLiteral("net.pt2")).toStdString();
+        QVERIFY(QFile::copy(QString::fromStdString(fixture("dynamic.pt2")), QString::fromStdString(model)));
+        QCOMPARE(model::LoadedModel::load(model).metadata().fromFile, false);
+        const QString side = dir.filePath(QStringLiteral("net.deformscope.json"));
+        auto write = [&](const QByteArray& text) {
+            QFile f(side);
+            QVERIFY(f.open(QIODevice::WriteOnly | QIODevice::Truncate));
+            f.write(text);
+        };
+        write(R"({"input_size": [32, 36], "suggested_layer": "layer1.1.dcn"})");
+        const model::LoadedModel m = model::LoadedModel::load(model);
+        QVERIFY(m.metadata().fromFile);
+        QCOMPARE(m.metadata().inputSize.value(), (std::array<int64_t, 2>{32, 36}));
+        QCOMPARE(m.metadata().suggestedLayer, std::string("layer1.1.dcn"));
+        bool said = false;
+        for (const std::string& n : m.notes())
+            said = said || n.find("net.deformscope.json") != std::string::npos;
+        QVERIFY(said);
+        write(R"({"input_size": "large"})");
+        try {
+            model::LoadedModel::load(model);
+            QFAIL("loaded");
+        } catch (const model::ModelError& e) {
+            QVERIFY2(std::string(e.what()).rfind(side.toStdString() + ": ", 0) == 0, e.what());
+            QVERIFY2(std::string(e.what()).find("input_size") != std::string::npos, e.what());
+        }
     }
 
     void infoSaysTheFormat() {
