@@ -53,6 +53,9 @@ struct Run {
     std::optional<analysis::SaliencyResult> saliency;
     std::optional<analysis::KernelView> kernel;
     std::optional<MotionReport> motion; // --what motion / --propagate (video.h)
+    // The last motion report, kept across analyseNode's clearing: a later click on the
+    // same run reuses its field and flows (they do not depend on the node).
+    std::optional<MotionReport> motionKept;
     at::Tensor object; // [H, W] uint8 on the input grid, or undefined
     std::string objectSource;
     std::optional<analysis::ObjectMetrics> objectMetrics;

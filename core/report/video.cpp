@@ -186,23 +186,50 @@ Json pointsJson(const std::vector<std::array<double, 2>>& points) {
 
 } // namespace
 
+namespace {
+
+// Whether the run's last motion report answered the same question: the motion field
+// and both flows depend only on the run's frames (a new image makes a new Run), the
+// layer and the alarm threshold, not on the clicked node.
+bool sameMotion(const Run& r, const common::AnalysisRequest& rq) {
+    const std::optional<MotionReport>& k = r.motionKept;
+    if (!k || !k->field.mean.defined() || k->field.alarmThresholdPx != rq.motionAlarmPx)
+        return false;
+    if (!rq.motionLayer.empty())
+        return rq.motionLayer == k->field.layer;
+    const std::vector<int> aligned = analysis::alignmentLayers(r.session->graph());
+    return !aligned.empty() && r.session->graph().layers()[size_t(aligned.back())].name == k->field.layer;
+}
+
+} // namespace
+
 void analyseMotion(Run& r, const common::AnalysisRequest& rq) {
     const auto t0 = std::chrono::steady_clock::now();
     MotionReport m;
-    try {
-        m.field = analysis::motionField(*r.session, rq.motionLayer, rq.motionAlarmPx);
-    } catch (const analysis::AnalysisError& e) {
-        throw UsageError(e.what());
-    }
-    m.seconds = secondsSince(t0);
     const int64_t I = r.session->frames(), H = r.image.height, W = r.image.width / I;
-    const auto t1 = std::chrono::steady_clock::now();
-    const std::vector<at::Tensor> frames = framesRgb(r);
-    const at::Tensor& a = frames.at(size_t(m.field.reference));
-    const at::Tensor& b = frames.at(size_t(m.field.support));
-    m.flow = imaging::opticalFlow(a, b, imaging::FlowMethod::Dis);
-    m.flowSeconds = secondsSince(t1);
-    m.farneback = imaging::opticalFlow(a, b, imaging::FlowMethod::Farneback);
+    if (sameMotion(r, rq)) {
+        // A later click on the same frames (the GUI): the field and the flows are kept;
+        // what depends on the node's object and the labels is computed again below.
+        m.field = r.motionKept->field;
+        m.flow = r.motionKept->flow;
+        m.farneback = r.motionKept->farneback;
+        m.seconds = secondsSince(t0);
+        m.flowSeconds = 0;
+    } else {
+        try {
+            m.field = analysis::motionField(*r.session, rq.motionLayer, rq.motionAlarmPx);
+        } catch (const analysis::AnalysisError& e) {
+            throw UsageError(e.what());
+        }
+        m.seconds = secondsSince(t0);
+        const auto t1 = std::chrono::steady_clock::now();
+        const std::vector<at::Tensor> frames = framesRgb(r);
+        const at::Tensor& a = frames.at(size_t(m.field.reference));
+        const at::Tensor& b = frames.at(size_t(m.field.support));
+        m.flow = imaging::opticalFlow(a, b, imaging::FlowMethod::Dis);
+        m.flowSeconds = secondsSince(t1);
+        m.farneback = imaging::opticalFlow(a, b, imaging::FlowMethod::Farneback);
+    }
     // Inside the object: its part on the reference frame.
     at::Tensor region;
     if (r.object.defined())
@@ -254,6 +281,7 @@ void analyseMotion(Run& r, const common::AnalysisRequest& rq) {
         }
     }
     r.motion = std::move(m);
+    r.motionKept = r.motion;
 }
 
 double motionColourScale(const MotionReport& m) {

@@ -2,6 +2,7 @@
 // opens side by side, a click on either frame picks the same node, and the
 // alignment layer's points are drawn on the support frame; the motion overlay
 // and a label carried from one frame to the other; the bundled sample pair.
+#include "core/report/report.h"
 #include "ui/app/app_settings.h"
 #include "ui/app/main_window.h"
 #include "ui/app/video_dialog.h"
@@ -23,6 +24,7 @@
 #include <utility>
 
 using namespace deformscope::ui;
+namespace report = deformscope::report;
 
 namespace {
 
@@ -83,6 +85,36 @@ class TestVideoWindow : public QObject {
     std::unique_ptr<AppSettings> m_settings;
 
 private Q_SLOTS:
+    void aSecondClickKeepsTheMotionFieldAndTheFlows() {
+        // The motion field and both flows depend on the frames, the layer and the alarm
+        // threshold only: a second click on the same frames (the GUI's run) keeps them;
+        // a new threshold computes them again.
+        const std::string dir = DEFORMSCOPE_VIDEO_FIXTURE_DIR;
+        report::InputSource inputs;
+        inputs.images = {dir + "/square_a.png", dir + "/square_b.png"};
+        deformscope::common::AnalysisRequest rq;
+        rq.what.saliency = false;
+        rq.what.motion = true;
+        report::Run r = report::prepareRun(dir + "/translate.pt", inputs, rq);
+        rq.at = deformscope::common::Location{deformscope::common::Grid::Original, 20, 25};
+        report::analyseNode(r, rq);
+        report::analyseMotion(r, rq);
+        QVERIFY(r.motion);
+        const report::MotionReport first = *r.motion;
+        rq.at = deformscope::common::Location{deformscope::common::Grid::Original, 30, 14};
+        report::analyseNode(r, rq);
+        report::analyseMotion(r, rq);
+        QVERIFY(r.motion->flow.is_same(first.flow));
+        QVERIFY(r.motion->farneback.is_same(first.farneback));
+        QVERIFY(r.motion->field.mean.is_same(first.field.mean));
+        QCOMPARE(r.motion->vsFlow.epePx, first.vsFlow.epePx);
+        rq.motionAlarmPx = 1;
+        report::analyseMotion(r, rq);
+        QVERIFY(!r.motion->flow.is_same(first.flow));
+        QVERIFY(r.motion->flow.equal(first.flow));
+        QVERIFY(r.motion->field.alarm); // a mean |offset| of 2.5 px is above the new 1 px threshold
+    }
+
     void initTestCase() {
         QVERIFY(m_dir.isValid());
         m_settings = std::make_unique<AppSettings>(m_dir.filePath(QStringLiteral("settings.ini")));
