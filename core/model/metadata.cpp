@@ -28,6 +28,17 @@ std::string text(const Json& j, const char* key) {
 
 } // namespace
 
+bool ModelMetadata::holdsAny(const Json& object) {
+    static const char* keys[] = {"input_size", "mean",        "std",    "color_order", "class_names", "suggested_layer",
+                                 "task",       "description", "inputs", "frames",      "frame_layout"};
+    if (!object.is_object())
+        return false;
+    for (const char* k : keys)
+        if (object.contains(k))
+            return true;
+    return false;
+}
+
 ModelMetadata ModelMetadata::parse(const std::string& jsonText) {
     const Json root = common::parseJson(jsonText, kMetadataFile);
     if (!root.is_object())

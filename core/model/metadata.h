@@ -36,6 +36,9 @@ struct ModelMetadata {
     // Parses deformscope.json. Unknown keys are ignored; a present key with a
     // wrong type or value throws std::runtime_error naming the key.
     static ModelMetadata parse(const std::string& jsonText);
+    // Whether a JSON object holds any key parse reads (a side file may hold only
+    // custom operators).
+    static bool holdsAny(const nlohmann::ordered_json& object);
     nlohmann::ordered_json toJson() const;
 };
 

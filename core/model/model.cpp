@@ -1,7 +1,6 @@
 #include "core/model/model.h"
 
 #include "core/model/op_adapter.h"
-#include "core/common/json_file.h"
 #include "core/model/import_pt2.h"
 #include "core/ops/grid_sampler_backward.h"
 #include "core/ops/registration.h"
@@ -138,17 +137,6 @@ void LoadedModel::settleInputs(Impl& impl, const std::vector<std::string>& requi
     impl.inputNames = {declared == 1 ? md.inputNames[0] : required[0]};
 }
 
-// The side file's text when it holds any of deformscope.json's metadata keys, else "".
-static std::string sideMetadata(const std::string& sideFile) {
-    static const char* keys[] = {"input_size", "mean",    "std",    "color_order", "class_names", "suggested_layer",
-                                 "task",       "description", "inputs", "frames",      "frame_layout"};
-    const common::Json j = common::readJsonFile(sideFile); // already read once: valid JSON
-    for (const char* k : keys)
-        if (j.contains(k))
-            return j.dump();
-    return "";
-}
-
 LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device) {
     ops::registerOperators();
     ops::registerSparseGridSamplerBackward();
@@ -207,10 +195,9 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
     const std::string& json = extra[kMetadataFile];
     // Without an embedded deformscope.json, the side file's metadata keys (a model
     // exported without extra files: a converted .pt2, someone else's TorchScript file).
-    const std::string side = json.empty() && !declared.sideFile.empty() ? sideMetadata(declared.sideFile) : "";
-    if (!side.empty()) {
+    if (json.empty() && !declared.sideMetadata.empty()) {
         try {
-            impl->metadata = ModelMetadata::parse(side);
+            impl->metadata = ModelMetadata::parse(declared.sideMetadata);
         } catch (const std::exception& e) {
             throw ModelError(declared.sideFile + ": " + e.what());
         }

@@ -1,6 +1,7 @@
 #include "core/model/op_adapter.h"
 
 #include "core/common/json_file.h"
+#include "core/model/metadata.h"
 
 #include <nlohmann/json.hpp>
 
@@ -126,6 +127,8 @@ OpDeclarations readSideFile(const std::string& modelPath) {
         }
     }
     addAdapters(d, nlohmann::json(j), side);
+    if (ModelMetadata::holdsAny(j))
+        d.sideMetadata = j.dump();
     return d;
 }
 

@@ -35,11 +35,12 @@ struct OpDeclarations {
     std::vector<OpAdapter> adapters;
     std::vector<std::string> libraries; // absolute paths
     std::string sideFile;               // the side file read, "" if none
+    std::string sideMetadata;           // its text when it holds metadata keys (ModelMetadata::holdsAny), else ""
 };
 
 // The side file of a model path ("dir/net.pt" -> "dir/net.deformscope.json").
 std::string sideFileOf(const std::string& modelPath);
-// Reads the side file (libraries and adapters); std::runtime_error naming the file.
+// Reads the side file (libraries, adapters, and metadata keys); std::runtime_error naming the file.
 OpDeclarations readSideFile(const std::string& modelPath);
 // Adds the adapters of an embedded deformscope.json text.
 void addEmbeddedAdapters(OpDeclarations& d, const std::string& embeddedJson, const std::string& where);
