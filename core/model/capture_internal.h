@@ -5,11 +5,11 @@
 
 #include "core/model/capture.h"
 
-#include <optional>
 #include <ATen/core/ivalue.h>
 
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 

@@ -17,7 +17,6 @@
 #include <map>
 #include <memory>
 #include <set>
-#include <sstream>
 
 namespace deformscope::model {
 
@@ -41,14 +40,14 @@ private:
     std::string record(const std::string& name);
     Json jsonRecord(const std::string& name);
     at::Tensor readTensor(const std::string& record, const Json& meta, const std::string& fqn);
-    void readTensors(const std::string& folder, std::map<std::string, std::pair<at::Tensor, bool>>& into);
+    void readTensors(const std::string& folder, const std::string& config, std::map<std::string, at::Tensor>& into);
 
     torch::jit::Module& moduleAt(const std::vector<std::string>& path);
     void addAttribute(const std::string& fqn, const at::Tensor& t, bool parameter);
 
     std::string variable(const std::string& exportName);
     std::string inputVariable(const std::string& exportName);
-    std::string argument(const Json& arg, const std::string& node, std::vector<std::string>& tensors);
+    std::string argument(const Json& arg, const std::string& node, std::vector<std::string>& refs);
     std::string valueRef(const std::string& name, std::vector<std::string>& refs);
     std::string symbolic(const Json& v, const std::string& node, std::vector<std::string>& refs);
     void bindOutput(const Json& o, const std::string& from, const std::string& node);
@@ -251,20 +250,19 @@ at::Tensor Importer::readTensor(const std::string& rec, const Json& meta, const 
     return storage.as_strided(sizes, strides, offset).clone().to(m_device);
 }
 
-void Importer::readTensors(const std::string& folder, std::map<std::string, std::pair<at::Tensor, bool>>& into) {
-    const std::string configName = folder + "/" + (folder.ends_with("weights") ? "model_weights_config.json"
-                                                                               : "model_constants_config.json");
+// The tensors a folder's config file lists (by fully qualified name), into `into`.
+void Importer::readTensors(const std::string& folder, const std::string& config, std::map<std::string, at::Tensor>& into) {
+    const std::string configName = folder + "/" + config;
     if (!m_reader->hasRecord(configName))
         return;
-    const Json config = jsonRecord(configName);
-    if (!config.contains("config"))
+    const Json listed = jsonRecord(configName);
+    if (!listed.contains("config"))
         return;
-    for (const auto& [fqn, entry] : config.at("config").items()) {
+    for (const auto& [fqn, entry] : listed.at("config").items()) {
         if (entry.value("use_pickle", false))
             fail(fqn + " is stored pickled; DeformScope reads the raw tensors torch.export.save writes by default");
-        const bool param = entry.value("is_param", false);
-        into[fqn] = {readTensor(folder + "/" + entry.at("path_name").get<std::string>(), entry.at("tensor_meta"), fqn),
-                     param};
+        // (Whether it is a parameter comes from the program's signature, not from is_param.)
+        into[fqn] = readTensor(folder + "/" + entry.at("path_name").get<std::string>(), entry.at("tensor_meta"), fqn);
     }
 }
 
@@ -653,9 +651,9 @@ Pt2Import Importer::run(torch::jit::Module& out) {
         out = torch::jit::Module("__torch__.deformscope.pt2.Program", m_cu, true);
         m_top = &out;
 
-        std::map<std::string, std::pair<at::Tensor, bool>> tensors;
-        readTensors("data/weights", tensors);
-        readTensors("data/constants", tensors);
+        std::map<std::string, at::Tensor> tensors;
+        readTensors("data/weights", "model_weights_config.json", tensors);
+        readTensors("data/constants", "model_constants_config.json", tensors);
 
         // The graph's inputs: parameters, buffers and constants become attributes, the user's inputs forward's arguments.
         std::string params;
@@ -687,7 +685,7 @@ Pt2Import Importer::run(torch::jit::Module& out) {
             const auto t = tensors.find(fqn);
             if (t == tensors.end())
                 fail("the weights of " + fqn + " are missing from the archive");
-            addAttribute(fqn, t->second.first, kind == "parameter");
+            addAttribute(fqn, t->second, kind == "parameter");
             std::string access = "self";
             for (const std::string& part : split(fqn, '.'))
                 access = "getattr(" + access + ", " + pyString(part) + ")";

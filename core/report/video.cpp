@@ -184,10 +184,6 @@ Json pointsJson(const std::vector<std::array<double, 2>>& points) {
     return a;
 }
 
-} // namespace
-
-namespace {
-
 // Whether the run's last motion report answered the same question: the motion field
 // and both flows depend only on the run's frames (a new image makes a new Run), the
 // layer and the alarm threshold, not on the clicked node.
