@@ -4,6 +4,10 @@ DEFORMSCOPE_CACHE="${DEFORMSCOPE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/deformsc
 # Pinned: torch 2.11.0 (new C++ ABI, CUDA 13.0 wheel) and its matching torchvision.
 DEFORMSCOPE_TORCH_VERSION="2.11.0"
 DEFORMSCOPE_TORCHVISION_VERSION="0.26.0"
+# For the ONNX tests' exports and their second reference (onnxruntime).
+DEFORMSCOPE_ONNX_VERSION="1.23.2"
+DEFORMSCOPE_ONNXSCRIPT_VERSION="0.7.2"
+DEFORMSCOPE_ONNXRUNTIME_VERSION="1.31.1"
 DEFORMSCOPE_VENV="${DEFORMSCOPE_VENV:-$DEFORMSCOPE_CACHE/venv-torch$DEFORMSCOPE_TORCH_VERSION}"
 # A Python that already has torch + torchvision (e.g. on a GPU machine without
 # internet) can be named instead of the venv: DEFORMSCOPE_PYTHON=python3.

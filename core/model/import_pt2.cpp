@@ -1,12 +1,11 @@
 #include "core/model/import_pt2.h"
 
 #include "core/model/model.h"
+#include "core/model/script_builder.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <caffe2/serialize/inline_container.h>
 #include <nlohmann/json.hpp>
-#include <torch/csrc/jit/frontend/resolver.h>
-#include <torch/csrc/jit/frontend/sugared_value.h>
 #include <torch/script.h>
 
 #include <algorithm>
@@ -16,7 +15,6 @@
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <set>
 
 namespace deformscope::model {
 
@@ -42,63 +40,19 @@ private:
     at::Tensor readTensor(const std::string& record, const Json& meta, const std::string& fqn);
     void readTensors(const std::string& folder, const std::string& config, std::map<std::string, at::Tensor>& into);
 
-    torch::jit::Module& moduleAt(const std::vector<std::string>& path);
-    void addAttribute(const std::string& fqn, const at::Tensor& t, bool parameter);
-
-    std::string variable(const std::string& exportName);
-    std::string inputVariable(const std::string& exportName);
     std::string argument(const Json& arg, const std::string& node, std::vector<std::string>& refs);
     std::string valueRef(const std::string& name, std::vector<std::string>& refs);
     std::string symbolic(const Json& v, const std::string& node, std::vector<std::string>& refs);
-    void bindOutput(const Json& o, const std::string& from, const std::string& node);
-    void emitNode(const Json& node, size_t index);
+    std::pair<std::string, std::string> outputOf(const Json& o, const std::string& node);
+    void emitNode(const Json& node);
 
     std::string m_path;
     c10::Device m_device;
     std::unique_ptr<caffe2::serialize::PyTorchStreamReader> m_reader;
-    std::shared_ptr<torch::jit::CompilationUnit> m_cu;
-    torch::jit::Module* m_top = nullptr;
-    std::map<std::string, torch::jit::Module> m_modules; // dotted path -> submodule
-    std::map<std::string, std::string> m_vars;           // export value name -> source variable
-    std::set<std::string> m_usedVars;
-    std::map<std::string, std::string> m_fqnOf;          // export value name -> parameter/buffer name
-    std::map<std::string, std::string> m_types;          // export value name -> TorchScript type, when defined
-    std::string m_forward;                               // forward's body
-    // Methods per module path (dotted; "" never), defined deepest first.
-    std::map<std::string, std::string> m_methods;
-    int m_classes = 0;
+    std::unique_ptr<ScriptBuilder> m_builder;
 };
-
-// Resolves the operator namespaces the generated source calls ("ops_aten.conv2d",
-// "ops_torchvision.deform_conv2d") and "torch" (torch.device) to builtin operators.
-struct OpsResolver : torch::jit::Resolver {
-    std::shared_ptr<torch::jit::SugaredValue> resolveValue(const std::string& name, torch::jit::GraphFunction&,
-                                                           const torch::jit::SourceRange&) override {
-        if (name == "torch")
-            return std::make_shared<torch::jit::BuiltinModule>("aten");
-        if (name.rfind("ops_", 0) == 0)
-            return std::make_shared<torch::jit::BuiltinModule>(name.substr(4));
-        return nullptr;
-    }
-    c10::TypePtr resolveType(const std::string&, const torch::jit::SourceRange&) override { return nullptr; }
-};
-
-std::string pyString(const std::string& s) {
-    std::string out = "\"";
-    for (char c : s) {
-        if (c == '\\' || c == '"')
-            out += '\\';
-        if (c == '\n') {
-            out += "\\n";
-            continue;
-        }
-        out += c;
-    }
-    return out + "\"";
-}
 
 std::string pyFloat(const Json& v) {
-    double d = 0;
     if (v.is_string()) { // the schema writes non-finite floats as strings
         const std::string s = v.get<std::string>();
         if (s == "Infinity")
@@ -107,20 +61,9 @@ std::string pyFloat(const Json& v) {
             return "float(\"-inf\")";
         if (s == "NaN")
             return "float(\"nan\")";
-        d = std::stod(s);
-    } else {
-        d = v.get<double>();
+        return deformscope::model::pyFloat(std::stod(s));
     }
-    if (std::isinf(d))
-        return d > 0 ? "float(\"inf\")" : "float(\"-inf\")";
-    if (std::isnan(d))
-        return "float(\"nan\")";
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.17g", d);
-    std::string s = buf;
-    if (s.find_first_of(".eE") == std::string::npos)
-        s += ".0";
-    return s;
+    return deformscope::model::pyFloat(v.get<double>());
 }
 
 std::string pyBool(const Json& v) { return v.get<bool>() ? "True" : "False"; }
@@ -150,28 +93,6 @@ std::optional<c10::ScalarType> scalarType(int code) {
     }
 }
 
-std::vector<std::string> split(const std::string& s, char sep) {
-    std::vector<std::string> parts;
-    std::string cur;
-    for (char c : s) {
-        if (c == sep) {
-            parts.push_back(cur);
-            cur.clear();
-        } else {
-            cur += c;
-        }
-    }
-    parts.push_back(cur);
-    return parts;
-}
-
-std::string join(const std::vector<std::string>& parts, size_t count, const std::string& sep) {
-    std::string out;
-    for (size_t i = 0; i < count && i < parts.size(); ++i)
-        out += (i ? sep : "") + parts[i];
-    return out;
-}
-
 // The module the node ran in, from its nn_module_stack ("key,path,type;..."): the
 // last entry's path, "" for the root.
 std::string modulePathOf(const Json& node) {
@@ -179,8 +100,8 @@ std::string modulePathOf(const Json& node) {
     if (md == node.end() || !md->is_object() || !md->contains("nn_module_stack"))
         return "";
     const std::string stack = md->at("nn_module_stack").get<std::string>();
-    const auto entries = split(stack, ';');
-    const auto fields = split(entries.back(), ',');
+    const auto entries = splitDotted(stack, ';');
+    const auto fields = splitDotted(entries.back(), ',');
     return fields.size() >= 2 ? fields[1] : "";
 }
 
@@ -266,81 +187,16 @@ void Importer::readTensors(const std::string& folder, const std::string& config,
     }
 }
 
-torch::jit::Module& Importer::moduleAt(const std::vector<std::string>& path) {
-    torch::jit::Module* cur = m_top;
-    std::string dotted;
-    for (const std::string& part : path) {
-        dotted += (dotted.empty() ? "" : ".") + part;
-        auto it = m_modules.find(dotted);
-        if (it == m_modules.end()) {
-            torch::jit::Module sub("__torch__.deformscope.pt2.Module" + std::to_string(m_classes++), m_cu, true);
-            cur->register_module(part, sub);
-            it = m_modules.emplace(dotted, sub).first;
-        }
-        cur = &it->second;
-    }
-    return *cur;
-}
-
-void Importer::addAttribute(const std::string& fqn, const at::Tensor& t, bool parameter) {
-    auto parts = split(fqn, '.');
-    const std::string leaf = parts.back();
-    parts.pop_back();
-    torch::jit::Module& m = moduleAt(parts);
-    if (m.hasattr(leaf))
-        return;
-    if (parameter)
-        m.register_parameter(leaf, t, false);
-    else
-        m.register_buffer(leaf, t);
-}
-
-std::string Importer::variable(const std::string& exportName) {
-    auto it = m_vars.find(exportName);
-    if (it != m_vars.end())
-        return it->second;
-    std::string base = "v_";
-    for (char c : exportName)
-        base += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-    std::string name = base;
-    for (int n = 2; m_usedVars.count(name); ++n)
-        name = base + "_" + std::to_string(n);
-    m_usedVars.insert(name);
-    m_vars[exportName] = name;
-    return name;
-}
-
-// A user input keeps its name as forward's argument (DeformScope names the frames by
-// them) when it is a plain identifier; otherwise it is a variable like the others.
-std::string Importer::inputVariable(const std::string& exportName) {
-    static const std::set<std::string> reserved{"self", "and", "as", "assert", "break", "class", "continue", "def",
-                                                "del", "elif", "else", "except", "False", "finally", "for", "from",
-                                                "global", "if", "import", "in", "is", "lambda", "None", "nonlocal",
-                                                "not", "or", "pass", "raise", "return", "True", "try", "while",
-                                                "with", "yield", "torch", "float", "int", "bool", "str", "len"};
-    bool plain = !exportName.empty() && !std::isdigit(static_cast<unsigned char>(exportName[0])) &&
-                 exportName.rfind("ops_", 0) != 0 && !reserved.count(exportName) && !m_usedVars.count(exportName);
-    for (char c : exportName)
-        plain = plain && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
-    if (!plain)
-        return variable(exportName);
-    m_usedVars.insert(exportName);
-    m_vars[exportName] = exportName;
-    return exportName;
-}
-
-// A value in a node's call (a tensor, or a symbolic size computed at run time): a
-// placeholder for the node's i-th reference (`refs` lists their export names), filled
-// by render() with the variables themselves (in forward) or with the arguments a0, a1,
-// ... (in a module's method).
+// A value in a node's call (a tensor, or a symbolic size computed at run time): the
+// placeholder for the node's i-th reference (`refs` lists their export names).
 std::string Importer::valueRef(const std::string& name, std::vector<std::string>& refs) {
-    if (!m_types.count(name))
+    if (!m_builder->defined(name))
         fail("the graph uses " + name + " before defining it");
     auto it = std::find(refs.begin(), refs.end(), name);
     const size_t i = size_t(it - refs.begin());
     if (it == refs.end())
         refs.push_back(name);
-    return "\x01" + std::to_string(i) + "\x02";
+    return ScriptBuilder::ref(i);
 }
 
 // A SymInt / SymFloat / SymBool argument: its value, or the symbol computed at run time
@@ -355,20 +211,6 @@ std::string Importer::symbolic(const Json& v, const std::string& node, std::vect
     if (v.contains("as_bool"))
         return pyBool(v.at("as_bool"));
     fail("node " + node + ": a symbolic value the reader does not know (" + v.dump() + ")");
-}
-
-std::string render(const std::string& call, const std::vector<std::string>& names) {
-    std::string out;
-    for (size_t pos = 0; pos < call.size();) {
-        if (call[pos] != '\x01') {
-            out += call[pos++];
-            continue;
-        }
-        const size_t end = call.find('\x02', pos);
-        out += names[std::stoul(call.substr(pos + 1, end - pos - 1))];
-        pos = end + 1;
-    }
-    return out;
 }
 
 std::string Importer::argument(const Json& arg, const std::string& node, std::vector<std::string>& refs) {
@@ -459,30 +301,21 @@ const std::map<std::string, std::string>& infixOperators() {
     return ops;
 }
 
-void Importer::bindOutput(const Json& o, const std::string& from, const std::string& node) {
-    std::string name, type;
-    if (o.contains("as_tensor")) {
-        name = o.at("as_tensor").at("name").get<std::string>();
-        type = "Tensor";
-    } else if (o.contains("as_sym_int") && o.at("as_sym_int").contains("as_name")) {
-        name = o.at("as_sym_int").at("as_name").get<std::string>();
-        type = "int";
-    } else if (o.contains("as_sym_float") && o.at("as_sym_float").contains("as_name")) {
-        name = o.at("as_sym_float").at("as_name").get<std::string>();
-        type = "float";
-    } else if (o.contains("as_sym_bool") && o.at("as_sym_bool").contains("as_name")) {
-        name = o.at("as_sym_bool").at("as_name").get<std::string>();
-        type = "bool";
-    } else if (o.contains("as_none")) {
-        return;
-    } else {
-        fail("node " + node + " returns " + o.dump() + ", which DeformScope does not read");
-    }
-    m_forward += "    " + variable(name) + " = " + from + "\n";
-    m_types[name] = type;
+// A node output's graph value and TorchScript type ("" for None).
+std::pair<std::string, std::string> Importer::outputOf(const Json& o, const std::string& node) {
+    if (o.contains("as_tensor"))
+        return {o.at("as_tensor").at("name").get<std::string>(), "Tensor"};
+    for (const auto& [kind, type] : {std::pair<const char*, const char*>{"as_sym_int", "int"},
+                                     {"as_sym_float", "float"},
+                                     {"as_sym_bool", "bool"}})
+        if (o.contains(kind) && o.at(kind).contains("as_name"))
+            return {o.at(kind).at("as_name").get<std::string>(), type};
+    if (o.contains("as_none"))
+        return {"", ""};
+    fail("node " + node + " returns " + o.dump() + ", which DeformScope does not read");
 }
 
-void Importer::emitNode(const Json& node, size_t index) {
+void Importer::emitNode(const Json& node) {
     const std::string target = node.at("target").get<std::string>();
     std::string nodeName = target;
     for (const Json& o : node.at("outputs"))
@@ -514,7 +347,7 @@ void Importer::emitNode(const Json& node, size_t index) {
         call = f + argument(inputs[0].at("arg"), nodeName, refs) + ")";
     } else if (target.rfind("torch.ops.", 0) == 0) {
         // torch.ops.<ns>.<op>.<overload>: the operator must be registered here.
-        auto parts = split(target.substr(10), '.');
+        auto parts = splitDotted(target.substr(10));
         if (parts.size() != 3)
             fail("node " + nodeName + " calls " + target + ", which DeformScope does not read");
         // A symbolic size, stride or numel is the tensor's own at run time.
@@ -543,55 +376,31 @@ void Importer::emitNode(const Json& node, size_t index) {
              ", which DeformScope does not read (torch.ops operators and Python's arithmetic on sizes)");
     }
 
-    std::vector<std::string> vars;
-    for (const std::string& r : refs)
-        vars.push_back(variable(r));
     // Where the node ran: called through its module's methods so the layer keeps its name.
     std::string path = modulePathOf(node);
     if (path.empty()) // no nn_module_stack (TorchScript converted by TS2EPConverter): the module of its weight
         for (const Json& in : inputs)
             if (in.at("arg").contains("as_tensor")) {
-                const auto f = m_fqnOf.find(in.at("arg").at("as_tensor").at("name").get<std::string>());
-                if (f != m_fqnOf.end() && f->second.find('.') != std::string::npos) {
-                    path = f->second.substr(0, f->second.rfind('.'));
+                const std::string fqn = m_builder->attributeOf(in.at("arg").at("as_tensor").at("name").get<std::string>());
+                if (fqn.find('.') != std::string::npos) {
+                    path = fqn.substr(0, fqn.rfind('.'));
                     break;
                 }
             }
-    std::string expr = render(call, vars);
-    if (!path.empty()) {
-        const std::string method = "n" + std::to_string(index);
-        std::vector<std::string> args;
-        std::string params;
-        for (size_t i = 0; i < refs.size(); ++i) {
-            args.push_back("a" + std::to_string(i));
-            params += ", " + args.back() + ": " + m_types.at(refs[i]);
-        }
-        const std::string passed = join(args, args.size(), ", ");
-        const auto parts = split(path, '.');
-        for (size_t depth = 0; depth < parts.size(); ++depth) {
-            const std::string body = depth + 1 == parts.size() ? render(call, args)
-                                                               : "getattr(self, " + pyString(parts[depth + 1]) + ")." +
-                                                                     method + "(" + passed + ")";
-            m_methods[join(parts, depth + 1, ".")] += "def " + method + "(self" + params + "):\n    return " + body + "\n";
-        }
-        expr = "getattr(self, " + pyString(parts[0]) + ")." + method + "(" + join(vars, vars.size(), ", ") + ")";
-    }
-
     const Json& outs = node.at("outputs");
-    if (outs.size() == 1 && !outs[0].contains("as_tensors")) {
-        bindOutput(outs[0], expr, nodeName);
-        return;
+    std::vector<std::pair<std::string, std::string>> outputs;
+    bool sequence = outs.size() > 1;
+    if (outs.size() == 1 && outs[0].contains("as_tensors")) {
+        sequence = true;
+        for (const Json& t : outs[0].at("as_tensors"))
+            outputs.emplace_back(t.at("name").get<std::string>(), "Tensor");
+    } else {
+        for (const Json& o : outs)
+            outputs.push_back(outputOf(o, nodeName));
     }
-    const std::string tmp = "t" + std::to_string(index);
-    m_forward += "    " + tmp + " = " + expr + "\n";
-    if (outs.size() == 1) {
-        const Json& list = outs[0].at("as_tensors");
-        for (size_t i = 0; i < list.size(); ++i)
-            bindOutput(Json{{"as_tensor", list[i]}}, tmp + "[" + std::to_string(i) + "]", nodeName);
-        return;
-    }
-    for (size_t i = 0; i < outs.size(); ++i)
-        bindOutput(outs[i], tmp + "[" + std::to_string(i) + "]", nodeName);
+    if (outputs.size() == 1 && outputs[0].first.empty())
+        return; // returns None: nothing reads it
+    m_builder->addNode(path, refs, "    return " + call + "\n", outputs, sequence);
 }
 
 Pt2Import Importer::run(torch::jit::Module& out) {
@@ -647,17 +456,13 @@ Pt2Import Importer::run(torch::jit::Module& out) {
         const Json& graph = gm.at("graph");
         const Json& signature = gm.at("signature");
 
-        m_cu = std::make_shared<torch::jit::CompilationUnit>();
-        out = torch::jit::Module("__torch__.deformscope.pt2.Program", m_cu, true);
-        m_top = &out;
+        m_builder = std::make_unique<ScriptBuilder>("pt2", out);
 
         std::map<std::string, at::Tensor> tensors;
         readTensors("data/weights", "model_weights_config.json", tensors);
         readTensors("data/constants", "model_constants_config.json", tensors);
 
         // The graph's inputs: parameters, buffers and constants become attributes, the user's inputs forward's arguments.
-        std::string params;
-        std::string loads;
         for (const Json& spec : signature.at("input_specs")) {
             const std::string kind = spec.begin().key();
             const Json& s = spec.begin().value();
@@ -665,9 +470,7 @@ Pt2Import Importer::run(torch::jit::Module& out) {
             if (kind == "user_input") {
                 if (!s.at("arg").contains("as_tensor"))
                     fail("an input that is not a tensor (" + s.at("arg").dump() + "): DeformScope feeds images");
-                value = s.at("arg").at("as_tensor").at("name").get<std::string>();
-                params += ", " + inputVariable(value) + ": Tensor";
-                m_types[value] = "Tensor";
+                m_builder->addInput(s.at("arg").at("as_tensor").at("name").get<std::string>());
                 continue;
             }
             if (kind == "parameter") {
@@ -685,18 +488,10 @@ Pt2Import Importer::run(torch::jit::Module& out) {
             const auto t = tensors.find(fqn);
             if (t == tensors.end())
                 fail("the weights of " + fqn + " are missing from the archive");
-            addAttribute(fqn, t->second, kind == "parameter");
-            std::string access = "self";
-            for (const std::string& part : split(fqn, '.'))
-                access = "getattr(" + access + ", " + pyString(part) + ")";
-            loads += "    " + variable(value) + " = " + access + "\n";
-            m_fqnOf[value] = fqn;
-            m_types[value] = "Tensor";
+            m_builder->addTensor(value, fqn, t->second, kind == "parameter");
         }
-        m_forward = loads;
-        const Json& nodes = graph.at("nodes");
-        for (size_t i = 0; i < nodes.size(); ++i)
-            emitNode(nodes[i], i);
+        for (const Json& node : graph.at("nodes"))
+            emitNode(node);
 
         std::vector<std::string> returns;
         for (const Json& spec : signature.at("output_specs")) {
@@ -707,26 +502,13 @@ Pt2Import Importer::run(torch::jit::Module& out) {
             if (!arg.contains("as_tensor"))
                 fail("an output that is not a tensor (" + arg.dump() + ")");
             const std::string name = arg.at("as_tensor").at("name").get<std::string>();
-            if (!m_types.count(name))
+            if (!m_builder->defined(name))
                 fail("the program returns " + name + ", which its graph does not define");
-            returns.push_back(variable(name));
+            returns.push_back(name);
         }
         if (returns.empty())
             fail("the program returns no tensor");
-        std::string ret = returns.size() == 1 ? returns[0] : "(" + join(returns, returns.size(), ", ") + ")";
-
-        const auto resolver = std::make_shared<OpsResolver>();
-        // Methods deepest first (a method calls its child's of the same name).
-        std::vector<std::pair<std::string, std::string>> ordered(m_methods.begin(), m_methods.end());
-        std::stable_sort(ordered.begin(), ordered.end(), [](const auto& a, const auto& b) {
-            return std::count(a.first.begin(), a.first.end(), '.') > std::count(b.first.begin(), b.first.end(), '.');
-        });
-        for (const auto& [path, source] : ordered) {
-            torch::jit::Module& m = moduleAt(split(path, '.'));
-            m.define(source, resolver);
-        }
-        out.define("def forward(self" + params + "):\n" + m_forward + "    return " + ret + "\n", resolver);
-        out.eval();
+        m_builder->finish(returns);
     } catch (const ModelError&) {
         throw;
     } catch (const c10::Error& e) {

@@ -1,7 +1,8 @@
 #include "core/model/model.h"
 
-#include "core/model/op_adapter.h"
+#include "core/model/import_onnx.h"
 #include "core/model/import_pt2.h"
+#include "core/model/op_adapter.h"
 #include "core/ops/grid_sampler_backward.h"
 #include "core/ops/registration.h"
 
@@ -167,7 +168,14 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
         impl->notes.push_back("loaded " + library + " (named by " + declared.sideFile + ")");
     }
     torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
-    if (isPt2Path(path)) {
+    std::optional<std::array<int64_t, 2>> declaredSize; // an ONNX graph's fixed input size
+    if (isOnnxPath(path)) {
+        OnnxImport imported = importOnnx(path, device, impl->module);
+        impl->format = imported.format;
+        extra[kMetadataFile] = imported.metadata;
+        declaredSize = imported.declaredSize;
+        impl->notes.insert(impl->notes.end(), imported.notes.begin(), imported.notes.end());
+    } else if (isPt2Path(path)) {
         Pt2Import imported = importPt2(path, device, impl->module);
         impl->format = imported.format;
         extra[kMetadataFile] = imported.metadata;
@@ -213,6 +221,12 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
         } catch (const std::exception& e) {
             throw ModelError(path + ": " + kMetadataFile + ": " + e.what());
         }
+    }
+    // A graph exported at one size runs at that size: it is the input size unless the metadata names one.
+    if (declaredSize && !impl->metadata.inputSize) {
+        impl->metadata.inputSize = declaredSize;
+        impl->notes.push_back("input size " + std::to_string((*declaredSize)[0]) + "x" +
+                              std::to_string((*declaredSize)[1]) + " from the ONNX graph's input");
     }
     impl->adapters = declared.adapters;
     settleInputs(*impl, required);

@@ -17,7 +17,23 @@ Written into OUTDIR:
   bad_not_an_archive.pt2 text
   bad_newer_schema.pt2   net.pt2 with models/model.json's schema major raised to 99
   bad_unregistered.pt2   a model calling torchvision's roi_align (an operator DeformScope does not register)
+  net.onnx               torch.onnx.export (the torch.export-based exporter), opset 22; torchvision's
+                         deform_conv2d written as ONNX DeformConv by a translation function (the exporter has
+                         none of its own); deformscope.json in metadata_props
+  net_opset19.onnx       the TorchScript-based exporter (dynamo=False), opset 19, DeformConv from a registered
+                         symbolic; node names "/layer1/layer1.0/dcn/DeformConv"
+  nometa.onnx            net.onnx without metadata (its input size comes from the graph's input)
+  dynamic.onnx           net.onnx exported with a dynamic height and width (Shape/Gather/... computed at run time)
+  external.onnx          net.onnx with its weights in external.onnx.data (as models over 2 GB are saved)
+  net_ort_output.npy     onnxruntime's output of net.onnx for x (a second reference)
+  bad_truncated.onnx     net.onnx cut to its first half
+  bad_not_onnx.onnx      a protobuf that is not an ONNX model (a FileDescriptorProto)
+  bad_newer_opset.onnx   net.onnx claiming opset 23
+  bad_unsupported.onnx   a graph with a TopK node (an operator DeformScope does not translate)
+  bad_missing_data.onnx  external.onnx's graph without its .data file
   formats_expect.json    what the tests check: node, layer names and kinds
+The ONNX files need onnx, onnxscript and onnxruntime (tools/bootstrap installs them in the venv);
+without them only the TorchScript and .pt2 files are written and formats_expect.json says "onnx": false.
 """
 import json
 import os
@@ -119,6 +135,93 @@ def rewrite(src: str, dst: str, edit) -> None:
             zout.writestr(info, edit(info.filename, zin.read(info.filename)))
 
 
+def deform_conv_translation(opset):
+    """torchvision::deform_conv2d as ONNX DeformConv (opset 19+), for torch.onnx.export's custom_translation_table."""
+
+    def deform_conv2d(input, weight, offset, mask, bias, stride_h: int, stride_w: int, pad_h: int, pad_w: int,
+                      dil_h: int, dil_w: int, n_weight_grps: int, n_offset_grps: int, use_mask: bool):
+        attrs = dict(dilations=[dil_h, dil_w], group=n_weight_grps, offset_group=n_offset_grps,
+                     pads=[pad_h, pad_w, pad_h, pad_w], strides=[stride_h, stride_w])
+        if use_mask:
+            return opset.DeformConv(input, weight, offset, bias, mask, **attrs)
+        return opset.DeformConv(input, weight, offset, bias, **attrs)
+
+    return deform_conv2d
+
+
+def deform_conv_symbolic(g, input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+                         n_weight_grps, n_offset_grps, use_mask):
+    """The same for the TorchScript-based exporter (torch.onnx.register_custom_op_symbolic)."""
+    from torch.onnx.symbolic_helper import _get_const
+    ints = [_get_const(v, "i", "arg") for v in (stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, n_weight_grps,
+                                                  n_offset_grps)]
+    sh, sw, ph, pw, dh, dw, groups, offset_groups = ints
+    inputs = [input, weight, offset, bias] + ([mask] if _get_const(use_mask, "b", "use_mask") else [])
+    return g.op("DeformConv", *inputs, strides_i=[sh, sw], pads_i=[ph, pw, ph, pw], dilations_i=[dh, dw],
+                group_i=groups, offset_group_i=offset_groups)
+
+
+def write_onnx(net: nn.Module, x: Tensor, meta: str, out: str) -> bool:
+    try:
+        import onnx
+        import onnxruntime
+        from google.protobuf import descriptor_pb2
+        from onnxscript import opset22
+    except ImportError:
+        return False
+    table = {torch.ops.torchvision.deform_conv2d.default: deform_conv_translation(opset22)}
+
+    def with_metadata(model):
+        model.metadata_props.add(key="deformscope.json", value=meta)
+        return model
+
+    path = os.path.join(out, "net.onnx")
+    program = torch.onnx.export(net, (x,), dynamo=True, opset_version=22, custom_translation_table=table,
+                                verbose=False)
+    onnx.save_model(program.model_proto, os.path.join(out, "nometa.onnx"))
+    onnx.save_model(with_metadata(program.model_proto), path)
+    dim_h = torch.export.Dim("h", min=16, max=128)
+    dim_w = torch.export.Dim("w", min=16, max=128)
+    dynamic = torch.onnx.export(net, (x,), dynamo=True, opset_version=22, custom_translation_table=table,
+                                dynamic_shapes={"x": {2: dim_h, 3: dim_w}}, verbose=False)
+    onnx.save_model(dynamic.model_proto, os.path.join(out, "dynamic.onnx"))
+    torch.onnx.register_custom_op_symbolic("torchvision::deform_conv2d", deform_conv_symbolic, 19)
+    legacy = os.path.join(out, "net_opset19.onnx")
+    torch.onnx.export(net, (x,), legacy, dynamo=False, opset_version=19, input_names=["x"])
+    onnx.save_model(with_metadata(onnx.load(legacy)), legacy)
+    onnx.save_model(onnx.load(path), os.path.join(out, "external.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="external.onnx.data", size_threshold=0)
+
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    np.save(os.path.join(out, "net_ort_output.npy"), session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+
+    data = open(path, "rb").read()
+    with open(os.path.join(out, "bad_truncated.onnx"), "wb") as f:
+        f.write(data[: len(data) // 2])
+    with open(os.path.join(out, "bad_not_onnx.onnx"), "wb") as f:
+        f.write(descriptor_pb2.FileDescriptorProto(name="not_a_model.proto", package="example").SerializeToString())
+    newer = onnx.load(path)
+    newer.opset_import[0].version = 23
+    onnx.save_model(newer, os.path.join(out, "bad_newer_opset.onnx"))
+    h = onnx.helper
+    graph = h.make_graph(
+        [h.make_node("Conv", ["x", "w"], ["y"], name="stem", pads=[1, 1, 1, 1]),
+         h.make_node("TopK", ["y", "k"], ["values", "indices"], name="pick", axis=1)],
+        "topk", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, H, W])],
+        [h.make_tensor_value_info("values", onnx.TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w"),
+         onnx.numpy_helper.from_array(np.array([2], np.int64), "k")])
+    onnx.save_model(h.make_model(graph, opset_imports=[h.make_opsetid("", 19)]),
+                    os.path.join(out, "bad_unsupported.onnx"))
+    missing = onnx.load(os.path.join(out, "external.onnx"), load_external_data=False)
+    for t in missing.graph.initializer:
+        for entry in t.external_data:
+            if entry.key == "location":
+                entry.value = "bad_missing_data.onnx.data"
+    onnx.save_model(missing, os.path.join(out, "bad_missing_data.onnx"))
+    return True
+
+
 def main(argv: List[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -163,7 +266,10 @@ def main(argv: List[str]) -> int:
     torch.export.save(dynamic, os.path.join(out, "dynamic.pt2"))
     torch.export.save(torch.export.export(RoiNet().eval(), (x,)), os.path.join(out, "bad_unregistered.pt2"))
 
+    onnx_written = write_onnx(net, x, meta, out)
+
     expect = {
+        "onnx": onnx_written,
         "input_size": [H, W],
         "node": {"layer": "head", "y": 17, "x": 29, "channel": 2},
         "layers": {"stem": "conv", "layer1.0.dcn": "dcn_v1", "layer1.1.dcn": "dcn_v2", "head": "conv"},
@@ -171,7 +277,8 @@ def main(argv: List[str]) -> int:
     }
     with open(os.path.join(out, "formats_expect.json"), "w") as f:
         json.dump(expect, f, indent=1)
-    print(f"wrote {out}: net.pt, net.pt2, dynamic.pt2 and 4 damaged or unsupported archives")
+    print(f"wrote {out}: net.pt, net.pt2, dynamic.pt2 and 4 damaged or unsupported archives" +
+          (", and the ONNX files" if onnx_written else "; no ONNX files (onnx, onnxscript or onnxruntime missing)"))
     return 0
 
 

@@ -1,8 +1,10 @@
 // One network (a DCNv1 and a DCNv2 in residual blocks with batch norm, a flow warp
 // through grid_sample, a 1x1 head; tests/python/make_formats.py) written as
-// TorchScript and as a torch.export archive: DeformScope reads both the same — the
-// layer list, the forward output (and PyTorch's eager output), the sampling points
-// and the ERF — and refuses damaged or unsupported archives with the file and the reason.
+// TorchScript, as a torch.export archive and as ONNX (torch.onnx's two exporters,
+// opsets 22 and 19, weights inline and as external data): DeformScope reads them all
+// the same — the layer list, the forward output (and PyTorch's eager output,
+// onnxruntime's for ONNX), the sampling points and the ERF — and refuses damaged or
+// unsupported files with the file and the reason.
 #include "core/analysis/analysis.h"
 #include "core/common/json_file.h"
 #include "core/common/npy.h"
@@ -49,18 +51,44 @@ std::pair<int, QString> cliInfo(const std::string& file) {
     return {p.exitCode(), QString::fromUtf8(p.readAllStandardError() + p.readAllStandardOutput())};
 }
 
+// Why the ONNX file cannot be tested here (nullptr: it can): the ONNX files need an
+// ONNX-enabled build and the exporter in the fixture's Python (tools/bootstrap installs
+// both; formats_expect.json says whether they were written).
+const char* onnxMissing(const QString& file) {
+    if (!file.endsWith(QStringLiteral(".onnx")))
+        return nullptr;
+#ifndef DEFORMSCOPE_WITH_ONNX
+    return "built without ONNX support (libonnx-dev, libprotobuf-dev)";
+#endif
+    if (!common::readJsonFile(fixture("formats_expect.json")).value("onnx", false))
+        return "the fixture's Python has no onnx/onnxscript/onnxruntime: no ONNX files were written";
+    return nullptr;
+}
+
 } // namespace
 
 class TestFormats : public QObject {
     Q_OBJECT
 
 private Q_SLOTS:
-    void thePt2ReadsAsTheTorchScriptFile() {
+    void everyFormatReadsAsTheTorchScriptFile_data() {
+        QTest::addColumn<QString>("file");
+        QTest::addColumn<QString>("format");
+        QTest::newRow("torch.export") << "net.pt2" << "torch.export (.pt2), schema 8.";
+        QTest::newRow("ONNX, torch.onnx (dynamo), opset 22") << "net.onnx" << "ONNX, opset 22, IR version ";
+        QTest::newRow("ONNX, TorchScript-based exporter, opset 19") << "net_opset19.onnx" << "ONNX, opset 19, ";
+        QTest::newRow("ONNX, external data") << "external.onnx" << "ONNX, opset 22, ";
+    }
+    void everyFormatReadsAsTheTorchScriptFile() {
+        QFETCH(QString, file);
+        QFETCH(QString, format);
+        if (const char* why = onnxMissing(file))
+            QSKIP(why);
         const model::LoadedModel ts = model::LoadedModel::load(fixture("net.pt"));
-        const model::LoadedModel pt2 = model::LoadedModel::load(fixture("net.pt2"));
+        const model::LoadedModel pt2 = model::LoadedModel::load(fixture(file.toStdString()));
         QCOMPARE(ts.format(), std::string("TorchScript"));
-        QVERIFY2(pt2.format().rfind("torch.export (.pt2), schema 8.", 0) == 0, pt2.format().c_str());
-        // The metadata travels in the archive's extra files.
+        QVERIFY2(pt2.format().rfind(format.toStdString(), 0) == 0, pt2.format().c_str());
+        // The metadata travels in the archive's extra files, ONNX's metadata_props.
         QVERIFY(pt2.metadata().fromFile);
         QCOMPARE(pt2.metadata().suggestedLayer, std::string("head"));
         QCOMPARE(pt2.inputNames(), ts.inputNames());
@@ -70,6 +98,10 @@ private Q_SLOTS:
         const at::Tensor yTs = ts.forward(x).detach(), yPt2 = pt2.forward(x).detach();
         QVERIFY2(relativeL1(yPt2, eager) < 1e-5, std::to_string(relativeL1(yPt2, eager)).c_str());
         QVERIFY2(relativeL1(yTs, eager) < 1e-5, std::to_string(relativeL1(yTs, eager)).c_str());
+        if (file.endsWith(QStringLiteral(".onnx"))) { // onnxruntime's output: a second reference
+            const at::Tensor ort = common::readNpy(fixture("net_ort_output.npy")).to(at::kFloat);
+            QVERIFY2(relativeL1(yPt2, ort) < 1e-5, std::to_string(relativeL1(yPt2, ort)).c_str());
+        }
 
         const AnalysisSession a(ts, x), b(pt2, x);
         // The same layers, named as in PyTorch, with the same kinds, geometry and wiring.
@@ -77,7 +109,8 @@ private Q_SLOTS:
         const QStringList lb = QString::fromStdString(b.graph().toTable()).split(QLatin1Char('\n'));
         QCOMPARE(lb.size(), la.size());
         for (qsizetype i = 0; i < la.size(); ++i)
-            QVERIFY2(la[i] == lb[i], qPrintable(QStringLiteral("TorchScript: ") + la[i] + QStringLiteral("\n.pt2:        ") + lb[i]));
+            QVERIFY2(la[i] == lb[i], qPrintable(QStringLiteral("TorchScript: ") + la[i] + QStringLiteral("\n") + file +
+                                                QStringLiteral(": ") + lb[i]));
         const common::Json kinds = common::readJsonFile(fixture("formats_expect.json")).at("layers");
         for (const auto& [name, kind] : kinds.items()) {
             const model::Layer* l = b.graph().find(name);
@@ -112,10 +145,19 @@ private Q_SLOTS:
         QTest::newRow("not an archive") << "bad_not_an_archive.pt2" << "not a torch.export archive";
         QTest::newRow("newer schema") << "bad_newer_schema.pt2" << "written with torch.export schema 99.";
         QTest::newRow("unregistered op") << "bad_unregistered.pt2" << "node roi_align calls torchvision::roi_align";
+        QTest::newRow("truncated ONNX") << "bad_truncated.onnx" << "not an ONNX model, or a damaged one (truncated";
+        QTest::newRow("protobuf, not ONNX") << "bad_not_onnx.onnx" << "a protobuf file that is not an ONNX model";
+        QTest::newRow("newer opset") << "bad_newer_opset.onnx" << "uses ONNX opset 23, newer than the opsets DeformScope reads (7 to 22)";
+        QTest::newRow("unsupported operator")
+            << "bad_unsupported.onnx" << "node pick (TopK): operator TopK is not supported. DeformScope translates: Abs, Add,";
+        QTest::newRow("external data missing")
+            << "bad_missing_data.onnx" << "initialiser stem.weight: its data is in bad_missing_data.onnx.data, which is not in the model's folder";
     }
     void damagedOrUnsupportedArchivesAreRefusedClearly() {
         QFETCH(QString, file);
         QFETCH(QString, says);
+        if (const char* why = onnxMissing(file))
+            QSKIP(why);
         try {
             model::LoadedModel::load(fixture(file.toStdString()));
             QFAIL("loaded");
@@ -145,6 +187,41 @@ private Q_SLOTS:
         QCOMPARE(b.graph().toTable(), a.graph().toTable());
         const AnalysisSession small(dynamic, other);
         QCOMPARE(small.graph().find("layer1.1.dcn")->feature_size, (std::array<int64_t, 2>{32, 36}));
+    }
+
+    void aDynamicOnnxGraphRunsAtAnySize() {
+        // Exported with a dynamic height and width: Shape, Gather, Concat, Range... are
+        // computed when the model runs; the layers read the same at the export size and
+        // another; a static graph takes its input size from its input.
+        if (const char* why = onnxMissing(QStringLiteral("dynamic.onnx")))
+            QSKIP(why);
+        const model::LoadedModel dynamic = model::LoadedModel::load(fixture("dynamic.onnx"));
+        const model::LoadedModel fixed = model::LoadedModel::load(fixture("net.pt2"));
+        QVERIFY(!dynamic.metadata().inputSize);
+        const at::Tensor x = common::readNpy(fixture("net_input.npy")).to(at::kFloat);
+        const at::Tensor eager = common::readNpy(fixture("net_output.npy")).to(at::kFloat);
+        QVERIFY(relativeL1(dynamic.forward(x).detach(), eager) < 1e-5);
+        const at::Tensor other = at::rand({1, 3, 32, 56});
+        QCOMPARE(dynamic.forward(other).sizes().vec(), (std::vector<int64_t>{1, 4, 32, 56}));
+        const AnalysisSession a(fixed, x), b(dynamic, x);
+        QCOMPARE(b.graph().toTable(), a.graph().toTable());
+        const AnalysisSession small(dynamic, other);
+        QCOMPARE(small.graph().find("warp")->feature_size, (std::array<int64_t, 2>{32, 56}));
+        // The same ERF at another size as the .pt2 exported with dynamic shapes.
+        const model::LoadedModel dynamicPt2 = model::LoadedModel::load(fixture("dynamic.pt2"));
+        const AnalysisSession c(dynamicPt2, other);
+        const Node node = theNode();
+        QVERIFY(relativeL1(small.erf(node).map, c.erf(node).map) < 1e-5);
+
+        // Without metadata, a static graph's input gives the input size.
+        const model::LoadedModel plain = model::LoadedModel::load(fixture("nometa.onnx"));
+        QVERIFY(!plain.metadata().fromFile);
+        QVERIFY(plain.metadata().inputSize.has_value());
+        QCOMPARE(*plain.metadata().inputSize, (std::array<int64_t, 2>{40, 48}));
+        bool said = false;
+        for (const std::string& n : plain.notes())
+            said = said || n.find("input size 40x48 from the ONNX graph's input") != std::string::npos;
+        QVERIFY(said);
     }
 
     void theBundledSamplePt2ReadsAsItsTorchScript() {
@@ -204,10 +281,20 @@ private Q_SLOTS:
         }
     }
 
+    void infoSaysTheFormat_data() {
+        QTest::addColumn<QString>("file");
+        QTest::addColumn<QString>("format");
+        QTest::newRow(".pt2") << "net.pt2" << "format: torch.export (.pt2), schema 8.";
+        QTest::newRow("ONNX") << "net_opset19.onnx" << "format: ONNX, opset 19, IR version 9, written by pytorch 2.";
+    }
     void infoSaysTheFormat() {
-        const auto [code, text] = cliInfo("net.pt2");
+        QFETCH(QString, file);
+        QFETCH(QString, format);
+        if (const char* why = onnxMissing(file))
+            QSKIP(why);
+        const auto [code, text] = cliInfo(file.toStdString());
         QCOMPARE(code, 0);
-        QVERIFY2(text.contains(QStringLiteral("format: torch.export (.pt2), schema 8.")), qPrintable(text));
+        QVERIFY2(text.contains(format), qPrintable(text));
         QVERIFY(text.contains(QStringLiteral("layer1.1.dcn")));
     }
 };
