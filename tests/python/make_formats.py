@@ -135,32 +135,6 @@ def rewrite(src: str, dst: str, edit) -> None:
             zout.writestr(info, edit(info.filename, zin.read(info.filename)))
 
 
-def deform_conv_translation(opset):
-    """torchvision::deform_conv2d as ONNX DeformConv (opset 19+), for torch.onnx.export's custom_translation_table."""
-
-    def deform_conv2d(input, weight, offset, mask, bias, stride_h: int, stride_w: int, pad_h: int, pad_w: int,
-                      dil_h: int, dil_w: int, n_weight_grps: int, n_offset_grps: int, use_mask: bool):
-        attrs = dict(dilations=[dil_h, dil_w], group=n_weight_grps, offset_group=n_offset_grps,
-                     pads=[pad_h, pad_w, pad_h, pad_w], strides=[stride_h, stride_w])
-        if use_mask:
-            return opset.DeformConv(input, weight, offset, bias, mask, **attrs)
-        return opset.DeformConv(input, weight, offset, bias, **attrs)
-
-    return deform_conv2d
-
-
-def deform_conv_symbolic(g, input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
-                         n_weight_grps, n_offset_grps, use_mask):
-    """The same for the TorchScript-based exporter (torch.onnx.register_custom_op_symbolic)."""
-    from torch.onnx.symbolic_helper import _get_const
-    ints = [_get_const(v, "i", "arg") for v in (stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, n_weight_grps,
-                                                  n_offset_grps)]
-    sh, sw, ph, pw, dh, dw, groups, offset_groups = ints
-    inputs = [input, weight, offset, bias] + ([mask] if _get_const(use_mask, "b", "use_mask") else [])
-    return g.op("DeformConv", *inputs, strides_i=[sh, sw], pads_i=[ph, pw, ph, pw], dilations_i=[dh, dw],
-                group_i=groups, offset_group_i=offset_groups)
-
-
 def write_onnx(net: nn.Module, x: Tensor, meta: str, out: str) -> bool:
     try:
         import onnx
@@ -169,6 +143,9 @@ def write_onnx(net: nn.Module, x: Tensor, meta: str, out: str) -> bool:
         from onnxscript import opset22
     except ImportError:
         return False
+    # The DeformConv translations users copy (sample_models/export_onnx.py).
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "sample_models"))
+    from export_onnx import deform_conv_symbolic, deform_conv_translation
     table = {torch.ops.torchvision.deform_conv2d.default: deform_conv_translation(opset22)}
 
     def with_metadata(model):

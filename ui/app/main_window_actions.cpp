@@ -22,11 +22,12 @@ namespace deformscope::ui {
 void MainWindow::buildActions() {
     m_openModelsAction = new QAction(QIcon::fromTheme(QStringLiteral("document-open")), tr("&Open Models…"), this);
     m_openModelsAction->setShortcut(QKeySequence::Open);
-    m_openModelsAction->setToolTip(tr("Open one or more TorchScript models (Ctrl+O)"));
+    m_openModelsAction->setToolTip(tr("Open one or more models: TorchScript, torch.export (.pt2) or ONNX (Ctrl+O)"));
     connect(m_openModelsAction, &QAction::triggered, this, [this] {
         const QStringList files = QFileDialog::getOpenFileNames(
             this, tr("Open models"), m_settings->lastDirectory(),
-            tr("Models (*.pt *.pth *.ts *.torchscript *.pt2);;TorchScript (*.pt *.pth *.ts *.torchscript);;torch.export (*.pt2);;All files (*)"));
+            tr("Models (*.pt *.pth *.ts *.torchscript *.pt2 *.onnx);;TorchScript (*.pt *.pth *.ts *.torchscript);;"
+               "torch.export (*.pt2);;ONNX (*.onnx);;All files (*)"));
         if (!files.isEmpty()) {
             m_settings->setLastDirectory(QFileInfo(files.first()).absolutePath());
             openModels(files);

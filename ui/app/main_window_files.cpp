@@ -30,7 +30,7 @@ namespace deformscope::ui {
 namespace {
 
 const QStringList kModelSuffixes{QStringLiteral("pt"), QStringLiteral("pth"), QStringLiteral("ts"),
-                                 QStringLiteral("torchscript"), QStringLiteral("pt2")};
+                                 QStringLiteral("torchscript"), QStringLiteral("pt2"), QStringLiteral("onnx")};
 const QStringList kSessionSuffixes{QStringLiteral("dsession")};
 
 } // namespace

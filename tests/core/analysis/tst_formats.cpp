@@ -224,12 +224,22 @@ private Q_SLOTS:
         QVERIFY(said);
     }
 
-    void theBundledSamplePt2ReadsAsItsTorchScript() {
-        // sample_models/dcn_v2.pt2 (sample_models/export_pt2.py from dcn_v2.pt): same metadata,
-        // layers, output, sampling points and ERF.
+    void theBundledSampleReadsAsItsTorchScript_data() {
+        QTest::addColumn<QString>("file");
+        QTest::newRow(".pt2") << "dcn_v2.pt2";
+        QTest::newRow("ONNX") << "dcn_v2.onnx";
+    }
+    void theBundledSampleReadsAsItsTorchScript() {
+        // sample_models/dcn_v2.pt2 and dcn_v2.onnx (sample_models/export_pt2.py, export_onnx.py
+        // from dcn_v2.pt): same metadata, layers, output, sampling points and ERF.
+        QFETCH(QString, file);
+#ifndef DEFORMSCOPE_WITH_ONNX
+        if (file.endsWith(QStringLiteral(".onnx")))
+            QSKIP("built without ONNX support (libonnx-dev, libprotobuf-dev)");
+#endif
         const std::string dir = std::string(DEFORMSCOPE_SOURCE_DIR) + "/sample_models/";
         const model::LoadedModel ts = model::LoadedModel::load(dir + "dcn_v2.pt");
-        const model::LoadedModel pt2 = model::LoadedModel::load(dir + "dcn_v2.pt2");
+        const model::LoadedModel pt2 = model::LoadedModel::load(dir + file.toStdString());
         QCOMPARE(pt2.metadata().toJson().dump(), ts.metadata().toJson().dump());
         const at::Tensor x = at::rand({1, 3, 128, 128});
         QVERIFY(relativeL1(pt2.forward(x).detach(), ts.forward(x).detach()) < 1e-5);

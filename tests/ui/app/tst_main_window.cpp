@@ -15,6 +15,7 @@
 #include <QComboBox>
 #include <QElapsedTimer>
 #include <QFile>
+#include <QFileInfo>
 #include <QImage>
 #include <QJsonArray>
 #include <QJsonDocument>
@@ -427,10 +428,22 @@ private Q_SLOTS:
         w->setOverlays(saved);
     }
 
-    void aPt2OpensBesideTheTorchScriptModels() {
-        // The sample DCNv2 as a torch.export archive next to the TorchScript samples:
-        // listed with its layers and badges, traced on a click like the others.
-        const QString pt2 = QStringLiteral(DEFORMSCOPE_SOURCE_DIR) + QStringLiteral("/sample_models/dcn_v2.pt2");
+    void anExportedModelOpensBesideTheTorchScriptModels_data() {
+        QTest::addColumn<QString>("file");
+        QTest::addColumn<QString>("damaged");
+        QTest::newRow("torch.export") << "dcn_v2.pt2" << "damaged .pt2 archive";
+        QTest::newRow("ONNX") << "dcn_v2.onnx" << "not an ONNX model, or a damaged one";
+    }
+    void anExportedModelOpensBesideTheTorchScriptModels() {
+        // The sample DCNv2 as a torch.export archive or an ONNX file next to the TorchScript
+        // samples: listed with its layers and badges, traced on a click like the others.
+        QFETCH(QString, file);
+        QFETCH(QString, damaged);
+#ifndef DEFORMSCOPE_WITH_ONNX
+        if (file.endsWith(QStringLiteral(".onnx")))
+            QSKIP("built without ONNX support (libonnx-dev, libprotobuf-dev)");
+#endif
+        const QString pt2 = QStringLiteral(DEFORMSCOPE_SOURCE_DIR) + QStringLiteral("/sample_models/") + file;
         QStringList models = sampleModels();
         models.append(pt2);
         auto w = loadedWindow(false, models);
@@ -463,7 +476,7 @@ private Q_SLOTS:
         QVERIFY(!r->columns[3].sampling.points.empty());
 
         // A damaged archive: an error naming it; the four models stay.
-        const QString bad = m_dir.filePath(QStringLiteral("cut.pt2"));
+        const QString bad = m_dir.filePath(QStringLiteral("cut.") + QFileInfo(file).suffix());
         {
             QFile in(pt2), out(bad);
             QVERIFY(in.open(QIODevice::ReadOnly) && out.open(QIODevice::WriteOnly));
@@ -472,7 +485,7 @@ private Q_SLOTS:
         QSignalSpy error(w.get(), &MainWindow::errorShown);
         w->openModels({bad});
         QVERIFY(waitFor(error));
-        QVERIFY2(w->errorText().contains(bad) && w->errorText().contains(QStringLiteral("damaged .pt2 archive")),
+        QVERIFY2(w->errorText().contains(bad) && w->errorText().contains(damaged),
                  qPrintable(w->errorText()));
         QCOMPARE(int(w->models().size()), 4);
     }
