@@ -57,7 +57,7 @@ int runInfo(const InfoOptions& o, Io& io) {
             sizeSource = "--input-size";
         } else if (m.metadata().inputSize) {
             size = *m.metadata().inputSize;
-            sizeSource = "the model's metadata";
+            sizeSource = m.metadata().fromFile ? "the model's metadata" : "the model's graph";
         }
         model::CaptureOptions shapesOnly;
         shapesOnly.keepTensors = false;

@@ -656,16 +656,28 @@ void Importer::translate(const Node& node) {
                 steps = std::vector<int64_t>(starts->size(), 1);
             if (axes->size() != starts->size() || ends->size() != starts->size() || steps->size() != starts->size())
                 failNode("starts, ends, axes and steps of different lengths");
-            std::string e = in(0);
+            code += "    y = " + in(0) + "\n";
             for (size_t i = 0; i < starts->size(); ++i) {
-                if ((*steps)[i] <= 0)
-                    failNode("a Slice step of " + std::to_string((*steps)[i]) +
-                             " (reversing slices are not supported)");
-                e = "ops_aten.slice(" + e + ", " + std::to_string((*axes)[i]) + ", " +
-                    std::to_string(sliceBound((*starts)[i])) + ", " + std::to_string(sliceBound((*ends)[i])) + ", " +
-                    std::to_string((*steps)[i]) + ")";
+                const std::string ax = std::to_string((*axes)[i]);
+                const int64_t st = sliceBound((*starts)[i]), en = sliceBound((*ends)[i]), sp = (*steps)[i];
+                if (sp == 0)
+                    failNode("a Slice step of 0");
+                if (sp > 0) {
+                    code += "    y = ops_aten.slice(y, " + ax + ", " + std::to_string(st) + ", " + std::to_string(en) +
+                            ", " + std::to_string(sp) + ")\n";
+                    continue;
+                }
+                // A reversing slice (start down to end, exclusive): the flipped tensor sliced forwards.
+                auto bound = [](int64_t v) {
+                    return v < 0 ? "(" + std::to_string(v) + " + n)" : std::to_string(v);
+                };
+                code += "    n = y.size(" + ax + ")\n";
+                code += "    s = min(max(" + bound(st) + ", 0), n - 1)\n";
+                code += "    e = min(max(" + bound(en) + ", -1), n - 1)\n";
+                code += "    y = ops_aten.slice(ops_aten.flip(y, [" + ax + "]), " + ax + ", n - 1 - s, n - 1 - e, " +
+                        std::to_string(-sp) + ")\n";
             }
-            ret(e);
+            ret("y");
         } else { // bounds computed by the graph: sliced when the model runs
             const std::string st = intList(1, code, "st"), en = intList(2, code, "en");
             if (present(3))
@@ -886,6 +898,8 @@ void Importer::translate(const Node& node) {
         } else {
             code += "    p: List[int] = " + in(1) + ".tolist()\n    n = len(p) // 2\n    q: List[int] = []\n";
             code += "    for i in range(n):\n        q.append(p[n - 1 - i])\n        q.append(p[2 * n - 1 - i])\n";
+            // Leading dimensions left unpadded are dropped (reflect and replicate pad spatial dimensions only).
+            code += "    while len(q) >= 2 and q[-1] == 0 and q[-2] == 0:\n        q = q[:-2]\n";
             ret("ops_aten.pad(" + in(0) + ", q, " + pyString(torchMode) + ", " + value + ")");
         }
     } else if (op == "Resize" || op == "Upsample") {

@@ -36,6 +36,29 @@ std::string firstLine(const std::string& message) {
     return message.substr(0, message.find('\n'));
 }
 
+// What a user can act on in an error: the TorchScript interpreter's message starts with
+// "The following operation failed..." and a traceback, and ends with the error raised
+// ("RuntimeError: ...", possibly over several lines), which is kept, on one line.
+std::string errorLine(const std::string& message) {
+    if (message.rfind("The following operation failed in the TorchScript interpreter", 0) != 0)
+        return firstLine(message);
+    const size_t marker = message.rfind("Error: ");
+    if (marker == std::string::npos)
+        return firstLine(message);
+    const size_t lineStart = message.rfind('\n', marker);
+    std::string out;
+    for (char c : message.substr(lineStart == std::string::npos ? 0 : lineStart + 1)) {
+        if (c == '\n')
+            c = ' ';
+        if (c == ' ' && !out.empty() && out.back() == ' ')
+            continue;
+        out += c;
+    }
+    while (!out.empty() && out.back() == ' ')
+        out.pop_back();
+    return out;
+}
+
 bool startsWithZipMagic(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     char magic[4] = {};
@@ -210,6 +233,10 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
             throw ModelError(declared.sideFile + ": " + e.what());
         }
         impl->notes.push_back("input settings from " + declared.sideFile + " (the model has no " + kMetadataFile + ")");
+    } else if (json.empty() && declaredSize) {
+        impl->notes.push_back(std::string("no ") + kMetadataFile + " in the model: using the ONNX graph's input size " +
+                              std::to_string((*declaredSize)[0]) + "x" + std::to_string((*declaredSize)[1]) +
+                              " and defaults (RGB in [0,1], ImageNet mean/std)");
     } else if (json.empty()) {
         impl->notes.push_back(std::string("no ") + kMetadataFile +
                               " in the model: using defaults (the image's own size, RGB in [0,1], ImageNet "
@@ -225,8 +252,9 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
     // A graph exported at one size runs at that size: it is the input size unless the metadata names one.
     if (declaredSize && !impl->metadata.inputSize) {
         impl->metadata.inputSize = declaredSize;
-        impl->notes.push_back("input size " + std::to_string((*declaredSize)[0]) + "x" +
-                              std::to_string((*declaredSize)[1]) + " from the ONNX graph's input");
+        if (!json.empty() || !declared.sideMetadata.empty())
+            impl->notes.push_back("using the ONNX graph's input size " + std::to_string((*declaredSize)[0]) + "x" +
+                                  std::to_string((*declaredSize)[1]) + " (the metadata names none)");
     }
     impl->adapters = declared.adapters;
     settleInputs(*impl, required);
@@ -324,7 +352,7 @@ at::Tensor LoadedModel::forwardFrames(const std::vector<at::Tensor>& frames, std
         d->layoutSettled = true;
     } catch (const c10::Error& e) {
         throw ModelError(d->path + ": forward failed on an input of shape " + shape() + ": " +
-                         firstLine(e.what_without_backtrace()));
+                         errorLine(e.what_without_backtrace()));
     } catch (const std::exception& e) {
         throw ModelError(d->path + ": forward failed on an input of shape " + shape() + ": " + e.what());
     }

@@ -31,6 +31,7 @@ Written into OUTDIR:
   bad_newer_opset.onnx   net.onnx claiming opset 23
   bad_unsupported.onnx   a graph with a TopK node (an operator DeformScope does not translate)
   bad_missing_data.onnx  external.onnx's graph without its .data file
+  ops_*                  make_onnx_ops.py's network at opsets 11, 13, 17, 19 and 22, with onnxruntime's outputs
   formats_expect.json    what the tests check: node, layer names and kinds
 The ONNX files need onnx, onnxscript and onnxruntime (tools/bootstrap installs them in the venv);
 without them only the TorchScript and .pt2 files are written and formats_expect.json says "onnx": false.
@@ -196,6 +197,10 @@ def write_onnx(net: nn.Module, x: Tensor, meta: str, out: str) -> bool:
             if entry.key == "location":
                 entry.value = "bad_missing_data.onnx.data"
     onnx.save_model(missing, os.path.join(out, "bad_missing_data.onnx"))
+    # Most translated operators, at five opsets (tests/python/make_onnx_ops.py).
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import make_onnx_ops
+    make_onnx_ops.write(out)
     return True
 
 
