@@ -188,12 +188,26 @@ void Importer::readInfo(const Value& v) {
 // Where a node ran, as a dotted module path ("layer1.0.dcn"; "" the top module).
 std::string Importer::modulePath(const Node& node) const {
     // torch.onnx's exporter (dynamo): ": Net/layer1: Sequential/layer1.0: Block/layer1.0.dcn: DeformConv2d/op: ..."
+    // A convolution whose batch norm the exporter folded into it carries the norm's namespace
+    // ("layer1.0.bn1: BatchNorm2d/_native_batch_norm_legit_no_training: ..."): its weight names it.
+    auto weightModule = [&]() -> std::string {
+        if (node.inputs.size() < 2)
+            return "";
+        const std::string fqn = m_builder->attributeOf(node.inputs[1]);
+        if (fqn.find('.') == std::string::npos || fqn.find("::") != std::string::npos || fqn[0] == '/')
+            return "";
+        return fqn.substr(0, fqn.rfind('.'));
+    };
     const auto ns = node.metadata.find("namespace");
     if (ns != node.metadata.end()) {
         const auto segments = splitDotted(ns->second, '/');
         if (segments.size() < 2)
             return "";
         const std::string& owner = segments[segments.size() - 2];
+        static const std::set<std::string> layers{"Conv", "ConvTranspose", "DeformConv", "Gemm"};
+        if (layers.count(node.opType) && segments.back().find("batch_norm") != std::string::npos &&
+            !weightModule().empty())
+            return weightModule();
         return owner.substr(0, owner.find(": "));
     }
     // torch.onnx's TorchScript-based exporter: "/layer1/layer1.0/dcn/DeformConv".
@@ -213,12 +227,7 @@ std::string Importer::modulePath(const Node& node) const {
         return path;
     }
     // Otherwise the module of its weight ("layer1.0.dcn.weight").
-    if (node.inputs.size() > 1) {
-        const std::string fqn = m_builder->attributeOf(node.inputs[1]);
-        if (fqn.find('.') != std::string::npos && fqn.find("::") == std::string::npos)
-            return fqn.substr(0, fqn.rfind('.'));
-    }
-    return "";
+    return weightModule();
 }
 
 const Attribute* Importer::attr(const std::string& name) const {
@@ -997,8 +1006,17 @@ void Importer::translate(const Node& node) {
                                   : op == "ReduceMax" ? "amax"
                                                       : "amin";
             const bool all = !axes || axes->empty();
+            // A mean over the height and width of a 4-D map, kept: a global average pool (torch.onnx writes
+            // adaptive_avg_pool2d(x, 1) so), read as the pool layer it is.
+            std::set<int64_t> reduced;
+            if (!all && rank(0) == 4)
+                for (int64_t a : *axes)
+                    reduced.insert(a < 0 ? a + 4 : a);
             const std::string dims = all ? (f == "amax" || f == "amin" ? "[]" : "None") : pyInts(*axes);
-            ret("ops_aten." + f + "(" + in(0) + ", " + dims + ", " + (keep ? "True" : "False") + ")");
+            if (f == "mean" && keep && reduced == std::set<int64_t>{2, 3})
+                ret("ops_aten.adaptive_avg_pool2d(" + in(0) + ", [1, 1])");
+            else
+                ret("ops_aten." + f + "(" + in(0) + ", " + dims + ", " + (keep ? "True" : "False") + ")");
             if (!keep)
                 out.rank = all ? 0 : rank(0) < 0 ? -1 : rank(0) - int(axes->size());
         }

@@ -18,6 +18,7 @@ Written into OUTDIR:
                           DeformConv), opset22 (torch.onnx.export(dynamo=True), with DeformConv)
   ops_<name>_ort.npy      onnxruntime's output for x
   ops_<name>_eager.npy    PyTorch's output for x
+  ops_<name>.pt           the same module traced to TorchScript (the layer list to compare with)
 """
 import os
 import sys
@@ -108,6 +109,7 @@ def write(out: str) -> list:
             torch.onnx.export(net, (x,), path, dynamo=False, opset_version=opset, input_names=["x"])
         with torch.no_grad():
             np.save(os.path.join(out, f"ops_{name}_eager.npy"), net(x).numpy())
+            torch.jit.save(torch.jit.trace(net, (x,)), os.path.join(out, f"ops_{name}.pt"))
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         np.save(os.path.join(out, f"ops_{name}_ort.npy"),
                 session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])

@@ -160,6 +160,12 @@ private Q_SLOTS:
         QCOMPARE(y.sizes().vec(), ort.sizes().vec());
         QVERIFY2(relativeL1(y, ort) < 1e-5, std::to_string(relativeL1(y, ort)).c_str());
         QVERIFY2(relativeL1(y, eager) < 1e-5, std::to_string(relativeL1(y, eager)).c_str());
+        // The layers as the module traced to TorchScript lists them (names and geometry): a
+        // convolution the exporter fused with its batch norm keeps the convolution's name.
+        const model::LoadedModel ts = model::LoadedModel::load(fixture(file + ".pt"));
+        const AnalysisSession a(ts, x), b(m, x);
+        QCOMPARE(b.graph().toTable(), a.graph().toTable());
+        QVERIFY(b.graph().find("conv1") && !b.graph().find("bn1"));
     }
 
     void damagedOrUnsupportedArchivesAreRefusedClearly_data() {
