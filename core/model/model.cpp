@@ -26,6 +26,7 @@ struct LoadedModel::Impl {
     std::vector<std::string> inputNames;
     bool layoutSettled = true; // a stacked model without "frame_layout": settled at the first forward
     std::string format = "TorchScript";
+    std::optional<std::array<int64_t, 2>> graphSize; // the size an ONNX graph's input fixes
     mutable torch::jit::Module module;
 };
 
@@ -57,6 +58,20 @@ std::string errorLine(const std::string& message) {
     while (!out.empty() && out.back() == ' ')
         out.pop_back();
     return out;
+}
+
+// A forward that failed: a graph exported for one size (its sizes folded into constants) says
+// so rather than what broke.
+ModelError forwardFailed(const std::string& path, const std::optional<std::array<int64_t, 2>>& graphSize,
+                         const at::Tensor& frame, const std::string& shape, const std::string& raw) {
+    if (graphSize && frame.dim() >= 2 && (frame.size(-2) != (*graphSize)[0] || frame.size(-1) != (*graphSize)[1])) {
+        const std::string h = std::to_string((*graphSize)[0]), w = std::to_string((*graphSize)[1]);
+        return ModelError(path + ": the ONNX graph was exported for a " + h + " x " + w +
+                          " input (its input's fixed size) and does not run at " + std::to_string(frame.size(-2)) +
+                          " x " + std::to_string(frame.size(-1)) + " (" + errorLine(raw) + "); use --input-size " + h +
+                          " " + w + ", or export with dynamic axes");
+    }
+    return ModelError(path + ": forward failed on an input of shape " + shape + ": " + errorLine(raw));
 }
 
 bool startsWithZipMagic(const std::string& path) {
@@ -197,6 +212,7 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
         impl->format = imported.format;
         extra[kMetadataFile] = imported.metadata;
         declaredSize = imported.declaredSize;
+        impl->graphSize = imported.declaredSize;
         impl->notes.insert(impl->notes.end(), imported.notes.begin(), imported.notes.end());
     } else if (isPt2Path(path)) {
         Pt2Import imported = importPt2(path, device, impl->module);
@@ -351,10 +367,9 @@ at::Tensor LoadedModel::forwardFrames(const std::vector<at::Tensor>& frames, std
         }
         d->layoutSettled = true;
     } catch (const c10::Error& e) {
-        throw ModelError(d->path + ": forward failed on an input of shape " + shape() + ": " +
-                         errorLine(e.what_without_backtrace()));
-    } catch (const std::exception& e) {
-        throw ModelError(d->path + ": forward failed on an input of shape " + shape() + ": " + e.what());
+        throw forwardFailed(d->path, d->graphSize, frames.front(), shape(), e.what_without_backtrace());
+    } catch (const std::exception& e) { // the TorchScript interpreter's errors
+        throw forwardFailed(d->path, d->graphSize, frames.front(), shape(), e.what());
     }
     std::string where;
     auto t = firstTensor(out, where);

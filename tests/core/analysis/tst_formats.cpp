@@ -254,6 +254,32 @@ private Q_SLOTS:
         QVERIFY(said);
     }
 
+    void aStaticOnnxGraphAtAnotherSizeSaysSo() {
+        // net.onnx was exported at 40 x 48 and its flow warp's grid folded into a constant: at
+        // another size the message names the file, the graph's size and the way out; exit 2.
+        if (const char* why = onnxMissing(QStringLiteral("net.onnx")))
+            QSKIP(why);
+        const model::LoadedModel m = model::LoadedModel::load(fixture("net.onnx"));
+        try {
+            m.forward(at::rand({1, 3, 64, 64}));
+            QFAIL("ran");
+        } catch (const model::ModelError& e) {
+            QVERIFY2(std::string(e.what()).rfind(fixture("net.onnx") + ": the ONNX graph was exported for a 40 x 48 "
+                                                                       "input (its input's fixed size) and does not run "
+                                                                       "at 64 x 64 (",
+                                                 0) == 0,
+                     e.what());
+            QVERIFY2(std::string(e.what()).find("use --input-size 40 48") != std::string::npos, e.what());
+        }
+        QProcess p;
+        p.start(QStringLiteral(DEFORMSCOPE_CLI), {QStringLiteral("info"), QString::fromStdString(fixture("net.onnx")),
+                                                  QStringLiteral("--input-size"), QStringLiteral("64"),
+                                                  QStringLiteral("64")});
+        p.waitForFinished(120000);
+        QCOMPARE(p.exitCode(), 2);
+        QVERIFY(QString::fromUtf8(p.readAllStandardError()).contains(QStringLiteral("exported for a 40 x 48 input")));
+    }
+
     void theBundledSampleReadsAsItsTorchScript_data() {
         QTest::addColumn<QString>("file");
         QTest::newRow(".pt2") << "dcn_v2.pt2";
