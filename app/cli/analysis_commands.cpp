@@ -6,6 +6,8 @@
 #include "app/cli/commands.h"
 
 #include "core/analysis/analysis.h"
+#include "core/analysis/scale_map.h"
+#include "core/common/npy.h"
 #include "core/common/json_file.h"
 #include "core/model/model.h"
 #include "core/report/inputs.h"
@@ -38,6 +40,9 @@ constexpr const char* kAnalyzeHelp =
 constexpr const char* kCompareHelp =
     "the same node in several models: one grid figure DIR/compare.png/.svg/.pdf (rows sampling, ERF, "
     "saliency, resampled kernel; one column per model), DIR/compare.json and each model's data in DIR/<model>/";
+constexpr const char* kScaleMapHelp =
+    "the ERF radius (50 % and 90 % of its mass) of every node of a G x G grid over a layer, many nodes per "
+    "backward pass: DIR/scale_map.npy [2, G, G] (float32, input pixels), result.json, scale_map.png/.svg/.pdf";
 constexpr const char* kErfAverageHelp =
     "the ERF of one node (default: the layer's centre) averaged over a folder of images (RepLKNet's protocol): "
     "DIR/erf_average.npy, result.json, erf_average.png/.svg/.pdf";
@@ -233,6 +238,84 @@ int runCompare(const AnalysisInputs& in, Io& io) {
     });
 }
 
+struct ScaleMapInputs {
+    std::string model, image, out;
+    int64_t grid = 32, batch = 32;
+    std::unique_ptr<RequestOptions> request; // --layer, --response, --input-size, --device, --no-figures
+};
+
+int runScaleMap(const ScaleMapInputs& in, Io& io) {
+    return guarded("scale-map", io.err, [&]() -> int {
+        const common::AnalysisRequest rq = in.request->request();
+        requireImaging();
+#ifdef DEFORMSCOPE_WITH_IMAGING
+        Run run = report::prepareRun(in.model, in.image, rq);
+        analysis::ScaleMapOptions options;
+        options.layer = rq.layer.empty() ? report::defaultLayer(run.model, run.session->graph()) : rq.layer;
+        options.grid = in.grid;
+        options.batch = in.batch;
+        options.response = rq.response;
+        int64_t shown = 0;
+        const analysis::ScaleMapResult result = analysis::scaleMap(*run.session, options, [&](int64_t done, int64_t total) {
+            if (done - shown >= total / 8 || done == total) {
+                shown = done;
+                io.err << "scale-map: " << done << "/" << total << " nodes\n";
+            }
+            return true;
+        });
+        report::makeDirectory(in.out);
+        common::writeNpy((fs::path(in.out) / "scale_map.npy").string(), result.radii.to(at::kFloat).contiguous());
+        std::vector<std::string> figures;
+#ifdef DEFORMSCOPE_WITH_FIGURES
+        if (rq.figures)
+            figures = figure::writeNamedFigures(figure::scaleMapFigure(result, run), in.out, "scale_map");
+#else
+        if (rq.figures)
+            io.err << "note: this build has no Qt (DEFORMSCOPE_CORE_ONLY): data only, no figures\n";
+#endif
+        Json fractions = Json::array(), stats = Json::array();
+        for (size_t f = 0; f < result.fractions.size(); ++f) {
+            const at::Tensor r = result.radii[int64_t(f)].flatten();
+            fractions.push_back(result.fractions[f]);
+            stats.push_back(Json::object({{"fraction", result.fractions[f]},
+                                          {"min_px", r.min().item<double>()},
+                                          {"median_px", r.median().item<double>()},
+                                          {"mean_px", r.mean().item<double>()},
+                                          {"max_px", r.max().item<double>()}}));
+        }
+        Json notes = Json::array();
+        for (const std::string& n : result.notes)
+            notes.push_back(n);
+        const Json doc = Json::object({{"format", "deformscope-scale-map/1"},
+                                       {"model", in.model},
+                                       {"image", in.image},
+                                       {"input_size", Json::array({run.session->inputSize()[0], run.session->inputSize()[1]})},
+                                       {"layer", result.layer},
+                                       {"response", result.response.toString()},
+                                       {"grid", Json::array({result.grid[0], result.grid[1]})},
+                                       {"fy", result.fy},
+                                       {"fx", result.fx},
+                                       {"fractions", fractions},
+                                       {"radii", stats},
+                                       {"data", "scale_map.npy"},
+                                       {"layout", "[fraction, row, column]: input pixels; row i is feature row fy[i], "
+                                                  "column j feature column fx[j]"},
+                                       {"passes", result.passes},
+                                       {"seconds", result.seconds},
+                                       {"figures", figures},
+                                       {"notes", notes}});
+        common::writeJsonFile((fs::path(in.out) / "result.json").string(), doc);
+        io.out << "mapped the ERF radius of " << result.grid[0] << " x " << result.grid[1] << " nodes of "
+               << result.layer << " in " << result.passes << " passes into " << in.out << " (" << result.seconds
+               << " s)\n";
+        return 0;
+#else
+        (void)rq;
+        return 2;
+#endif
+    });
+}
+
 struct ErfAverageInputs {
     std::string model, images, out, node;
     int64_t limit = 0, batch = 8;
@@ -315,6 +398,20 @@ void addAnalysisCommands(CLI::App& app, Commands& commands) {
     {
         auto [sub, in] = addCommand<AnalysisInputs>(app, commands, "compare", kCompareHelp, runCompare);
         addAnalysisInputs(sub, *in, true);
+    }
+    {
+        auto [sub, in] = addCommand<ScaleMapInputs>(app, commands, "scale-map", kScaleMapHelp, runScaleMap);
+        addRequired(sub, "--model", in->model, "M", "the model file");
+        addRequired(sub, "--image", in->image, "I", "the image");
+        addRequired(sub, "--out", in->out, "DIR", "the folder to write into");
+        sub->add_option("--grid", in->grid, "nodes per side of the grid over the layer (1 to 256; at most the layer's size)")
+            ->type_name("G")
+            ->check(CLI::Range(int64_t{1}, int64_t{256}));
+        sub->add_option("--batch", in->batch, "nodes per forward/backward pass (1 to 1024)")
+            ->type_name("B")
+            ->check(CLI::Range(int64_t{1}, int64_t{1024}));
+        in->request = std::make_unique<RequestOptions>(
+            *sub, std::vector<std::string>{"--layer", "--response", "--input-size", "--device", "--no-figures"});
     }
     auto [sub, in] = addCommand<ErfAverageInputs>(app, commands, "erf-average", kErfAverageHelp, runErfAverage);
     addRequired(sub, "--model", in->model, "M", "the model file");

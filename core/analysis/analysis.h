@@ -47,6 +47,7 @@ public:
 // puts outside the region: the request's types (core/common/request.h).
 using common::Baseline;
 using common::OffsetReading;
+using common::TraceThrough;
 using common::Response;
 
 struct Node {
@@ -60,6 +61,7 @@ struct Node {
 struct SamplingOptions {
     int levels = 3;                       // spawning levels to trace (each k×k conv or deformable layer is one)
     OffsetReading reading = OffsetReading::Bilinear;
+    TraceThrough through = TraceThrough::All; // deformable: regular convolutions pass points through
     bool weights = true;                  // compute contribution weights (one backward)
     int64_t maxPoints = 200000;           // stop spawning beyond this many points (a note says so)
 };
@@ -92,6 +94,11 @@ struct SamplingTrace {
     std::vector<std::string> notes;
     double seconds = 0;
 };
+
+// Distinct positions among a trace's points of `level` (0: all levels): points on the
+// same input frame within 1e-3 px in x and y count once (the DCN papers' "unique
+// points": many taps coincide or fall outside). result.json's unique_points.
+int64_t uniquePoints(const SamplingTrace& trace, int level = 0);
 
 // The weighted spread of the deepest level's points: the square root of their
 // weight-averaged squared distance to their weighted centroid, input-image
@@ -220,8 +227,10 @@ public:
     at::Tensor response(const Node& node) const;
 
     ErfResult erf(const Node& node, const ErfOptions& options = {}) const;
-    // ERFs of several nodes of this image from one batched forward and one backward.
-    std::vector<ErfResult> erfBatch(const std::vector<Node>& nodes, const ErfOptions& options = {}) const;
+    // ERFs of several nodes of this image from one batched forward and one backward;
+    // `metrics` false leaves each result's metrics empty (the maps alone, for many nodes).
+    std::vector<ErfResult> erfBatch(const std::vector<Node>& nodes, const ErfOptions& options = {},
+                                    bool metrics = true) const;
     SamplingTrace sampling(const Node& node, const SamplingOptions& options = {}) const;
     SaliencyResult saliency(const Node& node, const SaliencyOptions& options = {}, const Baseline& baseline = {},
                             const SaliencyProgressFn& progress = {}) const;

@@ -8,12 +8,17 @@
 
 namespace deformscope::analysis::detail {
 
-// Layers that spawn taps in the sampling trace: k×k convolutions (k > 1),
-// every deformable layer and every sampler (grid_sample, hand-written ones).
-bool spawns(const model::Layer& layer);
+// Layers that spawn taps in the sampling trace: every deformable layer and every
+// sampler (grid_sample, hand-written ones), and with TraceThrough::All k×k
+// convolutions (k > 1) too.
+bool spawns(const model::Layer& layer, TraceThrough through);
+
+// `through`, or All when it is Deformable and no layer of the model is deformable
+// (a regular twin is traced through its convolutions).
+TraceThrough effectiveThrough(const std::vector<model::Layer>& layers, TraceThrough through);
 
 // The spawning layers a trace from layer `start` reaches within `levels` levels.
-std::set<int> tracedLayers(const std::vector<model::Layer>& layers, int start, int levels);
+std::set<int> tracedLayers(const std::vector<model::Layer>& layers, int start, int levels, TraceThrough through);
 
 // A Deformable Kernel layer's kernel-space offsets at integer output positions
 // (iy[p], ix[p]): [P, K, 2] (Δy, Δx) in scope cells, as `options` (dtype and

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
+#include <tuple>
 
 namespace deformscope::analysis {
 
@@ -138,28 +140,45 @@ double weightedSpread(const SamplingTrace& trace) {
     return std::sqrt(spread / w);
 }
 
+int64_t uniquePoints(const SamplingTrace& trace, int level) {
+    std::set<std::tuple<int64_t, int64_t, int>> seen;
+    for (const SamplingPoint& p : trace.points)
+        if (level == 0 || p.level == level)
+            seen.insert({std::llround(p.x * 1000.0), std::llround(p.y * 1000.0), p.input});
+    return int64_t(seen.size());
+}
+
 Json toJson(const SamplingTrace& trace) {
     Json levels = Json::array();
+    double total = 0;
+    for (const SamplingPoint& p : trace.points)
+        total += p.weight;
     for (int l = 1; l <= trace.levels; ++l) {
         int64_t count = 0, inside = 0;
-        double weight = 0;
+        double weight = 0, insideWeight = 0;
         for (const SamplingPoint& p : trace.points)
             if (p.level == l) {
                 ++count;
                 inside += p.inside ? 1 : 0;
                 weight += p.weight;
+                insideWeight += p.inside ? p.weight : 0;
             }
         levels.push_back(Json::object({{"level", l},
                                        {"layers", size_t(l - 1) < trace.levelLayers.size() ? trace.levelLayers[size_t(l - 1)] : ""},
                                        {"points", count},
+                                       {"unique_points", uniquePoints(trace, l)},
                                        {"inside", inside},
-                                       {"weight_sum", weight}}));
+                                       {"weight_sum", weight},
+                                       // The level's share of the trace's weight, and the share of its own weight inside the image.
+                                       {"weight_share", orNull(total > 0 ? weight / total : -1.0)},
+                                       {"inside_weight_share", orNull(weight > 0 ? insideWeight / weight : -1.0)}}));
     }
     Json notes = Json::array();
     for (const auto& n : trace.notes)
         notes.push_back(n);
     const double spread = weightedSpread(trace);
     return Json::object({{"points", int64_t(trace.points.size())},
+                         {"unique_points", uniquePoints(trace)},
                          {"levels", trace.levels},
                          {"per_level", levels},
                          {"weighted_spread_px", spread},

@@ -16,10 +16,19 @@ using model::Layer;
 using model::LayerKind;
 using namespace at::indexing;
 
-bool spawns(const Layer& l) {
+bool spawns(const Layer& l, TraceThrough through) {
     if (l.kind == LayerKind::Dk || l.dataDependentReads()) // dataDependentReads: deformable convs, samplers
         return true;
-    return l.kind == LayerKind::Conv && (l.kernel[0] > 1 || l.kernel[1] > 1);
+    return through == TraceThrough::All && l.kind == LayerKind::Conv && (l.kernel[0] > 1 || l.kernel[1] > 1);
+}
+
+TraceThrough effectiveThrough(const std::vector<Layer>& layers, TraceThrough through) {
+    if (through == TraceThrough::All)
+        return through;
+    for (const Layer& l : layers)
+        if (spawns(l, TraceThrough::Deformable))
+            return through;
+    return TraceThrough::All;
 }
 
 namespace {
@@ -56,12 +65,13 @@ std::vector<int> inputGrids(const Layer& l) {
 // Moves an item through non-spawning layers (pooling, upsampling, 1×1 convs,
 // transposed convs) until it sits on a spawning layer's output grid or on the
 // image; branches (adds, concats) give one item per branch.
-void settle(const std::vector<Layer>& layers, Item item, std::vector<Item>& out, std::set<std::string>& notes) {
+void settle(const std::vector<Layer>& layers, TraceThrough through, Item item, std::vector<Item>& out,
+            std::set<std::string>& notes) {
     std::vector<Item> stack{item};
     while (!stack.empty()) {
         Item it = stack.back();
         stack.pop_back();
-        if (it.grid < 0 || spawns(layers[size_t(it.grid)])) {
+        if (it.grid < 0 || spawns(layers[size_t(it.grid)], through)) {
             out.push_back(it);
             continue;
         }
@@ -195,7 +205,7 @@ void footprintReads(const Layer& l, const at::Tensor& footprint, const Item& it,
 
 } // namespace
 
-std::set<int> tracedLayers(const std::vector<Layer>& layers, int start, int levels) {
+std::set<int> tracedLayers(const std::vector<Layer>& layers, int start, int levels, TraceThrough through) {
     std::set<int> result;
     std::set<std::pair<int, int>> seen; // (grid, level)
     std::vector<std::pair<int, int>> stack{{start, 0}};
@@ -206,7 +216,7 @@ std::set<int> tracedLayers(const std::vector<Layer>& layers, int start, int leve
             continue;
         const Layer& l = layers[size_t(grid)];
         int next = level;
-        if (spawns(l)) {
+        if (spawns(l, through)) {
             if (level >= levels)
                 continue;
             result.insert(grid);
@@ -335,8 +345,14 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
     std::set<std::string> notes;
     std::vector<std::set<std::string>> levelLayers;
 
+    const TraceThrough through = effectiveThrough(layers, options.through);
+    if (through != options.through)
+        notes.insert("the model has no deformable layer or sampler: traced through every k×k convolution");
+    else if (through == TraceThrough::Deformable)
+        notes.insert("traced through the deformable layers and samplers only: regular convolutions pass points "
+                     "straight through (--through all spawns at them too)");
     std::vector<Item> frontier;
-    settle(layers, Item{target->index, double(node.fy), double(node.fx), 0, -1}, frontier, notes);
+    settle(layers, through, Item{target->index, double(node.fy), double(node.fx), 0, -1}, frontier, notes);
     bool capped = false;
     std::vector<Item> next;
     // Adds point p (p.fy, p.fx on the layer's input map, weights filled) spawned
@@ -372,7 +388,7 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
             return true;
         for (int fg : feeds) {
             const auto f = fromImage(layers, fg, img[0], img[1]);
-            settle(layers, Item{fg, f[0], f[1], p.level, index}, next, notes);
+            settle(layers, through, Item{fg, f[0], f[1], p.level, index}, next, notes);
         }
         return true;
     };

@@ -265,7 +265,8 @@ ErfResult AnalysisSession::erf(const Node& node, const ErfOptions& options) cons
     return result;
 }
 
-std::vector<ErfResult> AnalysisSession::erfBatch(const std::vector<Node>& nodes, const ErfOptions& options) const {
+std::vector<ErfResult> AnalysisSession::erfBatch(const std::vector<Node>& nodes, const ErfOptions& options,
+                                                 bool metrics) const {
     const auto t0 = std::chrono::steady_clock::now();
     for (const Node& n : nodes)
         validate(n);
@@ -289,8 +290,10 @@ std::vector<ErfResult> AnalysisSession::erfBatch(const std::vector<Node>& nodes,
     for (int64_t b = 0; b < B; ++b) {
         ErfResult r;
         r.map = maps[b].clone();
-        r.metrics = erfMetrics(r.map, nodeCentre(nodes[size_t(b)]), layer(nodes[size_t(b)].layer).rf);
-        splitByFrame(r, frames(), frameCentre(nodes[size_t(b)]), layer(nodes[size_t(b)].layer).rf);
+        if (metrics) {
+            r.metrics = erfMetrics(r.map, nodeCentre(nodes[size_t(b)]), layer(nodes[size_t(b)].layer).rf);
+            splitByFrame(r, frames(), frameCentre(nodes[size_t(b)]), layer(nodes[size_t(b)].layer).rf);
+        }
         r.seconds = each;
         results.push_back(std::move(r));
     }
@@ -305,7 +308,8 @@ SamplingTrace AnalysisSession::sampling(const Node& node, const SamplingOptions&
     const Layer& l = layer(node.layer);
     const auto& layers = graph().layers();
     std::map<int, at::Tensor> gradOutputs, footprints;
-    const std::set<int> traced = detail::tracedLayers(layers, l.index, options.levels);
+    const std::set<int> traced =
+        detail::tracedLayers(layers, l.index, options.levels, detail::effectiveThrough(layers, options.through));
     // One backward of the node's response gives both: ∂r/∂output of the traced layers
     // (the points' weights) and ∂r/∂(what an unrecognised sampler's gathers read), its footprint.
     std::vector<at::Tensor> wrt;

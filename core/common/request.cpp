@@ -137,6 +137,7 @@ std::string Overlays::toString() const {
 const char* name(Grid grid) { return grid == Grid::Input ? "input" : "original"; }
 
 const char* name(OffsetReading reading) { return reading == OffsetReading::Nearest ? "nearest" : "bilinear"; }
+const char* name(TraceThrough through) { return through == TraceThrough::All ? "all" : "deformable"; }
 
 const char* name(Colormap colormap) { return kColormaps[static_cast<int>(colormap)]; }
 

@@ -60,6 +60,12 @@ struct Baseline {
 // How the sampling trace reads a deformable layer's offsets at a point.
 enum class OffsetReading { Nearest, Bilinear };
 
+// Which layers a sampling trace spawns points at: every layer with a k×k window
+// (each 3×3 conv on the way, residual paths included), or the deformable layers and
+// samplers only, regular convolutions passing points straight through (the DCN papers'
+// figures: 9 → 81 → 729 points over three deformable layers).
+enum class TraceThrough { All, Deformable };
+
 // The device to run on: the CPU, the first CUDA device, or CUDA device N.
 // Whether this build and machine have it is decided where models are loaded
 // (report::resolveDevice), not here.
@@ -149,6 +155,7 @@ struct AnalysisRequest {
     // Sampling trace.
     int levels = 3;
     OffsetReading reading = OffsetReading::Bilinear;
+    TraceThrough through = TraceThrough::All;
 
     // Effective receptive field.
     bool signedErf = false;
@@ -193,6 +200,7 @@ struct AnalysisRequest {
 
 const char* name(Grid grid);                 // "original", "input"
 const char* name(OffsetReading reading);     // "nearest", "bilinear"
+const char* name(TraceThrough through);      // "all", "deformable"
 const char* name(Colormap colormap);         // "inferno", ...
 std::optional<Colormap> parseColormap(std::string_view text);
 std::string colormapNames();                 // "inferno, viridis, magma, plasma, gray, coolwarm"

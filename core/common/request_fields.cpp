@@ -221,6 +221,19 @@ std::vector<RequestField> makeFields() {
             return std::nullopt;
         },
         [](const OffsetReading& v) { return Json(name(v)); }, "nearest or bilinear"));
+    fields.push_back(valueField<TraceThrough>(
+        "--through", "through", "LAYERS",
+        "which layers the sampling trace spawns points at: all (every k×k conv on the way) or deformable (the "
+        "deformable layers and samplers only, as the DCN papers draw it)",
+        &R::through,
+        [](std::string_view t) -> std::optional<TraceThrough> {
+            if (t == "all")
+                return TraceThrough::All;
+            if (t == "deformable")
+                return TraceThrough::Deformable;
+            return std::nullopt;
+        },
+        [](const TraceThrough& v) { return Json(name(v)); }, "all or deformable"));
     fields.push_back(flagField("--signed", "signed_erf", "the signed ERF (sum over colours) instead of magnitudes",
                                &R::signedErf, true));
     fields.push_back(valueField<double>(

@@ -51,6 +51,7 @@ analysis::SamplingOptions samplingOptions(const common::AnalysisRequest& request
     analysis::SamplingOptions o;
     o.levels = request.levels;
     o.reading = request.reading;
+    o.through = request.through;
     return o;
 }
 

@@ -320,6 +320,7 @@ Json writeData(const Run& r, const common::AnalysisRequest& rq, const std::strin
         }
         j["levels_requested"] = rq.levels;
         j["reading"] = common::name(rq.reading);
+        j["through"] = common::name(rq.through);
         double weight = 0;
         for (const auto& p : r.sampling->points)
             weight += p.weight;

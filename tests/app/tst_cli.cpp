@@ -232,6 +232,64 @@ private Q_SLOTS:
         QVERIFY(pdf.rfind("%PDF-", 0) == 0 && pdf.find("%%EOF") != std::string::npos);
     }
 
+    void aHugeTraceStaysASmallFigureWithItsUniqueCounts() {
+        // Eight levels through every 3×3 of the fixture's residual blocks: far more points than a
+        // figure can hold. result.json counts unique points per level; the SVG and PDF draw each
+        // position once, the heaviest 12,000 at most, say so, and stay under 5 MB.
+        QTemporaryDir dir;
+        const QString out = dir.filePath("huge");
+        const Run r = cli({"analyze", "--model", fixture("fixture_model.pt"), "--image", fixture("fixture_image.png"),
+                           "--layer", "layer3.conv2", "--what", "sampling", "--levels", "8", "--out", out});
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        const Json doc = Json::parse(readAll(out + "/result.json"));
+        const Json& sampling = doc.at("sampling");
+        QCOMPARE(sampling.at("through").get<std::string>(), std::string("all"));
+        const int64_t unique = sampling.at("unique_points").get<int64_t>();
+        QVERIFY2(unique > 12000, std::to_string(unique).c_str());
+        QVERIFY(unique < sampling.at("points").get<int64_t>());
+        double shares = 0;
+        for (const Json& l : sampling.at("per_level")) {
+            QVERIFY(l.at("unique_points").get<int64_t>() <= l.at("points").get<int64_t>());
+            shares += l.at("weight_share").get<double>();
+            const double inside = l.at("inside_weight_share").get<double>();
+            QVERIFY(inside >= 0 && inside <= 1 + 1e-12);
+        }
+        QVERIFY(std::abs(shares - 1) < 1e-9);
+        const std::string svg = readAll(out + "/analysis.svg"), pdf = readAll(out + "/analysis.pdf");
+        QVERIFY2(svg.size() < 5u * 1024 * 1024, std::to_string(svg.size()).c_str());
+        QVERIFY2(pdf.size() < 5u * 1024 * 1024, std::to_string(pdf.size()).c_str());
+        QVERIFY(svg.find("drawn: the heaviest 12,000 of") != std::string::npos);
+    }
+
+    void scaleMapWritesTheRadiusOfEveryNode() {
+        // scale-map: scale_map.npy [2, G, G] float32 (50 % and 90 % mass radii, input pixels), result.json
+        // naming the grid and summarising the radii, and the figure.
+        QTemporaryDir dir;
+        const QString out = dir.filePath("scale");
+        const Run r = cli({"scale-map", "--model", sample("dcn_v2.pt"), "--image", sampleImage("sample_01.png"),
+                           "--layer", "block3", "--grid", "8", "--batch", "16", "--out", out});
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        const at::Tensor map = deformscope::common::readNpy((out + "/scale_map.npy").toStdString());
+        QCOMPARE(map.sizes().vec(), (std::vector<int64_t>{2, 8, 8}));
+        QCOMPARE(map.scalar_type(), at::kFloat);
+        QVERIFY((map[0] <= map[1]).all().item<bool>());
+        QVERIFY((map > 0).all().item<bool>());
+        const Json doc = Json::parse(readAll(out + "/result.json"));
+        QCOMPARE(doc.at("layer").get<std::string>(), std::string("block3"));
+        QCOMPARE(doc.at("grid").at(0).get<int64_t>(), int64_t{8});
+        QCOMPARE(doc.at("fy").size(), size_t{8});
+        QCOMPARE(doc.at("passes").get<int64_t>(), int64_t{4});
+        const double max90 = doc.at("radii").at(1).at("max_px").get<double>();
+        QVERIFY(std::abs(max90 - map[1].max().item<double>()) < 1e-3);
+        QCOMPARE(doc.at("figures").size(), size_t{3});
+        QVERIFY(readAll(out + "/scale_map.png").rfind("\x89PNG\r\n\x1a\n", 0) == 0);
+        // A layer that does not exist: exit 2 naming it.
+        const Run bad = cli({"scale-map", "--model", sample("dcn_v2.pt"), "--image", sampleImage("sample_01.png"),
+                             "--layer", "nope", "--out", out});
+        QCOMPARE(bad.exitCode, 2);
+        QVERIFY2(bad.err.contains("nope"), qPrintable(bad.err));
+    }
+
     void saliencyAdoptsOnlyEvaluatedMasks() {
         // A case where adopting a mask known only through the search's linear surrogate
         // made every fresh check fail (the whole image came back): DCNv2, 256 x 256, centre.

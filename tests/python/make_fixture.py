@@ -171,6 +171,57 @@ def write_bad_inputs(out_dir, net, scripted):
         f.write("this is not a model\n")
 
 
+class StackStage(nn.Module):
+    """dcn(relu(conv(x))), plus x when residual: a regular 3x3 conv, then a DCNv1 whose offsets come from a 3x3 conv."""
+
+    def __init__(self, c: int, residual: bool):
+        super().__init__()
+        self.residual = residual
+        self.conv = nn.Conv2d(c, c, 3, 1, 1)
+        self.offset = nn.Conv2d(c, 18, 3, 1, 1)
+        self.dcn = DeformConv2d(c, c, 3, 1, 1)
+
+    def forward(self, x):
+        h = F.relu(self.conv(x))
+        y = self.dcn(h, self.offset(h))
+        return x + y if self.residual else y
+
+
+class DeformStack(nn.Module):
+    """Three deformable layers, each after a regular 3x3 conv: the papers' trace through the
+    deformable layers only gives 9, 81, 729 points; through every 3x3, others."""
+
+    def __init__(self, residual: bool):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, 1, 1)
+        self.stage1 = StackStage(8, residual)
+        self.stage2 = StackStage(8, residual)
+        self.stage3 = StackStage(8, residual)
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        return self.head(self.stage3(self.stage2(self.stage1(F.relu(self.stem(x))))))
+
+
+def write_deform_stack(out_dir):
+    meta = {"input_size": [48, 48], "suggested_layer": "stage3.dcn",
+            "description": "tests/python/make_fixture.py: three DCNv1 layers after regular 3x3 convs"}
+    extra = {"deformscope.json": json.dumps(meta)}
+    for residual in (False, True):
+        torch.manual_seed(4)
+        stack = DeformStack(residual)
+        with torch.no_grad():
+            for stage in (stack.stage1, stack.stage2, stack.stage3):
+                stage.offset.weight.normal_(0, 0.05)  # offsets of a pixel or two: points stay on the 48 x 48 map
+                stage.offset.bias.uniform_(-0.8, 0.8)
+        stack.eval()
+        name = "deform_stack_residual" if residual else "deform_stack"
+        torch.jit.script(stack).save(os.path.join(out_dir, name + ".pt"), _extra_files=extra)
+        if not residual:
+            torch.jit.trace(stack, torch.rand(1, 3, 48, 48)).save(os.path.join(out_dir, name + "_traced.pt"),
+                                                                 _extra_files=extra)
+
+
 def main():
     out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
@@ -233,6 +284,7 @@ def main():
     })
     torch.jit.script(data).save(os.path.join(out_dir, "fixture_data.pt"))
     write_bad_inputs(out_dir, net, scripted)
+    write_deform_stack(out_dir)
     from PIL import Image  # installed with torchvision
     pixels = torch.randint(0, 256, (64, 80, 3), generator=torch.Generator().manual_seed(2), dtype=torch.uint8)
     Image.fromarray(pixels.numpy(), "RGB").save(os.path.join(out_dir, "fixture_image.png"))

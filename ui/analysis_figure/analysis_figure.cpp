@@ -11,6 +11,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
+#include <tuple>
 #include <utility>
 
 namespace deformscope::figure {
@@ -24,6 +26,38 @@ std::string fixed(double v, int digits) {
 }
 
 std::string percent(double v) { return v < 0 ? "n/a" : fixed(100 * v, 1) + " %"; }
+
+// A trace's points as the figure draws them: each position (to 1e-3 px) of a level once, with
+// the summed weight of the points there; beyond `budget` positions only the heaviest, so an
+// SVG or PDF of a backbone's trace stays a few megabytes. `unique` gets the positions found.
+std::vector<Point> drawnPoints(const analysis::SamplingTrace& trace, size_t budget, size_t& unique) {
+    std::map<std::tuple<int64_t, int64_t, int>, size_t> at;
+    std::vector<Point> merged;
+    for (const analysis::SamplingPoint& s : trace.points) {
+        const auto key = std::make_tuple(std::llround(s.x * 1000.0), std::llround(s.y * 1000.0), s.level);
+        const auto [it, added] = at.emplace(key, merged.size());
+        if (added)
+            merged.push_back(Point{s.x, s.y, s.level, s.weight, s.inside});
+        else
+            merged[it->second].weight += s.weight;
+    }
+    unique = merged.size();
+    if (merged.size() > budget) {
+        std::stable_sort(merged.begin(), merged.end(), [](const Point& a, const Point& b) { return a.weight > b.weight; });
+        merged.resize(budget);
+    }
+    return merged;
+}
+
+std::string thousands(size_t n) {
+    std::string digits = std::to_string(n), out;
+    for (size_t i = 0; i < digits.size(); ++i) {
+        if (i && (digits.size() - i) % 3 == 0)
+            out += ',';
+        out += digits[i];
+    }
+    return out;
+}
 
 void decorate(Panel& p, const NodeResults& r) {
     p.background = inputImage(*r.session);
@@ -76,15 +110,18 @@ OffsetField offsetField(const NodeResults& r) {
     return out;
 }
 
-Panel samplingPanel(const NodeResults& r, const Overlays& overlays) {
+Panel samplingPanel(const NodeResults& r, const Overlays& overlays, size_t pointBudget) {
     Panel p;
     decorate(p, r);
     if (r.sampling && overlays.sampling) {
-        for (const analysis::SamplingPoint& s : r.sampling->points)
-            p.points.push_back(Point{s.x, s.y, s.level, s.weight, s.inside});
+        size_t unique = 0;
+        p.points = drawnPoints(*r.sampling, pointBudget, unique);
         p.levels = r.sampling->levels;
-        p.caption.push_back(std::to_string(r.sampling->points.size()) + " points, " +
-                            std::to_string(r.sampling->levels) + " levels");
+        p.caption.push_back(std::to_string(r.sampling->points.size()) + " points (" + std::to_string(unique) +
+                            " unique), " + std::to_string(r.sampling->levels) + " levels");
+        if (unique > p.points.size())
+            p.caption.push_back("drawn: the heaviest " + thousands(p.points.size()) + " of " + thousands(unique) +
+                                " positions");
         if (r.objectMetrics && r.objectMetrics->samplingWeightInside >= 0)
             p.caption.push_back("weight in object: " + percent(r.objectMetrics->samplingWeightInside));
     }
@@ -196,7 +233,7 @@ Figure analysisFigure(const std::vector<NodeResults>& columns, const std::string
     if (points || overlays.offsets || overlays.modulation) {
         std::vector<Panel> panels;
         for (const NodeResults& c : columns)
-            panels.push_back(samplingPanel(c, overlays));
+            panels.push_back(samplingPanel(c, overlays, kFigurePointBudget / std::max<size_t>(columns.size(), 1)));
         const bool field = std::any_of(panels.begin(), panels.end(), [&](const Panel& p) {
             return (overlays.offsets && p.offsets.hasArrows()) || (overlays.modulation && p.offsets.hasModulation());
         });

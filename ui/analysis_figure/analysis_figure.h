@@ -41,9 +41,15 @@ Image inputImage(const analysis::AnalysisSession& session);
 // anchored on the node's cell; empty for a layer that is not deformable.
 OffsetField offsetField(const NodeResults& r);
 
-// The node's sampling row: its points (overlays.sampling), the offset field's
-// arrows (overlays.offsets) and modulation map (overlays.modulation).
-Panel samplingPanel(const NodeResults& r, const Overlays& overlays = {});
+// The most sampling points one figure draws over all its columns (each a few hundred
+// bytes of SVG): a trace's points are drawn once per position and level with their
+// summed weight, and beyond the budget a column draws its heaviest positions and says so.
+inline constexpr size_t kFigurePointBudget = 12000;
+
+// The node's sampling row: its points (overlays.sampling; at most `pointBudget`
+// positions), the offset field's arrows (overlays.offsets) and modulation map
+// (overlays.modulation).
+Panel samplingPanel(const NodeResults& r, const Overlays& overlays = {}, size_t pointBudget = kFigurePointBudget);
 // The ERF heat map (r.colormap, r.logScale) with its 50 % / 90 % mass contours.
 Panel erfPanel(const NodeResults& r);
 Panel saliencyPanel(const NodeResults& r);

@@ -1,9 +1,11 @@
 #include "ui/analysis_figure/report_figures.h"
 
 #include "core/analysis/contours.h"
+#include "core/analysis/scale_map.h"
 
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 #include <stdexcept>
@@ -24,7 +26,8 @@ std::string footerOf(const report::Run& r, const common::AnalysisRequest& rq) {
     if (rq.what.saliency)
         f << "; saliency ε = " << rq.epsilon << ", baseline " << rq.baseline.toString();
     if (rq.what.sampling)
-        f << "; " << rq.levels << " levels, " << common::name(rq.reading) << " offsets";
+        f << "; " << rq.levels << " levels through " << common::name(rq.through) << ", " << common::name(rq.reading)
+          << " offsets";
     return f.str();
 }
 
@@ -97,10 +100,67 @@ Figure erfAverageFigure(const analysis::ErfAverageResult& result, const model::L
 }
 
 std::vector<std::string> writeErfAverageFigures(const Figure& fig, const std::string& dir) {
+    return writeNamedFigures(fig, dir, "erf_average");
+}
+
+Figure scaleMapFigure(const analysis::ScaleMapResult& result, const report::Run& run) {
+    const int64_t rows = result.grid[0], cols = result.grid[1];
+    const auto size = run.session->inputSize(); // H, W
+    const model::Layer& l = run.session->layer(result.layer);
+    // Each node's value over the pixels nearer its centre than any other grid node's (the grid's cells).
+    std::vector<int64_t> rowOf(static_cast<size_t>(size[0])), colOf(static_cast<size_t>(size[1]));
+    auto nearest = [](const std::vector<int64_t>& f, double start, double jump, int64_t px) {
+        size_t best = 0;
+        for (size_t i = 1; i < f.size(); ++i)
+            if (std::abs(start + double(f[i]) * jump - double(px)) < std::abs(start + double(f[best]) * jump - double(px)))
+                best = i;
+        return int64_t(best);
+    };
+    for (int64_t y = 0; y < size[0]; ++y)
+        rowOf[size_t(y)] = nearest(result.fy, l.start[0], l.jump[0], y);
+    for (int64_t x = 0; x < size[1]; ++x)
+        colOf[size_t(x)] = nearest(result.fx, l.start[1], l.jump[1], x);
+    Figure fig;
+    fig.title = "ERF radius over " + result.layer + " — " + run.name;
+    fig.cols = int(result.fractions.size());
+    for (size_t f = 0; f < result.fractions.size(); ++f) {
+        const at::Tensor r = result.radii[int64_t(f)].contiguous();
+        const auto a = r.accessor<double, 2>();
+        Panel p;
+        const int pct = int(std::lround(result.fractions[f] * 100));
+        p.title = "radius holding " + std::to_string(pct) + " % of the ERF";
+        p.background = inputImage(*run.session);
+        Heat h;
+        h.height = int(size[0]);
+        h.width = int(size[1]);
+        h.values.resize(size_t(size[0] * size[1]));
+        for (int64_t y = 0; y < size[0]; ++y)
+            for (int64_t x = 0; x < size[1]; ++x)
+                h.values[size_t(y * size[1] + x)] = float(a[rowOf[size_t(y)]][colOf[size_t(x)]]);
+        h.colormap = "viridis";
+        h.opacity = 0.7;
+        p.heat = std::move(h);
+        const at::Tensor flat = r.flatten();
+        std::ostringstream c;
+        c.precision(3);
+        c << "min " << flat.min().item<double>() << " px, median " << flat.median().item<double>() << " px, max "
+          << flat.max().item<double>() << " px";
+        p.caption.push_back(c.str());
+        p.caption.push_back("colour: 0 to the largest radius (" + std::to_string(rows) + " x " + std::to_string(cols) +
+                            " nodes)");
+        fig.panels.push_back(std::move(p));
+    }
+    fig.footer = "layer " + result.layer + ", " + std::to_string(rows) + " x " + std::to_string(cols) +
+                 " nodes, response " + result.response.toString() + "; radius: the smallest disc around the node's "
+                 "centre holding that share of Σ|∂response/∂pixel|";
+    return fig;
+}
+
+std::vector<std::string> writeNamedFigures(const Figure& fig, const std::string& dir, const std::string& base) {
     ensureGuiApplication();
     std::vector<std::string> written;
     for (const char* ext : {".png", ".svg", ".pdf"}) {
-        const std::string name = std::string("erf_average") + ext;
+        const std::string name = base + ext;
         const std::string error = saveFigure(fig, inDir(dir, name));
         if (!error.empty())
             throw std::runtime_error(error);

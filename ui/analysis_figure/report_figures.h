@@ -6,6 +6,10 @@
 #pragma once
 
 #include "core/report/report.h"
+
+namespace deformscope::analysis {
+struct ScaleMapResult;
+}
 #include "ui/analysis_figure/analysis_figure.h"
 #include "ui/figure/figure.h"
 
@@ -32,5 +36,12 @@ Figure erfAverageFigure(const analysis::ErfAverageResult& result, const model::L
 
 // Writes <dir>/erf_average.png/.svg/.pdf; returns the names written. Throws like writeFigures.
 std::vector<std::string> writeErfAverageFigures(const Figure& figure, const std::string& dir);
+
+// The dense ERF-size map of `run`'s image: one panel per mass fraction, each node's radius
+// over its cell of the image (the pixels nearest its centre).
+Figure scaleMapFigure(const analysis::ScaleMapResult& result, const report::Run& run);
+
+// Writes <dir>/<base>.png/.svg/.pdf; returns the names written. Throws like writeFigures.
+std::vector<std::string> writeNamedFigures(const Figure& figure, const std::string& dir, const std::string& base);
 
 } // namespace deformscope::figure

@@ -229,6 +229,7 @@ private:
     QCheckBox* m_runSaliency = nullptr;
     QSpinBox* m_levels = nullptr;
     QComboBox* m_reading = nullptr;
+    QComboBox* m_through = nullptr;
     QComboBox* m_response = nullptr;
     QDoubleSpinBox* m_epsilon = nullptr;
     QComboBox* m_baseline = nullptr;

@@ -146,6 +146,7 @@ void MainWindow::buildDocks() {
         a.what.saliency = m_runSaliency->isChecked();
         a.levels = m_levels->value();
         a.reading = m_reading->currentIndex() == 0 ? common::OffsetReading::Bilinear : common::OffsetReading::Nearest;
+        a.through = m_through->currentIndex() == 0 ? common::TraceThrough::All : common::TraceThrough::Deformable;
         const QString response = m_response->currentText().section(QLatin1Char(' '), 0, 0);
         const QString baseline = m_baseline->currentText();
         const auto r = common::Response::parse(response.toStdString());
@@ -176,6 +177,13 @@ void MainWindow::buildDocks() {
     m_reading->addItems({tr("bilinear"), tr("nearest")});
     m_reading->setToolTip(tr("How offsets are read at fractional positions (nearest: like the DCNv1 demo)"));
     form->addRow(tr("Offset reading"), m_reading);
+    m_through = new QComboBox(analysisBox);
+    m_through->setObjectName(QStringLiteral("throughBox"));
+    m_through->addItems({tr("every k×k layer"), tr("deformable layers only")});
+    m_through->setToolTip(tr("Where the trace spawns points: at every k×k convolution on the way, or at the "
+                             "deformable layers and samplers only, regular convolutions passing points through "
+                             "(the DCN papers' 9 → 81 → 729)"));
+    form->addRow(tr("Trace through"), m_through);
     m_runSaliency = new QCheckBox(tr("Search the saliency region on every click"), analysisBox);
     form->addRow(m_runSaliency);
     m_epsilon = new QDoubleSpinBox(analysisBox);
@@ -195,6 +203,7 @@ void MainWindow::buildDocks() {
     connect(m_runSaliency, &QCheckBox::toggled, this, onAnalysis);
     connect(m_levels, &QSpinBox::editingFinished, this, onAnalysis);
     connect(m_reading, &QComboBox::currentIndexChanged, this, onAnalysis);
+    connect(m_through, &QComboBox::currentIndexChanged, this, onAnalysis);
     connect(m_response, &QComboBox::textActivated, this, onAnalysis);
     connect(m_epsilon, &QDoubleSpinBox::editingFinished, this, onAnalysis);
     connect(m_baseline, &QComboBox::textActivated, this, onAnalysis);
@@ -254,6 +263,7 @@ void MainWindow::syncAnalysisControls() {
     m_runSaliency->setChecked(m_analysis.what.saliency);
     m_levels->setValue(m_analysis.levels);
     m_reading->setCurrentIndex(m_analysis.reading == common::OffsetReading::Bilinear ? 0 : 1);
+    m_through->setCurrentIndex(m_analysis.through == common::TraceThrough::All ? 0 : 1);
     m_response->setCurrentText(QString::fromStdString(m_analysis.response.toString()));
     m_epsilon->setValue(m_analysis.epsilon);
     m_baseline->setCurrentText(QString::fromStdString(m_analysis.baseline.toString()));

@@ -3,6 +3,7 @@
 // offsets and the expected grids, contribution weights against autograd, the
 // saliency bound, the metrics, and the errors a user can cause.
 #include "core/analysis/analysis_internal.h"
+#include "core/analysis/scale_map.h"
 #include "core/model/model.h"
 #include "core/ops/deform_conv2d.h"
 
@@ -323,6 +324,128 @@ private Q_SLOTS:
         QVERIFY(t.points.size() > size_t(9 + 81 + 729) / 2);
         for (const SamplingPoint& p : t.points)
             QVERIFY(p.level == 1 || t.points[size_t(p.parent)].level == p.level - 1);
+    }
+
+    void throughDeformableGivesThePapersCounts_data() {
+        QTest::addColumn<QString>("file");
+        QTest::newRow("scripted") << "deform_stack.pt";
+        QTest::newRow("traced") << "deform_stack_traced.pt";
+    }
+    void throughDeformableGivesThePapersCounts() {
+        // Three DCNv1 layers, each after a regular 3×3 conv: traced through the deformable
+        // layers only, a node on the last has 9, 81 and 729 points on stage3.dcn, stage2.dcn,
+        // stage1.dcn (the DCN papers' figure); traced through every 3×3 (the default), level 2
+        // is stage3.conv's taps.
+        QFETCH(QString, file);
+        AnalysisSession s(model::LoadedModel::load(fixture(file.toStdString().c_str())), randomInput(48, 48));
+        const Node node{"stage3.dcn", 24, 24, {}};
+        SamplingOptions deformable;
+        deformable.through = TraceThrough::Deformable;
+        const SamplingTrace t = s.sampling(node, deformable);
+        QCOMPARE(t.levels, 3);
+        QCOMPARE(t.levelLayers, (std::vector<std::string>{"stage3.dcn", "stage2.dcn", "stage1.dcn"}));
+        for (int level = 1, expected = 9; level <= 3; ++level, expected *= 9)
+            QCOMPARE(std::count_if(t.points.begin(), t.points.end(), [&](const SamplingPoint& p) { return p.level == level; }),
+                     std::ptrdiff_t(expected));
+        // Unique points (1e-3 px) by brute force, per level and in all.
+        for (int level = 0; level <= 3; ++level) {
+            std::vector<const SamplingPoint*> distinct;
+            for (const SamplingPoint& p : t.points) {
+                if (level && p.level != level)
+                    continue;
+                bool seen = false;
+                for (const SamplingPoint* q : distinct)
+                    seen = seen || (std::abs(q->x - p.x) < 1e-3 && std::abs(q->y - p.y) < 1e-3);
+                if (!seen)
+                    distinct.push_back(&p);
+            }
+            QCOMPARE(uniquePoints(t, level), int64_t(distinct.size()));
+        }
+        // Level 1's nine taps are distinct; by level 3 many of the 729 coincide or nearly so.
+        QCOMPARE(uniquePoints(t, 1), int64_t(9));
+        QVERIFY(uniquePoints(t, 3) <= 729);
+
+        const SamplingTrace all = s.sampling(node);
+        QCOMPARE(all.levelLayers.at(0), std::string("stage3.dcn"));
+        QVERIFY2(all.levelLayers.at(1).find("stage3.conv") != std::string::npos, all.levelLayers.at(1).c_str());
+        bool said = false;
+        for (const std::string& n : t.notes)
+            said = said || n.find("deformable layers and samplers only") != std::string::npos;
+        QVERIFY(said);
+    }
+
+    void throughDeformableFollowsResidualPaths() {
+        // The same stack with a residual around each stage: a point reaching stage3's input
+        // also reaches stage2's input through the skip, so level 2 holds stage1.dcn's taps too.
+        AnalysisSession s(model::LoadedModel::load(fixture("deform_stack_residual.pt")), randomInput(48, 48));
+        SamplingOptions deformable;
+        deformable.through = TraceThrough::Deformable;
+        const SamplingTrace t = s.sampling(Node{"stage3.dcn", 24, 24, {}}, deformable);
+        QVERIFY2(t.levelLayers.at(1).find("stage1.dcn") != std::string::npos, t.levelLayers.at(1).c_str());
+        QVERIFY2(t.levelLayers.at(1).find("stage2.dcn") != std::string::npos, t.levelLayers.at(1).c_str());
+        QVERIFY(std::count_if(t.points.begin(), t.points.end(), [](const SamplingPoint& p) { return p.level == 2; }) > 81);
+    }
+
+    void throughDeformableOnARegularTwinTracesItsConvolutions() {
+        // The regular sample has no deformable layer: --through deformable traces its 3×3 convs
+        // (the side-by-side figure's regular column) and says so.
+        AnalysisSession s(model::LoadedModel::load(sampleModel("regular")), randomInput(128, 128));
+        SamplingOptions deformable;
+        deformable.through = TraceThrough::Deformable;
+        const SamplingTrace t = s.sampling(Node{"block3", 8, 7, {}}, deformable);
+        QCOMPARE(t.points.size(), size_t(9 + 81 + 729));
+        bool said = false;
+        for (const std::string& n : t.notes)
+            said = said || n.find("no deformable layer") != std::string::npos;
+        QVERIFY(said);
+    }
+
+    // ---- the dense ERF-size map ------------------------------------------------------
+
+    void massRadiiOfKnownMaps() {
+        // A single pixel 3 right of the centre: every fraction at distance 3. Four equal pixels
+        // at distances 1, 2, 3, 4: half the mass within 2, 90 % within 4.
+        at::Tensor m = at::zeros({9, 9});
+        m[4][7] = 2.0;
+        QCOMPARE(massRadii(m, {4, 4}, {0.5, 0.9}), (std::vector<double>{3, 3}));
+        m.zero_();
+        m[4][5] = m[4][6] = m[4][7] = m[4][8] = 1.0;
+        QCOMPARE(massRadii(m, {4, 4}, {0.5, 0.9}), (std::vector<double>{2, 4}));
+        QCOMPARE(massRadii(at::zeros({5, 5}), {2, 2}, {0.5}), (std::vector<double>{0}));
+        QCOMPARE(gridPositions(16, 4), (std::vector<int64_t>{2, 6, 10, 14}));
+        QCOMPARE(gridPositions(3, 8), (std::vector<int64_t>{0, 1, 2}));
+    }
+
+    void theScaleMapEqualsSingleNodeErfs() {
+        // The map's radii, from batched backward passes (5 nodes each, so batches and grid rows
+        // do not line up), equal single-node ERF runs at sampled nodes of the grid.
+        AnalysisSession s(model::LoadedModel::load(sampleModel("dcn_v2")), randomInput(128, 128));
+        ScaleMapOptions options;
+        options.layer = "block3";
+        options.grid = 6;
+        options.batch = 5;
+        int calls = 0;
+        const ScaleMapResult r = scaleMap(s, options, [&](int64_t done, int64_t total) {
+            ++calls;
+            return done <= total;
+        });
+        QCOMPARE(r.grid, (std::array<int64_t, 2>{6, 6}));
+        QCOMPARE(r.radii.sizes().vec(), (std::vector<int64_t>{2, 6, 6}));
+        QCOMPARE(r.passes, int64_t(8)); // 36 nodes, 5 per pass
+        QCOMPARE(calls, 8);
+        for (const auto& [i, j] : std::vector<std::pair<int64_t, int64_t>>{{0, 0}, {2, 3}, {5, 5}, {4, 1}}) {
+            const Node node{"block3", r.fy[size_t(i)], r.fx[size_t(j)], {}};
+            const ErfResult single = s.erf(node);
+            const std::vector<double> radii = massRadii(single.map, s.nodeCentre(node), {0.5, 0.9});
+            for (int f = 0; f < 2; ++f)
+                QVERIFY2(std::abs(r.radii[f][i][j].item<double>() - radii[size_t(f)]) < 1e-6,
+                         qPrintable(QStringLiteral("node (%1, %2) fraction %3: map %4, single %5")
+                                        .arg(i).arg(j).arg(f).arg(r.radii[f][i][j].item<double>()).arg(radii[size_t(f)])));
+            QVERIFY(r.radii[0][i][j].item<double>() <= r.radii[1][i][j].item<double>());
+            QVERIFY(std::abs(r.mass[i][j].item<double>() - single.metrics.mass) <= 1e-4 * single.metrics.mass);
+        }
+        // Cancelling stops the map.
+        QVERIFY_THROWS_EXCEPTION(AnalysisError, scaleMap(s, options, [](int64_t, int64_t) { return false; }));
     }
 
     void pointsOutsideTheImageAreKeptAndMarked() {

@@ -274,7 +274,8 @@ private Q_SLOTS:
         QCOMPARE(qs(j.dump()),
                  QStringLiteral(R"({"sampling":true,"erf":true,"saliency":true,"kernel":"if_available","motion":false,)"
                                 R"("layer":"","at":null,)"
-                                R"("response":"sum","levels":3,"offset_reading":"bilinear","signed_erf":false,"epsilon":0.1,)"
+                                R"("response":"sum","levels":3,"offset_reading":"bilinear","through":"all","signed_erf":false,)"
+                                R"("epsilon":0.1,)"
                                 R"("baseline":"zero","forwards":400,"batch":0,"min_cell":2,"object":"auto",)"
                                 R"("motion_layer":"","motion_alarm_px":50.0,"true_motion":"","propagate":"",)"
                                 R"("propagate_truth":"","input_size":null,)"

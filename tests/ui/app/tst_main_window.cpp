@@ -233,6 +233,34 @@ private Q_SLOTS:
         QVERIFY(restored > changed / 2);
     }
 
+    void theTraceCanGoThroughTheDeformableLayersOnly() {
+        // Analysis > Trace through: "deformable layers only" reaches the request (and the
+        // session); a click traces each column so, its caption counting unique points.
+        auto w = loadedWindow();
+        QVERIFY(w);
+        auto* through = w->findChild<QComboBox*>(QStringLiteral("throughBox"));
+        QVERIFY(through);
+        QVERIFY(w->analysisSettings().through == deformscope::common::TraceThrough::All);
+        through->setCurrentIndex(1);
+        QVERIFY(w->analysisSettings().through == deformscope::common::TraceThrough::Deformable);
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->selectPoint(QPointF(64, 64));
+        QVERIFY(waitFor(result));
+        const ClickViewPtr r = w->result();
+        QVERIFY(r);
+        QCOMPARE(int(r->columns.size()), 3);
+        for (const ColumnView& c : r->columns) {
+            QVERIFY2(c.error.isEmpty(), qPrintable(c.error));
+            QVERIFY(!c.sampling.caption.empty());
+            QVERIFY2(QString::fromStdString(c.sampling.caption.front()).contains(QStringLiteral(" unique)")),
+                     c.sampling.caption.front().c_str());
+            // The regular sample has no deformable layer: traced through its convolutions, and told so.
+            const QString says = &c == &r->columns[0] ? QStringLiteral("no deformable layer")
+                                                      : QStringLiteral("deformable layers and samplers only");
+            QVERIFY2(c.notes.join(QLatin1Char('\n')).contains(says), qPrintable(c.notes.join(QLatin1Char('\n'))));
+        }
+    }
+
     void theDkSampleJoinsAsAFourthColumnWithItsKernel() {
         auto w = std::make_unique<MainWindow>(m_settings.get());
         deformscope::common::AnalysisRequest a = w->analysisSettings();
@@ -575,6 +603,7 @@ private Q_SLOTS:
         QVERIFY(a.what.sampling && !a.what.erf && a.what.saliency);
         QCOMPARE(a.levels, 4);
         QVERIFY(a.reading == deformscope::common::OffsetReading::Nearest);
+        QVERIFY(a.through == deformscope::common::TraceThrough::All); // not in old sessions: the default
         QVERIFY(a.signedErf);
         QCOMPARE(a.epsilon, 0.2);
         QCOMPARE(a.baseline.toString(), std::string("blur:3"));
