@@ -240,7 +240,7 @@ int runCompare(const AnalysisInputs& in, Io& io) {
 
 struct ScaleMapInputs {
     std::string model, image, out;
-    int64_t grid = 32, batch = 32;
+    int64_t grid = 32, batch = 4;
     std::unique_ptr<RequestOptions> request; // --layer, --response, --input-size, --device, --no-figures
 };
 

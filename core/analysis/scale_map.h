@@ -28,7 +28,7 @@ struct ScaleMapOptions {
     std::string layer;                 // the layer whose nodes are mapped
     int64_t grid = 32;                 // G: nodes per side (at most the feature map's size)
     Response response;                 // each node's response
-    int64_t batch = 32;                // nodes per forward/backward
+    int64_t batch = 4;                 // nodes per forward/backward (2 to 4 fastest on a CPU: docs/benchmarks.md)
     std::vector<double> fractions{0.5, 0.9};
 };
 
