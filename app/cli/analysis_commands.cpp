@@ -1,4 +1,4 @@
-// analyze, compare, erf-average: the analyses of core/analysis from the command
+// analyze, compare, sweep, scale-map, erf-average: the analyses of core/analysis from the command
 // line, through the pipeline core/report shares with the GUI: data (JSON, .npy,
 // .csv) and, in builds with Qt, figures through ui/analysis_figure (PNG, SVG, PDF).
 // What to compute is one common::AnalysisRequest, read from the options by
@@ -7,8 +7,9 @@
 
 #include "core/analysis/analysis.h"
 #include "core/analysis/scale_map.h"
-#include "core/common/npy.h"
+#include "core/common/atomic_file.h"
 #include "core/common/json_file.h"
+#include "core/common/npy.h"
 #include "core/model/model.h"
 #include "core/report/inputs.h"
 
@@ -19,6 +20,7 @@
 #ifdef DEFORMSCOPE_WITH_FIGURES
 #include "ui/analysis_figure/analysis_figure.h"
 #include "ui/analysis_figure/report_figures.h"
+#include "ui/figure/plot.h"
 #endif
 
 #include <ATen/ATen.h>
@@ -43,6 +45,10 @@ constexpr const char* kCompareHelp =
 constexpr const char* kScaleMapHelp =
     "the ERF radius (50 % and 90 % of its mass) of every node of a G x G grid over a layer, many nodes per "
     "backward pass: DIR/scale_map.npy [2, G, G] (float32, input pixels), result.json, scale_map.png/.svg/.pdf";
+constexpr const char* kSweepHelp =
+    "the same node (--pixel, on the object) at several input sizes in several models (DCNv2's Figs. 4/5): per model "
+    "and size the ERF's 50 %/90 % areas and mass radii, the object's area and their ratio (and the saliency region's "
+    "with --what erf,saliency): DIR/sweep.csv, result.json and sweep.png/.svg/.pdf (rows models, columns sizes)";
 constexpr const char* kErfAverageHelp =
     "the ERF of one node (default: the layer's centre) averaged over a folder of images (RepLKNet's protocol): "
     "DIR/erf_average.npy, result.json, erf_average.png/.svg/.pdf";
@@ -316,6 +322,159 @@ int runScaleMap(const ScaleMapInputs& in, Io& io) {
     });
 }
 
+struct SweepInputs {
+    std::vector<std::string> models;
+    std::string image, sizes = "256,384,512,768,1024", out;
+    CLI::Option* what = nullptr; // given: its analyses; not given: the ERF alone (saliency at 1024² takes minutes)
+    std::unique_ptr<RequestOptions> request;
+};
+
+int runSweep(const SweepInputs& in, Io& io) {
+    return guarded("sweep", io.err, [&]() -> int {
+        common::AnalysisRequest rq = in.request->request();
+        requireImaging();
+        const std::vector<int64_t> sizes = wholeNumbers("--sizes", in.sizes, 8);
+        if (sizes.empty())
+            throw UsageError("--sizes '" + in.sizes + "': expected sizes in pixels, e.g. 256,384,512");
+#ifdef DEFORMSCOPE_WITH_IMAGING
+        if (!in.what || in.what->count() == 0)
+            rq.what = common::Analyses{};
+        rq.what.erf = true;
+        rq.what.sampling = false;
+        rq.what.saliency = rq.what.saliency && in.what && in.what->count() > 0;
+        rq.what.kernel = common::Analyses::Kernel::Off;
+        rq.what.motion = false;
+        report::makeDirectory(in.out);
+        std::ostringstream csv;
+        csv.precision(9);
+        csv << "model,size,layer,fx,fy,centre_x,centre_y,object_area_px,erf_area50_px,erf_area90_px,"
+               "erf_radius50_px,erf_radius90_px,erf90_to_object,saliency_area_px,saliency_to_object\n";
+        Json rows = Json::array();
+#ifdef DEFORMSCOPE_WITH_FIGURES
+        figure::LinePlot ratioPlot;
+        ratioPlot.title = "ERF (90 % area) / object area against input size";
+        ratioPlot.xLabel = "input size (px, square)";
+        ratioPlot.yLabel = "90 % ERF area / object area";
+        ratioPlot.logY = true;
+        figure::Figure fig;
+        fig.rows = int(in.models.size());
+        fig.cols = int(sizes.size());
+        fig.title = "ERF against input size";
+        for (int64_t s : sizes)
+            fig.colLabels.push_back(std::to_string(s) + " x " + std::to_string(s));
+#endif
+        for (const std::string& path : in.models) {
+            const model::LoadedModel m = model::LoadedModel::load(path, report::resolveDevice(rq.device));
+            const std::string name = report::stemOf(path);
+#ifdef DEFORMSCOPE_WITH_FIGURES
+            fig.rowLabels.push_back(name);
+            ratioPlot.series.push_back({name, {}, {}});
+#endif
+            for (int64_t s : sizes) {
+                common::AnalysisRequest at = rq;
+                at.inputSize = std::array<int64_t, 2>{s, s};
+                Run run = report::prepareRun(m, in.image, at);
+                run.name = name;
+                report::analyseNode(run, at);
+                const analysis::ErfMetrics& e = run.erf->metrics;
+                const auto centre = run.session->nodeCentre(run.node);
+                const std::vector<double> radii = analysis::massRadii(run.erf->map, centre, {0.5, 0.9});
+                const int64_t object = run.object.defined() ? run.object.sum().item<int64_t>() : -1;
+                const int64_t saliency = run.saliency ? run.saliency->areaPixels : -1;
+                auto ratio = [&](double v) { return object > 0 && v >= 0 ? v / double(object) : -1.0; };
+                csv << name << ',' << s << ',' << run.node.layer << ',' << run.node.fx << ',' << run.node.fy << ','
+                    << centre[0] << ',' << centre[1] << ',' << object << ',' << e.areaPixels[0] << ','
+                    << e.areaPixels[1] << ',' << radii[0] << ',' << radii[1] << ',' << ratio(double(e.areaPixels[1]))
+                    << ',' << saliency << ',' << ratio(double(saliency)) << '\n';
+                rows.push_back(Json::object({{"model", name},
+                                             {"size", s},
+                                             {"layer", run.node.layer},
+                                             {"fx", run.node.fx},
+                                             {"fy", run.node.fy},
+                                             {"object_area_px", object},
+                                             {"erf_area50_px", e.areaPixels[0]},
+                                             {"erf_area90_px", e.areaPixels[1]},
+                                             {"erf_radius50_px", radii[0]},
+                                             {"erf_radius90_px", radii[1]},
+                                             {"erf90_to_object", ratio(double(e.areaPixels[1]))},
+                                             {"saliency_area_px", saliency},
+                                             {"saliency_to_object", ratio(double(saliency))}}));
+                io.err << "sweep: " << name << " at " << s << " x " << s << ": 90 % of the ERF in " << e.areaPixels[1]
+                       << " px" << (object > 0 ? ", object " + std::to_string(object) + " px" : std::string()) << "\n";
+#ifdef DEFORMSCOPE_WITH_FIGURES
+                ratioPlot.series.back().x.push_back(double(s));
+                ratioPlot.series.back().y.push_back(ratio(double(e.areaPixels[1])));
+                if (rq.figures) {
+                    figure::NodeResults c;
+                    c.title = name;
+                    c.session = run.session.get();
+                    c.node = run.node;
+                    c.erf = run.erf;
+                    c.object = run.object;
+                    c.objectMetrics = run.objectMetrics;
+                    c.colormap = common::name(rq.colormap);
+                    c.logScale = rq.logScale;
+                    figure::Panel p = figure::erfPanel(c);
+                    p.title.clear(); // the row and column labels say it
+                    if (object > 0) {
+                        std::ostringstream r;
+                        r.precision(3);
+                        r << "90 % area / object: " << ratio(double(e.areaPixels[1]));
+                        p.caption.push_back(r.str());
+                    }
+                    fig.panels.push_back(std::move(p));
+                }
+#endif
+            }
+        }
+        common::writeFileAtomically((fs::path(in.out) / "sweep.csv").string(), csv.str());
+        std::vector<std::string> figures;
+#ifdef DEFORMSCOPE_WITH_FIGURES
+        std::ostringstream footer;
+        footer << "node of " << (rq.layer.empty() ? std::string("the suggested layer") : rq.layer) << " at ";
+        if (rq.at)
+            footer << "pixel " << rq.at->x << "," << rq.at->y;
+        else
+            footer << "the image's centre";
+        footer << " of " << in.image << ", response " << rq.response.toString();
+        fig.footer = footer.str() + "; the ERF's 50 % / 90 % mass contours, the object dashed";
+        if (rq.figures) {
+            figures = figure::writeNamedFigures(fig, in.out, "sweep");
+            ratioPlot.footer = footer.str() + "; sweep.csv has the numbers";
+            for (const char* ext : {".png", ".svg", ".pdf"}) {
+                const std::string name = std::string("sweep_ratio") + ext;
+                const std::string error = figure::saveLinePlot(ratioPlot, (fs::path(in.out) / name).string());
+                if (!error.empty()) {
+                    io.err << "note: " << error << "\n"; // e.g. no object: nothing to plot
+                    break;
+                }
+                figures.push_back(name);
+            }
+        }
+#else
+        if (rq.figures)
+            io.err << "note: this build has no Qt (DEFORMSCOPE_CORE_ONLY): data only, no figures\n";
+#endif
+        Json sizesJson = Json::array();
+        for (int64_t s : sizes)
+            sizesJson.push_back(s);
+        common::writeJsonFile((fs::path(in.out) / "result.json").string(),
+                              Json::object({{"format", "deformscope-sweep/1"},
+                                            {"image", in.image},
+                                            {"models", in.models},
+                                            {"sizes", sizesJson},
+                                            {"rows", rows},
+                                            {"data", "sweep.csv"},
+                                            {"figures", figures}}));
+        io.out << "swept " << in.models.size() << " models over " << sizes.size() << " sizes into " << in.out << "\n";
+        return 0;
+#else
+        (void)rq;
+        return 2;
+#endif
+    });
+}
+
 struct ErfAverageInputs {
     std::string model, images, out, node;
     int64_t limit = 0, batch = 8;
@@ -412,6 +571,18 @@ void addAnalysisCommands(CLI::App& app, Commands& commands) {
             ->check(CLI::Range(int64_t{1}, int64_t{1024}));
         in->request = std::make_unique<RequestOptions>(
             *sub, std::vector<std::string>{"--layer", "--response", "--input-size", "--device", "--no-figures"});
+    }
+    {
+        auto [sub, in] = addCommand<SweepInputs>(app, commands, "sweep", kSweepHelp, runSweep);
+        sub->add_option("--models", in->models, "the model files, one row each")->required()->type_name("A B C ...");
+        addRequired(sub, "--image", in->image, "I", "the image");
+        addRequired(sub, "--out", in->out, "DIR", "the folder to write into");
+        sub->add_option("--sizes", in->sizes, "the square input sizes, pixels")->type_name("256,384,...");
+        in->request = std::make_unique<RequestOptions>(
+            *sub, std::vector<std::string>{"--layer", "--pixel", "--response", "--what", "--epsilon", "--baseline",
+                                           "--forwards", "--min-cell", "--object", "--object-mask", "--no-object",
+                                           "--device", "--no-figures", "--colormap", "--log"});
+        in->what = sub->get_option("--what");
     }
     auto [sub, in] = addCommand<ErfAverageInputs>(app, commands, "erf-average", kErfAverageHelp, runErfAverage);
     addRequired(sub, "--model", in->model, "M", "the model file");

@@ -5,7 +5,10 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <functional>
 #include <map>
+#include <numeric>
 
 #include <QtCore/QDir>
 #include <QtCore/QFile>
@@ -288,6 +291,57 @@ private Q_SLOTS:
                              "--layer", "nope", "--out", out});
         QCOMPARE(bad.exitCode, 2);
         QVERIFY2(bad.err.contains("nope"), qPrintable(bad.err));
+    }
+
+    void sweepGivesTheErfAtEverySize() {
+        // Three 5×5 box filters, no nonlinearity: at every input size the ERF is the box filter's
+        // third power (13 × 13), so its 90 % area is the same number of pixels, while the
+        // object (a box given in original pixels) grows with the size squared.
+        QTemporaryDir dir;
+        const QString out = dir.filePath("sweep");
+        const Run r = cli({"sweep", "--models", fixture("linear_stack.pt"), fixture("fixture_model.pt"), "--image",
+                           fixture("fixture_image.png"), "--pixel", "40,32", "--object", "20,16,60,48", "--sizes",
+                           "48,96", "--out", out});
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        // The analytic 90 % area: the fewest pixels of the separable (1+z+…+z⁴)³ ⊗ itself holding 90 %.
+        std::vector<double> c{1};
+        for (int i = 0; i < 3; ++i) {
+            std::vector<double> next(c.size() + 4, 0);
+            for (size_t a = 0; a < c.size(); ++a)
+                for (size_t b = 0; b < 5; ++b)
+                    next[a + b] += c[a];
+            c = next;
+        }
+        std::vector<double> w;
+        for (double a : c)
+            for (double b : c)
+                w.push_back(a * b);
+        std::sort(w.begin(), w.end(), std::greater<>());
+        const double total = std::accumulate(w.begin(), w.end(), 0.0);
+        int64_t area90 = 0;
+        for (double acc = 0; acc < 0.9 * total - 1e-9 * total; acc += w[size_t(area90++)]) {
+        }
+        const Json doc = Json::parse(readAll(out + "/result.json"));
+        const Json& rows = doc.at("rows");
+        QCOMPARE(rows.size(), size_t{4}); // 2 models x 2 sizes
+        const Json& small = rows.at(0);
+        const Json& large = rows.at(1);
+        QCOMPARE(small.at("size").get<int64_t>(), int64_t{48});
+        QCOMPARE(small.at("erf_area90_px").get<int64_t>(), area90);
+        QCOMPARE(large.at("erf_area90_px").get<int64_t>(), area90);
+        QCOMPARE(large.at("erf_radius90_px").get<double>(), small.at("erf_radius90_px").get<double>());
+        const double objects = double(large.at("object_area_px").get<int64_t>()) /
+                               double(small.at("object_area_px").get<int64_t>());
+        QVERIFY2(std::abs(objects - 4) < 0.1, std::to_string(objects).c_str());
+        QVERIFY(std::abs(small.at("erf90_to_object").get<double>() / large.at("erf90_to_object").get<double>() - objects) < 1e-9);
+        QCOMPARE(small.at("saliency_area_px").get<int64_t>(), int64_t{-1}); // the ERF alone unless --what asks
+        const QStringList csv = QString::fromStdString(readAll(out + "/sweep.csv")).split('\n', Qt::SkipEmptyParts);
+        QCOMPARE(csv.size(), 5);
+        QVERIFY(csv.at(0).startsWith(QStringLiteral("model,size,layer,fx,fy,")));
+        // The Fig. 5-style grid and the plot of the ratio against size.
+        QCOMPARE(doc.at("figures").size(), size_t{6});
+        QVERIFY(readAll(out + "/sweep_ratio.svg").find("<svg") != std::string::npos);
+        QVERIFY(readAll(out + "/sweep_ratio.pdf").rfind("%PDF-", 0) == 0);
     }
 
     void saliencyAdoptsOnlyEvaluatedMasks() {

@@ -203,7 +203,24 @@ class DeformStack(nn.Module):
         return self.head(self.stage3(self.stage2(self.stage1(F.relu(self.stem(x))))))
 
 
+class LinearStack(nn.Module):
+    """Three 5x5 box filters (weights 1, no bias, no nonlinearity): its ERF is the box filter's
+    third power wherever it fits, whatever the input size (the resolution sweep's analytic case)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c0 = nn.Conv2d(3, 1, 5, padding=2, bias=False)
+        self.c1 = nn.Conv2d(1, 1, 5, padding=2, bias=False)
+        self.c2 = nn.Conv2d(1, 1, 5, padding=2, bias=False)
+        for c in (self.c0, self.c1, self.c2):
+            nn.init.ones_(c.weight)
+
+    def forward(self, x):
+        return self.c2(self.c1(self.c0(x)))
+
+
 def write_deform_stack(out_dir):
+    torch.jit.script(LinearStack().eval()).save(os.path.join(out_dir, "linear_stack.pt"))
     meta = {"input_size": [48, 48], "suggested_layer": "stage3.dcn",
             "description": "tests/python/make_fixture.py: three DCNv1 layers after regular 3x3 convs"}
     extra = {"deformscope.json": json.dumps(meta)}

@@ -8,15 +8,22 @@
 #include <QList>
 #include <QString>
 
+#include <functional>
 #include <optional>
 
 class QPainter;
 class QPainterPath;
+class QSizeF;
 
 namespace deformscope::figure::detail {
 
 QColor rgbColor(uint32_t c, double alpha = 1.0);
 inline QString qs(const std::string& s) { return QString::fromStdString(s); }
+
+// Saves whatever `paint` draws on a page of `size` (points) at `path`, as saveFigure does
+// (format by suffix, PNG at scale 2, the one atomic writer); "" or "<path>: <problem>".
+std::string saveDrawing(const QSizeF& size, const std::string& title, const std::function<void(QPainter&)>& paint,
+                        const std::string& path);
 
 // A panel's image grid; invalid when the panel has nothing to place on a grid.
 struct Grid {

@@ -170,6 +170,12 @@ std::string save(const Drawing& drawing, const std::string& path, double pngScal
 
 } // namespace
 
+std::string detail::saveDrawing(const QSizeF& size, const std::string& title, const std::function<void(QPainter&)>& paint,
+    const std::string& path)
+{
+    return save(Drawing{size, qs(title), paint}, path, 2.0, "");
+}
+
 std::string saveFigure(const Figure& figure, const std::string& path, double pngScale)
 {
     const bool empty = figure.rows < 1 || figure.cols < 1;
