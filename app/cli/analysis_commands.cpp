@@ -24,9 +24,12 @@
 #endif
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <map>
 #include <ostream>
 #include <sstream>
 
@@ -322,9 +325,57 @@ int runScaleMap(const ScaleMapInputs& in, Io& io) {
     });
 }
 
+#ifdef DEFORMSCOPE_WITH_IMAGING
+// Segmentation accuracy of `model` at input size s × s over `images` (each with a <stem>_mask.png of class ids):
+// pixel accuracy and the mean IoU over the classes present in a mask or a prediction (the masks resized to the
+// input grid by nearest neighbour; the prediction the argmax over the output's channels, at the input's size).
+std::pair<double, double> segmentationAccuracy(const model::LoadedModel& model, const std::vector<std::string>& images,
+                                               int64_t s) {
+    at::NoGradGuard noGrad;
+    int64_t correct = 0, total = 0;
+    std::map<int64_t, std::pair<int64_t, int64_t>> classes; // id -> (intersection, union)
+    for (const std::string& file : images) {
+        const fs::path mask = fs::path(file).parent_path() / (fs::path(file).stem().string() + "_mask.png");
+        if (!fs::exists(mask))
+            continue;
+        const imaging::InputImage in =
+            imaging::loadImage(file, imaging::InputSize{s, s}, report::normalizationOf(model.metadata()));
+        at::Tensor out = model.forward(in.tensor).detach().to(at::kCPU, at::kFloat);
+        if (out.dim() != 4)
+            throw UsageError(model.path() + ": --accuracy needs a dense output [N, classes, H, W], got " +
+                             c10::str(out.sizes()));
+        if (out.size(2) != s || out.size(3) != s)
+            out = at::upsample_bilinear2d(out, {s, s}, false);
+        const at::Tensor pred = out[0].argmax(0);
+        const at::Tensor truth =
+            at::upsample_nearest2d(imaging::readMask(mask.string()).to(at::kFloat).unsqueeze(0).unsqueeze(0), {s, s})[0][0]
+                .to(at::kLong);
+        correct += (pred == truth).sum().item<int64_t>();
+        total += s * s;
+        for (int64_t c = 0; c < out.size(1); ++c) {
+            const at::Tensor p = pred == c, t = truth == c;
+            auto& [inter, uni] = classes[c];
+            inter += (p & t).sum().item<int64_t>();
+            uni += (p | t).sum().item<int64_t>();
+        }
+    }
+    if (total == 0)
+        throw UsageError("--accuracy: no image with a <name>_mask.png among the " + std::to_string(images.size()) +
+                         " images");
+    double iou = 0;
+    int present = 0;
+    for (const auto& [c, iu] : classes)
+        if (iu.second > 0) {
+            iou += double(iu.first) / double(iu.second);
+            ++present;
+        }
+    return {double(correct) / double(total), present ? iou / present : 0.0};
+}
+#endif
+
 struct SweepInputs {
     std::vector<std::string> models;
-    std::string image, sizes = "256,384,512,768,1024", out;
+    std::string image, sizes = "256,384,512,768,1024", out, accuracy;
     CLI::Option* what = nullptr; // given: its analyses; not given: the ERF alone (saliency at 1024² takes minutes)
     std::unique_ptr<RequestOptions> request;
 };
@@ -348,9 +399,16 @@ int runSweep(const SweepInputs& in, Io& io) {
         std::ostringstream csv;
         csv.precision(9);
         csv << "model,size,layer,fx,fy,centre_x,centre_y,object_area_px,erf_area50_px,erf_area90_px,"
-               "erf_radius50_px,erf_radius90_px,erf90_to_object,saliency_area_px,saliency_to_object\n";
+               "erf_radius50_px,erf_radius90_px,erf90_to_object,saliency_area_px,saliency_to_object,pixel_accuracy,"
+               "mean_iou\n";
+        const std::vector<std::string> accuracyImages =
+            in.accuracy.empty() ? std::vector<std::string>{} : report::listImages(in.accuracy).files;
         Json rows = Json::array();
 #ifdef DEFORMSCOPE_WITH_FIGURES
+        figure::LinePlot accuracyPlot;
+        accuracyPlot.title = "segmentation accuracy against input size";
+        accuracyPlot.xLabel = "input size (px, square)";
+        accuracyPlot.yLabel = "pixel accuracy";
         figure::LinePlot ratioPlot;
         ratioPlot.title = "ERF (90 % area) / object area against input size";
         ratioPlot.xLabel = "input size (px, square)";
@@ -369,6 +427,7 @@ int runSweep(const SweepInputs& in, Io& io) {
 #ifdef DEFORMSCOPE_WITH_FIGURES
             fig.rowLabels.push_back(name);
             ratioPlot.series.push_back({name, {}, {}});
+            accuracyPlot.series.push_back({name, {}, {}});
 #endif
             for (int64_t s : sizes) {
                 common::AnalysisRequest at = rq;
@@ -382,10 +441,15 @@ int runSweep(const SweepInputs& in, Io& io) {
                 const int64_t object = run.object.defined() ? run.object.sum().item<int64_t>() : -1;
                 const int64_t saliency = run.saliency ? run.saliency->areaPixels : -1;
                 auto ratio = [&](double v) { return object > 0 && v >= 0 ? v / double(object) : -1.0; };
+                std::pair<double, double> accuracy{-1, -1};
+                if (!accuracyImages.empty())
+                    accuracy = segmentationAccuracy(m, accuracyImages, s);
+                auto orEmpty = [](double v) { return v < 0 ? std::string() : std::to_string(v); };
                 csv << name << ',' << s << ',' << run.node.layer << ',' << run.node.fx << ',' << run.node.fy << ','
                     << centre[0] << ',' << centre[1] << ',' << object << ',' << e.areaPixels[0] << ','
                     << e.areaPixels[1] << ',' << radii[0] << ',' << radii[1] << ',' << ratio(double(e.areaPixels[1]))
-                    << ',' << saliency << ',' << ratio(double(saliency)) << '\n';
+                    << ',' << saliency << ',' << ratio(double(saliency)) << ',' << orEmpty(accuracy.first) << ','
+                    << orEmpty(accuracy.second) << '\n';
                 rows.push_back(Json::object({{"model", name},
                                              {"size", s},
                                              {"layer", run.node.layer},
@@ -398,12 +462,16 @@ int runSweep(const SweepInputs& in, Io& io) {
                                              {"erf_radius90_px", radii[1]},
                                              {"erf90_to_object", ratio(double(e.areaPixels[1]))},
                                              {"saliency_area_px", saliency},
-                                             {"saliency_to_object", ratio(double(saliency))}}));
+                                             {"saliency_to_object", ratio(double(saliency))},
+                                             {"pixel_accuracy", accuracy.first < 0 ? Json() : Json(accuracy.first)},
+                                             {"mean_iou", accuracy.second < 0 ? Json() : Json(accuracy.second)}}));
                 io.err << "sweep: " << name << " at " << s << " x " << s << ": 90 % of the ERF in " << e.areaPixels[1]
                        << " px" << (object > 0 ? ", object " + std::to_string(object) + " px" : std::string()) << "\n";
 #ifdef DEFORMSCOPE_WITH_FIGURES
                 ratioPlot.series.back().x.push_back(double(s));
                 ratioPlot.series.back().y.push_back(ratio(double(e.areaPixels[1])));
+                accuracyPlot.series.back().x.push_back(double(s));
+                accuracyPlot.series.back().y.push_back(accuracy.first < 0 ? std::nan("") : accuracy.first);
                 if (rq.figures) {
                     figure::NodeResults c;
                     c.title = name;
@@ -441,14 +509,21 @@ int runSweep(const SweepInputs& in, Io& io) {
         if (rq.figures) {
             figures = figure::writeNamedFigures(fig, in.out, "sweep");
             ratioPlot.footer = footer.str() + "; sweep.csv has the numbers";
-            for (const char* ext : {".png", ".svg", ".pdf"}) {
-                const std::string name = std::string("sweep_ratio") + ext;
-                const std::string error = figure::saveLinePlot(ratioPlot, (fs::path(in.out) / name).string());
-                if (!error.empty()) {
-                    io.err << "note: " << error << "\n"; // e.g. no object: nothing to plot
-                    break;
+            accuracyPlot.footer = "over the " + std::to_string(accuracyImages.size()) + " images of " + in.accuracy +
+                                  " (masks: <name>_mask.png, class ids)";
+            for (const auto& [plot, base] : {std::pair<const figure::LinePlot*, std::string>{&ratioPlot, "sweep_ratio"},
+                                             {&accuracyPlot, "sweep_accuracy"}}) {
+                if (plot == &accuracyPlot && accuracyImages.empty())
+                    continue;
+                for (const char* ext : {".png", ".svg", ".pdf"}) {
+                    const std::string name = base + ext;
+                    const std::string error = figure::saveLinePlot(*plot, (fs::path(in.out) / name).string());
+                    if (!error.empty()) {
+                        io.err << "note: " << error << "\n"; // e.g. no object: nothing to plot
+                        break;
+                    }
+                    figures.push_back(name);
                 }
-                figures.push_back(name);
             }
         }
 #else
@@ -578,6 +653,10 @@ void addAnalysisCommands(CLI::App& app, Commands& commands) {
         addRequired(sub, "--image", in->image, "I", "the image");
         addRequired(sub, "--out", in->out, "DIR", "the folder to write into");
         sub->add_option("--sizes", in->sizes, "the square input sizes, pixels")->type_name("256,384,...");
+        sub->add_option("--accuracy", in->accuracy,
+                        "a folder of images with <name>_mask.png class maps: the segmentation accuracy at each size "
+                        "(DCNv2's Fig. 4)")
+            ->type_name("DIR");
         in->request = std::make_unique<RequestOptions>(
             *sub, std::vector<std::string>{"--layer", "--pixel", "--response", "--what", "--epsilon", "--baseline",
                                            "--forwards", "--min-cell", "--object", "--object-mask", "--no-object",

@@ -344,6 +344,32 @@ private Q_SLOTS:
         QVERIFY(readAll(out + "/sweep_ratio.pdf").rfind("%PDF-", 0) == 0);
     }
 
+    void sweepMeasuresAccuracyOnTheSampleData() {
+        // --accuracy DIR: the segmentation accuracy of each model at each size over the sample
+        // images (class-id masks); at the training size the samples score as their model card says
+        // (held-out pixel accuracy about 0.98).
+        QTemporaryDir data;
+        for (const char* n : {"sample_01", "sample_02", "sample_03"})
+            for (const QString& suffix : {QStringLiteral(".png"), QStringLiteral("_mask.png")})
+                QVERIFY(QFile::copy(QStringLiteral(DEFORMSCOPE_SOURCE_DIR) + "/resources/samples/" + n + suffix,
+                                    data.filePath(QString::fromUtf8(n) + suffix)));
+        QTemporaryDir dir;
+        const QString out = dir.filePath("sweep");
+        const Run r = cli({"sweep", "--models", sample("regular.pt"), sample("dcn_v2.pt"), "--image",
+                           sampleImage("sample_01.png"), "--pixel", "58,46", "--sizes", "128,256", "--accuracy",
+                           data.path(), "--out", out});
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        const Json doc = Json::parse(readAll(out + "/result.json"));
+        for (const Json& row : doc.at("rows")) {
+            const double accuracy = row.at("pixel_accuracy").get<double>(), iou = row.at("mean_iou").get<double>();
+            QVERIFY(accuracy >= 0 && accuracy <= 1 && iou >= 0 && iou <= 1);
+            if (row.at("size").get<int64_t>() == 128)
+                QVERIFY2(accuracy > 0.9, std::to_string(accuracy).c_str());
+        }
+        QVERIFY(readAll(out + "/sweep_accuracy.svg").find("<svg") != std::string::npos);
+        QVERIFY(QString::fromStdString(readAll(out + "/sweep.csv")).section('\n', 0, 0).endsWith(",pixel_accuracy,mean_iou"));
+    }
+
     void saliencyAdoptsOnlyEvaluatedMasks() {
         // A case where adopting a mask known only through the search's linear surrogate
         // made every fresh check fail (the whole image came back): DCNv2, 256 x 256, centre.
