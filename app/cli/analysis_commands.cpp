@@ -52,6 +52,9 @@ constexpr const char* kSweepHelp =
     "the same node (--pixel, on the object) at several input sizes in several models (DCNv2's Figs. 4/5): per model "
     "and size the ERF's 50 %/90 % areas and mass radii, the object's area and their ratio (and the saliency region's "
     "with --what erf,saliency): DIR/sweep.csv, result.json and sweep.png/.svg/.pdf (rows models, columns sizes)";
+constexpr const char* kMergeHelp =
+    "combines erf-average parts (erf-average --shard K/N on several machines) into the average over all their "
+    "images: DIR/erf_average.npy, result.json, erf_average.png/.svg/.pdf as one run writes them";
 constexpr const char* kErfAverageHelp =
     "the ERF of one node (default: the layer's centre) averaged over a folder of images (RepLKNet's protocol): "
     "DIR/erf_average.npy, result.json, erf_average.png/.svg/.pdf";
@@ -550,8 +553,26 @@ int runSweep(const SweepInputs& in, Io& io) {
     });
 }
 
+// "--shard K/N" -> {K, N} (1 ≤ K ≤ N); {1, 1} when not given.
+std::pair<int64_t, int64_t> parseShard(const std::string& text) {
+    if (text.empty())
+        return {1, 1};
+    const size_t slash = text.find('/');
+    std::vector<int64_t> k, n;
+    try {
+        if (slash != std::string::npos) {
+            k = wholeNumbers("--shard", text.substr(0, slash), 1);
+            n = wholeNumbers("--shard", text.substr(slash + 1), 1);
+        }
+    } catch (const UsageError&) {
+    }
+    if (k.size() != 1 || n.size() != 1 || k[0] > n[0])
+        throw UsageError("--shard '" + text + "': expected K/N with 1 ≤ K ≤ N (this run's part of N)");
+    return {k[0], n[0]};
+}
+
 struct ErfAverageInputs {
-    std::string model, images, out, node;
+    std::string model, images, out, node, shard;
     int64_t limit = 0, batch = 8;
     std::unique_ptr<RequestOptions> request; // --layer, --response, --input-size, --signed, --device, --no-figures, --log
 };
@@ -561,7 +582,18 @@ int runErfAverage(const ErfAverageInputs& in, Io& io) {
         const common::AnalysisRequest rq = in.request->request();
         requireImaging();
 #ifdef DEFORMSCOPE_WITH_IMAGING
-        const report::ImageFolder images = report::listImages(in.images, in.limit);
+        report::ImageFolder images = report::listImages(in.images, in.limit);
+        // A shard: every N-th image from the K-th of the sorted list, the same split on every machine.
+        const auto [shard, shards] = parseShard(in.shard);
+        if (shards > 1) {
+            std::vector<std::string> mine;
+            for (size_t i = size_t(shard - 1); i < images.files.size(); i += size_t(shards))
+                mine.push_back(images.files[i]);
+            if (mine.empty())
+                throw UsageError("--shard " + in.shard + ": no image falls in this part (" +
+                                 std::to_string(images.files.size()) + " images)");
+            images.files = mine;
+        }
         const model::LoadedModel m = model::LoadedModel::load(in.model, report::resolveDevice(rq.device));
         const std::array<int64_t, 2> size = report::erfAverageInputSize(m, images.files, rq.inputSize);
         const model::LayerGraph g = model::layerGraph(m, size);
@@ -595,7 +627,14 @@ int runErfAverage(const ErfAverageInputs& in, Io& io) {
         if (rq.figures)
             io.err << "note: this build has no Qt (DEFORMSCOPE_CORE_ONLY): data only, no figures\n";
 #endif
-        report::writeErfAverageData(result, m, in.images, size, images.masks, in.out, figures);
+        Json doc = report::writeErfAverageData(result, m, in.images, size, images.masks, in.out, figures);
+        // What `merge` needs to combine parts: the sum of the maps (the mean times the images), and the part.
+        common::writeNpy((fs::path(in.out) / "erf_sum.npy").string(),
+                         result.map.to(at::kDouble) * double(result.images));
+        doc["sum_file"] = "erf_sum.npy";
+        doc["signed"] = options.isSigned;
+        doc["shard"] = Json::object({{"index", shard}, {"count", shards}});
+        common::writeJsonFile((fs::path(in.out) / "result.json").string(), doc);
         io.out << "averaged the ERF of " << result.node.layer << " (" << result.node.fx << ", " << result.node.fy
                << ") over " << result.images << " images into " << in.out << " (" << result.seconds << " s)\n";
         for (const auto& sk : result.skipped)
@@ -603,6 +642,110 @@ int runErfAverage(const ErfAverageInputs& in, Io& io) {
         return 0;
 #else
         (void)rq;
+        return 2;
+#endif
+    });
+}
+
+struct MergeInputs {
+    std::vector<std::string> inputs;
+    std::string out;
+    bool noFigures = false;
+};
+
+// Combines erf-average parts (--shard K/N runs, or runs over different folders of the same model and node) into
+// the average over all their images.
+int runMerge(const MergeInputs& in, Io& io) {
+    return guarded("merge", io.err, [&]() -> int {
+        requireImaging();
+#ifdef DEFORMSCOPE_WITH_IMAGING
+        at::Tensor sum;
+        int64_t images = 0;
+        Json first;
+        std::vector<std::string> skipped;
+        std::map<int64_t, std::string> parts; // shard index -> folder
+        int64_t shards = 0;
+        for (const std::string& dir : in.inputs) {
+            const std::string jsonPath = (fs::path(dir) / "result.json").string();
+            if (!fs::exists(jsonPath))
+                throw UsageError(dir + ": no result.json (not an erf-average output folder)");
+            const Json doc = common::readJsonFile(jsonPath);
+            if (!doc.contains("sum_file") || !doc.contains("shard"))
+                throw UsageError(jsonPath + ": not an erf-average result that can be merged (no sum_file / shard; "
+                                            "written by an older DeformScope?)");
+            auto same = [&](const char* key) {
+                if (doc.at(key) != first.at(key))
+                    throw UsageError(jsonPath + ": its " + key + " " + doc.at(key).dump() + " differs from " +
+                                     in.inputs.front() + "'s " + first.at(key).dump() + ": not parts of one average");
+            };
+            if (first.is_null()) {
+                first = doc;
+                shards = doc.at("shard").at("count").get<int64_t>();
+            } else {
+                for (const char* key : {"model", "node", "input_size", "signed"})
+                    same(key);
+                if (doc.at("shard").at("count").get<int64_t>() != shards)
+                    throw UsageError(jsonPath + ": a part of " + doc.at("shard").at("count").dump() + ", the first of " +
+                                     std::to_string(shards));
+            }
+            const int64_t index = doc.at("shard").at("index").get<int64_t>();
+            if (shards > 1 && !parts.emplace(index, dir).second)
+                throw UsageError(dir + ": part " + std::to_string(index) + "/" + std::to_string(shards) +
+                                 " is given twice (also " + parts.at(index) + ")");
+            const at::Tensor s = common::readNpy((fs::path(dir) / doc.at("sum_file").get<std::string>()).string())
+                                     .to(at::kDouble);
+            sum = sum.defined() ? sum + s : s;
+            images += doc.at("images").get<int64_t>();
+            for (const Json& sk : doc.at("skipped"))
+                skipped.push_back(sk.get<std::string>());
+        }
+        if (shards > 1 && int64_t(parts.size()) != shards) {
+            std::string missing;
+            for (int64_t k = 1; k <= shards; ++k)
+                if (!parts.count(k))
+                    missing += (missing.empty() ? "" : ", ") + std::to_string(k) + "/" + std::to_string(shards);
+            throw UsageError("parts missing: " + missing + " (give every --shard K/" + std::to_string(shards) +
+                             " output folder)");
+        }
+        const std::string modelPath = first.at("model").get<std::string>();
+        const model::LoadedModel m = model::LoadedModel::load(modelPath);
+        const std::array<int64_t, 2> size{first.at("input_size").at(0).get<int64_t>(),
+                                          first.at("input_size").at(1).get<int64_t>()};
+        const model::LayerGraph g = model::layerGraph(m, size);
+        analysis::ErfAverageResult result;
+        const Json& node = first.at("node");
+        result.node.layer = node.at("layer").get<std::string>();
+        result.node.fy = node.at("fy").get<int64_t>();
+        result.node.fx = node.at("fx").get<int64_t>();
+        result.node.response = common::Response::parse(node.at("response").get<std::string>()).value_or(common::Response{});
+        result.images = images;
+        result.skipped = skipped;
+        result.map = (sum / double(images)).to(at::kFloat);
+        const model::Layer* l = g.find(result.node.layer);
+        if (!l)
+            throw UsageError(modelPath + " has no layer '" + result.node.layer + "'");
+        result.metrics = analysis::erfMetrics(result.map, {l->start[1] + double(result.node.fx) * l->jump[1],
+                                                           l->start[0] + double(result.node.fy) * l->jump[0]}, l->rf);
+        const bool isSigned = first.at("signed").get<bool>();
+        report::makeDirectory(in.out);
+        std::vector<std::string> figures;
+#ifdef DEFORMSCOPE_WITH_FIGURES
+        if (!in.noFigures)
+            figures = figure::writeErfAverageFigures(
+                figure::erfAverageFigure(result, m, g, first.at("images_folder").get<std::string>(), isSigned, false),
+                in.out);
+#endif
+        Json doc = report::writeErfAverageData(result, m, first.at("images_folder").get<std::string>(), size,
+                                               first.at("masks_skipped").get<int64_t>(), in.out, figures);
+        common::writeNpy((fs::path(in.out) / "erf_sum.npy").string(), sum);
+        doc["sum_file"] = "erf_sum.npy";
+        doc["signed"] = isSigned;
+        doc["shard"] = Json::object({{"index", 1}, {"count", 1}});
+        doc["merged_from"] = in.inputs;
+        common::writeJsonFile((fs::path(in.out) / "result.json").string(), doc);
+        io.out << "merged " << in.inputs.size() << " parts (" << images << " images) into " << in.out << "\n";
+        return 0;
+#else
         return 2;
 #endif
     });
@@ -672,9 +815,18 @@ void addAnalysisCommands(CLI::App& app, Commands& commands) {
     sub->add_option("--batch", in->batch, "images per forward/backward (1 to 1024)")
         ->type_name("B")
         ->check(CLI::Range(int64_t{1}, int64_t{1024}));
+    sub->add_option("--shard", in->shard,
+                    "average part K of N of the (sorted) images: every N-th from the K-th; `merge` combines the parts")
+        ->type_name("K/N");
     in->request = std::make_unique<RequestOptions>(
         *sub, std::vector<std::string>{"--layer", "--response", "--input-size", "--signed", "--device", "--no-figures",
                                        "--log"});
+    auto [merge, mi] = addCommand<MergeInputs>(app, commands, "merge", kMergeHelp, runMerge);
+    merge->add_option("--inputs", mi->inputs, "the erf-average output folders (every --shard K/N part)")
+        ->required()
+        ->type_name("DIR ...");
+    addRequired(merge, "--out", mi->out, "DIR", "the folder to write into");
+    merge->add_flag("--no-figures", mi->noFigures, "write the data only");
 }
 
 } // namespace deformscope::cli

@@ -370,6 +370,38 @@ private Q_SLOTS:
         QVERIFY(QString::fromStdString(readAll(out + "/sweep.csv")).section('\n', 0, 0).endsWith(",pixel_accuracy,mean_iou"));
     }
 
+    void threeShardsMergedEqualOneRun() {
+        // erf-average --shard K/3 on three "machines", then merge: the same images, map (to float
+        // precision) and integer metrics as one run over the folder; a missing part is named, exit 2.
+        QTemporaryDir dir;
+        const QStringList common{"--model", sample("dcn_v2.pt"), "--images",
+                                 QStringLiteral(DEFORMSCOPE_SOURCE_DIR) + "/resources/samples", "--layer", "block3"};
+        const Run all = cli(QStringList{"erf-average"} + common + QStringList{"--out", dir.filePath("all")});
+        QVERIFY2(all.exitCode == 0, qPrintable(all.err));
+        QStringList parts;
+        for (int k = 1; k <= 3; ++k) {
+            parts << dir.filePath(QString("part%1").arg(k));
+            const Run r = cli(QStringList{"erf-average"} + common +
+                              QStringList{"--shard", QString("%1/3").arg(k), "--out", parts.back(), "--no-figures"});
+            QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        }
+        const Run merged = cli(QStringList{"merge", "--inputs"} + parts + QStringList{"--out", dir.filePath("merged")});
+        QVERIFY2(merged.exitCode == 0, qPrintable(merged.err));
+        const Json a = Json::parse(readAll(dir.filePath("all/result.json")));
+        const Json b = Json::parse(readAll(dir.filePath("merged/result.json")));
+        QVERIFY(a.at("images").get<int64_t>() > 3);
+        QCOMPARE(b.at("images").get<int64_t>(), a.at("images").get<int64_t>());
+        for (const char* k : {"area50_px", "area90_px", "area99_px"})
+            QCOMPARE(b.at("metrics").at(k).get<int64_t>(), a.at("metrics").at(k).get<int64_t>());
+        const at::Tensor ma = deformscope::common::readNpy(dir.filePath("all/erf_average.npy").toStdString());
+        const at::Tensor mb = deformscope::common::readNpy(dir.filePath("merged/erf_average.npy").toStdString());
+        QVERIFY(((ma - mb).abs().sum() / ma.abs().sum()).item<double>() < 1e-6);
+        QVERIFY(readAll(dir.filePath("merged/erf_average.png")).rfind("\x89PNG", 0) == 0);
+        const Run missing = cli({"merge", "--inputs", parts[0], parts[2], "--out", dir.filePath("bad")});
+        QCOMPARE(missing.exitCode, 2);
+        QVERIFY2(missing.err.contains("parts missing: 2/3"), qPrintable(missing.err));
+    }
+
     void saliencyAdoptsOnlyEvaluatedMasks() {
         // A case where adopting a mask known only through the search's linear surrogate
         // made every fresh check fail (the whole image came back): DCNv2, 256 x 256, centre.
