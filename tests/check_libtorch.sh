@@ -2,6 +2,10 @@
 # Every program and shared library the build made loads exactly one libc10, and
 # it is the chosen LibTorch's (DESIGN: link only the chosen LibTorch; a second
 # one, e.g. Debian's python3-torch in /usr/lib, aborts the process at start).
+# And every object file was compiled against the chosen LibTorch's headers: a
+# target that forgets to link LibTorch but includes its headers still compiles
+# where Debian's libtorch-dev put ATen/c10/torch in /usr/include — against the
+# wrong version (Ninja builds: the compiler's recorded header dependencies).
 # usage: check_libtorch.sh BUILD_DIR TORCH_LIBDIR
 set -euo pipefail
 build="$1"
@@ -38,4 +42,22 @@ while IFS= read -r -d '' f; do
     fi
 done < <(find "$build" -type f \( -perm -u+x -o -name '*.so' \) -not -path '*/CMakeFiles/*' -print0)
 echo "checked $checked binaries that link LibTorch: $failed wrong"
-[ "$checked" -gt 0 ] && [ "$failed" = 0 ]
+
+headers_failed=0
+if [ -f "$build/build.ninja" ] && command -v ninja >/dev/null; then
+    torchinclude="$(cd "$torchlib/../include" 2>/dev/null && pwd -P || echo "$torchlib/../include")"
+    # Header paths of the LibTorch trees (ATen, c10, torch, caffe2) outside the chosen one's include folder.
+    foreign=$(ninja -C "$build" -t deps 2>/dev/null |
+        awk '/^[^ ]/ { target = $1 } /^    / { print target " " $1 }' |
+        grep -E ' [^ ]*/(ATen|c10|torch|caffe2)/' | grep -v " $torchinclude/" | sort -u || true)
+    if [ -n "$foreign" ]; then
+        headers_failed=$(printf '%s\n' "$foreign" | awk '{ print $1 }' | sort -u | wc -l)
+        echo "FAIL $headers_failed object files include LibTorch headers from outside $torchinclude, e.g.:"
+        printf '%s\n' "$foreign" | head -5
+    else
+        echo "checked the headers of every object file: all LibTorch headers from $torchinclude"
+    fi
+else
+    echo "headers: not checked (not a Ninja build)"
+fi
+[ "$checked" -gt 0 ] && [ "$failed" = 0 ] && [ "$headers_failed" = 0 ]
