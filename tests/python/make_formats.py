@@ -197,7 +197,7 @@ def write_onnx(net: nn.Module, x: Tensor, meta: str, out: str) -> bool:
             if entry.key == "location":
                 entry.value = "bad_missing_data.onnx.data"
     onnx.save_model(missing, os.path.join(out, "bad_missing_data.onnx"))
-    # Most translated operators, at five opsets (tests/python/make_onnx_ops.py).
+    # 43 of the translated operators, at five opsets (tests/python/make_onnx_ops.py).
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import make_onnx_ops
     make_onnx_ops.write(out)

@@ -1,4 +1,4 @@
-"""Writes one network that uses most of the ONNX operators DeformScope translates, exported
+"""Writes one network that uses 43 of the 81 ONNX operators DeformScope translates, exported
 at several opsets by both of torch.onnx's exporters, and onnxruntime's output for each.
 
 `OpsNet` chains convolutions (grouped, dilated, transposed), batch norm, the activations
