@@ -476,16 +476,7 @@ int runSweep(const SweepInputs& in, Io& io) {
                 accuracyPlot.series.back().x.push_back(double(s));
                 accuracyPlot.series.back().y.push_back(accuracy.first < 0 ? std::nan("") : accuracy.first);
                 if (rq.figures) {
-                    figure::NodeResults c;
-                    c.title = name;
-                    c.session = run.session.get();
-                    c.node = run.node;
-                    c.erf = run.erf;
-                    c.object = run.object;
-                    c.objectMetrics = run.objectMetrics;
-                    c.colormap = common::name(rq.colormap);
-                    c.logScale = rq.logScale;
-                    figure::Panel p = figure::erfPanel(c);
+                    figure::Panel p = figure::erfPanel(figure::nodeResultsOf(run, rq));
                     p.title.clear(); // the row and column labels say it
                     if (object > 0) {
                         std::ostringstream r;
@@ -571,6 +562,19 @@ std::pair<int64_t, int64_t> parseShard(const std::string& text) {
     return {k[0], n[0]};
 }
 
+#ifdef DEFORMSCOPE_WITH_IMAGING
+// Completes an erf-average result folder so `merge` can combine it with others: the sum of the
+// maps (erf_sum.npy, float64) and which part of how many it is, in result.json.
+void writeMergeablePart(const std::string& dir, Json doc, const at::Tensor& sum, bool isSigned, int64_t shard,
+                        int64_t shards) {
+    common::writeNpy((fs::path(dir) / "erf_sum.npy").string(), sum.to(at::kDouble));
+    doc["sum_file"] = "erf_sum.npy";
+    doc["signed"] = isSigned;
+    doc["shard"] = Json::object({{"index", shard}, {"count", shards}});
+    common::writeJsonFile((fs::path(dir) / "result.json").string(), doc);
+}
+#endif
+
 struct ErfAverageInputs {
     std::string model, images, out, node, shard;
     int64_t limit = 0, batch = 8;
@@ -627,14 +631,10 @@ int runErfAverage(const ErfAverageInputs& in, Io& io) {
         if (rq.figures)
             io.err << "note: this build has no Qt (DEFORMSCOPE_CORE_ONLY): data only, no figures\n";
 #endif
-        Json doc = report::writeErfAverageData(result, m, in.images, size, images.masks, in.out, figures);
-        // What `merge` needs to combine parts: the sum of the maps (the mean times the images), and the part.
-        common::writeNpy((fs::path(in.out) / "erf_sum.npy").string(),
-                         result.map.to(at::kDouble) * double(result.images));
-        doc["sum_file"] = "erf_sum.npy";
-        doc["signed"] = options.isSigned;
-        doc["shard"] = Json::object({{"index", shard}, {"count", shards}});
-        common::writeJsonFile((fs::path(in.out) / "result.json").string(), doc);
+        // The sum of the maps is the mean times the images.
+        writeMergeablePart(in.out,
+                           report::writeErfAverageData(result, m, in.images, size, images.masks, in.out, figures),
+                           result.map.to(at::kDouble) * double(result.images), options.isSigned, shard, shards);
         io.out << "averaged the ERF of " << result.node.layer << " (" << result.node.fx << ", " << result.node.fy
                << ") over " << result.images << " images into " << in.out << " (" << result.seconds << " s)\n";
         for (const auto& sk : result.skipped)
@@ -737,12 +737,8 @@ int runMerge(const MergeInputs& in, Io& io) {
 #endif
         Json doc = report::writeErfAverageData(result, m, first.at("images_folder").get<std::string>(), size,
                                                first.at("masks_skipped").get<int64_t>(), in.out, figures);
-        common::writeNpy((fs::path(in.out) / "erf_sum.npy").string(), sum);
-        doc["sum_file"] = "erf_sum.npy";
-        doc["signed"] = isSigned;
-        doc["shard"] = Json::object({{"index", 1}, {"count", 1}});
         doc["merged_from"] = in.inputs;
-        common::writeJsonFile((fs::path(in.out) / "result.json").string(), doc);
+        writeMergeablePart(in.out, doc, sum, isSigned, 1, 1);
         io.out << "merged " << in.inputs.size() << " parts (" << images << " images) into " << in.out << "\n";
         return 0;
 #else

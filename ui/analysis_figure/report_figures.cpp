@@ -18,6 +18,22 @@ std::string inDir(const std::string& dir, const std::string& name) {
 }
 } // namespace
 
+NodeResults nodeResultsOf(const report::Run& r, const common::AnalysisRequest& rq) {
+    NodeResults c;
+    c.title = r.name;
+    c.session = r.session.get();
+    c.node = r.node;
+    c.sampling = r.sampling;
+    c.erf = r.erf;
+    c.saliency = r.saliency;
+    c.kernel = r.kernel;
+    c.object = r.object;
+    c.objectMetrics = r.objectMetrics;
+    c.colormap = common::name(rq.colormap);
+    c.logScale = rq.logScale;
+    return c;
+}
+
 std::string footerOf(const report::Run& r, const common::AnalysisRequest& rq) {
     std::ostringstream f;
     const auto c = r.session->nodeCentre(r.node);
@@ -37,21 +53,8 @@ std::vector<std::string> writeFigures(const std::vector<const report::Run*>& run
         return {};
     ensureGuiApplication();
     std::vector<NodeResults> columns;
-    for (const report::Run* r : runs) {
-        NodeResults c;
-        c.title = r->name;
-        c.session = r->session.get();
-        c.node = r->node;
-        c.sampling = r->sampling;
-        c.erf = r->erf;
-        c.saliency = r->saliency;
-        c.kernel = r->kernel;
-        c.object = r->object;
-        c.objectMetrics = r->objectMetrics;
-        c.colormap = common::name(rq.colormap);
-        c.logScale = rq.logScale;
-        columns.push_back(std::move(c));
-    }
+    for (const report::Run* r : runs)
+        columns.push_back(nodeResultsOf(*r, rq));
     const Figure fig = analysisFigure(columns, title, footerOf(*runs.front(), rq), rq.overlays);
     std::vector<std::string> written;
     for (const char* ext : {".png", ".svg", ".pdf"}) {

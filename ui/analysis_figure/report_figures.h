@@ -18,6 +18,10 @@ struct ScaleMapResult;
 
 namespace deformscope::figure {
 
+// A run's results for one column of a figure: its session, node, analyses, object, and the
+// request's colour map and scale (the CLI's figures and the GUI's views draw the same).
+NodeResults nodeResultsOf(const report::Run& run, const common::AnalysisRequest& request);
+
 // "node <layer> (fx, fy), centre (x, y) px, response ...; saliency ε = ...; N levels, ... offsets":
 // the small print under a figure of `run`'s node with `settings`.
 std::string footerOf(const report::Run& run, const common::AnalysisRequest& request);

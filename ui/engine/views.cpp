@@ -3,6 +3,7 @@
 #include "core/analysis/offset_field.h"
 #include "core/report/video.h"
 #include "ui/analysis_figure/analysis_figure.h"
+#include "ui/analysis_figure/report_figures.h"
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
@@ -244,18 +245,7 @@ ColumnView columnView(const report::Run& r, const common::AnalysisRequest& s, do
     const auto rf = session.receptiveFieldBox(r.node); // y0, x0, y1, x1, half-open pixel indices
     c.receptiveField = QRectF(double(rf[1]) - 0.5, double(rf[0]) - 0.5, double(rf[3] - rf[1]), double(rf[2] - rf[0]));
 
-    figure::NodeResults nr;
-    nr.title = r.name;
-    nr.session = r.session.get();
-    nr.node = r.node;
-    nr.sampling = r.sampling;
-    nr.erf = r.erf;
-    nr.saliency = r.saliency;
-    nr.kernel = r.kernel;
-    nr.object = r.object;
-    nr.objectMetrics = r.objectMetrics;
-    nr.colormap = common::name(s.colormap);
-    nr.logScale = s.logScale;
+    const figure::NodeResults nr = figure::nodeResultsOf(r, s);
     c.hasSampling = r.sampling.has_value();
     c.hasErf = r.erf.has_value();
     c.hasSaliency = r.saliency.has_value();
