@@ -54,7 +54,8 @@ constexpr const char* kSweepHelp =
     "with --what erf,saliency): DIR/sweep.csv, result.json and sweep.png/.svg/.pdf (rows models, columns sizes)";
 constexpr const char* kMergeHelp =
     "combines erf-average parts (erf-average --shard K/N on several machines) into the average over all their "
-    "images: DIR/erf_average.npy, result.json, erf_average.png/.svg/.pdf as one run writes them";
+    "images: DIR/erf_average.npy, result.json, erf_average.png/.svg/.pdf as one run writes them; or study parts "
+    "(study --shard K/N) into the study of all their images";
 constexpr const char* kErfAverageHelp =
     "the ERF of one node (default: the layer's centre) averaged over a folder of images (RepLKNet's protocol): "
     "DIR/erf_average.npy, result.json, erf_average.png/.svg/.pdf";
@@ -544,24 +545,6 @@ int runSweep(const SweepInputs& in, Io& io) {
     });
 }
 
-// "--shard K/N" -> {K, N} (1 ≤ K ≤ N); {1, 1} when not given.
-std::pair<int64_t, int64_t> parseShard(const std::string& text) {
-    if (text.empty())
-        return {1, 1};
-    const size_t slash = text.find('/');
-    std::vector<int64_t> k, n;
-    try {
-        if (slash != std::string::npos) {
-            k = wholeNumbers("--shard", text.substr(0, slash), 1);
-            n = wholeNumbers("--shard", text.substr(slash + 1), 1);
-        }
-    } catch (const UsageError&) {
-    }
-    if (k.size() != 1 || n.size() != 1 || k[0] > n[0])
-        throw UsageError("--shard '" + text + "': expected K/N with 1 ≤ K ≤ N (this run's part of N)");
-    return {k[0], n[0]};
-}
-
 #ifdef DEFORMSCOPE_WITH_IMAGING
 // Completes an erf-average result folder so `merge` can combine it with others: the sum of the
 // maps (erf_sum.npy, float64) and which part of how many it is, in result.json.
@@ -576,7 +559,7 @@ void writeMergeablePart(const std::string& dir, Json doc, const at::Tensor& sum,
 #endif
 
 struct ErfAverageInputs {
-    std::string model, images, out, node, shard;
+    std::string model, images, out, node, shard, protocol = "deformscope";
     int64_t limit = 0, batch = 8;
     std::unique_ptr<RequestOptions> request; // --layer, --response, --input-size, --signed, --device, --no-figures, --log
 };
@@ -586,7 +569,9 @@ int runErfAverage(const ErfAverageInputs& in, Io& io) {
         const common::AnalysisRequest rq = in.request->request();
         requireImaging();
 #ifdef DEFORMSCOPE_WITH_IMAGING
-        report::ImageFolder images = report::listImages(in.images, in.limit);
+        const bool replknet = in.protocol == "replknet";
+        // RepLKNet's script averages over its first 50 images (--num_images) unless told otherwise.
+        report::ImageFolder images = report::listImages(in.images, in.limit > 0 ? in.limit : replknet ? 50 : 0);
         // A shard: every N-th image from the K-th of the sorted list, the same split on every machine.
         const auto [shard, shards] = parseShard(in.shard);
         if (shards > 1) {
@@ -599,7 +584,10 @@ int runErfAverage(const ErfAverageInputs& in, Io& io) {
             images.files = mine;
         }
         const model::LoadedModel m = model::LoadedModel::load(in.model, report::resolveDevice(rq.device));
-        const std::array<int64_t, 2> size = report::erfAverageInputSize(m, images.files, rq.inputSize);
+        // RepLKNet's protocol resizes every image to 1024 x 1024 (--input-size changes that).
+        const std::array<int64_t, 2> size =
+            replknet ? rq.inputSize.value_or(std::array<int64_t, 2>{1024, 1024})
+                     : report::erfAverageInputSize(m, images.files, rq.inputSize);
         const model::LayerGraph g = model::layerGraph(m, size);
         analysis::ErfAverageOptions options;
         options.layer = rq.layer.empty() ? report::defaultLayer(m, g) : rq.layer;
@@ -612,6 +600,12 @@ int runErfAverage(const ErfAverageInputs& in, Io& io) {
         options.response = rq.response;
         options.batchSize = in.batch;
         options.isSigned = rq.signedErf;
+        if (replknet) {
+            if (rq.signedErf || rq.response.kind != common::Response::Kind::Sum)
+                throw UsageError("--protocol replknet fixes the response and the map (relu of every channel at the "
+                                 "node, summed; the positive part of the gradient): drop --response / --signed");
+            options.protocol = analysis::ErfProtocol::RepLKNet;
+        }
         int64_t lastBatch = -1;
         const analysis::ErfAverageResult result =
             report::averageErfOver(m, images.files, size, options, [&](int64_t done, int64_t total) {
@@ -635,6 +629,13 @@ int runErfAverage(const ErfAverageInputs& in, Io& io) {
         writeMergeablePart(in.out,
                            report::writeErfAverageData(result, m, in.images, size, images.masks, in.out, figures),
                            result.map.to(at::kDouble) * double(result.images), options.isSigned, shard, shards);
+        for (const analysis::ReplknetArea& a : result.replknetAreas) {
+            io.out << "RepLKNet area ratio at threshold " << a.threshold << ": ";
+            if (a.sideLength > 0)
+                io.out << a.areaRatio << " (square side " << a.sideLength << ")\n";
+            else
+                io.out << "none (no centred square holds that share)\n";
+        }
         io.out << "averaged the ERF of " << result.node.layer << " (" << result.node.fx << ", " << result.node.fy
                << ") over " << result.images << " images into " << in.out << " (" << result.seconds << " s)\n";
         for (const auto& sk : result.skipped)
@@ -658,6 +659,12 @@ struct MergeInputs {
 int runMerge(const MergeInputs& in, Io& io) {
     return guarded("merge", io.err, [&]() -> int {
         requireImaging();
+        // Study parts (study --shard K/N) have their own merge.
+        if (!in.inputs.empty()) {
+            const fs::path firstJson = fs::path(in.inputs.front()) / "result.json";
+            if (fs::exists(firstJson) && common::readJsonFile(firstJson.string()).value("format", "") == "deformscope-study/1")
+                return mergeStudy(in.inputs, in.out, in.noFigures, io);
+        }
 #ifdef DEFORMSCOPE_WITH_IMAGING
         at::Tensor sum;
         int64_t images = 0;
@@ -674,15 +681,16 @@ int runMerge(const MergeInputs& in, Io& io) {
                 throw UsageError(jsonPath + ": not an erf-average result that can be merged (no sum_file / shard; "
                                             "written by an older DeformScope?)");
             auto same = [&](const char* key) {
-                if (doc.at(key) != first.at(key))
-                    throw UsageError(jsonPath + ": its " + key + " " + doc.at(key).dump() + " differs from " +
-                                     in.inputs.front() + "'s " + first.at(key).dump() + ": not parts of one average");
+                const Json mine = doc.value(key, Json()), theirs = first.value(key, Json());
+                if (mine != theirs)
+                    throw UsageError(jsonPath + ": its " + key + " " + mine.dump() + " differs from " +
+                                     in.inputs.front() + "'s " + theirs.dump() + ": not parts of one average");
             };
             if (first.is_null()) {
                 first = doc;
                 shards = doc.at("shard").at("count").get<int64_t>();
             } else {
-                for (const char* key : {"model", "node", "input_size", "signed"})
+                for (const char* key : {"model", "node", "input_size", "signed", "protocol"})
                     same(key);
                 if (doc.at("shard").at("count").get<int64_t>() != shards)
                     throw UsageError(jsonPath + ": a part of " + doc.at("shard").at("count").dump() + ", the first of " +
@@ -726,6 +734,10 @@ int runMerge(const MergeInputs& in, Io& io) {
             throw UsageError(modelPath + " has no layer '" + result.node.layer + "'");
         result.metrics = analysis::erfMetrics(result.map, {l->start[1] + double(result.node.fx) * l->jump[1],
                                                            l->start[0] + double(result.node.fy) * l->jump[0]}, l->rf);
+        if (first.value("protocol", "deformscope") == "replknet") {
+            result.protocol = analysis::ErfProtocol::RepLKNet;
+            result.replknetAreas = analysis::replknetAreaRatios(result.map);
+        }
         const bool isSigned = first.at("signed").get<bool>();
         report::makeDirectory(in.out);
         std::vector<std::string> figures;
@@ -807,7 +819,15 @@ void addAnalysisCommands(CLI::App& app, Commands& commands) {
     addRequired(sub, "--images", in->images, "DIR", "a folder of images (*_mask images are left out)");
     addRequired(sub, "--out", in->out, "DIR", "the folder to write into");
     sub->add_option("--node", in->node, "the node's feature position (default: the layer's centre)")->type_name("fy,fx");
-    sub->add_option("--limit", in->limit, "use at most N images (default: all)")->type_name("N")->check(CLI::PositiveNumber);
+    sub->add_option("--limit", in->limit, "use at most N images (default: all; 50 with --protocol replknet)")
+        ->type_name("N")
+        ->check(CLI::PositiveNumber);
+    sub->add_option("--protocol", in->protocol,
+                    "deformscope (|gradient| summed over channels, the model's preprocessing) or replknet (RepLKNet's "
+                    "erf script exactly: PIL bicubic resize to 1024 x 1024, ImageNet mean/std, relu'd response and "
+                    "gradient, their area ratios at 0.2/0.3/0.5/0.99 in result.json)")
+        ->type_name("P")
+        ->check(CLI::IsMember({"deformscope", "replknet"}));
     sub->add_option("--batch", in->batch, "images per forward/backward (1 to 1024)")
         ->type_name("B")
         ->check(CLI::Range(int64_t{1}, int64_t{1024}));
@@ -818,7 +838,7 @@ void addAnalysisCommands(CLI::App& app, Commands& commands) {
         *sub, std::vector<std::string>{"--layer", "--response", "--input-size", "--signed", "--device", "--no-figures",
                                        "--log"});
     auto [merge, mi] = addCommand<MergeInputs>(app, commands, "merge", kMergeHelp, runMerge);
-    merge->add_option("--inputs", mi->inputs, "the erf-average output folders (every --shard K/N part)")
+    merge->add_option("--inputs", mi->inputs, "the erf-average or study output folders (every --shard K/N part)")
         ->required()
         ->type_name("DIR ...");
     addRequired(merge, "--out", mi->out, "DIR", "the folder to write into");

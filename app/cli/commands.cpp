@@ -104,4 +104,21 @@ std::vector<int64_t> wholeNumbers(const std::string& option, const std::string& 
     return values;
 }
 
+std::pair<int64_t, int64_t> parseShard(const std::string& text) {
+    if (text.empty())
+        return {1, 1};
+    const size_t slash = text.find('/');
+    std::vector<int64_t> k, n;
+    try {
+        if (slash != std::string::npos) {
+            k = wholeNumbers("--shard", text.substr(0, slash), 1);
+            n = wholeNumbers("--shard", text.substr(slash + 1), 1);
+        }
+    } catch (const report::UsageError&) {
+    }
+    if (k.size() != 1 || n.size() != 1 || k[0] > n[0])
+        throw report::UsageError("--shard '" + text + "': expected K/N with 1 ≤ K ≤ N (this run's part of N)");
+    return {k[0], n[0]};
+}
+
 } // namespace deformscope::cli

@@ -13,6 +13,7 @@
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace deformscope::cli {
@@ -88,5 +89,13 @@ private:
 
 // `option` "a,b,c" as whole numbers ≥ `least`; UsageError "<option> '<text>': expected ..." otherwise.
 std::vector<int64_t> wholeNumbers(const std::string& option, const std::string& text, int64_t least);
+
+// "--shard K/N" -> {K, N} (1 ≤ K ≤ N); {1, 1} for "". UsageError otherwise. A shard of a
+// sorted list is every N-th item from the K-th, the same split on every machine.
+std::pair<int64_t, int64_t> parseShard(const std::string& text);
+
+void addStudy(CLI::App& app, Commands& commands); // study (merge combines its shards too)
+// `merge` of study parts (study_command.cpp): the folders' result.json have format deformscope-study/1.
+int mergeStudy(const std::vector<std::string>& inputs, const std::string& out, bool noFigures, Io& io);
 
 } // namespace deformscope::cli

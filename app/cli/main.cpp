@@ -76,6 +76,7 @@ int main(int argc, char** argv) {
     addSelfTest(app, commands);
     addModelCommands(app, commands);
     addAnalysisCommands(app, commands);
+    addStudy(app, commands);
     addBenchAnalyses(app, commands);
     addBenchLoad(app, commands);
     addBench(app, commands);

@@ -135,6 +135,7 @@ struct TrainInputs {
     CLI::Option *steps = nullptr, *batch = nullptr, *size = nullptr, *seed = nullptr, *lr = nullptr,
                 *offsetLrScale = nullptr, *evalImages = nullptr;
     std::string evaluate; // --evaluate FILE: score a trained align.pt instead of training
+    bool dataOnly = false; // --data-only: write the held-out images (--images, --size) and train nothing
 };
 
 // The held-out pair train-samples writes as DIR/pair_01_*: three objects of 16 to 41 px.
@@ -372,6 +373,34 @@ int runEvaluateAlign(const TrainInputs& in, std::ostream& out, std::ostream& err
     return 0;
 }
 
+// `images` sample images and masks from the held-out seeds (never seen in training) into
+// outDir/images/sample_NN(_mask).png; their list (files, seeds, objects) for training.json.
+Json writeHeldOutImages(const std::string& outDir, int64_t images, int64_t size, std::ostream& out) {
+    Json imagesJson = Json::array();
+    if (images <= 0)
+        return imagesJson;
+    if (!samples::canWriteImages()) {
+        out << "\nno sample images written: this build has no image writer (core/imaging)\n";
+        return imagesJson;
+    }
+    const fs::path dir = fs::path(outDir) / "images";
+    fs::create_directories(dir);
+    for (int64_t i = 0; i < images; ++i) {
+        const uint64_t seed = samples::kHeldOutSeedBase + static_cast<uint64_t>(i);
+        const samples::SyntheticSample s = samples::generateSample(seed, size);
+        char stem[32];
+        std::snprintf(stem, sizeof stem, "sample_%02d", static_cast<int>(i + 1));
+        samples::writeSampleImages(s, (dir / (std::string(stem) + ".png")).string(),
+                                   (dir / (std::string(stem) + "_mask.png")).string());
+        imagesJson.push_back(Json::object({{"image", Json("images/" + std::string(stem) + ".png")},
+                                           {"mask", Json("images/" + std::string(stem) + "_mask.png")},
+                                           {"seed", Json(seed)},
+                                           {"objects", objectsJson(s)}}));
+    }
+    out << "\nwrote " << images << " sample images and masks to " << dir.string() << "\n";
+    return imagesJson;
+}
+
 int runTrainSamples(const TrainInputs& in, Io& io) {
     std::ostream& out = io.out;
     std::ostream& err = io.err;
@@ -411,6 +440,10 @@ int runTrainSamples(const TrainInputs& in, Io& io) {
     std::string command = "deformscope-cli";
     for (const std::string& a : io.words)
         command += " " + a;
+    if (in.dataOnly) { // the held-out images alone (a dataset for `study`, `erf-average`, `sweep --accuracy`)
+        writeHeldOutImages(outDir, images, config.size, out);
+        return 0;
+    }
 
     if (std::any_of(variants.begin(), variants.end(), [](Variant v) { return v != Variant::Align; }))
         out << "train-samples: " << config.steps << " steps x " << config.batch << " images of " << config.size << "x"
@@ -476,28 +509,7 @@ int runTrainSamples(const TrainInputs& in, Io& io) {
     }
 
     // Sample images from held-out seeds.
-    Json imagesJson = Json::array();
-    if (images > 0) {
-        if (!samples::canWriteImages()) {
-            out << "\nno sample images written: this build has no image writer (core/imaging)\n";
-        } else {
-            const fs::path dir = fs::path(outDir) / "images";
-            fs::create_directories(dir);
-            for (int64_t i = 0; i < images; ++i) {
-                const uint64_t seed = samples::kHeldOutSeedBase + static_cast<uint64_t>(i);
-                const samples::SyntheticSample s = samples::generateSample(seed, config.size);
-                char stem[32];
-                std::snprintf(stem, sizeof stem, "sample_%02d", static_cast<int>(i + 1));
-                samples::writeSampleImages(s, (dir / (std::string(stem) + ".png")).string(),
-                                           (dir / (std::string(stem) + "_mask.png")).string());
-                imagesJson.push_back(Json::object({{"image", Json("images/" + std::string(stem) + ".png")},
-                                                   {"mask", Json("images/" + std::string(stem) + "_mask.png")},
-                                                   {"seed", Json(seed)},
-                                                   {"objects", objectsJson(s)}}));
-            }
-            out << "\nwrote " << images << " sample images and masks to " << dir.string() << "\n";
-        }
-    }
+    const Json imagesJson = writeHeldOutImages(outDir, images, config.size, out);
 
     // Summary table and training.json.
     out << "\n| variant | train s | held-out pixel acc | mean IoU | IoU bg / disc / square / triangle |\n"
@@ -602,6 +614,9 @@ void addTrainSamples(CLI::App& app, Commands& commands) {
         double x = 0;
         return CLI::detail::lexical_cast(v, x) && x > 0 ? std::string() : std::string("--lr must be a positive number");
     });
+    sub->add_flag("--data-only", in->dataOnly,
+                  "write only the held-out sample images and masks (--images N at --size S) into DIR/images, no "
+                  "training: a dataset for study, erf-average and sweep --accuracy");
     sub->add_option("--evaluate", in->evaluate,
                     "score a trained align.pt on the held-out pairs (--eval-images, default 256) beside OpenCV's DIS "
                     "flow instead of training; with --out, DIR/evaluation.json")

@@ -265,13 +265,34 @@ namespace deformscope::analysis {
 
 // ---- ERF averaged over many images (RepLKNet's protocol) ----------------------------
 
+// How the per-image gradients become the average:
+//   DeformScope: d response / d input, |.| (or signed) summed over channels, averaged;
+//   RepLKNet:    their published script (erf/visualize_erf.py): the response is
+//                relu(output[:, :, node]) summed over channels, the map is relu(gradient)
+//                summed over channels, an image whose map has a NaN is skipped; the
+//                area ratios of erf/analyze_erf.py come with it (replknetAreaRatios).
+enum class ErfProtocol { DeformScope, RepLKNet };
+
 struct ErfAverageOptions {
     std::string layer;                        // required
     std::optional<std::array<int64_t, 2>> node; // (fy, fx); default: the centre of the feature map
     Response response;
     int64_t batchSize = 8;                    // images per forward/backward
     bool isSigned = false;
+    ErfProtocol protocol = ErfProtocol::DeformScope;
 };
+
+// RepLKNet's "high-contribution area ratio" (erf/analyze_erf.py): the map is taken
+// as log10(1 + x) / max; the smallest centred square of side 2i + 1 (i = 1 .. H/2 - 1)
+// holding more than `threshold` of the total; areaRatio = side/H · side/W. sideLength
+// is 0 when no such square exists (their script has no answer then either).
+struct ReplknetArea {
+    double threshold = 0;
+    int64_t sideLength = 0;
+    double areaRatio = 0;
+};
+inline constexpr std::array<double, 4> kReplknetThresholds{0.2, 0.3, 0.5, 0.99};
+std::vector<ReplknetArea> replknetAreaRatios(const at::Tensor& map);
 
 struct ErfAverageResult {
     at::Tensor map;          // [H, W] float32, CPU: the mean over the images used
@@ -279,6 +300,8 @@ struct ErfAverageResult {
     int64_t images = 0;      // images used
     std::vector<std::string> skipped; // "<name>: <why>" for inputs that could not be used
     ErfMetrics metrics;
+    ErfProtocol protocol = ErfProtocol::DeformScope;
+    std::vector<ReplknetArea> replknetAreas; // the RepLKNet protocol's area ratios (empty otherwise)
     double seconds = 0;
     bool cancelled = false;
 };

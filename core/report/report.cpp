@@ -3,6 +3,7 @@
 #include "core/common/atomic_file.h"
 #include "core/common/json_file.h"
 #include "core/common/npy.h"
+#include "core/imaging/pil_resize.h"
 
 #include <ATen/ATen.h>
 
@@ -455,10 +456,16 @@ std::array<int64_t, 2> erfAverageInputSize(const model::LoadedModel& m, const st
 analysis::ErfAverageResult averageErfOver(const model::LoadedModel& m, const std::vector<std::string>& files,
                                           std::array<int64_t, 2> size, const analysis::ErfAverageOptions& options,
                                           const std::function<bool(int64_t, int64_t)>& progress) {
-    const imaging::Normalization norm = normalizationOf(m.metadata());
+    const bool replknet = options.protocol == analysis::ErfProtocol::RepLKNet;
+    // RepLKNet's script prepares images as torchvision's ImageNet pipeline does (PIL's bicubic
+    // resize, ImageNet mean and std), whatever the model's metadata says.
+    const imaging::Normalization norm = replknet ? imaging::Normalization{} : normalizationOf(m.metadata());
     return analysis::averageErf(
         m, int64_t(files.size()),
-        [&](int64_t i) { return imaging::loadImage(files[size_t(i)], size, norm).tensor; },
+        [&](int64_t i) {
+            return replknet ? imaging::loadImageLikeTorchvision(files[size_t(i)], size, norm).tensor
+                            : imaging::loadImage(files[size_t(i)], size, norm).tensor;
+        },
         [&](int64_t i) { return files[size_t(i)]; }, options, progress);
 }
 

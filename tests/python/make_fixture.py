@@ -305,6 +305,11 @@ def main():
     from PIL import Image  # installed with torchvision
     pixels = torch.randint(0, 256, (64, 80, 3), generator=torch.Generator().manual_seed(2), dtype=torch.uint8)
     Image.fromarray(pixels.numpy(), "RGB").save(os.path.join(out_dir, "fixture_image.png"))
+    # Pillow's own bicubic resizes of it (what torchvision's Resize(..., BICUBIC) does to a PIL
+    # image), for the imaging suite's bit-exact check of RepLKNet's preprocessing.
+    source = Image.open(os.path.join(out_dir, "fixture_image.png")).convert("RGB")
+    for h, w in [(32, 40), (23, 29), (1024, 1024), (131, 50), (64, 57)]:
+        source.resize((w, h), Image.BICUBIC).save(os.path.join(out_dir, f"pil_bicubic_{h}x{w}.png"))
     print(f"wrote {out_dir}/fixture_model.pt and fixture_data.pt "
           f"(torch {torch.__version__}, torchvision {torchvision.__version__})")
 

@@ -148,10 +148,15 @@ std::string saveLinePlot(const LinePlot& plot, const std::string& path) {
                 started = true;
                 p.drawEllipse(q, 2.6, 2.6);
             }
-            p.setBrush(Qt::NoBrush);
-            p.drawPath(line);
             const double ly = area.top() + 8 + double(k) * (fm.height() + 6);
-            p.drawLine(QPointF(area.right() + 14, ly), QPointF(area.right() + 38, ly));
+            if (plot.joined) {
+                p.setBrush(Qt::NoBrush);
+                p.drawPath(line);
+                p.drawLine(QPointF(area.right() + 14, ly), QPointF(area.right() + 38, ly));
+            } else {
+                p.drawEllipse(QPointF(area.right() + 26, ly), 2.6, 2.6);
+                p.setBrush(Qt::NoBrush);
+            }
             p.setPen(Qt::black);
             p.drawText(QPointF(area.right() + 44, ly + fm.ascent() / 2 - 1), qs(s.name));
         }

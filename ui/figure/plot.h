@@ -15,6 +15,7 @@ struct PlotSeries {
 struct LinePlot {
     std::string title, xLabel, yLabel;
     bool logY = false;         // a log10 y axis, ticks at powers of ten (and 2, 5 between)
+    bool joined = true;        // false: a scatter plot (markers only, not joined; the legend shows a marker)
     std::vector<PlotSeries> series;
     std::string footer;        // small print under the plot
 };

@@ -4,6 +4,7 @@
 // exact values: channel order, normalisation arithmetic, resizing, pixel formats,
 // coordinate mapping, class maps, ownership, and the error messages.
 #include "core/imaging/image.h"
+#include "core/imaging/pil_resize.h"
 
 #include <ATen/ATen.h>
 
@@ -601,6 +602,43 @@ private Q_SLOTS:
         QVERIFY(!runtimeErrorOf([&] { writeImage(path, ids + 300); }).isEmpty());
         COMPARE_TENSORS(readMask(path), ids);
         QVERIFY(temporaryFiles(dir.path()).isEmpty());
+    }
+
+    // RepLKNet's protocol prepares images as torchvision does on PIL images: Pillow's bicubic
+    // resize must be reproduced bit for bit. tests/python/make_fixture.py wrote Pillow's own
+    // results (pil_bicubic_HxW.png) of fixture_image.png (64 x 80): shrinking, growing, both.
+    void bicubicLikePil_data() {
+        QTest::addColumn<int>("height");
+        QTest::addColumn<int>("width");
+        QTest::newRow("shrink 32x40") << 32 << 40;
+        QTest::newRow("shrink by 2.7") << 23 << 29;
+        QTest::newRow("grow 1024x1024") << 1024 << 1024;
+        QTest::newRow("rows grow, columns shrink") << 131 << 50;
+        QTest::newRow("columns only") << 64 << 57;
+    }
+    void bicubicLikePil() {
+        QFETCH(int, height);
+        QFETCH(int, width);
+        const std::string dir = DEFORMSCOPE_MODEL_FIXTURE_DIR;
+        const at::Tensor source = loadImage(dir + "/fixture_image.png").rgb;
+        const at::Tensor pil =
+            loadImage(dir + "/pil_bicubic_" + std::to_string(height) + "x" + std::to_string(width) + ".png").rgb;
+        const at::Tensor ours = resizeBicubicLikePil(source, {height, width});
+        QCOMPARE(ours.sizes().vec(), pil.sizes().vec());
+        const int64_t differing = ours.ne(pil).sum().item<int64_t>();
+        QVERIFY2(differing == 0, qPrintable(QString("%1 of %2 values differ from Pillow's").arg(differing).arg(pil.numel())));
+        // And the tensor torchvision's ToTensor + Normalize make of it: float32 (v / 255 - mean) / std.
+        const at::Tensor t = toTensorLikeTorchvision(ours, Normalization{});
+        QCOMPARE(t.sizes().vec(), (std::vector<int64_t>{1, 3, height, width}));
+        const float v = float(ours[0][0][1].item<uint8_t>());
+        QCOMPARE(t[0][1][0][0].item<float>(), (v / 255.0f - 0.456f) / 0.224f);
+        bool refused = false;
+        try {
+            resizeBicubicLikePil(source, {0, 4});
+        } catch (const std::invalid_argument&) {
+            refused = true;
+        }
+        QVERIFY(refused);
     }
 };
 
