@@ -13,13 +13,14 @@
 #include "core/report/study.h"
 #endif
 #ifdef DEFORMSCOPE_WITH_FIGURES
-#include "ui/analysis_figure/analysis_figure.h"
-#include "ui/figure/plot.h"
+#include "ui/analysis_figure/report_figures.h"
 #endif
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <tuple>
 #include <filesystem>
 #include <map>
 #include <ostream>
@@ -39,8 +40,6 @@ constexpr const char* kStudyHelp =
     "area, sampling points inside; per model Pearson's and Spearman's r (95 % intervals) between each receptive-field "
     "size and the object's size: DIR/study.csv, result.json, study_erf.png/.svg/.pdf (scatter)";
 
-constexpr const char* kFormat = "deformscope-study/1";
-
 struct StudyInputs {
     std::vector<std::string> models;
     std::string images, masks, out, shard;
@@ -50,95 +49,28 @@ struct StudyInputs {
 };
 
 #ifdef DEFORMSCOPE_WITH_IMAGING
-// The mask of `image`: <stem>_mask.png next to it, or in `masks` <stem>_mask.png / <stem>.png; "" if none.
-std::string maskOf(const std::string& image, const std::string& masks) {
-    const std::string stem = fs::path(image).stem().string();
-    const fs::path dir = masks.empty() ? fs::path(image).parent_path() : fs::path(masks);
-    for (const fs::path& p : {dir / (stem + "_mask.png"), dir / (stem + ".png")})
-        if (fs::is_regular_file(p) && (!masks.empty() || p.filename() != fs::path(image).filename()))
-            return p.string();
-    return {};
-}
-
-// Writes study.csv, the scatter figures and result.json (doc plus rows, table, figures) into `dir`.
-void writeStudy(const std::string& dir, Json doc, std::vector<report::StudyRow> rows,
+// Writes the figures (builds with Qt), study.csv and result.json into `dir`, then the answer in a few lines.
+void writeStudy(const std::string& dir, const Json& header, const std::vector<report::StudyRow>& rows,
                 const std::vector<std::string>& names, bool figures, Io& io) {
-    report::sortStudyRows(rows, names);
     report::makeDirectory(dir);
-    common::writeFileAtomically((fs::path(dir) / "study.csv").string(), report::studyCsv(rows));
-    const Json table = report::studyTable(rows, names);
     std::vector<std::string> written;
 #ifdef DEFORMSCOPE_WITH_FIGURES
     if (figures) {
-        figure::ensureGuiApplication();
-        struct Scatter {
-            const char* measure;
-            const char* base;
-            const char* label;
-        };
-        for (const Scatter& sc : {Scatter{"erf_radius90_px", "study_erf", "ERF radius, 90 % of the mass (px)"},
-                                  Scatter{"saliency_size_px", "study_saliency", "sqrt(saliency region area) (px)"},
-                                  Scatter{"sampling_spread_px", "study_sampling", "sampling points' weighted spread (px)"}}) {
-            figure::LinePlot plot;
-            plot.joined = false;
-            plot.title = std::string(sc.label) + " against object size";
-            plot.xLabel = "sqrt(object area) (px)";
-            plot.yLabel = sc.label;
-            bool any = false;
-            for (size_t k = 0; k < names.size(); ++k) {
-                figure::PlotSeries s;
-                std::ostringstream name;
-                name.precision(2);
-                name << std::fixed << names[k];
-                const Json& m = table.at(k).at("measures");
-                if (m.contains(sc.measure) && m.at(sc.measure).at("spearman").at("r").is_number())
-                    name << " (rho " << m.at(sc.measure).at("spearman").at("r").get<double>() << ")";
-                s.name = name.str();
-                for (const report::StudyRow& r : rows) {
-                    double v = -1;
-                    for (const report::StudyMeasure& me : report::studyMeasures())
-                        if (std::string(me.name) == sc.measure)
-                            v = me.value(r);
-                    if (r.model == names[k] && v >= 0) {
-                        s.x.push_back(r.objectSizePx);
-                        s.y.push_back(v);
-                        any = true;
-                    }
-                }
-                plot.series.push_back(std::move(s));
-            }
-            if (!any)
-                continue;
-            plot.footer = "one point per object and model; study.csv has the numbers, result.json the correlations";
-            for (const char* ext : {".png", ".svg", ".pdf"}) {
-                const std::string file = std::string(sc.base) + ext;
-                const std::string error = figure::saveLinePlot(plot, (fs::path(dir) / file).string());
-                if (!error.empty()) {
-                    io.err << "note: " << error << "\n";
-                    break;
-                }
-                written.push_back(file);
-            }
-        }
+        std::vector<std::string> problems;
+        written = figure::writeStudyFigures(rows, names, dir, &problems);
+        for (const std::string& p : problems)
+            io.err << "note: " << p << "\n";
     }
 #else
     if (figures)
         io.err << "note: this build has no Qt (DEFORMSCOPE_CORE_ONLY): data only, no figures\n";
 #endif
-    Json rowsJson = Json::array();
-    for (const report::StudyRow& r : rows)
-        rowsJson.push_back(report::toJson(r));
-    doc["table"] = table;
-    doc["data"] = "study.csv";
-    doc["figures"] = written;
-    doc["rows"] = rowsJson;
-    common::writeJsonFile((fs::path(dir) / "result.json").string(), doc);
-    // The answer in a few lines.
-    for (const Json& t : table) {
+    const Json doc = report::writeStudyData(dir, header, rows, names, written);
+    for (const Json& t : doc.at("table")) {
         io.out << t.at("model").get<std::string>() << " (" << t.at("objects").get<int64_t>() << " objects):";
         for (const auto& [name, m] : t.at("measures").items()) {
-            const Json& s = m.at("spearman");
-            io.out << " " << name << " rho " << (s.at("r").is_number() ? std::to_string(s.at("r").get<double>()) : "-");
+            const Json& r = m.at("spearman").at("r");
+            io.out << " " << name << " rho " << (r.is_number() ? std::to_string(r.get<double>()) : std::string("-"));
         }
         io.out << "\n";
     }
@@ -156,18 +88,14 @@ int runStudy(const StudyInputs& in, Io& io) {
         (void)rq;
         throw UsageError("this build has no image support (built with DEFORMSCOPE_CORE_ONLY)");
 #else
+        report::StudyOptions options;
+        options.images = in.images;
+        options.masks = in.masks;
+        options.limit = in.limit;
+        std::tie(options.shard, options.shards) = parseShard(in.shard);
+        options.minObjectPixels = in.minObject;
         if (in.models.empty())
             throw UsageError("--models: give at least one model");
-        const report::ImageFolder all = report::listImages(in.images, in.limit);
-        if (!in.masks.empty() && !fs::is_directory(in.masks))
-            throw UsageError(in.masks + ": --masks is not a folder");
-        const auto [shard, shards] = parseShard(in.shard);
-        std::vector<int64_t> mine; // indices into the whole sorted list
-        for (int64_t i = shard - 1; i < int64_t(all.files.size()); i += shards)
-            mine.push_back(i);
-        if (mine.empty())
-            throw UsageError("--shard " + in.shard + ": no image falls in this part (" +
-                             std::to_string(all.files.size()) + " images)");
         std::vector<model::LoadedModel> models;
         std::vector<std::string> names;
         for (const std::string& path : in.models) {
@@ -177,45 +105,20 @@ int runStudy(const StudyInputs& in, Io& io) {
                 name = report::stemOf(path) + "_" + std::to_string(k);
             names.push_back(name);
         }
-        std::vector<report::StudyRow> rows;
-        Json skipped = Json::array();
-        int64_t used = 0;
-        for (size_t j = 0; j < mine.size(); ++j) {
-            const std::string& image = all.files[size_t(mine[j])];
-            const std::string mask = maskOf(image, in.masks);
-            if (mask.empty()) {
-                skipped.push_back(image + ": no mask (" +
-                                  (in.masks.empty() ? std::string("<name>_mask.png next to it") : in.masks + "/<name>_mask.png or <name>.png") + ")");
-                continue;
-            }
-            size_t before = rows.size();
-            for (size_t k = 0; k < models.size(); ++k) {
-                std::vector<report::StudyRow> r =
-                    report::studyImage(models[k], names[k], image, mask, mine[j], rq, in.minObject);
-                rows.insert(rows.end(), r.begin(), r.end());
-            }
-            ++used;
-            const size_t found = (rows.size() - before) / std::max<size_t>(models.size(), 1);
-            io.err << "study: image " << (j + 1) << "/" << mine.size() << " (" << fs::path(image).filename().string()
-                   << "): " << found << (found == 1 ? " object\n" : " objects\n");
-        }
-        if (rows.empty())
-            throw UsageError(in.images + ": no object found in the masks of " + std::to_string(mine.size()) +
-                             " images (objects of at least " + std::to_string(in.minObject) + " px; " +
-                             std::to_string(skipped.size()) + " images without a mask)");
-        Json doc = Json::object({{"format", kFormat},
-                                 {"models", in.models},
-                                 {"model_names", names},
-                                 {"images_folder", in.images},
-                                 {"masks_folder", in.masks.empty() ? Json() : Json(in.masks)},
-                                 {"images", int64_t(all.files.size())},
-                                 {"images_used", used},
-                                 {"skipped", skipped},
-                                 {"min_object_px", in.minObject},
-                                 {"request", common::toJson(rq)},
-                                 {"shard", Json::object({{"index", shard}, {"count", shards}})}});
-        writeStudy(in.out, doc, rows, names, rq.figures, io);
-        io.out << "studied " << rows.size() / models.size() << " objects in " << used << " images with "
+        std::vector<const model::LoadedModel*> pointers;
+        for (const model::LoadedModel& m : models)
+            pointers.push_back(&m);
+        int64_t reported = -1;
+        const report::StudyRun run =
+            report::runStudy(pointers, names, options, rq, [&](int64_t done, int64_t total, const std::string& image) {
+                if (done != reported && done < total) {
+                    reported = done;
+                    io.err << "study: image " << (done + 1) << "/" << total << " (" << image << ")\n";
+                }
+                return true;
+            });
+        writeStudy(in.out, report::studyHeader(in.models, names, options, run, rq), run.rows, names, rq.figures, io);
+        io.out << "studied " << run.rows.size() / models.size() << " objects in " << run.used << " images with "
                << models.size() << " models into " << in.out << "\n";
         return 0;
 #endif
@@ -237,8 +140,10 @@ int mergeStudy(const std::vector<std::string>& inputs, const std::string& out, b
     for (const std::string& dir : inputs) {
         const std::string path = (fs::path(dir) / "result.json").string();
         const Json doc = common::readJsonFile(path);
-        if (doc.value("format", "") != kFormat)
+        if (doc.value("format", "") != report::kStudyFormat)
             throw UsageError(path + ": not a study result (format " + doc.value("format", Json()).dump() + ")");
+        if (doc.value("cancelled", false))
+            throw UsageError(path + ": this part was cancelled before its last image (run it again)");
         if (first.is_null()) {
             first = doc;
             shards = doc.at("shard").at("count").get<int64_t>();

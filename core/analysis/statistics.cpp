@@ -78,6 +78,21 @@ Correlation pearson(const std::vector<double>& x, const std::vector<double>& y) 
     return withInterval(int64_t(a.size()), pearsonR(a, b), 1.0);
 }
 
+double slope(const std::vector<double>& x, const std::vector<double>& y) {
+    std::vector<double> a, b;
+    finitePairs(x, y, a, b);
+    if (a.size() < 2)
+        return kNaN;
+    const double mx = std::accumulate(a.begin(), a.end(), 0.0) / double(a.size());
+    const double my = std::accumulate(b.begin(), b.end(), 0.0) / double(b.size());
+    double sxy = 0, sxx = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        sxy += (a[i] - mx) * (b[i] - my);
+        sxx += (a[i] - mx) * (a[i] - mx);
+    }
+    return sxx > 0 ? sxy / sxx : kNaN;
+}
+
 Correlation spearman(const std::vector<double>& x, const std::vector<double>& y) {
     std::vector<double> a, b;
     finitePairs(x, y, a, b);

@@ -24,6 +24,10 @@ Correlation pearson(const std::vector<double>& x, const std::vector<double>& y);
 // by Fisher's z with Fieller, Hartley and Pearson's standard error sqrt(1.06 / (n - 3)).
 Correlation spearman(const std::vector<double>& x, const std::vector<double>& y);
 
+// The least-squares slope of y on x (NaN for fewer than 2 finite pairs or a constant x):
+// how many units y grows per unit of x, which a correlation does not say.
+double slope(const std::vector<double>& x, const std::vector<double>& y);
+
 // 1-based ranks, ties sharing the mean of their ranks (scipy.stats.rankdata's "average").
 std::vector<double> ranks(const std::vector<double>& v);
 

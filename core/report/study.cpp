@@ -1,6 +1,7 @@
 #include "core/report/study.h"
 
 #include "core/analysis/scale_map.h"
+#include "core/common/atomic_file.h"
 #include "core/common/json_file.h"
 #include "core/imaging/image.h"
 #include "core/report/report.h"
@@ -103,7 +104,8 @@ const std::vector<StudyMeasure>& studyMeasures() {
 
 std::vector<StudyRow> studyImage(const model::LoadedModel& model, const std::string& modelName,
                                  const std::string& imagePath, const std::string& maskPath, int64_t imageIndex,
-                                 const common::AnalysisRequest& request, int64_t minObjectPixels) {
+                                 const common::AnalysisRequest& request, int64_t minObjectPixels,
+                                 const std::function<bool()>& keepGoing) {
     at::Tensor ids;
     try {
         ids = imaging::readMask(maskPath);
@@ -122,7 +124,9 @@ std::vector<StudyRow> studyImage(const model::LoadedModel& model, const std::str
         common::AnalysisRequest rq = request;
         rq.at = common::Location{common::Grid::Original, double(o.middle[0]), double(o.middle[1])};
         rq.object.kind = common::ObjectRegion::Kind::None;
-        analyseNode(run, rq);
+        analyseNode(run, rq, [&](const analysis::SaliencyProgress&) { return !keepGoing || keepGoing(); });
+        if (keepGoing && !keepGoing())
+            break; // cancelled: the caller drops this image
         const at::Tensor inside =
             at::upsample_nearest2d(o.mask.to(at::kFloat).view({1, 1, ids.size(0), ids.size(1)}),
                                    {run.image.height, run.image.width})[0][0]
@@ -301,12 +305,120 @@ Json studyTable(const std::vector<StudyRow>& rows, const std::vector<std::string
             if (x.empty())
                 continue;
             const analysis::Correlation p = analysis::pearson(x, y), s = analysis::spearman(x, y);
-            measures[measure.name] = Json::object({{"n", p.n}, {"pearson", corr(p)}, {"spearman", corr(s)}});
+            measures[measure.name] = Json::object(
+                {{"n", p.n}, {"pearson", corr(p)}, {"spearman", corr(s)}, {"slope", orNull(analysis::slope(x, y))}});
         }
         table.push_back(Json::object({{"model", m}, {"objects", objects}, {"against", "object_size_px"},
                                       {"measures", measures}}));
     }
     return table;
+}
+
+std::string maskOf(const std::string& image, const std::string& masks) {
+    namespace fs = std::filesystem;
+    const std::string stem = fs::path(image).stem().string();
+    const fs::path dir = masks.empty() ? fs::path(image).parent_path() : fs::path(masks);
+    for (const fs::path& p : {dir / (stem + "_mask.png"), dir / (stem + ".png")})
+        if (fs::is_regular_file(p) && (!masks.empty() || p.filename() != fs::path(image).filename()))
+            return p.string();
+    return {};
+}
+
+StudyRun runStudy(const std::vector<const model::LoadedModel*>& models, const std::vector<std::string>& names,
+                  const StudyOptions& options, const common::AnalysisRequest& requestIn,
+                  const StudyProgress& progress) {
+    namespace fs = std::filesystem;
+    common::AnalysisRequest request = requestIn;
+    request.what.kernel = common::Analyses::Kernel::Off;
+    request.what.motion = false;
+    if (models.empty() || models.size() != names.size())
+        throw UsageError("a study needs at least one model (and one name per model)");
+    if (!options.masks.empty() && !fs::is_directory(options.masks))
+        throw UsageError(options.masks + ": --masks is not a folder");
+    const ImageFolder all = listImages(options.images, options.limit);
+    StudyRun out;
+    out.images = int64_t(all.files.size());
+    std::vector<int64_t> mine; // indices into the whole sorted list
+    for (int64_t i = options.shard - 1; i < int64_t(all.files.size()); i += std::max<int64_t>(options.shards, 1))
+        mine.push_back(i);
+    if (mine.empty())
+        throw UsageError("shard " + std::to_string(options.shard) + "/" + std::to_string(options.shards) +
+                         ": no image falls in this part (" + std::to_string(all.files.size()) + " images)");
+    const int64_t total = int64_t(mine.size());
+    for (int64_t j = 0; j < total; ++j) {
+        const std::string& image = all.files[size_t(mine[size_t(j)])];
+        const std::string name = fs::path(image).filename().string();
+        if (progress && !progress(j, total, name)) {
+            out.cancelled = true;
+            break;
+        }
+        const std::string mask = maskOf(image, options.masks);
+        if (mask.empty()) {
+            out.skipped.push_back(image + ": no mask (" +
+                                  (options.masks.empty() ? std::string("<name>_mask.png next to it")
+                                                         : options.masks + "/<name>_mask.png or <name>.png") +
+                                  ")");
+            continue;
+        }
+        std::vector<StudyRow> found;
+        for (size_t k = 0; k < models.size(); ++k) {
+            std::vector<StudyRow> r = studyImage(*models[k], names[k], image, mask, mine[size_t(j)], request,
+                                                 options.minObjectPixels, [&] {
+                                                     return !progress || progress(j, total, name);
+                                                 });
+            found.insert(found.end(), r.begin(), r.end());
+        }
+        if (progress && !progress(j, total, name)) { // cancelled inside: this image is incomplete
+            out.cancelled = true;
+            break;
+        }
+        out.rows.insert(out.rows.end(), found.begin(), found.end());
+        ++out.used;
+    }
+    if (progress && !out.cancelled)
+        progress(total, total, std::string());
+    if (out.rows.empty() && !out.cancelled)
+        throw UsageError(options.images + ": no object found in the masks of " + std::to_string(total) +
+                         " images (objects of at least " + std::to_string(options.minObjectPixels) + " px; " +
+                         std::to_string(out.skipped.size()) + " images without a mask)");
+    sortStudyRows(out.rows, names);
+    return out;
+}
+
+Json studyHeader(const std::vector<std::string>& modelPaths, const std::vector<std::string>& names,
+                 const StudyOptions& options, const StudyRun& run, const common::AnalysisRequest& request) {
+    Json skipped = Json::array();
+    for (const std::string& s : run.skipped)
+        skipped.push_back(s);
+    return Json::object({{"format", kStudyFormat},
+                         {"models", modelPaths},
+                         {"model_names", names},
+                         {"images_folder", options.images},
+                         {"masks_folder", options.masks.empty() ? Json() : Json(options.masks)},
+                         {"images", run.images},
+                         {"images_used", run.used},
+                         {"skipped", skipped},
+                         {"min_object_px", options.minObjectPixels},
+                         {"cancelled", run.cancelled},
+                         {"request", common::toJson(request)},
+                         {"shard", Json::object({{"index", options.shard}, {"count", options.shards}})}});
+}
+
+Json writeStudyData(const std::string& dir, Json doc, std::vector<StudyRow> rows,
+                    const std::vector<std::string>& names, const std::vector<std::string>& figures) {
+    namespace fs = std::filesystem;
+    sortStudyRows(rows, names);
+    makeDirectory(dir);
+    common::writeFileAtomically((fs::path(dir) / "study.csv").string(), studyCsv(rows));
+    Json rowsJson = Json::array();
+    for (const StudyRow& r : rows)
+        rowsJson.push_back(toJson(r));
+    doc["table"] = studyTable(rows, names);
+    doc["data"] = "study.csv";
+    doc["figures"] = figures;
+    doc["rows"] = rowsJson;
+    common::writeJsonFile((fs::path(dir) / "result.json").string(), doc);
+    return doc;
 }
 
 } // namespace deformscope::report

@@ -67,10 +67,13 @@ const std::vector<StudyMeasure>& studyMeasures();
 
 // The analyses of every object of `imagePath` (its id map `maskPath`) for `model`:
 // one captured forward, then one node per object (request.at set to the object's
-// middle, request.object ignored: the object is the region itself).
+// middle, request.object ignored: the object is the region itself). keepGoing() is
+// asked during saliency searches and after each object; false stops early (the rows
+// are then incomplete).
 std::vector<StudyRow> studyImage(const model::LoadedModel& model, const std::string& modelName,
                                  const std::string& imagePath, const std::string& maskPath, int64_t imageIndex,
-                                 const common::AnalysisRequest& request, int64_t minObjectPixels);
+                                 const common::AnalysisRequest& request, int64_t minObjectPixels,
+                                 const std::function<bool()>& keepGoing = {});
 
 // study.csv: a header and one line per row.
 std::string studyCsv(const std::vector<StudyRow>& rows);
@@ -79,12 +82,55 @@ nlohmann::ordered_json toJson(const StudyRow& row);
 StudyRow studyRowFromJson(const nlohmann::ordered_json& j);
 
 // Per model (in `models`' order) and measure: n, Pearson's and Spearman's r with their
-// 95 % intervals, between the measure and objectSizePx over the model's rows (rows
+// 95 % intervals and the least-squares slope, between the measure and objectSizePx over the model's rows (rows
 // with a measure < 0 left out). The rows must be in the study's order
 // (imageIndex, object, model) for results that do not depend on sharding.
 nlohmann::ordered_json studyTable(const std::vector<StudyRow>& rows, const std::vector<std::string>& models);
 
 // Sorts rows into the study's order: imageIndex, object, then the order of `models`.
 void sortStudyRows(std::vector<StudyRow>& rows, const std::vector<std::string>& models);
+
+// The mask of `image`: <stem>_mask.png next to it, or in the folder `masks` <stem>_mask.png
+// or <stem>.png; "" when there is none.
+std::string maskOf(const std::string& image, const std::string& masks);
+
+struct StudyOptions {
+    std::string images;              // the folder of images (listImages: sorted, *_mask files left out)
+    std::string masks;               // "": <stem>_mask.png next to each image
+    int64_t limit = 0;               // at most this many images of the sorted list (0: all)
+    int64_t shard = 1, shards = 1;   // this run's part: every shards-th image from the shard-th
+    int64_t minObjectPixels = 16;
+};
+
+struct StudyRun {
+    std::vector<StudyRow> rows;      // in the study's order (sortStudyRows)
+    std::vector<std::string> skipped; // "<image>: <why>" for images without a mask
+    int64_t images = 0;              // listed (the whole study, all shards)
+    int64_t used = 0;                // this part's images with a mask
+    bool cancelled = false;
+};
+
+// progress(done, total, what): after each image of this part (and during a saliency
+// search, done unchanged); returning false cancels (the rows so far are kept).
+using StudyProgress = std::function<bool(int64_t, int64_t, const std::string&)>;
+
+// The study of `options.images` for `models` (names: unique, one per model) with the
+// analyses of `request` (kernel view and motion off). Throws UsageError when the folder
+// has no images, the shard has none, the masks folder does not exist, or no object is found.
+StudyRun runStudy(const std::vector<const model::LoadedModel*>& models, const std::vector<std::string>& names,
+                  const StudyOptions& options, const common::AnalysisRequest& request,
+                  const StudyProgress& progress = {});
+
+// result.json's fields that describe a run (format, models, folders, counts, request, shard).
+nlohmann::ordered_json studyHeader(const std::vector<std::string>& modelPaths, const std::vector<std::string>& names,
+                                   const StudyOptions& options, const StudyRun& run,
+                                   const common::AnalysisRequest& request);
+inline constexpr const char* kStudyFormat = "deformscope-study/1";
+
+// Writes dir/study.csv and dir/result.json: `header` plus the rows (sorted), the table
+// (studyTable), "data" and `figures`. Returns the document written.
+nlohmann::ordered_json writeStudyData(const std::string& dir, nlohmann::ordered_json header,
+                                      std::vector<StudyRow> rows, const std::vector<std::string>& names,
+                                      const std::vector<std::string>& figures);
 
 } // namespace deformscope::report

@@ -167,7 +167,10 @@ def main():
                 assert abs(got[name]["r"] - r) < 1e-9, (model, measure, name, got[name], r)
                 assert abs(got[name]["ci95"][0] - lo) < 1e-9 and abs(got[name]["ci95"][1] - hi) < 1e-9, \
                     (model, measure, name, got[name], lo, hi)
-            print(f"{model} {measure}: pearson {p:.3f}, spearman {s:.3f} (n {len(x)})")
+            mx, my = sum(x) / len(x), sum(y) / len(y)
+            slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
+            assert abs(got["slope"] - slope) < 1e-9 * max(1, abs(slope)), (model, measure, got["slope"], slope)
+            print(f"{model} {measure}: pearson {p:.3f}, spearman {s:.3f}, slope {slope:.3f} (n {len(x)})")
         assert "saliency_size_px" not in entry["measures"]  # not asked for
     assert "dcn_v2 (" in out and "rho" in out
 

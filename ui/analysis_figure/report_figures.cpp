@@ -2,6 +2,9 @@
 
 #include "core/analysis/contours.h"
 #include "core/analysis/scale_map.h"
+#include "ui/figure/plot.h"
+
+#include <nlohmann/json.hpp>
 
 #include <ATen/ATen.h>
 
@@ -168,6 +171,65 @@ std::vector<std::string> writeNamedFigures(const Figure& fig, const std::string&
         if (!error.empty())
             throw std::runtime_error(error);
         written.push_back(name);
+    }
+    return written;
+}
+
+std::vector<std::string> writeStudyFigures(const std::vector<report::StudyRow>& rows,
+                                           const std::vector<std::string>& names, const std::string& dir,
+                                           std::vector<std::string>* problems) {
+    ensureGuiApplication();
+    struct Scatter {
+        const char* measure;
+        const char* base;
+        const char* label;
+    };
+    const nlohmann::ordered_json table = report::studyTable(rows, names);
+    std::vector<std::string> written;
+    for (const Scatter& sc : {Scatter{"erf_radius90_px", "study_erf", "ERF radius, 90 % of the mass (px)"},
+                              Scatter{"saliency_size_px", "study_saliency", "sqrt(saliency region area) (px)"},
+                              Scatter{"sampling_spread_px", "study_sampling", "sampling points' weighted spread (px)"}}) {
+        double (*value)(const report::StudyRow&) = nullptr;
+        for (const report::StudyMeasure& me : report::studyMeasures())
+            if (std::string(me.name) == sc.measure)
+                value = me.value;
+        LinePlot plot;
+        plot.joined = false;
+        plot.title = std::string(sc.label) + " against object size";
+        plot.xLabel = "sqrt(object area) (px)";
+        plot.yLabel = sc.label;
+        bool any = false;
+        for (size_t k = 0; k < names.size(); ++k) {
+            PlotSeries series;
+            std::ostringstream name;
+            name << names[k];
+            const nlohmann::ordered_json& m = table.at(k).at("measures");
+            if (m.contains(sc.measure) && m.at(sc.measure).at("spearman").at("r").is_number()) {
+                name.precision(2);
+                name << std::fixed << " (rho " << m.at(sc.measure).at("spearman").at("r").get<double>() << ")";
+            }
+            series.name = name.str();
+            for (const report::StudyRow& r : rows)
+                if (r.model == names[k] && value(r) >= 0) {
+                    series.x.push_back(r.objectSizePx);
+                    series.y.push_back(value(r));
+                    any = true;
+                }
+            plot.series.push_back(std::move(series));
+        }
+        if (!any)
+            continue;
+        plot.footer = "one point per object and model; study.csv has the numbers, result.json the correlations";
+        for (const char* ext : {".png", ".svg", ".pdf"}) {
+            const std::string file = std::string(sc.base) + ext;
+            const std::string error = saveLinePlot(plot, (std::filesystem::path(dir) / file).string());
+            if (!error.empty()) {
+                if (problems)
+                    problems->push_back(error);
+                break;
+            }
+            written.push_back(file);
+        }
     }
     return written;
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "core/report/report.h"
+#include "core/report/study.h"
 
 namespace deformscope::analysis {
 struct ScaleMapResult;
@@ -47,5 +48,13 @@ Figure scaleMapFigure(const analysis::ScaleMapResult& result, const report::Run&
 
 // Writes <dir>/<base>.png/.svg/.pdf; returns the names written. Throws like writeFigures.
 std::vector<std::string> writeNamedFigures(const Figure& figure, const std::string& dir, const std::string& base);
+
+// The dataset study's scatter plots (one point per object and model, the legend with
+// Spearman's rho): <dir>/study_erf (ERF 90 % radius), study_saliency, study_sampling
+// (.png/.svg/.pdf), each only when its measure was computed. Returns the names written;
+// a plot that cannot be written is left out and its problem appended to `problems`.
+std::vector<std::string> writeStudyFigures(const std::vector<report::StudyRow>& rows,
+                                           const std::vector<std::string>& names, const std::string& dir,
+                                           std::vector<std::string>* problems = nullptr);
 
 } // namespace deformscope::figure

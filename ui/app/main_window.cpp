@@ -125,6 +125,7 @@ void MainWindow::connectEngine() {
     connect(e, &Engine::resultReady, this, &MainWindow::onResult, Qt::QueuedConnection);
     connect(e, &Engine::exported, this, &MainWindow::onExported, Qt::QueuedConnection);
     connect(e, &Engine::erfAveraged, this, &MainWindow::onErfAveraged, Qt::QueuedConnection);
+    connect(e, &Engine::studied, this, &MainWindow::onStudied, Qt::QueuedConnection);
     connect(e, &Engine::failed, this, &MainWindow::onFailed, Qt::QueuedConnection);
 }
 
@@ -199,7 +200,7 @@ void MainWindow::cancelAnalysis() {
 // ---- results ------------------------------------------------------------------------------
 
 void MainWindow::onProgress(uint64_t id, double fraction, const QString& stage) {
-    if (id != m_analysisRequest && id != m_erfRequest)
+    if (id != m_analysisRequest && id != m_erfRequest && id != m_studyRequest)
         return;
     m_progress->show();
     m_cancelButton->show();
@@ -254,15 +255,29 @@ void MainWindow::onErfAveraged(uint64_t id, const QString& figure, int images, b
                              30000);
 }
 
+void MainWindow::onStudied(uint64_t id, const QString& figure, int objects, int images, bool cancelled) {
+    if (id != m_studyRequest)
+        return;
+    setBusy(false);
+    const QString where = figure.isEmpty() ? tr("study.csv and result.json") : figure;
+    statusBar()->showMessage(cancelled ? tr("Study cancelled after %1 objects in %2 images; what was done is in %3")
+                                             .arg(objects)
+                                             .arg(images)
+                                             .arg(where)
+                                       : tr("Study of %1 objects in %2 images: %3").arg(objects).arg(images).arg(where),
+                             30000);
+}
+
 void MainWindow::onFailed(uint64_t id, const QString& message) {
-    if (id == m_analysisRequest || id == m_modelsRequest || id == m_imageRequest || id == m_erfRequest)
+    if (id == m_analysisRequest || id == m_modelsRequest || id == m_imageRequest || id == m_erfRequest ||
+        id == m_studyRequest)
         setBusy(false);
     if (id == m_modelsRequest || id == m_imageRequest)
         m_pendingSession.reset();
     if (id == m_analysisRequest)
         m_restoring = false;
     if (id < m_analysisRequest && id != m_modelsRequest && id != m_imageRequest && id != m_exportRequest &&
-        id != m_erfRequest)
+        id != m_erfRequest && id != m_studyRequest)
         return; // a superseded click's failure is old news
     showError(message);
 }

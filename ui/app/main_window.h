@@ -161,6 +161,7 @@ private:
     void onResult(const ClickViewPtr& result);
     void onExported(uint64_t id, const QStringList& engineFiles);
     void onErfAveraged(uint64_t id, const QString& figure, int images, bool cancelled);
+    void onStudied(uint64_t id, const QString& figure, int objects, int images, bool cancelled);
     void onFailed(uint64_t id, const QString& message);
 
     std::unique_ptr<AppSettings> m_ownSettings;
@@ -189,6 +190,7 @@ private:
 
     // Requests in flight.
     uint64_t m_modelsRequest = 0, m_imageRequest = 0, m_analysisRequest = 0, m_exportRequest = 0, m_erfRequest = 0;
+    uint64_t m_studyRequest = 0;
     QStringList m_viewFiles;             // the views the last export wrote (reported with the engine's files)
     QStringList m_requestedModels;
     QString m_requestedImage;
@@ -254,6 +256,7 @@ private:
     QAction* m_exportAction = nullptr;
     QAction* m_exportDataAction = nullptr;
     QAction* m_erfAverageAction = nullptr;
+    QAction* m_studyAction = nullptr;
     QAction* m_quitAction = nullptr;
     QAction* m_fullScreenAction = nullptr;
     QAction* m_comparisonAction = nullptr;

@@ -13,6 +13,7 @@
 #include <QLabel>
 #include <QMenu>
 #include <QMenuBar>
+#include <QMessageBox>
 #include <QToolBar>
 
 #include <functional>
@@ -169,6 +170,34 @@ void MainWindow::buildActions() {
         m_erfRequest = m_engine->averageErf(r);
     });
 
+    m_studyAction = new QAction(tr("Dataset &Study over a Folder…"), this);
+    m_studyAction->setObjectName(QStringLiteral("studyAction"));
+    m_studyAction->setToolTip(tr("Does the receptive field adapt to the object? Every object of a folder's masks, "
+                                 "in every open model, correlated with its size (the CLI's study)"));
+    connect(m_studyAction, &QAction::triggered, this, [this] {
+        if (m_models.empty()) {
+            showError(tr("Open the models first: the study runs every open model."));
+            return;
+        }
+        const QString images = QFileDialog::getExistingDirectory(
+            this, tr("Folder of images, each with its <name>_mask.png (object ids)"), m_settings->lastDirectory());
+        if (images.isEmpty())
+            return;
+        const QString out = QFileDialog::getExistingDirectory(this, tr("Write the study into folder"), images);
+        if (out.isEmpty())
+            return;
+        StudyRequest r;
+        r.folder = images;
+        r.layer = m_layer;
+        r.outDirectory = out;
+        r.saliency = QMessageBox::question(this, tr("Dataset study"),
+                                           tr("Also find each object's saliency region? It takes seconds per object "
+                                              "and model on a CPU; the ERF and sampling points take a fraction of "
+                                              "a second.")) == QMessageBox::Yes;
+        setBusy(true, tr("Studying the objects of %1").arg(images));
+        m_studyRequest = m_engine->study(r);
+    });
+
     m_quitAction = new QAction(tr("&Quit"), this);
     m_quitAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_Q));
     m_quitAction->setMenuRole(QAction::QuitRole);
@@ -249,6 +278,7 @@ void MainWindow::buildMenus() {
     analysis->addSeparator();
     analysis->addAction(m_inputSettingsAction);
     analysis->addAction(m_erfAverageAction);
+    analysis->addAction(m_studyAction);
     analysis->addAction(m_cancelAction);
 }
 

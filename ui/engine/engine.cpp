@@ -9,6 +9,7 @@
 #include "core/common/json_file.h"
 #include "core/ops/checks/selftest.h"
 #include "core/report/report.h"
+#include "core/report/study.h"
 #include "ui/analysis_figure/analysis_figure.h"
 #include "ui/analysis_figure/report_figures.h"
 #include "ui/engine/job_queue.h"
@@ -235,6 +236,50 @@ struct Engine::Impl {
             throw std::runtime_error(describeFailure(ss(rq.model), e));
         }
     }
+
+    void study(uint64_t id, const StudyRequest& rq, JobToken& token) {
+        if (cache.infos().empty())
+            throw report::UsageError("no model is open: the study runs every open model");
+        if (rq.outDirectory.isEmpty())
+            throw report::UsageError("no output folder for the study");
+        std::vector<const model::LoadedModel*> models;
+        std::vector<std::string> names, paths;
+        for (const ModelInfo& info : cache.infos()) {
+            const model::LoadedModel* m = cache.findModel(info.path);
+            if (!m)
+                continue;
+            models.push_back(m);
+            names.push_back(ss(info.name));
+            paths.push_back(ss(info.path));
+        }
+        report::StudyOptions options;
+        options.images = ss(rq.folder);
+        options.masks = ss(rq.masks);
+        options.limit = std::max(0, rq.limit);
+        common::AnalysisRequest request;
+        request.layer = ss(rq.layer);
+        request.what.saliency = rq.saliency;
+        request.device = common::DeviceSpec::parse(cache.device().str()).value_or(common::DeviceSpec{});
+        const report::StudyRun run = report::runStudy(
+            models, names, options, request, [&](int64_t done, int64_t total, const std::string& image) {
+                if (token.stop())
+                    return false;
+                Q_EMIT q->progress(id, total > 0 ? double(done) / double(total) : 0.0,
+                                   done < total ? QStringLiteral("Study: image %1/%2 (%3)")
+                                                      .arg(done + 1)
+                                                      .arg(total)
+                                                      .arg(qs(image))
+                                                : QStringLiteral("Study: writing"));
+                return true;
+            });
+        const std::string dir = ss(rq.outDirectory);
+        report::makeDirectory(dir);
+        const std::vector<std::string> figures = figure::writeStudyFigures(run.rows, names, dir);
+        report::writeStudyData(dir, report::studyHeader(paths, names, options, run, request), run.rows, names, figures);
+        const bool haveErf = std::find(figures.begin(), figures.end(), "study_erf.png") != figures.end();
+        Q_EMIT q->studied(id, haveErf ? QDir(rq.outDirectory).filePath(QStringLiteral("study_erf.png")) : QString(),
+                          int(run.rows.size() / models.size()), int(run.used), run.cancelled);
+    }
 };
 
 // ---- Engine ------------------------------------------------------------------------
@@ -272,6 +317,10 @@ uint64_t Engine::analyze(const common::AnalysisRequest& request) {
 
 uint64_t Engine::exportResults(const ExportRequest& request) {
     return d->submit(Job::Kind::Other, [this, request](uint64_t id, JobToken&) { d->exportResults(id, request); });
+}
+
+uint64_t Engine::study(const StudyRequest& request) {
+    return d->submit(Job::Kind::Other, [this, request](uint64_t id, JobToken& token) { d->study(id, request, token); });
 }
 
 uint64_t Engine::averageErf(const ErfAverageRequest& request) {

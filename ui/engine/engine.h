@@ -47,6 +47,16 @@ struct ErfAverageRequest {
     QString outDirectory;       // where the map and metrics are written (the CLI's erf-average layout)
 };
 
+// The dataset study (the CLI's `study`) over a folder, for every open model.
+struct StudyRequest {
+    QString folder;             // images, each with <name>_mask.png (grey ids) unless `masks` is given
+    QString masks;              // a folder of masks <name>_mask.png / <name>.png; empty: next to the images
+    QString layer;              // empty: each model's suggested layer
+    bool saliency = false;      // the saliency region too (seconds per object and model on a CPU)
+    int limit = 0;              // 0: every image
+    QString outDirectory;       // study.csv, result.json, study_*.png/.svg/.pdf
+};
+
 // How to feed a model whose file carries no metadata (the input-settings dialog).
 struct InputSettings {
     double mean[3] = {0.485, 0.456, 0.406}; // RGB order, applied to [0, 1] values
@@ -80,6 +90,9 @@ public:
     // Writes the last delivered click's figures and data. Emits exported or failed.
     uint64_t exportResults(const ExportRequest& request);
     uint64_t averageErf(const ErfAverageRequest& request);
+    // The study of every open model over request.folder. Emits progress per image (cancel()
+    // stops it between objects; what was done is written), then studied; or failed.
+    uint64_t study(const StudyRequest& request);
     // Sets how the open model `modelPath` is fed, then prepares the open image
     // again for it (modelsOpened and imageOpened), or lists the models again.
     uint64_t setInputSettings(const QString& modelPath, const InputSettings& settings);
@@ -95,6 +108,8 @@ Q_SIGNALS:
     void resultReady(const deformscope::ui::ClickViewPtr& result);
     void exported(uint64_t id, const QStringList& files);
     void erfAveraged(uint64_t id, const QString& figure, int images, bool cancelled);
+    // figure: the ERF scatter plot written (empty when none); objects: per model.
+    void studied(uint64_t id, const QString& figure, int objects, int images, bool cancelled);
     void failed(uint64_t id, const QString& message);
 
 private:

@@ -56,6 +56,7 @@ struct Received {
     std::vector<std::pair<uint64_t, QString>> failures;
     std::vector<std::pair<uint64_t, QStringList>> exports;
     std::vector<std::tuple<uint64_t, QString, int, bool>> averages;
+    std::vector<std::tuple<uint64_t, QString, int, int, bool>> studies; // id, figure, objects, images, cancelled
     std::vector<std::pair<uint64_t, double>> progress;
 };
 
@@ -82,6 +83,9 @@ public:
                          [this](uint64_t id, const QStringList& files) { got.exports.push_back({id, files}); });
         QObject::connect(e, &Engine::erfAveraged, &receiver,
                          [this](uint64_t id, const QString& fig, int n, bool c) { got.averages.push_back({id, fig, n, c}); });
+        QObject::connect(e, &Engine::studied, &receiver, [this](uint64_t id, const QString& fig, int n, int i, bool c) {
+            got.studies.push_back({id, fig, n, i, c});
+        });
         QObject::connect(e, &Engine::progress, &receiver,
                          [this](uint64_t id, double f, const QString&) { got.progress.push_back({id, f}); });
     }
@@ -497,6 +501,65 @@ private Q_SLOTS:
         const at::Tensor map = deformscope::common::readNpy((rq.outDirectory + "/erf_average.npy").toStdString());
         QCOMPARE(map.sizes().vec(), (std::vector<int64_t>{128, 128}));
         QVERIFY(!h.got.progress.empty());
+    }
+
+    // The GUI's study is the CLI's: the same study.csv for the same folder and models.
+    void studyWritesTheClisLayout() {
+        Harness h;
+        const uint64_t m = h.openModels({sampleModel("regular.pt"), sampleModel("dcn_v2.pt")});
+        QVERIFY(Harness::wait([&] { return !h.got.models.empty() || h.failedWith(m); }));
+        QTemporaryDir tmp;
+        StudyRequest rq;
+        rq.folder = QStringLiteral(DEFORMSCOPE_SOURCE_DIR) + "/resources/samples";
+        rq.limit = 3;
+        rq.outDirectory = tmp.filePath("study");
+        const uint64_t id = h.engine->study(rq);
+        QVERIFY(Harness::wait([&] { return !h.got.studies.empty() || h.failedWith(id); }));
+        QVERIFY2(!h.failedWith(id), qPrintable(h.failure(id)));
+        const auto [sid, figure, objects, images, cancelled] = h.got.studies.front();
+        QCOMPARE(sid, id);
+        QCOMPARE(images, 3);
+        QVERIFY(objects >= 3 && !cancelled);
+        QVERIFY(QFileInfo(figure).size() > 1000);
+        const Json doc = Json::parse(readAll(rq.outDirectory + "/result.json"));
+        QCOMPARE(doc.at("format").get<std::string>(), std::string("deformscope-study/1"));
+        QCOMPARE(doc.at("rows").size(), size_t(2 * objects));
+        QCOMPARE(doc.at("table").size(), size_t{2});
+        QVERIFY(!h.got.progress.empty());
+
+        QProcess p;
+        p.start(QStringLiteral(DEFORMSCOPE_CLI),
+                {QStringLiteral("study"), QStringLiteral("--models"), sampleModel("regular.pt"), sampleModel("dcn_v2.pt"),
+                 QStringLiteral("--images"), rq.folder, QStringLiteral("--limit"), QStringLiteral("3"),
+                 QStringLiteral("--what"), QStringLiteral("sampling,erf"), QStringLiteral("--no-figures"),
+                 QStringLiteral("--out"), tmp.filePath("cli")});
+        QVERIFY(p.waitForFinished(300000));
+        QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
+        QCOMPARE(readAll(tmp.filePath("cli/study.csv")), readAll(rq.outDirectory + "/study.csv"));
+    }
+
+    // Cancel stops a study (here one with saliency searches) and keeps what was done.
+    void studyCancels() {
+        Harness h;
+        const uint64_t m = h.openModels({sampleModel("dcn_v2.pt")});
+        QVERIFY(Harness::wait([&] { return !h.got.models.empty() || h.failedWith(m); }));
+        QTemporaryDir tmp;
+        StudyRequest rq;
+        rq.folder = QStringLiteral(DEFORMSCOPE_SOURCE_DIR) + "/resources/samples";
+        rq.saliency = true;
+        rq.outDirectory = tmp.filePath("study");
+        const uint64_t id = h.engine->study(rq);
+        QVERIFY(Harness::wait([&] { return !h.got.progress.empty() || h.failedWith(id); }));
+        h.engine->cancel();
+        QElapsedTimer t;
+        t.start();
+        QVERIFY(Harness::wait([&] { return !h.got.studies.empty() || h.failedWith(id); }, 60000));
+        QVERIFY2(!h.failedWith(id), qPrintable(h.failure(id)));
+        QVERIFY(std::get<4>(h.got.studies.front()));      // cancelled
+        QVERIFY(std::get<3>(h.got.studies.front()) < 8); // not every one of the 8 images
+        QVERIFY2(t.elapsed() < 30000, qPrintable(QString("cancel took %1 ms").arg(t.elapsed())));
+        const Json doc = Json::parse(readAll(rq.outDirectory + "/result.json"));
+        QVERIFY(doc.at("cancelled").get<bool>());
     }
 };
 
