@@ -16,10 +16,12 @@
 #ifdef DEFORMSCOPE_WITH_IMAGING
 #include "core/imaging/image.h"
 #include "core/report/report.h"
+#include "core/report/scale_map_data.h"
 #endif
 #ifdef DEFORMSCOPE_WITH_FIGURES
 #include "ui/analysis_figure/analysis_figure.h"
 #include "ui/analysis_figure/report_figures.h"
+#include "ui/analysis_figure/sweep_report.h"
 #include "ui/figure/plot.h"
 #endif
 
@@ -277,7 +279,6 @@ int runScaleMap(const ScaleMapInputs& in, Io& io) {
             return true;
         });
         report::makeDirectory(in.out);
-        common::writeNpy((fs::path(in.out) / "scale_map.npy").string(), result.radii.to(at::kFloat).contiguous());
         std::vector<std::string> figures;
 #ifdef DEFORMSCOPE_WITH_FIGURES
         if (rq.figures)
@@ -286,38 +287,7 @@ int runScaleMap(const ScaleMapInputs& in, Io& io) {
         if (rq.figures)
             io.err << "note: this build has no Qt (DEFORMSCOPE_CORE_ONLY): data only, no figures\n";
 #endif
-        Json fractions = Json::array(), stats = Json::array();
-        for (size_t f = 0; f < result.fractions.size(); ++f) {
-            const at::Tensor r = result.radii[int64_t(f)].flatten();
-            fractions.push_back(result.fractions[f]);
-            stats.push_back(Json::object({{"fraction", result.fractions[f]},
-                                          {"min_px", r.min().item<double>()},
-                                          {"median_px", r.median().item<double>()},
-                                          {"mean_px", r.mean().item<double>()},
-                                          {"max_px", r.max().item<double>()}}));
-        }
-        Json notes = Json::array();
-        for (const std::string& n : result.notes)
-            notes.push_back(n);
-        const Json doc = Json::object({{"format", "deformscope-scale-map/1"},
-                                       {"model", in.model},
-                                       {"image", in.image},
-                                       {"input_size", Json::array({run.session->inputSize()[0], run.session->inputSize()[1]})},
-                                       {"layer", result.layer},
-                                       {"response", result.response.toString()},
-                                       {"grid", Json::array({result.grid[0], result.grid[1]})},
-                                       {"fy", result.fy},
-                                       {"fx", result.fx},
-                                       {"fractions", fractions},
-                                       {"radii", stats},
-                                       {"data", "scale_map.npy"},
-                                       {"layout", "[fraction, row, column]: input pixels; row i is feature row fy[i], "
-                                                  "column j feature column fx[j]"},
-                                       {"passes", result.passes},
-                                       {"seconds", result.seconds},
-                                       {"figures", figures},
-                                       {"notes", notes}});
-        common::writeJsonFile((fs::path(in.out) / "result.json").string(), doc);
+        report::writeScaleMapData(result, run, in.model, in.image, in.out, figures);
         io.out << "mapped the ERF radius of " << result.grid[0] << " x " << result.grid[1] << " nodes of "
                << result.layer << " in " << result.passes << " passes into " << in.out << " (" << result.seconds
                << " s)\n";
@@ -328,54 +298,6 @@ int runScaleMap(const ScaleMapInputs& in, Io& io) {
 #endif
     });
 }
-
-#ifdef DEFORMSCOPE_WITH_IMAGING
-// Segmentation accuracy of `model` at input size s × s over `images` (each with a <stem>_mask.png of class ids):
-// pixel accuracy and the mean IoU over the classes present in a mask or a prediction (the masks resized to the
-// input grid by nearest neighbour; the prediction the argmax over the output's channels, at the input's size).
-std::pair<double, double> segmentationAccuracy(const model::LoadedModel& model, const std::vector<std::string>& images,
-                                               int64_t s) {
-    at::NoGradGuard noGrad;
-    int64_t correct = 0, total = 0;
-    std::map<int64_t, std::pair<int64_t, int64_t>> classes; // id -> (intersection, union)
-    for (const std::string& file : images) {
-        const fs::path mask = fs::path(file).parent_path() / (fs::path(file).stem().string() + "_mask.png");
-        if (!fs::exists(mask))
-            continue;
-        const imaging::InputImage in =
-            imaging::loadImage(file, imaging::InputSize{s, s}, report::normalizationOf(model.metadata()));
-        at::Tensor out = model.forward(in.tensor).detach().to(at::kCPU, at::kFloat);
-        if (out.dim() != 4)
-            throw UsageError(model.path() + ": --accuracy needs a dense output [N, classes, H, W], got " +
-                             c10::str(out.sizes()));
-        if (out.size(2) != s || out.size(3) != s)
-            out = at::upsample_bilinear2d(out, {s, s}, false);
-        const at::Tensor pred = out[0].argmax(0);
-        const at::Tensor truth =
-            at::upsample_nearest2d(imaging::readMask(mask.string()).to(at::kFloat).unsqueeze(0).unsqueeze(0), {s, s})[0][0]
-                .to(at::kLong);
-        correct += (pred == truth).sum().item<int64_t>();
-        total += s * s;
-        for (int64_t c = 0; c < out.size(1); ++c) {
-            const at::Tensor p = pred == c, t = truth == c;
-            auto& [inter, uni] = classes[c];
-            inter += (p & t).sum().item<int64_t>();
-            uni += (p | t).sum().item<int64_t>();
-        }
-    }
-    if (total == 0)
-        throw UsageError("--accuracy: no image with a <name>_mask.png among the " + std::to_string(images.size()) +
-                         " images");
-    double iou = 0;
-    int present = 0;
-    for (const auto& [c, iu] : classes)
-        if (iu.second > 0) {
-            iou += double(iu.first) / double(iu.second);
-            ++present;
-        }
-    return {double(correct) / double(total), present ? iou / present : 0.0};
-}
-#endif
 
 struct SweepInputs {
     std::vector<std::string> models;
@@ -399,143 +321,27 @@ int runSweep(const SweepInputs& in, Io& io) {
         rq.what.saliency = rq.what.saliency && in.what && in.what->count() > 0;
         rq.what.kernel = common::Analyses::Kernel::Off;
         rq.what.motion = false;
-        report::makeDirectory(in.out);
-        std::ostringstream csv;
-        csv.precision(9);
-        csv << "model,size,layer,fx,fy,centre_x,centre_y,object_area_px,erf_area50_px,erf_area90_px,"
-               "erf_radius50_px,erf_radius90_px,erf90_to_object,saliency_area_px,saliency_to_object,pixel_accuracy,"
-               "mean_iou\n";
-        const std::vector<std::string> accuracyImages =
-            in.accuracy.empty() ? std::vector<std::string>{} : report::listImages(in.accuracy).files;
-        Json rows = Json::array();
 #ifdef DEFORMSCOPE_WITH_FIGURES
-        figure::LinePlot accuracyPlot;
-        accuracyPlot.title = "segmentation accuracy against input size";
-        accuracyPlot.xLabel = "input size (px, square)";
-        accuracyPlot.yLabel = "pixel accuracy";
-        figure::LinePlot ratioPlot;
-        ratioPlot.title = "ERF (90 % area) / object area against input size";
-        ratioPlot.xLabel = "input size (px, square)";
-        ratioPlot.yLabel = "90 % ERF area / object area";
-        ratioPlot.logY = true;
-        figure::Figure fig;
-        fig.rows = int(in.models.size());
-        fig.cols = int(sizes.size());
-        fig.title = "ERF against input size";
-        for (int64_t s : sizes)
-            fig.colLabels.push_back(std::to_string(s) + " x " + std::to_string(s));
-#endif
+        figure::SweepSpec spec;
+        std::vector<model::LoadedModel> models;
         for (const std::string& path : in.models) {
-            const model::LoadedModel m = model::LoadedModel::load(path, report::resolveDevice(rq.device));
-            const std::string name = report::stemOf(path);
-#ifdef DEFORMSCOPE_WITH_FIGURES
-            fig.rowLabels.push_back(name);
-            ratioPlot.series.push_back({name, {}, {}});
-            accuracyPlot.series.push_back({name, {}, {}});
-#endif
-            for (int64_t s : sizes) {
-                common::AnalysisRequest at = rq;
-                at.inputSize = std::array<int64_t, 2>{s, s};
-                Run run = report::prepareRun(m, in.image, at);
-                run.name = name;
-                report::analyseNode(run, at);
-                const analysis::ErfMetrics& e = run.erf->metrics;
-                const auto centre = run.session->nodeCentre(run.node);
-                const std::vector<double> radii = analysis::massRadii(run.erf->map, centre, {0.5, 0.9});
-                const int64_t object = run.object.defined() ? run.object.sum().item<int64_t>() : -1;
-                const int64_t saliency = run.saliency ? run.saliency->areaPixels : -1;
-                auto ratio = [&](double v) { return object > 0 && v >= 0 ? v / double(object) : -1.0; };
-                std::pair<double, double> accuracy{-1, -1};
-                if (!accuracyImages.empty())
-                    accuracy = segmentationAccuracy(m, accuracyImages, s);
-                auto orEmpty = [](double v) { return v < 0 ? std::string() : std::to_string(v); };
-                csv << name << ',' << s << ',' << run.node.layer << ',' << run.node.fx << ',' << run.node.fy << ','
-                    << centre[0] << ',' << centre[1] << ',' << object << ',' << e.areaPixels[0] << ','
-                    << e.areaPixels[1] << ',' << radii[0] << ',' << radii[1] << ',' << ratio(double(e.areaPixels[1]))
-                    << ',' << saliency << ',' << ratio(double(saliency)) << ',' << orEmpty(accuracy.first) << ','
-                    << orEmpty(accuracy.second) << '\n';
-                rows.push_back(Json::object({{"model", name},
-                                             {"size", s},
-                                             {"layer", run.node.layer},
-                                             {"fx", run.node.fx},
-                                             {"fy", run.node.fy},
-                                             {"object_area_px", object},
-                                             {"erf_area50_px", e.areaPixels[0]},
-                                             {"erf_area90_px", e.areaPixels[1]},
-                                             {"erf_radius50_px", radii[0]},
-                                             {"erf_radius90_px", radii[1]},
-                                             {"erf90_to_object", ratio(double(e.areaPixels[1]))},
-                                             {"saliency_area_px", saliency},
-                                             {"saliency_to_object", ratio(double(saliency))},
-                                             {"pixel_accuracy", accuracy.first < 0 ? Json() : Json(accuracy.first)},
-                                             {"mean_iou", accuracy.second < 0 ? Json() : Json(accuracy.second)}}));
-                io.err << "sweep: " << name << " at " << s << " x " << s << ": 90 % of the ERF in " << e.areaPixels[1]
-                       << " px" << (object > 0 ? ", object " + std::to_string(object) + " px" : std::string()) << "\n";
-#ifdef DEFORMSCOPE_WITH_FIGURES
-                ratioPlot.series.back().x.push_back(double(s));
-                ratioPlot.series.back().y.push_back(ratio(double(e.areaPixels[1])));
-                accuracyPlot.series.back().x.push_back(double(s));
-                accuracyPlot.series.back().y.push_back(accuracy.first < 0 ? std::nan("") : accuracy.first);
-                if (rq.figures) {
-                    figure::Panel p = figure::erfPanel(figure::nodeResultsOf(run, rq));
-                    p.title.clear(); // the row and column labels say it
-                    if (object > 0) {
-                        std::ostringstream r;
-                        r.precision(3);
-                        r << "90 % area / object: " << ratio(double(e.areaPixels[1]));
-                        p.caption.push_back(r.str());
-                    }
-                    fig.panels.push_back(std::move(p));
-                }
-#endif
-            }
+            models.push_back(model::LoadedModel::load(path, report::resolveDevice(rq.device)));
+            spec.names.push_back(report::stemOf(path));
         }
-        common::writeFileAtomically((fs::path(in.out) / "sweep.csv").string(), csv.str());
-        std::vector<std::string> figures;
-#ifdef DEFORMSCOPE_WITH_FIGURES
-        std::ostringstream footer;
-        footer << "node of " << (rq.layer.empty() ? std::string("the suggested layer") : rq.layer) << " at ";
-        if (rq.at)
-            footer << "pixel " << rq.at->x << "," << rq.at->y;
-        else
-            footer << "the image's centre";
-        footer << " of " << in.image << ", response " << rq.response.toString();
-        fig.footer = footer.str() + "; the ERF's 50 % / 90 % mass contours, the object dashed";
-        if (rq.figures) {
-            figures = figure::writeNamedFigures(fig, in.out, "sweep");
-            ratioPlot.footer = footer.str() + "; sweep.csv has the numbers";
-            accuracyPlot.footer = "over the " + std::to_string(accuracyImages.size()) + " images of " + in.accuracy +
-                                  " (masks: <name>_mask.png, class ids)";
-            for (const auto& [plot, base] : {std::pair<const figure::LinePlot*, std::string>{&ratioPlot, "sweep_ratio"},
-                                             {&accuracyPlot, "sweep_accuracy"}}) {
-                if (plot == &accuracyPlot && accuracyImages.empty())
-                    continue;
-                for (const char* ext : {".png", ".svg", ".pdf"}) {
-                    const std::string name = base + ext;
-                    const std::string error = figure::saveLinePlot(*plot, (fs::path(in.out) / name).string());
-                    if (!error.empty()) {
-                        io.err << "note: " << error << "\n"; // e.g. no object: nothing to plot
-                        break;
-                    }
-                    figures.push_back(name);
-                }
-            }
-        }
+        for (const model::LoadedModel& m : models)
+            spec.models.push_back(&m);
+        spec.modelPaths = in.models;
+        spec.image = in.image;
+        spec.sizes = sizes;
+        spec.accuracyFolder = in.accuracy;
+        if (!in.accuracy.empty())
+            spec.accuracyImages = report::listImages(in.accuracy).files;
+        spec.request = rq;
+        spec.dir = in.out;
+        figure::writeSweep(spec, {}, [&](const std::string& line) { io.err << "sweep: " << line << "\n"; });
 #else
-        if (rq.figures)
-            io.err << "note: this build has no Qt (DEFORMSCOPE_CORE_ONLY): data only, no figures\n";
+        throw UsageError("sweep draws its figures with Qt: this build has none");
 #endif
-        Json sizesJson = Json::array();
-        for (int64_t s : sizes)
-            sizesJson.push_back(s);
-        common::writeJsonFile((fs::path(in.out) / "result.json").string(),
-                              Json::object({{"format", "deformscope-sweep/1"},
-                                            {"image", in.image},
-                                            {"models", in.models},
-                                            {"sizes", sizesJson},
-                                            {"rows", rows},
-                                            {"data", "sweep.csv"},
-                                            {"figures", figures}}));
         io.out << "swept " << in.models.size() << " models over " << sizes.size() << " sizes into " << in.out << "\n";
         return 0;
 #else

@@ -12,13 +12,19 @@
 
 #include <QAction>
 #include <QCloseEvent>
+#include <QDesktopServices>
+#include <QDialog>
+#include <QDialogButtonBox>
 #include <QFileInfo>
 #include <QLabel>
+#include <QPixmap>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QScrollArea>
 #include <QStackedWidget>
 #include <QStatusBar>
 #include <QTreeWidget>
+#include <QUrl>
 #include <QVBoxLayout>
 
 #include <cmath>
@@ -126,6 +132,7 @@ void MainWindow::connectEngine() {
     connect(e, &Engine::exported, this, &MainWindow::onExported, Qt::QueuedConnection);
     connect(e, &Engine::erfAveraged, this, &MainWindow::onErfAveraged, Qt::QueuedConnection);
     connect(e, &Engine::studied, this, &MainWindow::onStudied, Qt::QueuedConnection);
+    connect(e, &Engine::figureWritten, this, &MainWindow::onFigureWritten, Qt::QueuedConnection);
     connect(e, &Engine::failed, this, &MainWindow::onFailed, Qt::QueuedConnection);
 }
 
@@ -200,7 +207,7 @@ void MainWindow::cancelAnalysis() {
 // ---- results ------------------------------------------------------------------------------
 
 void MainWindow::onProgress(uint64_t id, double fraction, const QString& stage) {
-    if (id != m_analysisRequest && id != m_erfRequest && id != m_studyRequest)
+    if (id != m_analysisRequest && id != m_erfRequest && id != m_studyRequest && id != m_figureRequest)
         return;
     m_progress->show();
     m_cancelButton->show();
@@ -268,16 +275,60 @@ void MainWindow::onStudied(uint64_t id, const QString& figure, int objects, int 
                              30000);
 }
 
+void MainWindow::onFigureWritten(uint64_t id, const QString& title, const QString& png, bool cancelled) {
+    if (id != m_figureRequest)
+        return;
+    setBusy(false);
+    if (png.isEmpty() || !QFileInfo::exists(png)) {
+        statusBar()->showMessage(cancelled ? tr("%1 cancelled").arg(title) : tr("%1: no figure was written").arg(title),
+                                 15000);
+        return;
+    }
+    // One window for the latest figure, beside the main window (not modal).
+    if (!m_figureDialog) {
+        m_figureDialog = new QDialog(this);
+        m_figureDialog->setObjectName(QStringLiteral("figureDialog"));
+        auto* layout = new QVBoxLayout(m_figureDialog);
+        auto* scroll = new QScrollArea(m_figureDialog);
+        auto* picture = new QLabel(scroll);
+        picture->setObjectName(QStringLiteral("figurePicture"));
+        picture->setAlignment(Qt::AlignCenter);
+        scroll->setWidget(picture);
+        scroll->setWidgetResizable(true);
+        layout->addWidget(scroll);
+        auto* buttons = new QDialogButtonBox(QDialogButtonBox::Close, m_figureDialog);
+        QPushButton* open = buttons->addButton(tr("Open Folder"), QDialogButtonBox::ActionRole);
+        connect(open, &QPushButton::clicked, m_figureDialog, [this] {
+            QDesktopServices::openUrl(
+                QUrl::fromLocalFile(m_figureDialog->property("folder").toString()));
+        });
+        connect(buttons, &QDialogButtonBox::rejected, m_figureDialog, &QDialog::hide);
+        layout->addWidget(buttons);
+        m_figureDialog->resize(960, 720);
+    }
+    const QPixmap pixmap(png);
+    auto* picture = m_figureDialog->findChild<QLabel*>(QStringLiteral("figurePicture"));
+    const QSize room = QSize(920, 640);
+    picture->setPixmap(pixmap.width() > room.width() || pixmap.height() > room.height()
+                           ? pixmap.scaled(room, Qt::KeepAspectRatio, Qt::SmoothTransformation)
+                           : pixmap);
+    m_figureDialog->setProperty("folder", QFileInfo(png).absolutePath());
+    m_figureDialog->setWindowTitle(cancelled ? tr("%1 (cancelled: the part done)").arg(title) : title);
+    m_figureDialog->show();
+    m_figureDialog->raise();
+    statusBar()->showMessage(tr("%1: %2").arg(title, png), 30000);
+}
+
 void MainWindow::onFailed(uint64_t id, const QString& message) {
     if (id == m_analysisRequest || id == m_modelsRequest || id == m_imageRequest || id == m_erfRequest ||
-        id == m_studyRequest)
+        id == m_studyRequest || id == m_figureRequest)
         setBusy(false);
     if (id == m_modelsRequest || id == m_imageRequest)
         m_pendingSession.reset();
     if (id == m_analysisRequest)
         m_restoring = false;
     if (id < m_analysisRequest && id != m_modelsRequest && id != m_imageRequest && id != m_exportRequest &&
-        id != m_erfRequest && id != m_studyRequest)
+        id != m_erfRequest && id != m_studyRequest && id != m_figureRequest)
         return; // a superseded click's failure is old news
     showError(message);
 }

@@ -24,6 +24,7 @@
 #include <vector>
 
 class QAction;
+class QDialog;
 class QCheckBox;
 class QComboBox;
 class QDoubleSpinBox;
@@ -162,6 +163,7 @@ private:
     void onExported(uint64_t id, const QStringList& engineFiles);
     void onErfAveraged(uint64_t id, const QString& figure, int images, bool cancelled);
     void onStudied(uint64_t id, const QString& figure, int objects, int images, bool cancelled);
+    void onFigureWritten(uint64_t id, const QString& title, const QString& png, bool cancelled);
     void onFailed(uint64_t id, const QString& message);
 
     std::unique_ptr<AppSettings> m_ownSettings;
@@ -190,7 +192,7 @@ private:
 
     // Requests in flight.
     uint64_t m_modelsRequest = 0, m_imageRequest = 0, m_analysisRequest = 0, m_exportRequest = 0, m_erfRequest = 0;
-    uint64_t m_studyRequest = 0;
+    uint64_t m_studyRequest = 0, m_figureRequest = 0;
     QStringList m_viewFiles;             // the views the last export wrote (reported with the engine's files)
     QStringList m_requestedModels;
     QString m_requestedImage;
@@ -257,6 +259,9 @@ private:
     QAction* m_exportDataAction = nullptr;
     QAction* m_erfAverageAction = nullptr;
     QAction* m_studyAction = nullptr;
+    QAction* m_sweepAction = nullptr;
+    QAction* m_scaleMapAction = nullptr;
+    QDialog* m_figureDialog = nullptr; // the last sweep / ERF-size map figure
     QAction* m_quitAction = nullptr;
     QAction* m_fullScreenAction = nullptr;
     QAction* m_comparisonAction = nullptr;

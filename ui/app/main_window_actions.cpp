@@ -10,7 +10,9 @@
 #include <QComboBox>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QInputDialog>
 #include <QLabel>
+#include <QLineEdit>
 #include <QMenu>
 #include <QMenuBar>
 #include <QMessageBox>
@@ -198,6 +200,62 @@ void MainWindow::buildActions() {
         m_studyRequest = m_engine->study(r);
     });
 
+    m_sweepAction = new QAction(tr("Resolution S&weep…"), this);
+    m_sweepAction->setObjectName(QStringLiteral("sweepAction"));
+    m_sweepAction->setToolTip(tr("The last click's node (or the image's centre) in every open model at several "
+                                 "input sizes: does the receptive field keep up with the object? (DCNv2's Figs. 4/5)"));
+    connect(m_sweepAction, &QAction::triggered, this, [this] {
+        if (m_models.empty() || m_image.isNull()) {
+            showError(tr("Open the models and an image first: the sweep analyses the image at several sizes."));
+            return;
+        }
+        bool ok = false;
+        const QString text = QInputDialog::getText(this, tr("Resolution sweep"), tr("Input sizes (px, square):"),
+                                                   QLineEdit::Normal, QStringLiteral("128,192,256,384,512"), &ok);
+        if (!ok)
+            return;
+        SweepRequest r;
+        r.sizes.clear();
+        for (const QString& part : text.split(QLatin1Char(','), Qt::SkipEmptyParts)) {
+            bool number = false;
+            const int v = part.trimmed().toInt(&number);
+            if (!number || v < 8) {
+                showError(tr("'%1' is not an input size: give whole numbers of at least 8, e.g. 128,256,512").arg(part));
+                return;
+            }
+            r.sizes.push_back(v);
+        }
+        const QString out = QFileDialog::getExistingDirectory(this, tr("Write the sweep into folder"),
+                                                              m_settings->lastDirectory());
+        if (out.isEmpty())
+            return;
+        r.outDirectory = out;
+        setBusy(true, tr("Sweeping the input size"));
+        m_figureRequest = m_engine->sweep(r);
+    });
+
+    m_scaleMapAction = new QAction(tr("ERF-Size &Map of the Layer…"), this);
+    m_scaleMapAction->setObjectName(QStringLiteral("scaleMapAction"));
+    m_scaleMapAction->setToolTip(tr("The ERF radius (50 % and 90 % of its mass) of every node of a 32 x 32 grid "
+                                    "over the chosen layer: where the network looks wide and where narrow"));
+    connect(m_scaleMapAction, &QAction::triggered, this, [this] {
+        const ModelInfo* model = currentModel();
+        if (!model || m_image.isNull()) {
+            showError(tr("Open a model and an image first: the map covers the image's nodes of the chosen layer."));
+            return;
+        }
+        const QString out = QFileDialog::getExistingDirectory(this, tr("Write the ERF-size map into folder"),
+                                                              m_settings->lastDirectory());
+        if (out.isEmpty())
+            return;
+        ScaleMapRequest r;
+        r.model = model->path;
+        r.layer = m_layer;
+        r.outDirectory = out;
+        setBusy(true, tr("Mapping the ERF size of %1").arg(m_layer.isEmpty() ? tr("the suggested layer") : m_layer));
+        m_figureRequest = m_engine->scaleMap(r);
+    });
+
     m_quitAction = new QAction(tr("&Quit"), this);
     m_quitAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_Q));
     m_quitAction->setMenuRole(QAction::QuitRole);
@@ -279,6 +337,8 @@ void MainWindow::buildMenus() {
     analysis->addAction(m_inputSettingsAction);
     analysis->addAction(m_erfAverageAction);
     analysis->addAction(m_studyAction);
+    analysis->addAction(m_sweepAction);
+    analysis->addAction(m_scaleMapAction);
     analysis->addAction(m_cancelAction);
 }
 

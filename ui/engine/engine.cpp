@@ -9,7 +9,10 @@
 #include "core/common/json_file.h"
 #include "core/ops/checks/selftest.h"
 #include "core/report/report.h"
+#include "core/report/scale_map_data.h"
 #include "core/report/study.h"
+#include "ui/analysis_figure/sweep_report.h"
+#include "core/analysis/scale_map.h"
 #include "ui/analysis_figure/analysis_figure.h"
 #include "ui/analysis_figure/report_figures.h"
 #include "ui/engine/job_queue.h"
@@ -280,6 +283,90 @@ struct Engine::Impl {
         Q_EMIT q->studied(id, haveErf ? QDir(rq.outDirectory).filePath(QStringLiteral("study_erf.png")) : QString(),
                           int(run.rows.size() / models.size()), int(run.used), run.cancelled);
     }
+
+    void sweep(uint64_t id, const SweepRequest& rq, JobToken& token) {
+        const std::vector<report::Run*> runs = cache.runs();
+        if (cache.infos().empty() || !cache.hasImage() || runs.empty())
+            throw report::UsageError("open the models and an image first: the sweep re-runs the image's node at "
+                                     "each size");
+        if (rq.outDirectory.isEmpty())
+            throw report::UsageError("no output folder for the sweep");
+        if (rq.sizes.isEmpty())
+            throw report::UsageError("no input sizes for the sweep");
+        figure::SweepSpec spec;
+        for (const ModelInfo& info : cache.infos())
+            if (const model::LoadedModel* m = cache.findModel(info.path)) {
+                spec.models.push_back(m);
+                spec.names.push_back(ss(info.name));
+                spec.modelPaths.push_back(ss(info.path));
+            }
+        spec.image = cache.imagePath();
+        for (int s : rq.sizes) {
+            if (s < 8)
+                throw report::UsageError("a sweep size must be at least 8 px, got " + std::to_string(s));
+            spec.sizes.push_back(s);
+        }
+        common::AnalysisRequest request;
+        request.what.saliency = false;
+        request.device = common::DeviceSpec::parse(cache.device().str()).value_or(common::DeviceSpec{});
+        if (rq.atLastClick && !lastRuns.empty()) {
+            // The last click's node: its pixel on the original image, its layer and response.
+            request.layer = lastRuns.front().node.layer;
+            request.response = lastRequest.response;
+            request.at = common::Location{common::Grid::Original, lastRuns.front().pixel[0], lastRuns.front().pixel[1]};
+        }
+        spec.request = request;
+        spec.dir = ss(rq.outDirectory);
+        const figure::SweepOutcome out =
+            figure::writeSweep(spec, [&](int64_t done, int64_t total, const std::string& what) {
+                if (token.stop())
+                    return false;
+                Q_EMIT q->progress(id, total > 0 ? double(done) / double(total) : 0.0,
+                                   QStringLiteral("Sweep: %1").arg(qs(what)));
+                return true;
+            });
+        Q_EMIT q->figureWritten(id, QStringLiteral("ERF against input size"),
+                                QDir(rq.outDirectory).filePath(QStringLiteral("sweep.png")), out.cancelled);
+    }
+
+    void scaleMap(uint64_t id, const ScaleMapRequest& rq, JobToken& token) {
+        report::Run* run = nullptr;
+        for (report::Run* r : cache.runs())
+            if (qs(r->model.path()) == rq.model)
+                run = r;
+        if (!run)
+            throw report::UsageError(ss(rq.model) + ": not an open model with the image prepared");
+        if (rq.outDirectory.isEmpty())
+            throw report::UsageError("no output folder for the ERF-size map");
+        analysis::ScaleMapOptions options;
+        options.layer = rq.layer.isEmpty() ? report::defaultLayer(run->model, run->session->graph()) : ss(rq.layer);
+        options.grid = std::max(1, rq.grid);
+        bool cancelled = false;
+        analysis::ScaleMapResult result;
+        try {
+            result = analysis::scaleMap(*run->session, options, [&](int64_t done, int64_t total) {
+                if (token.stop()) {
+                    cancelled = true;
+                    return false;
+                }
+                Q_EMIT q->progress(id, total > 0 ? double(done) / double(total) : 0.0,
+                                   QStringLiteral("ERF-size map: %1/%2 nodes").arg(done).arg(total));
+                return true;
+            });
+        } catch (const analysis::AnalysisError&) {
+            if (!cancelled)
+                throw;
+            Q_EMIT q->figureWritten(id, QStringLiteral("ERF-size map"), QString(), true); // nothing to show
+            return;
+        }
+        const std::string dir = ss(rq.outDirectory);
+        report::makeDirectory(dir);
+        const std::vector<std::string> figures =
+            figure::writeNamedFigures(figure::scaleMapFigure(result, *run), dir, "scale_map");
+        report::writeScaleMapData(result, *run, run->model.path(), cache.imagePath(), dir, figures);
+        Q_EMIT q->figureWritten(id, QStringLiteral("ERF size of every node of %1").arg(qs(result.layer)),
+                                QDir(rq.outDirectory).filePath(QStringLiteral("scale_map.png")), cancelled);
+    }
 };
 
 // ---- Engine ------------------------------------------------------------------------
@@ -317,6 +404,15 @@ uint64_t Engine::analyze(const common::AnalysisRequest& request) {
 
 uint64_t Engine::exportResults(const ExportRequest& request) {
     return d->submit(Job::Kind::Other, [this, request](uint64_t id, JobToken&) { d->exportResults(id, request); });
+}
+
+uint64_t Engine::sweep(const SweepRequest& request) {
+    return d->submit(Job::Kind::Other, [this, request](uint64_t id, JobToken& token) { d->sweep(id, request, token); });
+}
+
+uint64_t Engine::scaleMap(const ScaleMapRequest& request) {
+    return d->submit(Job::Kind::Other,
+                     [this, request](uint64_t id, JobToken& token) { d->scaleMap(id, request, token); });
 }
 
 uint64_t Engine::study(const StudyRequest& request) {

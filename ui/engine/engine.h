@@ -21,6 +21,7 @@
 #include "ui/view/view_data.h"
 
 #include <QObject>
+#include <QList>
 #include <QString>
 #include <QStringList>
 
@@ -55,6 +56,21 @@ struct StudyRequest {
     bool saliency = false;      // the saliency region too (seconds per object and model on a CPU)
     int limit = 0;              // 0: every image
     QString outDirectory;       // study.csv, result.json, study_*.png/.svg/.pdf
+};
+
+// The resolution sweep (the CLI's `sweep`) of the open image in every open model.
+struct SweepRequest {
+    QList<int> sizes{128, 192, 256, 384, 512}; // square input sizes
+    bool atLastClick = true;    // the node of the last delivered click; otherwise the image's centre
+    QString outDirectory;       // sweep.csv, result.json, sweep*.png/.svg/.pdf
+};
+
+// The dense ERF-size map (the CLI's `scale-map`) of the open image in one open model.
+struct ScaleMapRequest {
+    QString model;              // path of an open model
+    QString layer;              // empty: the model's suggested layer
+    int grid = 32;
+    QString outDirectory;       // scale_map.npy, result.json, scale_map.png/.svg/.pdf
 };
 
 // How to feed a model whose file carries no metadata (the input-settings dialog).
@@ -93,6 +109,10 @@ public:
     // The study of every open model over request.folder. Emits progress per image (cancel()
     // stops it between objects; what was done is written), then studied; or failed.
     uint64_t study(const StudyRequest& request);
+    // The sweep / the ERF-size map of the open image. Emit progress (cancel() stops them),
+    // then figureWritten with the figure's PNG; or failed.
+    uint64_t sweep(const SweepRequest& request);
+    uint64_t scaleMap(const ScaleMapRequest& request);
     // Sets how the open model `modelPath` is fed, then prepares the open image
     // again for it (modelsOpened and imageOpened), or lists the models again.
     uint64_t setInputSettings(const QString& modelPath, const InputSettings& settings);
@@ -110,6 +130,8 @@ Q_SIGNALS:
     void erfAveraged(uint64_t id, const QString& figure, int images, bool cancelled);
     // figure: the ERF scatter plot written (empty when none); objects: per model.
     void studied(uint64_t id, const QString& figure, int objects, int images, bool cancelled);
+    // A sweep's or ERF-size map's figure (PNG), with a title and the folder of its data.
+    void figureWritten(uint64_t id, const QString& title, const QString& png, bool cancelled);
     void failed(uint64_t id, const QString& message);
 
 private:

@@ -57,6 +57,7 @@ struct Received {
     std::vector<std::pair<uint64_t, QStringList>> exports;
     std::vector<std::tuple<uint64_t, QString, int, bool>> averages;
     std::vector<std::tuple<uint64_t, QString, int, int, bool>> studies; // id, figure, objects, images, cancelled
+    std::vector<std::tuple<uint64_t, QString, QString, bool>> figures;  // id, title, png, cancelled
     std::vector<std::pair<uint64_t, double>> progress;
 };
 
@@ -86,6 +87,10 @@ public:
         QObject::connect(e, &Engine::studied, &receiver, [this](uint64_t id, const QString& fig, int n, int i, bool c) {
             got.studies.push_back({id, fig, n, i, c});
         });
+        QObject::connect(e, &Engine::figureWritten, &receiver,
+                         [this](uint64_t id, const QString& t, const QString& png, bool c) {
+                             got.figures.push_back({id, t, png, c});
+                         });
         QObject::connect(e, &Engine::progress, &receiver,
                          [this](uint64_t id, double f, const QString&) { got.progress.push_back({id, f}); });
     }
@@ -536,6 +541,52 @@ private Q_SLOTS:
         QVERIFY(p.waitForFinished(300000));
         QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
         QCOMPARE(readAll(tmp.filePath("cli/study.csv")), readAll(rq.outDirectory + "/study.csv"));
+    }
+
+    // The GUI's sweep (at the last click) and ERF-size map are the CLI's `sweep` and `scale-map`.
+    void sweepAndScaleMapAreTheClis() {
+        Harness h;
+        const uint64_t m = h.openModels({sampleModel("regular.pt"), sampleModel("dcn_v2.pt")});
+        QVERIFY(Harness::wait([&] { return !h.got.models.empty() || h.failedWith(m); }));
+        const uint64_t i = h.openImage(sampleImage("sample_01.png"));
+        QVERIFY(Harness::wait([&] { return !h.got.images.empty() || h.failedWith(i); }));
+        const Click c = h.analyze(58, 46);
+        QVERIFY(Harness::wait([&] { return h.result(c.id) || h.failedWith(c.id); }));
+        QTemporaryDir tmp;
+        SweepRequest sw;
+        sw.sizes = {64, 128};
+        sw.outDirectory = tmp.filePath("sweep");
+        const uint64_t s = h.engine->sweep(sw);
+        QVERIFY(Harness::wait([&] { return !h.got.figures.empty() || h.failedWith(s); }));
+        QVERIFY2(!h.failedWith(s), qPrintable(h.failure(s)));
+        QCOMPARE(std::get<0>(h.got.figures.front()), s);
+        QVERIFY(QFileInfo(std::get<2>(h.got.figures.front())).size() > 1000);
+        QVERIFY(!std::get<3>(h.got.figures.front()));
+
+        ScaleMapRequest sm;
+        sm.model = sampleModel("dcn_v2.pt");
+        sm.grid = 4;
+        sm.outDirectory = tmp.filePath("map");
+        const uint64_t id = h.engine->scaleMap(sm);
+        QVERIFY(Harness::wait([&] { return h.got.figures.size() == 2 || h.failedWith(id); }));
+        QVERIFY2(!h.failedWith(id), qPrintable(h.failure(id)));
+        QVERIFY(QFileInfo(std::get<2>(h.got.figures.back())).size() > 1000);
+        const at::Tensor map = deformscope::common::readNpy((sm.outDirectory + "/scale_map.npy").toStdString());
+        QCOMPARE(map.sizes().vec(), (std::vector<int64_t>{2, 4, 4}));
+
+        for (const auto& [command, extra] :
+             {std::pair<QString, QStringList>{"sweep", {"--models", sampleModel("regular.pt"), sampleModel("dcn_v2.pt"),
+                                                        "--pixel", "58,46", "--sizes", "64,128"}},
+              {"scale-map", {"--model", sampleModel("dcn_v2.pt"), "--grid", "4"}}}) {
+            QProcess p;
+            p.start(QStringLiteral(DEFORMSCOPE_CLI), QStringList{command} + extra +
+                                                         QStringList{"--image", sampleImage("sample_01.png"),
+                                                                     "--no-figures", "--out", tmp.filePath("cli_" + command)});
+            QVERIFY(p.waitForFinished(300000));
+            QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
+        }
+        QCOMPARE(readAll(tmp.filePath("cli_sweep/sweep.csv")), readAll(sw.outDirectory + "/sweep.csv"));
+        QVERIFY(at::equal(deformscope::common::readNpy(tmp.filePath("cli_scale-map/scale_map.npy").toStdString()), map));
     }
 
     // Cancel stops a study (here one with saliency searches) and keeps what was done.
