@@ -40,6 +40,9 @@
 //   y(iy) = start_y + i*bin_h + (iy + 0.5) * bin_h / grid_h,   x(ix) alike
 //   out[k, c, i, j] = m * Σ_{iy < grid_h, ix < grid_w} read(input[b, c], y(iy), x(ix)) / max(grid_h*grid_w, 1)
 //   with m = mask[k, 0, i, j] when use_mask, else 1.
+// spatial_scale and gamma are used as given, converted to the arithmetic type
+// (mmcv's launcher takes them as float, which differs from this only in
+// float64, e.g. gamma 0.1 -> 0.100000001490116).
 //
 // read() is RoIAlign's bilinear read (mmcv's bilinear_interpolate), NOT the
 // boundary rule of deform_conv2d: a read at y < −1, y > H, x < −1 or x > W is 0;
