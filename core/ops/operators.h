@@ -1,8 +1,7 @@
-// The two operators as the dispatcher sees them, for the one registration path
-// (registration.cpp) and the one autograd path (autograd/autograd_kernels.cpp)
-// they share.
+// The operators as the dispatcher sees them, for the one registration path
+// (registration.cpp) and the autograd paths (autograd/autograd_kernels.cpp).
 //
-// Both schemas have the same form: five tensors, then stride, padding and
+// deform_conv2d's and deform_kernel2d's schemas have the same form: five tensors, then stride, padding and
 // dilation (six ints), two ints of the operator's own, and a bool; the forward
 // returns a tensor, the backward (with the incoming gradient first) five. The
 // ints and the bool are the members of the operator's Params in order, and the
@@ -12,6 +11,7 @@
 
 #include "core/ops/deform_conv2d.h"
 #include "core/ops/deform_kernel2d.h"
+#include "core/ops/deform_roi_pool.h"
 
 #include <ATen/core/Tensor.h>
 
@@ -98,6 +98,61 @@ typename Op::Grads backwardEntry(const at::Tensor& grad, const at::Tensor& t0, c
                                  int64_t dilation_w, int64_t own0, int64_t own1, bool flag) {
     return Kernels::backward(grad, {t0, t1, t2, t3, t4},
                              {{stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, own0, own1}, flag});
+}
+
+// deform_roi_pool has a form of its own: four tensors (input, rois, offset,
+// mask), then the members of DeformRoiPoolParams in order; the backward
+// returns three gradients (input, offset, mask). The offset takes part when it
+// is not empty, the mask when use_mask; the RoIs never get a gradient.
+struct DeformRoiPoolOp {
+    using Params = DeformRoiPoolParams;
+    using Grads = DeformRoiPoolGrads;
+    static constexpr const char* kName = "deform_roi_pool";
+    static constexpr const char* kBackwardName = "_deform_roi_pool_backward";
+    // Ours (deform_roi_pool.h documents the arguments), with mmcv's semantics;
+    // mmcv's own op takes the offset as an optional input and has no mask.
+    static constexpr const char* kSchema =
+        "deform_roi_pool(Tensor input, Tensor rois, Tensor offset, Tensor mask, int pooled_height, "
+        "int pooled_width, float spatial_scale, int sampling_ratio, float gamma, bool use_mask) -> Tensor";
+    static constexpr const char* kBackwardSchema =
+        "_deform_roi_pool_backward(Tensor grad, Tensor input, Tensor rois, Tensor offset, Tensor mask, "
+        "int pooled_height, int pooled_width, float spatial_scale, int sampling_ratio, float gamma, "
+        "bool use_mask) -> (Tensor, Tensor, Tensor)";
+    static constexpr auto forward = &deformRoiPoolForwardImpl;
+    static constexpr auto backward = &deformRoiPoolBackwardImpl;
+};
+
+// deform_roi_pool's tensors: (input, rois, offset, mask).
+using RoiPoolTensors = std::array<at::Tensor, 4>;
+
+// deform_roi_pool's device kernels, without autograd.
+struct DirectRoiPoolKernels {
+    static at::Tensor forward(const RoiPoolTensors& t, const DeformRoiPoolParams& p) {
+        return DeformRoiPoolOp::forward(t[0], t[1], t[2], t[3], p);
+    }
+    static DeformRoiPoolGrads backward(const at::Tensor& grad, const RoiPoolTensors& t,
+                                       const DeformRoiPoolParams& p) {
+        return DeformRoiPoolOp::backward(grad, t[0], t[1], t[2], t[3], p);
+    }
+};
+
+// deform_roi_pool's unboxed signatures, forwarding to Kernels
+// (DirectRoiPoolKernels, or RoiPoolAutogradKernels in autograd/autograd_kernels.h).
+template <class Kernels>
+at::Tensor roiPoolForwardEntry(const at::Tensor& input, const at::Tensor& rois, const at::Tensor& offset,
+                               const at::Tensor& mask, int64_t pooled_height, int64_t pooled_width,
+                               double spatial_scale, int64_t sampling_ratio, double gamma, bool use_mask) {
+    return Kernels::forward({input, rois, offset, mask},
+                            {pooled_height, pooled_width, spatial_scale, sampling_ratio, gamma, use_mask});
+}
+
+template <class Kernels>
+DeformRoiPoolGrads roiPoolBackwardEntry(const at::Tensor& grad, const at::Tensor& input, const at::Tensor& rois,
+                                        const at::Tensor& offset, const at::Tensor& mask, int64_t pooled_height,
+                                        int64_t pooled_width, double spatial_scale, int64_t sampling_ratio,
+                                        double gamma, bool use_mask) {
+    return Kernels::backward(grad, {input, rois, offset, mask},
+                             {pooled_height, pooled_width, spatial_scale, sampling_ratio, gamma, use_mask});
 }
 
 } // namespace deformscope::ops::detail

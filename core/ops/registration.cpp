@@ -17,7 +17,10 @@ namespace {
 using detail::AutogradKernels;
 using detail::DeformConv2dOp;
 using detail::DeformKernel2dOp;
+using detail::DeformRoiPoolOp;
 using detail::DirectKernels;
+using detail::DirectRoiPoolKernels;
+using detail::RoiPoolAutogradKernels;
 
 std::atomic<bool> g_aliases{false};
 
@@ -45,10 +48,11 @@ void defineSchemas(torch::Library& lib) {
     lib.def(Op::kBackwardSchema);
 }
 
-// Registers Op's device kernels and autograd kernels for namespace `ns`
+// Registers Op's device kernels (the entry points Forward and Backward) and
+// its autograd kernels (AutogradForward, AutogradBackward) for namespace `ns`
 // (whose schemas exist).
-template <class Op>
-void addKernels(const char* ns) {
+template <class Op, auto Forward, auto Backward, auto AutogradForward, auto AutogradBackward>
+void addKernelEntries(const char* ns) {
     const std::vector<c10::DispatchKey> devices = {
         c10::DispatchKey::CPU,
 #ifdef DEFORMSCOPE_WITH_CUDA
@@ -57,12 +61,20 @@ void addKernels(const char* ns) {
     };
     for (c10::DispatchKey key : devices) {
         auto& impl = addLibrary(torch::Library::IMPL, ns, key);
-        impl.impl(Op::kName, TORCH_FN((detail::forwardEntry<Op, DirectKernels<Op>>)));
-        impl.impl(Op::kBackwardName, TORCH_FN((detail::backwardEntry<Op, DirectKernels<Op>>)));
+        impl.impl(Op::kName, TORCH_FN(Forward));
+        impl.impl(Op::kBackwardName, TORCH_FN(Backward));
     }
     auto& autograd = addLibrary(torch::Library::IMPL, ns, c10::DispatchKey::Autograd);
-    autograd.impl(Op::kName, TORCH_FN((detail::forwardEntry<Op, AutogradKernels<Op>>)));
-    autograd.impl(Op::kBackwardName, TORCH_FN((detail::backwardEntry<Op, AutogradKernels<Op>>)));
+    autograd.impl(Op::kName, TORCH_FN(AutogradForward));
+    autograd.impl(Op::kBackwardName, TORCH_FN(AutogradBackward));
+}
+
+// The entry points of deform_conv2d and deform_kernel2d (operators.h).
+template <class Op>
+void addKernels(const char* ns) {
+    addKernelEntries<Op, &detail::forwardEntry<Op, DirectKernels<Op>>, &detail::backwardEntry<Op, DirectKernels<Op>>,
+                     &detail::forwardEntry<Op, AutogradKernels<Op>>, &detail::backwardEntry<Op, AutogradKernels<Op>>>(
+        ns);
 }
 
 } // namespace
@@ -76,6 +88,11 @@ void registerOperators() {
         defineSchemas<DeformKernel2dOp>(own);
         addKernels<DeformConv2dOp>("deformscope");
         addKernels<DeformKernel2dOp>("deformscope");
+        defineSchemas<DeformRoiPoolOp>(own);
+        addKernelEntries<DeformRoiPoolOp, &detail::roiPoolForwardEntry<DirectRoiPoolKernels>,
+                         &detail::roiPoolBackwardEntry<DirectRoiPoolKernels>,
+                         &detail::roiPoolForwardEntry<RoiPoolAutogradKernels>,
+                         &detail::roiPoolBackwardEntry<RoiPoolAutogradKernels>>("deformscope");
 
         const bool torchvisionPresent =
             c10::Dispatcher::singleton().findSchema({"torchvision::deform_conv2d", ""}).has_value();

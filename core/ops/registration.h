@@ -11,7 +11,9 @@ namespace deformscope::ops {
 //   deformscope::deform_conv2d, deformscope::_deform_conv2d_backward,
 //   deformscope::set_deterministic_backward(bool enabled) -> bool,
 //   deformscope::deform_kernel2d, deformscope::_deform_kernel2d_backward
-//     (Deformable Kernels; schemas in deform_kernel2d.h);
+//     (Deformable Kernels; schemas in deform_kernel2d.h),
+//   deformscope::deform_roi_pool, deformscope::_deform_roi_pool_backward
+//     (deformable RoI pooling with mmcv's semantics; schemas in deform_roi_pool.h);
 // and, only if torchvision's own ops are not registered yet, the same kernels as
 //   torchvision::deform_conv2d and torchvision::_deform_conv2d_backward
 // with torchvision's exact schemas, so TorchScript models that call them load

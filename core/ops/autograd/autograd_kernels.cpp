@@ -71,6 +71,64 @@ public:
     }
 };
 
+void saveParams(AutogradContext* ctx, const DeformRoiPoolParams& p) {
+    ctx->saved_data["ints"] = std::vector<int64_t>{p.pooled_height, p.pooled_width, p.sampling_ratio};
+    ctx->saved_data["spatial_scale"] = p.spatial_scale;
+    ctx->saved_data["gamma"] = p.gamma;
+    ctx->saved_data["use_mask"] = p.use_mask;
+}
+
+DeformRoiPoolParams loadParams(AutogradContext* ctx) {
+    const std::vector<int64_t> ints = ctx->saved_data["ints"].toIntVector();
+    DeformRoiPoolParams p;
+    p.pooled_height = ints[0];
+    p.pooled_width = ints[1];
+    p.sampling_ratio = ints[2];
+    p.spatial_scale = ctx->saved_data["spatial_scale"].toDouble();
+    p.gamma = ctx->saved_data["gamma"].toDouble();
+    p.use_mask = ctx->saved_data["use_mask"].toBool();
+    return p;
+}
+
+class RoiPoolForwardFunction : public torch::autograd::Function<RoiPoolForwardFunction> {
+public:
+    static variable_list forward(AutogradContext* ctx, const Variable& input, const Variable& rois,
+                                 const Variable& offset, const Variable& mask, const DeformRoiPoolParams& p) {
+        at::AutoDispatchBelowADInplaceOrView guard;
+        at::Tensor out = DirectRoiPoolKernels::forward({input, rois, offset, mask}, p);
+        ctx->save_for_backward({input, rois, offset, mask});
+        saveParams(ctx, p);
+        return {out};
+    }
+
+    static variable_list backward(AutogradContext* ctx, const variable_list& grad_output) {
+        const auto saved = ctx->get_saved_variables();
+        const DeformRoiPoolParams p = loadParams(ctx);
+        auto [gi, goff, gmask] =
+            RoiPoolAutogradKernels::backward(grad_output[0], {saved[0], saved[1], saved[2], saved[3]}, p);
+        // An empty offset (RoIAlign) and an unused mask are placeholders without
+        // a gradient, as the RoIs and the scalars.
+        const bool offsetTakesPart = saved[2].defined() && saved[2].numel() > 0;
+        return {gi, at::Tensor(), offsetTakesPart ? goff : at::Tensor(), p.use_mask ? gmask : at::Tensor(),
+                at::Tensor()};
+    }
+};
+
+class RoiPoolBackwardFunction : public torch::autograd::Function<RoiPoolBackwardFunction> {
+public:
+    static variable_list forward(AutogradContext* /*ctx*/, const Variable& grad, const Variable& input,
+                                 const Variable& rois, const Variable& offset, const Variable& mask,
+                                 const DeformRoiPoolParams& p) {
+        at::AutoDispatchBelowADInplaceOrView guard;
+        auto [gi, goff, gmask] = DirectRoiPoolKernels::backward(grad, {input, rois, offset, mask}, p);
+        return {gi, goff, gmask};
+    }
+
+    static variable_list backward(AutogradContext* /*ctx*/, const variable_list& /*grad_output*/) {
+        TORCH_CHECK(false, DeformRoiPoolOp::kName, ": double backward (gradients of gradients) is not supported");
+    }
+};
+
 } // namespace
 
 template <class Op>
@@ -86,5 +144,15 @@ typename Op::Grads AutogradKernels<Op>::backward(const at::Tensor& grad, const O
 
 template struct AutogradKernels<DeformConv2dOp>;
 template struct AutogradKernels<DeformKernel2dOp>;
+
+at::Tensor RoiPoolAutogradKernels::forward(const RoiPoolTensors& t, const DeformRoiPoolParams& p) {
+    return RoiPoolForwardFunction::apply(t[0], t[1], t[2], t[3], p)[0];
+}
+
+DeformRoiPoolGrads RoiPoolAutogradKernels::backward(const at::Tensor& grad, const RoiPoolTensors& t,
+                                                    const DeformRoiPoolParams& p) {
+    const auto r = RoiPoolBackwardFunction::apply(grad, t[0], t[1], t[2], t[3], p);
+    return {r[0], r[1], r[2]};
+}
 
 } // namespace deformscope::ops::detail

@@ -1,6 +1,7 @@
 #include "core/ops/checks/selftest.h"
 
 #include "core/ops/checks/deform_kernel2d_checks.h"
+#include "core/ops/checks/deform_roi_pool_checks.h"
 #include "core/ops/deform_conv2d.h"
 
 #include <ATen/ATen.h>
@@ -309,6 +310,9 @@ std::vector<CheckResult> runSelfTest(const std::vector<at::Device>& devices,
             run(d, check);
         // Deformable Kernels: reference, gradients, invariants, bad inputs; on CUDA also CUDA vs CPU.
         for (const NamedCheck& check : deformKernel2dSelfChecks(d))
+            run(d, check);
+        // Deformable RoI pooling: reference, gradients, invariants, bad inputs; on CUDA also the backward modes.
+        for (const NamedCheck& check : deformRoiPoolSelfChecks(d))
             run(d, check);
     }
     return results;

@@ -96,7 +96,8 @@ NamedCheck atomicBackwardCheck(std::string name, const OpUnderTest& op, std::fun
 // on CUDA also half/bfloat16, CUDA against float64 and the deterministic backward.
 std::vector<NamedCheck> deformConv2dSelfChecks(const at::Device& device);
 
-// Runs every check of both operators on every device, calling onResult as each finishes.
+// Runs every check of every operator (deform_conv2d, deform_kernel2d, deform_roi_pool) on every
+// device, calling onResult as each finishes.
 std::vector<CheckResult> runSelfTest(const std::vector<at::Device>& devices,
                                      const std::function<void(const CheckResult&)>& onResult = {});
 
