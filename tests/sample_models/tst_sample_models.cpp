@@ -260,7 +260,14 @@ private Q_SLOTS:
                          int64_t(3 * 16 * 16));
                 QVERIFY(s.positionsBackground > 0);
                 for (double d : {s.background, s.small, s.medium, s.large})
-                    QVERIFY(d == 0.0 || std::abs(d - grid) < 1e-4);
+                    QVERIFY2(d == 0.0 || std::abs(d - grid) < 1e-4,
+                             qPrintable(QString("%1 %2: spread %3 px, the grid's %4 px (mean |offset| %5, mean mask %6)")
+                                            .arg(QString::fromStdString(samples::variantName(v)))
+                                            .arg(QString::fromStdString(s.block))
+                                            .arg(d, 0, 'g', 12)
+                                            .arg(grid, 0, 'g', 12)
+                                            .arg(s.meanAbsOffset)
+                                            .arg(s.meanMask)));
                 QCOMPARE(s.meanAbsOffset, 0.0);
                 QVERIFY(std::abs(s.meanMask - (v == Variant::DCNv2 ? 0.5 : 1.0)) < 1e-6);
                 // DK: zero kernel offsets, every tap on the scope's centre 3x3.

@@ -260,6 +260,7 @@ void MainWindow::onErfAveraged(uint64_t id, const QString& figure, int images, b
     statusBar()->showMessage(cancelled ? tr("ERF averaging cancelled after %1 images; partial average in %2").arg(images).arg(figure)
                                        : tr("ERF averaged over %1 images: %2").arg(images).arg(figure),
                              30000);
+    showFigure(tr("ERF averaged over %1 images").arg(images), figure, cancelled);
 }
 
 void MainWindow::onStudied(uint64_t id, const QString& figure, int objects, int images, bool cancelled) {
@@ -273,6 +274,7 @@ void MainWindow::onStudied(uint64_t id, const QString& figure, int objects, int 
                                              .arg(where)
                                        : tr("Study of %1 objects in %2 images: %3").arg(objects).arg(images).arg(where),
                              30000);
+    showFigure(tr("Study of %1 objects in %2 images").arg(objects).arg(images), figure, cancelled);
 }
 
 void MainWindow::onFigureWritten(uint64_t id, const QString& title, const QString& png, bool cancelled) {
@@ -284,6 +286,13 @@ void MainWindow::onFigureWritten(uint64_t id, const QString& title, const QStrin
                                  15000);
         return;
     }
+    showFigure(title, png, cancelled);
+    statusBar()->showMessage(tr("%1: %2").arg(title, png), 30000);
+}
+
+void MainWindow::showFigure(const QString& title, const QString& png, bool cancelled) {
+    if (png.isEmpty() || !QFileInfo::exists(png))
+        return;
     // One window for the latest figure, beside the main window (not modal).
     if (!m_figureDialog) {
         m_figureDialog = new QDialog(this);
@@ -316,7 +325,6 @@ void MainWindow::onFigureWritten(uint64_t id, const QString& title, const QStrin
     m_figureDialog->setWindowTitle(cancelled ? tr("%1 (cancelled: the part done)").arg(title) : title);
     m_figureDialog->show();
     m_figureDialog->raise();
-    statusBar()->showMessage(tr("%1: %2").arg(title, png), 30000);
 }
 
 void MainWindow::onFailed(uint64_t id, const QString& message) {

@@ -164,6 +164,8 @@ private:
     void onErfAveraged(uint64_t id, const QString& figure, int images, bool cancelled);
     void onStudied(uint64_t id, const QString& figure, int objects, int images, bool cancelled);
     void onFigureWritten(uint64_t id, const QString& title, const QString& png, bool cancelled);
+    // The figure window (one, reused): `png` scaled to fit, the title, Open Folder.
+    void showFigure(const QString& title, const QString& png, bool cancelled);
     void onFailed(uint64_t id, const QString& message);
 
     std::unique_ptr<AppSettings> m_ownSettings;
