@@ -34,6 +34,8 @@
 #include <map>
 #include <ostream>
 #include <sstream>
+#include <exception>
+#include <thread>
 
 namespace deformscope::cli {
 
@@ -365,7 +367,7 @@ void writeMergeablePart(const std::string& dir, Json doc, const at::Tensor& sum,
 #endif
 
 struct ErfAverageInputs {
-    std::string model, images, out, node, shard, protocol = "deformscope";
+    std::string model, images, out, node, shard, protocol = "deformscope", devices;
     int64_t limit = 0, batch = 8;
     std::unique_ptr<RequestOptions> request; // --layer, --response, --input-size, --signed, --device, --no-figures, --log
 };
@@ -413,14 +415,62 @@ int runErfAverage(const ErfAverageInputs& in, Io& io) {
             options.protocol = analysis::ErfProtocol::RepLKNet;
         }
         int64_t lastBatch = -1;
-        const analysis::ErfAverageResult result =
-            report::averageErfOver(m, images.files, size, options, [&](int64_t done, int64_t total) {
+        const std::vector<c10::Device> devices = workerDevices(in.devices, rq.device);
+        analysis::ErfAverageResult result;
+        if (devices.size() <= 1) {
+            result = report::averageErfOver(m, images.files, size, options, [&](int64_t done, int64_t total) {
                 if (done / options.batchSize != lastBatch || done == total) {
                     lastBatch = done / options.batchSize;
                     io.err << "erf-average: " << done << "/" << total << " images\n";
                 }
                 return true;
             });
+        } else {
+            // One worker per device, worker w on every W-th image; their sums added (the same images
+            // and metrics as one worker, the map equal to float precision).
+            io.err << "erf-average: " << devices.size() << " workers\n";
+            const size_t workers = std::min(devices.size(), images.files.size());
+            std::vector<analysis::ErfAverageResult> parts(workers);
+            std::vector<std::exception_ptr> errors(workers);
+            std::vector<std::thread> threads;
+            for (size_t w = 0; w < workers; ++w)
+                threads.emplace_back([&, w] {
+                    try {
+                        std::vector<std::string> files;
+                        for (size_t i = w; i < images.files.size(); i += workers)
+                            files.push_back(images.files[i]);
+                        const model::LoadedModel mw = model::LoadedModel::load(in.model, devices[w]);
+                        parts[w] = report::averageErfOver(mw, files, size, options);
+                    } catch (...) {
+                        errors[w] = std::current_exception();
+                    }
+                });
+            for (std::thread& t : threads)
+                t.join();
+            for (const std::exception_ptr& e : errors)
+                if (e)
+                    std::rethrow_exception(e);
+            at::Tensor sum;
+            result = parts.front();
+            result.images = 0;
+            result.skipped.clear();
+            for (const analysis::ErfAverageResult& p : parts) {
+                const at::Tensor s = p.map.to(at::kDouble) * double(p.images);
+                sum = sum.defined() ? sum + s : s;
+                result.images += p.images;
+                result.skipped.insert(result.skipped.end(), p.skipped.begin(), p.skipped.end());
+                result.seconds = std::max(result.seconds, p.seconds);
+            }
+            std::sort(result.skipped.begin(), result.skipped.end()); // image order, as one worker lists them
+            result.map = (sum / double(result.images)).to(at::kFloat);
+            const model::Layer* l = g.find(result.node.layer);
+            result.metrics = analysis::erfMetrics(result.map, {l->start[1] + double(result.node.fx) * l->jump[1],
+                                                               l->start[0] + double(result.node.fy) * l->jump[0]},
+                                                  l->rf);
+            if (result.protocol == analysis::ErfProtocol::RepLKNet)
+                result.replknetAreas = analysis::replknetAreaRatios(result.map);
+            io.err << "erf-average: " << result.images << "/" << images.files.size() << " images\n";
+        }
         report::makeDirectory(in.out);
         std::vector<std::string> figures;
 #ifdef DEFORMSCOPE_WITH_FIGURES
@@ -628,6 +678,10 @@ void addAnalysisCommands(CLI::App& app, Commands& commands) {
     sub->add_option("--limit", in->limit, "use at most N images (default: all; 50 with --protocol replknet)")
         ->type_name("N")
         ->check(CLI::PositiveNumber);
+    sub->add_option("--devices", in->devices,
+                    "one worker per device, each on every W-th image, their sums added (default: every GPU with "
+                    "--device cuda, else the one --device)")
+        ->type_name("D1,D2,...");
     sub->add_option("--protocol", in->protocol,
                     "deformscope (|gradient| summed over channels, the model's preprocessing) or replknet (RepLKNet's "
                     "erf script exactly: PIL bicubic resize to 1024 x 1024, ImageNet mean/std, relu'd response and "

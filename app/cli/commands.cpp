@@ -2,6 +2,7 @@
 
 #include "core/analysis/analysis.h"
 #include "core/model/model.h"
+#include "core/ops/checks/selftest.h"
 #include "core/report/inputs.h"
 
 #include <c10/util/Exception.h>
@@ -119,6 +120,26 @@ std::pair<int64_t, int64_t> parseShard(const std::string& text) {
     if (k.size() != 1 || n.size() != 1 || k[0] > n[0])
         throw report::UsageError("--shard '" + text + "': expected K/N with 1 ≤ K ≤ N (this run's part of N)");
     return {k[0], n[0]};
+}
+
+std::vector<c10::Device> workerDevices(const std::string& list, const common::DeviceSpec& device) {
+    std::vector<c10::Device> out;
+    if (!list.empty()) {
+        std::istringstream in(list);
+        for (std::string name; std::getline(in, name, ',');)
+            out.push_back(report::resolveDevice(name));
+        if (out.empty())
+            throw report::UsageError("--devices '" + list + "': expected devices such as cuda:0,cuda:1 or cpu");
+        return out;
+    }
+    if (device.kind == common::DeviceSpec::Kind::Cuda && device.index < 0) {
+        for (const at::Device& d : ops::checks::availableDevices())
+            if (d.is_cuda())
+                out.push_back(d);
+        if (!out.empty())
+            return out; // every GPU of the machine, one worker each
+    }
+    return {report::resolveDevice(device)};
 }
 
 } // namespace deformscope::cli

@@ -8,6 +8,7 @@
 #include "core/common/request.h"
 
 #include <CLI/CLI.hpp>
+#include <c10/core/Device.h>
 
 #include <functional>
 #include <iosfwd>
@@ -93,6 +94,12 @@ std::vector<int64_t> wholeNumbers(const std::string& option, const std::string& 
 // "--shard K/N" -> {K, N} (1 ≤ K ≤ N); {1, 1} for "". UsageError otherwise. A shard of a
 // sorted list is every N-th item from the K-th, the same split on every machine.
 std::pair<int64_t, int64_t> parseShard(const std::string& text);
+
+// The devices a dataset command's workers run on (one worker per device): `list`
+// ("cuda:0,cuda:1", "cpu,cpu", ...) when given; else every CUDA device when `device`
+// is "cuda" without an index; else `device` alone. UsageError for a device this build
+// or machine lacks.
+std::vector<c10::Device> workerDevices(const std::string& list, const common::DeviceSpec& device);
 
 void addStudy(CLI::App& app, Commands& commands); // study (merge combines its shards too)
 // `merge` of study parts (study_command.cpp): the folders' result.json have format deformscope-study/1.

@@ -42,7 +42,7 @@ constexpr const char* kStudyHelp =
 
 struct StudyInputs {
     std::vector<std::string> models;
-    std::string images, masks, out, shard;
+    std::string images, masks, out, shard, devices;
     int64_t limit = 0, minObject = 16;
     CLI::Option* what = nullptr;
     std::unique_ptr<RequestOptions> request;
@@ -96,21 +96,19 @@ int runStudy(const StudyInputs& in, Io& io) {
         options.minObjectPixels = in.minObject;
         if (in.models.empty())
             throw UsageError("--models: give at least one model");
-        std::vector<model::LoadedModel> models;
         std::vector<std::string> names;
         for (const std::string& path : in.models) {
-            models.push_back(model::LoadedModel::load(path, report::resolveDevice(rq.device)));
             std::string name = report::stemOf(path);
             for (int k = 2; std::find(names.begin(), names.end(), name) != names.end(); ++k)
                 name = report::stemOf(path) + "_" + std::to_string(k);
             names.push_back(name);
         }
-        std::vector<const model::LoadedModel*> pointers;
-        for (const model::LoadedModel& m : models)
-            pointers.push_back(&m);
+        const std::vector<c10::Device> devices = workerDevices(in.devices, rq.device);
+        if (devices.size() > 1)
+            io.err << "study: " << devices.size() << " workers (" << in.devices << ")\n";
         int64_t reported = -1;
-        const report::StudyRun run =
-            report::runStudy(pointers, names, options, rq, [&](int64_t done, int64_t total, const std::string& image) {
+        const report::StudyRun run = report::runStudyOnDevices(
+            in.models, names, devices, options, rq, [&](int64_t done, int64_t total, const std::string& image) {
                 if (done != reported && done < total) {
                     reported = done;
                     io.err << "study: image " << (done + 1) << "/" << total << " (" << image << ")\n";
@@ -118,8 +116,8 @@ int runStudy(const StudyInputs& in, Io& io) {
                 return true;
             });
         writeStudy(in.out, report::studyHeader(in.models, names, options, run, rq), run.rows, names, rq.figures, io);
-        io.out << "studied " << run.rows.size() / models.size() << " objects in " << run.used << " images with "
-               << models.size() << " models into " << in.out << "\n";
+        io.out << "studied " << run.rows.size() / in.models.size() << " objects in " << run.used << " images with "
+               << in.models.size() << " models into " << in.out << "\n";
         return 0;
 #endif
     });
@@ -174,6 +172,13 @@ int mergeStudy(const std::vector<std::string>& inputs, const std::string& out, b
         throw UsageError("parts missing: " + missing + " (give every --shard K/" + std::to_string(shards) +
                          " output folder)");
     }
+    std::vector<std::string> skippedSorted;
+    for (const Json& j : skipped)
+        skippedSorted.push_back(j.get<std::string>());
+    std::sort(skippedSorted.begin(), skippedSorted.end()); // image order, as one run lists them
+    skipped = Json::array();
+    for (const std::string& k : skippedSorted)
+        skipped.push_back(k);
     Json doc = first;
     doc.erase("rows");
     doc.erase("table");
@@ -204,6 +209,10 @@ void addStudy(CLI::App& app, Commands& commands) {
     sub->add_option("--shard", in->shard,
                     "study part K of N of the (sorted) images: every N-th from the K-th; `merge` combines the parts")
         ->type_name("K/N");
+    sub->add_option("--devices", in->devices,
+                    "one worker per device, each on every W-th image (default: every GPU with --device cuda, else "
+                    "the one --device)")
+        ->type_name("D1,D2,...");
     in->request = std::make_unique<RequestOptions>(
         *sub, std::vector<std::string>{"--layer", "--what", "--response", "--input-size", "--through", "--levels",
                                        "--epsilon", "--forwards", "--device", "--no-figures", "--log"});

@@ -9,6 +9,10 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <cmath>
 #include <deque>
 #include <filesystem>
@@ -377,11 +381,90 @@ StudyRun runStudy(const std::vector<const model::LoadedModel*>& models, const st
     }
     if (progress && !out.cancelled)
         progress(total, total, std::string());
-    if (out.rows.empty() && !out.cancelled)
+    if (out.rows.empty() && !out.cancelled && !options.allowEmpty)
         throw UsageError(options.images + ": no object found in the masks of " + std::to_string(total) +
                          " images (objects of at least " + std::to_string(options.minObjectPixels) + " px; " +
                          std::to_string(out.skipped.size()) + " images without a mask)");
     sortStudyRows(out.rows, names);
+    return out;
+}
+
+StudyRun runStudyOnDevices(const std::vector<std::string>& modelPaths, const std::vector<std::string>& names,
+                           const std::vector<c10::Device>& devices, const StudyOptions& options,
+                           const common::AnalysisRequest& request, const StudyProgress& progress) {
+    if (devices.empty())
+        throw UsageError("a study needs at least one device");
+    const int64_t workers = int64_t(devices.size());
+    // Worker w takes the images i of this part (i = shard - 1 mod shards) with
+    // i = shard - 1 + w * shards mod shards * workers: a shard of shards * workers.
+    const int64_t listed = int64_t(listImages(options.images, options.limit).files.size());
+    std::vector<StudyOptions> parts;
+    for (int64_t w = 0; w < workers; ++w) {
+        StudyOptions o = options;
+        o.shard = options.shard + w * options.shards;
+        o.shards = options.shards * workers;
+        o.allowEmpty = true;
+        if (o.shard - 1 < listed) // a worker past the list's end gets nothing
+            parts.push_back(o);
+    }
+    if (parts.empty())
+        throw UsageError("shard " + std::to_string(options.shard) + "/" + std::to_string(options.shards) +
+                         ": no image falls in this part (" + std::to_string(listed) + " images)");
+    std::vector<StudyRun> runs(parts.size());
+    std::vector<std::exception_ptr> errors(parts.size());
+    std::vector<int64_t> done(parts.size(), 0), total(parts.size(), 0);
+    std::mutex lock;
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> threads;
+    for (size_t w = 0; w < parts.size(); ++w)
+        threads.emplace_back([&, w] {
+            try {
+                std::vector<model::LoadedModel> models;
+                for (const std::string& path : modelPaths)
+                    models.push_back(model::LoadedModel::load(path, devices[w]));
+                std::vector<const model::LoadedModel*> pointers;
+                for (const model::LoadedModel& m : models)
+                    pointers.push_back(&m);
+                runs[w] = runStudy(pointers, names, parts[w], request,
+                                   [&](int64_t d, int64_t t, const std::string& image) {
+                                       if (stop)
+                                           return false;
+                                       std::lock_guard<std::mutex> guard(lock);
+                                       done[w] = d;
+                                       total[w] = t;
+                                       int64_t sd = 0, st = 0;
+                                       for (size_t k = 0; k < parts.size(); ++k) {
+                                           sd += done[k];
+                                           st += total[k];
+                                       }
+                                       if (progress && !progress(std::min(sd, st), st, image))
+                                           stop = true;
+                                       return !stop.load();
+                                   });
+            } catch (...) {
+                errors[w] = std::current_exception();
+                stop = true;
+            }
+        });
+    for (std::thread& t : threads)
+        t.join();
+    for (const std::exception_ptr& e : errors)
+        if (e)
+            std::rethrow_exception(e);
+    StudyRun out;
+    out.images = listed;
+    for (StudyRun& r : runs) {
+        out.rows.insert(out.rows.end(), r.rows.begin(), r.rows.end());
+        out.skipped.insert(out.skipped.end(), r.skipped.begin(), r.skipped.end());
+        out.used += r.used;
+        out.cancelled = out.cancelled || r.cancelled;
+    }
+    sortStudyRows(out.rows, names);
+    std::sort(out.skipped.begin(), out.skipped.end());
+    if (out.rows.empty() && !out.cancelled && !options.allowEmpty)
+        throw UsageError(options.images + ": no object found in the masks of this part's images (objects of at "
+                         "least " + std::to_string(options.minObjectPixels) + " px; " +
+                         std::to_string(out.skipped.size()) + " images without a mask)");
     return out;
 }
 

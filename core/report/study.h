@@ -11,6 +11,7 @@
 #include "core/model/model.h"
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include <nlohmann/json_fwd.hpp>
 
 #include <array>
@@ -100,6 +101,7 @@ struct StudyOptions {
     int64_t limit = 0;               // at most this many images of the sorted list (0: all)
     int64_t shard = 1, shards = 1;   // this run's part: every shards-th image from the shard-th
     int64_t minObjectPixels = 16;
+    bool allowEmpty = false;         // no object found is a result (a worker's part), not an error
 };
 
 struct StudyRun {
@@ -120,6 +122,14 @@ using StudyProgress = std::function<bool(int64_t, int64_t, const std::string&)>;
 StudyRun runStudy(const std::vector<const model::LoadedModel*>& models, const std::vector<std::string>& names,
                   const StudyOptions& options, const common::AnalysisRequest& request,
                   const StudyProgress& progress = {});
+
+// runStudy with one worker thread per device (models loaded on each; `devices` from
+// workerDevices): worker w of W studies every W-th image of this part, so the rows,
+// sorted, are exactly one worker's. progress(done, total, image) sums the workers'
+// progress (called from their threads, one at a time); false stops every worker.
+StudyRun runStudyOnDevices(const std::vector<std::string>& modelPaths, const std::vector<std::string>& names,
+                           const std::vector<c10::Device>& devices, const StudyOptions& options,
+                           const common::AnalysisRequest& request, const StudyProgress& progress = {});
 
 // result.json's fields that describe a run (format, models, folders, counts, request, shard).
 nlohmann::ordered_json studyHeader(const std::vector<std::string>& modelPaths, const std::vector<std::string>& names,

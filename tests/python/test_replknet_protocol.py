@@ -192,6 +192,17 @@ def main():
     assert jb["protocol"] == "replknet" and ja["replknet"]["area_ratios"] == jb["replknet"]["area_ratios"], (ja, jb)
     print("2 shards merged = one run")
 
+    # Two workers (one per device; here two CPU workers), their sums added: one run's average.
+    w = os.path.join(work, "workers")
+    shutil.rmtree(w, ignore_errors=True)
+    run(cli, "erf-average", "--model", model_path, "--images", images, "--out", w, "--layer", "head",
+        "--protocol", "replknet", "--no-figures", "--input-size", "120", "120", "--devices", "cpu,cpu")
+    c = np.load(os.path.join(w, "erf_average.npy")).astype(np.float64)
+    assert np.abs(a - c).max() <= 1e-6 * np.abs(a).max(), "two workers differ from one"
+    jc = json.load(open(os.path.join(w, "result.json")))
+    assert jc["images"] == ja["images"] and jc["replknet"]["area_ratios"] == ja["replknet"]["area_ratios"]
+    print("2 workers = 1 worker")
+
     # The protocol fixes the response: asking for another is refused with exit code 2.
     p = subprocess.run([cli, "erf-average", "--model", model_path, "--images", images, "--out",
                         os.path.join(work, "bad"), "--protocol", "replknet", "--signed"], capture_output=True, text=True)

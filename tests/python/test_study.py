@@ -189,6 +189,15 @@ def main():
     assert mdoc["rows"] == doc["rows"] and mdoc["images_used"] == doc["images_used"]
     print("3 shards merged = one run")
 
+    # Three workers (one per device; here three CPU workers): exactly one worker's numbers.
+    workers = os.path.join(work, "workers")
+    run(cli, "study", *common, "--out", workers, "--devices", "cpu,cpu,cpu", "--no-figures")
+    assert open(os.path.join(workers, "study.csv")).read() == open(os.path.join(full, "study.csv")).read(), \
+        "three workers' study.csv differs from one worker's"
+    wdoc = json.load(open(os.path.join(workers, "result.json")))
+    assert wdoc["table"] == doc["table"] and wdoc["skipped"] == doc["skipped"]
+    print("3 workers = 1 worker")
+
     # Bad input: exit code 2 and the problem named.
     p = run(cli, "merge", "--inputs", parts[0], parts[1], "--out", os.path.join(work, "bad"), expect=2)
     assert "parts missing: 3/3" in p.stderr, p.stderr
