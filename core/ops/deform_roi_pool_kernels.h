@@ -203,6 +203,42 @@ DEFORMSCOPE_HOST_DEVICE void roiSlopes(const RoiRead<T>& r, const T v[4], T& dy,
     dx = r.flat_x ? T(0) : (T(1) - r.ly) * (v[1] - v[0]) + r.ly * (v[3] - v[2]);
 }
 
+// The offset and mask gradients of bin q of RoI k (CPU and CUDA alike): over the
+// channels, ay / ax = Σ_c grad_output · Σ_reads d read / dy (dx) and am = Σ_c
+// grad_output · (the unmodulated pooled value). The caller scales ay and ax by
+// m / count · offset_scale (the bin's modulation, its read count, gamma · RoI size).
+template <typename T, typename scalar_t>
+DEFORMSCOPE_HOST_DEVICE void roiBinGradients(const RoiBin<T>& bin, const scalar_t* __restrict__ input,
+                                             const scalar_t* __restrict__ grad_output, const RoiPoolGeometry& g,
+                                             int64_t k, int64_t q, T& ay, T& ax, T& am) {
+    const int64_t P = g.bins();
+    ay = ax = am = T(0);
+    for (int64_t c = 0; c < g.channels; ++c) {
+        const scalar_t* plane = input + (bin.image * g.channels + c) * g.pixels();
+        const T go = static_cast<T>(grad_output[(k * g.channels + c) * P + q]);
+        T sum = 0, sy = 0, sx = 0;
+        for (int64_t iy = 0; iy < bin.grid_h; ++iy) {
+            const T y = bin.sampleY(iy);
+            for (int64_t ix = 0; ix < bin.grid_w; ++ix) {
+                RoiRead<T> r;
+                if (!locateRoiRead(y, bin.sampleX(ix), g.height, g.width, r))
+                    continue;
+                T v[4];
+                roiCornerValues(plane, r, g.width, v);
+                T dy, dx;
+                roiSlopes(r, v, dy, dx);
+                sum += roiInterpolate(r, v);
+                sy += dy;
+                sx += dx;
+            }
+        }
+        // d out / d (sum, sy, sx) = m / count; d pooled / d m = sum / count.
+        am += go * (sum / bin.count);
+        ay += go * sy;
+        ax += go * sx;
+    }
+}
+
 // output[k, c, i, j] for every element (`output` preallocated).
 using RoiForwardFn = void (*)(const at::Tensor& input, const at::Tensor& rois, const at::Tensor& offset,
                               const at::Tensor& mask, const RoiPoolGeometry& geom, at::Tensor& output);

@@ -94,31 +94,8 @@ void backwardTyped(const at::Tensor& grad_output, const at::Tensor& input, const
                     const int64_t i = q / g.pooled_w, j = q % g.pooled_w;
                     const RoiBin<acc_t> bin = roiBin<acc_t>(g, rp, op, k, i, j);
                     const acc_t m = mp ? static_cast<acc_t>(mp[k * P + q]) : acc_t(1);
-                    acc_t ay = 0, ax = 0, am = 0;
-                    for (int64_t c = 0; c < C; ++c) {
-                        const scalar_t* plane = in + (bin.image * C + c) * HW;
-                        const acc_t go = static_cast<acc_t>(gout[(k * C + c) * P + q]);
-                        acc_t sum = 0, sy = 0, sx = 0;
-                        for (int64_t iy = 0; iy < bin.grid_h; ++iy) {
-                            const acc_t y = bin.sampleY(iy);
-                            for (int64_t ix = 0; ix < bin.grid_w; ++ix) {
-                                RoiRead<acc_t> r;
-                                if (!locateRoiRead(y, bin.sampleX(ix), g.height, g.width, r))
-                                    continue;
-                                acc_t v[4];
-                                roiCornerValues(plane, r, g.width, v);
-                                acc_t dy, dx;
-                                roiSlopes(r, v, dy, dx);
-                                sum += roiInterpolate(r, v);
-                                sy += dy;
-                                sx += dx;
-                            }
-                        }
-                        // d out / d (sum, sy, sx) = m / count; d pooled / d m = sum / count.
-                        am += go * (sum / bin.count);
-                        ay += go * sy;
-                        ax += go * sx;
-                    }
+                    acc_t ay, ax, am;
+                    roiBinGradients(bin, in, gout, g, k, q, ay, ax, am);
                     if (goff) {
                         // Channel 0 moves x, channel 1 moves y.
                         goff[2 * k * P + q] = static_cast<scalar_t>(ax * m / bin.count * bin.offset_scale_x);

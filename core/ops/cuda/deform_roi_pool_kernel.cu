@@ -105,30 +105,8 @@ __global__ void roiOffsetMaskGradKernel(int64_t n, RoiSource<scalar_t> src, scal
         const int64_t k = idx / P;
         const RoiBin<opmath_t> bin = src.bin(k, q);
         const opmath_t m = src.modulation(k, q);
-        opmath_t ay = 0, ax = 0, am = 0;
-        for (int64_t c = 0; c < g.channels; ++c) {
-            const scalar_t* plane = src.input + (bin.image * g.channels + c) * g.pixels();
-            const opmath_t go = static_cast<opmath_t>(src.grad_output[(k * g.channels + c) * P + q]);
-            opmath_t sum = 0, sy = 0, sx = 0;
-            for (int64_t iy = 0; iy < bin.grid_h; ++iy) {
-                const opmath_t y = bin.sampleY(iy);
-                for (int64_t ix = 0; ix < bin.grid_w; ++ix) {
-                    RoiRead<opmath_t> r;
-                    if (!locateRoiRead(y, bin.sampleX(ix), g.height, g.width, r))
-                        continue;
-                    opmath_t v[4];
-                    roiCornerValues(plane, r, g.width, v);
-                    opmath_t dy, dx;
-                    roiSlopes(r, v, dy, dx);
-                    sum += roiInterpolate(r, v);
-                    sy += dy;
-                    sx += dx;
-                }
-            }
-            am += go * (sum / bin.count);
-            ay += go * sy;
-            ax += go * sx;
-        }
+        opmath_t ay, ax, am;
+        roiBinGradients(bin, src.input, src.grad_output, g, k, q, ay, ax, am);
         if (grad_offset) {
             grad_offset[2 * k * P + q] = static_cast<scalar_t>(ax * m / bin.count * bin.offset_scale_x);
             grad_offset[(2 * k + 1) * P + q] = static_cast<scalar_t>(ay * m / bin.count * bin.offset_scale_y);
