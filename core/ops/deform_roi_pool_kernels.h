@@ -203,6 +203,24 @@ DEFORMSCOPE_HOST_DEVICE void roiSlopes(const RoiRead<T>& r, const T v[4], T& dy,
     dx = r.flat_x ? T(0) : (T(1) - r.ly) * (v[1] - v[0]) + r.ly * (v[3] - v[2]);
 }
 
+// Σ over the bin's reads of the read of `plane` (0 for reads outside it).
+template <typename acc_t, typename scalar_t>
+DEFORMSCOPE_HOST_DEVICE acc_t binSum(const RoiBin<acc_t>& bin, const scalar_t* plane, const RoiPoolGeometry& g) {
+    acc_t sum = 0;
+    for (int64_t iy = 0; iy < bin.grid_h; ++iy) {
+        const acc_t y = bin.sampleY(iy);
+        for (int64_t ix = 0; ix < bin.grid_w; ++ix) {
+            RoiRead<acc_t> r;
+            if (!locateRoiRead(y, bin.sampleX(ix), g.height, g.width, r))
+                continue;
+            acc_t v[4];
+            roiCornerValues(plane, r, g.width, v);
+            sum += roiInterpolate(r, v);
+        }
+    }
+    return sum;
+}
+
 // The offset and mask gradients of bin q of RoI k (CPU and CUDA alike): over the
 // channels, ay / ax = Σ_c grad_output · Σ_reads d read / dy (dx) and am = Σ_c
 // grad_output · (the unmodulated pooled value). The caller scales ay and ax by

@@ -22,23 +22,6 @@
 namespace deformscope::ops::detail {
 namespace {
 
-// Σ over the bin's reads of the read of `plane` (0 for reads outside it).
-template <typename acc_t, typename scalar_t>
-acc_t binSum(const RoiBin<acc_t>& bin, const scalar_t* plane, const RoiPoolGeometry& g) {
-    acc_t sum = 0;
-    for (int64_t iy = 0; iy < bin.grid_h; ++iy) {
-        const acc_t y = bin.sampleY(iy);
-        for (int64_t ix = 0; ix < bin.grid_w; ++ix) {
-            RoiRead<acc_t> r;
-            if (!locateRoiRead(y, bin.sampleX(ix), g.height, g.width, r))
-                continue;
-            acc_t v[4];
-            roiCornerValues(plane, r, g.width, v);
-            sum += roiInterpolate(r, v);
-        }
-    }
-    return sum;
-}
 
 template <typename scalar_t>
 void forwardTyped(const at::Tensor& input, const at::Tensor& rois, const at::Tensor& offset, const at::Tensor& mask,

@@ -77,18 +77,7 @@ __global__ void roiForwardKernel(int64_t n, RoiSource<scalar_t> src, scalar_t* _
         const int64_t k = idx / (P * g.channels);
         const RoiBin<opmath_t> bin = src.bin(k, q);
         const scalar_t* plane = src.input + (bin.image * g.channels + c) * g.pixels();
-        opmath_t sum = 0;
-        for (int64_t iy = 0; iy < bin.grid_h; ++iy) {
-            const opmath_t y = bin.sampleY(iy);
-            for (int64_t ix = 0; ix < bin.grid_w; ++ix) {
-                RoiRead<opmath_t> r;
-                if (!locateRoiRead(y, bin.sampleX(ix), g.height, g.width, r))
-                    continue;
-                opmath_t v[4];
-                roiCornerValues(plane, r, g.width, v);
-                sum += roiInterpolate(r, v);
-            }
-        }
+        const opmath_t sum = binSum(bin, plane, g);
         output[idx] = static_cast<scalar_t>(sum / bin.count * src.modulation(k, q));
     }
 }
