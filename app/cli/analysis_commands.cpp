@@ -257,7 +257,7 @@ int runCompare(const AnalysisInputs& in, Io& io) {
 
 struct ScaleMapInputs {
     std::string model, image, out;
-    int64_t grid = 32, batch = 4;
+    int64_t grid = 32, batch = 16;
     std::unique_ptr<RequestOptions> request; // --layer, --response, --input-size, --device, --no-figures
 };
 

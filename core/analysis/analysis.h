@@ -227,8 +227,9 @@ public:
     at::Tensor response(const Node& node) const;
 
     ErfResult erf(const Node& node, const ErfOptions& options = {}) const;
-    // ERFs of several nodes of this image from one batched forward and one backward;
-    // `metrics` false leaves each result's metrics empty (the maps alone, for many nodes).
+    // ERFs of several nodes of this image: on the CPU one forward and one backward per node
+    // through the kept graph, on a GPU one forward and one backward of the image repeated per
+    // node; `metrics` false leaves each result's metrics empty (the maps alone, for many nodes).
     std::vector<ErfResult> erfBatch(const std::vector<Node>& nodes, const ErfOptions& options = {},
                                     bool metrics = true) const;
     SamplingTrace sampling(const Node& node, const SamplingOptions& options = {}) const;

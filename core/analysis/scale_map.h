@@ -3,8 +3,10 @@
 // For every node of a G × G grid over a layer's feature map, the radii of the
 // smallest discs centred on the node's centre that hold 50 % and 90 % of its
 // effective receptive field's mass (Σ_colours |∂response/∂pixel|). The ERFs are
-// computed many nodes per pass (AnalysisSession::erfBatch: one batched forward and
-// one backward for `batch` nodes), so a 32 × 32 grid costs 32 passes.
+// computed `batch` nodes per pass (AnalysisSession::erfBatch: on the CPU one forward
+// and a backward per node through the kept graph; on a GPU one forward and one
+// backward of the image repeated `batch` times), so a 32 × 32 grid at batch 16
+// costs 64 forwards.
 #pragma once
 
 #include "core/analysis/analysis.h"
@@ -28,7 +30,7 @@ struct ScaleMapOptions {
     std::string layer;                 // the layer whose nodes are mapped
     int64_t grid = 32;                 // G: nodes per side (at most the feature map's size)
     Response response;                 // each node's response
-    int64_t batch = 4;                 // nodes per forward/backward (2 to 4 fastest on a CPU: docs/benchmarks.md)
+    int64_t batch = 16;                // nodes per pass (16 to 32 fastest on a CPU: docs/benchmarks.md)
     std::vector<double> fractions{0.5, 0.9};
 };
 

@@ -274,17 +274,36 @@ std::vector<ErfResult> AnalysisSession::erfBatch(const std::vector<Node>& nodes,
         return {};
     at::AutoGradMode grad(true);
     const int64_t B = int64_t(nodes.size());
-    const at::Tensor batch = d->input.detach().expand({B, -1, -1, -1}).clone().requires_grad_(true);
     model::CaptureOptions copts;
-    const model::Capture c = model::captureForward(d->model, batch, copts);
-    at::Tensor total = at::zeros({}, batch.options());
-    for (int64_t b = 0; b < B; ++b) {
-        const Node& n = nodes[size_t(b)];
-        const Layer& l = layer(n.layer);
-        total = total + responseOf(c, l, n, frameCentre(n), frameSize(), b).sum();
+    at::Tensor maps;
+    if (d->input.is_cuda() || B == 1) {
+        // On a GPU: the image repeated B times, one forward and one backward of the summed
+        // responses (each copy's gradient is its own node's), which keeps the device busy.
+        const at::Tensor batch = d->input.detach().expand({B, -1, -1, -1}).clone().requires_grad_(true);
+        const model::Capture c = model::captureForward(d->model, batch, copts);
+        at::Tensor total = at::zeros({}, batch.options());
+        for (int64_t b = 0; b < B; ++b) {
+            const Node& n = nodes[size_t(b)];
+            const Layer& l = layer(n.layer);
+            total = total + responseOf(c, l, n, frameCentre(n), frameSize(), b).sum();
+        }
+        const auto grads = torch::autograd::grad({total}, {batch}, {}, false, false, true);
+        maps = erfMap(grads[0].defined() ? grads[0] : at::zeros_like(batch), options.isSigned);
+    } else {
+        // On the CPU: one forward of the image, then one backward per node through the kept
+        // graph; the forward is not repeated B times (1.25-1.6x faster for scale-map, and
+        // less memory: docs/benchmarks.md). The same gradients, node by node.
+        const at::Tensor one = d->input.detach().clone().requires_grad_(true);
+        const model::Capture c = model::captureForward(d->model, one, copts);
+        std::vector<at::Tensor> each;
+        for (int64_t b = 0; b < B; ++b) {
+            const Node& n = nodes[size_t(b)];
+            const at::Tensor r = responseOf(c, layer(n.layer), n, frameCentre(n), frameSize(), 0).sum();
+            const auto g = torch::autograd::grad({r}, {one}, {}, /*retain_graph=*/b + 1 < B, false, true);
+            each.push_back(g[0].defined() ? g[0] : at::zeros_like(one));
+        }
+        maps = erfMap(at::cat(each), options.isSigned);
     }
-    const auto grads = torch::autograd::grad({total}, {batch}, {}, false, false, true);
-    const at::Tensor maps = erfMap(grads[0].defined() ? grads[0] : at::zeros_like(batch), options.isSigned);
     const double each = secondsSince(t0) / double(B);
     std::vector<ErfResult> results;
     for (int64_t b = 0; b < B; ++b) {
