@@ -129,7 +129,10 @@ DeformKernel2dGrads deformKernel2dBackwardImpl(const at::Tensor& grad_output, co
     at::Tensor grad_kernel_offset = at::zeros_like(ko);
     // Without image offsets the gradient has the shape of whatever placeholder was passed.
     at::Tensor grad_offset = p.use_offset ? at::zeros_like(off) : at::zeros_like(offset);
-    at::Tensor grad_bias = detail::biasGrad(gout, bias);
+    // No weight or bias gradient wanted (ParameterGradsUnneeded, e.g. an ERF): zeros, and the
+    // CPU kernel skips the scope kernel's gradient.
+    const bool parameters = !detail::ParameterGradsUnneeded::active();
+    at::Tensor grad_bias = parameters || !bias.defined() ? detail::biasGrad(gout, bias) : at::zeros_like(bias);
     if (gout.numel() == 0 || g.height * g.width == 0)
         return {grad_input, grad_weight, grad_kernel_offset, grad_offset, grad_bias};
 

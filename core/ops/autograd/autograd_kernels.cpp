@@ -42,10 +42,10 @@ public:
     static variable_list backward(AutogradContext* ctx, const variable_list& grad_output) {
         const auto saved = ctx->get_saved_variables();
         const OpScalars s = loadScalars(ctx);
-        // deform_conv2d(input, weight, offset, mask, bias): no weight or bias gradient
-        // wanted (e.g. an ERF) spares their work in the backward (op_support.h).
-        const bool parameters = !std::is_same_v<Op, DeformConv2dOp> || ctx->needs_input_grad(1) ||
-                                ctx->needs_input_grad(4);
+        // deform_conv2d(input, weight, offset, mask, bias) and deform_kernel2d(input, weight,
+        // kernel_offset, offset, bias): no weight or bias gradient wanted (e.g. an ERF) spares
+        // their work in the backward (op_support.h).
+        const bool parameters = ctx->needs_input_grad(1) || ctx->needs_input_grad(4);
         ParameterGradsUnneeded skip(!parameters);
         auto [g0, g1, g2, g3, g4] =
             AutogradKernels<Op>::backward(grad_output[0], {saved[0], saved[1], saved[2], saved[3], saved[4]}, s);

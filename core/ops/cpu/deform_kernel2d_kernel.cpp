@@ -7,6 +7,7 @@
 // channel reuses both plans.
 #include "core/ops/cpu/sampling_plan.h"
 #include "core/ops/deform_kernel2d_kernels.h"
+#include "core/ops/op_support.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -128,9 +129,9 @@ void backwardTyped(const at::Tensor& grad_output, const at::Tensor& input, const
 
     // grad_weight: one task per channel owns its scope kernel and walks the
     // chunk's images, taps and positions in order; the result is added to what
-    // earlier chunks left there.
+    // earlier chunks left there. Skipped (left zero) when no parameter gradient is wanted.
     scalar_t* gw = grad_weight.data_ptr<scalar_t>();
-    at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, ParameterGradsUnneeded::active() ? 0 : C, 1, [&](int64_t begin, int64_t end) {
         std::vector<acc_t> acc(static_cast<size_t>(S));
         for (int64_t c = begin; c < end; ++c) {
             std::fill(acc.begin(), acc.end(), acc_t(0));

@@ -8,6 +8,7 @@
 #include "core/ops/checks/deform_kernel2d_checks.h"
 #include "core/ops/deform_conv2d.h"
 #include "core/ops/deform_kernel2d.h"
+#include "core/ops/op_support.h"
 #include "core/ops/registration.h"
 #include "op_test_support.h"
 
@@ -287,6 +288,35 @@ private Q_SLOTS:
         VERIFY_NO_PROBLEM(autogradProblem(deformKernel2dUnderTest(spec.params),
                                           argsOf(makeDkCase(spec, 5, at::kDouble, at::kCPU)),
                                           [](const at::Tensor& out) { return at::randn_like(out); }));
+    }
+
+    // An ERF asks autograd for the image's gradient alone: the backward then skips the scope
+    // kernel's and the bias's gradients, and the others are unchanged.
+    void imageGradientAloneSkipsTheParameters() {
+        const DkCaseSpec spec = offsetCase();
+        const DkCaseTensors t = makeDkCase(spec, 13, at::kDouble, at::kCPU);
+        const at::Tensor out = deformKernel2d(t.input, t.weight, t.kernel_offset, t.offset, t.bias, spec.params);
+        const at::Tensor go = at::randn_like(out);
+        const auto [gi, gw, gko, goff, gb] =
+            deformKernel2dBackward(go, t.input, t.weight, t.kernel_offset, t.offset, t.bias, spec.params);
+        QVERIFY(gw.abs().max().item<double>() > 0);
+        {
+            deformscope::ops::detail::ParameterGradsUnneeded skip(true);
+            const auto [si, sw, sko, soff, sb] =
+                deformKernel2dBackward(go, t.input, t.weight, t.kernel_offset, t.offset, t.bias, spec.params);
+            QVERIFY(at::equal(si, gi) && at::equal(sko, gko) && at::equal(soff, goff));
+            QCOMPARE(sw.abs().max().item<double>(), 0.0);
+            QCOMPARE(sw.sizes(), gw.sizes());
+        }
+        QVERIFY(!deformscope::ops::detail::ParameterGradsUnneeded::active());
+        // Through autograd: the input's gradient alone, then the weight's, each equal to the backward op's.
+        const at::Tensor input = t.input.clone().requires_grad_(true), weight = t.weight.clone().requires_grad_(true);
+        const at::Tensor r =
+            (deformKernel2d(input, weight, t.kernel_offset, t.offset, t.bias, spec.params) * go).sum();
+        const auto onlyInput = torch::autograd::grad({r}, {input}, {}, /*retain_graph=*/true);
+        QVERIFY(at::allclose(onlyInput[0], gi, 1e-12, 1e-12));
+        const auto withWeight = torch::autograd::grad({r}, {weight}, {}, /*retain_graph=*/true);
+        QVERIFY(at::allclose(withWeight[0], gw, 1e-12, 1e-12));
     }
 
     void doubleBackwardIsRefused() {
