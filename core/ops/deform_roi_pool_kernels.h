@@ -203,21 +203,30 @@ DEFORMSCOPE_HOST_DEVICE void roiSlopes(const RoiRead<T>& r, const T v[4], T& dy,
     dx = r.flat_x ? T(0) : (T(1) - r.ly) * (v[1] - v[0]) + r.ly * (v[3] - v[2]);
 }
 
+// visit(r) for each of the bin's reads that lands on the map (locateRoiRead), rows
+// then columns: the one walk over a bin's samples that the forward and every
+// gradient share.
+template <typename T, typename Visit>
+DEFORMSCOPE_HOST_DEVICE void forEachRoiRead(const RoiBin<T>& bin, const RoiPoolGeometry& g, Visit&& visit) {
+    for (int64_t iy = 0; iy < bin.grid_h; ++iy) {
+        const T y = bin.sampleY(iy);
+        for (int64_t ix = 0; ix < bin.grid_w; ++ix) {
+            RoiRead<T> r;
+            if (locateRoiRead(y, bin.sampleX(ix), g.height, g.width, r))
+                visit(r);
+        }
+    }
+}
+
 // Σ over the bin's reads of the read of `plane` (0 for reads outside it).
 template <typename acc_t, typename scalar_t>
 DEFORMSCOPE_HOST_DEVICE acc_t binSum(const RoiBin<acc_t>& bin, const scalar_t* plane, const RoiPoolGeometry& g) {
     acc_t sum = 0;
-    for (int64_t iy = 0; iy < bin.grid_h; ++iy) {
-        const acc_t y = bin.sampleY(iy);
-        for (int64_t ix = 0; ix < bin.grid_w; ++ix) {
-            RoiRead<acc_t> r;
-            if (!locateRoiRead(y, bin.sampleX(ix), g.height, g.width, r))
-                continue;
-            acc_t v[4];
-            roiCornerValues(plane, r, g.width, v);
-            sum += roiInterpolate(r, v);
-        }
-    }
+    forEachRoiRead(bin, g, [&](const RoiRead<acc_t>& r) {
+        acc_t v[4];
+        roiCornerValues(plane, r, g.width, v);
+        sum += roiInterpolate(r, v);
+    });
     return sum;
 }
 
@@ -235,21 +244,15 @@ DEFORMSCOPE_HOST_DEVICE void roiBinGradients(const RoiBin<T>& bin, const scalar_
         const scalar_t* plane = input + (bin.image * g.channels + c) * g.pixels();
         const T go = static_cast<T>(grad_output[(k * g.channels + c) * P + q]);
         T sum = 0, sy = 0, sx = 0;
-        for (int64_t iy = 0; iy < bin.grid_h; ++iy) {
-            const T y = bin.sampleY(iy);
-            for (int64_t ix = 0; ix < bin.grid_w; ++ix) {
-                RoiRead<T> r;
-                if (!locateRoiRead(y, bin.sampleX(ix), g.height, g.width, r))
-                    continue;
-                T v[4];
-                roiCornerValues(plane, r, g.width, v);
-                T dy, dx;
-                roiSlopes(r, v, dy, dx);
-                sum += roiInterpolate(r, v);
-                sy += dy;
-                sx += dx;
-            }
-        }
+        forEachRoiRead(bin, g, [&](const RoiRead<T>& r) {
+            T v[4];
+            roiCornerValues(plane, r, g.width, v);
+            T dy, dx;
+            roiSlopes(r, v, dy, dx);
+            sum += roiInterpolate(r, v);
+            sy += dy;
+            sx += dx;
+        });
         // d out / d (sum, sy, sx) = m / count; d pooled / d m = sum / count.
         am += go * (sum / bin.count);
         ay += go * sy;

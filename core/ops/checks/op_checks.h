@@ -99,6 +99,12 @@ std::string describe(const std::array<const char*, 5>& names, const ReferenceCom
 // kinks (OffsetKind::AwayFromKinks); they are perturbed in place and restored.
 double finiteDifferenceError(const OpUnderTest& op, const OpArgs& args, uint64_t seed, int64_t maxPerTensor);
 
+// The worst |fd - analytic| / (1 + |analytic|) over up to maxPerTensor elements of `arg`
+// (a float64 CPU tensor, perturbed in place by ±1e-6 and restored): fd the central
+// difference of loss(). Shared by every operator's finite-difference check.
+double centralDifferenceError(const at::Tensor& arg, const at::Tensor& analytic, const std::function<double()>& loss,
+                              int64_t maxPerTensor);
+
 // Our backward op with `mode` in effect (the previous mode is restored).
 OpArgs backwardWith(const OpUnderTest& op, const at::Tensor& grad, const OpArgs& args, BackwardMode mode);
 

@@ -109,16 +109,10 @@ void backwardTyped(const at::Tensor& grad_output, const at::Tensor& input, const
                     const RoiBin<acc_t> bin = roiBin<acc_t>(g, rp, op, k, q / g.pooled_w, q % g.pooled_w);
                     const acc_t m = mp ? static_cast<acc_t>(mp[k * P + q]) : acc_t(1);
                     const acc_t factor = static_cast<acc_t>(gout[(k * C + c) * P + q]) * m / bin.count;
-                    for (int64_t iy = 0; iy < bin.grid_h; ++iy) {
-                        const acc_t y = bin.sampleY(iy);
-                        for (int64_t ix = 0; ix < bin.grid_w; ++ix) {
-                            RoiRead<acc_t> r;
-                            if (!locateRoiRead(y, bin.sampleX(ix), g.height, g.width, r))
-                                continue;
-                            for (int corner = 0; corner < 4; ++corner)
-                                acc[r.index(corner, g.width)] += r.weight(corner) * factor;
-                        }
-                    }
+                    forEachRoiRead(bin, g, [&](const RoiRead<acc_t>& r) {
+                        for (int corner = 0; corner < 4; ++corner)
+                            acc[r.index(corner, g.width)] += r.weight(corner) * factor;
+                    });
                 }
             }
             scalar_t* dst = gin + task * HW;

@@ -124,17 +124,11 @@ __global__ void roiInputGradPlaneKernel(int64_t n, RoiSource<scalar_t> src, cons
                 const opmath_t factor =
                     static_cast<opmath_t>(src.grad_output[(k * g.channels + c) * P + q]) * src.modulation(k, q) /
                     bin.count;
-                for (int64_t iy = 0; iy < bin.grid_h; ++iy) {
-                    const opmath_t y = bin.sampleY(iy);
-                    for (int64_t ix = 0; ix < bin.grid_w; ++ix) {
-                        RoiRead<opmath_t> r;
-                        if (!locateRoiRead(y, bin.sampleX(ix), g.height, g.width, r))
-                            continue;
-                        DEFORMSCOPE_UNROLL
-                        for (int corner = 0; corner < 4; ++corner)
-                            plane[r.index(corner, g.width)] += r.weight(corner) * factor;
-                    }
-                }
+                forEachRoiRead(bin, g, [&](const RoiRead<opmath_t>& r) {
+                    DEFORMSCOPE_UNROLL
+                    for (int corner = 0; corner < 4; ++corner)
+                        plane[r.index(corner, g.width)] += r.weight(corner) * factor;
+                });
             }
         }
     }
@@ -153,17 +147,11 @@ __global__ void roiInputGradAtomicKernel(int64_t n, RoiSource<scalar_t> src, at:
         const RoiBin<opmath_t> bin = src.bin(k, q);
         const opmath_t factor = static_cast<opmath_t>(src.grad_output[idx]) * src.modulation(k, q) / bin.count;
         opmath_t* plane = acc + (bin.image * g.channels + c) * g.pixels();
-        for (int64_t iy = 0; iy < bin.grid_h; ++iy) {
-            const opmath_t y = bin.sampleY(iy);
-            for (int64_t ix = 0; ix < bin.grid_w; ++ix) {
-                RoiRead<opmath_t> r;
-                if (!locateRoiRead(y, bin.sampleX(ix), g.height, g.width, r))
-                    continue;
-                DEFORMSCOPE_UNROLL
-                for (int corner = 0; corner < 4; ++corner)
-                    gpuAtomicAdd(plane + r.index(corner, g.width), r.weight(corner) * factor);
-            }
-        }
+        forEachRoiRead(bin, g, [&](const RoiRead<opmath_t>& r) {
+            DEFORMSCOPE_UNROLL
+            for (int corner = 0; corner < 4; ++corner)
+                gpuAtomicAdd(plane + r.index(corner, g.width), r.weight(corner) * factor);
+        });
     }
 }
 
