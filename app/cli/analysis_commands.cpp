@@ -526,8 +526,7 @@ int runMerge(const MergeInputs& in, Io& io) {
         int64_t images = 0;
         Json first;
         std::vector<std::string> skipped;
-        std::map<int64_t, std::string> parts; // shard index -> folder
-        int64_t shards = 0;
+        ShardParts parts(/*wholeRunsAdd=*/true);
         for (const std::string& dir : in.inputs) {
             const std::string jsonPath = (fs::path(dir) / "result.json").string();
             if (!fs::exists(jsonPath))
@@ -536,26 +535,10 @@ int runMerge(const MergeInputs& in, Io& io) {
             if (!doc.contains("sum_file") || !doc.contains("shard"))
                 throw UsageError(jsonPath + ": not an erf-average result that can be merged (no sum_file / shard; "
                                             "written by an older DeformScope?)");
-            auto same = [&](const char* key) {
-                const Json mine = doc.value(key, Json()), theirs = first.value(key, Json());
-                if (mine != theirs)
-                    throw UsageError(jsonPath + ": its " + key + " " + mine.dump() + " differs from " +
-                                     in.inputs.front() + "'s " + theirs.dump() + ": not parts of one average");
-            };
-            if (first.is_null()) {
+            if (first.is_null())
                 first = doc;
-                shards = doc.at("shard").at("count").get<int64_t>();
-            } else {
-                for (const char* key : {"model", "node", "input_size", "signed", "protocol"})
-                    same(key);
-                if (doc.at("shard").at("count").get<int64_t>() != shards)
-                    throw UsageError(jsonPath + ": a part of " + doc.at("shard").at("count").dump() + ", the first of " +
-                                     std::to_string(shards));
-            }
-            const int64_t index = doc.at("shard").at("index").get<int64_t>();
-            if (shards > 1 && !parts.emplace(index, dir).second)
-                throw UsageError(dir + ": part " + std::to_string(index) + "/" + std::to_string(shards) +
-                                 " is given twice (also " + parts.at(index) + ")");
+            parts.add(dir, jsonPath, doc, first, in.inputs.front(),
+                      {"model", "node", "input_size", "signed", "protocol"}, "average");
             const at::Tensor s = common::readNpy((fs::path(dir) / doc.at("sum_file").get<std::string>()).string())
                                      .to(at::kDouble);
             sum = sum.defined() ? sum + s : s;
@@ -563,14 +546,7 @@ int runMerge(const MergeInputs& in, Io& io) {
             for (const Json& sk : doc.at("skipped"))
                 skipped.push_back(sk.get<std::string>());
         }
-        if (shards > 1 && int64_t(parts.size()) != shards) {
-            std::string missing;
-            for (int64_t k = 1; k <= shards; ++k)
-                if (!parts.count(k))
-                    missing += (missing.empty() ? "" : ", ") + std::to_string(k) + "/" + std::to_string(shards);
-            throw UsageError("parts missing: " + missing + " (give every --shard K/" + std::to_string(shards) +
-                             " output folder)");
-        }
+        parts.requireComplete();
         const std::string modelPath = first.at("model").get<std::string>();
         const model::LoadedModel m = model::LoadedModel::load(modelPath);
         const std::array<int64_t, 2> size{first.at("input_size").at(0).get<int64_t>(),

@@ -6,6 +6,7 @@
 #include "core/report/inputs.h"
 
 #include <c10/util/Exception.h>
+#include <nlohmann/json.hpp>
 
 #include <charconv>
 #include <ostream>
@@ -140,6 +141,41 @@ std::vector<c10::Device> workerDevices(const std::string& list, const common::De
             return out; // every GPU of the machine, one worker each
     }
     return {report::resolveDevice(device)};
+}
+
+void ShardParts::add(const std::string& dir, const std::string& jsonPath, const nlohmann::ordered_json& doc,
+                     const nlohmann::ordered_json& first, const std::string& firstDir,
+                     const std::vector<const char*>& sameKeys, const std::string& what) {
+    using Json = nlohmann::ordered_json;
+    const int64_t count = doc.at("shard").at("count").get<int64_t>();
+    if (m_count == 0) {
+        m_count = count;
+    } else {
+        for (const char* key : sameKeys) {
+            const Json mine = doc.value(key, Json()), theirs = first.value(key, Json());
+            if (mine != theirs)
+                throw report::UsageError(jsonPath + ": its " + key + " " + mine.dump() + " differs from " + firstDir +
+                                         "'s " + theirs.dump() + ": not parts of one " + what);
+        }
+        if (count != m_count)
+            throw report::UsageError(jsonPath + ": a part of " + std::to_string(count) + ", the first of " +
+                                     std::to_string(m_count));
+    }
+    const int64_t index = doc.at("shard").at("index").get<int64_t>();
+    if ((m_count > 1 || !m_wholeRunsAdd) && !m_parts.emplace(index, dir).second)
+        throw report::UsageError(dir + ": part " + std::to_string(index) + "/" + std::to_string(m_count) +
+                                 " is given twice (also " + m_parts.at(index) + ")");
+}
+
+void ShardParts::requireComplete() const {
+    if (m_count <= 1 || int64_t(m_parts.size()) == m_count)
+        return;
+    std::string missing;
+    for (int64_t k = 1; k <= m_count; ++k)
+        if (!m_parts.count(k))
+            missing += (missing.empty() ? "" : ", ") + std::to_string(k) + "/" + std::to_string(m_count);
+    throw report::UsageError("parts missing: " + missing + " (give every --shard K/" + std::to_string(m_count) +
+                             " output folder)");
 }
 
 } // namespace deformscope::cli

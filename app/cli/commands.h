@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <iosfwd>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -100,6 +101,25 @@ std::pair<int64_t, int64_t> parseShard(const std::string& text);
 // is "cuda" without an index; else `device` alone. UsageError for a device this build
 // or machine lacks.
 std::vector<c10::Device> workerDevices(const std::string& list, const common::DeviceSpec& device);
+
+// The --shard K/N output folders `merge` is given. add() checks a part's result.json
+// against the first folder's: the same values of `sameKeys` ("... differs from <first>'s:
+// not parts of one <what>"), a part of the same N, each K once (whole runs, 1/1, may
+// repeat when wholeRunsAdd: erf-average runs over different folders add up);
+// requireComplete() then names the parts missing. UsageError for each problem.
+class ShardParts {
+public:
+    explicit ShardParts(bool wholeRunsAdd) : m_wholeRunsAdd(wholeRunsAdd) {}
+    void add(const std::string& dir, const std::string& jsonPath, const nlohmann::ordered_json& doc,
+             const nlohmann::ordered_json& first, const std::string& firstDir,
+             const std::vector<const char*>& sameKeys, const std::string& what);
+    void requireComplete() const;
+
+private:
+    bool m_wholeRunsAdd;
+    int64_t m_count = 0;
+    std::map<int64_t, std::string> m_parts; // index -> folder
+};
 
 void addStudy(CLI::App& app, Commands& commands); // study (merge combines its shards too)
 // `merge` of study parts (study_command.cpp): the folders' result.json have format deformscope-study/1.

@@ -132,8 +132,8 @@ int mergeStudy(const std::vector<std::string>& inputs, const std::string& out, b
 #else
     Json first;
     std::vector<report::StudyRow> rows;
-    std::map<int64_t, std::string> parts;
-    int64_t shards = 0, used = 0;
+    ShardParts parts(/*wholeRunsAdd=*/false); // the same image twice would count twice
+    int64_t used = 0;
     Json skipped = Json::array();
     for (const std::string& dir : inputs) {
         const std::string path = (fs::path(dir) / "result.json").string();
@@ -142,36 +142,17 @@ int mergeStudy(const std::vector<std::string>& inputs, const std::string& out, b
             throw UsageError(path + ": not a study result (format " + doc.value("format", Json()).dump() + ")");
         if (doc.value("cancelled", false))
             throw UsageError(path + ": this part was cancelled before its last image (run it again)");
-        if (first.is_null()) {
+        if (first.is_null())
             first = doc;
-            shards = doc.at("shard").at("count").get<int64_t>();
-        } else {
-            for (const char* key : {"models", "images_folder", "masks_folder", "images", "min_object_px", "request"})
-                if (doc.value(key, Json()) != first.value(key, Json()))
-                    throw UsageError(path + ": its " + key + " " + doc.value(key, Json()).dump() + " differs from " +
-                                     inputs.front() + "'s: not parts of one study");
-            if (doc.at("shard").at("count").get<int64_t>() != shards)
-                throw UsageError(path + ": a part of " + doc.at("shard").at("count").dump() + ", the first of " +
-                                 std::to_string(shards));
-        }
-        const int64_t index = doc.at("shard").at("index").get<int64_t>();
-        if (!parts.emplace(index, dir).second)
-            throw UsageError(dir + ": part " + std::to_string(index) + "/" + std::to_string(shards) +
-                             " is given twice (also " + parts.at(index) + ")");
+        parts.add(dir, path, doc, first, inputs.front(),
+                  {"models", "images_folder", "masks_folder", "images", "min_object_px", "request"}, "study");
         for (const Json& r : doc.at("rows"))
             rows.push_back(report::studyRowFromJson(r));
         used += doc.at("images_used").get<int64_t>();
         for (const Json& s : doc.at("skipped"))
             skipped.push_back(s);
     }
-    if (int64_t(parts.size()) != shards) {
-        std::string missing;
-        for (int64_t k = 1; k <= shards; ++k)
-            if (!parts.count(k))
-                missing += (missing.empty() ? "" : ", ") + std::to_string(k) + "/" + std::to_string(shards);
-        throw UsageError("parts missing: " + missing + " (give every --shard K/" + std::to_string(shards) +
-                         " output folder)");
-    }
+    parts.requireComplete();
     std::vector<std::string> skippedSorted;
     for (const Json& j : skipped)
         skippedSorted.push_back(j.get<std::string>());
