@@ -366,6 +366,19 @@ void writeMergeablePart(const std::string& dir, Json doc, const at::Tensor& sum,
 }
 #endif
 
+#ifdef DEFORMSCOPE_WITH_IMAGING
+// An average's map, metrics (and RepLKNet's ratios under that protocol) from the sum of its
+// result.images maps, at result.node of `layer`: how workers' and merged parts' sums end.
+void averageFromSum(analysis::ErfAverageResult& result, const at::Tensor& sum, const model::Layer& layer) {
+    result.map = (sum / double(result.images)).to(at::kFloat);
+    result.metrics = analysis::erfMetrics(result.map, {layer.start[1] + double(result.node.fx) * layer.jump[1],
+                                                       layer.start[0] + double(result.node.fy) * layer.jump[0]},
+                                          layer.rf);
+    if (result.protocol == analysis::ErfProtocol::RepLKNet)
+        result.replknetAreas = analysis::replknetAreaRatios(result.map);
+}
+#endif
+
 struct ErfAverageInputs {
     std::string model, images, out, node, shard, protocol = "deformscope", devices;
     int64_t limit = 0, batch = 8;
@@ -462,13 +475,7 @@ int runErfAverage(const ErfAverageInputs& in, Io& io) {
                 result.seconds = std::max(result.seconds, p.seconds);
             }
             std::sort(result.skipped.begin(), result.skipped.end()); // image order, as one worker lists them
-            result.map = (sum / double(result.images)).to(at::kFloat);
-            const model::Layer* l = g.find(result.node.layer);
-            result.metrics = analysis::erfMetrics(result.map, {l->start[1] + double(result.node.fx) * l->jump[1],
-                                                               l->start[0] + double(result.node.fy) * l->jump[0]},
-                                                  l->rf);
-            if (result.protocol == analysis::ErfProtocol::RepLKNet)
-                result.replknetAreas = analysis::replknetAreaRatios(result.map);
+            averageFromSum(result, sum, *g.find(result.node.layer));
             io.err << "erf-average: " << result.images << "/" << images.files.size() << " images\n";
         }
         report::makeDirectory(in.out);
@@ -560,16 +567,12 @@ int runMerge(const MergeInputs& in, Io& io) {
         result.node.response = common::Response::parse(node.at("response").get<std::string>()).value_or(common::Response{});
         result.images = images;
         result.skipped = skipped;
-        result.map = (sum / double(images)).to(at::kFloat);
         const model::Layer* l = g.find(result.node.layer);
         if (!l)
             throw UsageError(modelPath + " has no layer '" + result.node.layer + "'");
-        result.metrics = analysis::erfMetrics(result.map, {l->start[1] + double(result.node.fx) * l->jump[1],
-                                                           l->start[0] + double(result.node.fy) * l->jump[0]}, l->rf);
-        if (first.value("protocol", "deformscope") == "replknet") {
+        if (first.value("protocol", "deformscope") == "replknet")
             result.protocol = analysis::ErfProtocol::RepLKNet;
-            result.replknetAreas = analysis::replknetAreaRatios(result.map);
-        }
+        averageFromSum(result, sum, *l);
         const bool isSigned = first.at("signed").get<bool>();
         report::makeDirectory(in.out);
         std::vector<std::string> figures;
