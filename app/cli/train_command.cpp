@@ -8,6 +8,7 @@
 #include "sample_models/recipe/analysis.h"
 #include "sample_models/recipe/export.h"
 #include "sample_models/recipe/network.h"
+#include "sample_models/recipe/roi_head.h"
 #include "sample_models/recipe/synthetic.h"
 #include "sample_models/recipe/train.h"
 
@@ -136,7 +137,63 @@ struct TrainInputs {
                 *offsetLrScale = nullptr, *evalImages = nullptr;
     std::string evaluate; // --evaluate FILE: score a trained align.pt instead of training
     bool dataOnly = false; // --data-only: write the held-out images (--images, --size) and train nothing
+    bool roiHeads = false; // --roi-heads: the RoI sample heads on the trained segmentation samples in --out
 };
+
+// --roi-heads: roi_<variant>.pt for regular, dcn_v1, dcn_v2 (those named by --variants), each a RoI head
+// on DIR/<variant>.pt's frozen trunk (sample_models/recipe/roi_head.h), and DIR/roi_training.json.
+int runTrainRoiHeads(const TrainInputs& in, Io& io, const std::vector<Variant>& named, bool variantsGiven) {
+    std::vector<Variant> variants;
+    for (Variant v : variantsGiven ? named : std::vector<Variant>{Variant::Regular, Variant::DCNv1, Variant::DCNv2})
+        if (v == Variant::Regular || v == Variant::DCNv1 || v == Variant::DCNv2)
+            variants.push_back(v);
+    if (variants.empty()) {
+        io.err << "deformscope-cli train-samples: --roi-heads trains heads for regular, dcn_v1 and dcn_v2 only\n";
+        return 2;
+    }
+    samples::RoiTrainConfig c;
+    if (in.steps && in.steps->count())
+        c.steps = in.config.steps;
+    if (in.seed && in.seed->count())
+        c.seed = in.config.seed;
+    if (in.evalImages && in.evalImages->count())
+        c.evalImages = in.config.evalImages;
+    common::Json report = common::Json::object();
+    std::string command = "deformscope-cli";
+    for (const std::string& a : io.words)
+        command += " " + a;
+    report["command"] = command;
+    report["config"] = common::Json::object({{"images", c.images}, {"steps", c.steps}, {"batch", c.batch},
+                                             {"lr", c.lr}, {"jitter", c.jitter}, {"eval_images", c.evalImages},
+                                             {"size", c.size}, {"seed", c.seed}, {"threads", at::get_num_threads()}});
+    common::Json models = common::Json::array();
+    for (Variant v : variants) {
+        const std::string trunkPath = (fs::path(in.outDir) / (samples::variantName(v) + ".pt")).string();
+        torch::jit::Module trained;
+        try {
+            trained = torch::jit::load(trunkPath);
+        } catch (const std::exception& e) {
+            io.err << "deformscope-cli train-samples: " << trunkPath << ": cannot load the trained "
+                   << samples::variantName(v) << " sample the RoI head sits on (train it first)\n";
+            return 2;
+        }
+        const std::string name = samples::roiModelName(v);
+        io.out << "\n[" << name << "] on " << trunkPath << "\n" << std::flush;
+        torch::jit::Module m = samples::buildRoiModel(v, trained, c.seed);
+        const samples::RoiTrainReport r =
+            samples::trainRoiModel(m, c, [&](const std::string& line) { io.out << "  " << line << "\n" << std::flush; });
+        const std::string path = (fs::path(in.outDir) / (name + ".pt")).string();
+        samples::saveModel(m, path, samples::roiMetadataJson(v, c.size));
+        io.out << "  held-out box accuracy " << r.heldOutAccuracy << " (" << r.heldOutBoxes << " boxes), "
+               << r.seconds << " s -> " << path << "\n" << std::flush;
+        models.push_back(common::Json::object({{"name", name}, {"file", name + ".pt"}, {"trunk", samples::variantName(v) + ".pt"},
+                                               {"seconds", r.seconds}, {"held_out_box_accuracy", r.heldOutAccuracy},
+                                               {"held_out_boxes", r.heldOutBoxes}, {"loss_every_50_steps", r.loss}}));
+    }
+    report["models"] = models;
+    common::writeFileAtomically((fs::path(in.outDir) / "roi_training.json").string(), report.dump(1) + "\n");
+    return 0;
+}
 
 // The held-out pair train-samples writes as DIR/pair_01_*: three objects of 16 to 41 px.
 constexpr uint64_t kAlignPairSeed = samples::kHeldOutSeedBase + 5;
@@ -440,6 +497,8 @@ int runTrainSamples(const TrainInputs& in, Io& io) {
     std::string command = "deformscope-cli";
     for (const std::string& a : io.words)
         command += " " + a;
+    if (in.roiHeads)
+        return runTrainRoiHeads(in, io, variants, in.variants != TrainInputs{}.variants);
     if (in.dataOnly) { // the held-out images alone (a dataset for `study`, `erf-average`, `sweep --accuracy`)
         writeHeldOutImages(outDir, images, config.size, out);
         return 0;
@@ -614,6 +673,10 @@ void addTrainSamples(CLI::App& app, Commands& commands) {
         double x = 0;
         return CLI::detail::lexical_cast(v, x) && x > 0 ? std::string() : std::string("--lr must be a positive number");
     });
+    sub->add_flag("--roi-heads", in->roiHeads,
+                  "train the RoI sample heads (roi_regular, roi_dcn_v1, roi_dcn_v2: a box classifier on the trained "
+                  "DIR/<variant>.pt's frozen trunk, deformable RoI pooling for the DCN ones) and write "
+                  "DIR/roi_<variant>.pt and DIR/roi_training.json");
     sub->add_flag("--data-only", in->dataOnly,
                   "write only the held-out sample images and masks (--images N at --size S) into DIR/images, no "
                   "training: a dataset for study, erf-average and sweep --accuracy");

@@ -183,6 +183,58 @@ void samplerReads(const Layer& l, const model::LayerTensors& t, const at::Tensor
     }
 }
 
+// A RoI pooling layer's reads for the items on its output grid (its bins, of the
+// first image's first RoI): every bilinear read of the bin, where mmcv's (or
+// torchvision's roi_align's) arithmetic puts it, moved by the bin's offset for a
+// deformable RoI pooling; weight Σ_c |∂r/∂ the read value| = Σ_c |∂r/∂ bin| · m / reads.
+template <typename Emit>
+void roiReads(const Layer& l, const model::LayerTensors& t, const at::Tensor& gradOutput,
+              const std::vector<Item>& frontier, const std::vector<size_t>& members, const SamplingOptions& options,
+              Emit& emit) {
+    const int64_t ph = l.feature_size[0], pw = l.feature_size[1];
+    const auto ys = model::roiStartAndBin(l.roi, l.feature_size, 0), xs = model::roiStartAndBin(l.roi, l.feature_size, 1);
+    const double roiH = ys[1] * double(ph), roiW = xs[1] * double(pw);
+    // Reads per bin and axis: the given ratio, else ceil(RoI size / bins) (mmcv rounds the quotient to float first).
+    const auto reads = [&](double size, int64_t bins) {
+        return l.roi.samplingRatio > 0 ? l.roi.samplingRatio
+                                       : int64_t(std::ceil(double(float(size / double(bins)))));
+    };
+    const int64_t gh = std::max<int64_t>(reads(roiH, ph), 0), gw = std::max<int64_t>(reads(roiW, pw), 0);
+    const double count = double(std::max<int64_t>(gh * gw, 1));
+    const auto cpuDouble = at::TensorOptions().dtype(at::kDouble).device(at::kCPU);
+    const at::Tensor offset = l.kind == LayerKind::DeformRoiPool && t.offset.defined() && t.offset.numel() > 0
+                                  ? t.offset.detach()[0].to(cpuDouble).contiguous() : at::zeros({2, ph, pw}, cpuDouble);
+    const at::Tensor mask = l.use_mask && t.mask.defined() && t.mask.numel() > 0 ? t.mask.detach()[0][0].to(cpuDouble).contiguous()
+                                                                                 : at::ones({ph, pw}, cpuDouble);
+    at::Tensor binGrad = at::zeros({ph, pw}, cpuDouble);
+    if (options.weights && gradOutput.defined() && gradOutput.dim() == 4)
+        binGrad = gradOutput.detach()[0].abs().sum(0).to(cpuDouble).contiguous();
+    const auto off = offset.accessor<double, 3>();
+    const auto msk = mask.accessor<double, 2>();
+    const auto grd = binGrad.accessor<double, 2>();
+    for (size_t m : members) {
+        const Item& it = frontier[m];
+        const int64_t i = std::clamp<int64_t>(std::llround(it.fy), 0, ph - 1);
+        const int64_t j = std::clamp<int64_t>(std::llround(it.fx), 0, pw - 1);
+        const double y0 = ys[0] + l.roi.gamma * roiH * off[1][i][j] + double(i) * ys[1];
+        const double x0 = xs[0] + l.roi.gamma * roiW * off[0][i][j] + double(j) * xs[1];
+        const double modulation = l.use_mask ? msk[i][j] : 1.0;
+        int tap = 0;
+        for (int64_t iy = 0; iy < gh; ++iy)
+            for (int64_t ix = 0; ix < gw; ++ix) {
+                SamplingPoint s;
+                s.fy = y0 + (double(iy) + 0.5) * ys[1] / double(gh);
+                s.fx = x0 + (double(ix) + 0.5) * xs[1] / double(gw);
+                s.weight = grd[i][j] * modulation / count;
+                s.modulation = modulation;
+                s.tap = tap++;
+                s.group = int(i * pw + j); // the bin, row-major
+                if (!emit(l, it, s))
+                    return;
+            }
+    }
+}
+
 // An unrecognised sampler's reads, approximated by its gradient footprint: every
 // position of the map it reads with a non-zero gradient of the response.
 template <typename Emit>
@@ -352,7 +404,15 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
         notes.insert("traced through the deformable layers and samplers only: regular convolutions pass points "
                      "straight through (--through all spawns at them too)");
     std::vector<Item> frontier;
-    settle(layers, through, Item{target->index, double(node.fy), double(node.fx), 0, -1}, frontier, notes);
+    if (target->isRoiPool() && node.response.kind == Response::Kind::ClassScore) {
+        // The head's output reads every bin of the RoI: all of them are the first level.
+        for (int64_t i = 0; i < target->feature_size[0]; ++i)
+            for (int64_t j = 0; j < target->feature_size[1]; ++j)
+                frontier.push_back(Item{target->index, double(i), double(j), 0, -1});
+        notes.insert("the RoI head's output reads every bin of " + target->name + ": the first level holds every bin's reads");
+    } else {
+        settle(layers, through, Item{target->index, double(node.fy), double(node.fx), 0, -1}, frontier, notes);
+    }
     bool capped = false;
     std::vector<Item> next;
     // Adds point p (p.fy, p.fx on the layer's input map, weights filled) spawned
@@ -407,6 +467,12 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
                 const auto g = gradOutputs.find(li);
                 samplerReads(l, capture.tensors[size_t(li)], g == gradOutputs.end() ? at::Tensor() : g->second, frontier,
                              members, options, emit);
+                continue;
+            }
+            if (l.isRoiPool()) {
+                const auto g = gradOutputs.find(li);
+                roiReads(l, capture.tensors[size_t(li)], g == gradOutputs.end() ? at::Tensor() : g->second, frontier,
+                         members, options, emit);
                 continue;
             }
             if (l.kind == LayerKind::UnrecognisedSampler) {

@@ -190,17 +190,19 @@ namespace {
 // The node's response in batch item b of a capture: [D], attached to the graph.
 at::Tensor responseOf(const model::Capture& c, const Layer& l, const Node& n, std::array<double, 2> centreXY,
                       std::array<int64_t, 2> inputSize, int64_t b) {
+    // A RoI pooling layer's (and a RoI head's) rows are RoIs: image b's first is row b · (RoIs per image).
+    const int64_t row = l.isRoiPool() ? b * l.roi.rois : b;
     switch (n.response.kind) {
     case Response::Kind::Sum:
-        return c.tensors[size_t(l.index)].output.index({b, Slice(), n.fy, n.fx});
+        return c.tensors[size_t(l.index)].output.index({row, Slice(), n.fy, n.fx});
     case Response::Kind::Channel:
-        return c.tensors[size_t(l.index)].output.index({b, n.response.index, n.fy, n.fx}).reshape({1});
+        return c.tensors[size_t(l.index)].output.index({row, n.response.index, n.fy, n.fx}).reshape({1});
     case Response::Kind::ClassScore:
         break;
     }
     const at::Tensor& out = c.output;
     if (out.dim() == 2)
-        return out.index({b, n.response.index}).reshape({1});
+        return out.index({row, n.response.index}).reshape({1});
     // A dense output: the position covering the node's centre, by proportion.
     const int64_t oy = std::clamp<int64_t>(
         std::llround((centreXY[1] + 0.5) * double(out.size(2)) / double(inputSize[0]) - 0.5), 0, out.size(2) - 1);
@@ -213,7 +215,8 @@ at::Tensor responseOf(const model::Capture& c, const Layer& l, const Node& n, st
 at::Tensor responsesOf(const model::Capture& c, const Layer& l, const Node& n, std::array<double, 2> centreXY,
                        std::array<int64_t, 2> inputSize) {
     std::vector<at::Tensor> rows;
-    const int64_t B = c.output.size(0);
+    const int64_t B = l.isRoiPool() ? c.tensors[size_t(l.index)].output.size(0) / std::max<int64_t>(1, l.roi.rois)
+                                    : c.output.size(0);
     for (int64_t b = 0; b < B; ++b)
         rows.push_back(responseOf(c, l, n, centreXY, inputSize, b));
     return at::stack(rows);

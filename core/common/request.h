@@ -151,6 +151,12 @@ struct AnalysisRequest {
     std::string layer;
     std::optional<Location> at;
     Response response;
+    // RoI-head models (LoadedModel::takesRois): the region of interest the model is given
+    // (--roi x0,y0,x1,y1, pixel edges; nullopt: the whole image) and the bin of its RoI
+    // pooling layer that is the node (--bin i,j: row i, column j; nullopt: the RoI head's
+    // output, every bin).
+    std::optional<Box> roi;
+    std::optional<std::array<int64_t, 2>> bin;
 
     // Sampling trace.
     int levels = 3;

@@ -205,6 +205,70 @@ std::vector<RequestField> makeFields() {
         };
         fields.push_back(std::move(f));
     }
+    {
+        RequestField f = field("--roi", "roi", "x0,y0,x1,y1",
+                               "RoI-head models: the region of interest, original image pixels (edges) (default: "
+                               "the whole image)");
+        f.read = [](R& r, const std::vector<std::string>& words) -> std::string {
+            const auto b = numbers(words.at(0), 4);
+            if (!b)
+                return "4 comma-separated numbers";
+            r.roi = Box{Grid::Original, (*b)[0], (*b)[1], (*b)[2], (*b)[3]};
+            return {};
+        };
+        f.toJson = [](const R& r, Json& j) {
+            j["roi"] = r.roi ? Json::object({{"box", Json::array({r.roi->x0, r.roi->y0, r.roi->x1, r.roi->y1})},
+                                             {"grid", name(r.roi->grid)}})
+                             : Json();
+        };
+        f.fromJson = [](R& r, const Json& j) -> std::string {
+            const Json& o = j.at("roi");
+            if (o.is_null()) {
+                r.roi.reset();
+                return {};
+            }
+            const char* expected = "expected null or {\"box\": [x0, y0, x1, y1], \"grid\": \"original\" or \"input\"}";
+            if (!o.is_object() || !o.contains("box") || !o["box"].is_array() || o["box"].size() != 4)
+                return expected;
+            for (const Json& v : o["box"])
+                if (!v.is_number())
+                    return expected;
+            const auto grid = o.contains("grid") ? gridFromJson(o["grid"]) : std::optional<Grid>(Grid::Original);
+            if (!grid)
+                return expected;
+            const Json& b = o["box"];
+            r.roi = Box{*grid, b[0].get<double>(), b[1].get<double>(), b[2].get<double>(), b[3].get<double>()};
+            return {};
+        };
+        fields.push_back(std::move(f));
+    }
+    {
+        RequestField f = field("--bin", "bin", "i,j",
+                               "RoI-head models: the bin of the RoI pooling layer that is the node, row i and column "
+                               "j (default: the head's output, which reads every bin)");
+        f.read = [](R& r, const std::vector<std::string>& words) -> std::string {
+            const auto b = numbers(words.at(0), 2);
+            if (!b || (*b)[0] != std::floor((*b)[0]) || (*b)[1] != std::floor((*b)[1]) || (*b)[0] < 0 || (*b)[1] < 0 ||
+                (*b)[0] > 1e6 || (*b)[1] > 1e6)
+                return "2 comma-separated whole numbers ≥ 0";
+            r.bin = std::array<int64_t, 2>{int64_t((*b)[0]), int64_t((*b)[1])};
+            return {};
+        };
+        f.toJson = [](const R& r, Json& j) { j["bin"] = r.bin ? Json::array({(*r.bin)[0], (*r.bin)[1]}) : Json(); };
+        f.fromJson = [](R& r, const Json& j) -> std::string {
+            const Json& b = j.at("bin");
+            if (b.is_null()) {
+                r.bin.reset();
+                return {};
+            }
+            if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() || !b[1].is_number_integer() ||
+                b[0].get<int64_t>() < 0 || b[1].get<int64_t>() < 0)
+                return "expected null or [i, j] (whole numbers ≥ 0)";
+            r.bin = std::array<int64_t, 2>{b[0].get<int64_t>(), b[1].get<int64_t>()};
+            return {};
+        };
+        fields.push_back(std::move(f));
+    }
     fields.push_back(valueField<Response>(
         "--response", "response", "R", "what the node responds with: sum, channel:N or class:K", &R::response,
         &Response::parse, [](const Response& v) { return Json(v.toString()); }, Response::kFormat));

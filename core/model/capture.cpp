@@ -30,7 +30,8 @@ bool isConvLike(const std::string& op) {
         "torchvision::deform_conv2d", "deformscope::deform_conv2d", "deformscope::deform_kernel2d", "aten::max_pool2d",
         "aten::max_pool2d_with_indices", "aten::avg_pool2d", "aten::adaptive_avg_pool2d",
         "aten::adaptive_max_pool2d", "aten::upsample_nearest2d", "aten::upsample_bilinear2d",
-        "aten::upsample_bicubic2d", "aten::_upsample_nearest_exact2d", "aten::_upsample_bilinear2d_aa"};
+        "aten::upsample_bicubic2d", "aten::_upsample_nearest_exact2d", "aten::_upsample_bilinear2d_aa",
+        "deformscope::deform_roi_pool", "torchvision::roi_align"};
     return ops.count(op) > 0 || isGridSampler(op);
 }
 
@@ -160,6 +161,27 @@ bool describeLayer(const OpEvent& e, Layer& l, int64_t imageBatch) {
     const auto& a = e.inputs;
     if (isGridSampler(e.op)) {
         describeGridSampler(e, imageBatch, l);
+    } else if (e.op == "deformscope::deform_roi_pool" || e.op == "torchvision::roi_align") {
+        // deform_roi_pool(input, rois, offset, mask, pooled_h, pooled_w, spatial_scale, sampling_ratio, gamma, use_mask);
+        // roi_align(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned).
+        const at::Tensor* rois = tensorArg(e, 1);
+        if (!rois || rois->dim() != 2 || rois->size(1) != 5 || rois->size(0) == 0)
+            return false;
+        const bool ours = e.op == "deformscope::deform_roi_pool";
+        const at::Tensor* offset = ours ? tensorArg(e, 2) : nullptr;
+        l.kind = offset && offset->numel() > 0 ? LayerKind::DeformRoiPool : LayerKind::RoiPool;
+        l.use_mask = ours && a.size() > 9 && a[9].toBool();
+        l.roi.spatialScale = (ours ? a[6] : a[2]).toDouble();
+        l.roi.samplingRatio = intOf(ours ? a[7] : a[5]);
+        l.roi.gamma = ours ? a[8].toDouble() : 0.0;
+        l.roi.aligned = ours ? true : a[6].toBool();
+        const at::Tensor r = rois->detach().to(at::kCPU, at::kDouble);
+        const at::Tensor first = r.select(1, 0).trunc().eq(0);
+        l.roi.rois = std::max<int64_t>(1, first.sum().item<int64_t>());
+        const int64_t row = first.any().item<bool>() ? first.to(at::kLong).argmax().item<int64_t>() : 0;
+        for (int i = 0; i < 4; ++i)
+            l.roi.box[size_t(i)] = r[row][i + 1].item<double>();
+        l.groups = l.in_channels;
     } else if (e.op == "torchvision::deform_conv2d" || e.op == "deformscope::deform_conv2d") {
         const at::Tensor* w = tensorArg(e, 1);
         l.use_mask = a.size() > 13 && a[13].toBool();
@@ -459,6 +481,12 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
             l.offset_source = producer(2);
             if (l.use_mask)
                 l.mask_source = producer(3);
+        } else if (l.isRoiPool()) {
+            l.roi.roisSource = producer(1);
+            if (l.kind == LayerKind::DeformRoiPool)
+                l.offset_source = producer(2);
+            if (l.use_mask)
+                l.mask_source = producer(3);
         }
         std::optional<SamplerWeighting> weights;
         if (isGridSampler(events[e].op)) {
@@ -501,6 +529,14 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
                     t.weight = *tensorArg(events[e], 1);
                 continue;
             }
+            if (l.isRoiPool()) {
+                t.rois = *tensorArg(events[e], 1);
+                if (l.kind == LayerKind::DeformRoiPool)
+                    t.offset = *tensorArg(events[e], 2);
+                if (l.use_mask && tensorArg(events[e], 3))
+                    t.mask = *tensorArg(events[e], 3);
+                continue;
+            }
             if (l.isSampler()) {
                 t.grid = *tensorArg(events[e], 1);
                 if (weights)
@@ -532,7 +568,8 @@ Capture buildCapture(const LoadedModel& model, const at::Tensor& input, const Ca
 int64_t totalStride(const LayerGraph& g) {
     double jump = 1;
     for (const Layer& l : g.layers())
-        jump = std::max({jump, l.jump[0], l.jump[1]});
+        if (!l.isRoiPool()) // a RoI's bins are as wide as the box makes them
+            jump = std::max({jump, l.jump[0], l.jump[1]});
     return int64_t(jump);
 }
 

@@ -21,10 +21,11 @@ namespace deformscope::model {
 struct LayerTensors {
     at::Tensor input;  // data input [N, Cin, H, W]
     at::Tensor output; // [N, Cout, Ho, Wo]
-    at::Tensor offset; // deformable layers: [N, 2*G*kh*kw, Ho, Wo], torchvision layout
-    at::Tensor mask;   // DCNv2: [N, G*kh*kw, Ho, Wo]
+    at::Tensor offset; // deformable layers: [N, 2*G*kh*kw, Ho, Wo], torchvision layout; deformable RoI pooling: [K, 2, ph, pw] (x, y)
+    at::Tensor mask;   // DCNv2: [N, G*kh*kw, Ho, Wo]; modulated RoI pooling: [K, 1, ph, pw]
     at::Tensor kernelOffset; // DK: [N, 2*kh*kw, Ho, Wo] (local) or [N, 2*kh*kw, 1, 1] (global); weight is then the scope [C, 1, Sh, Sw]
     at::Tensor weight; // convolutions and deformable layers: [Cout, Cin/groups, kh, kw] (transposed: [Cin, Cout/groups, kh, kw])
+    at::Tensor rois;   // RoI pooling: the regions [K, 5] (batch index, x0, y0, x1, y1), as the operator got them
     at::Tensor grid;   // grid_sample samplers: the normalised grid [B, Ho, Wo, 2] or [B, Q, P, 2], (x, y) order
     // Unrecognised hand-written samplers: the tensors their gathers read (the
     // gradient of a response with respect to them is the sampler's read footprint).

@@ -23,8 +23,20 @@ const char* kindName(LayerKind kind) {
     case LayerKind::DeformAttn: return "deform_attn";
     case LayerKind::FlowWarp: return "flow_warp";
     case LayerKind::UnrecognisedSampler: return "unrecognised_sampler";
+    case LayerKind::RoiPool: return "roi_pool";
+    case LayerKind::DeformRoiPool: return "deform_roi_pool";
     }
     return "?";
+}
+
+std::array<double, 2> roiStartAndBin(const RoiInfo& roi, std::array<int64_t, 2> pooled, int axis) {
+    const double e0 = roi.box[size_t(axis == 0 ? 1 : 0)] * roi.spatialScale;
+    const double e1 = roi.box[size_t(axis == 0 ? 3 : 2)] * roi.spatialScale;
+    const double startAt = roi.aligned ? e0 - 0.5 : e0;
+    double size = roi.aligned ? (e1 - 0.5) - startAt : e1 - e0;
+    if (!roi.aligned)
+        size = std::max(size, 1.0); // torchvision's legacy (aligned=False) minimum
+    return {startAt, size / double(std::max<int64_t>(1, pooled[size_t(axis)]))};
 }
 
 double SamplerInfo::pixelOf(double g, int64_t size) const {
@@ -133,6 +145,16 @@ void computeReceptiveField(Layer& layer, const std::vector<Layer>& earlier) {
             layer.rf[a] = rf[a] + (layer.mode.rfind("nearest", 0) == 0 ? 0.0 : jump[a]);
             break;
         }
+        case LayerKind::RoiPool:
+        case LayerKind::DeformRoiPool: {
+            // The bins of the first RoI, on its box: bin i's centre at the RoI's start + (i + ½) bins
+            // on the feature map read (mmcv's and torchvision's arithmetic: roiStartAndBin).
+            const auto [first, bin] = roiStartAndBin(layer.roi, layer.feature_size, a);
+            layer.jump[a] = jump[a] * bin;
+            layer.start[a] = start[a] + (first + 0.5 * bin) * jump[a];
+            layer.rf[a] = rf[a] + bin * double(layer.feature_size[a]) * jump[a];
+            break;
+        }
         }
     }
 }
@@ -175,6 +197,13 @@ nlohmann::ordered_json LayerGraph::toJson() const {
                  {"level", si.level}, {"levels", si.levels}, {"align_corners", si.alignCorners},
                  {"padding_mode", si.padding}, {"mode", si.interpolation},
                  {"query_map", nameOf(si.querySource)}, {"grid_source", nameOf(l.grid_source)}});
+        }
+        if (l.isRoiPool()) {
+            const RoiInfo& r = l.roi;
+            j["roi"] = Json::object({{"box", Json::array({r.box[0], r.box[1], r.box[2], r.box[3]})},
+                                     {"spatial_scale", r.spatialScale}, {"sampling_ratio", r.samplingRatio},
+                                     {"gamma", r.gamma}, {"aligned", r.aligned}, {"rois", r.rois},
+                                     {"pooled_size", pair(l.feature_size)}});
         }
         if (!l.reason.empty())
             j["reason"] = l.reason;

@@ -23,11 +23,15 @@ namespace deformscope::model {
 // grid_sample). UnrecognisedSampler: a layer that samples in a way DeformScope does
 // not understand (an unknown custom operator, a hand-written gather that does not
 // match the known pattern); traced by its gradient footprint, with `reason`.
+// RoI pooling (a detector's RoI head): RoiPool reads every bin of a region of interest
+// on a regular grid (torchvision::roi_align, deformscope::deform_roi_pool without
+// offsets), DeformRoiPool moves each bin by a learned offset (deformscope::deform_roi_pool:
+// DCNv1's deformable RoI pooling; use_mask: DCNv2's modulated form).
 enum class LayerKind { Conv, ConvTranspose, DcnV1, DcnV2, Pool, Upsample, Dk, Sampler, DcnV3, DeformAttn, FlowWarp,
-                       UnrecognisedSampler };
+                       UnrecognisedSampler, RoiPool, DeformRoiPool };
 
 // "conv", "conv_transpose", "dcn_v1", "dcn_v2", "pool", "upsample", "dk", "sampler",
-// "dcn_v3", "deform_attn", "flow_warp", "unrecognised_sampler"
+// "dcn_v3", "deform_attn", "flow_warp", "unrecognised_sampler", "roi_pool", "deform_roi_pool"
 const char* kindName(LayerKind kind);
 
 // How a grid_sample sampler's reads relate to its output positions.
@@ -56,6 +60,24 @@ struct SamplerInfo {
     // (padding_mode border/reflection folded in).
     double pixelOf(double g, int64_t size) const;
 };
+
+// A RoI pooling layer's region and arithmetic (LayerKind::RoiPool, DeformRoiPool).
+// Its output positions are the pooled bins of the first RoI of the first image; they
+// are laid over that box on the image (Layer::jump = the bin size, Layer::start = the
+// first bin's centre), so a node of the layer is a bin and a point in the box picks it.
+struct RoiInfo {
+    std::array<double, 4> box{0, 0, 0, 0}; // x0, y0, x1, y1 of the first RoI as given to the operator (input-image pixel edges)
+    double spatialScale = 1;               // feature-map coordinate = image coordinate · spatialScale
+    int64_t samplingRatio = 0;             // reads per bin and axis; ≤ 0: ceil(RoI size / bins), per RoI
+    double gamma = 0.1;                    // deformable: offsets are scaled by gamma · the RoI's size
+    bool aligned = true;                   // the −0.5 pixel shift (mmcv, roi_align aligned=True); false: torchvision's legacy rule
+    int64_t rois = 1;                      // RoIs in the call (the first image's first is the layer's)
+    int roisSource = -1;                   // the layer the boxes are computed from, -1: the model's roi input
+};
+
+// A RoI's start on the feature map and its bin size along `axis` (0: y, 1: x) for a
+// `pooled` (h, w) grid of bins: feature coordinates, centres at integers.
+std::array<double, 2> roiStartAndBin(const RoiInfo& roi, std::array<int64_t, 2> pooled, int axis);
 
 // Coordinates: image pixel centres are at integer positions 0..W-1. Position i
 // on a layer's feature map has its centre at image coordinate start + i * jump
@@ -96,6 +118,8 @@ struct Layer {
     SamplerInfo sampler;
     int grid_source = -1;  // the layer the sampling grid is computed from (offsets, flow), -1 if none
     std::string reason;    // unrecognised samplers: what was not understood; hand-written DCNs: how they were read
+    // RoI pooling only (offset_source: the layer the bin offsets come from, mask_source the modulation's):
+    RoiInfo roi;
     // The model inputs (frames, LoadedModel::inputNames) its data input derives from,
     // ascending; {0} for an ordinary model. Several for a layer fed from several frames.
     std::vector<int> frames{0};
@@ -114,8 +138,13 @@ struct Layer {
         return kind == LayerKind::Sampler || kind == LayerKind::DcnV3 || kind == LayerKind::DeformAttn ||
                kind == LayerKind::FlowWarp;
     }
-    // Where it reads depends on the data: deformable convs, samplers, unrecognised samplers.
-    bool dataDependentReads() const { return movesSamples() || isSampler() || kind == LayerKind::UnrecognisedSampler; }
+    // RoI pooling, regular or deformable.
+    bool isRoiPool() const { return kind == LayerKind::RoiPool || kind == LayerKind::DeformRoiPool; }
+    // Where it reads depends on the data (or, RoI pooling, on the box it is given):
+    // deformable convs, samplers, unrecognised samplers, RoI pooling.
+    bool dataDependentReads() const {
+        return movesSamples() || isSampler() || kind == LayerKind::UnrecognisedSampler || isRoiPool();
+    }
 };
 
 class LayerGraph {

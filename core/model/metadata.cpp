@@ -30,7 +30,8 @@ std::string text(const Json& j, const char* key) {
 
 bool ModelMetadata::holdsAny(const Json& object) {
     static const char* keys[] = {"input_size", "mean",        "std",    "color_order", "class_names", "suggested_layer",
-                                 "task",       "description", "inputs", "frames",      "frame_layout"};
+                                 "task",       "description", "inputs", "frames",      "frame_layout",
+                                 "roi_input"};
     if (!object.is_object())
         return false;
     for (const char* k : keys)
@@ -104,6 +105,8 @@ ModelMetadata ModelMetadata::parse(const std::string& jsonText) {
         if (m.frameLayout != "channels" && m.frameLayout != "time")
             bad("frame_layout", "\"channels\" or \"time\"", root["frame_layout"]);
     }
+    if (root.contains("roi_input"))
+        m.roiInput = text(root["roi_input"], "roi_input");
     if (m.frames > 0 && !m.inputNames.empty() && int64_t(m.inputNames.size()) != m.frames)
         throw std::runtime_error("'frames' (" + std::to_string(m.frames) + ") and 'inputs' (" +
                                  std::to_string(m.inputNames.size()) + " names) disagree");
@@ -127,6 +130,8 @@ Json ModelMetadata::toJson() const {
         j["frames"] = frames;
     if (!frameLayout.empty())
         j["frame_layout"] = frameLayout;
+    if (!roiInput.empty())
+        j["roi_input"] = roiInput;
     return j;
 }
 

@@ -31,6 +31,11 @@ struct ModelMetadata {
     std::vector<std::string> inputNames;
     int64_t frames = 0;
     std::string frameLayout; // "", "channels" or "time"
+    // RoI-head models (forward(image, rois)): "roi_input" names the forward argument
+    // that takes the regions of interest, [K, 5] rows (batch index, x0, y0, x1, y1) in
+    // input-image pixel edges (torchvision's and mmcv's layout). Without the key, an
+    // argument named "rois" is taken as that argument. "" : not declared.
+    std::string roiInput;
     bool fromFile = false;
 
     // Parses deformscope.json. Unknown keys are ignored; a present key with a

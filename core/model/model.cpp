@@ -10,6 +10,8 @@
 
 #include <torch/script.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -24,6 +26,8 @@ struct LoadedModel::Impl {
     std::vector<OpAdapter> adapters;
     InputForm form = InputForm::Image;
     std::vector<std::string> inputNames;
+    std::string roiInput; // the forward argument taking RoIs, "" for none
+    size_t roiArgument = 0; // its position among forward's required arguments
     bool layoutSettled = true; // a stacked model without "frame_layout": settled at the first forward
     std::string format = "TorchScript";
     std::optional<std::array<int64_t, 2>> graphSize; // the size an ONNX graph's input fixes
@@ -240,6 +244,15 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
     if (required.empty())
         throw ModelError(path + ": forward takes no inputs; DeformScope feeds image tensors [N, 3, H, W]");
     const std::string& json = extra[kMetadataFile];
+    // Parsed here only for "roi_input"; the full reading (and its errors) comes below.
+    std::string roiName;
+    try {
+        if (!json.empty())
+            roiName = ModelMetadata::parse(json).roiInput;
+        else if (!declared.sideMetadata.empty())
+            roiName = ModelMetadata::parse(declared.sideMetadata).roiInput;
+    } catch (const std::exception&) {
+    }
     // Without an embedded deformscope.json, the side file's metadata keys (a model
     // exported without extra files: a converted .pt2, someone else's TorchScript file).
     if (json.empty() && !declared.sideMetadata.empty()) {
@@ -273,6 +286,21 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
                                   std::to_string((*declaredSize)[1]) + " (the metadata names none)");
     }
     impl->adapters = declared.adapters;
+    // A RoI head's boxes are an argument, not a frame.
+    {
+        const bool declaredRoi = !roiName.empty();
+        if (!declaredRoi)
+            roiName = "rois";
+        const auto at = std::find(required.begin(), required.end(), roiName);
+        if (at != required.end() && required.size() > 1) {
+            impl->roiInput = roiName;
+            impl->roiArgument = size_t(at - required.begin());
+            required.erase(at);
+        } else if (declaredRoi) {
+            throw ModelError(path + ": " + kMetadataFile + " names roi_input '" + roiName +
+                             "' but forward's inputs are " + joined(required));
+        }
+    }
     settleInputs(*impl, required);
 
     LoadedModel model;
@@ -290,6 +318,29 @@ torch::jit::Module& LoadedModel::module() const { return d->module; }
 const std::vector<OpAdapter>& LoadedModel::adapters() const { return d->adapters; }
 
 LoadedModel::InputForm LoadedModel::inputForm() const { return d->form; }
+const std::string& LoadedModel::roiInput() const { return d->roiInput; }
+
+LoadedModel LoadedModel::withRois(const at::Tensor& boxes) const {
+    if (!takesRois())
+        throw ModelError(d->path + ": the model takes no regions of interest (no forward argument named rois, and no "
+                         "roi_input in its " + kMetadataFile + ")");
+    const at::Tensor b = boxes.detach().to(at::kCPU, at::kDouble).reshape({-1, 4}).contiguous();
+    if (b.size(0) == 0)
+        throw ModelError(d->path + ": no region of interest given");
+    const auto a = b.accessor<double, 2>();
+    for (int64_t k = 0; k < b.size(0); ++k) {
+        bool finite = true;
+        for (int i = 0; i < 4; ++i)
+            finite = finite && std::isfinite(a[k][i]);
+        if (!finite || !(a[k][2] > a[k][0] && a[k][3] > a[k][1]))
+            throw ModelError(d->path + ": the region of interest " + c10::str(a[k][0], ",", a[k][1], ",", a[k][2], ",",
+                                                                         a[k][3]) +
+                             " is not a box x0,y0,x1,y1 with x1 > x0 and y1 > y0");
+    }
+    LoadedModel copy = *this;
+    copy.m_rois = b;
+    return copy;
+}
 int64_t LoadedModel::inputCount() const { return int64_t(d->inputNames.size()); }
 const std::vector<std::string>& LoadedModel::inputNames() const { return d->inputNames; }
 
@@ -344,6 +395,17 @@ at::Tensor LoadedModel::forwardFrames(const std::vector<at::Tensor>& frames, std
         return frames.size() == 1 ? c10::str(frames[0].sizes())
                                   : std::to_string(frames.size()) + " frames of " + c10::str(frames[0].sizes());
     };
+    // A RoI head's boxes: every box of this copy for every image of the batch.
+    at::Tensor rois;
+    if (takesRois()) {
+        const at::Tensor& f = onDevice.front();
+        const at::Tensor boxes =
+            m_rois.defined() ? m_rois
+                             : at::tensor({0.0, 0.0, double(f.size(3)), double(f.size(2))}, at::kDouble).view({1, 4});
+        const int64_t N = f.size(0), K = boxes.size(0);
+        const at::Tensor index = at::arange(N, at::kDouble).repeat_interleave(K).view({N * K, 1});
+        rois = at::cat({index, boxes.repeat({N, 1})}, 1).to(f.device(), f.scalar_type());
+    }
     auto run = [&](InputForm form) {
         std::vector<c10::IValue> args;
         if (form == InputForm::Image || form == InputForm::Arguments)
@@ -352,6 +414,8 @@ at::Tensor LoadedModel::forwardFrames(const std::vector<at::Tensor>& frames, std
             args.push_back(at::cat(onDevice, 1));
         else
             args.push_back(at::stack(onDevice, 1));
+        if (rois.defined())
+            args.insert(args.begin() + std::ptrdiff_t(std::min(d->roiArgument, args.size())), rois);
         return d->module.forward(args);
     };
     c10::IValue out;

@@ -82,6 +82,20 @@ public:
     // Custom deformable operators declared for this model (op_adapter.h).
     const std::vector<OpAdapter>& adapters() const;
 
+    // RoI-head models (forward(image, rois): metadata "roi_input", or an argument named
+    // "rois"): the forward argument that takes the regions of interest ("" for other
+    // models). It is not an input frame: forward gets, for every image n of a batch, one
+    // row (n, x0, y0, x1, y1) per box of this copy's boxes (rois()), the whole frame
+    // [0, 0, W, H] when none were set.
+    const std::string& roiInput() const;
+    bool takesRois() const { return !roiInput().empty(); }
+    // A copy of this model (sharing its module) that passes `boxes` ([K, 4]: x0, y0, x1,
+    // y1 in input-image pixel edges, the frame's own grid) as its RoIs. ModelError when
+    // the model takes no RoIs or a box is empty or not finite.
+    LoadedModel withRois(const at::Tensor& boxes) const;
+    // The boxes set by withRois ([K, 4] float64, CPU), undefined when none were.
+    const at::Tensor& rois() const { return m_rois; }
+
     // A stacked model without "frame_layout": runs one forward (no gradients) to
     // find whether its frames stack on channels or on time; nothing otherwise.
     // (captureForward calls it before recording, so the capture sees one forward.)
@@ -91,6 +105,7 @@ private:
     struct Impl;
     static void settleInputs(Impl& impl, const std::vector<std::string>& required);
     std::shared_ptr<Impl> d;
+    at::Tensor m_rois; // per copy (withRois), not shared
 };
 
 } // namespace deformscope::model

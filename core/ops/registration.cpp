@@ -1,7 +1,10 @@
 #include "core/ops/registration.h"
 
 #include "core/ops/autograd/autograd_kernels.h"
+#include "core/ops/deform_roi_pool.h"
 #include "core/ops/operators.h"
+
+#include <ATen/ATen.h>
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
@@ -23,6 +26,35 @@ using detail::DirectRoiPoolKernels;
 using detail::RoiPoolAutogradKernels;
 
 std::atomic<bool> g_aliases{false};
+
+// torchvision::roi_align (torchvision.ops.roi_align / RoIAlign, as torchvision's detectors
+// call it), for processes without torchvision's library: deform_roi_pool without offsets,
+// whose coordinates are roi_align's with aligned=True (tests/python/test_deform_roi_pool_mmcv.py
+// checks the two agree). aligned=False is torchvision's legacy rule: no half-pixel shift and
+// RoIs at least one feature pixel wide; the box is moved and widened so the aligned
+// arithmetic gives exactly that (start x0·s, size max((x1 − x0)·s, 1)).
+at::Tensor roiAlignComposite(const at::Tensor& input, const at::Tensor& rois, double spatialScale, int64_t pooledHeight,
+                             int64_t pooledWidth, int64_t samplingRatio, bool aligned) {
+    at::Tensor boxes = rois;
+    if (!aligned && rois.dim() == 2 && rois.size(1) == 5 && spatialScale > 0) {
+        const double half = 0.5 / spatialScale, least = 1.0 / spatialScale;
+        const at::Tensor x0 = rois.select(1, 1) + half, y0 = rois.select(1, 2) + half;
+        const at::Tensor w = (rois.select(1, 3) - rois.select(1, 1)).clamp_min(least);
+        const at::Tensor h = (rois.select(1, 4) - rois.select(1, 2)).clamp_min(least);
+        boxes = at::stack({rois.select(1, 0), x0, y0, x0 + w, y0 + h}, 1);
+    }
+    DeformRoiPoolParams p;
+    p.pooled_height = pooledHeight;
+    p.pooled_width = pooledWidth;
+    p.spatial_scale = spatialScale;
+    p.sampling_ratio = samplingRatio;
+    p.gamma = 0.0;
+    p.use_mask = false;
+    return deformRoiPool(input, boxes, at::Tensor(), at::Tensor(), p);
+}
+
+constexpr const char* kRoiAlignSchema = "roi_align(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
+                                        "SymInt pooled_width, int sampling_ratio, bool aligned) -> Tensor";
 
 bool setDeterministicBackward(bool enabled) {
     const bool previous = backwardMode() == BackwardMode::Deterministic;
@@ -101,6 +133,12 @@ void registerOperators() {
             defineSchemas<DeformConv2dOp>(tv);
             addKernels<DeformConv2dOp>("torchvision");
             g_aliases = true;
+        }
+        if (!c10::Dispatcher::singleton().findSchema({"torchvision::roi_align", ""}).has_value()) {
+            auto& tv = addLibrary(torch::Library::FRAGMENT, "torchvision", std::nullopt);
+            tv.def(kRoiAlignSchema);
+            auto& impl = addLibrary(torch::Library::IMPL, "torchvision", c10::DispatchKey::CompositeImplicitAutograd);
+            impl.impl("roi_align", TORCH_FN(roiAlignComposite));
         }
     });
 }

@@ -17,7 +17,8 @@ namespace deformscope::ops {
 // and, only if torchvision's own ops are not registered yet, the same kernels as
 //   torchvision::deform_conv2d and torchvision::_deform_conv2d_backward
 // with torchvision's exact schemas, so TorchScript models that call them load
-// unchanged. If torchvision's library is loaded *after* this call, its own
+// unchanged; likewise torchvision::roi_align (as deformscope::deform_roi_pool
+// without offsets, aligned=False by torchvision's legacy box rule). If torchvision's library is loaded *after* this call, its own
 // registration of those names fails: load torchvision first when you need both.
 void registerOperators();
 

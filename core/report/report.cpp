@@ -87,6 +87,28 @@ Run prepareRun(const model::LoadedModel& m, const InputSource& inputs, const com
     } catch (const std::exception& e) {
         throw UsageError(e.what());
     }
+    if ((rq.roi || rq.bin) && !r.model.takesRois())
+        throw UsageError(std::string(rq.roi ? "--roi" : "--bin") + " needs a model with a RoI head (forward(image, rois), "
+                         "or roi_input in its " + model::kMetadataFile + "); " + m.path() + " takes no regions of interest");
+    if (r.model.takesRois()) {
+        // Pixel edges on the original image -> edges on the input grid (through the pixel centres).
+        std::array<double, 4> box{0, 0, double(r.image.width), double(r.image.height)};
+        if (rq.roi && rq.roi->grid == common::Grid::Input) {
+            box = {rq.roi->x0, rq.roi->y0, rq.roi->x1, rq.roi->y1};
+        } else if (rq.roi) {
+            const auto p0 = imaging::originalToInput(r.image, rq.roi->x0 - 0.5, rq.roi->y0 - 0.5);
+            const auto p1 = imaging::originalToInput(r.image, rq.roi->x1 - 0.5, rq.roi->y1 - 0.5);
+            box = {p0[0] + 0.5, p0[1] + 0.5, p1[0] + 0.5, p1[1] + 0.5};
+        } else {
+            r.notes.push_back("no --roi: the region of interest is the whole image");
+        }
+        try {
+            r.model = r.model.withRois(at::tensor({box[0], box[1], box[2], box[3]}, at::kDouble));
+        } catch (const model::ModelError& e) {
+            throw UsageError(e.what());
+        }
+        r.roi = box;
+    }
     r.session = std::make_shared<analysis::AnalysisSession>(r.model, r.image.tensor);
     return r;
 }
@@ -201,6 +223,46 @@ void analyseNode(Run& r, const common::AnalysisRequest& rq, const analysis::Sali
         r.inputXY = imaging::originalToInput(r.image, r.pixel[0], r.pixel[1]);
     }
     r.node = r.session->nodeAt(layer, r.inputXY[0], r.inputXY[1], rq.response);
+    const model::Layer& nodeLayer = r.session->layer(layer);
+    if (rq.bin && !nodeLayer.isRoiPool()) {
+        std::string roiLayers;
+        for (const model::Layer& x : r.session->graph().layers())
+            if (x.isRoiPool())
+                roiLayers += (roiLayers.empty() ? "" : ", ") + x.name;
+        throw UsageError("--bin picks a bin of a RoI pooling layer, but '" + layer + "' is a " +
+                         model::kindName(nodeLayer.kind) + " layer" +
+                         (roiLayers.empty() ? std::string(" (the model has none)") : " (its RoI pooling layers: " + roiLayers + ")"));
+    }
+    if (nodeLayer.isRoiPool()) {
+        const int64_t ph = nodeLayer.feature_size[0], pw = nodeLayer.feature_size[1];
+        if (rq.bin) {
+            if ((*rq.bin)[0] >= ph || (*rq.bin)[1] >= pw)
+                throw UsageError("--bin " + std::to_string((*rq.bin)[0]) + "," + std::to_string((*rq.bin)[1]) + " is off '" +
+                                 layer + "', whose bins are " + std::to_string(ph) + " rows x " + std::to_string(pw) +
+                                 " columns (i from 0 to " + std::to_string(ph - 1) + ", j from 0 to " +
+                                 std::to_string(pw - 1) + ")");
+            r.node.fy = (*rq.bin)[0];
+            r.node.fx = (*rq.bin)[1];
+        } else if (!rq.at && rq.response.kind != common::Response::Kind::Channel) {
+            // The whole RoI: the head's output, which reads every bin; by default its predicted class.
+            r.node.fy = ph / 2;
+            r.node.fx = pw / 2;
+            const at::Tensor& out = r.session->capture().output;
+            if (rq.response.kind == common::Response::Kind::Sum) {
+                if (out.dim() != 2)
+                    throw UsageError(r.model.path() + ": the RoI head's output is " + c10::str(out.sizes()) +
+                                     ", not [RoIs, classes]: give --bin i,j to analyse one bin");
+                r.node.response = common::Response{common::Response::Kind::ClassScore,
+                                                   out.detach()[0].argmax().item<int64_t>()};
+                r.notes.push_back("the node is the RoI head's output, its predicted class " +
+                                  std::to_string(r.node.response.index) + " (--response class:K for another, --bin i,j "
+                                  "for one bin)");
+            }
+        }
+        const auto c = r.session->frameCentre(r.node);
+        r.inputXY = c;
+        r.pixel = imaging::inputToOriginal(r.image, c[0], c[1]);
+    }
     try {
         r.session->validate(r.node);
     } catch (const AnalysisError& e) {
@@ -232,6 +294,76 @@ void analyseNode(Run& r, const common::AnalysisRequest& rq, const analysis::Sali
 }
 
 // ---- data files ----------------------------------------------------------------------
+
+namespace {
+
+// result.json's "roi": the box on both grids, the node's bin (null: the head's output,
+// every bin), and per bin of the RoI pooling layer traced, where its reads fall (the
+// weighted centre of its own reads) and where its traced points at the deepest level
+// fall (DCNv2's "effective bin locations").
+Json roiJson(const Run& r, const model::Layer& l) {
+    const auto& box = *r.roi;
+    const auto o0 = imaging::inputToOriginal(r.image, box[0] - 0.5, box[1] - 0.5);
+    const auto o1 = imaging::inputToOriginal(r.image, box[2] - 0.5, box[3] - 0.5);
+    Json j = Json::object({{"box", Json::array({box[0], box[1], box[2], box[3]})},
+                           {"box_original", Json::array({o0[0] + 0.5, o0[1] + 0.5, o1[0] + 0.5, o1[1] + 0.5})}});
+    if (!l.isRoiPool()) {
+        j["layer"] = Json();
+        return j;
+    }
+    j["layer"] = l.name;
+    j["kind"] = model::kindName(l.kind);
+    j["bins"] = Json::array({l.feature_size[0], l.feature_size[1]});
+    const bool whole = r.node.response.kind == common::Response::Kind::ClassScore;
+    j["bin"] = whole ? Json() : Json::array({r.node.fy, r.node.fx});
+    if (!r.sampling)
+        return j;
+    // Each point's bin: its level-1 ancestor's (points come level by level: parents first).
+    const auto& pts = r.sampling->points;
+    std::vector<int> binOf(pts.size(), -1);
+    int deepest = 0;
+    for (size_t i = 0; i < pts.size(); ++i) {
+        const auto& p = pts[i];
+        binOf[i] = p.parent < 0 ? (p.layer == l.index ? p.group : -1) : binOf[size_t(p.parent)];
+        deepest = std::max(deepest, p.level);
+    }
+    const int64_t bins = l.feature_size[0] * l.feature_size[1];
+    struct Acc { double w = 0, x = 0, y = 0; int64_t n = 0; };
+    std::vector<Acc> own(static_cast<size_t>(bins)), deep(static_cast<size_t>(bins));
+    for (size_t i = 0; i < pts.size(); ++i) {
+        const int b = binOf[i];
+        if (b < 0 || b >= bins)
+            continue;
+        const auto& p = pts[i];
+        for (Acc* a : {pts[i].level == 1 ? &own[size_t(b)] : nullptr, pts[i].level == deepest ? &deep[size_t(b)] : nullptr}) {
+            if (!a)
+                continue;
+            a->w += p.weight;
+            a->x += p.weight * p.x;
+            a->y += p.weight * p.y;
+            a->n += 1;
+        }
+    }
+    auto centre = [](const Acc& a) {
+        return a.w > 0 ? Json::array({a.x / a.w, a.y / a.w}) : Json();
+    };
+    Json list = Json::array();
+    for (int64_t b = 0; b < bins; ++b) {
+        if (own[size_t(b)].n == 0)
+            continue;
+        list.push_back(Json::object({{"bin", Json::array({b / l.feature_size[1], b % l.feature_size[1]})},
+                                     {"reads", own[size_t(b)].n},
+                                     {"weight", own[size_t(b)].w},
+                                     {"reads_centre_xy", centre(own[size_t(b)])},
+                                     {"deepest_level", deepest},
+                                     {"deepest_points", deep[size_t(b)].n},
+                                     {"deepest_centre_xy", centre(deep[size_t(b)])}}));
+    }
+    j["bin_locations"] = list;
+    return j;
+}
+
+} // namespace
 
 Json writeData(const Run& r, const common::AnalysisRequest& rq, const std::string& dirPath,
                const std::vector<std::string>& figures) {
@@ -271,6 +403,8 @@ Json writeData(const Run& r, const common::AnalysisRequest& rq, const std::strin
     if (response.numel() == 1)
         node["response_value"] = response.item<double>();
     doc["node"] = node;
+    if (r.roi)
+        doc["roi"] = roiJson(r, l);
 
     Json files = Json::array();
     // A data file and its section of result.json (the analysis's numbers, the file's name, then `extra`).

@@ -48,6 +48,9 @@ struct Run {
     analysis::Node node;
     std::array<double, 2> pixel{0, 0};   // original image x, y
     std::array<double, 2> inputXY{0, 0}; // the same on the input grid
+    // RoI-head models: the region of interest the model was given, x0, y0, x1, y1 in input-grid
+    // pixel edges (request.roi, else the whole image); nullopt for other models.
+    std::optional<std::array<double, 4>> roi;
     std::optional<analysis::SamplingTrace> sampling;
     std::optional<analysis::ErfResult> erf;
     std::optional<analysis::SaliencyResult> saliency;

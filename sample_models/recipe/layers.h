@@ -35,4 +35,10 @@ void addConvParameters(torch::jit::Module& m, int64_t in, int64_t out, int64_t k
 torch::jit::Module convLayer(const std::shared_ptr<torch::jit::CompilationUnit>& cu, int64_t in, int64_t out,
                              int64_t k, int64_t stride, bool relu, bool zero, uint64_t seed, int64_t dilation = 1);
 
+// A 3×3, stride 1, padding 1 deformable block with ReLU (class DeformConv2dV1/V2):
+// torchvision::deform_conv2d with offsets (and, modulated, a sigmoid mask) from its
+// zero-initialised 3×3 conv submodule `offset`.
+torch::jit::Module deformableBlock(const std::shared_ptr<torch::jit::CompilationUnit>& cu, int64_t channels,
+                                   bool modulated, uint64_t seed);
+
 } // namespace deformscope::samples::detail

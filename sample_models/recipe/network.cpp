@@ -63,12 +63,6 @@ Module convLayer(const std::shared_ptr<torch::jit::CompilationUnit>& cu, int64_t
     return m;
 }
 
-} // namespace detail
-
-namespace {
-
-using namespace detail;
-
 // A 3×3, stride 1, padding 1 deformable block with ReLU. Its `offset` conv
 // predicts 18 offsets (dy, dx per tap, torchvision's layout) and, for DCNv2,
 // 9 more mask logits; it starts at zero (offsets 0, mask 0.5).
@@ -98,6 +92,12 @@ def forward(self, x):
     }
     return m;
 }
+
+} // namespace detail
+
+namespace {
+
+using namespace detail;
 
 // A depthwise-separable Deformable Kernels block: a depthwise 3×3 deform_kernel2d
 // (stride 1, padding 1) whose kernel is resampled per output position from the

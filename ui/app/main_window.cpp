@@ -94,8 +94,17 @@ MainWindow::MainWindow(AppSettings* settings, QWidget* parent)
     connectEngine();
 
     auto objectBoxDrawn = [this](const QRectF& box) {
-        m_objectBox = box;
-        m_objectToolAction->setChecked(false);
+        if (m_drawingRoi) {
+            // A RoI head's region: analysed at once as the head's output (every bin);
+            // a click inside then picks one bin.
+            m_roiBox = box;
+            m_wholeRoi = true;
+            m_node = box.normalized().center();
+            m_roiToolAction->setChecked(false);
+        } else {
+            m_objectBox = box;
+            m_objectToolAction->setChecked(false);
+        }
         requestAnalysis();
     };
     connect(m_canvas, &Canvas::nodeClicked, this, &MainWindow::selectPoint);
@@ -144,6 +153,7 @@ void MainWindow::selectPoint(QPointF p) {
     p.setX(std::clamp(p.x(), -0.5, m_image.width() - 0.5));
     p.setY(std::clamp(p.y(), -0.5, m_image.height() - 0.5));
     m_node = p;
+    m_wholeRoi = false; // a click: the node (on a RoI pooling layer, the bin) under it
     requestAnalysis();
 }
 
@@ -169,7 +179,8 @@ void MainWindow::requestAnalysis() {
     if (m_models.empty() || m_image.isNull() || !m_node)
         return;
     setBusy(true, tr("Analysing"));
-    m_analysisRequest = m_engine->analyze(clickRequest(m_analysis, m_layer, *m_node, m_objectBox, m_overlays));
+    m_analysisRequest =
+        m_engine->analyze(clickRequest(m_analysis, m_layer, *m_node, m_objectBox, m_overlays, m_roiBox, m_wholeRoi));
 }
 
 void MainWindow::stepNode(int dy, int dx) {

@@ -182,6 +182,9 @@ private:
     QString m_layer;
     std::optional<QPointF> m_node;
     QRectF m_objectBox;
+    QRectF m_roiBox;          // RoI-head models' region of interest (input grid); null: the whole image
+    bool m_wholeRoi = false;  // the last analysis request was the drawn RoI's (its head output), not a click
+    bool m_drawingRoi = false; // the box tool draws the RoI, not the object box
     int m_currentModel = 0;
     ClickViewPtr m_result;
     CanvasOverlays m_overlays;
@@ -268,6 +271,8 @@ private:
     QAction* m_fullScreenAction = nullptr;
     QAction* m_comparisonAction = nullptr;
     QAction* m_objectToolAction = nullptr;
+    QAction* m_roiToolAction = nullptr;
+    QAction* m_clearRoiAction = nullptr;
     QAction* m_clearObjectAction = nullptr;
     QAction* m_cancelAction = nullptr;
     QAction* m_fitAction = nullptr;

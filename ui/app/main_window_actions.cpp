@@ -284,8 +284,30 @@ void MainWindow::buildActions() {
     m_objectToolAction->setShortcut(QKeySequence(Qt::Key_B));
     m_objectToolAction->setToolTip(tr("Drag a box around the object the metrics refer to (B; or Shift+drag)"));
     connect(m_objectToolAction, &QAction::toggled, this, [this](bool on) {
+        if (on)
+            m_drawingRoi = false;
+        if (on && m_roiToolAction)
+            m_roiToolAction->setChecked(false);
         m_canvas->setObjectTool(on);
         m_comparison->setObjectTool(on);
+    });
+    m_roiToolAction = new QAction(tr("Draw &RoI Box"), this);
+    m_roiToolAction->setCheckable(true);
+    m_roiToolAction->setShortcut(QKeySequence(Qt::Key_R));
+    m_roiToolAction->setToolTip(tr("RoI-head models: drag the region of interest; its head output is analysed, then a "
+                                   "click in it picks one bin of the RoI pooling layer (R)"));
+    connect(m_roiToolAction, &QAction::toggled, this, [this](bool on) {
+        m_drawingRoi = on;
+        if (on)
+            m_objectToolAction->setChecked(false);
+        m_canvas->setObjectTool(on);
+        m_comparison->setObjectTool(on);
+    });
+    m_clearRoiAction = new QAction(tr("Clear RoI Box"), this);
+    connect(m_clearRoiAction, &QAction::triggered, this, [this] {
+        m_roiBox = QRectF();
+        m_wholeRoi = false;
+        requestAnalysis();
     });
     m_clearObjectAction = new QAction(tr("Clear Object Box"), this);
     connect(m_clearObjectAction, &QAction::triggered, this, [this] {
@@ -332,6 +354,8 @@ void MainWindow::buildMenus() {
 
     QMenu* analysis = menuBar()->addMenu(tr("&Analysis"));
     analysis->addAction(m_objectToolAction);
+    analysis->addAction(m_roiToolAction);
+    analysis->addAction(m_clearRoiAction);
     analysis->addAction(m_clearObjectAction);
     analysis->addSeparator();
     analysis->addAction(m_inputSettingsAction);

@@ -228,6 +228,7 @@ void MainWindow::onImageOpened(uint64_t id, const QString& path, const QImage& i
         const Session s = *m_pendingSession;
         m_pendingSession.reset();
         m_objectBox = s.objectBox;
+        m_roiBox = s.roiBox;
         m_node = s.node;
         if (m_pendingPixel) {
             const QPointF p = *m_pendingPixel;
@@ -244,6 +245,8 @@ void MainWindow::onImageOpened(uint64_t id, const QString& path, const QImage& i
     }
     if (!sameImage) {
         m_objectBox = QRectF();
+        m_roiBox = QRectF();
+        m_wholeRoi = false;
         if (m_node && !(m_node->x() < image.width() && m_node->y() < image.height()))
             m_node.reset();
     }
@@ -326,6 +329,7 @@ Session MainWindow::session() const {
     s.layer = m_layer;
     s.node = m_node;
     s.objectBox = m_objectBox;
+    s.roiBox = m_roiBox;
     s.comparison = m_views->currentWidget() == m_comparison;
     s.currentModel = m_currentModel;
     s.analysis = m_analysis;
@@ -398,6 +402,7 @@ void MainWindow::start(const QStringList& models, const QString& image, std::opt
     s.image = image;
     s.node.reset();
     s.objectBox = QRectF();
+    s.roiBox = QRectF();
     if (!layer.isEmpty())
         s.layer = layer;
     m_pendingSession = s;

@@ -23,10 +23,19 @@ QRectF rectFromJson(const QJsonValue& v) {
 } // namespace
 
 common::AnalysisRequest clickRequest(const common::AnalysisRequest& settings, const QString& layer, QPointF point,
-                                     const QRectF& objectBox, const CanvasOverlays& overlays) {
+                                     const QRectF& objectBox, const CanvasOverlays& overlays, const QRectF& roiBox,
+                                     bool wholeRoi) {
     common::AnalysisRequest q = settings;
     q.layer = layer.toStdString();
     q.at = common::Location{common::Grid::Input, point.x(), point.y()};
+    q.roi.reset();
+    q.bin.reset();
+    if (!roiBox.isNull()) {
+        const QRectF b = roiBox.normalized();
+        q.roi = common::Box{common::Grid::Input, b.left(), b.top(), b.right(), b.bottom()};
+        if (wholeRoi)
+            q.at.reset();
+    }
     q.object = common::ObjectRegion{};
     if (!objectBox.isNull()) {
         const QRectF b = objectBox.normalized();
@@ -43,7 +52,7 @@ QJsonObject analysisToJson(const common::AnalysisRequest& settings) {
     common::Json j = common::toJson(settings);
     // The click, the device, the grid and the colour map are the session's own
     // fields and the overlays' (the engine sets the device and the grid).
-    for (const char* key : {"layer", "at", "object", "device", "input_size", "colormap", "log_scale"})
+    for (const char* key : {"layer", "at", "object", "roi", "bin", "device", "input_size", "colormap", "log_scale"})
         j.erase(key);
     return QJsonDocument::fromJson(QByteArray::fromStdString(j.dump())).object();
 }
@@ -73,6 +82,8 @@ QJsonObject Session::toJson() const {
         o.insert(QStringLiteral("node"), QJsonArray{node->x(), node->y()});
     if (!objectBox.isNull())
         o.insert(QStringLiteral("object_box"), rectToJson(objectBox));
+    if (!roiBox.isNull())
+        o.insert(QStringLiteral("roi_box"), rectToJson(roiBox));
     return o;
 }
 
@@ -110,6 +121,7 @@ std::optional<Session> loadSession(const QString& path, QString* error) {
     if (n.size() == 2)
         s.node = QPointF(n[0].toDouble(), n[1].toDouble());
     s.objectBox = rectFromJson(o.value(QStringLiteral("object_box")));
+    s.roiBox = rectFromJson(o.value(QStringLiteral("roi_box")));
     if (s.models.isEmpty())
         return fail(QStringLiteral("names no model"));
     return s;

@@ -25,6 +25,7 @@ struct Session {
     QString layer;               // empty: each model's suggested layer
     std::optional<QPointF> node; // the clicked point on the input grid
     QRectF objectBox;            // input grid; null: none
+    QRectF roiBox;               // RoI-head models' region of interest, input grid; null: the whole image
     bool comparison = true;      // the comparison view (else the single-model view)
     int currentModel = 0;        // the model the single view and the layer list show
     // The analysis settings the user controls: a request whose click (layer,
@@ -40,8 +41,12 @@ struct Session {
 // point and object box (input-grid pixel edges; null: the image's mask, if any),
 // and the overlays' colour map and log scale; the motion overlay asks for the
 // motion analysis (the engine runs it for models with an alignment layer).
+// `roiBox` (input-grid pixel edges; null: none) is the region of interest of RoI-head
+// models; `wholeRoi` leaves the point out, so the node is the RoI head's output (a box
+// just drawn) rather than the bin under the point.
 common::AnalysisRequest clickRequest(const common::AnalysisRequest& settings, const QString& layer, QPointF point,
-                                     const QRectF& objectBox, const CanvasOverlays& overlays);
+                                     const QRectF& objectBox, const CanvasOverlays& overlays,
+                                     const QRectF& roiBox = {}, bool wholeRoi = false);
 
 // The analysis settings as Qt JSON (the request's JSON form, without the click)
 // and back over the defaults; keys with a bad value keep their defaults and are

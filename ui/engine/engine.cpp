@@ -100,6 +100,28 @@ struct Engine::Impl {
             timer.start();
             // Motion and label propagation: for models with an alignment layer, after the
             // node's analyses, so that a bad label file costs a note, not the column.
+            // A RoI head runs on its region of interest: a new box is a new captured forward.
+            if (r.model.takesRois()) {
+                const std::array<double, 4> whole{0, 0, double(r.image.width), double(r.image.height)};
+                const std::array<double, 4> want =
+                    rq.roi ? std::array<double, 4>{rq.roi->x0, rq.roi->y0, rq.roi->x1, rq.roi->y1} : whole;
+                if (!r.roi || *r.roi != want) {
+                    common::AnalysisRequest prepare;
+                    prepare.inputSize = rq.inputSize;
+                    prepare.roi = rq.roi;
+                    try {
+                        const std::string name = r.name;
+                        r = report::prepareRun(r.model, cache.inputs(), prepare);
+                        r.name = name;
+                    } catch (const std::exception& e) {
+                        ColumnView c;
+                        c.model = qs(r.name);
+                        c.error = qs(describeFailure(r.model.path(), e));
+                        view->columns.push_back(std::move(c));
+                        continue;
+                    }
+                }
+            }
             common::AnalysisRequest nodeRequest = rq;
             nodeRequest.what.motion = false;
             nodeRequest.propagate.clear();

@@ -40,6 +40,8 @@ public:
     const c10::Device& device() const { return m_device; }
     // The prepared runs, one per open model (empty until models and an image are open).
     std::vector<report::Run*> runs();
+    // The open image(s), as prepared for every model.
+    const report::InputSource& inputs() const { return m_inputs; }
     // The open image as the models see it (de-normalised input grid) and original pixels per grid pixel.
     struct Picture {
         QImage image;
