@@ -183,7 +183,10 @@ int runTrainRoiHeads(const TrainInputs& in, Io& io, const std::vector<Variant>& 
         const samples::RoiTrainReport r =
             samples::trainRoiModel(m, c, [&](const std::string& line) { io.out << "  " << line << "\n" << std::flush; });
         const std::string path = (fs::path(in.outDir) / (name + ".pt")).string();
-        samples::saveModel(m, path, samples::roiMetadataJson(v, c.size));
+        const common::Json training = common::Json::object(
+            {{"held_out_box_accuracy", r.heldOutAccuracy}, {"held_out_boxes", r.heldOutBoxes}, {"steps", c.steps},
+             {"batch", c.batch}, {"images", c.images}, {"seed", c.seed}, {"eval_images", c.evalImages}});
+        samples::saveModel(m, path, samples::roiMetadataJson(v, c.size, training.dump()));
         io.out << "  held-out box accuracy " << r.heldOutAccuracy << " (" << r.heldOutBoxes << " boxes), "
                << r.seconds << " s -> " << path << "\n" << std::flush;
         models.push_back(common::Json::object({{"name", name}, {"file", name + ".pt"}, {"trunk", samples::variantName(v) + ".pt"},

@@ -54,6 +54,11 @@ struct Node {
     std::string layer;
     int64_t fy = 0, fx = 0; // position on the layer's feature map
     Response response;
+    // RoI pooling layers only: the node is the whole region of interest, every bin (its
+    // response reads all of them: Sum every channel of every bin, Channel one channel of
+    // every bin, ClassScore the head's output), not bin (fy, fx); fy, fx then name the
+    // centre bin (where the node is drawn).
+    bool allBins = false;
 };
 
 // ---- sampling locations -----------------------------------------------------

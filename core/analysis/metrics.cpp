@@ -119,7 +119,10 @@ Json orNull(double v) { return v < 0 ? Json() : Json(v); }
 } // namespace
 
 Json toJson(const Node& node) {
-    return Json::object({{"layer", node.layer}, {"fy", node.fy}, {"fx", node.fx}, {"response", node.response.toString()}});
+    Json j = Json::object({{"layer", node.layer}, {"fy", node.fy}, {"fx", node.fx}, {"response", node.response.toString()}});
+    if (node.allBins)
+        j["all_bins"] = true;
+    return j;
 }
 
 double weightedSpread(const SamplingTrace& trace) {

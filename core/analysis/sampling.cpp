@@ -404,12 +404,12 @@ SamplingTrace traceSampling(const model::Capture& capture, const Node& node, con
         notes.insert("traced through the deformable layers and samplers only: regular convolutions pass points "
                      "straight through (--through all spawns at them too)");
     std::vector<Item> frontier;
-    if (target->isRoiPool() && node.response.kind == Response::Kind::ClassScore) {
-        // The head's output reads every bin of the RoI: all of them are the first level.
+    if (target->isRoiPool() && (node.allBins || node.response.kind == Response::Kind::ClassScore)) {
+        // The whole RoI (or the head's output, which reads every bin): all bins are the first level.
         for (int64_t i = 0; i < target->feature_size[0]; ++i)
             for (int64_t j = 0; j < target->feature_size[1]; ++j)
                 frontier.push_back(Item{target->index, double(i), double(j), 0, -1});
-        notes.insert("the RoI head's output reads every bin of " + target->name + ": the first level holds every bin's reads");
+        notes.insert("the node is the whole RoI of " + target->name + ": the first level holds every bin's reads");
     } else {
         settle(layers, through, Item{target->index, double(node.fy), double(node.fx), 0, -1}, frontier, notes);
     }

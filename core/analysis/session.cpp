@@ -171,6 +171,9 @@ void AnalysisSession::validate(const Node& node) const {
         throw AnalysisError("layer '" + l.name + "' (" + model::kindName(l.kind) +
                             ") does not output a feature map of the image (its output is per query, point or head): "
                             "pick a node on a layer that reads it");
+    if (node.allBins && !l.isRoiPool())
+        throw AnalysisError("layer '" + l.name + "' (" + model::kindName(l.kind) +
+                            ") is not a RoI pooling layer: a node of every bin exists only there");
     if (node.response.kind == Response::Kind::Channel && node.response.index >= l.out_channels)
         throw AnalysisError("channel " + std::to_string(node.response.index) + " does not exist: layer '" + l.name +
                             "' has " + std::to_string(l.out_channels) + " channels");
@@ -192,10 +195,15 @@ at::Tensor responseOf(const model::Capture& c, const Layer& l, const Node& n, st
                       std::array<int64_t, 2> inputSize, int64_t b) {
     // A RoI pooling layer's (and a RoI head's) rows are RoIs: image b's first is row b · (RoIs per image).
     const int64_t row = l.isRoiPool() ? b * l.roi.rois : b;
+    const bool allBins = n.allBins && l.isRoiPool();
     switch (n.response.kind) {
     case Response::Kind::Sum:
+        if (allBins) // the pooled features the head reads: every channel of every bin
+            return c.tensors[size_t(l.index)].output.index({row}).reshape({-1});
         return c.tensors[size_t(l.index)].output.index({row, Slice(), n.fy, n.fx});
     case Response::Kind::Channel:
+        if (allBins)
+            return c.tensors[size_t(l.index)].output.index({row, n.response.index}).reshape({-1});
         return c.tensors[size_t(l.index)].output.index({row, n.response.index, n.fy, n.fx}).reshape({1});
     case Response::Kind::ClassScore:
         break;

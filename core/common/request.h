@@ -153,8 +153,8 @@ struct AnalysisRequest {
     Response response;
     // RoI-head models (LoadedModel::takesRois): the region of interest the model is given
     // (--roi x0,y0,x1,y1, pixel edges; nullopt: the whole image) and the bin of its RoI
-    // pooling layer that is the node (--bin i,j: row i, column j; nullopt: the RoI head's
-    // output, every bin).
+    // pooling layer that is the node (--bin i,j: row i, column j; nullopt: the whole RoI,
+    // every bin, unless a point picks one).
     std::optional<Box> roi;
     std::optional<std::array<int64_t, 2>> bin;
 

@@ -245,7 +245,7 @@ std::vector<RequestField> makeFields() {
     {
         RequestField f = field("--bin", "bin", "i,j",
                                "RoI-head models: the bin of the RoI pooling layer that is the node, row i and column "
-                               "j (default: the head's output, which reads every bin)");
+                               "j (default: the whole RoI, every bin)");
         f.read = [](R& r, const std::vector<std::string>& words) -> std::string {
             const auto b = numbers(words.at(0), 2);
             if (!b || (*b)[0] != std::floor((*b)[0]) || (*b)[1] != std::floor((*b)[1]) || (*b)[0] < 0 || (*b)[1] < 0 ||

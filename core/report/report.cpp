@@ -243,21 +243,11 @@ void analyseNode(Run& r, const common::AnalysisRequest& rq, const analysis::Sali
                                  std::to_string(pw - 1) + ")");
             r.node.fy = (*rq.bin)[0];
             r.node.fx = (*rq.bin)[1];
-        } else if (!rq.at && rq.response.kind != common::Response::Kind::Channel) {
-            // The whole RoI: the head's output, which reads every bin; by default its predicted class.
+        } else if (!rq.at) {
+            // The whole RoI: every bin (the response reads all of them; drawn at the centre bin).
             r.node.fy = ph / 2;
             r.node.fx = pw / 2;
-            const at::Tensor& out = r.session->capture().output;
-            if (rq.response.kind == common::Response::Kind::Sum) {
-                if (out.dim() != 2)
-                    throw UsageError(r.model.path() + ": the RoI head's output is " + c10::str(out.sizes()) +
-                                     ", not [RoIs, classes]: give --bin i,j to analyse one bin");
-                r.node.response = common::Response{common::Response::Kind::ClassScore,
-                                                   out.detach()[0].argmax().item<int64_t>()};
-                r.notes.push_back("the node is the RoI head's output, its predicted class " +
-                                  std::to_string(r.node.response.index) + " (--response class:K for another, --bin i,j "
-                                  "for one bin)");
-            }
+            r.node.allBins = true;
         }
         const auto c = r.session->frameCentre(r.node);
         r.inputXY = c;
@@ -314,7 +304,7 @@ Json roiJson(const Run& r, const model::Layer& l) {
     j["layer"] = l.name;
     j["kind"] = model::kindName(l.kind);
     j["bins"] = Json::array({l.feature_size[0], l.feature_size[1]});
-    const bool whole = r.node.response.kind == common::Response::Kind::ClassScore;
+    const bool whole = r.node.allBins || r.node.response.kind == common::Response::Kind::ClassScore;
     j["bin"] = whole ? Json() : Json::array({r.node.fy, r.node.fx});
     if (!r.sampling)
         return j;

@@ -99,9 +99,9 @@ Module buildRoiModel(Variant variant, const Module& trained, uint64_t seed) {
     const bool deformable = variant != Variant::Regular, modulated = variant == Variant::DCNv2;
     if (deformable) {
         net.register_module("offset_pool", roiPool(cu, false, false));
-        net.register_module("offset_fc1", linearLayer(cu, kPooled, 256, true, false, mixSeed(seed, 20)));
+        net.register_module("offset_fc1", linearLayer(cu, kPooled, 64, true, false, mixSeed(seed, 20)));
         net.register_module("offset_fc2",
-                            linearLayer(cu, 256, (modulated ? 3 : 2) * kRoiBins * kRoiBins, false, true, 0));
+                            linearLayer(cu, 64, (modulated ? 3 : 2) * kRoiBins * kRoiBins, false, true, 0));
     }
     net.register_module("pool", roiPool(cu, deformable, modulated));
     net.register_module("fc1", linearLayer(cu, kPooled, 128, true, false, mixSeed(seed, 21)));
@@ -249,7 +249,7 @@ double evaluateRoiModel(Module& model, int64_t images, int64_t size, int64_t* bo
     return n > 0 ? double(right) / double(n) : 0.0;
 }
 
-std::string roiMetadataJson(Variant variant, int64_t inputSize) {
+std::string roiMetadataJson(Variant variant, int64_t inputSize, const std::string& trainingJson) {
     using common::Json;
     const std::string pool = variant == Variant::Regular ? "RoIAlign (deform_roi_pool without offsets)"
                              : variant == Variant::DCNv1 ? "DCNv1 deformable RoI pooling (offsets from offset_fc1/2, gamma 0.1)"
@@ -272,6 +272,8 @@ std::string roiMetadataJson(Variant variant, int64_t inputSize) {
                                  "logits [K, 3]. 'pool': " + pool + ", 7x7 bins, spatial scale 1/8, sampling ratio 2 "
                                  "(deformscope::deform_roi_pool, mmcv's semantics); 'fc1' (3136->128, ReLU), 'fc2' "
                                  "(128->3)")}});
+    if (!trainingJson.empty())
+        j["training"] = Json::parse(trainingJson);
     return j.dump(1) + "\n";
 }
 

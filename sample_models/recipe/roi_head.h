@@ -7,8 +7,8 @@
 // model's up to block3 (stem … down3, block1..3: stride 8, 64 channels), copied from
 // the trained file and frozen; the head is:
 //   Regular: pool = deform_roi_pool without offsets (RoIAlign, mmcv's coordinates)
-//   DCNv1:   offset_pool (the same plain RoIAlign) → offset_fc1 (3136→256, ReLU) →
-//            offset_fc2 (256→2·7·7, zero at the start) → pool = deform_roi_pool with
+//   DCNv1:   offset_pool (the same plain RoIAlign) → offset_fc1 (3136→64, ReLU) →
+//            offset_fc2 (64→2·7·7, zero at the start) → pool = deform_roi_pool with
 //            those offsets, gamma 0.1 (mmcv's DeformRoIPoolPack)
 //   DCNv2:   the same with offset_fc2 → 3·7·7, the last 49 sigmoid modulation logits
 //            (mmcv's ModulatedDeformRoIPoolPack; modulation 0.5 at the start)
@@ -75,7 +75,7 @@ RoiTrainReport trainRoiModel(torch::jit::Module& model, const RoiTrainConfig& co
 double evaluateRoiModel(torch::jit::Module& model, int64_t images, int64_t size, int64_t* boxes = nullptr);
 
 // deformscope.json of a RoI sample: input size, normalisation, class names, roi_input "rois",
-// suggested layer "pool".
-std::string roiMetadataJson(Variant variant, int64_t inputSize = 128);
+// suggested layer "pool", and `training` (what trainRoiModel reported) when given.
+std::string roiMetadataJson(Variant variant, int64_t inputSize = 128, const std::string& trainingJson = {});
 
 } // namespace deformscope::samples

@@ -16,7 +16,8 @@ Written into OUTDIR:
   bad_truncated.pt2      net.pt2 cut to its first half
   bad_not_an_archive.pt2 text
   bad_newer_schema.pt2   net.pt2 with models/model.json's schema major raised to 99
-  bad_unregistered.pt2   a model calling torchvision's roi_align (an operator DeformScope does not register)
+  bad_unregistered.pt2   a model calling torchvision's roi_pool (an operator DeformScope does not register;
+                         it provides roi_align)
   net.onnx               torch.onnx.export (the torch.export-based exporter), opset 22; torchvision's
                          deform_conv2d written as ONNX DeformConv by a translation function (the exporter has
                          none of its own); deformscope.json in metadata_props
@@ -48,7 +49,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision  # noqa: F401  (registers torchvision::deform_conv2d)
 from torch import Tensor
-from torchvision.ops import DeformConv2d, roi_align
+from torchvision.ops import DeformConv2d, roi_pool
 
 H, W = 40, 48
 METADATA = {"input_size": [H, W], "suggested_layer": "head", "description": "formats test network"}
@@ -112,7 +113,7 @@ class RoiNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         boxes = torch.tensor([[0.0, 2.0, 2.0, 20.0, 20.0]], dtype=x.dtype)
-        return roi_align(self.stem(x), boxes, [7, 7])
+        return roi_pool(self.stem(x), boxes, [7, 7])
 
 
 def make() -> FormatNet:

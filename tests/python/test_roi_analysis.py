@@ -15,9 +15,10 @@ It then runs deformscope-cli and checks against this script's own arithmetic:
     spatial scale and sampling ratio, and the offset branch as the offset source;
   - `--bin i,j`: the bin's reads (level 1 of the sampling trace) are exactly where mmcv's
     arithmetic puts them, moved by the bin's offset, each weighted Σ_c |∂r/∂bin| · m / reads;
-  - without --bin: the node is the head's output (its predicted class, as PyTorch computes
-    it), level 1 holds every bin's reads, result.json lists each bin's effective location,
-    and the ERF is the gradient of that class score (autograd here);
+  - without --bin: the node is the whole RoI, level 1 holds every bin's reads, result.json
+    lists each bin's effective location, and the ERF is the gradient of the pooled features
+    (autograd here); with --response class:K (K the class PyTorch predicts) the node is the
+    head's output and the ERF that score's gradient;
   - --through deformable: every read inside the feature map spawns the DCN layer's 9 taps;
   - the saliency search runs (its masked batches give every image its RoI);
   - bad input (--bin off the grid or on a layer that is not RoI pooling, --roi for a model
@@ -266,13 +267,13 @@ def main():
             check(r["kind"] == pool["kind"], f"{variant}: reads belong to the pool")
         check(worst < 1e-4, f"{variant}: bin (1, 2)'s reads where mmcv's arithmetic puts them (worst {worst:.2e} px)")
 
-        # The whole RoI: the head's output, its predicted class; every bin; the ERF of that score.
+        # The whole RoI: every bin; its response the pooled features the head reads.
         out = os.path.join(work, f"{variant}_roi")
         run(cli, "analyze", "--model", path, "--image", image, "--roi", box, "--what", "sampling,erf",
             "--levels", "2", "--through", "deformable", "--out", out, "--no-figures")
         res = json.load(open(os.path.join(out, "result.json")))
-        k = int(logits[0].argmax())
-        check(res["node"]["response"] == f"class:{k}", f"{variant}: the node is the predicted class {k}")
+        check(res["node"]["response"] == "sum" and res["node"].get("all_bins") is True,
+              f"{variant}: without --bin the node is the whole RoI")
         check(res["roi"]["bin"] is None and len(res["roi"]["bin_locations"]) == BINS * BINS,
               f"{variant}: every bin's effective location is listed")
         pts = read_csv(os.path.join(out, "sampling.csv"))
@@ -288,12 +289,34 @@ def main():
         check(len(level2) == 9 * spawning and all(p["layer"] == "backbone.dcn" for p in level2),
               f"{variant}: --through deformable: each read inside the map spawns the DCN's 9 taps "
               f"({len(level2)} = 9 x {spawning})")
-        xg = x.clone().requires_grad_(True)
-        m(xg, rois)[0, k].backward()
-        ref = xg.grad[0].abs().sum(0).numpy()
-        erf = np.load(os.path.join(out, "erf.npy"))
-        rel = float(np.abs(erf - ref).max() / max(np.abs(ref).max(), 1e-12))
-        check(rel < 1e-4, f"{variant}: the ERF is the gradient of class {k}'s score (relative difference {rel:.1e})")
+        def pooled(inp):
+            f = m.backbone(inp)
+            if plain_pool:
+                return m.pool(f, rois)
+            o, mk = m.offsets(f, rois)
+            return m.pool(f, rois, o, mk)
+
+        def erf_of(response):
+            xg = x.clone().requires_grad_(True)
+            response(xg).backward()
+            return xg.grad[0].abs().sum(0).numpy()
+
+        def close(erf, ref):
+            return float(np.abs(erf - ref).max() / max(np.abs(ref).max(), 1e-12))
+
+        rel = close(np.load(os.path.join(out, "erf.npy")), erf_of(lambda inp: pooled(inp).sum()))
+        check(rel < 1e-4, f"{variant}: the RoI's ERF is the gradient of its pooled features (relative {rel:.1e})")
+        # The head's output: a class score reads every bin too.
+        k = int(logits[0].argmax())
+        out_k = os.path.join(work, f"{variant}_class")
+        run(cli, "analyze", "--model", path, "--image", image, "--roi", box, "--response", f"class:{k}",
+            "--what", "sampling,erf", "--levels", "1", "--out", out_k, "--no-figures")
+        res_k = json.load(open(os.path.join(out_k, "result.json")))
+        check(res_k["node"]["response"] == f"class:{k}" and res_k["roi"]["bin"] is None
+              and res_k["sampling"]["points"] == BINS * BINS * RATIO * RATIO,
+              f"{variant}: class:{k} is the head's output, every bin's reads")
+        rel = close(np.load(os.path.join(out_k, "erf.npy")), erf_of(lambda inp: m(inp, rois)[0, k]))
+        check(rel < 1e-4, f"{variant}: the ERF of class {k}'s score is PyTorch's gradient (relative {rel:.1e})")
         loc = {tuple(b["bin"]): b for b in res["roi"]["bin_locations"]}
         r0, _ = expected_reads(offset, mask, 0, 0, variant != "legacy")
         cx = np.mean([start[1] + fx * jump[1] for fx, _ in r0])

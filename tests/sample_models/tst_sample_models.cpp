@@ -4,6 +4,9 @@
 #include "sample_models/recipe/analysis.h"
 #include "sample_models/recipe/export.h"
 #include "sample_models/recipe/network.h"
+#include "sample_models/recipe/roi_head.h"
+#include "core/model/capture.h"
+#include "core/model/model.h"
 #include "sample_models/recipe/synthetic.h"
 #include "sample_models/recipe/train.h"
 
@@ -474,6 +477,55 @@ private Q_SLOTS:
 #endif
     }
 
+    void shippedRoiModelsLoadAndPerform_data() {
+        QTest::addColumn<int>("variant");
+        QTest::newRow("roi_regular") << int(Variant::Regular);
+        QTest::newRow("roi_dcn_v1") << int(Variant::DCNv1);
+        QTest::newRow("roi_dcn_v2") << int(Variant::DCNv2);
+    }
+    void shippedRoiModelsLoadAndPerform() {
+        QFETCH(int, variant);
+        const Variant v = Variant(variant);
+        const QString name = QString::fromStdString(samples::roiModelName(v));
+        const QString path = kModelsDir + "/" + name + ".pt";
+        QVERIFY2(QFile::exists(path), qPrintable(path));
+        QVERIFY(QFileInfo(path).size() < 5 * 1024 * 1024);
+        // The app reads it as a RoI head: forward(image, rois), a RoI pooling layer `pool`.
+        const auto loaded = deformscope::model::LoadedModel::load(path.toStdString());
+        QCOMPARE(QString::fromStdString(loaded.roiInput()), QStringLiteral("rois"));
+        QCOMPARE(loaded.inputCount(), int64_t{1});
+        const auto graph = deformscope::model::layerGraph(loaded, {128, 128});
+        const auto* pool = graph.find("pool");
+        QVERIFY(pool);
+        QCOMPARE(pool->kind, v == Variant::Regular ? deformscope::model::LayerKind::RoiPool
+                                                   : deformscope::model::LayerKind::DeformRoiPool);
+        QCOMPARE(pool->use_mask, v == Variant::DCNv2);
+        QCOMPARE(pool->feature_size, (std::array<int64_t, 2>{samples::kRoiBins, samples::kRoiBins}));
+        QCOMPARE(QString::fromStdString(loaded.metadata().suggestedLayer), QStringLiteral("pool"));
+        // Its record agrees with roi_training.json and MODELS.md, and the accuracy holds.
+        torch::jit::ExtraFilesMap extra{{samples::kMetadataFile, ""}};
+        torch::jit::Module model = torch::jit::load(path.toStdString(), c10::nullopt, extra);
+        const QJsonObject meta = QJsonDocument::fromJson(QByteArray::fromStdString(extra[samples::kMetadataFile])).object();
+        QCOMPARE(meta.value("task").toString(), QStringLiteral("roi classification"));
+        QCOMPARE(meta.value("class_names").toArray(), (QJsonArray{"disc", "square", "triangle"}));
+        QJsonObject reported;
+        for (const QJsonValue& m : readJson(kModelsDir + "/roi_training.json").value("models").toArray())
+            if (m.toObject().value("name").toString() == name)
+                reported = m.toObject();
+        const double accuracy = reported.value("held_out_box_accuracy").toDouble();
+        QVERIFY2(accuracy > 0.6, "roi_training.json reports no accuracy for this model");
+        QCOMPARE(meta.value("training").toObject().value("held_out_box_accuracy").toDouble(), accuracy);
+        QFile card(kModelsDir + "/MODELS.md");
+        QVERIFY(card.open(QIODevice::ReadOnly));
+        const QString cardText = QString::fromUtf8(card.readAll());
+        QVERIFY2(cardText.contains(QString::number(accuracy, 'f', 4)), "MODELS.md does not state the box accuracy");
+        QVERIFY2(cardText.contains("`" + name + ".pt`"), "MODELS.md does not list the file");
+        int64_t boxes = 0;
+        const double measured = samples::evaluateRoiModel(model, 40, 128, &boxes);
+        QVERIFY2(boxes > 40 && measured >= accuracy - 0.12,
+                 qPrintable(QString("measured %1 on %2 boxes, reported %3").arg(measured).arg(boxes).arg(accuracy)));
+    }
+
     void shippedModelSetIsComplete() {
         // Every variant has its file and its training.json entry, and nothing else is shipped
         // (align.pt, the alignment sample, is tested in tst_align_sample).
@@ -481,7 +533,12 @@ private Q_SLOTS:
         for (Variant v : samples::kAllVariants)
             expected << QString::fromStdString(samples::variantName(v)) + ".pt";
         expected << QString::fromStdString(samples::variantName(Variant::Align)) + ".pt";
+        // The RoI heads (DCNv2's Fig. 2), listed in roi_training.json.
+        for (Variant v : {Variant::Regular, Variant::DCNv1, Variant::DCNv2})
+            expected << QString::fromStdString(samples::roiModelName(v)) + ".pt";
         for (const QJsonValue& v : readJson(kModelsDir + "/training.json").value("variants").toArray())
+            reported << v.toObject().value("file").toString();
+        for (const QJsonValue& v : readJson(kModelsDir + "/roi_training.json").value("models").toArray())
             reported << v.toObject().value("file").toString();
         QStringList files = QDir(kModelsDir).entryList({"*.pt"}, QDir::Files, QDir::Name);
         expected.sort();

@@ -70,6 +70,25 @@ void decorate(Panel& p, const NodeResults& r) {
         const at::Tensor o = r.object.to(at::kCPU).ne(0).to(at::kByte).contiguous();
         p.objectMask.assign(o.data_ptr<uint8_t>(), o.data_ptr<uint8_t>() + o.numel());
     }
+    if (r.roi) {
+        // The pixels whose centres lie in the box, outlined (cyan, solid).
+        const auto size = r.session->inputSize();
+        const int64_t H = size[0], W = size[1];
+        const auto& b = *r.roi;
+        LabelOutline box;
+        box.mask.assign(size_t(H * W), 0);
+        for (int64_t y = 0; y < H; ++y)
+            for (int64_t x = 0; x < W; ++x)
+                box.mask[size_t(y * W + x)] = double(x) + 0.5 > b[0] && double(x) + 0.5 < b[2] + 1e-9 &&
+                                              double(y) + 0.5 > b[1] && double(y) + 0.5 < b[3] + 1e-9;
+        box.color = 0x00e5ff;
+        p.labels.push_back(std::move(box));
+        // The head's output reads every bin: there is no one node position to mark.
+        if (l.isRoiPool() && (r.node.allBins || r.node.response.kind == common::Response::Kind::ClassScore)) {
+            p.node.reset();
+            p.nodeCell = {0, 0};
+        }
+    }
 }
 
 } // namespace

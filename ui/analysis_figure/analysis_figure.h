@@ -22,6 +22,9 @@ struct NodeResults {
     std::optional<analysis::KernelView> kernel; // Deformable Kernel models only
     at::Tensor object;                        // [H, W] on the input grid, or undefined
     std::optional<analysis::ObjectMetrics> objectMetrics;
+    // RoI-head models: the region of interest, x0, y0, x1, y1 in input-grid pixel edges
+    // (outlined in cyan); a node that is the head's output (every bin) gets no node cross.
+    std::optional<std::array<double, 4>> roi;
     std::string colormap = "inferno";
     bool logScale = false;
 };

@@ -32,6 +32,7 @@ NodeResults nodeResultsOf(const report::Run& r, const common::AnalysisRequest& r
     c.kernel = r.kernel;
     c.object = r.object;
     c.objectMetrics = r.objectMetrics;
+    c.roi = r.roi;
     c.colormap = common::name(rq.colormap);
     c.logScale = rq.logScale;
     return c;
@@ -40,8 +41,19 @@ NodeResults nodeResultsOf(const report::Run& r, const common::AnalysisRequest& r
 std::string footerOf(const report::Run& r, const common::AnalysisRequest& rq) {
     std::ostringstream f;
     const auto c = r.session->nodeCentre(r.node);
-    f << "node " << r.node.layer << " (" << r.node.fx << ", " << r.node.fy << "), centre (" << c[0] << ", " << c[1]
-      << ") px, response " << r.node.response.toString();
+    const bool roiLayer = r.session->layer(r.node.layer).isRoiPool();
+    if (roiLayer && (r.node.allBins || r.node.response.kind == common::Response::Kind::ClassScore))
+        f << "node: the whole RoI (every bin of " << r.node.layer << "), response "
+          << (r.node.response.kind == common::Response::Kind::Sum ? "sum (its pooled features)"
+                                                                 : r.node.response.toString());
+    else if (roiLayer)
+        f << "node: bin (" << r.node.fy << ", " << r.node.fx << ") of " << r.node.layer << ", centre (" << c[0] << ", "
+          << c[1] << ") px, response " << r.node.response.toString();
+    else
+        f << "node " << r.node.layer << " (" << r.node.fx << ", " << r.node.fy << "), centre (" << c[0] << ", " << c[1]
+          << ") px, response " << r.node.response.toString();
+    if (r.roi)
+        f << "; RoI (" << (*r.roi)[0] << ", " << (*r.roi)[1] << ") – (" << (*r.roi)[2] << ", " << (*r.roi)[3] << ") px";
     if (rq.what.saliency)
         f << "; saliency ε = " << rq.epsilon << ", baseline " << rq.baseline.toString();
     if (rq.what.sampling)

@@ -273,7 +273,7 @@ private Q_SLOTS:
         const Json j = toJson(AnalysisRequest{});
         QCOMPARE(qs(j.dump()),
                  QStringLiteral(R"({"sampling":true,"erf":true,"saliency":true,"kernel":"if_available","motion":false,)"
-                                R"("layer":"","at":null,)"
+                                R"("layer":"","at":null,"roi":null,"bin":null,)"
                                 R"("response":"sum","levels":3,"offset_reading":"bilinear","through":"all","signed_erf":false,)"
                                 R"("epsilon":0.1,)"
                                 R"("baseline":"zero","forwards":400,"batch":0,"min_cell":2,"object":"auto",)"

@@ -589,6 +589,7 @@ private Q_SLOTS:
         QVERIFY(f.open(QIODevice::WriteOnly));
         f.write(R"({"format": "deformscope-session/1", "models": ["/m/regular.pt"], "image": "/i/sample_01.png",
             "device": "cpu", "layer": "block2", "node": [40, 50], "object_box": [10, 12, 30, 20],
+            "roi_box": [2, 32, 62, 60],
             "comparison": false, "current_model": 0,
             "analysis": {"response": "channel:2", "sampling": true, "erf": false, "saliency": true, "levels": 4,
                          "offset_reading": "nearest", "signed_erf": true, "epsilon": 0.2, "baseline": "blur:3",
@@ -618,6 +619,17 @@ private Q_SLOTS:
         QVERIFY(click.object.kind == deformscope::common::ObjectRegion::Kind::Box && click.object.box.x1 == 40);
         QVERIFY(click.colormap == deformscope::common::Colormap::Viridis);
         QVERIFY(click.validate().empty());
+        QVERIFY(!click.roi); // no RoI box given
+        // A RoI box: the region of interest on the input grid; just drawn, the node is the head's
+        // output (no point); a click in it keeps the point (the bin under it).
+        QCOMPARE(s->roiBox, QRectF(2, 32, 62, 60));
+        const auto drawn = clickRequest(a, s->layer, *s->node, s->objectBox, s->overlays, s->roiBox, true);
+        QVERIFY(!drawn.at && drawn.roi && drawn.roi->grid == deformscope::common::Grid::Input);
+        QCOMPARE(drawn.roi->x1, 64.0);
+        QCOMPARE(drawn.roi->y1, 92.0);
+        const auto clicked = clickRequest(a, s->layer, *s->node, s->objectBox, s->overlays, s->roiBox, false);
+        QVERIFY(clicked.at && clicked.roi && clicked.at->x == 40);
+        QVERIFY(drawn.validate().empty() && clicked.validate().empty());
 
         QStringList problems;
         const deformscope::common::AnalysisRequest clamped =

@@ -589,6 +589,74 @@ private Q_SLOTS:
         QVERIFY(at::equal(deformscope::common::readNpy(tmp.filePath("cli_scale-map/scale_map.npy").toStdString()), map));
     }
 
+    // A RoI box (GUI: Analysis > Draw RoI Box) is the RoI heads' input: with no point the node is
+    // the whole RoI (every bin's reads, the box outlined), as the CLI's `analyze --roi`; a click in
+    // the box picks the bin under it; another box is a new forward.
+    void roiBoxIsTheHeadsInput() {
+        Harness h;
+        const uint64_t m = h.openModels({sampleModel("roi_regular.pt"), sampleModel("roi_dcn_v2.pt")});
+        QVERIFY(Harness::wait([&] { return !h.got.models.empty() || h.failedWith(m); }));
+        QVERIFY2(!h.failedWith(m), qPrintable(h.failure(m)));
+        const uint64_t i = h.openImage(sampleImage("sample_02.png"));
+        QVERIFY(Harness::wait([&] { return !h.got.images.empty() || h.failedWith(i); }));
+        deformscope::common::AnalysisRequest r;
+        r.what.saliency = false;
+        r.levels = 2;
+        r.through = deformscope::common::TraceThrough::Deformable;
+        r.roi = deformscope::common::Box{deformscope::common::Grid::Input, 2, 32, 64, 92};
+        const uint64_t whole = h.engine->analyze(r);
+        QVERIFY(Harness::wait([&] { return h.result(whole) || h.failedWith(whole); }));
+        QVERIFY2(!h.failedWith(whole), qPrintable(h.failure(whole)));
+        const ClickViewPtr v = h.result(whole);
+        QCOMPARE(int(v->columns.size()), 2);
+        for (const ColumnView& c : v->columns) {
+            QVERIFY2(c.error.isEmpty(), qPrintable(c.error));
+            QCOMPARE(c.response, QStringLiteral("sum")); // the whole RoI: its pooled features
+            QCOMPARE(c.layer, QStringLiteral("pool"));
+            QVERIFY(!c.sampling.labels.empty()); // the RoI outlined
+            QVERIFY(!c.sampling.node);           // no one node position
+        }
+        QCOMPARE(v->columns[0].layerKind, QStringLiteral("roi_pool"));
+        QCOMPARE(v->columns[1].layerKind, QStringLiteral("deform_roi_pool"));
+        // The regular head's 49 bins x 4 reads, all in the box (no offsets). The trunk centres
+        // feature i at 8·i (its receptive field's centre), RoIAlign's convention at 8·i + 3.5: the
+        // reads lie 3.5 px up and left of where the box's arithmetic puts them.
+        QCOMPARE(int(v->columns[0].sampling.points.size()), 49 * 4);
+        for (const auto& p : v->columns[0].sampling.points)
+            QVERIFY(p.x > 2 - 4 && p.x < 64 - 3 && p.y > 32 - 4 && p.y < 92 - 3);
+        // The same as the CLI's analyze --roi (on the input grid = the original here: 128 x 128).
+        QTemporaryDir tmp;
+        QProcess p;
+        p.start(QStringLiteral(DEFORMSCOPE_CLI),
+                {"analyze", "--model", sampleModel("roi_dcn_v2.pt"), "--image", sampleImage("sample_02.png"), "--roi",
+                 "2,32,64,92", "--what", "sampling", "--levels", "2", "--through", "deformable", "--no-figures", "--out",
+                 tmp.filePath("cli")});
+        QVERIFY(p.waitForFinished(300000));
+        QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
+        const Json cli = Json::parse(readAll(tmp.filePath("cli/result.json")));
+        QCOMPARE(QString::fromStdString(cli["node"]["response"].get<std::string>()), v->columns[1].response);
+        QCOMPARE(cli["sampling"]["points"].get<int>(), int(v->columns[1].sampling.points.size()));
+
+        // A click in the box: the bin under it.
+        r.at = deformscope::common::Location{deformscope::common::Grid::Input, 6, 34};
+        const uint64_t bin = h.engine->analyze(r);
+        QVERIFY(Harness::wait([&] { return h.result(bin) || h.failedWith(bin); }));
+        for (const ColumnView& c : h.result(bin)->columns) {
+            QVERIFY2(c.error.isEmpty(), qPrintable(c.error));
+            QCOMPARE(c.response, QStringLiteral("sum"));
+            QCOMPARE(c.fy, 0);
+            QCOMPARE(c.fx, 0);
+        }
+        QCOMPARE(int(h.result(bin)->columns[0].sampling.points.size()), 4);
+        // Another box: a new forward, the bins where the new box is.
+        r.at.reset();
+        r.roi = deformscope::common::Box{deformscope::common::Grid::Input, 66, 63, 126, 123};
+        const uint64_t moved = h.engine->analyze(r);
+        QVERIFY(Harness::wait([&] { return h.result(moved) || h.failedWith(moved); }));
+        for (const auto& pt : h.result(moved)->columns[0].sampling.points)
+            QVERIFY(pt.x > 66 - 4 && pt.x < 126 - 3 && pt.y > 63 - 4 && pt.y < 123 - 3);
+    }
+
     // Cancel stops a study (here one with saliency searches) and keeps what was done.
     void studyCancels() {
         Harness h;
