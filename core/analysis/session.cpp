@@ -80,6 +80,39 @@ std::optional<std::array<int64_t, 4>> cropFor(const std::vector<Layer>& layers, 
     const auto up = [&](int64_t v, int64_t limit) { return std::min(limit, (v + align - 1) / align * align); };
     return std::array<int64_t, 4>{down(box[0]), down(box[1]), up(box[2], size[0]), up(box[3], size[1])};
 }
+// An output with NaN or Inf makes every analysis meaningless: refuse, naming the first layer
+// (in execution order) whose output is not finite and what it read that was not.
+void checkFinite(const model::LoadedModel& m, const model::Capture& c) {
+    const auto finite = [](const at::Tensor& t) {
+        return !t.defined() || !t.is_floating_point() || at::isfinite(t.detach()).all().item<bool>();
+    };
+    if (finite(c.output))
+        return;
+    std::string where;
+    for (const Layer& l : c.graph.layers()) {
+        const model::LayerTensors& t = c.tensors[size_t(l.index)];
+        if (finite(t.output))
+            continue;
+        where = "; the first layer whose output does is '" + l.name + "' (" + model::kindName(l.kind) + ")";
+        std::string bad;
+        for (const auto& [what, tensor] : {std::pair<const char*, const at::Tensor*>{"its input", &t.input},
+                                           {"its weight", &t.weight}, {"its offsets", &t.offset}, {"its mask", &t.mask}})
+            if (!finite(*tensor))
+                bad += std::string(bad.empty() ? "" : ", ") + what;
+        if (!bad.empty())
+            where += ", where " + bad + " already " + (bad.find(',') == std::string::npos ? "holds" : "hold") + " NaN or Inf";
+        break;
+    }
+    if (where.empty())
+        for (const auto& p : m.module().named_parameters(/*recurse=*/true))
+            if (!finite(p.value)) {
+                where = "; the first parameter that holds NaN or Inf is '" + p.name + "'";
+                break;
+            }
+    throw model::ModelError(m.path() + ": the model's output holds NaN or Inf on this input" + where +
+                            " (broken weights, or an input the model cannot handle): nothing can be analysed");
+}
+
 } // namespace
 
 // ---- session -------------------------------------------------------------------
@@ -109,6 +142,7 @@ AnalysisSession::AnalysisSession(model::LoadedModel model, const at::Tensor& inp
     at::AutoGradMode grad(true);
     d->input = input.detach().to(model.device(), at::kFloat).clone().requires_grad_(true);
     d->capture = model::captureForward(model, d->input);
+    checkFinite(model, d->capture);
 }
 
 AnalysisSession::~AnalysisSession() = default;

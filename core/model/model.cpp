@@ -108,7 +108,19 @@ std::string explainLoadError(const std::string& path, const std::string& raw) {
         const std::string first = firstLine(raw);
         return path + ": the model archive is truncated or corrupt (" + first.substr(0, first.find(". ")) + ")";
     }
-    return path + ": cannot load the model: " + firstLine(raw);
+    // A zip of something else: TorchScript's archives hold every file under one top folder
+    // (archive/data.pkl, archive/code/...).
+    if (raw.find("not in a subdirectory") != std::string::npos || raw.find("data.pkl") != std::string::npos ||
+        raw.find("version") != std::string::npos)
+        return path + ": a zip file but not a TorchScript model (TorchScript archives, written by torch.jit.save, "
+                      "hold one folder with data.pkl, code/ and constants.pkl; this one does not)";
+    // What LibTorch says, on one line and without its "[enforce fail at file:line]" prefix.
+    std::string first = firstLine(raw);
+    if (first.rfind("[enforce fail at", 0) == 0 && first.find("] ") != std::string::npos)
+        first = first.substr(first.find("] ") + 2);
+    while (!first.empty() && (first.front() == '.' || first.front() == ' '))
+        first.erase(first.begin());
+    return path + ": cannot load the model as TorchScript: " + first;
 }
 
 std::string describe(const c10::IValue& v) {

@@ -11,6 +11,7 @@
 #include <cctype>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <tuple>
@@ -39,6 +40,71 @@ imaging::Normalization normalizationOf(const model::ModelMetadata& md) {
     norm.std = md.std;
     norm.bgr = md.colorOrder == "BGR";
     return norm;
+}
+
+// ---- memory ------------------------------------------------------------------------------
+
+namespace {
+
+// /proc/meminfo's MemAvailable in bytes; 0 when unknown.
+int64_t availableMemory() {
+    std::ifstream f("/proc/meminfo");
+    std::string key;
+    int64_t kb = 0;
+    std::string unit;
+    while (f >> key >> kb >> unit)
+        if (key == "MemAvailable:")
+            return kb * 1024;
+    return 0;
+}
+
+std::string gigabytes(double bytes) {
+    std::ostringstream s;
+    s.precision(bytes >= 1e10 ? 0 : 1);
+    s << std::fixed << bytes / 1e9 << " GB";
+    return s.str();
+}
+
+} // namespace
+
+// The analyses keep every layer's output of the captured forward (and what autograd saves
+// for the backward), so memory grows with the input's area: measured on a small probe
+// forward (the layers' output sizes), scaled to `size`, times kMemoryFactor for the saved
+// inputs and the gradients of the backward pass. Refused before anything that large is
+// allocated when the estimate exceeds the memory the system has available.
+static void checkMemory(const model::LoadedModel& m, std::array<int64_t, 2> size, const std::string& what) {
+    constexpr double kMemoryFactor = 3.0;
+    constexpr int64_t kProbe = 128, kCheckAbove = 768 * 768;
+    const int64_t frames = std::max<int64_t>(1, m.inputCount());
+    const double pixels = double(size[0]) * double(size[1]) * double(frames);
+    if (pixels <= double(kCheckAbove) || !m.device().is_cpu())
+        return;
+    const int64_t available = availableMemory();
+    if (available <= 0)
+        return;
+    double perPixel = 0;
+    try {
+        const model::LayerGraph g = model::layerGraph(m, {kProbe, kProbe});
+        double bytes = 3.0 * double(kProbe * kProbe * frames) * 4;
+        for (const model::Layer& l : g.layers())
+            if (!l.isRoiPool())
+                bytes += double(l.out_channels) * double(l.feature_size[0]) * double(l.feature_size[1]) * 4;
+        perPixel = bytes / double(kProbe * kProbe * frames);
+    } catch (const std::exception&) {
+        return; // the forward's own errors are reported where it runs
+    }
+    const double need = kMemoryFactor * perPixel * pixels;
+    if (need <= double(available))
+        return;
+    // The largest input of the same aspect ratio that fits, rounded down to a multiple of 32.
+    const double scale = std::sqrt(double(available) / need);
+    const auto fit = [&](int64_t v) { return std::max<int64_t>(32, int64_t(double(v) * scale) / 32 * 32); };
+    throw UsageError(what + ": an input of " + std::to_string(size[1]) + " x " + std::to_string(size[0]) +
+                     (frames > 1 ? " (" + std::to_string(frames) + " frames)" : std::string()) + " would need about " +
+                     gigabytes(need) + " of memory to analyse with " + m.path() + " (its layers' outputs, " +
+                     gigabytes(perPixel * pixels) + ", kept for the backward pass, and the gradients), but " +
+                     gigabytes(double(available)) + " is available: give --input-size H W (about " +
+                     std::to_string(fit(size[0])) + " " + std::to_string(fit(size[1])) + " fits)");
 }
 
 // ---- one model on one image ----------------------------------------------------------
@@ -80,13 +146,28 @@ Run prepareRun(const model::LoadedModel& m, const InputSource& inputs, const com
                                   "t,u" : ""));
     }
     const auto size = rq.inputSize ? rq.inputSize : r.model.metadata().inputSize;
+    // A size known before loading is checked before the image is resized to it.
+    if (size)
+        checkMemory(r.model, *size, inputs.describe());
     try {
         r.image = inputs.video.empty()
                       ? imaging::loadFrames(inputs.images, size, normalizationOf(r.model.metadata()))
                       : imaging::loadVideoFrames(inputs.video, inputs.frames, size, normalizationOf(r.model.metadata()));
+    } catch (const c10::Error& e) {
+        // LibTorch's allocator: one line, no backtrace, and what to do.
+        std::string m = e.what_without_backtrace();
+        m = m.substr(0, m.find('\n'));
+        if (m.find("allocate") != std::string::npos)
+            throw UsageError(inputs.describe() + ": not enough memory to load it" +
+                             (size ? " at " + std::to_string((*size)[1]) + " x " + std::to_string((*size)[0]) : std::string()) +
+                             " (" + m.substr(m.rfind("] ") == std::string::npos ? 0 : m.rfind("] ") + 2) +
+                             "): give --input-size H W");
+        throw UsageError(inputs.describe() + ": " + m);
     } catch (const std::exception& e) {
         throw UsageError(e.what());
     }
+    if (!size)
+        checkMemory(r.model, {r.image.height, r.image.width / std::max<int64_t>(1, I)}, inputs.describe());
     if ((rq.roi || rq.bin) && !r.model.takesRois())
         throw UsageError(std::string(rq.roi ? "--roi" : "--bin") + " needs a model with a RoI head (forward(image, rois), "
                          "or roi_input in its " + model::kMetadataFile + "); " + m.path() + " takes no regions of interest");
@@ -260,8 +341,12 @@ void analyseNode(Run& r, const common::AnalysisRequest& rq, const analysis::Sali
     }
     if (rq.what.sampling)
         r.sampling = r.session->sampling(r.node, samplingOptions(rq));
-    if (rq.what.erf)
+    if (rq.what.erf) {
         r.erf = r.session->erf(r.node, erfOptions(rq));
+        if (!at::isfinite(r.erf->map).all().item<bool>())
+            throw UsageError(r.model.path() + ": the gradient of the node's response holds NaN or Inf (the effective "
+                             "receptive field cannot be computed; a layer's backward overflows on this input)");
+    }
     if (rq.what.saliency)
         r.saliency = r.session->saliency(r.node, saliencyOptions(rq), rq.baseline, progress);
     using Kernel = common::Analyses::Kernel;
