@@ -146,14 +146,16 @@ std::vector<std::string> writeFigures(const std::vector<const Run*>& runs, const
 
 int runAnalyze(const AnalysisInputs& in, Io& io) {
     return guarded("analyze", io.err, [&]() -> int {
+        // --out is taken first: a second run into the same folder refuses at once.
+        const auto folder = outputFolder(in.out, io);
         const common::AnalysisRequest rq = in.request->request();
         requireImaging();
 #ifdef DEFORMSCOPE_WITH_IMAGING
         std::ostream& out = io.out;
         const Run r = analyseOne(in.model, inputSource(in), rq, io.err);
-        report::makeDirectory(in.out);
-        const auto figures = writeFigures({&r}, rq, in.out, "analysis", report::analyzeTitle(r), io.err);
-        const Json doc = report::writeData(r, rq, in.out, figures);
+        const auto figures = writeFigures({&r}, rq, folder->path(), "analysis", report::analyzeTitle(r), io.err);
+        const Json doc = report::writeData(r, rq, folder->path(), figures);
+        folder->commit();
         out << "analysed " << r.name << " at " << r.node.layer << " (" << r.node.fx << ", " << r.node.fy << ") into "
             << in.out << "\n";
         if (r.sampling)
@@ -199,6 +201,8 @@ int runAnalyze(const AnalysisInputs& in, Io& io) {
 
 int runCompare(const AnalysisInputs& in, Io& io) {
     return guarded("compare", io.err, [&]() -> int {
+        // --out is taken first: a second run into the same folder refuses at once.
+        const auto folder = outputFolder(in.out, io);
         const common::AnalysisRequest rq = in.request->request();
         requireImaging();
 #ifdef DEFORMSCOPE_WITH_IMAGING
@@ -220,10 +224,10 @@ int runCompare(const AnalysisInputs& in, Io& io) {
         for (Run& r : runs)
             named.push_back(&r);
         report::uniqueNames(named);
-        report::makeDirectory(in.out);
         std::vector<const Run*> ptrs(named.begin(), named.end());
-        const auto figures = writeFigures(ptrs, rq, in.out, "compare", report::compareTitle(ptrs), io.err);
-        const Json models = report::writeCompareData(ptrs, rq, in.out, figures);
+        const auto figures = writeFigures(ptrs, rq, folder->path(), "compare", report::compareTitle(ptrs), io.err);
+        const Json models = report::writeCompareData(ptrs, rq, folder->path(), figures);
+        folder->commit();
         bool bounded = true;
         for (const Run& r : runs)
             bounded = bounded && (!r.saliency || r.saliency->withinBound);
@@ -263,6 +267,8 @@ struct ScaleMapInputs {
 
 int runScaleMap(const ScaleMapInputs& in, Io& io) {
     return guarded("scale-map", io.err, [&]() -> int {
+        // --out is taken first: a second run into the same folder refuses at once.
+        const auto folder = outputFolder(in.out, io);
         const common::AnalysisRequest rq = in.request->request();
         requireImaging();
 #ifdef DEFORMSCOPE_WITH_IMAGING
@@ -280,16 +286,16 @@ int runScaleMap(const ScaleMapInputs& in, Io& io) {
             }
             return true;
         });
-        report::makeDirectory(in.out);
         std::vector<std::string> figures;
 #ifdef DEFORMSCOPE_WITH_FIGURES
         if (rq.figures)
-            figures = figure::writeNamedFigures(figure::scaleMapFigure(result, run), in.out, "scale_map");
+            figures = figure::writeNamedFigures(figure::scaleMapFigure(result, run), folder->path(), "scale_map");
 #else
         if (rq.figures)
             io.err << "note: this build has no Qt (DEFORMSCOPE_CORE_ONLY): data only, no figures\n";
 #endif
-        report::writeScaleMapData(result, run, in.model, in.image, in.out, figures);
+        report::writeScaleMapData(result, run, in.model, in.image, folder->path(), figures);
+        folder->commit();
         io.out << "mapped the ERF radius of " << result.grid[0] << " x " << result.grid[1] << " nodes of "
                << result.layer << " in " << result.passes << " passes into " << in.out << " (" << result.seconds
                << " s)\n";
@@ -310,6 +316,8 @@ struct SweepInputs {
 
 int runSweep(const SweepInputs& in, Io& io) {
     return guarded("sweep", io.err, [&]() -> int {
+        // --out is taken first: a second run into the same folder refuses at once.
+        const auto folder = outputFolder(in.out, io);
         common::AnalysisRequest rq = in.request->request();
         requireImaging();
         const std::vector<int64_t> sizes = wholeNumbers("--sizes", in.sizes, 8);
@@ -339,8 +347,9 @@ int runSweep(const SweepInputs& in, Io& io) {
         if (!in.accuracy.empty())
             spec.accuracyImages = report::listImages(in.accuracy).files;
         spec.request = rq;
-        spec.dir = in.out;
+        spec.dir = folder->path();
         figure::writeSweep(spec, {}, [&](const std::string& line) { io.err << "sweep: " << line << "\n"; });
+        folder->commit();
 #else
         throw UsageError("sweep draws its figures with Qt: this build has none");
 #endif
@@ -387,6 +396,8 @@ struct ErfAverageInputs {
 
 int runErfAverage(const ErfAverageInputs& in, Io& io) {
     return guarded("erf-average", io.err, [&]() -> int {
+        // --out is taken first: a second run into the same folder refuses at once.
+        const auto folder = outputFolder(in.out, io);
         const common::AnalysisRequest rq = in.request->request();
         requireImaging();
 #ifdef DEFORMSCOPE_WITH_IMAGING
@@ -478,20 +489,20 @@ int runErfAverage(const ErfAverageInputs& in, Io& io) {
             averageFromSum(result, sum, *g.find(result.node.layer));
             io.err << "erf-average: " << result.images << "/" << images.files.size() << " images\n";
         }
-        report::makeDirectory(in.out);
         std::vector<std::string> figures;
 #ifdef DEFORMSCOPE_WITH_FIGURES
         if (rq.figures)
             figures = figure::writeErfAverageFigures(
-                figure::erfAverageFigure(result, m, g, in.images, options.isSigned, rq.logScale), in.out);
+                figure::erfAverageFigure(result, m, g, in.images, options.isSigned, rq.logScale), folder->path());
 #else
         if (rq.figures)
             io.err << "note: this build has no Qt (DEFORMSCOPE_CORE_ONLY): data only, no figures\n";
 #endif
         // The sum of the maps is the mean times the images.
-        writeMergeablePart(in.out,
-                           report::writeErfAverageData(result, m, in.images, size, images.masks, in.out, figures),
+        writeMergeablePart(folder->path(),
+                           report::writeErfAverageData(result, m, in.images, size, images.masks, folder->path(), figures),
                            result.map.to(at::kDouble) * double(result.images), options.isSigned, shard, shards);
+        folder->commit();
         for (const analysis::ReplknetArea& a : result.replknetAreas) {
             io.out << "RepLKNet area ratio at threshold " << a.threshold << ": ";
             if (a.sideLength > 0)
@@ -574,18 +585,19 @@ int runMerge(const MergeInputs& in, Io& io) {
             result.protocol = analysis::ErfProtocol::RepLKNet;
         averageFromSum(result, sum, *l);
         const bool isSigned = first.at("signed").get<bool>();
-        report::makeDirectory(in.out);
+        const auto folder = outputFolder(in.out, io);
         std::vector<std::string> figures;
 #ifdef DEFORMSCOPE_WITH_FIGURES
         if (!in.noFigures)
             figures = figure::writeErfAverageFigures(
                 figure::erfAverageFigure(result, m, g, first.at("images_folder").get<std::string>(), isSigned, false),
-                in.out);
+                folder->path());
 #endif
         Json doc = report::writeErfAverageData(result, m, first.at("images_folder").get<std::string>(), size,
-                                               first.at("masks_skipped").get<int64_t>(), in.out, figures);
+                                               first.at("masks_skipped").get<int64_t>(), folder->path(), figures);
         doc["merged_from"] = in.inputs;
-        writeMergeablePart(in.out, doc, sum, isSigned, 1, 1);
+        writeMergeablePart(folder->path(), doc, sum, isSigned, 1, 1);
+        folder->commit();
         io.out << "merged " << in.inputs.size() << " parts (" << images << " images) into " << in.out << "\n";
         return 0;
 #else

@@ -35,6 +35,16 @@ int guarded(const std::string& command, std::ostream& err, const std::function<i
     }
 }
 
+std::unique_ptr<common::OutputFolder> outputFolder(const std::string& out, const Io& io) {
+    std::vector<std::string> command{"deformscope-cli"};
+    command.insert(command.end(), io.words.begin(), io.words.end());
+    try {
+        return std::make_unique<common::OutputFolder>(out, command, DEFORMSCOPE_VERSION);
+    } catch (const std::exception& e) {
+        throw report::UsageError(e.what());
+    }
+}
+
 CLI::Option* addRequired(CLI::App* sub, const std::string& option, std::string& target, const std::string& valueName,
                          const std::string& help) {
     return sub->add_option(option, target, help)->required()->type_name(valueName);

@@ -5,6 +5,8 @@
 // Exit codes: 0 ok, 1 a check or run failed, 2 bad usage or input.
 #pragma once
 
+#include "core/common/output_folder.h"
+
 #include "core/common/request.h"
 
 #include <CLI/CLI.hpp>
@@ -62,6 +64,11 @@ void addBench(CLI::App& app, Commands& commands);            // bench (the opera
 #ifdef DEFORMSCOPE_WITH_SAMPLE_RECIPE
 void addTrainSamples(CLI::App& app, Commands& commands);     // train-samples
 #endif
+
+// --out DIR as one unit (core/common/output_folder.h) for this command line: the command
+// writes into folder->path() and calls commit() once everything is written. UsageError when
+// another run holds DIR or it cannot be written.
+std::unique_ptr<common::OutputFolder> outputFolder(const std::string& out, const Io& io);
 
 // Runs `body` and turns what it throws into an exit code and one message line
 // "deformscope-cli <command>: <message>" per problem: report::UsageError,

@@ -113,6 +113,8 @@ int main(int argc, char** argv) {
         return 2;
     }
     Io io{std::cout, std::cerr, words};
+    // Ctrl-C leaves an --out folder's earlier contents as they were (core/common/output_folder.h).
+    deformscope::common::installInterruptCleanup();
     try {
         deformscope::ops::registerOperators();
         for (Command& c : commands)

@@ -131,6 +131,8 @@ struct CaptureOptions {
 
 int runCapture(const CaptureOptions& o, Io& io) {
     return guarded("capture", io.err, [&]() -> int {
+        // --out is taken first: a second run into the same folder refuses at once.
+        const auto folder = outputFolder(o.out, io);
 #ifndef DEFORMSCOPE_WITH_IMAGING
         (void)o;
         throw UsageError("this build has no image support (built with DEFORMSCOPE_CORE_ONLY)");
@@ -148,13 +150,12 @@ int runCapture(const CaptureOptions& o, Io& io) {
         const model::Layer* layer = c.graph.find(o.layer);
         if (!layer)
             throw UsageError(m.path() + " has no layer '" + o.layer + "'; its layers are: " + c.graph.names());
-        report::makeDirectory(o.out);
         const model::LayerTensors& t = c.tensors[static_cast<size_t>(layer->index)];
         std::vector<std::string> written;
         auto save = [&](const char* name, const at::Tensor& x) {
             if (!x.defined())
                 return;
-            common::writeNpy((std::filesystem::path(o.out) / name).string(), x.detach().cpu());
+            common::writeNpy((std::filesystem::path(folder->path()) / name).string(), x.detach().cpu());
             written.push_back(name);
         };
         save("input.npy", t.input);
@@ -174,7 +175,8 @@ int runCapture(const CaptureOptions& o, Io& io) {
         doc["files"] = written;
         doc["offset_layout"] = "offset[n, g*2*K + 2*k] is dy (rows), [.., g*2*K + 2*k + 1] is dx (cols), tap k = i*kw + j; "
                                "mask[n, g*K + k]";
-        common::writeJsonFile((std::filesystem::path(o.out) / "capture.json").string(), doc);
+        common::writeJsonFile((std::filesystem::path(folder->path()) / "capture.json").string(), doc);
+        folder->commit();
 
         io.out << "captured " << layer->name << " (" << model::kindName(layer->kind) << ") into " << o.out << ":";
         for (const std::string& f : written)

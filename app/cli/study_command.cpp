@@ -79,6 +79,8 @@ void writeStudy(const std::string& dir, const Json& header, const std::vector<re
 
 int runStudy(const StudyInputs& in, Io& io) {
     return guarded("study", io.err, [&]() -> int {
+        // --out is taken first: a second run into the same folder refuses at once.
+        const auto folder = outputFolder(in.out, io);
         common::AnalysisRequest rq = in.request->request();
         if (!in.what || in.what->count() == 0)
             rq.what = common::Analyses{}; // sampling, ERF and saliency
@@ -115,7 +117,9 @@ int runStudy(const StudyInputs& in, Io& io) {
                 }
                 return true;
             });
-        writeStudy(in.out, report::studyHeader(in.models, names, options, run, rq), run.rows, names, rq.figures, io);
+        writeStudy(folder->path(), report::studyHeader(in.models, names, options, run, rq), run.rows, names, rq.figures,
+                   io);
+        folder->commit();
         io.out << "studied " << run.rows.size() / in.models.size() << " objects in " << run.used << " images with "
                << in.models.size() << " models into " << in.out << "\n";
         return 0;
@@ -168,7 +172,9 @@ int mergeStudy(const std::vector<std::string>& inputs, const std::string& out, b
     doc["skipped"] = skipped;
     doc["shard"] = Json::object({{"index", 1}, {"count", 1}});
     doc["merged_from"] = inputs;
-    writeStudy(out, doc, rows, first.at("model_names").get<std::vector<std::string>>(), !noFigures, io);
+    const auto folder = outputFolder(out, io);
+    writeStudy(folder->path(), doc, rows, first.at("model_names").get<std::vector<std::string>>(), !noFigures, io);
+    folder->commit();
     io.out << "merged " << inputs.size() << " study parts (" << used << " images) into " << out << "\n";
     return 0;
 #endif

@@ -104,6 +104,8 @@ def outputs(folder):
     found = {}
     for root, _, files in os.walk(folder):
         for f in sorted(files):
+            if f == "manifest.json":
+                continue  # the output folder's own record (command line, checksums): tests/cli/out_folder.py
             path = os.path.join(root, f)
             rel = os.path.relpath(path, folder)
             if f.endswith(".json"):
