@@ -420,6 +420,7 @@ int runErfAverage(const ErfAverageInputs& in, Io& io) {
         const std::array<int64_t, 2> size =
             replknet ? rq.inputSize.value_or(std::array<int64_t, 2>{1024, 1024})
                      : report::erfAverageInputSize(m, images.files, rq.inputSize);
+        report::checkMemory(m, size, in.images, in.batch);
         const model::LayerGraph g = model::layerGraph(m, size);
         analysis::ErfAverageOptions options;
         options.layer = rq.layer.empty() ? report::defaultLayer(m, g) : rq.layer;
@@ -668,7 +669,7 @@ void addAnalysisCommands(CLI::App& app, Commands& commands) {
     sub->add_option("--node", in->node, "the node's feature position (default: the layer's centre)")->type_name("fy,fx");
     sub->add_option("--limit", in->limit, "use at most N images (default: all; 50 with --protocol replknet)")
         ->type_name("N")
-        ->check(CLI::PositiveNumber);
+        ->check(wholeAtLeast(1, "--limit"));
     sub->add_option("--devices", in->devices,
                     "one worker per device, each on every W-th image, their sums added (default: every GPU with "
                     "--device cuda, else the one --device)")

@@ -195,17 +195,17 @@ void addBenchLoad(CLI::App& app, Commands& commands) {
     auto [sub, in] = addCommand<BenchLoadInputs>(app, commands, "bench-load", kBenchLoadHelp, runBenchLoad);
     sub->add_option("--models", in->models, "the model files")->required()->type_name("A B ...");
     sub->add_option("--sizes", in->sizes, "input sizes (square), comma-separated")->type_name("256");
-    sub->add_option("--repeats", in->repeats, "timed loads per model, size and setting")->type_name("N")->check(CLI::PositiveNumber);
+    sub->add_option("--repeats", in->repeats, "timed loads per model, size and setting")->type_name("N")->check(wholeAtLeast(1, "--repeats"));
 }
 
 void addBenchAnalyses(CLI::App& app, Commands& commands) {
     auto [sub, in] = addCommand<BenchAnalysesInputs>(app, commands, "bench-analyses", kBenchAnalysesHelp, runBenchAnalyses);
     sub->add_option("--models", in->models, "the model files")->required()->type_name("A B ...");
     sub->add_option("--sizes", in->sizes, "input sizes (square), comma-separated")->type_name("256,512");
-    sub->add_option("--clicks", in->clicks, "clicks timed per model and size")->type_name("N")->check(CLI::PositiveNumber);
+    sub->add_option("--clicks", in->clicks, "clicks timed per model and size")->type_name("N")->check(wholeAtLeast(1, "--clicks"));
     sub->add_option("--saliency-clicks", in->saliencyClicks, "of those, how many run the saliency search")
         ->type_name("N")
-        ->check(CLI::NonNegativeNumber);
+        ->check(wholeAtLeast(0, "--saliency-clicks"));
     sub->add_option("--json", in->json, "also write the rows as JSON")->type_name("FILE");
     in->request = std::make_unique<RequestOptions>(*sub, std::vector<std::string>{"--layer", "--levels", "--epsilon", "--device"});
 }

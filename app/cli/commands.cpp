@@ -30,7 +30,18 @@ int guarded(const std::string& command, std::ostream& err, const std::function<i
         // A model that cannot be loaded or run and a node that does not exist are the user's to fix.
         const bool users = dynamic_cast<const model::ModelError*>(&e) || dynamic_cast<const analysis::AnalysisError*>(&e);
         const auto* c10error = dynamic_cast<const c10::Error*>(&e);
-        err << "deformscope-cli " << command << ": " << (c10error ? c10error->what_without_backtrace() : e.what()) << "\n";
+        std::string message = c10error ? c10error->what_without_backtrace() : e.what();
+        // Running out of memory is the input's size, not a bug: one line and what to do.
+        if (message.find("can't allocate memory") != std::string::npos ||
+            message.find("out of memory") != std::string::npos) {
+            message = message.substr(0, message.find('\n'));
+            if (message.rfind("[enforce fail", 0) == 0 && message.find("] ") != std::string::npos)
+                message = message.substr(message.find("] ") + 2);
+            err << "deformscope-cli " << command << ": out of memory (" << message
+                << "): give a smaller --input-size (or --batch)\n";
+            return 2;
+        }
+        err << "deformscope-cli " << command << ": " << message << "\n";
         return users ? 2 : 1;
     }
 }
@@ -43,6 +54,15 @@ std::unique_ptr<common::OutputFolder> outputFolder(const std::string& out, const
     } catch (const std::exception& e) {
         throw report::UsageError(e.what());
     }
+}
+
+std::function<std::string(const std::string&)> wholeAtLeast(int64_t least, const std::string& option) {
+    return [least, option](const std::string& v) {
+        int64_t n = 0;
+        return CLI::detail::lexical_cast(v, n) && n >= least
+                   ? std::string()
+                   : option + " must be a whole number ≥ " + std::to_string(least) + ", not '" + v + "'";
+    };
 }
 
 CLI::Option* addRequired(CLI::App* sub, const std::string& option, std::string& target, const std::string& valueName,

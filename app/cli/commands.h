@@ -70,6 +70,9 @@ void addTrainSamples(CLI::App& app, Commands& commands);     // train-samples
 // another run holds DIR or it cannot be written.
 std::unique_ptr<common::OutputFolder> outputFolder(const std::string& out, const Io& io);
 
+// A CLI11 check: a whole number ≥ `least`, else "<option> must be a whole number ≥ <least>".
+std::function<std::string(const std::string&)> wholeAtLeast(int64_t least, const std::string& option);
+
 // Runs `body` and turns what it throws into an exit code and one message line
 // "deformscope-cli <command>: <message>" per problem: report::UsageError,
 // model::ModelError and analysis::AnalysisError are the user's to fix (2);

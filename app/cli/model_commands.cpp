@@ -59,6 +59,7 @@ int runInfo(const InfoOptions& o, Io& io) {
             size = *m.metadata().inputSize;
             sizeSource = m.metadata().fromFile ? "the model's metadata" : "the model's graph";
         }
+        report::checkMemory(m, size, m.path());
         model::CaptureOptions shapesOnly;
         shapesOnly.keepTensors = false;
         const model::Capture capture =
@@ -146,6 +147,7 @@ int runCapture(const CaptureOptions& o, Io& io) {
         } catch (const std::exception& e) {
             throw UsageError(e.what());
         }
+        report::checkMemory(m, {image.height, image.width}, o.image);
         const model::Capture c = model::captureForward(m, image.tensor);
         const model::Layer* layer = c.graph.find(o.layer);
         if (!layer)

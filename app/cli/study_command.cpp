@@ -189,10 +189,10 @@ void addStudy(CLI::App& app, Commands& commands) {
                     "(default: <name>_mask.png next to each image)")
         ->type_name("DIR");
     addRequired(sub, "--out", in->out, "DIR", "the folder to write into");
-    sub->add_option("--limit", in->limit, "use at most N images (default: all)")->type_name("N")->check(CLI::PositiveNumber);
+    sub->add_option("--limit", in->limit, "use at most N images (default: all)")->type_name("N")->check(wholeAtLeast(1, "--limit"));
     sub->add_option("--min-object", in->minObject, "leave out objects smaller than PX pixels (original image)")
         ->type_name("PX")
-        ->check(CLI::PositiveNumber);
+        ->check(wholeAtLeast(0, "--min-object"));
     sub->add_option("--shard", in->shard,
                     "study part K of N of the (sorted) images: every N-th from the K-th; `merge` combines the parts")
         ->type_name("K/N");

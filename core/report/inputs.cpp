@@ -1,8 +1,12 @@
 #include "core/report/inputs.h"
 
+#include "core/model/capture.h"
 #include "core/ops/checks/selftest.h"
 
 #include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
 #include <filesystem>
 #include <system_error>
 
@@ -87,6 +91,72 @@ std::string defaultLayer(const model::LoadedModel& m, const model::LayerGraph& g
 }
 
 std::string stemOf(const std::string& path) { return fs::path(path).stem().string(); }
+
+// ---- memory ------------------------------------------------------------------------------
+
+namespace {
+
+// /proc/meminfo's MemAvailable in bytes; 0 when unknown.
+int64_t availableMemory() {
+    std::ifstream f("/proc/meminfo");
+    std::string key;
+    int64_t kb = 0;
+    std::string unit;
+    while (f >> key >> kb >> unit)
+        if (key == "MemAvailable:")
+            return kb * 1024;
+    return 0;
+}
+
+std::string gigabytes(double bytes) {
+    std::ostringstream s;
+    s.precision(bytes >= 1e10 ? 0 : 1);
+    s << std::fixed << bytes / 1e9 << " GB";
+    return s.str();
+}
+
+} // namespace
+
+// The analyses keep every layer's output of the captured forward (and what autograd saves
+// for the backward), so memory grows with the input's area: measured on a small probe
+// forward (the layers' output sizes), scaled to `size`, times kMemoryFactor for the saved
+// inputs and the gradients of the backward pass. Refused before anything that large is
+// allocated when the estimate exceeds the memory the system has available.
+void checkMemory(const model::LoadedModel& m, std::array<int64_t, 2> size, const std::string& what, int64_t batch) {
+    constexpr double kMemoryFactor = 3.0;
+    constexpr int64_t kProbe = 128, kCheckAbove = 768 * 768;
+    const int64_t frames = std::max<int64_t>(1, m.inputCount());
+    const double pixels = double(size[0]) * double(size[1]) * double(frames) * double(std::max<int64_t>(1, batch));
+    if (pixels <= double(kCheckAbove) || !m.device().is_cpu())
+        return;
+    const int64_t available = availableMemory();
+    if (available <= 0)
+        return;
+    double perPixel = 0;
+    try {
+        const model::LayerGraph g = model::layerGraph(m, {kProbe, kProbe});
+        double bytes = 3.0 * double(kProbe * kProbe * frames) * 4;
+        for (const model::Layer& l : g.layers())
+            if (!l.isRoiPool())
+                bytes += double(l.out_channels) * double(l.feature_size[0]) * double(l.feature_size[1]) * 4;
+        perPixel = bytes / double(kProbe * kProbe * frames);
+    } catch (const std::exception&) {
+        return; // the forward's own errors are reported where it runs
+    }
+    const double need = kMemoryFactor * perPixel * pixels;
+    if (need <= double(available))
+        return;
+    // The largest input of the same aspect ratio that fits, rounded down to a multiple of 32.
+    const double scale = std::sqrt(double(available) / need);
+    const auto fit = [&](int64_t v) { return std::max<int64_t>(32, int64_t(double(v) * scale) / 32 * 32); };
+    throw UsageError(what + ": an input of " + std::to_string(size[1]) + " x " + std::to_string(size[0]) +
+                     (frames > 1 ? " (" + std::to_string(frames) + " frames)" : std::string()) +
+                     (batch > 1 ? " in batches of " + std::to_string(batch) : std::string()) + " would need about " +
+                     gigabytes(need) + " of memory to analyse with " + m.path() + " (its layers' outputs, " +
+                     gigabytes(perPixel * pixels) + ", kept for the backward pass, and the gradients), but " +
+                     gigabytes(double(available)) + " is available: give --input-size H W (about " +
+                     std::to_string(fit(size[0])) + " " + std::to_string(fit(size[1])) + " fits)");
+}
 
 void makeDirectory(const std::string& path) {
     const fs::path dir(path);
