@@ -23,6 +23,15 @@ Json parseJson(std::string_view text, const std::string& source) {
         if (const size_t at = what.find("parse error"); at != std::string::npos)
             what = what.substr(at);
         throw std::runtime_error(source + ": " + what);
+    } catch (const Json::exception& e) {
+        // A number too large for a double, ... (found by tests/fuzz/fuzz_metadata.cpp):
+        // "[json.exception.out_of_range.406] number overflow parsing '...'".
+        std::string what = e.what();
+        if (const size_t at = what.find("] "); at != std::string::npos)
+            what = what.substr(at + 2);
+        if (what.size() > 200)
+            what = what.substr(0, 200) + "...";
+        throw std::runtime_error(source + ": " + what);
     }
 }
 

@@ -7,6 +7,7 @@
 // raw string holding \" and then silently generates nothing for the class.
 #include "core/common/json_file.h"
 #include "core/common/npy.h"
+#include "core/common/npy_header.h"
 #include "core/common/request.h"
 
 #include <ATen/ATen.h>
@@ -300,6 +301,17 @@ private Q_SLOTS:
         writeFile(dir_.filePath("broken.json"), "{\"x\": [1, 2,\n ]}");
         const QString message = runtimeErrorOf([&] { deformscope::common::readJsonFile(dir_.filePath("broken.json").toStdString()); });
         QVERIFY2(message.startsWith(dir_.filePath("broken.json") + ": parse error at line 2, column 2"), qPrintable(message));
+        // A number beyond a double's range is a std::runtime_error naming the source, like a syntax error
+        // (tools/fuzz found it escaping as nlohmann's out_of_range).
+        const QString overflow = runtimeErrorOf([&] { deformscope::common::parseJson("{\"a\": 1e99999}", "meta.json"); });
+        QVERIFY2(overflow.startsWith("meta.json: number overflow"), qPrintable(overflow));
+        // The .npy header parser alone (tools/fuzz's npy_header target): shapes and every malformed form.
+        const auto h = deformscope::common::parseNpyHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }");
+        QVERIFY(h.descr == "<f4" && !h.fortranOrder && h.shape == (std::vector<int64_t>{2, 3}));
+        for (const char* bad : {"", "{", "{'descr': '<f4'}", "{'descr': '<f4', 'fortran_order': Maybe, 'shape': ()}",
+                                "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'x': 1}",
+                                "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}"})
+            QVERIFY_THROWS_EXCEPTION(std::invalid_argument, deformscope::common::parseNpyHeader(bad));
         QVERIFY(runtimeErrorOf([&] { deformscope::common::readJsonFile(dir_.filePath("none.json").toStdString()); })
                     .endsWith("none.json: cannot be read"));
     }
