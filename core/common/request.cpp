@@ -184,22 +184,18 @@ std::vector<std::string> AnalysisRequest::validate() const {
         problem("--motion-alarm-px", shortest(motionAlarmPx), "a number of pixels above 0");
     if (!propagateTruth.empty() && propagate.empty())
         problem("--propagate-truth", propagateTruth, "--propagate FILE as well (the label to carry)");
-    if (object.kind == ObjectRegion::Kind::Box) {
-        const Box& b = object.box;
+    // A box (the object region's, the RoI's): four finite numbers, not empty.
+    auto boxProblems = [&](const char* option, const Box& b) {
         const std::string text = shortest(b.x0) + "," + shortest(b.y0) + "," + shortest(b.x1) + "," + shortest(b.y1);
         if (!(std::isfinite(b.x0) && std::isfinite(b.y0) && std::isfinite(b.x1) && std::isfinite(b.y1)))
-            problem("--object", text, "four finite numbers x0,y0,x1,y1");
+            problem(option, text, "four finite numbers x0,y0,x1,y1");
         else if (!(b.x1 > b.x0 && b.y1 > b.y0))
-            problem("--object", text, "x0,y0,x1,y1 with x1 > x0 and y1 > y0");
-    }
-    if (roi) {
-        const Box& b = *roi;
-        const std::string text = shortest(b.x0) + "," + shortest(b.y0) + "," + shortest(b.x1) + "," + shortest(b.y1);
-        if (!(std::isfinite(b.x0) && std::isfinite(b.y0) && std::isfinite(b.x1) && std::isfinite(b.y1)))
-            problem("--roi", text, "four finite numbers x0,y0,x1,y1");
-        else if (!(b.x1 > b.x0 && b.y1 > b.y0))
-            problem("--roi", text, "x0,y0,x1,y1 with x1 > x0 and y1 > y0");
-    }
+            problem(option, text, "x0,y0,x1,y1 with x1 > x0 and y1 > y0");
+    };
+    if (object.kind == ObjectRegion::Kind::Box)
+        boxProblems("--object", object.box);
+    if (roi)
+        boxProblems("--roi", *roi);
     if (object.kind == ObjectRegion::Kind::Mask && object.maskFile.empty())
         problem("--object-mask", "", "a mask image file");
     if (inputSize && ((*inputSize)[0] < 1 || (*inputSize)[1] < 1))

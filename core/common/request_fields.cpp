@@ -96,16 +96,6 @@ RequestField flagField(std::string option, std::string key, std::string help, bo
     return f;
 }
 
-Json objectToJson(const ObjectRegion& o) {
-    switch (o.kind) {
-    case ObjectRegion::Kind::Auto: return "auto";
-    case ObjectRegion::Kind::None: return "none";
-    case ObjectRegion::Kind::Mask: return Json::object({{"mask", o.maskFile}});
-    case ObjectRegion::Kind::Box: break;
-    }
-    return Json::object({{"box", Json::array({o.box.x0, o.box.y0, o.box.x1, o.box.y1})}, {"grid", name(o.box.grid)}});
-}
-
 std::optional<Grid> gridFromJson(const Json& j) {
     if (!j.is_string())
         return std::nullopt;
@@ -114,6 +104,34 @@ std::optional<Grid> gridFromJson(const Json& j) {
     if (j.get<std::string>() == "input")
         return Grid::Input;
     return std::nullopt;
+}
+
+// A box's JSON form (the object region's and the RoI's): {"box": [x0, y0, x1, y1], "grid": ...}.
+Json boxToJson(const Box& b) {
+    return Json::object({{"box", Json::array({b.x0, b.y0, b.x1, b.y1})}, {"grid", name(b.grid)}});
+}
+// The same read back (the grid defaults to the original image); nullopt when it is not one.
+std::optional<Box> boxFromJson(const Json& o) {
+    if (!o.is_object() || !o.contains("box") || !o["box"].is_array() || o["box"].size() != 4)
+        return std::nullopt;
+    for (const Json& v : o["box"])
+        if (!v.is_number())
+            return std::nullopt;
+    const auto grid = o.contains("grid") ? gridFromJson(o["grid"]) : std::optional<Grid>(Grid::Original);
+    if (!grid)
+        return std::nullopt;
+    const Json& b = o["box"];
+    return Box{*grid, b[0].get<double>(), b[1].get<double>(), b[2].get<double>(), b[3].get<double>()};
+}
+
+Json objectToJson(const ObjectRegion& o) {
+    switch (o.kind) {
+    case ObjectRegion::Kind::Auto: return "auto";
+    case ObjectRegion::Kind::None: return "none";
+    case ObjectRegion::Kind::Mask: return Json::object({{"mask", o.maskFile}});
+    case ObjectRegion::Kind::Box: break;
+    }
+    return boxToJson(o.box);
 }
 
 std::vector<RequestField> makeFields() {
@@ -216,28 +234,17 @@ std::vector<RequestField> makeFields() {
             r.roi = Box{Grid::Original, (*b)[0], (*b)[1], (*b)[2], (*b)[3]};
             return {};
         };
-        f.toJson = [](const R& r, Json& j) {
-            j["roi"] = r.roi ? Json::object({{"box", Json::array({r.roi->x0, r.roi->y0, r.roi->x1, r.roi->y1})},
-                                             {"grid", name(r.roi->grid)}})
-                             : Json();
-        };
+        f.toJson = [](const R& r, Json& j) { j["roi"] = r.roi ? boxToJson(*r.roi) : Json(); };
         f.fromJson = [](R& r, const Json& j) -> std::string {
             const Json& o = j.at("roi");
             if (o.is_null()) {
                 r.roi.reset();
                 return {};
             }
-            const char* expected = "expected null or {\"box\": [x0, y0, x1, y1], \"grid\": \"original\" or \"input\"}";
-            if (!o.is_object() || !o.contains("box") || !o["box"].is_array() || o["box"].size() != 4)
-                return expected;
-            for (const Json& v : o["box"])
-                if (!v.is_number())
-                    return expected;
-            const auto grid = o.contains("grid") ? gridFromJson(o["grid"]) : std::optional<Grid>(Grid::Original);
-            if (!grid)
-                return expected;
-            const Json& b = o["box"];
-            r.roi = Box{*grid, b[0].get<double>(), b[1].get<double>(), b[2].get<double>(), b[3].get<double>()};
+            const auto box = boxFromJson(o);
+            if (!box)
+                return "expected null or {\"box\": [x0, y0, x1, y1], \"grid\": \"original\" or \"input\"}";
+            r.roi = *box;
             return {};
         };
         fields.push_back(std::move(f));
@@ -342,17 +349,8 @@ std::vector<RequestField> makeFields() {
                 r.object = ObjectRegion{ObjectRegion::Kind::Mask, {}, o["mask"].get<std::string>()};
                 return {};
             }
-            if (o.is_object() && o.contains("box") && o["box"].is_array() && o["box"].size() == 4) {
-                const auto grid = o.contains("grid") ? gridFromJson(o["grid"]) : std::optional<Grid>(Grid::Original);
-                for (const Json& v : o["box"])
-                    if (!v.is_number())
-                        return expected;
-                if (!grid)
-                    return expected;
-                const Json& b = o["box"];
-                r.object = ObjectRegion{ObjectRegion::Kind::Box,
-                                        Box{*grid, b[0].get<double>(), b[1].get<double>(), b[2].get<double>(), b[3].get<double>()},
-                                        {}};
+            if (const auto box = boxFromJson(o)) {
+                r.object = ObjectRegion{ObjectRegion::Kind::Box, *box, {}};
                 return {};
             }
             return expected;

@@ -164,6 +164,9 @@ private Q_SLOTS:
         QTest::newRow("object box") << "--object" << QStringList{"1,2,30,40"}
                                     << R"({"object":{"box":[1.0,2.0,30.0,40.0],"grid":"original"}})";
         QTest::newRow("object mask") << "--object-mask" << QStringList{"m.png"} << R"({"object":{"mask":"m.png"}})";
+        QTest::newRow("roi") << "--roi" << QStringList{"2,32,64,92"}
+                             << R"({"roi":{"box":[2.0,32.0,64.0,92.0],"grid":"original"}})";
+        QTest::newRow("bin") << "--bin" << QStringList{"3,1"} << R"({"bin":[3,1]})";
         QTest::newRow("no object") << "--no-object" << QStringList{} << R"({"object":"none"})";
         QTest::newRow("input size") << "--input-size" << QStringList{"96", "128"} << R"({"input_size":[96,128]})";
         QTest::newRow("device") << "--device" << QStringList{"cuda:1"} << R"({"device":"cuda:1"})";
