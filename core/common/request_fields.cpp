@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace deformscope::common {
 
@@ -69,9 +70,11 @@ template <typename T>
 std::optional<T> wholeNumber(std::string_view text) {
     if (auto v = number<T>(text))
         return v;
-    // JSON may write a whole number as 400.0.
-    if (const auto d = number<double>(text); d && std::isfinite(*d) && *d == std::floor(*d) &&
-                                              std::abs(*d) < 9e15)
+    // JSON may write a whole number as 400.0 — or as 5000000000000000, beyond T: converting
+    // that would be undefined (tools/fuzz found it), so it is refused like any bad value.
+    if (const auto d = number<double>(text); d && std::isfinite(*d) && *d == std::floor(*d) && std::abs(*d) < 9e15 &&
+                                              *d >= double(std::numeric_limits<T>::min()) &&
+                                              *d <= double(std::numeric_limits<T>::max()))
         return static_cast<T>(*d);
     return std::nullopt;
 }

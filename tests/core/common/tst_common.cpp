@@ -268,6 +268,13 @@ private Q_SLOTS:
                  problems[1].c_str());
         QVERIFY2(problems[2].find("device: expected cpu, cuda or cuda:N") == 0, problems[2].c_str());
         QCOMPARE(partly.levels, 3); // bad keys keep their defaults, good ones are read
+        // A whole number beyond the field's type (tools/fuzz found 5e15 converted to int: undefined).
+        std::vector<std::string> overflow;
+        const AnalysisRequest big =
+            requestFromJson(Json::parse(R"({"levels": 5000000000000000, "batch": 1e300})"), AnalysisRequest{}, overflow);
+        QCOMPARE(overflow.size(), size_t{2});
+        QVERIFY2(overflow[0].find("levels: expected a whole number from 1 to 8") == 0, overflow[0].c_str());
+        QCOMPARE(big.levels, 3);
         QCOMPARE(partly.forwards, int64_t{400});
         QCOMPARE(partly.epsilon, 0.3);
     }
