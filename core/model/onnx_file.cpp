@@ -4,8 +4,10 @@
 #include <google/protobuf/unknown_field_set.h>
 #include <onnx/onnx_pb.h>
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -44,7 +46,7 @@ void gather(const Field& field, size_t count, std::string& bytes, const std::str
     }
 }
 
-Tensor readTensor(const onnx::TensorProto& t, const std::filesystem::path& folder, const std::string& what) {
+Tensor readTensor(const onnx::TensorProto& t, const std::string& folder, const std::string& what) {
     Tensor out;
     out.name = t.name();
     out.type = t.data_type();
@@ -52,13 +54,15 @@ Tensor readTensor(const onnx::TensorProto& t, const std::filesystem::path& folde
     const size_t item = elementSize(out.type);
     if (item == 0)
         fail(what + ": element type " + typeName(out.type) + ", which DeformScope does not read");
-    size_t count = 1;
+    size_t count = 1, expected = 0;
     for (int64_t d : out.dims) {
         if (d < 0)
             fail(what + ": a negative dimension");
-        count *= size_t(d);
+        if (__builtin_mul_overflow(count, size_t(d), &count))
+            fail(what + ": dimensions whose product overflows (the file is damaged)");
     }
-    const size_t expected = count * item;
+    if (__builtin_mul_overflow(count, item, &expected))
+        fail(what + ": dimensions whose product overflows (the file is damaged)");
     auto expectBytes = [&](size_t bytes, const std::string& where) {
         if (bytes != expected)
             fail(what + ": " + where + " holds " + std::to_string(bytes) + " bytes, not the " +
@@ -81,14 +85,35 @@ Tensor readTensor(const onnx::TensorProto& t, const std::filesystem::path& folde
         }
         if (location.empty())
             fail(what + ": external data without a location");
-        const std::filesystem::path file = folder / location;
-        std::ifstream f(file, std::ios::binary);
-        if (!f)
+        // ONNX's rule: a location relative to the model's folder, never leaving it. (Plain
+        // string and POSIX calls: LibTorch exports a std::filesystem of its own.)
+        bool escapes = location.front() == '/';
+        for (size_t start = 0; start <= location.size();) {
+            const size_t end = std::min(location.find('/', start), location.size());
+            escapes = escapes || location.compare(start, end - start, "..") == 0;
+            start = end + 1;
+        }
+        if (escapes)
+            fail(what + ": its external data location \"" + location +
+                 "\" leaves the model's folder (ONNX allows only a path relative to the .onnx file's folder)");
+        if (offset < 0)
+            fail(what + ": external data at a negative offset (" + std::to_string(offset) + ")");
+        const std::string file = folder.empty() ? location : folder + "/" + location;
+        struct stat st {};
+        std::ifstream f;
+        const bool regular = ::stat(file.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+        if (regular)
+            f.open(file, std::ios::binary);
+        if (!regular || !f)
             fail(what + ": its data is in " + location +
                  ", which is not in the model's folder (keep the external data file next to the .onnx file)");
         if (length < 0)
             length = int64_t(expected);
         expectBytes(size_t(length), "its external data (" + location + ")");
+        const uint64_t fileSize = uint64_t(st.st_size);
+        if (uint64_t(offset) > fileSize || uint64_t(length) > fileSize - uint64_t(offset))
+            fail(what + ": " + location + " ends before the tensor's data (" + std::to_string(offset) + " + " +
+                 std::to_string(length) + " bytes): the external data file is truncated");
         out.bytes.resize(size_t(length));
         f.seekg(offset);
         f.read(out.bytes.data(), length);
@@ -152,7 +177,7 @@ std::map<std::string, std::string> nodeMetadata(const onnx::NodeProto& node) {
     return out;
 }
 
-Attribute readAttribute(const onnx::AttributeProto& a, const std::filesystem::path& folder, const std::string& node) {
+Attribute readAttribute(const onnx::AttributeProto& a, const std::string& folder, const std::string& node) {
     Attribute out;
     out.name = a.name();
     using A = onnx::AttributeProto;
@@ -182,7 +207,11 @@ Model read(const std::string& path) {
         fail("cannot open the file");
     std::stringstream buffer;
     buffer << f.rdbuf();
-    const std::string bytes = buffer.str();
+    const size_t slash = path.rfind('/');
+    return parse(buffer.str(), slash == std::string::npos ? std::string() : path.substr(0, slash == 0 ? 1 : slash));
+}
+
+Model parse(const std::string& bytes, const std::string& folderName) {
     onnx::ModelProto proto;
     google::protobuf::io::CodedInputStream stream(reinterpret_cast<const uint8_t*>(bytes.data()), int(bytes.size()));
     if (bytes.empty() || !proto.ParseFromCodedStream(&stream) || !stream.ConsumedEntireMessage())
@@ -190,7 +219,7 @@ Model read(const std::string& path) {
              "protobuf");
     if (proto.ir_version() <= 0 || !proto.has_graph() || proto.opset_import_size() == 0)
         fail("a protobuf file that is not an ONNX model (it has no IR version, graph or opset)");
-    const std::filesystem::path folder = std::filesystem::path(path).parent_path();
+    const std::string& folder = folderName;
     Model m;
     m.irVersion = proto.ir_version();
     for (const auto& o : proto.opset_import())

@@ -82,5 +82,7 @@ struct Model {
 // Reads `path`; tensors stored as external data are read from the files next to it.
 // Throws std::runtime_error with what is wrong (without the path).
 Model read(const std::string& path);
+// The same for a file's bytes, with external data read from `folder`.
+Model parse(const std::string& bytes, const std::string& folder);
 
 } // namespace deformscope::model::onnxfile

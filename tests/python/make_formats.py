@@ -32,6 +32,8 @@ Written into OUTDIR:
   bad_newer_opset.onnx   net.onnx claiming opset 23
   bad_unsupported.onnx   a graph with a TopK node (an operator DeformScope does not translate)
   bad_missing_data.onnx  external.onnx's graph without its .data file
+  bad_escaping_data.onnx, bad_absolute_data.onnx  external data named outside the model's folder
+  bad_overflow_dims.onnx an initialiser whose dimensions' product overflows 64 bits
   ops_*                  make_onnx_ops.py's network at opsets 11, 13, 17, 19 and 22, with onnxruntime's outputs
   formats_expect.json    what the tests check: node, layer names and kinds
 The ONNX files need onnx, onnxscript and onnxruntime (tools/bootstrap installs them in the venv);
@@ -198,6 +200,22 @@ def write_onnx(net: nn.Module, x: Tensor, meta: str, out: str) -> bool:
             if entry.key == "location":
                 entry.value = "bad_missing_data.onnx.data"
     onnx.save_model(missing, os.path.join(out, "bad_missing_data.onnx"))
+    # External data named outside the model's folder: refused, never read (ONNX's rule).
+    for name, location in (("bad_escaping_data.onnx", "../external.onnx.data"),
+                           ("bad_absolute_data.onnx", os.path.abspath(os.path.join(out, "external.onnx.data")))):
+        escaping = onnx.load(os.path.join(out, "external.onnx"), load_external_data=False)
+        for t in escaping.graph.initializer:
+            for entry in t.external_data:
+                if entry.key == "location":
+                    entry.value = location
+        onnx.save_model(escaping, os.path.join(out, name))
+    # Dimensions whose product overflows 64 bits: the old reader wrapped to 0 elements.
+    wrap = onnx.load(os.path.join(out, "net.onnx"))
+    first = wrap.graph.initializer[0]
+    first.ClearField("raw_data")
+    first.ClearField("float_data")
+    first.dims[:] = [2 ** 32, 2 ** 32]
+    onnx.save_model(wrap, os.path.join(out, "bad_overflow_dims.onnx"))
     # 43 of the translated operators, at five opsets (tests/python/make_onnx_ops.py).
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import make_onnx_ops

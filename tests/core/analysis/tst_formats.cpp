@@ -182,6 +182,12 @@ private Q_SLOTS:
             << "bad_unsupported.onnx" << "node pick (TopK): operator TopK is not supported. DeformScope translates: Abs, Add,";
         QTest::newRow("external data missing")
             << "bad_missing_data.onnx" << "initialiser stem.weight: its data is in bad_missing_data.onnx.data, which is not in the model's folder";
+        QTest::newRow("external data outside the folder")
+            << "bad_escaping_data.onnx" << "initialiser stem.weight: its external data location \"../external.onnx.data\" leaves the model's folder";
+        QTest::newRow("external data at an absolute path")
+            << "bad_absolute_data.onnx" << "external.onnx.data\" leaves the model's folder (ONNX allows only a path relative";
+        QTest::newRow("dimensions overflowing")
+            << "bad_overflow_dims.onnx" << ": dimensions whose product overflows (the file is damaged)";
     }
     void damagedOrUnsupportedArchivesAreRefusedClearly() {
         QFETCH(QString, file);
