@@ -48,20 +48,26 @@ common::AnalysisRequest clickRequest(const common::AnalysisRequest& settings, co
     return q;
 }
 
+// The click, the device, the grid and the colour map are the session's own fields and
+// the overlays' (the engine sets the device and the grid): not part of its analysis
+// settings, written or read.
+constexpr const char* kNotSettings[] = {"layer", "at", "object", "roi", "bin", "device", "input_size", "colormap", "log_scale"};
+
 QJsonObject analysisToJson(const common::AnalysisRequest& settings) {
     common::Json j = common::toJson(settings);
-    // The click, the device, the grid and the colour map are the session's own
-    // fields and the overlays' (the engine sets the device and the grid).
-    for (const char* key : {"layer", "at", "object", "roi", "bin", "device", "input_size", "colormap", "log_scale"})
+    for (const char* key : kNotSettings)
         j.erase(key);
     return QJsonDocument::fromJson(QByteArray::fromStdString(j.dump())).object();
 }
 
 common::AnalysisRequest analysisFromJson(const QJsonObject& json, QStringList* problems) {
+    QJsonObject settings = json;
+    for (const char* key : kNotSettings)
+        settings.remove(QLatin1String(key));
     std::vector<std::string> found;
     const common::AnalysisRequest r = common::requestFromJson(
-        common::Json::parse(QJsonDocument(json).toJson(QJsonDocument::Compact).toStdString()), common::AnalysisRequest{},
-        found);
+        common::Json::parse(QJsonDocument(settings).toJson(QJsonDocument::Compact).toStdString()),
+        common::AnalysisRequest{}, found);
     if (problems)
         for (const std::string& p : found)
             *problems << QString::fromStdString(p);
@@ -87,19 +93,14 @@ QJsonObject Session::toJson() const {
     return o;
 }
 
-std::optional<Session> loadSession(const QString& path, QString* error) {
+std::optional<Session> parseSession(const QByteArray& bytes, QString* problem) {
     auto fail = [&](const QString& why) -> std::optional<Session> {
-        if (error)
-            *error = path + QStringLiteral(": ") + why;
+        if (problem)
+            *problem = why;
         return std::nullopt;
     };
-    QFile f(path);
-    if (!f.exists())
-        return fail(QStringLiteral("does not exist"));
-    if (!f.open(QIODevice::ReadOnly))
-        return fail(QStringLiteral("cannot be read (") + f.errorString() + QLatin1Char(')'));
     QJsonParseError pe;
-    const QJsonDocument doc = QJsonDocument::fromJson(f.readAll(), &pe);
+    const QJsonDocument doc = QJsonDocument::fromJson(bytes, &pe);
     if (pe.error != QJsonParseError::NoError)
         return fail(QStringLiteral("is not JSON (") + pe.errorString() + QStringLiteral(" at byte ") +
                     QString::number(pe.offset) + QLatin1Char(')'));
@@ -124,6 +125,21 @@ std::optional<Session> loadSession(const QString& path, QString* error) {
     s.roiBox = rectFromJson(o.value(QStringLiteral("roi_box")));
     if (s.models.isEmpty())
         return fail(QStringLiteral("names no model"));
+    return s;
+}
+
+std::optional<Session> loadSession(const QString& path, QString* error) {
+    QFile f(path);
+    QString problem;
+    std::optional<Session> s;
+    if (!f.exists())
+        problem = QStringLiteral("does not exist");
+    else if (!f.open(QIODevice::ReadOnly))
+        problem = QStringLiteral("cannot be read (") + f.errorString() + QLatin1Char(')');
+    else
+        s = parseSession(f.readAll(), &problem);
+    if (!s && error)
+        *error = path + QStringLiteral(": ") + problem;
     return s;
 }
 

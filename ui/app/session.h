@@ -54,6 +54,9 @@ common::AnalysisRequest clickRequest(const common::AnalysisRequest& settings, co
 QJsonObject analysisToJson(const common::AnalysisRequest& settings);
 common::AnalysisRequest analysisFromJson(const QJsonObject& json, QStringList* problems = nullptr);
 
+// A session file's contents; on failure returns nullopt and sets *problem to what is
+// wrong ("is not JSON (...)", "names no model").
+std::optional<Session> parseSession(const QByteArray& bytes, QString* problem);
 // Reads a session file; on failure returns nullopt and sets *error to "<path>: <problem>".
 std::optional<Session> loadSession(const QString& path, QString* error);
 // Writes atomically (common::writeFileAtomically): "" on success, else "<path>: <problem>".

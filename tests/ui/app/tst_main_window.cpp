@@ -638,6 +638,20 @@ private Q_SLOTS:
         QCOMPARE(clamped.epsilon, 0.5);
         QCOMPARE(problems.size(), 1);
         QVERIFY2(problems[0].startsWith(QStringLiteral("levels: --levels '12'")), qPrintable(problems[0]));
+
+        // The click and the device are the session's own fields: in a hand-edited file's
+        // settings they are left out, so the session saves and reads back as it opened
+        // (found by the session fuzzer, tests/fuzz/fuzz_session.cpp).
+        const QByteArray edited = R"({"format": "deformscope-session/1", "models": ["/m/regular.pt"], "device": "cpu",
+            "layer": "block2", "analysis": {"levels": 2, "device": "cuda:0", "layer": "head", "at": [3, 4]}})";
+        QString problem;
+        const std::optional<Session> e = parseSession(edited, &problem);
+        QVERIFY2(e, qPrintable(problem));
+        QCOMPARE(e->analysis.levels, 2);
+        QVERIFY(e->analysis.layer.empty() && !e->analysis.at);
+        QVERIFY(e->analysis.device == deformscope::common::AnalysisRequest{}.device);
+        const std::optional<Session> again = parseSession(QJsonDocument(e->toJson()).toJson(), &problem);
+        QVERIFY(again && *again == *e);
     }
 
     void aSessionSavesAndRestoresUnchanged() {
