@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <memory>
 
@@ -52,6 +53,21 @@ private:
     std::unique_ptr<ScriptBuilder> m_builder;
 };
 
+// A JSON whole number as T. Anything else (a float, a string, a number beyond T) is a
+// damaged program: converting it as nlohmann's get<T> does would be undefined behaviour.
+template <typename T>
+T whole(const Json& v) {
+    const bool fits = v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max())
+                      : v.is_number_integer()
+                          ? v.get<int64_t>() >= int64_t(std::numeric_limits<T>::min()) &&
+                                v.get<int64_t>() <= int64_t(std::numeric_limits<T>::max())
+                          : false;
+    if (!fits)
+        throw std::invalid_argument("expected a whole number" +
+                                    std::string(sizeof(T) < 8 ? " (32-bit)" : "") + ", found " + v.dump());
+    return v.is_number_unsigned() ? T(v.get<uint64_t>()) : T(v.get<int64_t>());
+}
+
 std::string pyFloat(const Json& v) {
     if (v.is_string()) { // the schema writes non-finite floats as strings
         const std::string s = v.get<std::string>();
@@ -61,8 +77,14 @@ std::string pyFloat(const Json& v) {
             return "float(\"-inf\")";
         if (s == "NaN")
             return "float(\"nan\")";
-        return deformscope::model::pyFloat(std::stod(s));
+        char* end = nullptr;
+        const double d = std::strtod(s.c_str(), &end);
+        if (s.empty() || end != s.c_str() + s.size())
+            throw std::invalid_argument("expected a number, found " + v.dump());
+        return deformscope::model::pyFloat(d);
     }
+    if (!v.is_number())
+        throw std::invalid_argument("expected a number, found " + v.dump());
     return deformscope::model::pyFloat(v.get<double>());
 }
 
@@ -108,9 +130,9 @@ std::string modulePathOf(const Json& node) {
 // A simple int of a SymInt argument ({"as_int": n}); nullopt for a symbol.
 std::optional<int64_t> staticInt(const Json& v) {
     if (v.is_number_integer())
-        return v.get<int64_t>();
+        return whole<int64_t>(v);
     if (v.is_object() && v.contains("as_int"))
-        return v.at("as_int").get<int64_t>();
+        return whole<int64_t>(v.at("as_int"));
     return std::nullopt;
 }
 
@@ -131,9 +153,9 @@ Json Importer::jsonRecord(const std::string& name) {
 }
 
 at::Tensor Importer::readTensor(const std::string& rec, const Json& meta, const std::string& fqn) {
-    const auto dtype = scalarType(meta.at("dtype").get<int>());
+    const auto dtype = scalarType(whole<int>(meta.at("dtype")));
     if (!dtype)
-        fail(fqn + ": unsupported dtype code " + std::to_string(meta.at("dtype").get<int>()));
+        fail(fqn + ": unsupported dtype code " + std::to_string(whole<int>(meta.at("dtype"))));
     std::vector<int64_t> sizes, strides;
     for (const Json& s : meta.at("sizes")) {
         const auto v = staticInt(s);
@@ -152,16 +174,25 @@ at::Tensor Importer::readTensor(const std::string& rec, const Json& meta, const 
         offset = staticInt(meta.at("storage_offset")).value_or(0);
     if (sizes.size() != strides.size())
         fail(fqn + ": sizes and strides of different lengths");
-    auto [data, bytes] = m_reader->getRecord(rec);
-    const int64_t item = int64_t(c10::elementSize(*dtype));
-    int64_t needed = offset + 1;
-    bool empty = false;
+    if (!m_reader->hasRecord(rec))
+        fail(fqn + ": the archive has no " + rec + " for its data");
+    // The last element's index (offset + sum of (size - 1) * stride) + 1, overflow-checked.
+    int64_t needed = 0;
+    bool empty = false, overflow = offset < 0 || __builtin_add_overflow(offset, int64_t{1}, &needed);
     for (size_t i = 0; i < sizes.size(); ++i) {
+        if (sizes[i] < 0 || strides[i] < 0)
+            fail(fqn + ": a negative size or stride (the archive is damaged)");
         empty = empty || sizes[i] == 0;
-        needed += (sizes[i] - 1) * strides[i];
+        int64_t step = 0;
+        overflow = overflow || (sizes[i] > 0 && (__builtin_mul_overflow(sizes[i] - 1, strides[i], &step) ||
+                                                 __builtin_add_overflow(needed, step, &needed)));
     }
     if (empty)
         needed = 0;
+    else if (overflow)
+        fail(fqn + ": a size, stride or offset beyond any tensor (the archive is damaged)");
+    auto [data, bytes] = m_reader->getRecord(rec);
+    const int64_t item = int64_t(c10::elementSize(*dtype));
     if (int64_t(bytes) % item != 0 || int64_t(bytes) / item < needed)
         fail(fqn + ": its data (" + rec + ", " + std::to_string(bytes) + " bytes) is too short for a tensor of size " +
              c10::str(c10::IntArrayRef(sizes)) + " (the archive is truncated or damaged)");
@@ -205,7 +236,7 @@ std::string Importer::symbolic(const Json& v, const std::string& node, std::vect
     if (v.contains("as_name"))
         return valueRef(v.at("as_name").get<std::string>(), refs);
     if (v.contains("as_int"))
-        return std::to_string(v.at("as_int").get<int64_t>());
+        return std::to_string(whole<int64_t>(v.at("as_int")));
     if (v.contains("as_float"))
         return pyFloat(v.at("as_float"));
     if (v.contains("as_bool"))
@@ -245,9 +276,9 @@ std::string Importer::argument(const Json& arg, const std::string& node, std::ve
                                            : std::string("None");
         });
     if (kind == "as_int")
-        return std::to_string(v.get<int64_t>());
+        return std::to_string(whole<int64_t>(v));
     if (kind == "as_ints")
-        return list([](const Json& x) { return std::to_string(x.get<int64_t>()); });
+        return list([](const Json& x) { return std::to_string(whole<int64_t>(x)); });
     if (kind == "as_float")
         return pyFloat(v);
     if (kind == "as_floats")
@@ -265,23 +296,23 @@ std::string Importer::argument(const Json& arg, const std::string& node, std::ve
     if (kind == "as_sym_ints" || kind == "as_sym_floats" || kind == "as_sym_bools")
         return list(sym);
     if (kind == "as_scalar_type") {
-        const auto t = scalarType(v.get<int>());
+        const auto t = scalarType(whole<int>(v));
         if (!t)
-            fail("node " + node + ": unsupported dtype code " + std::to_string(v.get<int>()));
+            fail("node " + node + ": unsupported dtype code " + std::to_string(whole<int>(v)));
         return std::to_string(int(*t));
     }
     if (kind == "as_memory_format") {
-        switch (v.get<int>()) {
+        switch (whole<int>(v)) {
         case 1: return std::to_string(int(c10::MemoryFormat::Contiguous));
         case 2: return std::to_string(int(c10::MemoryFormat::ChannelsLast));
         case 3: return std::to_string(int(c10::MemoryFormat::ChannelsLast3d));
         case 4: return std::to_string(int(c10::MemoryFormat::Preserve));
-        default: fail("node " + node + ": unsupported memory format code " + std::to_string(v.get<int>()));
+        default: fail("node " + node + ": unsupported memory format code " + std::to_string(whole<int>(v)));
         }
     }
     if (kind == "as_layout") {
-        if (v.get<int>() != 7)
-            fail("node " + node + ": only strided tensors are read (layout code " + std::to_string(v.get<int>()) + ")");
+        if (whole<int>(v) != 7)
+            fail("node " + node + ": only strided tensors are read (layout code " + std::to_string(whole<int>(v)) + ")");
         return std::to_string(int(c10::Layout::Strided));
     }
     if (kind == "as_device") // the model runs where DeformScope puts it
@@ -436,8 +467,8 @@ Pt2Import Importer::run(torch::jit::Module& out) {
                  (models.empty() ? std::string(" (not written by torch.export.save?)") : " (it has:" + models + ")"));
         }
         const Json program = jsonRecord("models/model.json");
-        const int major = program.at("schema_version").at("major").get<int>();
-        const int minor = program.at("schema_version").at("minor").get<int>();
+        const int major = whole<int>(program.at("schema_version").at("major"));
+        const int minor = whole<int>(program.at("schema_version").at("minor"));
         const std::string torchVersion = program.value("torch_version", std::string("?"));
         if (major != kSchemaMajor)
             fail("written with torch.export schema " + std::to_string(major) + "." + std::to_string(minor) +
@@ -515,6 +546,8 @@ Pt2Import Importer::run(torch::jit::Module& out) {
         fail(std::string("cannot translate the exported program: ") + e.what_without_backtrace());
     } catch (const nlohmann::json::exception& e) {
         fail(std::string("models/model.json does not follow the torch.export schema (") + e.what() + ")");
+    } catch (const std::invalid_argument& e) { // whole() and pyFloat(): a value of the wrong kind
+        fail(std::string("the archive's JSON does not follow the torch.export schema (") + e.what() + ")");
     } catch (const std::exception& e) {
         fail(std::string("cannot translate the exported program: ") + e.what());
     }

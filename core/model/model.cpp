@@ -256,15 +256,6 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
     if (required.empty())
         throw ModelError(path + ": forward takes no inputs; DeformScope feeds image tensors [N, 3, H, W]");
     const std::string& json = extra[kMetadataFile];
-    // Parsed here only for "roi_input"; the full reading (and its errors) comes below.
-    std::string roiName;
-    try {
-        if (!json.empty())
-            roiName = ModelMetadata::parse(json).roiInput;
-        else if (!declared.sideMetadata.empty())
-            roiName = ModelMetadata::parse(declared.sideMetadata).roiInput;
-    } catch (const std::exception&) {
-    }
     // Without an embedded deformscope.json, the side file's metadata keys (a model
     // exported without extra files: a converted .pt2, someone else's TorchScript file).
     if (json.empty() && !declared.sideMetadata.empty()) {
@@ -300,6 +291,7 @@ LoadedModel LoadedModel::load(const std::string& path, const c10::Device& device
     impl->adapters = declared.adapters;
     // A RoI head's boxes are an argument, not a frame.
     {
+        std::string roiName = impl->metadata.roiInput;
         const bool declaredRoi = !roiName.empty();
         if (!declaredRoi)
             roiName = "rois";

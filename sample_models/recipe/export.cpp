@@ -51,38 +51,36 @@ std::string description(Variant v) {
 
 } // namespace
 
+common::Json metadataHead(const std::string& task, int64_t inputSize, const common::Json& inputs) {
+    using common::Json;
+    Json j = Json::object({{"format", Json("deformscope-model/1")}, {"task", Json(task)}});
+    if (!inputs.is_null())
+        j["inputs"] = inputs;
+    j["input_size"] = Json::array({Json(inputSize), Json(inputSize)});
+    j["mean"] = Json::array({Json(kMean[0]), Json(kMean[1]), Json(kMean[2])});
+    j["std"] = Json::array({Json(kStd[0]), Json(kStd[1]), Json(kStd[2])});
+    j["color_order"] = Json("RGB");
+    return j;
+}
+
 std::string modelMetadataJson(Variant variant, int64_t inputSize, const common::Json& extra) {
     using common::Json;
+    Json j;
     if (variant == Variant::Align) {
-        Json j = Json::object(
-            {{"format", Json("deformscope-model/1")},
-             {"task", Json("alignment")},
-             {"inputs", Json::array({Json::object({{"name", Json("reference")}}),
-                                     Json::object({{"name", Json("support")}})})},
-             {"input_size", Json::array({Json(inputSize), Json(inputSize)})},
-             {"mean", Json::array({Json(kMean[0]), Json(kMean[1]), Json(kMean[2])})},
-             {"std", Json::array({Json(kStd[0]), Json(kStd[1]), Json(kStd[2])})},
-             {"color_order", Json("RGB")},
-             {"suggested_layer", Json("align")},
-             {"variant", Json(variantName(variant))},
-             {"description", Json(description(variant))}});
-        for (const auto& [key, value] : extra.items())
-            j[key] = value;
-        return j.dump(1) + "\n";
+        j = metadataHead("alignment", inputSize,
+                         Json::array({Json::object({{"name", Json("reference")}}),
+                                      Json::object({{"name", Json("support")}})}));
+        j["suggested_layer"] = Json("align");
+    } else {
+        Json names = Json::array();
+        for (const std::string& n : classNames())
+            names.push_back(Json(n));
+        j = metadataHead("segmentation", inputSize);
+        j["class_names"] = names;
+        j["suggested_layer"] = Json("block3");
     }
-    Json names = Json::array();
-    for (const std::string& n : classNames())
-        names.push_back(Json(n));
-    Json j = Json::object({{"format", Json("deformscope-model/1")},
-                           {"task", Json("segmentation")},
-                           {"input_size", Json::array({Json(inputSize), Json(inputSize)})},
-                           {"mean", Json::array({Json(kMean[0]), Json(kMean[1]), Json(kMean[2])})},
-                           {"std", Json::array({Json(kStd[0]), Json(kStd[1]), Json(kStd[2])})},
-                           {"color_order", Json("RGB")},
-                           {"class_names", names},
-                           {"suggested_layer", Json("block3")},
-                           {"variant", Json(variantName(variant))},
-                           {"description", Json(description(variant))}});
+    j["variant"] = Json(variantName(variant));
+    j["description"] = Json(description(variant));
     for (const auto& [key, value] : extra.items())
         j[key] = value;
     return j.dump(1) + "\n";

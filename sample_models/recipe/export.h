@@ -28,6 +28,10 @@ using model::kMetadataFile;
 std::string modelMetadataJson(Variant variant, int64_t inputSize = 128,
                               const common::Json& extra = common::Json::object());
 
+// The keys every sample model's metadata starts with: format, task, `inputs` (when not
+// null), input size, mean/std, colour order (modelMetadataJson's and the RoI heads').
+common::Json metadataHead(const std::string& task, int64_t inputSize, const common::Json& inputs = nullptr);
+
 // Saves `model` as TorchScript with `metadataJson` as the extra file
 // deformscope.json. Atomic (common::writeFileAtomically: a unique temporary, then renamed over `path`).
 // Throws (c10::Error or std::runtime_error) when the file cannot be written.

@@ -1,5 +1,6 @@
 #include "sample_models/recipe/roi_head.h"
 
+#include "sample_models/recipe/export.h"
 #include "sample_models/recipe/layers.h"
 #include "sample_models/recipe/synthetic.h"
 #include "sample_models/recipe/train.h"
@@ -255,23 +256,17 @@ std::string roiMetadataJson(Variant variant, int64_t inputSize, const std::strin
                              : variant == Variant::DCNv1 ? "DCNv1 deformable RoI pooling (offsets from offset_fc1/2, gamma 0.1)"
                                                          : "DCNv2 modulated deformable RoI pooling (offsets and sigmoid "
                                                            "modulation from offset_fc1/2, gamma 0.1)";
-    Json j = Json::object({{"format", Json("deformscope-model/1")},
-                           {"task", Json("roi classification")},
-                           {"input_size", Json::array({Json(inputSize), Json(inputSize)})},
-                           {"mean", Json::array({Json(kMean[0]), Json(kMean[1]), Json(kMean[2])})},
-                           {"std", Json::array({Json(kStd[0]), Json(kStd[1]), Json(kStd[2])})},
-                           {"color_order", Json("RGB")},
-                           {"class_names", Json::array({Json("disc"), Json("square"), Json("triangle")})},
-                           {"roi_input", Json("rois")},
-                           {"suggested_layer", Json("pool")},
-                           {"variant", Json(roiModelName(variant))},
-                           {"description",
-                            Json("DeformScope sample: a RoI head on the " + variantName(variant) +
-                                 " segmentation sample's frozen trunk (stride 8, 64 channels) classifying the shape in "
-                                 "a box. forward(x, rois [K, 5]: batch index, x0, y0, x1, y1 in input pixel edges) -> "
-                                 "logits [K, 3]. 'pool': " + pool + ", 7x7 bins, spatial scale 1/8, sampling ratio 2 "
-                                 "(deformscope::deform_roi_pool, mmcv's semantics); 'fc1' (3136->128, ReLU), 'fc2' "
-                                 "(128->3)")}});
+    Json j = metadataHead("roi classification", inputSize);
+    j["class_names"] = Json::array({Json("disc"), Json("square"), Json("triangle")});
+    j["roi_input"] = Json("rois");
+    j["suggested_layer"] = Json("pool");
+    j["variant"] = Json(roiModelName(variant));
+    j["description"] =
+        Json("DeformScope sample: a RoI head on the " + variantName(variant) +
+             " segmentation sample's frozen trunk (stride 8, 64 channels) classifying the shape in a box. forward(x, "
+             "rois [K, 5]: batch index, x0, y0, x1, y1 in input pixel edges) -> logits [K, 3]. 'pool': " + pool +
+             ", 7x7 bins, spatial scale 1/8, sampling ratio 2 (deformscope::deform_roi_pool, mmcv's semantics); "
+             "'fc1' (3136->128, ReLU), 'fc2' (128->3)");
     if (!trainingJson.empty())
         j["training"] = Json::parse(trainingJson);
     return j.dump(1) + "\n";

@@ -16,6 +16,7 @@ Written into OUTDIR:
   bad_truncated.pt2      net.pt2 cut to its first half
   bad_not_an_archive.pt2 text
   bad_newer_schema.pt2   net.pt2 with models/model.json's schema major raised to 99
+  bad_huge_size.pt2, bad_float_dtype.pt2  a weight whose extent overflows 64 bits; a dtype code 1e30
   bad_unregistered.pt2   a model calling torchvision's roi_pool (an operator DeformScope does not register;
                          it provides roi_align)
   net.onnx               torch.onnx.export (the torch.export-based exporter), opset 22; torchvision's
@@ -260,6 +261,26 @@ def main(argv: List[str]) -> int:
             return json.dumps(program_json).encode()
         return content
     rewrite(pt2, os.path.join(out, "bad_newer_schema.pt2"), newer)
+
+    # Damaged weight descriptions (what tests/fuzz/fuzz_pt2.cpp probes): a size whose extent
+    # overflows 64 bits, and a dtype code that is not a whole number.
+    def weights_edit(change):
+        def edit(name: str, content: bytes) -> bytes:
+            if name.endswith("data/weights/model_weights_config.json"):
+                config = json.loads(content)
+                change(next(iter(config["config"].values()))["tensor_meta"])
+                return json.dumps(config).encode()
+            return content
+        return edit
+
+    def huge(meta):
+        meta["sizes"][0] = {"as_int": 2 ** 62}
+        meta["strides"][0] = {"as_int": 4}
+
+    def float_dtype(meta):
+        meta["dtype"] = 1e30
+    rewrite(pt2, os.path.join(out, "bad_huge_size.pt2"), weights_edit(huge))
+    rewrite(pt2, os.path.join(out, "bad_float_dtype.pt2"), weights_edit(float_dtype))
 
     dim_h = torch.export.Dim("h", min=16, max=128)
     dim_w = torch.export.Dim("w", min=16, max=128)

@@ -175,6 +175,10 @@ private Q_SLOTS:
         QTest::newRow("not an archive") << "bad_not_an_archive.pt2" << "not a torch.export archive";
         QTest::newRow("newer schema") << "bad_newer_schema.pt2" << "written with torch.export schema 99.";
         QTest::newRow("unregistered op") << "bad_unregistered.pt2" << "calls torchvision::roi_pool, an operator not registered here";
+        QTest::newRow("size beyond any tensor")
+            << "bad_huge_size.pt2" << ": a size, stride or offset beyond any tensor (the archive is damaged)";
+        QTest::newRow("dtype not a whole number")
+            << "bad_float_dtype.pt2" << "does not follow the torch.export schema (expected a whole number (32-bit), found 1e+30)";
         QTest::newRow("truncated ONNX") << "bad_truncated.onnx" << "not an ONNX model, or a damaged one (truncated";
         QTest::newRow("protobuf, not ONNX") << "bad_not_onnx.onnx" << "a protobuf file that is not an ONNX model";
         QTest::newRow("newer opset") << "bad_newer_opset.onnx" << "uses ONNX opset 23, newer than the opsets DeformScope reads (7 to 22)";
