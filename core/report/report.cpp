@@ -303,6 +303,13 @@ void analyseNode(Run& r, const common::AnalysisRequest& rq, const analysis::Sali
         analyseMotion(r, rq);
 }
 
+void analyseSaliency(Run& r, const common::AnalysisRequest& rq, const analysis::SaliencyProgressFn& progress) {
+    r.saliency = r.session->saliency(r.node, saliencyOptions(rq), rq.baseline, progress);
+    if (r.object.defined())
+        r.objectMetrics = analysis::objectMetrics(r.object, r.erf ? &*r.erf : nullptr,
+                                                  r.sampling ? &*r.sampling : nullptr, &*r.saliency);
+}
+
 // ---- data files ----------------------------------------------------------------------
 
 namespace {

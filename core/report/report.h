@@ -89,6 +89,10 @@ Run prepareRun(const std::string& modelPath, const InputSource& inputs, const co
 // image, a bad response, a bad object mask, a required kernel view without a
 // DK layer. The request is expected to be valid (checkRequest).
 void analyseNode(Run& run, const common::AnalysisRequest& request, const analysis::SaliencyProgressFn& progress = {});
+// The saliency search alone for the node analyseNode found (run with what.saliency off
+// first, so the GUI shows the sampling points and the ERF while the search runs), then
+// the object metrics again with its region.
+void analyseSaliency(Run& run, const common::AnalysisRequest& request, const analysis::SaliencyProgressFn& progress = {});
 
 // The object region on the input grid into run.object / run.objectSource, from
 // request.object: a box, a mask file or (Auto) the image's <stem>_mask.png: the

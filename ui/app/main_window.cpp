@@ -181,16 +181,23 @@ void MainWindow::requestAnalysis() {
     setBusy(true, tr("Analysing"));
     m_analysisRequest =
         m_engine->analyze(clickRequest(m_analysis, m_layer, *m_node, m_objectBox, m_overlays, m_roiBox, m_wholeRoi));
+    // What is shown now is the previous click's, until the first results of this one arrive.
+    if (m_result) {
+        m_canvas->setStale(true);
+        m_comparison->setStale(true);
+    }
 }
 
 void MainWindow::stepNode(int dy, int dx) {
     const LayerInfo* l = currentLayerInfo();
     if (!l || !m_node)
         return;
-    QPointF centre = *m_node;
-    if (m_result && m_currentModel < int(m_result->columns.size()) && m_result->columns[m_currentModel].error.isEmpty())
-        centre = m_result->columns[m_currentModel].nodeCentre;
-    selectPoint(QPointF(centre.x() + dx * l->jumpX, centre.y() + dy * l->jumpY));
+    // From the node last asked for (not the last result's: a held arrow key moves on at
+    // once, and the engine drops the steps it had no time for), snapped to the layer's grid.
+    const double fx = std::round((m_node->x() - l->startX) / l->jumpX) + dx;
+    const double fy = std::round((m_node->y() - l->startY) / l->jumpY) + dy;
+    selectPoint(QPointF(l->startX + std::clamp(fx, 0.0, double(std::max(0, l->featureW - 1))) * l->jumpX,
+                        l->startY + std::clamp(fy, 0.0, double(std::max(0, l->featureH - 1))) * l->jumpY));
 }
 
 void MainWindow::hovered(QPointF p) {
@@ -230,9 +237,14 @@ void MainWindow::onProgress(uint64_t id, double fraction, const QString& stage) 
 void MainWindow::onResult(const ClickViewPtr& result) {
     if (!result || result->id != m_analysisRequest)
         return; // superseded by a newer click
-    setBusy(false);
     m_result = result;
     refreshViews();
+    if (result->partial) { // sampling and ERF now; the saliency searches go on (progress shows them)
+        m_timingLabel->setText(tr("%1 s, saliency searching\u2026").arg(number(result->seconds, 2)));
+        Q_EMIT partialResultShown(result);
+        return;
+    }
+    setBusy(false);
     QStringList timings;
     for (const ColumnView& c : result->columns)
         if (!c.timing.isEmpty())
@@ -344,8 +356,11 @@ void MainWindow::onFailed(uint64_t id, const QString& message) {
         setBusy(false);
     if (id == m_modelsRequest || id == m_imageRequest)
         m_pendingSession.reset();
-    if (id == m_analysisRequest)
+    if (id == m_analysisRequest) {
         m_restoring = false;
+        m_canvas->setStale(false);
+        m_comparison->setStale(false);
+    }
     if (id < m_analysisRequest && id != m_modelsRequest && id != m_imageRequest && id != m_exportRequest &&
         id != m_erfRequest && id != m_studyRequest && id != m_figureRequest)
         return; // a superseded click's failure is old news

@@ -104,6 +104,8 @@ public:
     QString errorText() const;
     QTreeWidget* layerList() const { return m_layers; }
     Canvas* canvas() const { return m_canvas; }
+    // The node last asked for (input grid), before its results arrive.
+    std::optional<QPointF> requestedNode() const { return m_node; }
     // The single view's resampled-kernel inset (shown for a Deformable Kernel model).
     KernelInset* singleKernelInset() const { return m_singleKernel; }
     ComparisonView* comparisonView() const { return m_comparison; }
@@ -119,6 +121,9 @@ Q_SIGNALS:
     void modelsShown();                     // models opened and listed
     void imageShown();
     void resultShown(const deformscope::ui::ClickViewPtr& result);
+    // A click's first results shown while its saliency searches still run (ClickView::partial):
+    // the sampling points and ERF, then each column as its search ends. resultShown follows.
+    void partialResultShown(const deformscope::ui::ClickViewPtr& result);
     void errorShown(const QString& message);
     void exportFinished(const QStringList& files);
     void sessionRestored();

@@ -85,6 +85,7 @@ void Canvas::setImage(const QImage& image)
 
 void Canvas::setColumn(ClickViewPtr click, int column)
 {
+    m_stale = false;
     if (!click) {
         clear();
         return;
@@ -290,6 +291,15 @@ void Canvas::paintEvent(QPaintEvent*)
     }
 }
 
+void Canvas::setStale(bool stale)
+{
+    if (stale == m_stale)
+        return;
+    m_stale = stale;
+    m_cacheValid = false;
+    update();
+}
+
 void Canvas::paintContent(QPainter& painter)
 {
     painter.fillRect(QRectF(0, 0, width(), height()), kBackdrop);
@@ -370,14 +380,24 @@ void Canvas::paintHud(QPainter& painter) const
             Qt::AlignVCenter, QStringLiteral("1"));
     }
 
-    // Notes, top left: an error for this column, a cancelled search.
+    // Notes, top left: results of an older click, an error for this column, a saliency
+    // search still running or cancelled.
+    double top = 8;
+    if (m_stale && m_click) {
+        painter.fillRect(QRectF(0, 0, width(), height()), QColor(0x10, 0x11, 0x14, 110));
+        top = chip(QPointF(8, top), tr("updating \u2014 showing the previous click"), QColor(0xd0, 0xd2, 0xd8), false)
+                  .bottom() + 4;
+    }
     if (m_click && m_column >= 0 && size_t(m_column) < m_click->columns.size()) {
         const ColumnView& col = m_click->columns[size_t(m_column)];
+        const bool saliencyShown = m_overlays.saliencyOutline || m_overlays.saliencyMasked;
         if (!col.error.isEmpty())
-            chip(QPointF(8, 8), fm.elidedText(col.error, Qt::ElideRight, std::max(40, width() - 40)),
+            chip(QPointF(8, top), fm.elidedText(col.error, Qt::ElideRight, std::max(40, width() - 40)),
                 QColor(0xff, 0x8a, 0x80), false);
-        else if (m_click->cancelled)
-            chip(QPointF(8, 8), tr("search cancelled \u2014 best verified region shown"), QColor(0xff, 0xd5, 0x80), false);
+        else if (col.saliencyCancelled)
+            chip(QPointF(8, top), tr("saliency search cancelled \u2014 no region shown"), QColor(0xff, 0xd5, 0x80), false);
+        else if (col.saliencyPending && saliencyShown)
+            chip(QPointF(8, top), tr("saliency region: searching\u2026"), QColor(0xd0, 0xd2, 0xd8), false);
         // Video models: what the motion tint's two halves are, and the label colours.
         double y = height() - 8 - h;
         if (m_panel.modulationMap && m_panel.offsets.hasModulation())

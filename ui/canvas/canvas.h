@@ -54,6 +54,10 @@ public:
     void setColumn(ClickViewPtr click, int column);
     // No image, no results: the empty-state hint.
     void clear();
+    // The shown results belong to an older click while a newer one is computed: the
+    // canvas is dimmed and says so, until the next setColumn.
+    void setStale(bool stale);
+    bool isStale() const { return m_stale; }
 
     bool hasImage() const { return m_imageW > 0 && m_imageH > 0; }
     QSize imageSize() const { return {m_imageW, m_imageH}; }
@@ -160,6 +164,7 @@ private:
     figure::Image m_background;     // the same, for the figure renderer
     int m_imageW = 0, m_imageH = 0;
     ClickViewPtr m_click;
+    bool m_stale = false;
     int m_column = -1;
     CanvasOverlays m_overlays;
     figure::Panel m_panel;          // composed from the above (composeView)

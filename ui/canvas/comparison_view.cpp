@@ -302,8 +302,16 @@ void ComparisonView::fillTable()
     if (m_click->seconds > 0)
         summary += tr(" \u00b7 %1 s").arg(m_click->seconds, 0, 'f', 2);
     if (m_click->cancelled)
-        summary += tr(" \u00b7 saliency search cancelled (best verified region shown)");
+        summary += tr(" \u00b7 saliency search cancelled (no region shown)");
+    else if (m_click->partial)
+        summary += tr(" \u00b7 saliency regions: searching\u2026");
     m_summary->setText(summary);
+}
+
+void ComparisonView::setStale(bool stale)
+{
+    for (const Column& c : m_columns)
+        c.canvas->setStale(stale);
 }
 
 void ComparisonView::syncFrom(Canvas* source)

@@ -46,6 +46,8 @@ public:
     ClickViewPtr click() const { return m_click; }
     // No image, no results (each canvas shows its empty-state hint).
     void clear();
+    // Every column's results belong to an older click (Canvas::setStale), until setClick.
+    void setStale(bool stale);
 
     void setOverlays(const CanvasOverlays& overlays);
     const CanvasOverlays& overlays() const { return m_overlays; }

@@ -91,7 +91,12 @@ struct Engine::Impl {
         view->scaleY = picture.scaleY;
         view->click = rq.at ? QPointF(rq.at->x, rq.at->y) : QPointF();
         const size_t n = runs.size();
+        // Two passes: every model's sampling points and ERF first, delivered at once as a
+        // partial result (well under a second), then every model's saliency search, each
+        // column updated as its search ends. A newer click stops either pass.
+        const bool saliency = rq.what.saliency;
         std::vector<report::Run> delivered;
+        std::vector<size_t> deliveredRun, deliveredColumn; // index into runs and into view->columns
         for (size_t i = 0; i < n; ++i) {
             if (token.superseded)
                 return; // a newer click came in
@@ -124,18 +129,12 @@ struct Engine::Impl {
             }
             common::AnalysisRequest nodeRequest = rq;
             nodeRequest.what.motion = false;
+            nodeRequest.what.saliency = false;
             nodeRequest.propagate.clear();
             nodeRequest.propagateTruth.clear();
             const bool motion = rq.what.motion || !rq.propagate.empty();
             try {
-                report::analyseNode(r, nodeRequest, [&](const analysis::SaliencyProgress& p) {
-                    if (token.stop())
-                        return false;
-                    Q_EMIT q->progress(id, (double(i) + std::clamp(p.fraction, 0.0, 1.0)) / double(n),
-                                       qs(r.name + ": saliency " + p.stage + ", " + std::to_string(p.forwards) +
-                                          " forwards"));
-                    return true;
-                });
+                report::analyseNode(r, nodeRequest);
                 if (token.superseded)
                     return;
                 if (r.erf && !at::isfinite(r.erf->map).all().item<bool>())
@@ -151,10 +150,17 @@ struct Engine::Impl {
                     }
                 }
                 view->columns.push_back(columnView(r, rq, double(timer.nsecsElapsed()) * 1e-9));
+                ColumnView& c = view->columns.back();
                 if (!motionNote.empty())
-                    view->columns.back().notes << qs(motionNote);
-                view->cancelled = view->cancelled || (r.saliency && r.saliency->cancelled);
+                    c.notes << qs(motionNote);
+                c.saliencyPending = saliency;
+                if (saliency)
+                    for (Metric& metric : c.metrics)
+                        if (metric.key.startsWith(QLatin1String("saliency_")))
+                            metric.text = QStringLiteral("computing…");
                 delivered.push_back(r);
+                deliveredRun.push_back(i);
+                deliveredColumn.push_back(view->columns.size() - 1);
             } catch (const std::exception& e) {
                 ColumnView c;
                 c.model = qs(r.name);
@@ -169,6 +175,50 @@ struct Engine::Impl {
             return;
         }
         view->objectBox = objectBoxOf(rq, delivered.front());
+        if (saliency) {
+            view->partial = true;
+            view->seconds = double(total.nsecsElapsed()) * 1e-9;
+            Q_EMIT q->resultReady(std::make_shared<const ClickView>(*view));
+            const size_t m = delivered.size();
+            for (size_t k = 0; k < m; ++k) {
+                if (token.superseded)
+                    return;
+                report::Run& r = *runs[deliveredRun[k]];
+                ColumnView& column = view->columns[deliveredColumn[k]];
+                QElapsedTimer timer;
+                timer.start();
+                try {
+                    report::analyseSaliency(r, rq, [&](const analysis::SaliencyProgress& p) {
+                        if (token.stop())
+                            return false;
+                        Q_EMIT q->progress(id, (double(k) + std::clamp(p.fraction, 0.0, 1.0)) / double(m),
+                                           qs(r.name + ": saliency " + p.stage + ", " + std::to_string(p.forwards) +
+                                              " forwards"));
+                        return true;
+                    });
+                    if (token.superseded)
+                        return;
+                    const QStringList notes = column.notes; // the first pass's (motion) notes
+                    const double seconds = column.seconds + double(timer.nsecsElapsed()) * 1e-9;
+                    column = columnView(r, rq, seconds);
+                    for (const QString& note : notes)
+                        if (!column.notes.contains(note))
+                            column.notes << note;
+                    view->cancelled = view->cancelled || column.saliencyCancelled;
+                    delivered[k] = r;
+                } catch (const std::exception& e) {
+                    column.saliencyPending = false;
+                    column.notes << qs("saliency not shown: " + describeFailure(r.model.path(), e));
+                }
+                if (k + 1 < m) { // the columns done so far, the others still searching
+                    view->seconds = double(total.nsecsElapsed()) * 1e-9;
+                    Q_EMIT q->resultReady(std::make_shared<const ClickView>(*view));
+                }
+            }
+            if (token.superseded)
+                return;
+            view->partial = false;
+        }
         view->seconds = double(total.nsecsElapsed()) * 1e-9;
         lastRuns = std::move(delivered);
         lastRequest = rq;

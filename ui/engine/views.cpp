@@ -248,7 +248,10 @@ ColumnView columnView(const report::Run& r, const common::AnalysisRequest& s, do
     const figure::NodeResults nr = figure::nodeResultsOf(r, s);
     c.hasSampling = r.sampling.has_value();
     c.hasErf = r.erf.has_value();
-    c.hasSaliency = r.saliency.has_value();
+    // A cancelled search's best verified region so far is no answer (at first it is the
+    // whole image, "error 0"): the column says "cancelled" instead of showing it.
+    c.saliencyCancelled = r.saliency && r.saliency->cancelled;
+    c.hasSaliency = r.saliency.has_value() && !c.saliencyCancelled;
     if (c.hasSampling) {
         c.sampling = figure::samplingPanel(nr);
         c.levels = r.sampling->levels;
@@ -293,13 +296,15 @@ ColumnView columnView(const report::Run& r, const common::AnalysisRequest& s, do
         spread = analysis::weightedSpread(*r.sampling);
     add("sampling_spread", "sampling spread (px)", spread, number(spread, 1));
     add("sampling_inside", "sampling weight in object", obj.samplingWeightInside, pct(obj.samplingWeightInside));
-    add("saliency_area", "saliency area (of the image)", r.saliency ? r.saliency->areaFraction : -1,
-        r.saliency ? pct(r.saliency->areaFraction) : QString());
-    add("saliency_inside", "saliency area in object", obj.saliencyAreaInside, pct(obj.saliencyAreaInside));
+    const bool region = c.hasSaliency; // a finished search's region
+    add("saliency_area", "saliency area (of the image)", region ? r.saliency->areaFraction : -1,
+        region ? pct(r.saliency->areaFraction) : QString());
+    add("saliency_inside", "saliency area in object", region ? obj.saliencyAreaInside : -1,
+        region ? pct(obj.saliencyAreaInside) : QString());
     add("saliency_forwards", "saliency forwards", r.saliency ? double(r.saliency->forwards) : -1,
         r.saliency ? QString::number(r.saliency->forwards) : QString());
-    add("saliency_error", "saliency error (relative)", r.saliency ? r.saliency->error : -1,
-        r.saliency ? number(r.saliency->error, 3) : QString());
+    add("saliency_error", "saliency error (relative)", region ? r.saliency->error : -1,
+        region ? number(r.saliency->error, 3) : QString());
     add("kernel_shift", "DK mean tap shift (scope cells)", r.kernel ? r.kernel->meanShift : -1,
         r.kernel ? number(r.kernel->meanShift, 2) : QString());
 
@@ -315,8 +320,9 @@ ColumnView columnView(const report::Run& r, const common::AnalysisRequest& s, do
             c.notes << qs(n);
     if (r.saliency && !r.saliency->note.empty())
         c.notes << qs(r.saliency->note);
-    if (r.saliency && r.saliency->cancelled)
-        c.notes << QStringLiteral("saliency search cancelled: the best verified region so far");
+    if (c.saliencyCancelled)
+        c.notes << QStringLiteral("saliency search cancelled after %1 forwards: no region is shown")
+                       .arg(r.saliency->forwards);
     c.seconds = seconds;
     QStringList timing;
     if (r.sampling)

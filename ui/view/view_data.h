@@ -93,6 +93,10 @@ struct ColumnView {
     // the parts the user has switched on into the one panel figure::paintPanel draws.
     bool hasSampling = false, hasErf = false, hasSaliency = false;
     figure::Panel sampling, erf, saliency;
+    // The saliency search for this column is still running (a partial ClickView: the panel
+    // says so), or was cancelled by the user (no region is shown: only what it cost).
+    bool saliencyPending = false;
+    bool saliencyCancelled = false;
     int levels = 0;          // sampling levels reached
     // Deformable Kernel models: the resampled kernel behind the node (figure::kernelPanel),
     // on the scope grid, not the image; shown as an inset under the canvas.
@@ -140,7 +144,10 @@ struct ClickView {
     QRectF objectBox;          // object region used for metrics, input grid pixel edges; null: none
     std::vector<ColumnView> columns;
     double seconds = 0;        // wall time of the whole request
-    bool cancelled = false;    // a saliency search was cancelled (its best verified mask is shown)
+    bool cancelled = false;    // a saliency search was cancelled (the column says so; no region is shown)
+    // More results for this id follow: the sampling points and ERF are here, some saliency
+    // searches are still running (their columns' saliencyPending). The last delivery has it false.
+    bool partial = false;
 };
 
 using ClickViewPtr = std::shared_ptr<const ClickView>;

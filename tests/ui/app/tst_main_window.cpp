@@ -233,6 +233,65 @@ private Q_SLOTS:
         QVERIFY(restored > changed / 2);
     }
 
+    // With the saliency search on, a click's sampling points and ERF are shown first and
+    // the regions after; what is shown meanwhile for an older click is marked stale.
+    void resultsArriveProgressivelyAndOlderOnesAreMarkedStale() {
+        auto w = loadedWindow(true);
+        QVERIFY(w);
+        w->setComparison(false);
+        Canvas* canvas = w->canvas();
+        QSignalSpy partial(w.get(), &MainWindow::partialResultShown);
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->selectPoint(QPointF(58, 46));
+        QVERIFY(waitFor(partial));
+        const ClickViewPtr first = partial.at(0).at(0).value<ClickViewPtr>();
+        QVERIFY(first->partial && result.isEmpty());
+        QVERIFY(first->columns[0].hasSampling && first->columns[0].hasErf && first->columns[0].saliencyPending);
+        QVERIFY(w->busy()); // the searches go on, with their progress
+        QCOMPARE(w->result(), first);
+        QVERIFY(!canvas->isStale());
+        QVERIFY(waitFor(result));
+        QVERIFY(!w->result()->partial && w->result()->columns[0].hasSaliency && !w->busy());
+        // A new click: the shown results are the previous click's until its own arrive.
+        const ClickViewPtr before = w->result();
+        partial.clear();
+        result.clear();
+        w->selectPoint(QPointF(30, 30));
+        QVERIFY(canvas->isStale() && w->comparisonView()->canvas(0)->isStale());
+        QCOMPARE(w->result(), before);
+        QVERIFY(waitFor(partial));
+        QVERIFY(!canvas->isStale());
+        QVERIFY(waitFor(result));
+    }
+
+    // A held arrow key (auto-repeat) moves the node at once, one feature per press; the
+    // engine drops the steps it had no time for, so the results catch up with the last.
+    void aHeldArrowKeyCoalescesToTheLatestNode() {
+        auto w = loadedWindow();
+        QVERIFY(w);
+        w->setComparison(false);
+        Canvas* canvas = w->canvas();
+        const LayerInfo* layer = nullptr;
+        for (const LayerInfo& l : w->models()[0].layers)
+            if (l.name == w->currentLayer())
+                layer = &l;
+        QVERIFY(layer && layer->featureW >= 12);
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->selectPoint(QPointF(layer->startX, layer->startY + 4 * layer->jumpY)); // feature (fx 0, fy 4)
+        QVERIFY(waitFor(result));
+        result.clear();
+        canvas->setFocus();
+        const int presses = 10;
+        for (int i = 0; i < presses; ++i)
+            QTest::keyPress(canvas, Qt::Key_Right, Qt::NoModifier);
+        QCOMPARE(*w->requestedNode(), QPointF(layer->startX + presses * layer->jumpX, layer->startY + 4 * layer->jumpY));
+        QVERIFY(QTest::qWaitFor([&] { return w->result() && w->result()->columns[0].fx == presses; }, 60000));
+        QTest::qWait(500);
+        QVERIFY2(result.size() < presses / 2, qPrintable(QString::number(result.size())));
+        QCOMPARE(w->result()->columns[0].fy, 4);
+        QVERIFY(!canvas->isStale());
+    }
+
     void theTraceCanGoThroughTheDeformableLayersOnly() {
         // Analysis > Trace through: "deformable layers only" reaches the request (and the
         // session); a click traces each column so, its caption counting unique points.

@@ -125,11 +125,20 @@ public:
                 return f.second;
         return {};
     }
+    // The click's complete result (the last delivery, partial false); nullptr before it.
     ClickViewPtr result(uint64_t id) const {
         for (const auto& r : got.results)
-            if (r->id == id)
+            if (r->id == id && !r->partial)
                 return r;
         return nullptr;
+    }
+    // Every delivery for the click, in order (partial ones first).
+    std::vector<ClickViewPtr> deliveries(uint64_t id) const {
+        std::vector<ClickViewPtr> out;
+        for (const auto& r : got.results)
+            if (r->id == id)
+                out.push_back(r);
+        return out;
     }
     // Opens the models (default: the three samples) and sample_01 and waits for both.
     bool openSamples(const QStringList& models = samples()) {
@@ -342,9 +351,55 @@ private Q_SLOTS:
         QVERIFY(Harness::wait([&] { return h.result(fast.id) || h.failedWith(fast.id); }, 30000));
         QVERIFY2(t.elapsed() < 20000, qPrintable(QString::number(t.elapsed())));
         QTest::qWait(300);
-        QCOMPARE(h.got.results.size(), size_t{1}); // the superseded search delivered nothing
-        QCOMPARE(h.got.results.front()->id, fast.id);
+        // The superseded search delivered its sampling and ERF (partial) and nothing more.
+        QVERIFY(!h.result(slow.id));
+        for (const ClickViewPtr& r : h.deliveries(slow.id))
+            QVERIFY(r->partial);
+        QCOMPARE(h.deliveries(fast.id).size(), size_t{1});
+        QCOMPARE(h.got.results.back()->id, fast.id);
         QVERIFY(!h.failedWith(slow.id));
+    }
+
+    // Sampling points and ERF arrive first, for every model, while the saliency searches
+    // run; then each column as its search ends; the last delivery is complete.
+    void samplingAndErfArriveBeforeTheSaliencySearches() {
+        Harness h;
+        QVERIFY(h.openSamples());
+        QElapsedTimer t;
+        t.start();
+        const Click rq = h.analyze(58, 46, true, 400);
+        qint64 firstAt = -1;
+        QVERIFY(Harness::wait([&] {
+            if (firstAt < 0 && !h.deliveries(rq.id).empty())
+                firstAt = t.elapsed();
+            return h.result(rq.id) || h.failedWith(rq.id);
+        }));
+        QVERIFY2(!h.failedWith(rq.id), qPrintable(h.failure(rq.id)));
+        const qint64 lastAt = t.elapsed();
+        const std::vector<ClickViewPtr> all = h.deliveries(rq.id);
+        QVERIFY2(all.size() >= 2, qPrintable(QString::number(all.size())));
+        const ClickViewPtr first = all.front();
+        QVERIFY(first->partial);
+        QCOMPARE(first->columns.size(), size_t{3});
+        for (const ColumnView& c : first->columns) {
+            QVERIFY(c.hasSampling && c.hasErf);
+            QVERIFY(c.saliencyPending && !c.hasSaliency);
+            QCOMPARE(metric(c, "saliency_area")->text, QStringLiteral("computing…"));
+        }
+        // Columns fill in order: in each later partial delivery, a prefix has its region.
+        for (size_t k = 1; k + 1 < all.size(); ++k) {
+            QVERIFY(all[k]->partial);
+            QVERIFY(all[k]->columns[k - 1].hasSaliency);
+        }
+        const ClickViewPtr last = all.back();
+        QVERIFY(!last->partial && !last->cancelled);
+        for (const ColumnView& c : last->columns) {
+            QVERIFY(c.hasSampling && c.hasErf && c.hasSaliency && !c.saliencyPending);
+            QCOMPARE(c.saliency.mask.size(), size_t(128 * 128));
+            QVERIFY(metric(c, "saliency_area")->value > 0);
+        }
+        QVERIFY(firstAt < lastAt);
+        qInfo("sampling + ERF of 3 models after %lld ms; saliency regions complete after %lld ms", firstAt, lastAt);
     }
 
     void cancelStopsASaliencySearch() {
@@ -362,13 +417,19 @@ private Q_SLOTS:
         const ClickViewPtr v = h.result(rq.id);
         QVERIFY(v->cancelled);
         QCOMPARE(v->columns.size(), size_t{3});
-        for (const ColumnView& c : v->columns) {
-            QVERIFY(c.hasSaliency);
-            const double forwards = metric(c, "saliency_forwards")->value;
-            QVERIFY2(forwards >= 0 && forwards < 200, qPrintable(QString::number(forwards)));
-            QCOMPARE(c.saliency.mask.size(), size_t(128 * 128));
-        }
-        QVERIFY(v->columns.front().notes.join(' ').contains(QLatin1String("cancelled")));
+        // The cancelled search shows "cancelled" and what it cost, not its best region so far
+        // (at first the whole image, "100 %, error 0.000"); the other analyses are all there.
+        const ColumnView& c = v->columns.front();
+        QVERIFY(c.saliencyCancelled && !c.hasSaliency && !c.saliencyPending);
+        QVERIFY(c.hasSampling && c.hasErf);
+        const double forwards = metric(c, "saliency_forwards")->value;
+        QVERIFY2(forwards >= 0 && forwards < 200, qPrintable(QString::number(forwards)));
+        QCOMPARE(metric(c, "saliency_area")->text, QStringLiteral("n/a"));
+        QCOMPARE(metric(c, "saliency_error")->text, QStringLiteral("n/a"));
+        QVERIFY(c.notes.join(' ').contains(QLatin1String("saliency search cancelled after")));
+        // The models after it were never searched: cancelled too.
+        for (const ColumnView& other : v->columns)
+            QVERIFY(other.saliencyCancelled || other.hasSaliency);
         // The next request runs normally again.
         const Click next = h.analyze(58, 46, true, 20);
         QVERIFY(Harness::wait([&] { return h.result(next.id) || h.failedWith(next.id); }));
