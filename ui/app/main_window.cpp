@@ -212,7 +212,7 @@ void MainWindow::hovered(QPointF p) {
         const long fx = std::lround((p.x() - l->startX) / l->jumpX);
         const long fy = std::lround((p.y() - l->startY) / l->jumpY);
         if (fx >= 0 && fy >= 0 && fx < l->featureW && fy < l->featureH)
-            text += tr(" · %1 (fy %2, fx %3)").arg(l->name).arg(fy).arg(fx);
+            text += tr(" · %1 (fx %2, fy %3)").arg(l->name).arg(fx).arg(fy); // (x, y), as everywhere
     }
     m_hoverLabel->setText(text);
 }

@@ -51,7 +51,13 @@ public:
     ~MainWindow() override;
 
     // Opening things (the same as the menus, drag and drop and recent files do).
-    void openModels(const QStringList& paths);
+    void openModels(const QStringList& paths); // in place of the open ones
+    // Adds `paths` to the open models (the comparison); ones already open are not opened twice.
+    void addModels(const QStringList& paths);
+    // Help: keyboard shortcuts, what each overlay shows, the README; About: the versions.
+    // Non-modal windows (objectName "helpDialog", "aboutDialog").
+    void showHelp();
+    void showAbout();
     void openImage(const QString& path);
     // Several images as a model's input frames (in this order), side by side.
     void openFrames(const QStringList& paths);
@@ -250,7 +256,9 @@ private:
     QSpinBox* m_forwards = nullptr;
     bool m_syncing = false;
 
-    QAction* m_openModelsAction = nullptr;
+    QAction* m_openModelsAction = nullptr; // Ctrl+O: add models
+    QAction* m_replaceModelsAction = nullptr;
+    QMenu* m_viewMenu = nullptr;
     QAction* m_openImageAction = nullptr;
     QAction* m_openFramesAction = nullptr;
     QAction* m_openVideoAction = nullptr;

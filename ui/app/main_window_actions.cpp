@@ -23,19 +23,28 @@
 namespace deformscope::ui {
 
 void MainWindow::buildActions() {
-    m_openModelsAction = new QAction(QIcon::fromTheme(QStringLiteral("document-open")), tr("&Open Models…"), this);
-    m_openModelsAction->setShortcut(QKeySequence::Open);
-    m_openModelsAction->setToolTip(tr("Open one or more models: TorchScript, torch.export (.pt2) or ONNX (Ctrl+O)"));
-    connect(m_openModelsAction, &QAction::triggered, this, [this] {
+    // Ctrl+O adds to the comparison; replacing what is open is its own action.
+    auto chooseModels = [this](const QString& title) {
         const QStringList files = QFileDialog::getOpenFileNames(
-            this, tr("Open models"), m_settings->lastDirectory(),
+            this, title, m_settings->lastDirectory(),
             tr("Models (*.pt *.pth *.ts *.torchscript *.pt2 *.onnx);;TorchScript (*.pt *.pth *.ts *.torchscript);;"
                "torch.export (*.pt2);;ONNX (*.onnx);;All files (*)"));
-        if (!files.isEmpty()) {
+        if (!files.isEmpty())
             m_settings->setLastDirectory(QFileInfo(files.first()).absolutePath());
-            openModels(files);
-        }
-    });
+        return files;
+    };
+    m_openModelsAction = new QAction(QIcon::fromTheme(QStringLiteral("document-open")), tr("&Add Models…"), this);
+    m_openModelsAction->setObjectName(QStringLiteral("addModelsAction"));
+    m_openModelsAction->setShortcut(QKeySequence::Open);
+    m_openModelsAction->setToolTip(
+        tr("Add one or more models to the comparison: TorchScript, torch.export (.pt2) or ONNX (Ctrl+O)"));
+    connect(m_openModelsAction, &QAction::triggered, this,
+            [this, chooseModels] { addModels(chooseModels(tr("Add models to the comparison"))); });
+    m_replaceModelsAction = new QAction(tr("&Replace Models…"), this);
+    m_replaceModelsAction->setObjectName(QStringLiteral("replaceModelsAction"));
+    m_replaceModelsAction->setToolTip(tr("Close the open models and open others"));
+    connect(m_replaceModelsAction, &QAction::triggered, this,
+            [this, chooseModels] { openModels(chooseModels(tr("Open models in place of the open ones"))); });
 
     m_openImageAction = new QAction(QIcon::fromTheme(QStringLiteral("image-x-generic")), tr("Open &Image…"), this);
     m_openImageAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_I));
@@ -328,6 +337,7 @@ void MainWindow::buildActions() {
 void MainWindow::buildMenus() {
     QMenu* file = menuBar()->addMenu(tr("&File"));
     file->addAction(m_openModelsAction);
+    file->addAction(m_replaceModelsAction);
     m_recentModelsMenu = file->addMenu(tr("Recent &Models"));
     file->addAction(m_openImageAction);
     file->addAction(m_openFramesAction);
@@ -347,10 +357,11 @@ void MainWindow::buildMenus() {
     file->addSeparator();
     file->addAction(m_quitAction);
 
-    QMenu* view = menuBar()->addMenu(tr("&View"));
-    view->addAction(m_comparisonAction);
-    view->addAction(m_fitAction);
-    view->addAction(m_fullScreenAction);
+    m_viewMenu = menuBar()->addMenu(tr("&View"));
+    m_viewMenu->addAction(m_comparisonAction);
+    m_viewMenu->addAction(m_fitAction);
+    m_viewMenu->addAction(m_fullScreenAction);
+    m_viewMenu->addSeparator(); // the docks' and tool bar's toggles follow (buildDocks, buildToolBar)
 
     QMenu* analysis = menuBar()->addMenu(tr("&Analysis"));
     analysis->addAction(m_objectToolAction);
@@ -364,6 +375,15 @@ void MainWindow::buildMenus() {
     analysis->addAction(m_sweepAction);
     analysis->addAction(m_scaleMapAction);
     analysis->addAction(m_cancelAction);
+
+    QMenu* help = menuBar()->addMenu(tr("&Help"));
+    QAction* shortcuts = help->addAction(tr("&Keyboard Shortcuts and Overlays"));
+    shortcuts->setObjectName(QStringLiteral("helpAction"));
+    shortcuts->setShortcut(QKeySequence::HelpContents);
+    connect(shortcuts, &QAction::triggered, this, &MainWindow::showHelp);
+    QAction* about = help->addAction(tr("&About DeformScope"));
+    about->setObjectName(QStringLiteral("aboutAction"));
+    connect(about, &QAction::triggered, this, &MainWindow::showAbout);
 }
 
 void MainWindow::buildToolBar() {
@@ -407,6 +427,8 @@ void MainWindow::buildToolBar() {
     bar->addAction(m_objectToolAction);
     bar->addAction(m_exportAction);
     bar->addAction(m_cancelAction);
+    bar->toggleViewAction()->setText(tr("Tool Bar"));
+    m_viewMenu->addAction(bar->toggleViewAction());
 }
 
 void MainWindow::updateRecentMenus() {

@@ -8,6 +8,7 @@
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDockWidget>
+#include <QMenu>
 #include <QDoubleSpinBox>
 #include <QFormLayout>
 #include <QGroupBox>
@@ -46,6 +47,7 @@ void MainWindow::buildDocks() {
     });
     layerDock->setWidget(m_layers);
     addDockWidget(Qt::LeftDockWidgetArea, layerDock);
+    m_viewMenu->addAction(layerDock->toggleViewAction()); // a closed dock comes back from View
 
     // Overlays and analysis settings.
     auto* controlsDock = new QDockWidget(tr("Overlays and analysis"), this);
@@ -213,6 +215,7 @@ void MainWindow::buildDocks() {
     scroll->setWidget(panel);
     controlsDock->setWidget(scroll);
     addDockWidget(Qt::RightDockWidgetArea, controlsDock);
+    m_viewMenu->addAction(controlsDock->toggleViewAction());
     resizeDocks({layerDock, controlsDock}, {330, 300}, Qt::Horizontal);
 }
 
@@ -220,6 +223,7 @@ void MainWindow::buildStatusBar() {
     m_deviceLabel = new QLabel(this);
     m_deviceLabel->setObjectName(QStringLiteral("deviceLabel"));
     m_hoverLabel = new QLabel(this);
+    m_hoverLabel->setObjectName(QStringLiteral("hoverLabel"));
     m_hoverLabel->setMinimumWidth(360);
     m_timingLabel = new QLabel(this);
     m_progress = new QProgressBar(this);

@@ -45,6 +45,24 @@ void MainWindow::openModels(const QStringList& paths) {
     m_modelsRequest = m_engine->openModels(paths, m_device);
 }
 
+void MainWindow::addModels(const QStringList& paths) {
+    QStringList all = m_modelPaths;
+    for (const QString& p : paths) {
+        const QString absolute = QFileInfo(p).absoluteFilePath();
+        bool open = false;
+        for (const QString& q : all)
+            open = open || QFileInfo(q).absoluteFilePath() == absolute;
+        if (!open)
+            all << p;
+    }
+    if (all == m_modelPaths) {
+        if (!paths.isEmpty())
+            statusBar()->showMessage(tr("Already open: %1").arg(paths.join(QStringLiteral(", "))), 8000);
+        return;
+    }
+    openModels(all);
+}
+
 void MainWindow::openImage(const QString& path) {
     if (path.isEmpty())
         return;

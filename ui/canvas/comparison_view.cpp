@@ -243,7 +243,7 @@ void ComparisonView::setClick(ClickViewPtr click)
         if (timing.isEmpty() && col.seconds > 0)
             timing = tr("%1 s").arg(col.seconds, 0, 'f', 2);
         if (col.error.isEmpty() && (col.fy != 0 || col.fx != 0 || col.hasSampling || col.hasErf || col.hasSaliency))
-            timing = tr("node (%1, %2) \u00b7 %3").arg(col.fy).arg(col.fx).arg(col.response.isEmpty() ? QStringLiteral("sum") : col.response)
+            timing = tr("node (fx %1, fy %2) \u00b7 %3").arg(col.fx).arg(col.fy).arg(col.response.isEmpty() ? QStringLiteral("sum") : col.response)
                 + (timing.isEmpty() ? QString() : QStringLiteral(" \u00b7 ") + timing);
         c.timing->setText(timing);
         c.timing->setToolTip(col.notes.join(QLatin1Char('\n')));

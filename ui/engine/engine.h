@@ -120,6 +120,9 @@ public:
     void cancel();
 
     static QStringList devices(); // "cpu", then "cuda:0", "cuda:1", ... that this build can use
+    // What the About box lists: (name, version) of DeformScope, LibTorch, Qt, OpenCV and CUDA
+    // (the kernels built in, LibTorch's CUDA runtime, the GPUs usable here).
+    static QList<QPair<QString, QString>> versions();
 
 Q_SIGNALS:
     void modelsOpened(uint64_t id, const std::vector<deformscope::ui::ModelInfo>& models);

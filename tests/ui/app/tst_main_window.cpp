@@ -13,10 +13,15 @@
 
 #include <QApplication>
 #include <QComboBox>
+#include <QDialog>
+#include <QDockWidget>
+#include <QMenuBar>
+#include <QTextBrowser>
 #include <QElapsedTimer>
 #include <QFile>
 #include <QFileInfo>
 #include <QImage>
+#include <QLabel>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
@@ -290,6 +295,75 @@ private Q_SLOTS:
         QVERIFY2(result.size() < presses / 2, qPrintable(QString::number(result.size())));
         QCOMPARE(w->result()->columns[0].fy, 4);
         QVERIFY(!canvas->isStale());
+        // Node positions are written (x, y), named, in every label.
+        QVERIFY2(w->comparisonView()->columnTiming(0).startsWith(QStringLiteral("node (fx %1, fy 4)").arg(presses)),
+                 qPrintable(w->comparisonView()->columnTiming(0)));
+        QTest::mouseMove(canvas, canvas->imageToWidget(*w->requestedNode()).toPoint());
+        auto* hover = w->findChild<QLabel*>(QStringLiteral("hoverLabel"));
+        QVERIFY(hover);
+        QVERIFY2(hover->text().contains(QStringLiteral("(fx %1, fy 4)").arg(presses)), qPrintable(hover->text()));
+    }
+
+    // Ctrl+O adds models to the comparison; Replace Models is its own action.
+    void ctrlOAddsModelsToTheComparison() {
+        const QStringList two = sampleModels().mid(0, 2);
+        auto w = loadedWindow(false, two);
+        QVERIFY(w);
+        QCOMPARE(int(w->models().size()), 2);
+        auto* add = w->findChild<QAction*>(QStringLiteral("addModelsAction"));
+        auto* replace = w->findChild<QAction*>(QStringLiteral("replaceModelsAction"));
+        QVERIFY(add && replace);
+        QCOMPARE(add->shortcut(), QKeySequence(QKeySequence::Open));
+        QVERIFY(replace->shortcut().isEmpty());
+        QSignalSpy shown(w.get(), &MainWindow::modelsShown);
+        w->addModels({sampleModels()[2], two[0]}); // one new, one already open
+        QVERIFY(waitFor(shown));
+        QCOMPARE(int(w->models().size()), 3);
+        QCOMPARE(w->models()[2].name, QStringLiteral("dcn_v2"));
+        w->addModels({two[1]}); // nothing new: nothing reloaded
+        QTest::qWait(300);
+        QCOMPARE(shown.size(), 1);
+        w->openModels({two[1]}); // Replace: only that one
+        QVERIFY(waitFor(shown, 2));
+        QCOMPARE(int(w->models().size()), 1);
+    }
+
+    // View has a toggle for each dock and the tool bar: a closed dock comes back.
+    void aClosedDockComesBackFromTheViewMenu() {
+        auto w = loadedWindow();
+        QVERIFY(w);
+        QMenu* view = nullptr;
+        for (QAction* a : w->menuBar()->actions())
+            if (a->text().remove(QLatin1Char('&')) == QLatin1String("View"))
+                view = a->menu();
+        QVERIFY(view);
+        for (QDockWidget* dock : w->findChildren<QDockWidget*>()) {
+            QVERIFY2(view->actions().contains(dock->toggleViewAction()), qPrintable(dock->windowTitle()));
+            dock->close();
+            QVERIFY(!dock->isVisible());
+            dock->toggleViewAction()->trigger();
+            QVERIFY(dock->isVisible());
+        }
+        QVERIFY(w->findChildren<QDockWidget*>().size() >= 2);
+    }
+
+    // Help lists every shortcut and what each overlay means, with the README; About the versions.
+    void helpAndAboutSayWhatANewUserNeeds() {
+        auto w = loadedWindow();
+        QVERIFY(w);
+        w->findChild<QAction*>(QStringLiteral("helpAction"))->trigger();
+        auto* help = w->findChild<QDialog*>(QStringLiteral("helpDialog"));
+        QVERIFY(help && help->isVisible() && !help->isModal());
+        const QString text = help->findChild<QTextBrowser*>()->toPlainText();
+        for (const char* words : {"Add Models", "Ctrl+O", "Export", "Arrow keys", "Shift+drag", "Sampling points",
+                                  "effective receptive field", "Saliency region", "README.md"})
+            QVERIFY2(text.contains(QLatin1String(words)), words);
+        w->findChild<QAction*>(QStringLiteral("aboutAction"))->trigger();
+        auto* about = w->findChild<QDialog*>(QStringLiteral("aboutDialog"));
+        QVERIFY(about && about->isVisible());
+        const QString versions = about->findChild<QTextBrowser*>()->toPlainText();
+        for (const char* words : {"DeformScope", "LibTorch", "2.11.", "Qt", "6.", "OpenCV", "4.", "CUDA"})
+            QVERIFY2(versions.contains(QLatin1String(words)), qPrintable(versions));
     }
 
     void theTraceCanGoThroughTheDeformableLayersOnly() {
