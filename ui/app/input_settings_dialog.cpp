@@ -18,11 +18,19 @@ InputSettingsDialog::InputSettingsDialog(const ModelInfo& model, QWidget* parent
     setObjectName(QStringLiteral("inputSettingsDialog"));
     setWindowTitle(tr("Input settings for %1").arg(QFileInfo(model.path).fileName()));
     auto* layout = new QVBoxLayout(this);
-    auto* intro = new QLabel(tr("<b>%1</b> does not say how its input is prepared (it has no "
-                                "<tt>deformscope.json</tt>). Images are read as RGB in [0, 1], then "
-                                "<tt>(x − mean) / std</tt> per channel. ImageNet's values are filled in.")
-                                 .arg(model.name.toHtmlEscaped()),
-                             this);
+    // What the model's own metadata says (when it has some) is what the dialog shows and restores.
+    auto* intro = new QLabel(
+        model.hasMetadata
+            ? tr("<b>%1</b>'s <tt>deformscope.json</tt> says how its input is prepared: the values below. Images "
+                 "are read as RGB in [0, 1], then <tt>(x − mean) / std</tt> per channel. Changes apply to this "
+                 "session only; Restore Defaults brings the metadata's values back.")
+                  .arg(model.name.toHtmlEscaped())
+            : tr("<b>%1</b> does not say how its input is prepared (it has no <tt>deformscope.json</tt>). Images "
+                 "are read as RGB in [0, 1], then <tt>(x − mean) / std</tt> per channel. ImageNet's values are "
+                 "filled in.")
+                  .arg(model.name.toHtmlEscaped()),
+        this);
+    intro->setObjectName(QStringLiteral("inputSettingsIntro"));
     intro->setWordWrap(true);
     layout->addWidget(intro);
     auto* form = new QFormLayout;
@@ -62,7 +70,6 @@ InputSettingsDialog::InputSettingsDialog(const ModelInfo& model, QWidget* parent
     auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel | QDialogButtonBox::RestoreDefaults, this);
     connect(buttons, &QDialogButtonBox::accepted, this, &QDialog::accept);
     connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
-    connect(buttons->button(QDialogButtonBox::RestoreDefaults), &QPushButton::clicked, this, [this] { setSettings({}); });
     layout->addWidget(buttons);
 
     InputSettings s;
@@ -74,6 +81,10 @@ InputSettingsDialog::InputSettingsDialog(const ModelInfo& model, QWidget* parent
     s.inputH = model.metadataInputH;
     s.inputW = model.metadataInputW;
     setSettings(s);
+    // The defaults: the metadata's values, or ImageNet's for a model without.
+    const InputSettings defaults = model.hasMetadata ? s : InputSettings{};
+    connect(buttons->button(QDialogButtonBox::RestoreDefaults), &QPushButton::clicked, this,
+            [this, defaults] { setSettings(defaults); });
 }
 
 InputSettings InputSettingsDialog::settings() const {

@@ -1,6 +1,6 @@
 // The small dialog that asks how to feed a model whose file carries no
-// deformscope.json: per-channel mean and std (ImageNet by default), colour
-// order and the input size. Non-blocking (QDialog::open()); accepted() means
+// deformscope.json (per-channel mean and std, ImageNet by default, colour order and
+// the input size), or shows and overrides what a model's deformscope.json says. Non-blocking (QDialog::open()); accepted() means
 // settings() should be applied.
 #pragma once
 

@@ -99,6 +99,9 @@ public:
     void cancelAnalysis();
     // Asks how to feed a model (mean, std, colour order, input size); non-blocking.
     void editInputSettings(int model);
+    // The response menu: "sum" and the model's classes by name; the item showing `response`.
+    void fillResponseMenu();
+    int responseItem(const QString& response) const;
     // Whether opening a model without metadata asks for its input settings (off
     // without a display: the defaults are used and the model's notes say so).
     void setAskForInputSettings(bool ask) { m_askInput = ask; }

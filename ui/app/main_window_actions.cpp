@@ -419,6 +419,7 @@ void MainWindow::buildToolBar() {
             return;
         m_currentModel = i;
         fillLayerList();
+        fillResponseMenu();
         refreshViews();
     });
     bar->addWidget(m_modelBox);

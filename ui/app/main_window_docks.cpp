@@ -168,6 +168,7 @@ void MainWindow::buildDocks() {
     auto* analysisBox = new QGroupBox(tr("Analysis"), panel);
     auto* form = new QFormLayout(analysisBox);
     m_response = new QComboBox(analysisBox);
+    m_response->setObjectName(QStringLiteral("responseBox"));
     m_response->setEditable(true);
     m_response->setToolTip(tr("sum: all channels; channel:N; class:K (a class score of the output)"));
     m_response->addItem(QStringLiteral("sum"));
@@ -268,11 +269,41 @@ void MainWindow::syncAnalysisControls() {
     m_levels->setValue(m_analysis.levels);
     m_reading->setCurrentIndex(m_analysis.reading == common::OffsetReading::Bilinear ? 0 : 1);
     m_through->setCurrentIndex(m_analysis.through == common::TraceThrough::All ? 0 : 1);
-    m_response->setCurrentText(QString::fromStdString(m_analysis.response.toString()));
+    const QString response = QString::fromStdString(m_analysis.response.toString());
+    const int item = responseItem(response);
+    if (item >= 0)
+        m_response->setCurrentIndex(item);
+    else
+        m_response->setCurrentText(response);
     m_epsilon->setValue(m_analysis.epsilon);
     m_baseline->setCurrentText(QString::fromStdString(m_analysis.baseline.toString()));
     m_forwards->setValue(int(m_analysis.forwards));
     m_syncing = false;
+}
+
+int MainWindow::responseItem(const QString& response) const {
+    for (int i = 0; i < m_response->count(); ++i)
+        if (m_response->itemText(i).section(QLatin1Char(' '), 0, 0) == response)
+            return i;
+    return -1;
+}
+
+void MainWindow::fillResponseMenu() {
+    // "sum", then the output's classes by name ("class:2 (triangle)"): the current model's,
+    // else the first model's that names them. A typed "channel:N" still works.
+    QStringList names;
+    if (const ModelInfo* m = currentModel())
+        names = m->classNames;
+    for (const ModelInfo& m : m_models)
+        if (names.isEmpty())
+            names = m.classNames;
+    m_syncing = true;
+    m_response->clear();
+    m_response->addItem(QStringLiteral("sum"));
+    for (int k = 0; k < names.size(); ++k)
+        m_response->addItem(QStringLiteral("class:%1 (%2)").arg(k).arg(names[k]));
+    m_syncing = false;
+    syncAnalysisControls();
 }
 
 void MainWindow::fillLayerList() {

@@ -170,6 +170,7 @@ void MainWindow::onModelsOpened(uint64_t id, const std::vector<ModelInfo>& model
                                 std::max(0, int(m_models.size()) - 1));
     m_modelBox->setCurrentIndex(m_currentModel);
     m_syncing = false;
+    fillResponseMenu();
 
     // Keep the layer if the first model has it; else its suggested layer.
     QString wanted = m_pendingSession ? m_pendingSession->layer : m_layer;

@@ -14,6 +14,8 @@
 #include <QApplication>
 #include <QComboBox>
 #include <QDialog>
+#include <QDialogButtonBox>
+#include <QPushButton>
 #include <QDockWidget>
 #include <QMenuBar>
 #include <QTextBrowser>
@@ -712,6 +714,52 @@ private Q_SLOTS:
         // It is asked once per file: reopening does not ask again.
         QTest::qWait(100);
         QVERIFY(!w.findChild<InputSettingsDialog*>());
+    }
+
+    // The response menu names the model's classes; picking one asks for that class's score.
+    void theResponseMenuListsClassNames() {
+        auto w = loadedWindow();
+        QVERIFY(w);
+        auto* box = w->findChild<QComboBox*>(QStringLiteral("responseBox"));
+        QVERIFY(box);
+        QStringList items;
+        for (int i = 0; i < box->count(); ++i)
+            items << box->itemText(i);
+        const QStringList names = w->models()[0].classNames;
+        QVERIFY(names.size() >= 2);
+        QCOMPARE(items.size(), names.size() + 1);
+        QCOMPARE(items[0], QStringLiteral("sum"));
+        QCOMPARE(items[2], QStringLiteral("class:1 (%1)").arg(names[1]));
+        box->setCurrentIndex(2);
+        Q_EMIT box->textActivated(box->currentText());
+        QCOMPARE(QString::fromStdString(w->analysisSettings().response.toString()), QStringLiteral("class:1"));
+        // Shown again as the named item (sessions and settings hold "class:1").
+        w->setAnalysisSettings(w->analysisSettings());
+        QCOMPARE(box->currentIndex(), 2);
+    }
+
+    // Analysis > Input Settings on a model with deformscope.json describes that metadata
+    // (not "it has no deformscope.json") and restores its values, not ImageNet's.
+    void theInputSettingsDialogReadsTheModelsMetadata() {
+        auto w = loadedWindow(false, {sampleModels()[2]});
+        QVERIFY(w);
+        QVERIFY(w->models()[0].hasMetadata);
+        w->editInputSettings(0);
+        auto* dialog = w->findChild<InputSettingsDialog*>();
+        QVERIFY(dialog);
+        const QString intro = dialog->findChild<QLabel*>(QStringLiteral("inputSettingsIntro"))->text();
+        QVERIFY2(intro.contains(QLatin1String("deformscope.json</tt> says")) && !intro.contains(QLatin1String("does not say")),
+                 qPrintable(intro));
+        QCOMPARE(dialog->settings().mean[0], w->models()[0].mean[0]);
+        QCOMPARE(dialog->settings().inputH, 128); // the samples' metadata input size
+        InputSettings changed = dialog->settings();
+        changed.mean[0] = 0.1;
+        changed.inputH = changed.inputW = 0;
+        dialog->setSettings(changed);
+        dialog->findChild<QDialogButtonBox*>()->button(QDialogButtonBox::RestoreDefaults)->click();
+        QCOMPARE(dialog->settings().mean[0], w->models()[0].mean[0]);
+        QCOMPARE(dialog->settings().inputH, 128);
+        dialog->reject();
     }
 
     // A session file written before the analysis settings became the one request
