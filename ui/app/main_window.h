@@ -96,6 +96,11 @@ public:
     // <model>/view.png (each comparison column) — the canvas's drawing without
     // its HUD, made by the same composeView and figure renderer.
     void exportTo(const QString& directory, bool figures = true, bool data = true);
+    // File > Export: into a subfolder of `parent` named after the model (or "compare"), the
+    // layer and the node ("dcn_v2_block3_fx12_fy7"), made with any folders it needs; when it
+    // exists already, a question (non-modal, objectName "overwriteQuestion") asks first.
+    void exportUnder(const QString& parent, bool figures = true, bool data = true);
+    QString exportFolderName() const; // "" before any result
     void cancelAnalysis();
     // Asks how to feed a model (mean, std, colour order, input size); non-blocking.
     void editInputSettings(int model);

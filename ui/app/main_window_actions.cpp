@@ -148,15 +148,17 @@ void MainWindow::buildActions() {
     m_exportAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
     m_exportAction->setToolTip(tr("Write the figure (PNG, SVG, PDF) and the data (JSON, NPY, CSV) of this click (Ctrl+E)"));
     connect(m_exportAction, &QAction::triggered, this, [this] {
-        const QString dir = QFileDialog::getExistingDirectory(this, tr("Export into folder"), m_settings->lastDirectory());
+        const QString dir = QFileDialog::getExistingDirectory(this, tr("Export into folder (a subfolder per export)"),
+                                                              m_settings->lastDirectory());
         if (!dir.isEmpty())
-            exportTo(dir, true, true);
+            exportUnder(dir, true, true);
     });
     m_exportDataAction = new QAction(tr("Export &Data Only…"), this);
     connect(m_exportDataAction, &QAction::triggered, this, [this] {
-        const QString dir = QFileDialog::getExistingDirectory(this, tr("Export data into folder"), m_settings->lastDirectory());
+        const QString dir = QFileDialog::getExistingDirectory(this, tr("Export data into folder (a subfolder per export)"),
+                                                              m_settings->lastDirectory());
         if (!dir.isEmpty())
-            exportTo(dir, false, true);
+            exportUnder(dir, false, true);
     });
 
     m_erfAverageAction = new QAction(tr("ERF &Averaged over a Folder…"), this);

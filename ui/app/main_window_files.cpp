@@ -18,6 +18,7 @@
 #include <QDragEnterEvent>
 #include <QDropEvent>
 #include <QFileInfo>
+#include <QMessageBox>
 #include <QLabel>
 #include <QMimeData>
 #include <QStackedWidget>
@@ -291,6 +292,53 @@ void MainWindow::exportTo(const QString& directory, bool figures, bool data) {
     m_viewFiles = figures ? exportViews(directory) : QStringList();
     statusBar()->showMessage(tr("Exporting to %1…").arg(directory));
     m_exportRequest = m_engine->exportResults(r);
+}
+
+QString MainWindow::exportFolderName() const {
+    if (!m_result || m_result->columns.empty())
+        return {};
+    const bool single = m_views->currentWidget() == m_single && m_currentModel < int(m_result->columns.size());
+    const ColumnView& c = m_result->columns[single ? size_t(m_currentModel) : 0];
+    QString name = QStringLiteral("%1_%2_fx%3_fy%4")
+                       .arg(single ? c.model : QStringLiteral("compare"), c.layer.isEmpty() ? m_layer : c.layer)
+                       .arg(c.fx)
+                       .arg(c.fy);
+    for (QChar& ch : name)
+        if (!(ch.isLetterOrNumber() || ch == QLatin1Char('_') || ch == QLatin1Char('.') || ch == QLatin1Char('-')))
+            ch = QLatin1Char('_');
+    return name;
+}
+
+void MainWindow::exportUnder(const QString& parent, bool figures, bool data) {
+    const QString name = exportFolderName();
+    if (name.isEmpty()) {
+        showError(tr("Nothing to export yet: click a pixel first."));
+        return;
+    }
+    if (!QDir().mkpath(parent)) {
+        showError(tr("%1: cannot create the export folder").arg(parent));
+        return;
+    }
+    const QString folder = QDir(parent).filePath(name);
+    if (!QFileInfo::exists(folder)) {
+        exportTo(folder, figures, data);
+        return;
+    }
+    auto* question = new QMessageBox(QMessageBox::Question, tr("Replace the export?"),
+                                     tr("%1 exists already. Replace what it holds with this export?").arg(folder),
+                                     QMessageBox::Yes | QMessageBox::No, this);
+    question->setObjectName(QStringLiteral("overwriteQuestion"));
+    question->setDefaultButton(QMessageBox::No);
+    question->setAttribute(Qt::WA_DeleteOnClose);
+    connect(question, &QMessageBox::finished, this, [this, folder, figures, data](int answer) {
+        if (answer == QMessageBox::Yes) {
+            QDir(folder).removeRecursively(); // the earlier export's files go: no mix of two exports
+            exportTo(folder, figures, data);
+        } else {
+            statusBar()->showMessage(tr("Export cancelled: %1 kept as it was").arg(folder), 10000);
+        }
+    });
+    question->open();
 }
 
 QStringList MainWindow::exportViews(const QString& directory) {

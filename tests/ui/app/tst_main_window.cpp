@@ -15,6 +15,7 @@
 #include <QComboBox>
 #include <QDialog>
 #include <QDialogButtonBox>
+#include <QMessageBox>
 #include <QPushButton>
 #include <QDockWidget>
 #include <QMenuBar>
@@ -714,6 +715,49 @@ private Q_SLOTS:
         // It is asked once per file: reopening does not ask again.
         QTest::qWait(100);
         QVERIFY(!w.findChild<InputSettingsDialog*>());
+    }
+
+    // Export makes the folders it needs, writes one subfolder per export named after the
+    // model (or "compare"), layer and node, and asks before replacing one.
+    void exportWritesASubfolderPerExportAndAsksBeforeReplacing() {
+        auto w = loadedWindow();
+        QVERIFY(w);
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->selectPoint(QPointF(58, 46));
+        QVERIFY(waitFor(result));
+        const ColumnView& c = w->result()->columns[0];
+        const QString name = QStringLiteral("compare_%1_fx%2_fy%3").arg(c.layer).arg(c.fx).arg(c.fy);
+        QCOMPARE(w->exportFolderName(), name);
+        const QString parent = m_dir.filePath(QStringLiteral("exports/not/yet/there"));
+        QSignalSpy exported(w.get(), &MainWindow::exportFinished);
+        w->exportUnder(parent, true, true);
+        QVERIFY(waitFor(exported));
+        const QString folder = parent + QLatin1Char('/') + name;
+        QVERIFY(QFileInfo::exists(folder + QStringLiteral("/compare.json")));
+        QVERIFY(QFileInfo::exists(folder + QStringLiteral("/dcn_v2/result.json")));
+        // The same node again: asked first; No keeps the folder as it was.
+        QFile marker(folder + QStringLiteral("/mine.txt"));
+        QVERIFY(marker.open(QIODevice::WriteOnly));
+        marker.close();
+        w->exportUnder(parent, true, true);
+        auto* question = w->findChild<QMessageBox*>(QStringLiteral("overwriteQuestion"));
+        QVERIFY(question && question->isVisible());
+        question->button(QMessageBox::No)->click();
+        QTest::qWait(500);
+        QCOMPARE(exported.size(), 1);
+        QVERIFY(QFileInfo::exists(folder + QStringLiteral("/mine.txt")));
+        // Yes replaces the earlier set (nothing of it stays beside the new one).
+        w->exportUnder(parent, true, true);
+        question = w->findChild<QMessageBox*>(QStringLiteral("overwriteQuestion"));
+        QVERIFY(question);
+        question->button(QMessageBox::Yes)->click();
+        QVERIFY(waitFor(exported, 2));
+        QVERIFY(!QFileInfo::exists(folder + QStringLiteral("/mine.txt")));
+        QVERIFY(QFileInfo::exists(folder + QStringLiteral("/compare.json")));
+        // The single view names its model.
+        w->setComparison(false);
+        const int current = w->findChild<QComboBox*>(QStringLiteral("modelBox"))->currentIndex();
+        QVERIFY(w->exportFolderName().startsWith(w->result()->columns[size_t(current)].model + QLatin1Char('_')));
     }
 
     // The response menu names the model's classes; picking one asks for that class's score.
