@@ -21,7 +21,9 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QScrollArea>
+#include <QHeaderView>
 #include <QStackedWidget>
+#include <QTableWidget>
 #include <QStatusBar>
 #include <QTreeWidget>
 #include <QUrl>
@@ -78,8 +80,18 @@ MainWindow::MainWindow(AppSettings* settings, QWidget* parent)
     singleLayout->setSpacing(0);
     m_canvas = new Canvas(m_single);
     m_singleKernel = new KernelInset(m_single);
+    // The single view's numbers: the model's metrics for the click, as the comparison lists them.
+    m_singleMetrics = new QTableWidget(0, 2, m_single);
+    m_singleMetrics->setObjectName(QStringLiteral("singleMetrics"));
+    m_singleMetrics->setHorizontalHeaderLabels({tr("Metric"), tr("Value")});
+    m_singleMetrics->verticalHeader()->hide();
+    m_singleMetrics->horizontalHeader()->setSectionResizeMode(0, QHeaderView::Stretch);
+    m_singleMetrics->horizontalHeader()->setSectionResizeMode(1, QHeaderView::ResizeToContents);
+    m_singleMetrics->setEditTriggers(QAbstractItemView::NoEditTriggers);
+    m_singleMetrics->setFixedHeight(150); // always there: a result does not resize the canvas
     singleLayout->addWidget(m_canvas, 1);
     singleLayout->addWidget(m_singleKernel);
+    singleLayout->addWidget(m_singleMetrics);
     m_comparison = new ComparisonView(m_views);
     m_views->addWidget(m_single);
     m_views->addWidget(m_comparison);
@@ -179,8 +191,11 @@ void MainWindow::requestAnalysis() {
     if (m_models.empty() || m_image.isNull() || !m_node)
         return;
     setBusy(true, tr("Analysing"));
+    // The single view analyses its model alone; the comparison, every model.
+    const bool single = m_views->currentWidget() == m_single && m_models.size() > 1;
     m_analysisRequest =
-        m_engine->analyze(clickRequest(m_analysis, m_layer, *m_node, m_objectBox, m_overlays, m_roiBox, m_wholeRoi));
+        m_engine->analyze(clickRequest(m_analysis, m_layer, *m_node, m_objectBox, m_overlays, m_roiBox, m_wholeRoi),
+                          single ? std::clamp(m_currentModel, 0, int(m_models.size()) - 1) : -1);
     // What is shown now is the previous click's, until the first results of this one arrive.
     if (m_result) {
         m_canvas->setStale(true);
@@ -269,11 +284,44 @@ void MainWindow::refreshViews() {
         m_canvas->setColumn(m_result, column);
         m_singleKernel->setColumn(column < int(m_result->columns.size()) ? &m_result->columns[size_t(column)] : nullptr);
         m_comparison->setClick(m_result);
+        fillSingleMetrics(column < int(m_result->columns.size()) ? &m_result->columns[size_t(column)] : nullptr);
     } else if (!m_image.isNull()) {
         m_canvas->setImage(m_image);
         m_singleKernel->setColumn(nullptr);
         m_comparison->setImage(m_image);
+        fillSingleMetrics(nullptr);
     }
+}
+
+void MainWindow::fillSingleMetrics(const ColumnView* column) {
+    const bool show = column && column->error.isEmpty() && !column->skipped && !column->metrics.empty();
+    if (!show) {
+        m_singleMetrics->setRowCount(0);
+        return;
+    }
+    m_singleMetrics->setRowCount(int(column->metrics.size()));
+    for (int r = 0; r < int(column->metrics.size()); ++r) {
+        const Metric& m = column->metrics[size_t(r)];
+        m_singleMetrics->setItem(r, 0, new QTableWidgetItem(m.label));
+        auto* value = new QTableWidgetItem(m.text);
+        value->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
+        m_singleMetrics->setItem(r, 1, value);
+    }
+    m_singleMetrics->resizeRowsToContents();
+}
+
+// A result that lacks a column the view now shows (the single view's click, then the
+// comparison or another model): analysed again for it.
+void MainWindow::analyseMissingColumns() {
+    if (!m_result || !m_node)
+        return;
+    const bool single = m_views->currentWidget() == m_single;
+    bool missing = false;
+    for (size_t i = 0; i < m_result->columns.size(); ++i)
+        if (m_result->columns[i].skipped && (!single || int(i) == m_currentModel))
+            missing = true;
+    if (missing)
+        requestAnalysis();
 }
 
 void MainWindow::onErfAveraged(uint64_t id, const QString& figure, int images, bool cancelled) {
@@ -392,6 +440,7 @@ void MainWindow::setComparison(bool on) {
         m_comparisonAction->setChecked(on);
         m_syncing = false;
     }
+    analyseMissingColumns();
 }
 
 const ModelInfo* MainWindow::currentModel() const {

@@ -29,6 +29,7 @@ class QCheckBox;
 class QComboBox;
 class QDoubleSpinBox;
 class QLabel;
+class QTableWidget;
 class QMenu;
 class QProgressBar;
 class QPushButton;
@@ -106,6 +107,8 @@ public:
     void editInputSettings(int model);
     // The response menu: "sum" and the model's classes by name; the item showing `response`.
     void fillResponseMenu();
+    void fillSingleMetrics(const ColumnView* column); // the single view's metrics table (hidden: none)
+    void analyseMissingColumns();
     int responseItem(const QString& response) const;
     // Whether opening a model without metadata asks for its input settings (off
     // without a display: the defaults are used and the model's notes say so).
@@ -267,6 +270,7 @@ private:
     QAction* m_openModelsAction = nullptr; // Ctrl+O: add models
     QAction* m_replaceModelsAction = nullptr;
     QMenu* m_viewMenu = nullptr;
+    QTableWidget* m_singleMetrics = nullptr;
     QAction* m_openImageAction = nullptr;
     QAction* m_openFramesAction = nullptr;
     QAction* m_openVideoAction = nullptr;

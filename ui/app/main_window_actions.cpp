@@ -423,6 +423,7 @@ void MainWindow::buildToolBar() {
         fillLayerList();
         fillResponseMenu();
         refreshViews();
+        analyseMissingColumns();
     });
     bar->addWidget(m_modelBox);
     bar->addSeparator();

@@ -71,7 +71,7 @@ struct Engine::Impl {
             emitImage(id);
     }
 
-    void analyze(uint64_t id, common::AnalysisRequest rq, JobToken& token) {
+    void analyze(uint64_t id, common::AnalysisRequest rq, JobToken& token, int onlyModel) {
         const std::vector<report::Run*> runs = cache.runs();
         if (cache.infos().empty())
             throw report::UsageError("no model is open");
@@ -101,6 +101,13 @@ struct Engine::Impl {
             if (token.superseded)
                 return; // a newer click came in
             report::Run& r = *runs[i];
+            if (onlyModel >= 0 && size_t(onlyModel) != i) { // the single view: its model alone
+                ColumnView c;
+                c.model = qs(r.name);
+                c.skipped = true;
+                view->columns.push_back(std::move(c));
+                continue;
+            }
             QElapsedTimer timer;
             timer.start();
             // Motion and label propagation: for models with an alignment layer, after the
@@ -469,9 +476,10 @@ uint64_t Engine::openImage(const QString& path) {
     });
 }
 
-uint64_t Engine::analyze(const common::AnalysisRequest& request) {
-    return d->submit(Job::Kind::Analysis,
-                     [this, request](uint64_t id, JobToken& token) { d->analyze(id, request, token); });
+uint64_t Engine::analyze(const common::AnalysisRequest& request, int onlyModel) {
+    return d->submit(Job::Kind::Analysis, [this, request, onlyModel](uint64_t id, JobToken& token) {
+        d->analyze(id, request, token, onlyModel);
+    });
 }
 
 uint64_t Engine::exportResults(const ExportRequest& request) {

@@ -100,9 +100,11 @@ public:
     uint64_t openImage(const QString& path);
     // Analyses the node at request.at (on the input grid) for every open model;
     // request.object is a box on the input grid, or Auto. The engine sets the
-    // input size (the shared grid) and the device. Emits progress, then
-    // resultReady (unless superseded) or failed.
-    uint64_t analyze(const common::AnalysisRequest& request);
+    // input size (the shared grid) and the device. Emits resultReady with the
+    // sampling points and ERF (partial when a saliency search follows), progress,
+    // then resultReady complete (unless superseded), or failed. `onlyModel` >= 0
+    // analyses that model alone (the single view): the others' columns are `skipped`.
+    uint64_t analyze(const common::AnalysisRequest& request, int onlyModel = -1);
     // Writes the last delivered click's figures and data. Emits exported or failed.
     uint64_t exportResults(const ExportRequest& request);
     uint64_t averageErf(const ErfAverageRequest& request);

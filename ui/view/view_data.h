@@ -130,6 +130,7 @@ struct ColumnView {
     std::vector<Metric> metrics;
     QStringList notes;
     QString error;           // non-empty: this model failed for this click (the message)
+    bool skipped = false;    // not analysed: the single view asked for another model only
     double seconds = 0;      // time of this model's analyses
     QString timing;          // e.g. "sampling 24 ms · ERF 48 ms · saliency 7.9 s"
 };

@@ -32,6 +32,7 @@
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QTest>
+#include <QTableWidget>
 #include <QTreeWidget>
 
 #include <cmath>
@@ -204,7 +205,11 @@ private Q_SLOTS:
                 layer = &l;
         QVERIFY(layer);
         const QPointF clicked = canvas->widgetToImage(canvas->imageToWidget(p).toPoint());
+        // The single view analyses its model (the first) alone.
+        QVERIFY(r->columns[1].skipped && r->columns[2].skipped);
         for (const ColumnView& c : r->columns) {
+            if (c.skipped)
+                continue;
             QVERIFY2(c.error.isEmpty(), qPrintable(c.error));
             QCOMPARE(c.fx, int(std::lround((clicked.x() - layer->startX) / layer->jumpX)));
             QCOMPARE(c.fy, int(std::lround((clicked.y() - layer->startY) / layer->jumpY)));
@@ -575,7 +580,9 @@ private Q_SLOTS:
 
         // The comparison view writes each column's view beside its data (the
         // views are written when the export starts: grab what it shows then).
-        w->setComparison(true);
+        QSignalSpy comparison(w.get(), &MainWindow::resultShown);
+        w->setComparison(true); // the single view analysed its model alone: the others now
+        QVERIFY(waitFor(comparison));
         QTest::qWait(200);
         Canvas* column = w->comparisonView()->canvas(2);
         column->setHudShown(false);
@@ -715,6 +722,37 @@ private Q_SLOTS:
         // It is asked once per file: reopening does not ask again.
         QTest::qWait(100);
         QVERIFY(!w.findChild<InputSettingsDialog*>());
+    }
+
+    // The single view analyses its model alone and lists its metrics; the comparison, or
+    // another model, is analysed when shown.
+    void theSingleViewAnalysesItsModelAndShowsItsMetrics() {
+        auto w = loadedWindow();
+        QVERIFY(w);
+        w->setComparison(false);
+        auto* modelBox = w->findChild<QComboBox*>(QStringLiteral("modelBox"));
+        modelBox->setCurrentIndex(1);
+        QSignalSpy result(w.get(), &MainWindow::resultShown);
+        w->selectPoint(QPointF(58, 46));
+        QVERIFY(waitFor(result));
+        const ClickViewPtr single = w->result();
+        QCOMPARE(single->columns.size(), size_t{3});
+        QVERIFY(single->columns[0].skipped && single->columns[2].skipped);
+        QVERIFY(!single->columns[1].skipped && single->columns[1].hasSampling && single->columns[1].hasErf);
+        auto* metrics = w->findChild<QTableWidget*>(QStringLiteral("singleMetrics"));
+        QVERIFY(metrics && metrics->isVisible());
+        QCOMPARE(metrics->rowCount(), int(single->columns[1].metrics.size()));
+        QCOMPARE(metrics->item(0, 0)->text(), single->columns[1].metrics[0].label);
+        QCOMPARE(metrics->item(0, 1)->text(), single->columns[1].metrics[0].text);
+        // Another model in the single view: analysed for it.
+        modelBox->setCurrentIndex(2);
+        QVERIFY(waitFor(result, 2));
+        QVERIFY(!w->result()->columns[2].skipped && w->result()->columns[0].skipped);
+        // The comparison: every model.
+        w->setComparison(true);
+        QVERIFY(waitFor(result, 3));
+        for (const ColumnView& c : w->result()->columns)
+            QVERIFY(!c.skipped && c.hasSampling);
     }
 
     // Export makes the folders it needs, writes one subfolder per export named after the

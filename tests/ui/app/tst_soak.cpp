@@ -9,6 +9,7 @@
 #include "ui/app/app_settings.h"
 #include "ui/app/main_window.h"
 #include "ui/canvas/canvas.h"
+#include "ui/canvas/comparison_view.h"
 
 #include <QElapsedTimer>
 #include <QFile>
@@ -59,7 +60,7 @@ private Q_SLOTS:
         w.setAnalysisSettings(a);
         w.resize(1400, 800);
         w.show();
-        w.setComparison(false); // one canvas to click on; every model still analyses each click
+        w.setComparison(true); // every model analyses each click; the clicks go to each model's canvas in turn
         const QStringList models{kSource + "/sample_models/regular.pt", kSource + "/sample_models/dcn_v1.pt",
                                  kSource + "/sample_models/dcn_v2.pt"};
         const QStringList images{kSource + "/resources/samples/sample_01.png",
@@ -74,7 +75,6 @@ private Q_SLOTS:
             ++results;
             last = r;
         });
-        Canvas* canvas = w.canvas();
         uint64_t lastId = 0;
         double rss100 = 0, rssMax = 0;
         QElapsedTimer timer;
@@ -88,6 +88,9 @@ private Q_SLOTS:
             // A walk over the image: every position of a 13 x 11 lattice in turn.
             const QPointF p(4.5 + double((i * 7) % 13) * 9.5, 3.5 + double((i * 5) % 11) * 11.0);
             const int before = results;
+            Canvas* canvas = w.comparisonView()->canvas(i % 3);
+            // Where the click lands, before any result can change the view.
+            const QPointF clicked = canvas->widgetToImage(canvas->imageToWidget(p).toPoint());
             QTest::mouseClick(canvas, Qt::LeftButton, Qt::NoModifier, canvas->imageToWidget(p).toPoint());
             QVERIFY2(QTest::qWaitFor([&] { return results > before; }, 120000),
                      qPrintable(QString("click %1 got no result").arg(i)));
@@ -100,7 +103,6 @@ private Q_SLOTS:
             QCOMPARE(int(r->columns.size()), 3);
             for (const ColumnView& c : r->columns)
                 QVERIFY2(c.error.isEmpty(), qPrintable(c.error));
-            const QPointF clicked = canvas->widgetToImage(canvas->imageToWidget(p).toPoint());
             QVERIFY(std::abs(r->click.x() - clicked.x()) < 1e-6 && std::abs(r->click.y() - clicked.y()) < 1e-6);
             const double rss = residentBytes();
             if (i + 1 == 100)
