@@ -380,6 +380,70 @@ void Canvas::paintHud(QPainter& painter) const
             Qt::AlignVCenter, QStringLiteral("1"));
     }
 
+    // The legend, top right: one row per overlay shown, in its colours.
+    {
+        double y = 8;
+        auto row = [&](const std::vector<std::pair<QString, QColor>>& parts, const QString& trailer = {}) {
+            double w = 2 * pad;
+            for (const auto& [text, color] : parts)
+                w += fm.horizontalAdvance(text) + (color.isValid() ? h * 0.7 : 0) + 6;
+            w += trailer.isEmpty() ? 0 : fm.horizontalAdvance(trailer);
+            const QRectF r(width() - 8 - w, y, w, h);
+            painter.setPen(Qt::NoPen);
+            painter.setBrush(QColor(0, 0, 0, 160));
+            painter.drawRoundedRect(r, 4, 4);
+            double x = r.left() + pad;
+            for (const auto& [text, color] : parts) {
+                if (color.isValid()) {
+                    painter.setPen(Qt::NoPen);
+                    painter.setBrush(color);
+                    painter.drawEllipse(QPointF(x + h * 0.3, r.center().y()), h * 0.22, h * 0.22);
+                    x += h * 0.7;
+                }
+                painter.setPen(QColor(0xd0, 0xd2, 0xd8));
+                painter.drawText(QRectF(x, r.top(), fm.horizontalAdvance(text) + 2, h), Qt::AlignVCenter, text);
+                x += fm.horizontalAdvance(text) + 6;
+            }
+            y = r.bottom() + 4;
+            return QRectF(x, r.top(), r.right() - pad - x, h);
+        };
+        if (!m_panel.points.empty()) {
+            int levels = m_panel.levels;
+            for (const figure::Point& p : m_panel.points)
+                levels = std::max(levels, p.level);
+            std::vector<std::pair<QString, QColor>> parts{{tr("sampling points, level"), QColor()}};
+            for (int l = 1; l <= std::min(levels, 8); ++l)
+                if (m_overlays.levelShown(l))
+                    parts.push_back({QString::number(l), rgbColor(figure::levelColor(l))});
+            row(parts);
+        }
+        if (m_panel.heat && !m_panel.heat->contours.empty()) {
+            const uint32_t rgb = m_panel.heat->contourRgb ? m_panel.heat->contourRgb : 0xffffff;
+            QStringList fractions;
+            const QStringList dashes{QStringLiteral("solid"), QStringLiteral("dashed"), QStringLiteral("dotted")};
+            for (size_t i = 0; i < m_panel.heat->contours.size(); ++i)
+                fractions << QStringLiteral("%1 % %2").arg(std::lround(100 * m_panel.heat->contours[i].fraction))
+                                                     .arg(dashes[int(std::min<size_t>(i, 2))]);
+            row({{tr("ERF mass:"), QColor()}, {fractions.join(QStringLiteral(", ")), rgbColor(rgb)}});
+        }
+        if (m_panel.heat && m_panel.heat->map) {
+            // The ERF's colour bar: 0 to the node's largest gradient.
+            const double barW = 72;
+            const QRectF free = row({{tr("ERF 0"), QColor()}}, QString(int(barW / fm.horizontalAdvance(QLatin1Char(' '))) + 6, QLatin1Char(' ')));
+            const QRectF bar(free.left(), free.top() + 4, barW, h - 8);
+            QLinearGradient g(bar.topLeft(), bar.topRight());
+            for (int i = 0; i <= 8; ++i)
+                g.setColorAt(i / 8.0, rgbColor(figure::colormap(m_panel.heat->colormap, i / 8.0)));
+            painter.fillRect(bar, g);
+            painter.setPen(QColor(0xd0, 0xd2, 0xd8));
+            painter.drawText(QRectF(bar.right() + 4, free.top(), 40, h), Qt::AlignVCenter, tr("max"));
+        }
+        if (!m_panel.mask.empty())
+            row({{tr("saliency region (outline)"), QColor(Qt::white)}});
+        if (m_panel.objectBox || !m_panel.objectMask.empty())
+            row({{tr("object (dashed)"), kBox}});
+    }
+
     // Notes, top left: results of an older click, an error for this column, a saliency
     // search still running or cancelled.
     double top = 8;

@@ -22,15 +22,17 @@ struct CanvasOverlays {
     Offsets offsets = Offsets::Off; // arrows from the regular grid positions, thinned to the zoom
     bool modulation = false;        // DCNv2: mean mask value per feature cell, as a translucent colour map
 
-    // Effective receptive field (the column's `erf` panel's heat map).
-    bool erf = true;
+    // Effective receptive field (the column's `erf` panel): its heat map, and its mass
+    // contours (drawn with or without the map). A new user first sees the image with two
+    // overlays: the sampling points and the ERF contours.
+    bool erf = false;
     QString erfColormap = QStringLiteral("inferno"); // a figure::colormap name
     bool erfLog = false;
-    bool erfContours = true; // the panel's mass contours (50 % / 90 %)
+    bool erfContours = true; // the panel's mass contours (50 % / 90 %), coloured against the image when alone
 
     // Error-bounded saliency region (the column's `saliency` panel's mask).
-    bool saliencyOutline = true;
-    bool saliencyMasked = true; // the masked image: dim what the region leaves out
+    bool saliencyOutline = false;
+    bool saliencyMasked = false; // the masked image: dim what the region leaves out
 
     bool object = true; // the object region: ClickView::objectBox, else the panels' object mask
 

@@ -57,6 +57,18 @@ figure::Image clickBackground(const ClickView& click)
     return toFigureImage(click.image);
 }
 
+uint32_t contourColorAgainst(const figure::Image& image)
+{
+    // The mean luminance of the image: white lines on a dark one, a deep blue on a light one
+    // (both carry the dark halo paintPanel gives every line).
+    double sum = 0;
+    const size_t pixels = size_t(image.width) * size_t(image.height);
+    for (size_t i = 0; i < pixels; ++i)
+        sum += 0.299 * image.rgb[i * 3] + 0.587 * image.rgb[i * 3 + 1] + 0.114 * image.rgb[i * 3 + 2];
+    const double mean = pixels ? sum / double(pixels) : 0;
+    return mean > 140 ? 0x1038c8 : 0xffffff;
+}
+
 figure::Panel composeView(const figure::Image& background, const ClickView* click, int column,
                           const CanvasOverlays& o)
 {
@@ -80,12 +92,15 @@ figure::Panel composeView(const figure::Image& background, const ClickView* clic
         }
         panel.levels = col.levels;
     }
-    if (o.erf && col.hasErf && col.erf.heat) {
+    if ((o.erf || o.erfContours) && col.hasErf && col.erf.heat) {
         figure::Heat heat = *col.erf.heat;
         heat.colormap = o.erfColormap.toStdString();
         heat.log = o.erfLog;
+        heat.map = o.erf;
         if (!o.erfContours)
             heat.contours.clear();
+        else if (!o.erf)
+            heat.contourRgb = contourColorAgainst(background);
         panel.heat = std::move(heat);
     }
     if (col.hasSaliency && col.saliency.mask.size() == pixels && (o.saliencyOutline || o.saliencyMasked)) {

@@ -28,6 +28,10 @@ figure::Image toFigureImage(const QImage& image);
 // The input-grid image a click is shown on: its `background`, else its `image`.
 figure::Image clickBackground(const ClickView& click);
 
+// The colour of the ERF's contours drawn without its heat map: chosen against the image
+// (white on a dark image, deep blue on a light one).
+uint32_t contourColorAgainst(const figure::Image& image);
+
 // The panel for column `column` of `click` (null, or a column out of range or
 // with an error: the background alone) on `background`, with what `overlays`
 // switches on: sampling points (shown levels, optional weight shading), the ERF

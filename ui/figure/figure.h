@@ -58,6 +58,8 @@ struct Heat {
     // core/analysis's massContours gives them: drawn solid / dashed / dotted in
     // order, keyed by their fraction under the colour bar.
     std::vector<analysis::MassContour> contours;
+    bool map = true;          // false: only the contours are drawn (the GUI's contours-only overlay)
+    uint32_t contourRgb = 0;  // 0x00rrggbb; 0: by the colour map (white, blue on gray, dark on coolwarm)
 };
 
 // One tap of a deformable layer at one output position (image pixels): its

@@ -187,7 +187,7 @@ QImage panelRaster(const Panel& p, Grid grid)
                 const uint8_t* src = &p.background.rgb[(size_t(gy) * grid.width + gx) * 3];
                 c[0] = src[0], c[1] = src[1], c[2] = src[2];
             }
-            if (heat) {
+            if (heat && p.heat->map) {
                 const double l = 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2];
                 const int hx = int(int64_t(x) * p.heat->width / r.width);
                 const int hy = int(int64_t(y) * p.heat->height / r.height);
@@ -416,8 +416,9 @@ void drawRegions(QPainter& painter, const Panel& panel, Grid grid, const QRectF&
         for (size_t i = 0; i < heat.contours.size(); ++i) {
             const analysis::MassContour& c = heat.contours[i];
             if (c.fraction > 0 && c.fraction <= 1 && !c.loops.empty())
-                strokeWithHalo(painter, outlinePath(c.loops, target, hx, hy, 0.5), rgbColor(contourColor(heat.colormap)),
-                    1.0 * unit, contourDashes(i), 0.45);
+                strokeWithHalo(painter, outlinePath(c.loops, target, hx, hy, 0.5),
+                    rgbColor(heat.contourRgb ? heat.contourRgb : contourColor(heat.colormap)), 1.0 * unit,
+                    contourDashes(i), 0.45);
         }
     }
     if (panel.mask.size() == grid.count()) {

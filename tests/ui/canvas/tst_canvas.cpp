@@ -164,7 +164,7 @@ std::shared_ptr<ClickView> makeClick(const Parts& parts)
 CanvasOverlays nothing()
 {
     CanvasOverlays o;
-    o.sampling = o.erf = o.saliencyOutline = o.saliencyMasked = o.object = o.modulation = false;
+    o.sampling = o.erf = o.erfContours = o.saliencyOutline = o.saliencyMasked = o.object = o.modulation = false;
     o.offsets = CanvasOverlays::Offsets::Off;
     return o;
 }
@@ -245,6 +245,7 @@ private Q_SLOTS:
     void samplingPointsAtZoomAndPan();
     void samplingLevelsAndWeights();
     void erfHeatMap();
+    void erfContoursAloneOnTheImage();
     void saliencyRegion();
     void offsetArrows();
     void modulationMap();
@@ -376,6 +377,7 @@ void TestCanvas::erfHeatMap()
             int(std::lround(0.25 * lum + 0.75 * h.blue())));
     };
     o.erf = true;
+    o.erfContours = true;
     canvas.setOverlays(o);
     QVERIFY2(distance(pixelAt(canvas, hot), blend("inferno", 1.0)) <= 2, qPrintable(str(pixelAt(canvas, hot))));
     QVERIFY2(distance(pixelAt(canvas, cold), blend("inferno", 0.001)) <= 2, qPrintable(str(pixelAt(canvas, cold))));
@@ -414,6 +416,43 @@ void TestCanvas::erfHeatMap()
     o.erfContours = false;
     canvas.setOverlays(o);
     QVERIFY(!whiteNearSpot());
+}
+
+// A new user's first view: the image with two overlays, the sampling points and the ERF's
+// contours, the contours drawn on the image itself (not greyed, not tinted) in a colour
+// chosen against it.
+void TestCanvas::erfContoursAloneOnTheImage()
+{
+    const CanvasOverlays defaults;
+    QVERIFY(defaults.sampling && defaults.erfContours);
+    QVERIFY(!defaults.erf && !defaults.saliencyOutline && !defaults.saliencyMasked);
+
+    Canvas canvas;
+    CanvasOverlays o = nothing();
+    o.erfContours = true;
+    showAt(canvas, makeClick(only(&Parts::erf)), o, QPointF(-40, 9));
+    const figure::Panel& panel = canvas.composedPanel();
+    QVERIFY(panel.heat && !panel.heat->map && !panel.heat->contours.empty());
+    QCOMPARE(panel.heat->contourRgb, uint32_t(0xffffff)); // the test image is dark
+    // Away from the lines the image is itself, in its colours.
+    QVERIFY2(distance(pixelAt(canvas, QPointF(50, 30)), kBg) <= 1, qPrintable(str(pixelAt(canvas, QPointF(50, 30)))));
+    QVERIFY2(distance(pixelAt(canvas, QPointF(10, 40)), kBg) <= 1, qPrintable(str(pixelAt(canvas, QPointF(10, 40)))));
+    const QImage g = canvas.grab().toImage();
+    const QRectF r(canvas.imageToWidget(QPointF(40, 20)), canvas.imageToWidget(QPointF(60, 40)));
+    int white = 0;
+    for (int y = int(r.top()); y < int(r.bottom()); ++y)
+        for (int x = int(r.left()); x < int(r.right()); ++x)
+            white += g.pixelColor(x, y).lightness() > 245 ? 1 : 0;
+    QVERIFY2(white > 20, qPrintable(QString::number(white)));
+    // On a light image the lines turn deep blue.
+    figure::Image light = makeBackground();
+    std::fill(light.rgb.begin(), light.rgb.end(), uint8_t(230));
+    QCOMPARE(contourColorAgainst(light), uint32_t(0x1038c8));
+    QCOMPARE(contourColorAgainst(makeBackground()), uint32_t(0xffffff));
+    // With the heat map on, the map's own contour colour again.
+    o.erf = true;
+    canvas.setOverlays(o);
+    QVERIFY(canvas.composedPanel().heat->map && canvas.composedPanel().heat->contourRgb == 0);
 }
 
 void TestCanvas::saliencyRegion()
