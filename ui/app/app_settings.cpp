@@ -44,6 +44,9 @@ void AppSettings::setDevice(const QString& device) { m->setValue(QStringLiteral(
 QString AppSettings::lastDirectory() const { return m->value(QStringLiteral("lastDirectory")).toString(); }
 void AppSettings::setLastDirectory(const QString& dir) { m->setValue(QStringLiteral("lastDirectory"), dir); }
 
+QString AppSettings::palette() const { return m->value(QStringLiteral("palette"), QStringLiteral("system")).toString(); }
+void AppSettings::setPalette(const QString& name) { m->setValue(QStringLiteral("palette"), name); }
+
 QByteArray AppSettings::geometry() const { return m->value(QStringLiteral("window/geometry")).toByteArray(); }
 void AppSettings::setGeometry(const QByteArray& g) { m->setValue(QStringLiteral("window/geometry"), g); }
 QByteArray AppSettings::windowState() const { return m->value(QStringLiteral("window/state")).toByteArray(); }

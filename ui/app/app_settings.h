@@ -37,6 +37,8 @@ public:
     QString lastDirectory() const;
     void setLastDirectory(const QString& dir);
 
+    QString palette() const; // "system" (default), "light" or "dark" (palette.h)
+    void setPalette(const QString& name);
     QByteArray geometry() const;
     void setGeometry(const QByteArray& g);
     QByteArray windowState() const;

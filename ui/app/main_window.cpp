@@ -21,6 +21,7 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QScrollArea>
+#include <QDockWidget>
 #include <QHeaderView>
 #include <QStackedWidget>
 #include <QTableWidget>
@@ -266,8 +267,7 @@ void MainWindow::onResult(const ClickViewPtr& result) {
             timings.append(c.model + QStringLiteral(": ") + c.timing);
     m_timingLabel->setText(tr("%1 s").arg(number(result->seconds, 2)) +
                            (result->cancelled ? tr(" (saliency cancelled)") : QString()));
-    m_timingLabel->setToolTip(timings.join(QLatin1Char('\n')));
-    statusBar()->showMessage(timings.join(QStringLiteral("  ·  ")), 20000);
+    m_timingLabel->setToolTip(timings.join(QLatin1Char('\n'))); // each model's, in full
     for (const ColumnView& c : result->columns)
         if (!c.error.isEmpty())
             showError(c.model + QStringLiteral(": ") + c.error);
@@ -500,7 +500,21 @@ void MainWindow::setBusy(bool busy, const QString& stage) {
         m_progress->hide();
         m_cancelButton->hide();
         m_cancelAction->setEnabled(false);
+        statusBar()->clearMessage(); // the stage it showed ("Analysing") is over
     }
+}
+
+void MainWindow::showEvent(QShowEvent* event) {
+    QMainWindow::showEvent(event);
+    // Sizes given before the window is laid out are lost: the docks' first widths are set
+    // on the first show, unless the user's own layout was restored.
+    if (!m_docksSized && m_settings->windowState().isEmpty()) {
+        auto* layers = findChild<QDockWidget*>(QStringLiteral("layersDock"));
+        auto* controls = findChild<QDockWidget*>(QStringLiteral("controlsDock"));
+        if (layers && controls)
+            resizeDocks({layers, controls}, {260, controls->minimumSizeHint().width()}, Qt::Horizontal);
+    }
+    m_docksSized = true;
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {

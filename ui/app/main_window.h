@@ -147,6 +147,7 @@ Q_SIGNALS:
 
 protected:
     void closeEvent(QCloseEvent* event) override;
+    void showEvent(QShowEvent* event) override;
     void dragEnterEvent(QDragEnterEvent* event) override;
     void dropEvent(QDropEvent* event) override;
 
@@ -271,6 +272,7 @@ private:
     QAction* m_replaceModelsAction = nullptr;
     QMenu* m_viewMenu = nullptr;
     QTableWidget* m_singleMetrics = nullptr;
+    bool m_docksSized = false; // the docks' first widths given (on the first show, without a saved state)
     QAction* m_openImageAction = nullptr;
     QAction* m_openFramesAction = nullptr;
     QAction* m_openVideoAction = nullptr;

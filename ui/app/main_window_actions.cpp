@@ -2,6 +2,7 @@
 // command does when triggered. GUI thread only (MainWindow's members; see
 // main_window.cpp for the window's core).
 #include "ui/app/main_window.h"
+#include "ui/app/palette.h"
 
 #include "ui/canvas/canvas.h"
 #include "ui/canvas/comparison_view.h"
@@ -13,6 +14,7 @@
 #include <QInputDialog>
 #include <QLabel>
 #include <QLineEdit>
+#include <QActionGroup>
 #include <QMenu>
 #include <QMenuBar>
 #include <QMessageBox>
@@ -363,6 +365,24 @@ void MainWindow::buildMenus() {
     m_viewMenu->addAction(m_comparisonAction);
     m_viewMenu->addAction(m_fitAction);
     m_viewMenu->addAction(m_fullScreenAction);
+    // The palette: the system's (dark when it is), light or dark; figures export the same.
+    QMenu* palette = m_viewMenu->addMenu(tr("&Palette"));
+    auto* paletteGroup = new QActionGroup(palette);
+    const PaletteChoice saved = paletteChoiceFromName(m_settings->palette());
+    for (const auto& [choice, text] : {std::pair{PaletteChoice::System, tr("Follow the &System")},
+                                       std::pair{PaletteChoice::Light, tr("&Light")},
+                                       std::pair{PaletteChoice::Dark, tr("&Dark")}}) {
+        QAction* a = palette->addAction(text);
+        a->setObjectName(QStringLiteral("palette_") + paletteChoiceName(choice));
+        a->setCheckable(true);
+        a->setChecked(choice == saved);
+        paletteGroup->addAction(a);
+        connect(a, &QAction::triggered, this, [this, choice] {
+            applyPalette(choice);
+            m_settings->setPalette(paletteChoiceName(choice));
+        });
+    }
+    applyPalette(saved);
     m_viewMenu->addSeparator(); // the docks' and tool bar's toggles follow (buildDocks, buildToolBar)
 
     QMenu* analysis = menuBar()->addMenu(tr("&Analysis"));

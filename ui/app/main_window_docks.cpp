@@ -18,6 +18,7 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QScrollArea>
+#include <QScrollBar>
 #include <QSpinBox>
 #include <QStatusBar>
 #include <QTreeWidget>
@@ -40,6 +41,7 @@ void MainWindow::buildDocks() {
     m_layers->setAlternatingRowColors(true);
     m_layers->setHeaderLabels({tr("Layer"), tr("Kind"), tr("Feature map"), tr("Stride"), tr("RF")});
     m_layers->header()->setSectionResizeMode(QHeaderView::ResizeToContents);
+    m_layers->setMinimumWidth(200);
     connect(m_layers, &QTreeWidget::currentItemChanged, this, [this](QTreeWidgetItem* item) {
         if (m_syncing || !item)
             return;
@@ -214,10 +216,13 @@ void MainWindow::buildDocks() {
     layout->addWidget(analysisBox);
     layout->addStretch();
     scroll->setWidget(panel);
+    // The settings never clipped: the dock is at least as wide as they need (they scroll down, not across).
+    scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+    scroll->setMinimumWidth(panel->minimumSizeHint().width() + scroll->verticalScrollBar()->sizeHint().width() +
+                            2 * scroll->frameWidth());
     controlsDock->setWidget(scroll);
     addDockWidget(Qt::RightDockWidgetArea, controlsDock);
     m_viewMenu->addAction(controlsDock->toggleViewAction());
-    resizeDocks({layerDock, controlsDock}, {330, 300}, Qt::Horizontal);
 }
 
 void MainWindow::buildStatusBar() {

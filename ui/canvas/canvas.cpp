@@ -380,8 +380,9 @@ void Canvas::paintHud(QPainter& painter) const
             Qt::AlignVCenter, QStringLiteral("1"));
     }
 
-    // The legend, top right: one row per overlay shown, in its colours.
-    {
+    // The legend, top right: one row per overlay shown, in its colours (not on a canvas too
+    // small to leave the image visible under it).
+    if (width() >= 300 && height() >= 220) {
         double y = 8;
         auto row = [&](const std::vector<std::pair<QString, QColor>>& parts, const QString& trailer = {}) {
             double w = 2 * pad;

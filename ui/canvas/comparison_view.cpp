@@ -1,4 +1,5 @@
 #include "ui/canvas/comparison_view.h"
+#include "ui/canvas/elided_label.h"
 #include "ui/view/kind_badge.h"
 
 #include <QFrame>
@@ -41,7 +42,7 @@ ComparisonView::ComparisonView(QWidget* parent) : QWidget(parent)
     auto* bottomLayout = new QVBoxLayout(bottom);
     bottomLayout->setContentsMargins(6, 4, 6, 4);
     bottomLayout->setSpacing(4);
-    m_summary = new QLabel(bottom);
+    m_summary = new ElidedLabel(bottom);
     m_summary->setObjectName(QStringLiteral("summary"));
     m_summary->setTextInteractionFlags(Qt::TextSelectableByMouse);
     bottomLayout->addWidget(m_summary);
@@ -52,8 +53,15 @@ ComparisonView::ComparisonView(QWidget* parent) : QWidget(parent)
     m_table->setAlternatingRowColors(true);
     m_table->setWordWrap(false);
     m_table->horizontalHeader()->setSectionResizeMode(QHeaderView::Stretch);
-    m_table->verticalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
     m_table->verticalHeader()->setDefaultAlignment(Qt::AlignLeft | Qt::AlignVCenter);
+    // The table's room is fixed before any result, for the eleven metrics a click gives
+    // (more rows scroll): a result fills it without moving the canvases.
+    const int row = m_table->fontMetrics().height() + 6;
+    m_table->verticalHeader()->setSectionResizeMode(QHeaderView::Fixed);
+    m_table->verticalHeader()->setMinimumSectionSize(row);
+    m_table->verticalHeader()->setDefaultSectionSize(row);
+    m_table->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Fixed);
+    m_table->setFixedHeight(12 * row + 2 * m_table->frameWidth() + 2);
     bottomLayout->addWidget(m_table);
     m_splitter->addWidget(bottom);
     m_splitter->setStretchFactor(0, 4);
@@ -86,14 +94,14 @@ ComparisonView::Column ComparisonView::makeColumn(int index)
     c.badge = new QLabel(header);
     c.badge->setObjectName(QStringLiteral("badge"));
     c.badge->hide();
-    c.layer = new QLabel(header);
+    c.layer = new ElidedLabel(header);
     c.layer->setObjectName(QStringLiteral("layer"));
     c.layer->setForegroundRole(QPalette::PlaceholderText);
     c.layer->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    c.layer->setAlignment(Qt::AlignRight | Qt::AlignVCenter);
     h->addWidget(c.title);
     h->addWidget(c.badge);
-    h->addStretch(1);
-    h->addWidget(c.layer);
+    h->addWidget(c.layer, 1);
     v->addWidget(header);
 
     c.stack = new QStackedWidget(c.box);
@@ -114,7 +122,7 @@ ComparisonView::Column ComparisonView::makeColumn(int index)
     c.kernel = new KernelInset(c.box);
     v->addWidget(c.kernel);
 
-    c.timing = new QLabel(c.box);
+    c.timing = new ElidedLabel(c.box);
     c.timing->setObjectName(QStringLiteral("timing"));
     c.timing->setContentsMargins(8, 2, 8, 2);
     c.timing->setForegroundRole(QPalette::PlaceholderText);
@@ -291,11 +299,7 @@ void ComparisonView::fillTable()
         }
     }
     // Show every metric without scrolling (up to a third of the view).
-    m_table->resizeRowsToContents();
-    int needed = m_table->horizontalHeader()->height() + 2 * m_table->frameWidth();
-    for (int r = 0; r < m_table->rowCount(); ++r)
-        needed += m_table->rowHeight(r);
-    m_table->setMinimumHeight(std::min(needed, std::max(120, height() / 3)));
+    // (Rows keep the height the constructor reserved room for.)
     QString summary = tr("click (%1, %2) \u00b7 %n model(s)", nullptr, int(m_click->columns.size()))
                           .arg(m_click->click.x(), 0, 'f', 1)
                           .arg(m_click->click.y(), 0, 'f', 1);

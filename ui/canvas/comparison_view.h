@@ -23,6 +23,8 @@ class QTableWidget;
 
 namespace deformscope::ui {
 
+class ElidedLabel;
+
 class ComparisonView : public QWidget {
     Q_OBJECT
 public:
@@ -78,11 +80,11 @@ private:
         QWidget* box = nullptr;
         QLabel* title = nullptr;
         QLabel* badge = nullptr;
-        QLabel* layer = nullptr;
+        ElidedLabel* layer = nullptr;
         QStackedWidget* stack = nullptr;
         Canvas* canvas = nullptr;
         QLabel* error = nullptr;
-        QLabel* timing = nullptr;
+        ElidedLabel* timing = nullptr;
         KernelInset* kernel = nullptr;
     };
 
@@ -95,7 +97,7 @@ private:
     QWidget* m_columnArea = nullptr;
     QSplitter* m_splitter = nullptr;
     QTableWidget* m_table = nullptr;
-    QLabel* m_summary = nullptr;
+    ElidedLabel* m_summary = nullptr;
     ClickViewPtr m_click;
     QImage m_image;
     CanvasOverlays m_overlays;
