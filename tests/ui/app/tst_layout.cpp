@@ -125,6 +125,38 @@ private Q_SLOTS:
         QVERIFY2(clipped.isEmpty(), qPrintable(clipped.join(QStringLiteral(", "))));
     }
 
+    // What the user arranged comes back on restart: the window's size, a closed dock, a
+    // dock's width, the overlays and the palette.
+    void theLayoutIsRestoredOnRestart() {
+        AppSettings settings(m_dir.filePath(QStringLiteral("restart.ini")));
+        int controlsWidth = 0;
+        {
+            auto w = window(settings, QSize(1500, 900));
+            QTest::qWait(100);
+            auto* layers = w->findChild<QDockWidget*>(QStringLiteral("layersDock"));
+            auto* controls = w->findChild<QDockWidget*>(QStringLiteral("controlsDock"));
+            QVERIFY(layers && controls);
+            layers->close();
+            w->resizeDocks({controls}, {controls->width() + 60}, Qt::Horizontal);
+            QTest::qWait(50);
+            controlsWidth = controls->width();
+            CanvasOverlays o = w->overlays();
+            o.erf = true;
+            w->setOverlays(o);
+            w->findChild<QAction*>(QStringLiteral("palette_dark"))->trigger();
+            QVERIFY(w->close());
+        }
+        auto w = std::make_unique<MainWindow>(&settings); // as the app starts: no size of its own
+        w->show();
+        QTest::qWait(100);
+        QCOMPARE(w->size(), QSize(1500, 900));
+        QVERIFY(!w->findChild<QDockWidget*>(QStringLiteral("layersDock"))->isVisible());
+        QVERIFY(std::abs(w->findChild<QDockWidget*>(QStringLiteral("controlsDock"))->width() - controlsWidth) <= 2);
+        QVERIFY(w->overlays().erf);
+        QVERIFY(paletteIsDark());
+        w->findChild<QAction*>(QStringLiteral("palette_light"))->trigger();
+    }
+
     // View > Palette > Dark: the widgets go dark; the figures a user exports do not change.
     void theDarkPaletteLeavesExportedFiguresAlone() {
         if (qApp->devicePixelRatio() >= 2)

@@ -69,7 +69,14 @@ private Q_SLOTS:
         w.start(models, images[0], std::nullopt);
         QVERIFY(waitFor(shown, 1));
         // Results counted and the last one kept (a QSignalSpy would keep every result alive).
-        int results = 0;
+        // Every 100th click also searches the saliency region: its sampling points and ERF
+        // must arrive first (a partial result of the same click), then the whole.
+        int results = 0, partials = 0;
+        uint64_t partialId = 0;
+        QObject::connect(&w, &MainWindow::partialResultShown, [&](const ClickViewPtr& r) {
+            ++partials;
+            partialId = r->id;
+        });
         ClickViewPtr last;
         QObject::connect(&w, &MainWindow::resultShown, [&](const ClickViewPtr& r) {
             ++results;
@@ -88,6 +95,11 @@ private Q_SLOTS:
             // A walk over the image: every position of a 13 x 11 lattice in turn.
             const QPointF p(4.5 + double((i * 7) % 13) * 9.5, 3.5 + double((i * 5) % 11) * 11.0);
             const int before = results;
+            const bool saliency = i % 100 == 0;
+            deformscope::common::AnalysisRequest settings = w.analysisSettings();
+            settings.what.saliency = saliency;
+            settings.forwards = 40;
+            w.setAnalysisSettings(settings);
             Canvas* canvas = w.comparisonView()->canvas(i % 3);
             // Where the click lands, before any result can change the view.
             const QPointF clicked = canvas->widgetToImage(canvas->imageToWidget(p).toPoint());
@@ -99,7 +111,11 @@ private Q_SLOTS:
             QVERIFY(r);
             QVERIFY2(r->id > lastId, qPrintable(QString("click %1: result %2 after %3").arg(i).arg(r->id).arg(lastId)));
             lastId = r->id;
-            QCOMPARE(results, before + 1); // exactly one result per click
+            QCOMPARE(results, before + 1); // exactly one (complete) result per click
+            if (saliency) {
+                QCOMPARE(partialId, r->id);
+                QVERIFY(r->columns[0].hasSaliency && !r->partial);
+            }
             QCOMPARE(int(r->columns.size()), 3);
             for (const ColumnView& c : r->columns)
                 QVERIFY2(c.error.isEmpty(), qPrintable(c.error));
@@ -113,9 +129,10 @@ private Q_SLOTS:
         const double rssEnd = residentBytes();
         const double growth = (rssEnd - rss100) / rss100;
         std::printf("soak: %d clicks in %.1f s (%.1f ms per click), resident %.1f MB after click 100, %.1f MB after "
-                    "click %d (%+.2f %%), peak after click 100 %.1f MB\n",
+                    "click %d (%+.2f %%), peak after click 100 %.1f MB; %d partial results\n",
                     clicks, double(timer.elapsed()) / 1e3, double(timer.elapsed()) / clicks, rss100 / 1e6, rssEnd / 1e6,
-                    clicks, growth * 100, rssMax / 1e6);
+                    clicks, growth * 100, rssMax / 1e6, partials);
+        QVERIFY(partials >= clicks / 100); // the saliency clicks' sampling and ERF came first
         QVERIFY2(growth < 0.05, qPrintable(QString("resident memory grew %1 % after click 100").arg(growth * 100)));
     }
 };
