@@ -2,6 +2,7 @@
 
 #include "core/model/capture.h"
 #include "core/ops/checks/selftest.h"
+#include "core/ops/device_memory.h"
 
 #include <algorithm>
 #include <cmath>
@@ -127,9 +128,11 @@ void checkMemory(const model::LoadedModel& m, std::array<int64_t, 2> size, const
     constexpr int64_t kProbe = 128, kCheckAbove = 768 * 768;
     const int64_t frames = std::max<int64_t>(1, m.inputCount());
     const double pixels = double(size[0]) * double(size[1]) * double(frames) * double(std::max<int64_t>(1, batch));
-    if (pixels <= double(kCheckAbove) || !m.device().is_cpu())
+    if (pixels <= double(kCheckAbove))
         return;
-    const int64_t available = availableMemory();
+    // The system's memory for the CPU; a GPU's own (free, plus what LibTorch keeps cached).
+    const bool gpu = !m.device().is_cpu();
+    const int64_t available = gpu ? ops::freeDeviceMemory(m.device()).value_or(0) : availableMemory();
     if (available <= 0)
         return;
     double perPixel = 0;
@@ -152,9 +155,12 @@ void checkMemory(const model::LoadedModel& m, std::array<int64_t, 2> size, const
     throw UsageError(what + ": an input of " + std::to_string(size[1]) + " x " + std::to_string(size[0]) +
                      (frames > 1 ? " (" + std::to_string(frames) + " frames)" : std::string()) +
                      (batch > 1 ? " in batches of " + std::to_string(batch) : std::string()) + " would need about " +
-                     gigabytes(need) + " of memory to analyse with " + m.path() + " (its layers' outputs, " +
-                     gigabytes(perPixel * pixels) + ", kept for the backward pass, and the gradients), but " +
-                     gigabytes(double(available)) + " is available: give --input-size H W (about " +
+                     gigabytes(need) + " of " +
+                     (gpu ? "cuda:" + std::to_string(m.device().has_index() ? int(m.device().index()) : 0) + " memory"
+                          : std::string("memory")) +
+                     " to analyse with " + m.path() + " (its layers' outputs, " + gigabytes(perPixel * pixels) +
+                     ", kept for the backward pass, and the gradients), but " + gigabytes(double(available)) +
+                     " is available: give --input-size H W (about " +
                      std::to_string(fit(size[0])) + " " + std::to_string(fit(size[1])) + " fits)");
 }
 

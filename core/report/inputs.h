@@ -57,7 +57,8 @@ void makeDirectory(const std::string& dir);
 // --input-size that fits) an input of `size` (H, W per frame; `batch` images at once) whose
 // analysis would not fit in the memory the system has available, before anything that
 // large is allocated. The estimate: a 128 x 128 probe forward's layer outputs scaled to the
-// input, x 3 for what the backward keeps. Checked on the CPU above 768 x 768 pixels.
+// input, x 3 for what the backward keeps, against the system's available memory on the CPU
+// and the GPU's free memory on CUDA (ops::freeDeviceMemory). Checked above 768 x 768 pixels.
 void checkMemory(const model::LoadedModel& m, std::array<int64_t, 2> size, const std::string& what,
                  int64_t batch = 1);
 

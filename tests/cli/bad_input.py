@@ -347,6 +347,11 @@ def cases(f, work):
         ("train-samples roi heads without trunks", ["train-samples", "--roi-heads", "--out", f["empty_folder"],
                                                     "--variants", "regular"], 2, ["regular.pt", "train it first"]),
     ]
+    # On a GPU machine: the estimate is checked against the GPU's free memory, named.
+    if torch.cuda.is_available():
+        rows.append(("huge input size on the GPU",
+                     A + ["--device", "cuda", "--input-size", "100000", "100000", "--out", out("a")], 2,
+                     ["cuda:0 memory", "--input-size", "GB"]))
     return rows
 
 
