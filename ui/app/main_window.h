@@ -102,6 +102,8 @@ public:
     // exists already, a question (non-modal, objectName "overwriteQuestion") asks first.
     void exportUnder(const QString& parent, bool figures = true, bool data = true);
     QString exportFolderName() const; // "" before any result
+    // The result column the single view shows (what it exports); -1 in the comparison or before a result.
+    int singleViewColumn() const;
     void cancelAnalysis();
     // Asks how to feed a model (mean, std, colour order, input size); non-blocking.
     void editInputSettings(int model);

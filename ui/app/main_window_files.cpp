@@ -286,21 +286,27 @@ void MainWindow::exportTo(const QString& directory, bool figures, bool data) {
     r.figures = figures;
     r.data = data;
     // The single view exports its model alone (the `analyze` layout); the comparison, every column.
-    if (m_views->currentWidget() == m_single && m_currentModel < int(m_result->columns.size()))
-        r.models = QStringList{m_result->columns[size_t(m_currentModel)].model};
+    if (const int single = singleViewColumn(); single >= 0)
+        r.models = QStringList{m_result->columns[size_t(single)].model};
     m_settings->setLastDirectory(directory);
     m_viewFiles = figures ? exportViews(directory) : QStringList();
     statusBar()->showMessage(tr("Exporting to %1…").arg(directory));
     m_exportRequest = m_engine->exportResults(r);
 }
 
+int MainWindow::singleViewColumn() const {
+    return m_result && m_views->currentWidget() == m_single && m_currentModel < int(m_result->columns.size())
+               ? m_currentModel
+               : -1;
+}
+
 QString MainWindow::exportFolderName() const {
     if (!m_result || m_result->columns.empty())
         return {};
-    const bool single = m_views->currentWidget() == m_single && m_currentModel < int(m_result->columns.size());
-    const ColumnView& c = m_result->columns[single ? size_t(m_currentModel) : 0];
+    const int single = singleViewColumn();
+    const ColumnView& c = m_result->columns[size_t(std::max(single, 0))];
     QString name = QStringLiteral("%1_%2_fx%3_fy%4")
-                       .arg(single ? c.model : QStringLiteral("compare"), c.layer.isEmpty() ? m_layer : c.layer)
+                       .arg(single >= 0 ? c.model : QStringLiteral("compare"), c.layer.isEmpty() ? m_layer : c.layer)
                        .arg(c.fx)
                        .arg(c.fy);
     for (QChar& ch : name)

@@ -384,11 +384,12 @@ void Canvas::paintHud(QPainter& painter) const
     // small to leave the image visible under it).
     if (width() >= 300 && height() >= 220) {
         double y = 8;
-        auto row = [&](const std::vector<std::pair<QString, QColor>>& parts, const QString& trailer = {}) {
-            double w = 2 * pad;
+        // One rounded row of (dot, text) parts, right-aligned, with `room` more pixels at its
+        // end; returns that room's rectangle.
+        auto row = [&](const std::vector<std::pair<QString, QColor>>& parts, double room = 0) {
+            double w = 2 * pad + room;
             for (const auto& [text, color] : parts)
                 w += fm.horizontalAdvance(text) + (color.isValid() ? h * 0.7 : 0) + 6;
-            w += trailer.isEmpty() ? 0 : fm.horizontalAdvance(trailer);
             const QRectF r(width() - 8 - w, y, w, h);
             painter.setPen(Qt::NoPen);
             painter.setBrush(QColor(0, 0, 0, 160));
@@ -419,7 +420,7 @@ void Canvas::paintHud(QPainter& painter) const
             row(parts);
         }
         if (m_panel.heat && !m_panel.heat->contours.empty()) {
-            const uint32_t rgb = m_panel.heat->contourRgb ? m_panel.heat->contourRgb : 0xffffff;
+            const uint32_t rgb = figure::contourColor(*m_panel.heat); // as paintPanel draws them
             QStringList fractions;
             const QStringList dashes{QStringLiteral("solid"), QStringLiteral("dashed"), QStringLiteral("dotted")};
             for (size_t i = 0; i < m_panel.heat->contours.size(); ++i)
@@ -430,14 +431,15 @@ void Canvas::paintHud(QPainter& painter) const
         if (m_panel.heat && m_panel.heat->map) {
             // The ERF's colour bar: 0 to the node's largest gradient.
             const double barW = 72;
-            const QRectF free = row({{tr("ERF 0"), QColor()}}, QString(int(barW / fm.horizontalAdvance(QLatin1Char(' '))) + 6, QLatin1Char(' ')));
+            const QString max = tr("max");
+            const QRectF free = row({{tr("ERF 0"), QColor()}}, barW + 4 + fm.horizontalAdvance(max));
             const QRectF bar(free.left(), free.top() + 4, barW, h - 8);
             QLinearGradient g(bar.topLeft(), bar.topRight());
             for (int i = 0; i <= 8; ++i)
                 g.setColorAt(i / 8.0, rgbColor(figure::colormap(m_panel.heat->colormap, i / 8.0)));
             painter.fillRect(bar, g);
             painter.setPen(QColor(0xd0, 0xd2, 0xd8));
-            painter.drawText(QRectF(bar.right() + 4, free.top(), 40, h), Qt::AlignVCenter, tr("max"));
+            painter.drawText(QRectF(bar.right() + 4, free.top(), fm.horizontalAdvance(max) + 2, h), Qt::AlignVCenter, max);
         }
         if (!m_panel.mask.empty())
             row({{tr("saliency region (outline)"), QColor(Qt::white)}});

@@ -298,8 +298,7 @@ void ComparisonView::fillTable()
             m_table->setItem(r, c, item);
         }
     }
-    // Show every metric without scrolling (up to a third of the view).
-    // (Rows keep the height the constructor reserved room for.)
+    // (The table keeps the height the constructor reserved: more rows scroll.)
     QString summary = tr("click (%1, %2) \u00b7 %n model(s)", nullptr, int(m_click->columns.size()))
                           .arg(m_click->click.x(), 0, 'f', 1)
                           .arg(m_click->click.y(), 0, 'f', 1);

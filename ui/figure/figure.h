@@ -202,6 +202,9 @@ std::string savePanel(const Panel& panel, const QRectF& target, const QRect& pag
 // Colour of a colour map at t ∈ [0, 1] (clamped), as 0xRRGGBB: matplotlib's tables
 // (also "plasma"), linearly interpolated. Unknown names give inferno.
 uint32_t colormap(const std::string& name, double t);
+// The colour paintPanel draws a heat map's contours in, as 0xRRGGBB: heat.contourRgb when
+// set, else by its colour map (white; blue on gray, dark on coolwarm).
+uint32_t contourColor(const Heat& heat);
 // Level colours used for sampling points (level 1 first, repeating after 8;
 // grey below 1), as 0xRRGGBB.
 uint32_t levelColor(int level);

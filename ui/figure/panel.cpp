@@ -148,15 +148,6 @@ double heatPosition(const Heat& heat, double top, double v)
     return heat.isSigned ? 0.5 + 0.5 * r : r;
 }
 
-uint32_t contourColor(const std::string& colormapName)
-{
-    if (colormapName == "gray" || colormapName == "grey")
-        return 0x00b4ff;
-    if (colormapName == "coolwarm")
-        return 0x202020;
-    return 0xffffff;
-}
-
 // ---------------------------------------------------------------- the panel raster
 
 // Background, greyed under a heat map, the heat map blended over it, and the
@@ -417,7 +408,7 @@ void drawRegions(QPainter& painter, const Panel& panel, Grid grid, const QRectF&
             const analysis::MassContour& c = heat.contours[i];
             if (c.fraction > 0 && c.fraction <= 1 && !c.loops.empty())
                 strokeWithHalo(painter, outlinePath(c.loops, target, hx, hy, 0.5),
-                    rgbColor(heat.contourRgb ? heat.contourRgb : contourColor(heat.colormap)), 1.0 * unit,
+                    rgbColor(contourColor(heat)), 1.0 * unit,
                     contourDashes(i), 0.45);
         }
     }
@@ -538,6 +529,17 @@ void paintPanel(QPainter& painter, const Panel& panel, const QRectF& target, con
     if (panel.arrows != Arrows::None && panel.offsets.hasArrows())
         drawArrows(painter, panel.offsets, panel.arrows, target, sx, sy, unit);
     painter.restore();
+}
+
+uint32_t contourColor(const Heat& heat)
+{
+    if (heat.contourRgb)
+        return heat.contourRgb;
+    if (heat.colormap == "gray" || heat.colormap == "grey")
+        return 0x00b4ff;
+    if (heat.colormap == "coolwarm")
+        return 0x202020;
+    return 0xffffff;
 }
 
 } // namespace deformscope::figure
