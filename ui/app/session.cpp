@@ -8,17 +8,22 @@
 #include <QJsonArray>
 #include <QJsonDocument>
 
+#include <algorithm>
+
 namespace deformscope::ui {
 
 namespace {
 const char* const kFormat = "deformscope-session/1";
 
 QJsonArray rectToJson(const QRectF& r) { return QJsonArray{r.x(), r.y(), r.width(), r.height()}; }
+// A box [x, y, w, h] of four numbers; anything else, or a box of no size (which
+// toJson leaves out, as it leaves out no box), is no box.
 QRectF rectFromJson(const QJsonValue& v) {
     const QJsonArray a = v.toArray();
-    if (a.size() != 4)
+    if (a.size() != 4 || !std::all_of(a.begin(), a.end(), [](const QJsonValue& x) { return x.isDouble(); }))
         return {};
-    return QRectF(a[0].toDouble(), a[1].toDouble(), a[2].toDouble(), a[3].toDouble());
+    const QRectF r(a[0].toDouble(), a[1].toDouble(), a[2].toDouble(), a[3].toDouble());
+    return r.isNull() ? QRectF() : r;
 }
 } // namespace
 
@@ -109,8 +114,12 @@ std::optional<Session> parseSession(const QByteArray& bytes, QString* problem) {
         return fail(QStringLiteral("is not a DeformScope session (expected \"format\": \"") + QLatin1String(kFormat) +
                     QStringLiteral("\")"));
     Session s;
-    for (const QJsonValue& v : o.value(QStringLiteral("models")).toArray())
-        s.models.append(v.toString());
+    const QJsonArray models = o.value(QStringLiteral("models")).toArray();
+    for (qsizetype i = 0; i < models.size(); ++i) {
+        if (!models[i].isString() || models[i].toString().isEmpty())
+            return fail(QStringLiteral("models[%1] is not a model file's path").arg(i));
+        s.models.append(models[i].toString());
+    }
     s.image = o.value(QStringLiteral("image")).toString();
     s.device = o.value(QStringLiteral("device")).toString(s.device);
     s.layer = o.value(QStringLiteral("layer")).toString();

@@ -915,6 +915,14 @@ private Q_SLOTS:
         QVERIFY(e->analysis.device == deformscope::common::AnalysisRequest{}.device);
         const std::optional<Session> again = parseSession(QJsonDocument(e->toJson()).toJson(), &problem);
         QVERIFY(again && *again == *e);
+        // A box that is not four numbers, or has no size, is no box (found by the fuzzer: a box
+        // [2, "a", "b", "c"] was read as 2, 0, 0, 0 and lost on saving); a model that is not a
+        // path is refused, named.
+        const std::optional<Session> boxes = parseSession(R"({"format": "deformscope-session/1", "models": ["/m/a.pt"],
+            "roi_box": [2, "a", "b", "c"], "object_box": [3, 4, 0, 0]})", &problem);
+        QVERIFY(boxes && boxes->roiBox.isNull() && boxes->objectBox.isNull());
+        QVERIFY(!parseSession(R"({"format": "deformscope-session/1", "models": ["/m/a.pt", 10]})", &problem));
+        QCOMPARE(problem, QStringLiteral("models[1] is not a model file's path"));
     }
 
     void aSessionSavesAndRestoresUnchanged() {
